@@ -1,0 +1,197 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Temporal is how a binary reaches the Temporal frontend.
+type Temporal struct {
+	Address       string `env:"IRU_TEMPORAL_ADDRESS" envDefault:"127.0.0.1:7233" doc:"Temporal frontend, host:port."`
+	Namespace     string `env:"IRU_TEMPORAL_NAMESPACE" envDefault:"default" doc:"Temporal namespace."`
+	TLS           bool   `env:"IRU_TEMPORAL_TLS" envDefault:"false" doc:"Use TLS to the frontend (implied by a CA, client certificate or API key)."`
+	TLSCA         string `env:"IRU_TEMPORAL_TLS_CA" doc:"PEM file of the CA that signs the frontend certificate; system roots when empty."`
+	TLSCert       string `env:"IRU_TEMPORAL_TLS_CERT" doc:"PEM client certificate for mTLS (with IRU_TEMPORAL_TLS_KEY)."`
+	TLSKey        string `env:"IRU_TEMPORAL_TLS_KEY" doc:"PEM private key of the mTLS client certificate."`
+	TLSServerName string `env:"IRU_TEMPORAL_TLS_SERVER_NAME" doc:"Server name to verify in the frontend certificate, when it differs from the address host."`
+	APIKey        string `env:"IRU_TEMPORAL_API_KEY" secret:"true" doc:"Temporal API key (sent as a bearer token; implies TLS)."`
+}
+
+// UseTLS reports whether the connection to Temporal uses TLS.
+func (t Temporal) UseTLS() bool {
+	return t.TLS || t.TLSCA != "" || t.TLSCert != "" || t.APIKey != ""
+}
+
+func (t Temporal) validate() []error {
+	var p []error
+	if _, _, err := net.SplitHostPort(t.Address); err != nil {
+		p = append(p, fmt.Errorf("IRU_TEMPORAL_ADDRESS=%q: want host:port: %w", t.Address, err))
+	}
+	if t.Namespace == "" {
+		p = append(p, fmt.Errorf("IRU_TEMPORAL_NAMESPACE: must not be empty"))
+	}
+	if (t.TLSCert == "") != (t.TLSKey == "") {
+		p = append(p, fmt.Errorf("IRU_TEMPORAL_TLS_CERT and IRU_TEMPORAL_TLS_KEY: set both or neither"))
+	}
+	p = append(p, fileExists("IRU_TEMPORAL_TLS_CA", t.TLSCA)...)
+	p = append(p, fileExists("IRU_TEMPORAL_TLS_CERT", t.TLSCert)...)
+	p = append(p, fileExists("IRU_TEMPORAL_TLS_KEY", t.TLSKey)...)
+	return p
+}
+
+// Log configures the structured logger.
+type Log struct {
+	Level  string `env:"IRU_LOG_LEVEL" envDefault:"info" doc:"Log level: debug, info, warn or error."`
+	Format string `env:"IRU_LOG_FORMAT" envDefault:"json" doc:"Log format: json or text."`
+}
+
+// SlogLevel returns the level as a slog.Level.
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(l.Level)) // validated in validate
+	return lv
+}
+
+func (l Log) validate() []error {
+	var p []error
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
+		p = append(p, fmt.Errorf("IRU_LOG_LEVEL=%q: want debug, info, warn or error", l.Level))
+	}
+	if l.Format != "json" && l.Format != "text" {
+		p = append(p, fmt.Errorf("IRU_LOG_FORMAT=%q: want json or text", l.Format))
+	}
+	return p
+}
+
+// Worker is the configuration of the worker binary.
+type Worker struct {
+	Temporal      Temporal
+	Log           Log
+	HTTPAddr      string        `env:"IRU_WORKER_HTTP_ADDR" envDefault:"127.0.0.1:9091" doc:"Address of the worker's /healthz and /metrics endpoint."`
+	ShutdownGrace time.Duration `env:"IRU_WORKER_SHUTDOWN_GRACE" envDefault:"30s" doc:"How long running activities may take to finish after SIGINT/SIGTERM."`
+}
+
+// Validate implements [Validator].
+func (w *Worker) Validate() error {
+	p := w.Temporal.validate()
+	p = append(p, w.Log.validate()...)
+	p = append(p, hostPort("IRU_WORKER_HTTP_ADDR", w.HTTPAddr)...)
+	if w.ShutdownGrace < 0 {
+		p = append(p, fmt.Errorf("IRU_WORKER_SHUTDOWN_GRACE=%s: must not be negative", w.ShutdownGrace))
+	}
+	return errs(p)
+}
+
+// Server is the configuration of `starter serve`, the API server.
+type Server struct {
+	Temporal Temporal
+	Log      Log
+	HTTPAddr string `env:"IRU_API_ADDR" envDefault:"127.0.0.1:8080" doc:"Listen address of the API server."`
+}
+
+// Validate implements [Validator].
+func (s *Server) Validate() error {
+	p := s.Temporal.validate()
+	p = append(p, s.Log.validate()...)
+	p = append(p, hostPort("IRU_API_ADDR", s.HTTPAddr)...)
+	return errs(p)
+}
+
+// Client is the configuration of the starter's client commands
+// (trigger/selftest and the operator commands).
+type Client struct {
+	Temporal Temporal
+	Log      Log
+}
+
+// Validate implements [Validator].
+func (c *Client) Validate() error {
+	return errs(append(c.Temporal.validate(), c.Log.validate()...))
+}
+
+// Up is the configuration of `starter up`, the all-in-one local stack.
+type Up struct {
+	Log         Log
+	StateDir    string `env:"IRU_STATE_DIR" envDefault:".iru" doc:"Folder for local state: the dev server's SQLite file, logs, env file."`
+	TemporalCLI string `env:"IRU_TEMPORAL_CLI" envDefault:".tools/bin/temporal" doc:"Path of the pinned Temporal CLI (installed by make tools)."`
+	FrontendPort int   `env:"IRU_DEV_FRONTEND_PORT" envDefault:"7233" doc:"Port of the local dev server's frontend (0 picks a free port)."`
+	UIPort       int   `env:"IRU_DEV_UI_PORT" envDefault:"8233" doc:"Port of the local dev server's Web UI (0 picks a free port)."`
+	WorkerBin    string `env:"IRU_WORKER_BIN" envDefault:"bin/worker" doc:"Path of the worker binary that starter up runs."`
+	APIAddr      string `env:"IRU_API_ADDR" envDefault:"127.0.0.1:8080" doc:"Listen address of the API server."`
+	WorkerAddr   string `env:"IRU_WORKER_HTTP_ADDR" envDefault:"127.0.0.1:9091" doc:"Address of the worker's /healthz and /metrics endpoint."`
+}
+
+// Validate implements [Validator].
+func (u *Up) Validate() error {
+	p := u.Log.validate()
+	if u.StateDir == "" {
+		p = append(p, fmt.Errorf("IRU_STATE_DIR: must not be empty"))
+	}
+	for name, port := range map[string]int{"IRU_DEV_FRONTEND_PORT": u.FrontendPort, "IRU_DEV_UI_PORT": u.UIPort} {
+		if port < 0 || port > 65535 {
+			p = append(p, fmt.Errorf("%s=%d: want a port 0..65535", name, port))
+		}
+	}
+	p = append(p, hostPort("IRU_API_ADDR", u.APIAddr)...)
+	p = append(p, hostPort("IRU_WORKER_HTTP_ADDR", u.WorkerAddr)...)
+	return errs(p)
+}
+
+func hostPort(name, v string) []error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return []error{fmt.Errorf("%s=%q: want host:port", name, v)}
+	}
+	return nil
+}
+
+func fileExists(name, path string) []error {
+	if path == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return []error{fmt.Errorf("%s=%q: %w", name, path, unwrapPathError(err))}
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// Names returns the variable names of cfg, for documentation checks.
+func Names(cfg any) []string {
+	fields, _ := Describe(cfg)
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// MarkdownTable renders fields as a Markdown table for the README.
+func MarkdownTable(fields []Field) string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n|---|---|---|\n")
+	for _, f := range fields {
+		def := f.Default
+		if def == "" {
+			def = "—"
+		} else {
+			def = "`" + def + "`"
+		}
+		doc := f.Doc
+		if f.Secret {
+			doc += " Secret: also read from the file named by `" + f.Name + "_FILE`; never logged."
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Name, def, doc)
+	}
+	return b.String()
+}

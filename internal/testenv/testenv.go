@@ -1,0 +1,130 @@
+// Package testenv gives tests real infrastructure: one Temporal dev server
+// per test binary, started from the pinned CLI on free ports and stopped
+// when the tests end. A missing CLI binary fails the test; it never skips.
+//
+// A test package that uses it calls [Main] from its TestMain.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/workflows"
+)
+
+var (
+	once   sync.Once
+	server *devserver.Server
+	logf   *os.File
+	err    error
+)
+
+// Main runs the tests of a package and stops the shared dev server after.
+func Main(m *testing.M) {
+	code := m.Run()
+	if server != nil {
+		_ = server.Stop()
+	}
+	if logf != nil {
+		_ = logf.Close()
+		if code == 0 {
+			_ = os.Remove(logf.Name())
+		} else {
+			fmt.Fprintf(os.Stderr, "dev server log: %s\n", logf.Name())
+		}
+	}
+	os.Exit(code)
+}
+
+// RepoRoot returns the repository root (the folder holding go.mod).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("testenv: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// TemporalCLI returns the path of the pinned Temporal CLI: IRU_TEMPORAL_CLI,
+// or .tools/bin/temporal in the repository.
+func TemporalCLI() (string, error) {
+	if p := os.Getenv("IRU_TEMPORAL_CLI"); p != "" {
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ".tools", "bin", "temporal"), nil
+}
+
+// Temporal returns the package's shared dev server, starting it on first use.
+func Temporal(tb testing.TB) *devserver.Server {
+	tb.Helper()
+	once.Do(func() {
+		var bin string
+		if bin, err = TemporalCLI(); err != nil {
+			return
+		}
+		logf, err = os.CreateTemp("", "iru-devserver-*.log")
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		server, err = devserver.Start(ctx, devserver.Options{
+			Binary:           bin,
+			SearchAttributes: workflows.SearchAttributeFlags(),
+			Log:              logf,
+		})
+	})
+	if err != nil {
+		tb.Fatalf("testenv: Temporal dev server: %v", err)
+	}
+	return server
+}
+
+// Client dials the shared dev server with opts (HostPort and Namespace are
+// filled in) and closes the client when the test ends.
+func Client(tb testing.TB, opts client.Options) client.Client {
+	tb.Helper()
+	s := Temporal(tb)
+	opts.HostPort, opts.Namespace = s.Address(), s.Namespace()
+	c, err := client.Dial(opts)
+	if err != nil {
+		tb.Fatalf("testenv: dial dev server: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// Worker starts a worker on taskQueue with the registrations made by
+// register, and stops it when the test ends.
+func Worker(tb testing.TB, c client.Client, taskQueue string, register func(worker.Registry)) worker.Worker {
+	tb.Helper()
+	w := worker.New(c, taskQueue, worker.Options{})
+	register(w)
+	if err := w.Start(); err != nil {
+		tb.Fatalf("testenv: start worker: %v", err)
+	}
+	tb.Cleanup(w.Stop)
+	return w
+}

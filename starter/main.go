@@ -1,0 +1,56 @@
+// Command starter is the IRU Responder operator CLI and API server.
+//
+//	starter up        the whole local stack: dev server, worker, API server, self-test
+//	starter serve     the API server
+//	starter selftest  run the end-to-end self-test workflow (alias: trigger)
+//	starter version   print the build version
+//
+// Configuration comes from environment variables; see the README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starter:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "starter",
+		Short:         "IRU Responder: operator CLI and API server",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newVersionCmd(), newServeCmd(), newSelfTestCmd(), newUpCmd())
+	return root
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	if e, ok := err.(*exitError); ok {
+		return e.code
+	}
+	return 1
+}

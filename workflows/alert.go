@@ -1,0 +1,38 @@
+package workflows
+
+import "time"
+
+// Alert is one detector alert as the intake hands it to an incident: parsed,
+// authenticated, mapped to an asset. Raw payloads stay in the intake's
+// spool/evidence store; RawRef points at them.
+type Alert struct {
+	// ID is unique per accepted alert (assigned by the intake).
+	ID string
+	// Fingerprint identifies the same alert re-sent by a detector;
+	// duplicates are counted, not repeated.
+	Fingerprint string
+	// Source is the detector: alertmanager, falco, wazuh or generic.
+	Source string
+	// Rule is the detector's rule or alert name.
+	Rule string
+	// Severity is critical, high, medium, low or info.
+	Severity string
+	// Asset is the canonical asset (container) name from the inventory.
+	Asset string
+	// Summary is a one-line description for people.
+	Summary string
+	// Labels are the detector's labels and fields, flattened.
+	Labels map[string]string
+	// ObservedAt is when the detector saw the event.
+	ObservedAt time.Time
+	// ReceivedAt is when the intake durably accepted the alert.
+	ReceivedAt time.Time
+	// RawRef references the raw payload kept by the intake.
+	RawRef string `json:",omitempty"`
+}
+
+// AlertSignalInput is the payload of [AlertSignal]: alerts for one
+// correlation key that arrived together, coalesced into one signal.
+type AlertSignalInput struct {
+	Alerts []Alert
+}

@@ -1,0 +1,74 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+)
+
+// TaskQueue is the task queue the worker polls for workflows and activities.
+const TaskQueue = "iru-responder"
+
+// Search attributes the platform sets on incident workflows. The dev server
+// script registers them (see [SearchAttributeKeys]).
+var (
+	// SeverityKey is the incident severity (critical, high, medium, low).
+	SeverityKey = temporal.NewSearchAttributeKeyKeyword("IruSeverity")
+	// PhaseKey is the current incident phase (detection … post_incident).
+	PhaseKey = temporal.NewSearchAttributeKeyKeyword("IruPhase")
+	// PlaybookKey is the playbook name the incident runs.
+	PlaybookKey = temporal.NewSearchAttributeKeyKeyword("IruPlaybook")
+	// AssetKey is the asset (container) the incident is about.
+	AssetKey = temporal.NewSearchAttributeKeyKeyword("IruAsset")
+	// DrillKey marks drill incidents.
+	DrillKey = temporal.NewSearchAttributeKeyBool("IruDrill")
+)
+
+// SearchAttributeKeys lists the custom search attributes, for registration
+// on a server.
+func SearchAttributeKeys() []temporal.SearchAttributeKey {
+	return []temporal.SearchAttributeKey{SeverityKey, PhaseKey, PlaybookKey, AssetKey, DrillKey}
+}
+
+// SearchAttributeFlags renders [SearchAttributeKeys] as the dev server's
+// --search-attribute values ("Name=Type").
+func SearchAttributeFlags() []string {
+	keys := SearchAttributeKeys()
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.GetName()+"="+k.GetValueType().String())
+	}
+	return out
+}
+
+// SelfTestWorkflowID is the workflow id of one self-test run.
+func SelfTestWorkflowID(nonce string) string { return "selftest:" + nonce }
+
+// Workflow type names, as registered on the worker.
+const (
+	// SelfTestWorkflow is the registered name of [SelfTest].
+	SelfTestWorkflow = "SelfTest"
+)
+
+// Names of the incident workflow and its messages. The starter (intake and
+// responder API) and the workflow use these and nothing else.
+const (
+	// IncidentWorkflow is the registered name of the playbook interpreter.
+	IncidentWorkflow = "Incident"
+	// AlertSignal carries correlated alerts ([AlertSignalInput]) into an incident.
+	AlertSignal = "alert"
+	// ApprovalSignal carries a responder decision as a signal (fire and forget).
+	ApprovalSignal = "approval"
+	// AbortSignal stops an incident and runs its compensations.
+	AbortSignal = "abort"
+	// StatusQuery returns the incident's status.
+	StatusQuery = "status"
+	// ApproveUpdate approves a pending step (validated: role, quorum, four-eyes).
+	ApproveUpdate = "approve"
+	// DenyUpdate denies a pending step.
+	DenyUpdate = "deny"
+	// EscalateUpdate escalates the incident to the next tier.
+	EscalateUpdate = "escalate"
+)
+
+// IncidentWorkflowID is the workflow id of the incident with correlation key
+// key: alerts with the same key join one incident.
+func IncidentWorkflowID(key string) string { return "incident:" + key }
