@@ -116,11 +116,11 @@ func (c *Client) Validate() error {
 
 // Up is the configuration of `starter up`, the all-in-one local stack.
 type Up struct {
-	Log         Log
-	StateDir    string `env:"IRU_STATE_DIR" envDefault:".iru" doc:"Folder for local state: the dev server's SQLite file, logs, env file."`
-	TemporalCLI string `env:"IRU_TEMPORAL_CLI" envDefault:".tools/bin/temporal" doc:"Path of the pinned Temporal CLI (installed by make tools)."`
-	FrontendPort int   `env:"IRU_DEV_FRONTEND_PORT" envDefault:"7233" doc:"Port of the local dev server's frontend (0 picks a free port)."`
-	UIPort       int   `env:"IRU_DEV_UI_PORT" envDefault:"8233" doc:"Port of the local dev server's Web UI (0 picks a free port)."`
+	Log          Log
+	StateDir     string `env:"IRU_STATE_DIR" envDefault:".iru" doc:"Folder for local state: the dev server's SQLite file, logs, env file."`
+	TemporalCLI  string `env:"IRU_TEMPORAL_CLI" envDefault:".tools/bin/temporal" doc:"Path of the pinned Temporal CLI (installed by make tools)."`
+	FrontendPort int    `env:"IRU_DEV_FRONTEND_PORT" envDefault:"7233" doc:"Port of the local dev server's frontend (0 picks a free port)."`
+	UIPort       int    `env:"IRU_DEV_UI_PORT" envDefault:"8233" doc:"Port of the local dev server's Web UI (0 picks a free port)."`
 	WorkerBin    string `env:"IRU_WORKER_BIN" envDefault:"bin/worker" doc:"Path of the worker binary that starter up runs."`
 	APIAddr      string `env:"IRU_API_ADDR" envDefault:"127.0.0.1:8080" doc:"Listen address of the API server."`
 	WorkerAddr   string `env:"IRU_WORKER_HTTP_ADDR" envDefault:"127.0.0.1:9091" doc:"Address of the worker's /healthz and /metrics endpoint."`

@@ -24,7 +24,7 @@ import (
 // Options are what a process adds to the configuration when it dials.
 type Options struct {
 	Logger        *slog.Logger
-	Metrics       client.MetricsHandler  // nil: no SDK metrics
+	Metrics       client.MetricsHandler   // nil: no SDK metrics
 	DataConverter converter.DataConverter // nil: the SDK default
 	Identity      string                  // "" : the SDK default (pid@host)
 }
