@@ -36,3 +36,25 @@ type Alert struct {
 type AlertSignalInput struct {
 	Alerts []Alert
 }
+
+// IncidentInput starts an [IncidentWorkflow]. The intake fills it from the
+// first alert(s) of a correlation key; drills and operators fill it too.
+type IncidentInput struct {
+	// IncidentID is the human-facing incident id (also in the ledger).
+	IncidentID string
+	// Key is the correlation key; the workflow id is IncidentWorkflowID(Key).
+	Key string
+	// Alerts are the alert(s) that opened the incident.
+	Alerts []Alert
+	// Asset is the canonical asset (container) name.
+	Asset string
+	// Severity is critical, high, medium, low or info.
+	Severity string
+	// Playbook and PlaybookVersion select the playbook ("" version: current).
+	Playbook        string
+	PlaybookVersion string
+	// Drill marks a drill: acts only on drill targets.
+	Drill bool
+	// OpenedBy is the verified identity or component that opened the incident.
+	OpenedBy string
+}
