@@ -137,6 +137,7 @@ func up(ctx context.Context, out io.Writer, cfg config.Up, exitWhenDone bool) er
 	}()
 	select {
 	case addr := <-apiReady:
+		cfg.APIAddr = addr
 		say("API server on http://%s (/healthz, /readyz, /metrics)", addr)
 	case err := <-apiDone:
 		return fmt.Errorf("API server: %w", err)

@@ -70,7 +70,7 @@ func LoadFrom(cfg any, environ []string) error {
 		vars[f.Name] = strings.TrimRight(string(b), "\r\n")
 	}
 	if err := env.ParseWithOptions(cfg, env.Options{Environment: vars}); err != nil {
-		return fmt.Errorf("config: %w", redactParseError(err, fields))
+		return fmt.Errorf("config: %w", explainParseError(cfg, err, fields))
 	}
 	if v, ok := cfg.(Validator); ok {
 		if err := v.Validate(); err != nil {
@@ -80,16 +80,41 @@ func LoadFrom(cfg any, environ []string) error {
 	return nil
 }
 
-// redactParseError drops the offending value from parse errors of secret
-// variables: the env library quotes the value it failed to parse.
-func redactParseError(err error, fields []Field) error {
-	msg := err.Error()
+// explainParseError rewrites the env library's errors (which name Go struct
+// fields) to name the variable, and keeps secret values out of them.
+func explainParseError(cfg any, err error, fields []Field) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	byField := map[string]string{} // Go field name -> variable
+	meta := map[string]reflect.StructField{}
+	collectTags(reflect.TypeOf(cfg), meta)
+	for name, sf := range meta {
+		byField[sf.Name+"/"+sf.Type.String()] = name
+	}
+	secret := map[string]bool{}
 	for _, f := range fields {
-		if f.Secret && strings.Contains(msg, f.Name) {
-			return fmt.Errorf("%s: invalid value (secret, not shown)", f.Name)
+		secret[f.Name] = f.Secret
+	}
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			out = append(out, e)
+			continue
+		}
+		name, ok := byField[pe.Name+"/"+pe.Type.String()]
+		switch {
+		case !ok:
+			out = append(out, e)
+		case secret[name]:
+			out = append(out, fmt.Errorf("%s: invalid value (secret, not shown)", name))
+		default:
+			out = append(out, fmt.Errorf("%s: want a %s: %w", name, pe.Type, pe.Err))
 		}
 	}
-	return err
+	return errors.Join(out...)
 }
 
 // Field describes one configuration variable.

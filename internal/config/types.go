@@ -132,9 +132,12 @@ func (u *Up) Validate() error {
 	if u.StateDir == "" {
 		p = append(p, fmt.Errorf("IRU_STATE_DIR: must not be empty"))
 	}
-	for name, port := range map[string]int{"IRU_DEV_FRONTEND_PORT": u.FrontendPort, "IRU_DEV_UI_PORT": u.UIPort} {
-		if port < 0 || port > 65535 {
-			p = append(p, fmt.Errorf("%s=%d: want a port 0..65535", name, port))
+	for _, port := range []struct {
+		name  string
+		value int
+	}{{"IRU_DEV_FRONTEND_PORT", u.FrontendPort}, {"IRU_DEV_UI_PORT", u.UIPort}} {
+		if port.value < 0 || port.value > 65535 {
+			p = append(p, fmt.Errorf("%s=%d: want a port 0..65535", port.name, port.value))
 		}
 	}
 	p = append(p, hostPort("IRU_API_ADDR", u.APIAddr)...)
@@ -194,4 +197,10 @@ func MarkdownTable(fields []Field) string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Name, def, doc)
 	}
 	return b.String()
+}
+
+// All returns one value of every configuration struct of the binaries, for
+// documentation and checks.
+func All() []any {
+	return []any{&Worker{}, &Server{}, &Client{}, &Up{}}
 }

@@ -1,0 +1,35 @@
+# IRU Responder. The two commands of the README:
+#   make up     the whole platform on this machine, on embedded defaults
+#   make test   every check and test, as CI runs them
+.PHONY: up test tools build dev-server lint bench clean
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/iru-responder/responder/internal/version.Version=$(VERSION)
+
+up: tools build
+	bin/starter up $(UP_FLAGS)
+
+test:
+	scripts/test.sh
+
+tools:
+	scripts/tools.sh
+
+build:
+	go build -ldflags "$(LDFLAGS)" -o bin/ ./worker ./starter
+
+# The dev server alone (SQLite state in .iru/, Web UI, search attributes).
+dev-server: tools build
+	bin/starter devserver
+
+lint: tools
+	gofmt -l $$(git ls-files '*.go')
+	go vet ./...
+	.tools/bin/staticcheck ./...
+	.tools/bin/workflowcheck ./workflows/...
+
+bench: tools
+	go test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin .iru
