@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -85,19 +84,33 @@ func up(ctx context.Context, out io.Writer, cfg config.Up, exitWhenDone bool) er
 	say("Temporal frontend %s, Web UI %s (ready in %s)", dev.Address(), dev.UIURL(), time.Since(t0).Round(time.Millisecond))
 
 	temporalEnv := []string{"IRU_TEMPORAL_ADDRESS=" + dev.Address(), "IRU_TEMPORAL_NAMESPACE=" + dev.Namespace()}
+	// 2. The lab: simulated Proxmox VE and Keycloak, unless real ones are configured.
+	platformEnv := temporalEnv
+	if cfg.Lab.Enabled {
+		l, _, err := startLab(ctx, cfg.StateDir, cfg.Lab)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			say("stopping the lab")
+			l.Close()
+		}()
+		say("lab up: Proxmox VE %s, Keycloak %s", l.PVE.URL(), l.Keycloak.URL())
+		platformEnv = append(platformEnv, l.Env()...)
+	}
 	envFile := filepath.Join(cfg.StateDir, "iru.env")
-	if err := os.WriteFile(envFile, []byte(strings.Join(temporalEnv, "\n")+"\n"), 0o600); err != nil {
+	if err := writeEnvFile(envFile, platformEnv); err != nil {
 		return fmt.Errorf("write %s: %w", envFile, err)
 	}
 
-	// 2. Worker, as its own process: the real binary, as in production.
+	// 3. Worker, as its own process: the real binary, as in production.
 	workerLog, err := openLog("worker.log")
 	if err != nil {
 		return err
 	}
 	defer workerLog.Close()
 	wcmd := exec.Command(cfg.WorkerBin)
-	wcmd.Env = append(os.Environ(), append(temporalEnv, "IRU_WORKER_HTTP_ADDR="+cfg.WorkerAddr)...)
+	wcmd.Env = append(os.Environ(), append(platformEnv, "IRU_WORKER_HTTP_ADDR="+cfg.WorkerAddr)...)
 	wcmd.Stdout, wcmd.Stderr = workerLog, workerLog
 	wcmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := wcmd.Start(); err != nil {
@@ -116,7 +129,7 @@ func up(ctx context.Context, out io.Writer, cfg config.Up, exitWhenDone bool) er
 	}()
 	say("worker started (pid %d), health and metrics on http://%s", wcmd.Process.Pid, cfg.WorkerAddr)
 
-	// 3. API server, in this process.
+	// 4. API server, in this process.
 	apiLog, err := openLog("api.log")
 	if err != nil {
 		return err
@@ -143,7 +156,7 @@ func up(ctx context.Context, out io.Writer, cfg config.Up, exitWhenDone bool) er
 		return fmt.Errorf("API server: %w", err)
 	}
 
-	// 4. Self-test through the real path: client → server → worker → back.
+	// 5. Self-test through the real path: client → server → worker → back.
 	c, err := temporalclient.Dial(ctx, srvCfg.Temporal, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err

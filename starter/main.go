@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newSelfTestCmd(), newUpCmd(), newDevServerCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newSelfTestCmd(), newUpCmd(), newDevServerCmd(), newLabCmd(), newConfigCmd())
 	return root
 }
 

@@ -83,26 +83,3 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatalf("plain value missing: %s", lines)
 	}
 }
-
-// TestREADMEDocumentsEveryVariable keeps the README's configuration
-// reference complete: a new variable cannot be forgotten.
-func TestREADMEDocumentsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range All() {
-		fields, err := Describe(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range fields {
-			if f.Doc == "" {
-				t.Errorf("%s has no doc tag", f.Name)
-			}
-			if !strings.Contains(string(readme), "`"+f.Name+"`") {
-				t.Errorf("README.md does not document %s", f.Name)
-			}
-		}
-	}
-}

@@ -124,6 +124,36 @@ type Up struct {
 	WorkerBin    string `env:"IRU_WORKER_BIN" envDefault:"bin/worker" doc:"Path of the worker binary that starter up runs."`
 	APIAddr      string `env:"IRU_API_ADDR" envDefault:"127.0.0.1:8080" doc:"Listen address of the API server."`
 	WorkerAddr   string `env:"IRU_WORKER_HTTP_ADDR" envDefault:"127.0.0.1:9091" doc:"Address of the worker's /healthz and /metrics endpoint."`
+	Lab          Lab
+}
+
+// Lab configures the simulators of `starter lab` and `starter up`.
+type Lab struct {
+	Enabled      bool          `env:"IRU_LAB" envDefault:"true" doc:"starter up runs the lab simulators and points the platform at them; false uses the configured real Proxmox VE and Keycloak."`
+	PVEAddr      string        `env:"IRU_LAB_PVE_ADDR" envDefault:"127.0.0.1:8006" doc:"Listen address of the simulated Proxmox VE API (HTTPS)."`
+	KeycloakAddr string        `env:"IRU_LAB_KEYCLOAK_ADDR" envDefault:"127.0.0.1:8180" doc:"Listen address of the simulated Keycloak."`
+	TaskDuration time.Duration `env:"IRU_LAB_PVE_TASK_DURATION" envDefault:"300ms" doc:"How long simulated Proxmox tasks (snapshot, backup, restore) run."`
+}
+
+func (l Lab) validate() []error {
+	p := hostPort("IRU_LAB_PVE_ADDR", l.PVEAddr)
+	p = append(p, hostPort("IRU_LAB_KEYCLOAK_ADDR", l.KeycloakAddr)...)
+	if l.TaskDuration < 0 {
+		p = append(p, fmt.Errorf("IRU_LAB_PVE_TASK_DURATION=%s: must not be negative", l.TaskDuration))
+	}
+	return p
+}
+
+// LabOnly is the configuration of `starter lab`.
+type LabOnly struct {
+	Log      Log
+	StateDir string `env:"IRU_STATE_DIR" envDefault:".iru" doc:"Folder for local state: the dev server's SQLite file, logs, env file."`
+	Lab      Lab
+}
+
+// Validate implements [Validator].
+func (l *LabOnly) Validate() error {
+	return errs(append(l.Log.validate(), l.Lab.validate()...))
 }
 
 // Validate implements [Validator].
@@ -142,6 +172,7 @@ func (u *Up) Validate() error {
 	}
 	p = append(p, hostPort("IRU_API_ADDR", u.APIAddr)...)
 	p = append(p, hostPort("IRU_WORKER_HTTP_ADDR", u.WorkerAddr)...)
+	p = append(p, u.Lab.validate()...)
 	return errs(p)
 }
 
@@ -197,10 +228,4 @@ func MarkdownTable(fields []Field) string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Name, def, doc)
 	}
 	return b.String()
-}
-
-// All returns one value of every configuration struct of the binaries, for
-// documentation and checks.
-func All() []any {
-	return []any{&Worker{}, &Server{}, &Client{}, &Up{}}
 }
