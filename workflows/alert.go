@@ -57,4 +57,11 @@ type IncidentInput struct {
 	Drill bool
 	// OpenedBy is the verified identity or component that opened the incident.
 	OpenedBy string
+	// DryRun runs every action as a plan: nothing changes.
+	DryRun bool `json:",omitempty"`
+	// ContinueAsNewAfter is the number of signals and updates one run
+	// handles before it continues as new (0: 500).
+	ContinueAsNewAfter int `json:",omitempty"`
+	// Carry is the state of the previous run; set only by continue-as-new.
+	Carry *IncidentCarry `json:",omitempty"`
 }

@@ -67,6 +67,9 @@ const (
 	DenyUpdate = "deny"
 	// EscalateUpdate escalates the incident to the next tier.
 	EscalateUpdate = "escalate"
+	// AcknowledgeUpdate records that a responder took the incident on
+	// (time to acknowledge).
+	AcknowledgeUpdate = "acknowledge"
 )
 
 // IncidentWorkflowID is the workflow id of the incident with correlation key

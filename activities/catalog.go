@@ -1,0 +1,514 @@
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// ActionInput is the single input of every playbook action. The incident
+// workflow builds it; implementations must treat it as read-only.
+type ActionInput struct {
+	// IncidentID is the incident the action runs for.
+	IncidentID string
+	// StepID is the playbook step id (or "<step>:compensate" for a compensation).
+	StepID string
+	// Action is the catalog name of the action (e.g. [PVEIsolate]).
+	Action string
+	// Params are the step's parameters, already templated and completed with
+	// the catalog defaults. Every value is a string; [Param.Kind] says how to
+	// parse it (see [ParseDuration], [ParseCIDRList]).
+	Params map[string]string
+	// Asset is the incident's canonical asset (container) name.
+	Asset string
+	// Drill is true in a drill: implementations must act on drill targets only
+	// and refuse anything else with [ErrTypePrecondition].
+	Drill bool
+	// DryRun asks for a plan instead of a change: return [ActionResult.Plan]
+	// and change nothing. Only sent to actions whose [Action.DryRun] is true.
+	DryRun bool
+	// IdempotencyKey is the same for every attempt of the step (and across
+	// worker restarts and continue-as-new): implementations use it so that a
+	// retried attempt converges on the first attempt's effect.
+	IdempotencyKey string
+	// LedgerSeq is the sequence number of the last ledger entry the workflow
+	// issued before scheduling the step (typically its approval decision).
+	LedgerSeq int64
+	// Undo is set only for a compensation: the [ActionResult.Undo] of the
+	// forward step it reverses (for example the prior firewall state).
+	Undo map[string]string `json:",omitempty"`
+}
+
+// ActionResult is the single result of every playbook action. Keep it small:
+// evidence, reports and secrets travel as references, never as content.
+type ActionResult struct {
+	// Outputs are named results that later steps may reference as
+	// {{ .Steps.<step>.<output> }}; [Action.Outputs] lists the names.
+	Outputs map[string]string `json:",omitempty"`
+	// EvidenceRefs reference what the action stored in the evidence locker.
+	EvidenceRefs []string `json:",omitempty"`
+	// Undo is what the compensation needs to reverse the action (for example
+	// a reference to the prior state), recorded before the change was made.
+	Undo map[string]string `json:",omitempty"`
+	// Plan lists, for a dry run, what would change.
+	Plan []string `json:",omitempty"`
+	// Summary is one line for people (timeline, ledger).
+	Summary string `json:",omitempty"`
+}
+
+// Names of the playbook actions. These strings are the activity names the
+// worker registers and the `action:` values playbooks use.
+const (
+	// PVEResolveAsset looks up the container of an asset: node, vmid,
+	// status, primary ip and last_backup (volid of the newest backup taken
+	// before the incident, "" if none).
+	PVEResolveAsset = "pve.resolve_asset"
+	// PVEIsolate cuts a container off the network (firewall or link down),
+	// keeping an allow list; compensated by [PVEUnisolate].
+	PVEIsolate = "pve.isolate"
+	// PVEUnisolate restores the network state recorded by [PVEIsolate].
+	PVEUnisolate = "pve.unisolate"
+	// PVESnapshot takes an evidence snapshot with a name derived from the incident.
+	PVESnapshot = "pve.snapshot"
+	// PVECollectEvidence copies logs, config and task history of a time window
+	// into the evidence locker.
+	PVECollectEvidence = "pve.collect_evidence"
+	// PVEStop stops a container immediately.
+	PVEStop = "pve.stop"
+	// PVEShutdown shuts a container down cleanly (optionally forced after a timeout).
+	PVEShutdown = "pve.shutdown"
+	// PVEStart starts a container.
+	PVEStart = "pve.start"
+	// PVEBackup backs a container up to a storage.
+	PVEBackup = "pve.backup"
+	// PVERestore restores a container from a backup volume id or a snapshot.
+	PVERestore = "pve.restore"
+	// PVERotateToken replaces a Proxmox API token; the new secret goes to the
+	// secret store and only its reference is returned.
+	PVERotateToken = "pve.rotate_token"
+
+	// NetHealthProbe checks that a service answers (HTTP(S) URL or TCP address).
+	NetHealthProbe = "net.health_probe"
+
+	// KCResolveUser looks up a Keycloak user by username.
+	KCResolveUser = "kc.resolve_user"
+	// KCListSessions lists a user's sessions (stored as evidence).
+	KCListSessions = "kc.list_sessions"
+	// KCDisableUser disables a user; compensated by [KCEnableUser].
+	KCDisableUser = "kc.disable_user"
+	// KCEnableUser enables a user.
+	KCEnableUser = "kc.enable_user"
+	// KCLogoutUser ends all sessions of a user.
+	KCLogoutUser = "kc.logout_user"
+	// KCDeleteSession ends one session.
+	KCDeleteSession = "kc.delete_session"
+	// KCRevokeRealm sets the realm's not-before and pushes the revocation to clients.
+	KCRevokeRealm = "kc.revoke_realm"
+	// KCRotateClientSecret regenerates a client's secret; only a reference to
+	// the new secret is returned.
+	KCRotateClientSecret = "kc.rotate_client_secret"
+	// KCCollectEvents copies the realm's login and admin events of a window
+	// into the evidence locker.
+	KCCollectEvents = "kc.collect_events"
+
+	// KeysRotateKEK rotates a key-encryption key in the HSM and rewraps.
+	KeysRotateKEK = "keys.rotate_kek"
+	// KeysRotateIntakeKeys rotates the detector intake API keys / HMAC secrets.
+	KeysRotateIntakeKeys = "keys.rotate_intake_keys"
+
+	// LedgerAppend appends one entry to the audit ledger. The interpreter
+	// calls it itself with [LedgerAppendInput]; playbooks cannot use it.
+	LedgerAppend = "ledger.append"
+	// NotifySend sends a notification about an incident event to a channel.
+	NotifySend = "notify.send"
+	// ComplianceNotify opens a regulatory notification (e.g. GDPR Art. 33,
+	// 72 hours) with its deadline.
+	ComplianceNotify = "compliance.notify"
+	// ReportGenerate writes the incident report from the ledger and the
+	// evidence manifest.
+	ReportGenerate = "report.generate"
+)
+
+// Stable error types. Implementations return
+// temporal.NewNonRetryableApplicationError(msg, ErrTypeX, cause) (see
+// [NewFinalError]) for these; they are final and never retried. Any other
+// error is retried under the action's [Action.Options] retry policy.
+const (
+	// ErrTypeNotFound: the asset, user, session, backup … does not exist.
+	ErrTypeNotFound = "NotFound"
+	// ErrTypeBadParams: a parameter is missing or malformed.
+	ErrTypeBadParams = "BadParams"
+	// ErrTypePermission: the platform's credentials may not do this.
+	ErrTypePermission = "Permission"
+	// ErrTypePrecondition: the target is not in a state that allows the
+	// action (for example a non-drill target in a drill).
+	ErrTypePrecondition = "Precondition"
+	// ErrTypeConflict: a conflicting change exists (for example a ledger
+	// entry with the same sequence number and different content).
+	ErrTypeConflict = "Conflict"
+)
+
+// ErrTypeLedgerGap is returned (retryable) by [LedgerAppend] when an entry
+// arrives before its predecessor: parallel appends may arrive out of order,
+// and retries converge once the gap is filled.
+const ErrTypeLedgerGap = "LedgerGap"
+
+// FinalErrorTypes lists the error types that are never retried.
+func FinalErrorTypes() []string {
+	return []string{ErrTypeNotFound, ErrTypeBadParams, ErrTypePermission, ErrTypePrecondition, ErrTypeConflict}
+}
+
+// NewFinalError returns a non-retryable application error of one of the
+// stable types; msg must not contain secrets.
+func NewFinalError(errType, msg string, cause error) error {
+	return temporal.NewNonRetryableApplicationError(msg, errType, cause)
+}
+
+// LedgerAppendInput is the input of [LedgerAppend]. Seq is assigned by the
+// workflow (a deterministic counter starting at 1 per incident); the store
+// must accept the same (IncidentID, Seq, content) again idempotently, return
+// [ErrTypeLedgerGap] while Seq-1 is missing, and [ErrTypeConflict] for a
+// different entry at an existing Seq.
+type LedgerAppendInput struct {
+	IncidentID string
+	Seq        int64
+	// At is the workflow time of the event.
+	At time.Time
+	// Kind is incident_opened, alert, phase, step, approval, denial,
+	// escalation, compensation, abort, incident_closed …
+	Kind string
+	// Actor is who did it: a verified subject or "workflow".
+	Actor string
+	// SourceIP is the verified client address of a human actor.
+	SourceIP string `json:",omitempty"`
+	Phase    string `json:",omitempty"`
+	StepID   string `json:",omitempty"`
+	Action   string `json:",omitempty"`
+	// Outcome is succeeded, failed, skipped, approved, denied, …
+	Outcome string `json:",omitempty"`
+	// Reason is the human reason or the error message.
+	Reason string `json:",omitempty"`
+	// Detail holds small extra facts (params, outputs, undo, evidence refs).
+	Detail map[string]string `json:",omitempty"`
+}
+
+// LedgerAppendResult is the result of [LedgerAppend].
+type LedgerAppendResult struct {
+	// Hash is the entry's chain hash (hex).
+	Hash string
+}
+
+// ParamKind is how a parameter value (always a string on the wire) is parsed.
+type ParamKind string
+
+// Parameter kinds.
+const (
+	KindString   ParamKind = "string"
+	KindInt      ParamKind = "int"
+	KindBool     ParamKind = "bool"
+	KindDuration ParamKind = "duration"  // time.ParseDuration syntax
+	KindCIDRList ParamKind = "cidr-list" // comma separated CIDRs or addresses
+	KindEnum     ParamKind = "enum"      // one of Param.Allowed
+)
+
+// Param describes one parameter of an action.
+type Param struct {
+	Name     string
+	Kind     ParamKind
+	Required bool
+	// Default is used when the playbook omits the parameter ("" = none).
+	Default string
+	// Allowed lists the values of a [KindEnum] parameter.
+	Allowed []string
+	Doc     string
+}
+
+// Action describes one playbook action: what the playbook validator checks
+// and how the interpreter runs it.
+type Action struct {
+	Name        string
+	Description string
+	Params      []Param
+	// Outputs are the keys the action always sets in [ActionResult.Outputs].
+	Outputs []string
+	// Compensation is the action that undoes this one ("" = none: the action
+	// is read-only, final, or its effect is meant to stay).
+	Compensation string
+	// DryRun is true when the action can plan without changing anything.
+	DryRun bool
+	// Destructive actions need an approval in non-drill playbooks unless the
+	// step explicitly waives it.
+	Destructive bool
+	// Internal actions are used by the interpreter, never by playbooks.
+	Internal bool
+	// Long actions wait on tasks (Proxmox vzdump, restore …) and heartbeat.
+	Long bool
+}
+
+// Param returns the parameter called name.
+func (a Action) Param(name string) (Param, bool) {
+	for _, p := range a.Params {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Param{}, false
+}
+
+// HasOutput reports whether the action declares output name.
+func (a Action) HasOutput(name string) bool { return slices.Contains(a.Outputs, name) }
+
+// Options returns the recommended activity options: bounded retries with the
+// stable error types final; long actions get a longer StartToClose and a
+// heartbeat timeout (implementations heartbeat while they wait on tasks).
+func (a Action) Options() workflow.ActivityOptions {
+	if a.Name == LedgerAppend {
+		return LedgerAppendOptions()
+	}
+	o := workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: FinalErrorTypes(),
+		},
+	}
+	if a.Long {
+		o.StartToCloseTimeout = 30 * time.Minute
+		o.HeartbeatTimeout = 30 * time.Second
+		o.RetryPolicy.MaximumAttempts = 3
+	}
+	return o
+}
+
+// LedgerAppendOptions are the options of [LedgerAppend]: the audit trail must
+// be complete, so appends retry (with backoff, [ErrTypeLedgerGap] included)
+// until they land; only bad input and conflicts are final.
+func LedgerAppendOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        200 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeBadParams, ErrTypeConflict},
+		},
+	}
+}
+
+// ErrUnknownAction is returned by [Lookup] for a name that is not an action.
+var ErrUnknownAction = errors.New("activities: unknown action")
+
+// Lookup returns the catalog entry of action name.
+func Lookup(name string) (Action, error) {
+	for _, a := range catalog {
+		if a.Name == name {
+			return a, nil
+		}
+	}
+	return Action{}, fmt.Errorf("%w %q", ErrUnknownAction, name)
+}
+
+// Catalog returns every action, sorted by name. The slice is a copy.
+func Catalog() []Action {
+	out := slices.Clone(catalog)
+	slices.SortFunc(out, func(a, b Action) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Commonly used parameters.
+var (
+	pAsset  = Param{Name: "asset", Kind: KindString, Required: true, Doc: "canonical asset (container) name"}
+	pRealm  = Param{Name: "realm", Kind: KindString, Required: true, Doc: "Keycloak realm"}
+	pUserID = Param{Name: "user_id", Kind: KindString, Required: true, Doc: "Keycloak user id"}
+	pWindow = func(def string) Param {
+		return Param{Name: "window", Kind: KindDuration, Default: def, Doc: "how far back to collect"}
+	}
+	pReason  = Param{Name: "reason", Kind: KindString, Doc: "why (recorded with the change)"}
+	pMessage = Param{Name: "message", Kind: KindString, Doc: "text for people"}
+)
+
+var catalog = []Action{
+	{Name: PVEResolveAsset, Description: "Resolve an asset to its Proxmox container (node, vmid, status).",
+		Params: []Param{pAsset}, Outputs: []string{"node", "vmid", "status", "ip", "last_backup"}, DryRun: true},
+	{Name: PVEIsolate, Description: "Isolate a container: enable a deny-all firewall with an allow list, or take its links down.",
+		Params: []Param{pAsset,
+			{Name: "method", Kind: KindEnum, Default: "firewall", Allowed: []string{"firewall", "link_down"}, Doc: "how to isolate"},
+			{Name: "allow", Kind: KindCIDRList, Doc: "addresses still allowed (management, evidence collection)"},
+			pReason},
+		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true},
+	{Name: PVEUnisolate, Description: "Lift an isolation, restoring the recorded prior network state.",
+		Params: []Param{pAsset,
+			{Name: "method", Kind: KindEnum, Default: "firewall", Allowed: []string{"firewall", "link_down"}, Doc: "how it was isolated"},
+			pReason},
+		Outputs: []string{"method"}, DryRun: true},
+	{Name: PVESnapshot, Description: "Take an evidence snapshot named after the incident (deterministic: retries find it).",
+		Params: []Param{pAsset,
+			{Name: "name", Kind: KindString, Doc: "snapshot name (default: derived from the incident id)"},
+			{Name: "include_ram", Kind: KindBool, Default: "false", Doc: "include memory state"}},
+		Outputs: []string{"snapshot"}, DryRun: true, Long: true},
+	{Name: PVECollectEvidence, Description: "Collect config, logs and task history of a window into the evidence locker.",
+		Params: []Param{pAsset, pWindow("1h")}, Outputs: []string{"manifest"}, DryRun: true, Long: true},
+	{Name: PVEStop, Description: "Stop a container immediately (memory state is lost).",
+		Params: []Param{pAsset, pReason}, Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true},
+	{Name: PVEShutdown, Description: "Shut a container down cleanly, optionally forcing a stop after the timeout.",
+		Params: []Param{pAsset,
+			{Name: "force", Kind: KindBool, Default: "false", Doc: "stop forcibly after the timeout"},
+			{Name: "timeout", Kind: KindDuration, Default: "2m", Doc: "grace period"},
+			pReason},
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true},
+	{Name: PVEStart, Description: "Start a container.",
+		Params: []Param{pAsset}, Outputs: []string{"status"}, DryRun: true, Long: true},
+	{Name: PVEBackup, Description: "Back a container up (vzdump) to a storage.",
+		Params: []Param{pAsset,
+			{Name: "storage", Kind: KindString, Default: "local", Doc: "target storage"},
+			{Name: "mode", Kind: KindEnum, Default: "snapshot", Allowed: []string{"snapshot", "suspend", "stop"}, Doc: "vzdump mode"}},
+		Outputs: []string{"volid"}, DryRun: true, Long: true},
+	{Name: PVERestore, Description: "Restore a container from a backup volume id or roll back to a snapshot.",
+		Params: []Param{pAsset,
+			{Name: "from", Kind: KindString, Required: true, Doc: "backup volid (storage:backup/…) or snapshot name"},
+			{Name: "storage", Kind: KindString, Doc: "target storage for a backup restore"}},
+		Outputs: []string{"status"}, DryRun: true, Destructive: true, Long: true},
+	{Name: PVERotateToken, Description: "Replace a Proxmox API token; the new secret goes to the secret store.",
+		Params:  []Param{{Name: "token_id", Kind: KindString, Required: true, Doc: "user@realm!tokenid"}, pReason},
+		Outputs: []string{"token_ref"}, DryRun: true, Destructive: true},
+
+	{Name: NetHealthProbe, Description: "Probe a service: HTTP(S) URL (2xx/3xx) or TCP host:port (connect).",
+		Params: []Param{{Name: "target", Kind: KindString, Required: true, Doc: "https://… URL or host:port"},
+			{Name: "retries", Kind: KindInt, Default: "3", Doc: "attempts before failing"},
+			{Name: "timeout", Kind: KindDuration, Default: "5s", Doc: "per attempt"}},
+		Outputs: []string{"healthy", "detail"}, DryRun: true},
+
+	{Name: KCResolveUser, Description: "Resolve a Keycloak username to its user id.",
+		Params:  []Param{pRealm, {Name: "username", Kind: KindString, Required: true, Doc: "username"}},
+		Outputs: []string{"user_id", "enabled"}, DryRun: true},
+	{Name: KCListSessions, Description: "List a user's sessions into the evidence locker.",
+		Params: []Param{pRealm, pUserID}, Outputs: []string{"count"}, DryRun: true},
+	{Name: KCDisableUser, Description: "Disable a user (prior state recorded for the undo).",
+		Params: []Param{pRealm, pUserID, pReason}, Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true},
+	{Name: KCEnableUser, Description: "Enable a user (restores the recorded prior state when compensating).",
+		Params: []Param{pRealm, pUserID, pReason}, Outputs: []string{"enabled"}, DryRun: true},
+	{Name: KCLogoutUser, Description: "End every session of a user.",
+		Params: []Param{pRealm, pUserID}, Outputs: []string{"sessions_ended"}, DryRun: true},
+	{Name: KCDeleteSession, Description: "End one session.",
+		Params: []Param{pRealm, {Name: "session_id", Kind: KindString, Required: true, Doc: "session id"}}, DryRun: true},
+	{Name: KCRevokeRealm, Description: "Set the realm's not-before to now and push the revocation to clients.",
+		Params:  []Param{pRealm, {Name: "push", Kind: KindBool, Default: "true", Doc: "push not-before to registered clients"}},
+		Outputs: []string{"not_before"}, DryRun: true, Destructive: true},
+	{Name: KCRotateClientSecret, Description: "Regenerate a client secret; the new secret goes to the secret store.",
+		Params:  []Param{pRealm, {Name: "client_id", Kind: KindString, Required: true, Doc: "clientId"}},
+		Outputs: []string{"secret_ref"}, DryRun: true, Destructive: true},
+	{Name: KCCollectEvents, Description: "Collect login and admin events of a window into the evidence locker.",
+		Params:  []Param{pRealm, {Name: "user_id", Kind: KindString, Doc: "only this user's events"}, pWindow("24h")},
+		Outputs: []string{"manifest", "failed_logins"}, DryRun: true, Long: true},
+
+	{Name: KeysRotateKEK, Description: "Rotate a key-encryption key in the HSM and rewrap the data keys.",
+		Params:  []Param{{Name: "key_label", Kind: KindString, Required: true, Doc: "HSM key label"}, pReason},
+		Outputs: []string{"key_version"}, DryRun: true, Destructive: true, Long: true},
+	{Name: KeysRotateIntakeKeys, Description: "Rotate detector intake API keys and HMAC secrets.",
+		Params:  []Param{{Name: "source", Kind: KindString, Doc: "only this detector source (default: all)"}, pReason},
+		Outputs: []string{"rotated"}, DryRun: true, Destructive: true},
+
+	{Name: LedgerAppend, Description: "Append an entry to the audit ledger (interpreter only).", Internal: true},
+	{Name: NotifySend, Description: "Notify a channel about an incident event.",
+		Params: []Param{{Name: "event", Kind: KindString, Required: true, Doc: "opened, contained, escalation, resolved …"},
+			{Name: "channel", Kind: KindString, Default: "security-team", Doc: "notification channel or tier"},
+			pMessage},
+		Outputs: []string{"notification_id"}, DryRun: true},
+	{Name: ComplianceNotify, Description: "Open a regulatory notification with its deadline (GDPR: 72 hours from awareness).",
+		Params: []Param{{Name: "regime", Kind: KindEnum, Required: true, Allowed: []string{"gdpr", "pci-dss"}, Doc: "regulation"},
+			{Name: "deadline", Kind: KindDuration, Default: "72h", Doc: "time allowed from awareness"},
+			{Name: "aware_since", Kind: KindString, Required: true, Doc: "RFC 3339 time the clock starts"},
+			pMessage},
+		Outputs: []string{"due_at", "notice_ref"}, DryRun: true},
+	{Name: ReportGenerate, Description: "Write the incident report from the ledger and the evidence manifest.",
+		Params:  []Param{{Name: "format", Kind: KindEnum, Default: "markdown", Allowed: []string{"markdown", "json"}, Doc: "report format"}},
+		Outputs: []string{"report_ref"}, DryRun: true},
+}
+
+// Validate checks a literal value against the parameter's kind.
+func (p Param) Validate(v string) error {
+	switch p.Kind {
+	case KindString:
+		return nil
+	case KindInt:
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("parameter %s: %q is not an integer", p.Name, v)
+		}
+	case KindBool:
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("parameter %s: %q is not a boolean", p.Name, v)
+		}
+	case KindDuration:
+		if _, err := ParseDuration(v); err != nil {
+			return fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+	case KindCIDRList:
+		if _, err := ParseCIDRList(v); err != nil {
+			return fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+	case KindEnum:
+		if !slices.Contains(p.Allowed, v) {
+			return fmt.Errorf("parameter %s: %q is not one of %s", p.Name, v, strings.Join(p.Allowed, ", "))
+		}
+	default:
+		return fmt.Errorf("parameter %s: unknown kind %q", p.Name, p.Kind)
+	}
+	return nil
+}
+
+// ParseDuration parses a [KindDuration] value (time.ParseDuration syntax,
+// not negative).
+func ParseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("parse duration %q: %w", v, err)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("parse duration %q: negative", v)
+	}
+	return d, nil
+}
+
+// ParseCIDRList parses a [KindCIDRList] value: comma separated CIDRs or
+// single addresses (as /32 or /128). The empty string is the empty list.
+func ParseCIDRList(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("parse cidr list: %w", err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("parse cidr list: %w", err)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,412 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/playbooks"
+)
+
+// Tuning of the interpreter.
+const (
+	// defaultContinueAsNewAfter is the number of signals and updates one run
+	// handles before it continues as new.
+	defaultContinueAsNewAfter = 500
+	// maxTimeline bounds the timeline kept in state (the ledger has all).
+	maxTimeline = 300
+	// maxAlertRecords bounds the distinct alerts kept in state.
+	maxAlertRecords = 200
+	// actorWorkflow is the actor of the interpreter's own entries.
+	actorWorkflow = "workflow"
+)
+
+// resolveOptions bound the playbook.resolve local activity.
+var resolveOptions = workflow.LocalActivityOptions{
+	StartToCloseTimeout: 10 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 2 * time.Second, MaximumAttempts: 3,
+		NonRetryableErrorTypes: []string{activities.ErrTypeNotFound},
+	},
+}
+
+// Incident is the playbook interpreter, registered as [IncidentWorkflow].
+// It runs the six phases of a playbook in order for one incident: steps as
+// activities (by catalog name), approvals as waits with timers, compensation
+// registered as steps succeed and run in reverse on abort, every step and
+// decision appended to the ledger.
+//
+// The playbook is resolved once, by the local activity
+// [playbooks.ResolveActivity], so it is recorded in history; replays and
+// continued runs (which carry it in [IncidentInput.Carry]) never read the
+// worker's current playbook files.
+//
+// Aborted and escalated incidents complete normally with the state in
+// [IncidentResult.State]; the workflow fails only when it cannot start
+// (unknown playbook).
+func Incident(ctx workflow.Context, in IncidentInput) (IncidentResult, error) {
+	wf := new(incident)
+	if err := wf.setup(ctx, in); err != nil {
+		return IncidentResult{}, err
+	}
+	return wf.run(ctx)
+}
+
+// halt is a request to stop running steps: an abort or an escalation to people.
+type halt struct {
+	state  string // StateAborted or StateEscalatedFailed
+	reason string
+	by     Approver
+}
+
+// incident is the interpreter's state for one run.
+type incident struct {
+	in     IncidentInput
+	pb     *playbooks.Playbook
+	st     IncidentStatus
+	logger log.Logger
+	// stepIdx maps step ids to indexes in st.Steps; alertIdx maps
+	// fingerprints to indexes in st.Alerts.
+	stepIdx  map[string]int
+	alertIdx map[string]int
+	halt     *halt
+	// running counts step activities in flight.
+	running int
+	// ledgerPending counts ledger appends in flight.
+	ledgerPending int
+	// messages counts signals and updates handled in this run.
+	messages int
+	canAfter int
+}
+
+// errContinueAsNew asks the run loop to continue as new at a safe point.
+var errContinueAsNew = errors.New("continue as new")
+
+func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
+	w.in = in
+	w.logger = log.With(workflow.GetLogger(ctx), "incidentID", in.IncidentID)
+	w.stepIdx, w.alertIdx = map[string]int{}, map[string]int{}
+	w.canAfter = in.ContinueAsNewAfter
+	if w.canAfter <= 0 {
+		w.canAfter = defaultContinueAsNewAfter
+	}
+	if in.Carry != nil {
+		w.st = in.Carry.Status
+		w.st.Runs++
+		pb := in.Carry.Playbook
+		w.pb = &pb
+		w.index()
+	} else {
+		w.st = IncidentStatus{
+			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, Severity: in.Severity,
+			Drill: in.Drill, DryRun: in.DryRun, OpenedBy: in.OpenedBy,
+			Playbook: in.Playbook, PlaybookVersion: in.PlaybookVersion,
+			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
+		return w.st, nil
+	}); err != nil {
+		return fmt.Errorf("register %s query: %w", StatusQuery, err)
+	}
+	return w.setupUpdates(ctx)
+}
+
+// index rebuilds the lookup maps from the carried state.
+func (w *incident) index() {
+	for i, s := range w.st.Steps {
+		w.stepIdx[s.ID] = i
+	}
+	for i, a := range w.st.Alerts {
+		w.alertIdx[a.Fingerprint] = i
+	}
+}
+
+func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
+	if w.pb == nil {
+		if err := w.resolve(ctx); err != nil {
+			return IncidentResult{}, err
+		}
+		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmpOr(w.in.OpenedBy, actorWorkflow),
+			Detail: map[string]string{"playbook": w.pb.Name, "version": w.pb.Version, "asset": w.st.Asset, "severity": w.st.Severity,
+				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)}},
+			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
+		w.onAlerts(ctx, w.in.Alerts)
+	}
+	// Signals wait in their channels until the playbook is resolved, so the
+	// ledger starts with incident_opened.
+	workflow.Go(ctx, w.receiveSignals)
+
+	err := w.runPhases(ctx)
+	if errors.Is(err, errContinueAsNew) {
+		return w.continueAsNew(ctx)
+	}
+	if err != nil {
+		return IncidentResult{}, err
+	}
+	return w.finish(ctx), nil
+}
+
+// resolve fetches the playbook through the local activity and fills the
+// playbook-dependent state.
+func (w *incident) resolve(ctx workflow.Context) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, resolveOptions)
+	var res playbooks.ResolveResult
+	err := workflow.ExecuteLocalActivity(lctx, playbooks.ResolveActivity,
+		playbooks.ResolveInput{Name: w.in.Playbook, Version: w.in.PlaybookVersion}).Get(ctx, &res)
+	if err != nil {
+		return fmt.Errorf("resolve playbook %q version %q: %w", w.in.Playbook, w.in.PlaybookVersion, err)
+	}
+	if len(res.Playbook.Phases) != len(playbooks.Phases) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("resolved playbook %q has %d phases, want %d", res.Playbook.Name, len(res.Playbook.Phases), len(playbooks.Phases)),
+			activities.ErrTypeBadParams, nil)
+	}
+	w.pb = &res.Playbook
+	w.st.Playbook, w.st.PlaybookVersion = w.pb.Name, w.pb.Version
+	if w.st.Severity == "" {
+		w.st.Severity = w.pb.SeverityDefault
+	}
+	w.st.Drill = w.drill()
+	for _, ph := range w.pb.Phases {
+		for _, e := range ph.Entries {
+			for _, s := range e.Steps() {
+				w.stepIdx[s.ID] = len(w.st.Steps)
+				w.st.Steps = append(w.st.Steps, StepState{ID: s.ID, Phase: ph.Name, Action: s.Action, Status: StepPending})
+			}
+		}
+	}
+	return nil
+}
+
+// drill reports whether the incident is a drill (by input or playbook).
+func (w *incident) drill() bool { return w.in.Drill || (w.pb != nil && w.pb.Drill) }
+
+// runPhases runs the phases from where the state says, in order. On a halt
+// it runs the compensations (abort) and then the post-incident phase.
+func (w *incident) runPhases(ctx workflow.Context) error {
+	start := max(slices.Index(playbooks.Phases, w.st.Phase), 0)
+	for i := start; i < len(w.pb.Phases); i++ {
+		ph := w.pb.Phases[i]
+		if w.halt != nil && ph.Name != playbooks.PhasePostIncident {
+			continue
+		}
+		if w.st.Phase != ph.Name {
+			w.st.Phase = ph.Name
+			w.upsert(ctx, i == 0)
+			w.timeline(TimelineEntry{What: "phase " + ph.Name})
+		}
+		if w.halt != nil && w.halt.state == StateAborted {
+			// Post-incident after an abort: compensate first, then
+			// document what happened.
+			w.compensate(ctx)
+		}
+		for _, e := range ph.Entries {
+			if w.halt != nil && ph.Name != playbooks.PhasePostIncident {
+				break
+			}
+			if w.canNow(ctx) {
+				return errContinueAsNew
+			}
+			if err := w.runEntry(ctx, ph.Name, e); err != nil {
+				return err
+			}
+		}
+		w.phaseDone(ctx, ph.Name)
+	}
+	if w.halt != nil && w.halt.state == StateAborted {
+		w.compensate(ctx) // no-op unless post_incident itself aborted
+	}
+	return nil
+}
+
+// phaseDone records the response-time metrics a phase completes.
+func (w *incident) phaseDone(ctx workflow.Context, phase string) {
+	if w.halt != nil {
+		return
+	}
+	now := workflow.Now(ctx).UTC()
+	switch phase {
+	case playbooks.PhaseContainment:
+		w.st.Metrics.ContainedAt, w.st.Metrics.TimeToContain = now, now.Sub(w.st.OpenedAt)
+	case playbooks.PhaseRecovery:
+		w.st.Metrics.RecoveredAt, w.st.Metrics.TimeToRecover = now, now.Sub(w.st.OpenedAt)
+	}
+}
+
+// runEntry runs one step or a parallel group. It returns errContinueAsNew
+// when the run should continue as new; failures become w.halt.
+func (w *incident) runEntry(ctx workflow.Context, phase string, e playbooks.Entry) error {
+	if e.Step != nil {
+		return w.runStep(ctx, phase, *e.Step)
+	}
+	errs := make([]error, len(e.Parallel))
+	done := 0
+	for i, s := range e.Parallel {
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			errs[i] = w.runStep(gctx, phase, s)
+			done++
+		})
+	}
+	// Wait on the disconnected context: branches always finish (they stop
+	// waiting for approvals on a halt; in-flight actions complete so their
+	// compensations are registered).
+	if err := workflow.Await(disconnected(ctx), func() bool { return done == len(e.Parallel) }); err != nil {
+		return fmt.Errorf("wait for parallel group: %w", err)
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// canNow reports whether this run should continue as new now.
+func (w *incident) canNow(ctx workflow.Context) bool {
+	if w.halt != nil || w.running > 0 {
+		return false
+	}
+	return w.messages >= w.canAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNew waits for handlers and ledger appends, drains the signal
+// channels, and continues as new carrying the state.
+func (w *incident) continueAsNew(ctx workflow.Context) (IncidentResult, error) {
+	for {
+		w.drainSignals(ctx)
+		if err := workflow.Await(disconnected(ctx), func() bool {
+			return workflow.AllHandlersFinished(ctx) && w.ledgerPending == 0
+		}); err != nil {
+			return IncidentResult{}, fmt.Errorf("wait for handlers before continue-as-new: %w", err)
+		}
+		if !w.signalsPending(ctx) {
+			break
+		}
+	}
+	w.timeline(TimelineEntry{What: fmt.Sprintf("continued as new after %d messages", w.messages)})
+	next := w.in
+	next.Alerts = nil
+	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st}
+	w.logger.Info("continuing as new", "runs", w.st.Runs, "messages", w.messages)
+	return IncidentResult{}, workflow.NewContinueAsNewError(ctx, IncidentWorkflow, next)
+}
+
+// finish closes the incident: marks unreached steps, waits for handlers
+// and ledger appends, records the close.
+func (w *incident) finish(ctx workflow.Context) IncidentResult {
+	now := workflow.Now(ctx).UTC()
+	for i := range w.st.Steps {
+		if s := &w.st.Steps[i]; s.Status == StepPending || s.Status == StepWaitingApproval {
+			s.Status, s.Summary = StepSkipped, "not reached"
+		}
+	}
+	state, reason := StateResolved, "all phases completed"
+	if w.halt != nil {
+		state, reason = w.halt.state, w.halt.reason
+	}
+	w.st.State, w.st.Reason, w.st.ClosedAt = state, reason, now
+	w.record(ctx, activities.LedgerAppendInput{Kind: "incident_closed", Actor: actorWorkflow, Outcome: state, Reason: reason},
+		TimelineEntry{What: "incident " + state, Reason: reason})
+	// Updates may still be running; wait for them and for the ledger so
+	// the audit trail is complete when the workflow closes.
+	_ = workflow.Await(disconnected(ctx), func() bool { return workflow.AllHandlersFinished(ctx) && w.ledgerPending == 0 })
+	res := IncidentResult{
+		IncidentID: w.st.IncidentID, State: state, Reason: reason, Metrics: w.st.Metrics,
+		AlertsReceived: w.st.AlertsReceived, LedgerSeq: w.st.LedgerSeq, LedgerFailures: w.st.LedgerFailures,
+	}
+	for _, s := range w.st.Steps {
+		res.Steps = append(res.Steps, StepOutcome{ID: s.ID, Status: s.Status, Error: s.Error})
+		if s.Action == activities.ReportGenerate && s.Outputs["report_ref"] != "" {
+			res.ReportRefs = append(res.ReportRefs, s.Outputs["report_ref"])
+		}
+	}
+	w.logger.Info("incident closed", "state", state, "reason", reason)
+	return res
+}
+
+// upsert sets the search attributes: all of them when the first phase
+// starts, the phase and severity afterwards (continue-as-new keeps them).
+func (w *incident) upsert(ctx workflow.Context, all bool) {
+	ups := []temporal.SearchAttributeUpdate{PhaseKey.ValueSet(w.st.Phase), SeverityKey.ValueSet(w.st.Severity)}
+	if all {
+		ups = append(ups, PlaybookKey.ValueSet(w.st.Playbook), AssetKey.ValueSet(w.st.Asset), DrillKey.ValueSet(w.st.Drill))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, ups...); err != nil {
+		w.logger.Warn("upsert search attributes failed", "error", err)
+	}
+}
+
+// timeline appends an entry to the bounded timeline.
+func (w *incident) timeline(e TimelineEntry) {
+	if e.Actor == "" {
+		e.Actor = actorWorkflow
+	}
+	w.st.Timeline = append(w.st.Timeline, e)
+	if n := len(w.st.Timeline) - maxTimeline; n > 0 {
+		w.st.Timeline = slices.Delete(w.st.Timeline, 0, n)
+		w.st.TimelineDropped += n
+	}
+}
+
+// record appends a ledger entry (asynchronously, with the next sequence
+// number) and the matching timeline entry.
+func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, t TimelineEntry) {
+	now := workflow.Now(ctx).UTC()
+	w.st.LedgerSeq++
+	e.IncidentID, e.Seq, e.At = w.st.IncidentID, w.st.LedgerSeq, now
+	if e.Phase == "" {
+		e.Phase = w.st.Phase
+	}
+	t.At = now
+	if t.Actor == "" {
+		t.Actor = e.Actor
+	}
+	if t.SourceIP == "" {
+		t.SourceIP = e.SourceIP
+	}
+	if t.StepID == "" {
+		t.StepID = e.StepID
+	}
+	if t.Reason == "" {
+		t.Reason = e.Reason
+	}
+	w.timeline(t)
+	w.ledgerPending++
+	dctx := disconnected(ctx)
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, activities.LedgerAppendOptions()), activities.LedgerAppend, e)
+	workflow.Go(dctx, func(gctx workflow.Context) {
+		defer func() { w.ledgerPending-- }()
+		var res activities.LedgerAppendResult
+		if err := f.Get(gctx, &res); err != nil {
+			w.st.LedgerFailures++
+			w.logger.Error("ledger append failed", "seq", e.Seq, "kind", e.Kind, "error", err)
+			w.timeline(TimelineEntry{At: workflow.Now(gctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
+		}
+	})
+}
+
+// disconnected returns a context that is not cancelled with ctx, for work
+// that must finish whatever happens (ledger appends, compensations, waits
+// for branches). Blocking calls must use a context of the calling
+// coroutine, so it is derived where it is used.
+func disconnected(ctx workflow.Context) workflow.Context {
+	d, _ := workflow.NewDisconnectedContext(ctx)
+	return d
+}
+
+// cmpOr returns the first non-empty string.
+func cmpOr(a ...string) string {
+	for _, s := range a {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
