@@ -8,7 +8,9 @@ import (
 
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/keys"
+	"github.com/iru-responder/responder/internal/ledger"
 )
 
 // configSections lists every configuration struct of the binaries, by
@@ -26,6 +28,8 @@ func configSections() []struct {
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
 		{"HSM keys", []any{&keys.Config{}}},
 		{"Payload codec and codec server", []any{&codec.Config{}}},
+		{"Audit ledger", []any{&ledger.Config{}}},
+		{"Evidence locker", []any{&evidence.Config{}}},
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
-	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -28,16 +27,17 @@ func newSelfTestCmd() *cobra.Command {
 		Short:   "Run the end-to-end self-test workflow on the worker and print its result",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg config.Client
+			var cfg clientConfig
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			c, err := temporalclient.Dial(ctx, cfg.Temporal, temporalclient.Options{Logger: logging.New(io.Discard, cfg.Log, "starter")})
+			c, prot, err := dial(ctx, cfg.Temporal, cfg.Protection, logging.New(io.Discard, cfg.Log, "starter"))
 			if err != nil {
 				return err
 			}
+			defer prot.Close()
 			defer c.Close()
 			res, err := runSelfTest(ctx, c)
 			if err != nil {

@@ -10,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/iru-responder/responder/internal/api"
+	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
@@ -25,12 +27,17 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the API server (health, readiness, metrics)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg config.Server
+			var cfg serveConfig
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
 			log := logging.New(os.Stderr, cfg.Log, "starter-serve")
-			return serve(cmd.Context(), cfg, log, nil)
+			prot, err := codec.OpenProtection(cmd.Context(), cfg.Protection.Keys, cfg.Protection.Codec)
+			if err != nil {
+				return err
+			}
+			defer prot.Close()
+			return serve(cmd.Context(), cfg.Server, prot.DataConverter(), log, nil)
 		},
 	}
 }
@@ -42,7 +49,7 @@ func (t temporalReady) Ready(ctx context.Context) error { return temporalclient.
 
 // serve runs the API server until ctx ends. If ready is not nil it receives
 // the listen address once the server listens.
-func serve(ctx context.Context, cfg config.Server, log *slog.Logger, ready chan<- string) error {
+func serve(ctx context.Context, cfg config.Server, dc converter.DataConverter, log *slog.Logger, ready chan<- string) error {
 	log.Info("starting", "version", version.String(), "config", config.Redacted(&cfg))
 	reg, err := metrics.New()
 	if err != nil {
@@ -54,7 +61,7 @@ func serve(ctx context.Context, cfg config.Server, log *slog.Logger, ready chan<
 	}
 	// The server answers /healthz (and /readyz with 503) while Temporal is
 	// still unreachable; the client connects lazily so serve can start first.
-	co, err := temporalclient.ClientOptions(cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler()})
+	co, err := temporalclient.ClientOptions(cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: dc})
 	if err != nil {
 		return err
 	}

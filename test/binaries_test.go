@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/testenv"
 )
 
@@ -76,8 +77,14 @@ func TestWorkerBinary(t *testing.T) {
 	workerBin, starterBin := binaries(t)
 	dev := testenv.Temporal(t)
 	httpAddr := freeAddr(t)
-	env := append(os.Environ(), "IRU_TEMPORAL_ADDRESS="+dev.Address(), "IRU_WORKER_HTTP_ADDR="+httpAddr, "IRU_WORKER_SHUTDOWN_GRACE=5s")
-	var logs bytes.Buffer
+	hsm := hsmtest.Config(t) // sets SOFTHSM2_CONF for this test and its children
+	keyDir := filepath.Join(t.TempDir(), "codec-keys")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "IRU_TEMPORAL_ADDRESS="+dev.Address(), "IRU_WORKER_HTTP_ADDR="+httpAddr, "IRU_WORKER_SHUTDOWN_GRACE=5s",
+		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN, "IRU_CODEC_KEY_DIR="+keyDir)
+	var logs lockedBuffer
 	cmd := exec.Command(workerBin)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -152,7 +159,8 @@ func TestStarterUp(t *testing.T) {
 		"IRU_TEMPORAL_CLI="+cli,
 		"IRU_WORKER_BIN="+workerBin,
 		"IRU_DEV_FRONTEND_PORT=0", "IRU_DEV_UI_PORT=0",
-		"IRU_API_ADDR="+freeAddr(t), "IRU_WORKER_HTTP_ADDR="+freeAddr(t),
+		"IRU_API_ADDR="+freeAddr(t), "IRU_WORKER_HTTP_ADDR="+freeAddr(t), "IRU_CODEC_SERVER_ADDR="+freeAddr(t),
+		"IRU_LAB_PVE_ADDR="+freeAddr(t), "IRU_LAB_KEYCLOAK_ADDR="+freeAddr(t),
 	)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -163,4 +171,22 @@ func TestStarterUp(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
@@ -37,7 +38,7 @@ func main() {
 		fmt.Println(version.String())
 		return
 	}
-	var cfg config.Worker
+	var cfg workerhost.Config
 	if err := config.Load(&cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(2)
@@ -51,7 +52,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, cfg config.Worker, log *slog.Logger) error {
+func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	log.Info("starting", "version", version.String(), "config", config.Redacted(&cfg))
 	reg, err := metrics.New()
 	if err != nil {
@@ -92,7 +93,16 @@ func run(ctx context.Context, cfg config.Worker, log *slog.Logger) error {
 	}()
 	log.Info("serving health and metrics", "addr", ln.Addr().String())
 
-	c, err = temporalclient.DialRetry(ctx, cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler()}, time.Second)
+	// Payloads are encrypted before they leave the worker; the keys are in
+	// the HSM (the data keys wrapped by its key-encryption key).
+	prot, err := codec.OpenProtection(ctx, cfg.Keys, cfg.Codec)
+	if err != nil {
+		return err
+	}
+	defer prot.Close()
+	log.Info("payload codec ready", "currentKey", prot.Ring.CurrentKeyID())
+
+	c, err = temporalclient.DialRetry(ctx, cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: prot.DataConverter()}, time.Second)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+
+	"go.temporal.io/sdk/converter"
+
+	"github.com/iru-responder/responder/internal/keys"
 )
 
 // Config is the codec's part of a binary's configuration.
@@ -38,4 +42,32 @@ func Open(ctx context.Context, cfg Config, wrapper KeyWrapper) (*KeyRing, error)
 		return nil, err
 	}
 	return OpenKeyRing(ctx, wrapper, store)
+}
+
+// Protection is an open payload key ring with the HSM session behind it.
+type Protection struct {
+	Ring *KeyRing
+	Keys *keys.Manager
+}
+
+// DataConverter returns the encrypting data converter for Temporal clients.
+func (p *Protection) DataConverter() converter.DataConverter { return NewDataConverter(p.Ring) }
+
+// Close closes the HSM session.
+func (p *Protection) Close() error { return p.Keys.Close() }
+
+// OpenProtection opens the HSM key manager and the codec key ring: what
+// every process that creates a Temporal client needs so that payloads are
+// encrypted before they leave it.
+func OpenProtection(ctx context.Context, kcfg keys.Config, ccfg Config) (*Protection, error) {
+	km, err := keys.Open(kcfg)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := Open(ctx, ccfg, km)
+	if err != nil {
+		_ = km.Close()
+		return nil, err
+	}
+	return &Protection{Ring: ring, Keys: km}, nil
 }

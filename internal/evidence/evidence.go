@@ -1,0 +1,748 @@
+// Package evidence is the evidence locker of IRU Responder: write-once,
+// encrypted, content-addressed storage with a chain of custody.
+//
+// An object is addressed by the SHA-256 of its plaintext within an
+// incident ([Ref], evidence://<incident>/sha256:<hex>), so workflows carry
+// references, not content. Each object is encrypted at rest with AES-256-GCM
+// under its own random data key, in 64 KiB segments (see stream.go), so any
+// size goes in and out in constant memory; the data key is stored only
+// wrapped by a [KeyWrapper] (the HSM key manager in production).
+//
+// Every object has a data [Class] whose retention decides when it may be
+// deleted: nothing can be overwritten, and nothing deleted before its
+// retention ends. [Locker.Sweep] destroys expired objects by shredding the
+// wrapped data key first (the ciphertext is then unrecoverable) and then
+// removing the ciphertext.
+//
+// Each incident has a custody log (custody/<incident>.jsonl): hash-chained
+// JSON lines recording who collected each object, from where and when, and
+// every read with who and why. [Locker.Manifest] returns it and
+// [Locker.Verify] re-hashes every object against it. The log's head hash
+// ([Manifest.Head]) is meant to be recorded in the audit ledger, which is
+// what detects a log cut short at its end.
+//
+// A Locker assumes it is the only process writing its folder.
+package evidence
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrInvalid is returned for a malformed request or reference.
+	ErrInvalid = errors.New("evidence: invalid request")
+	// ErrNotFound is returned for an object or blob that does not exist.
+	ErrNotFound = errors.New("evidence: not found")
+	// ErrDeleted is returned for an object whose retention ended and that
+	// was destroyed.
+	ErrDeleted = errors.New("evidence: object deleted")
+	// ErrExists is returned by a [Backend] asked to overwrite a blob.
+	ErrExists = errors.New("evidence: blob exists")
+	// ErrRetained is returned when deleting an object before its retention ends.
+	ErrRetained = errors.New("evidence: object under retention")
+	// ErrIntegrity is returned when an object, its wrapped key or the
+	// custody log does not verify.
+	ErrIntegrity = errors.New("evidence: integrity check failed")
+)
+
+// Class is the data class of an object; it decides the retention.
+type Class string
+
+// Data classes.
+const (
+	ClassPII         Class = "pii"         // personal data: user records, mailboxes, HR data
+	ClassFinancial   Class = "financial"   // payment, invoicing, accounting data
+	ClassOperational Class = "operational" // logs, process lists, images, network captures
+)
+
+// DefaultRetention is how long each class is kept when [Options] does not
+// say otherwise:
+//
+//   - pii, 30 days: personal data may be kept only as long as the purpose
+//     needs it (GDPR Art. 5(1)(e), storage limitation); an investigation
+//     extracts what it needs within weeks, and longer holds are set
+//     explicitly for a case.
+//   - financial, 7 years: accounting and tax records must be kept 6 to 10
+//     years in most jurisdictions (7 in the US under SOX/IRS practice, 6 to
+//     10 in the EU member states); 7 years covers the common case.
+//   - operational, 1 year: PCI DSS 10.5.1 asks for a year of audit log
+//     history, and a year covers the look-back of most follow-up incidents.
+var DefaultRetention = map[Class]time.Duration{
+	ClassPII:         30 * 24 * time.Hour,
+	ClassFinancial:   (7*365 + 2) * 24 * time.Hour,
+	ClassOperational: 365 * 24 * time.Hour,
+}
+
+// Wrapped is a data key encrypted under a key-encryption key.
+type Wrapped struct {
+	KeyID      string `json:"key_id"`     // the key-encryption key
+	Nonce      []byte `json:"nonce"`      // as the wrapper needs it
+	Ciphertext []byte `json:"ciphertext"` // the wrapped data key
+}
+
+// KeyWrapper wraps and unwraps data keys. The HSM key manager implements
+// it; Unwrap must fail for a modified Wrapped.
+type KeyWrapper interface {
+	Wrap(ctx context.Context, dek []byte) (Wrapped, error)
+	Unwrap(ctx context.Context, w Wrapped) ([]byte, error)
+}
+
+// Ref references one object: evidence://<incident>/sha256:<hex>.
+type Ref string
+
+const refScheme = "evidence://"
+
+var (
+	incidentRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	sumRE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// NewRef returns the reference of the object with plaintext SHA-256 sum
+// (lowercase hex) in incident.
+func NewRef(incident, sum string) Ref {
+	return Ref(refScheme + incident + "/sha256:" + sum)
+}
+
+// String returns the reference.
+func (r Ref) String() string { return string(r) }
+
+// Parse returns the incident and the hex SHA-256 of r.
+func (r Ref) Parse() (incident, sum string, err error) {
+	rest, ok := strings.CutPrefix(string(r), refScheme)
+	if ok {
+		incident, sum, ok = strings.Cut(rest, "/sha256:")
+	}
+	if !ok || !incidentRE.MatchString(incident) || !sumRE.MatchString(sum) {
+		return "", "", fmt.Errorf("%w: reference %q: want evidence://<incident>/sha256:<64 hex>", ErrInvalid, string(r))
+	}
+	return incident, sum, nil
+}
+
+// PutRequest is an object to put into the locker.
+type PutRequest struct {
+	Incident    string
+	Name        string    // file name as collected
+	Class       Class     // decides retention
+	MediaType   string    // MIME type
+	CollectedBy string    // verified identity, "issuer:subject"
+	Source      string    // where it was collected: system, host, path
+	Body        io.Reader // the content; read once, to EOF
+}
+
+// Reader is who reads an object and why; both are recorded.
+type Reader struct {
+	Identity string // verified identity, "issuer:subject"
+	Reason   string // why, e.g. "investigation step 3: malware triage"
+}
+
+// Meta describes a stored object, as its custody log recorded it.
+type Meta struct {
+	Ref         Ref       `json:"ref"`
+	Incident    string    `json:"incident"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Name        string    `json:"name"`
+	MediaType   string    `json:"media_type"`
+	Class       Class     `json:"class"`
+	CollectedBy string    `json:"collected_by"`
+	Source      string    `json:"source"`
+	CollectedAt time.Time `json:"collected_at"`
+	RetainUntil time.Time `json:"retain_until"`
+	KeyID       string    `json:"key_id"`
+	Deleted     bool      `json:"deleted"`
+	blob        string
+}
+
+func metaOf(e Event) Meta {
+	return Meta{
+		Ref: NewRef(e.Incident, e.SHA256), Incident: e.Incident, SHA256: e.SHA256, Size: e.Size,
+		Name: e.Name, MediaType: e.MediaType, Class: e.Class, CollectedBy: e.Actor, Source: e.Source,
+		CollectedAt: e.Time, RetainUntil: e.RetainUntil, KeyID: e.KeyID, blob: e.Blob,
+	}
+}
+
+// Manifest is an incident's objects and full custody log.
+type Manifest struct {
+	Incident string  `json:"incident"`
+	Objects  []Meta  `json:"objects"` // every object ever collected, in collection order
+	Events   []Event `json:"events"`  // the custody log
+	Head     string  `json:"head"`    // hash of the last event; record it in the audit ledger
+}
+
+// Options configure a [Locker].
+type Options struct {
+	// Backend stores the blobs; default an [FSBackend] in <dir>/blobs.
+	Backend Backend
+	// Retention overrides [DefaultRetention] per class.
+	Retention map[Class]time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// SegmentSize is the plaintext size of an encrypted segment; default
+	// 64 KiB.
+	SegmentSize int
+}
+
+// Locker is the evidence locker. It is safe for concurrent use.
+type Locker struct {
+	dir       string
+	wrapper   KeyWrapper
+	backend   Backend
+	retention map[Class]time.Duration
+	now       func() time.Time
+	segment   int
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // per incident, guards its custody log
+}
+
+// Open opens (creating when missing) the locker in dir.
+func Open(dir string, wrapper KeyWrapper, opts Options) (*Locker, error) {
+	if wrapper == nil {
+		return nil, fmt.Errorf("%w: no key wrapper", ErrInvalid)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "custody"), 0o750); err != nil {
+		return nil, fmt.Errorf("evidence: open %s: %w", dir, err)
+	}
+	l := &Locker{
+		dir:       dir,
+		wrapper:   wrapper,
+		backend:   opts.Backend,
+		retention: map[Class]time.Duration{},
+		now:       opts.Now,
+		segment:   opts.SegmentSize,
+		locks:     map[string]*sync.Mutex{},
+	}
+	if l.backend == nil {
+		b, err := NewFSBackend(filepath.Join(dir, "blobs"))
+		if err != nil {
+			return nil, err
+		}
+		l.backend = b
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.segment == 0 {
+		l.segment = defaultSegment
+	}
+	if l.segment < 1 || l.segment > maxSegment {
+		return nil, fmt.Errorf("%w: segment size %d: want 1 to %d", ErrInvalid, l.segment, maxSegment)
+	}
+	for c, d := range DefaultRetention {
+		l.retention[c] = d
+	}
+	for c, d := range opts.Retention {
+		if _, ok := DefaultRetention[c]; !ok || d <= 0 {
+			return nil, fmt.Errorf("%w: retention %s=%s: unknown class or not positive", ErrInvalid, c, d)
+		}
+		l.retention[c] = d
+	}
+	return l, nil
+}
+
+// Retention returns the retention of class c, or false for an unknown class.
+func (l *Locker) Retention(c Class) (time.Duration, bool) {
+	d, ok := l.retention[c]
+	return d, ok
+}
+
+func (l *Locker) lock(incident string) func() {
+	l.mu.Lock()
+	m, ok := l.locks[incident]
+	if !ok {
+		m = &sync.Mutex{}
+		l.locks[incident] = m
+	}
+	l.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (l *Locker) custodyPath(incident string) string {
+	return filepath.Join(l.dir, "custody", incident+".jsonl")
+}
+
+func (l *Locker) readCustody(incident string) (*custodyLog, error) {
+	return readCustody(l.custodyPath(incident), incident)
+}
+
+func objectKey(incident, blob string) string { return incident + "/" + blob + ".obj" }
+func wrapKey(incident, blob string) string   { return incident + "/" + blob + ".key" }
+
+func checkIdentity(what, id string) string {
+	iss, sub, ok := strings.Cut(id, ":")
+	if !ok || iss == "" || sub == "" || len(id) > 256 || !utf8.ValidString(id) {
+		return fmt.Sprintf("%s %q is not a verified identity of the form issuer:subject", what, id)
+	}
+	return ""
+}
+
+func checkText(what, v string, required bool) string {
+	if (required && v == "") || len(v) > 1024 || !utf8.ValidString(v) || strings.ContainsAny(v, "\r\n") {
+		return fmt.Sprintf("%s must be one line of valid UTF-8, at most 1024 bytes%s", what, map[bool]string{true: ", not empty"}[required])
+	}
+	return ""
+}
+
+func (r PutRequest) validate(retention map[Class]time.Duration) error {
+	var p []string
+	add := func(s string) {
+		if s != "" {
+			p = append(p, s)
+		}
+	}
+	if !incidentRE.MatchString(r.Incident) {
+		add(fmt.Sprintf("incident %q: want [A-Za-z0-9._-], at most 128, not starting with . or -", r.Incident))
+	}
+	if _, ok := retention[r.Class]; !ok {
+		add(fmt.Sprintf("class %q: want pii, financial or operational", r.Class))
+	}
+	add(checkIdentity("collected by", r.CollectedBy))
+	add(checkText("name", r.Name, true))
+	add(checkText("source", r.Source, true))
+	add(checkText("media type", r.MediaType, true))
+	if r.Body == nil {
+		add("no body")
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// countingHash hashes and counts what passes through it.
+type countingHash struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
+}
+
+// Put stores r.Body and records its collection. Content already stored for
+// the incident is not stored again: Put returns the existing reference and
+// records the repeated collection as a duplicate event. The body is
+// streamed: memory use does not grow with its size.
+func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
+	if err := r.validate(l.retention); err != nil {
+		return "", err
+	}
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return "", fmt.Errorf("evidence: put: data key: %w", err)
+	}
+	defer clear(dek)
+	wrapped, err := l.wrapper.Wrap(ctx, dek)
+	if err != nil {
+		return "", fmt.Errorf("evidence: put: wrap data key: %w", err)
+	}
+	blob := randomID()
+	sum := &countingHash{h: sha256.New()}
+	enc, err := newEncryptReader(dek, io.TeeReader(r.Body, sum), l.segment)
+	if err != nil {
+		return "", fmt.Errorf("evidence: put: %w", err)
+	}
+	if _, err := l.backend.Put(ctx, objectKey(r.Incident, blob), enc); err != nil {
+		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
+	}
+	if err := putJSON(ctx, l.backend, wrapKey(r.Incident, blob), wrapped); err != nil {
+		l.discard(ctx, r.Incident, blob)
+		return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, err)
+	}
+	hexSum := hex.EncodeToString(sum.h.Sum(nil))
+	ref := NewRef(r.Incident, hexSum)
+
+	unlock := l.lock(r.Incident)
+	defer unlock()
+	log, err := l.readCustody(r.Incident)
+	if err != nil {
+		l.discard(ctx, r.Incident, blob)
+		return "", err
+	}
+	now := l.now().UTC()
+	ev := Event{Time: now, SHA256: hexSum, Actor: r.CollectedBy, Source: r.Source, Name: r.Name, MediaType: r.MediaType}
+	if _, deleted, ok := log.object(hexSum); ok && !deleted {
+		// Identical content is already locked away: keep it, record who
+		// collected it again and from where, and drop the new copy.
+		l.discard(ctx, r.Incident, blob)
+		ev.Kind = EventDuplicate
+		if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
+			return "", err
+		}
+		return ref, nil
+	}
+	ev.Kind = EventCollected
+	ev.Class = r.Class
+	ev.Size = sum.n
+	ev.RetainUntil = now.Add(l.retention[r.Class])
+	ev.Blob = blob
+	ev.KeyID = wrapped.KeyID
+	if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
+		l.discard(ctx, r.Incident, blob)
+		return "", err
+	}
+	return ref, nil
+}
+
+// discard removes the blobs of an object that was never recorded.
+func (l *Locker) discard(ctx context.Context, incident, blob string) {
+	_ = l.shred(ctx, wrapKey(incident, blob))
+	_ = l.backend.Delete(ctx, objectKey(incident, blob))
+}
+
+func (l *Locker) shred(ctx context.Context, key string) error {
+	if s, ok := l.backend.(Shredder); ok {
+		return s.Shred(ctx, key)
+	}
+	return l.backend.Delete(ctx, key)
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// lookup returns the live object ref points at.
+func (l *Locker) lookup(log *custodyLog, ref Ref, sum string) (Meta, error) {
+	e, deleted, ok := log.object(sum)
+	switch {
+	case !ok:
+		return Meta{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	case deleted:
+		return Meta{}, fmt.Errorf("%w: %s", ErrDeleted, ref)
+	}
+	return metaOf(e), nil
+}
+
+// Get opens the object ref for reading by who, after recording the read
+// in the custody log. The plaintext is hashed as it is read: at the end of
+// the stream, Read returns an error wrapping ErrIntegrity instead of io.EOF
+// when the content does not match the reference. The caller must Close the
+// reader and must not act on content before reading it to the end without
+// error.
+func (l *Locker) Get(ctx context.Context, ref Ref, who Reader) (io.ReadCloser, Meta, error) {
+	incident, sum, err := ref.Parse()
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	if p := checkIdentity("reader", who.Identity) + checkText("reason", who.Reason, true); p != "" {
+		return nil, Meta{}, fmt.Errorf("%w: %s", ErrInvalid, p)
+	}
+	unlock := l.lock(incident)
+	log, err := l.readCustody(incident)
+	var meta Meta
+	if err == nil {
+		meta, err = l.lookup(log, ref, sum)
+	}
+	if err == nil {
+		_, err = log.append(l.custodyPath(incident), Event{
+			Time: l.now(), Kind: EventRead, SHA256: sum, Actor: who.Identity, Reason: who.Reason,
+		})
+	}
+	unlock()
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	rc, err := l.open(ctx, meta)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return rc, meta, nil
+}
+
+// open decrypts and verifies the object m.
+func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
+	var w Wrapped
+	if err := getJSON(ctx, l.backend, wrapKey(m.Incident, m.blob), &w); err != nil {
+		return nil, fmt.Errorf("%w: %s: wrapped key: %w", ErrIntegrity, m.Ref, err)
+	}
+	dek, err := l.wrapper.Unwrap(ctx, w)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: wrapped key does not unwrap: %w", ErrIntegrity, m.Ref, err)
+	}
+	defer clear(dek)
+	obj, err := l.backend.Get(ctx, objectKey(m.Incident, m.blob))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, m.Ref, err)
+	}
+	dr, err := newDecryptReader(dek, obj)
+	if err != nil {
+		_ = obj.Close()
+		return nil, fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, m.Ref, err)
+	}
+	return &verifyingReader{r: dr, c: obj, h: sha256.New(), meta: m}, nil
+}
+
+// verifyingReader hashes plaintext and checks it against the manifest at EOF.
+type verifyingReader struct {
+	r    io.Reader
+	c    io.Closer
+	h    hash.Hash
+	n    int64
+	meta Meta
+	err  error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	switch {
+	case errors.Is(err, io.EOF):
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.meta.SHA256 || v.n != v.meta.Size {
+			v.err = fmt.Errorf("%w: %s: object file: content has sha256 %s and %d bytes, manifest says %s and %d bytes",
+				ErrIntegrity, v.meta.Ref, got, v.n, v.meta.SHA256, v.meta.Size)
+			return n, v.err
+		}
+		v.err = io.EOF
+	case errors.Is(err, errSegment):
+		v.err = fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, v.meta.Ref, err)
+		return n, v.err
+	case err != nil:
+		v.err = fmt.Errorf("evidence: read %s: %w", v.meta.Ref, err)
+		return n, v.err
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.c.Close() }
+
+// List returns the live (not deleted) objects of incident in collection order.
+func (l *Locker) List(ctx context.Context, incident string) ([]Meta, error) {
+	m, err := l.Manifest(ctx, incident)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Meta, 0, len(m.Objects))
+	for _, o := range m.Objects {
+		if !o.Deleted {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// Manifest returns incident's objects and verified custody log.
+func (l *Locker) Manifest(_ context.Context, incident string) (Manifest, error) {
+	if !incidentRE.MatchString(incident) {
+		return Manifest{}, fmt.Errorf("%w: incident %q", ErrInvalid, incident)
+	}
+	unlock := l.lock(incident)
+	log, err := l.readCustody(incident)
+	unlock()
+	if err != nil {
+		return Manifest{}, err
+	}
+	return manifestOf(log), nil
+}
+
+func manifestOf(log *custodyLog) Manifest {
+	m := Manifest{Incident: log.incident, Events: log.events, Head: log.head}
+	index := map[string]int{}
+	for _, e := range log.events {
+		switch e.Kind {
+		case EventCollected:
+			index[e.SHA256] = len(m.Objects)
+			m.Objects = append(m.Objects, metaOf(e))
+		case EventDeleted:
+			if i, ok := index[e.SHA256]; ok {
+				m.Objects[i].Deleted = true
+			}
+		}
+	}
+	return m
+}
+
+// Delete destroys the object ref on behalf of who, when its retention has
+// ended; before that it fails with ErrRetained. It is what [Locker.Sweep]
+// does for each expired object.
+func (l *Locker) Delete(ctx context.Context, ref Ref, who Reader) error {
+	incident, sum, err := ref.Parse()
+	if err != nil {
+		return err
+	}
+	if p := checkIdentity("deleter", who.Identity) + checkText("reason", who.Reason, true); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalid, p)
+	}
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return err
+	}
+	m, err := l.lookup(log, ref, sum)
+	if err != nil {
+		return err
+	}
+	return l.destroy(ctx, log, m, l.now().UTC(), who)
+}
+
+// destroy shreds the wrapped key, removes the ciphertext and records it.
+// The caller holds the incident lock.
+func (l *Locker) destroy(ctx context.Context, log *custodyLog, m Meta, now time.Time, who Reader) error {
+	if now.Before(m.RetainUntil) {
+		return fmt.Errorf("%w: %s (%s) is retained until %s", ErrRetained, m.Ref, m.Class, m.RetainUntil.Format(time.RFC3339))
+	}
+	if err := l.shred(ctx, wrapKey(m.Incident, m.blob)); err != nil {
+		return fmt.Errorf("evidence: delete %s: wrapped key: %w", m.Ref, err)
+	}
+	if err := l.backend.Delete(ctx, objectKey(m.Incident, m.blob)); err != nil {
+		return fmt.Errorf("evidence: delete %s: object: %w", m.Ref, err)
+	}
+	_, err := log.append(l.custodyPath(m.Incident), Event{
+		Time: now, Kind: EventDeleted, SHA256: m.SHA256, Actor: who.Identity, Reason: who.Reason,
+	})
+	return err
+}
+
+// SweepReport lists what a sweep destroyed.
+type SweepReport struct {
+	Deleted []Ref
+}
+
+// SweeperIdentity is the actor recorded for deletions by [Locker.Sweep].
+const SweeperIdentity = "system:evidence-sweeper"
+
+// Sweep destroys every object whose retention ended at or before now (see
+// [Locker.Delete]) and records each deletion. It goes on past an incident
+// it cannot process and returns those errors joined.
+func (l *Locker) Sweep(ctx context.Context, now time.Time) (SweepReport, error) {
+	var rep SweepReport
+	incidents, err := l.incidents()
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	for _, inc := range incidents {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		deleted, err := l.sweepIncident(ctx, inc, now.UTC())
+		rep.Deleted = append(rep.Deleted, deleted...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Time) ([]Ref, error) {
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []Ref
+	for _, m := range manifestOf(log).Objects {
+		if m.Deleted || now.Before(m.RetainUntil) {
+			continue
+		}
+		why := Reader{Identity: SweeperIdentity, Reason: fmt.Sprintf("retention of class %s ended %s", m.Class, m.RetainUntil.Format(time.RFC3339))}
+		if err := l.destroy(ctx, log, m, now, why); err != nil {
+			return deleted, err
+		}
+		deleted = append(deleted, m.Ref)
+	}
+	return deleted, nil
+}
+
+// incidents lists the incidents that have a custody log.
+func (l *Locker) incidents() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(l.dir, "custody"))
+	if err != nil {
+		return nil, fmt.Errorf("evidence: list incidents: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if inc, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && incidentRE.MatchString(inc) {
+			out = append(out, inc)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Problem is one thing that does not verify.
+type Problem struct {
+	Ref    Ref    `json:"ref,omitempty"`  // the object, when the problem is one object's
+	Line   int64  `json:"line,omitempty"` // the custody log line, when it is the log's
+	Detail string `json:"detail"`
+}
+
+// Report is the result of [Locker.Verify].
+type Report struct {
+	Incident string    `json:"incident"`
+	Events   int       `json:"events"`   // custody log lines verified
+	Objects  int       `json:"objects"`  // live objects re-hashed
+	Bytes    int64     `json:"bytes"`    // plaintext bytes re-hashed
+	Head     string    `json:"head"`     // custody log head hash
+	Problems []Problem `json:"problems"` // empty when everything verified
+}
+
+// Verify checks incident's custody log chain, then decrypts and re-hashes
+// every live object against the manifest. When something does not verify
+// it returns the report with the problems named and an error wrapping
+// ErrIntegrity. Verification reads are not recorded as custody events.
+func (l *Locker) Verify(ctx context.Context, incident string) (Report, error) {
+	rep := Report{Incident: incident}
+	m, err := l.Manifest(ctx, incident)
+	var ce *CustodyError
+	if errors.As(err, &ce) {
+		rep.Problems = append(rep.Problems, Problem{Line: ce.Line, Detail: ce.Error()})
+		return rep, fmt.Errorf("evidence: verify %s: %w", incident, err)
+	}
+	if err != nil {
+		return rep, err
+	}
+	rep.Events, rep.Head = len(m.Events), m.Head
+	for _, o := range m.Objects {
+		if o.Deleted {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		rep.Objects++
+		n, err := l.rehash(ctx, o)
+		rep.Bytes += n
+		if err != nil {
+			rep.Problems = append(rep.Problems, Problem{Ref: o.Ref, Detail: err.Error()})
+		}
+	}
+	if len(rep.Problems) > 0 {
+		return rep, fmt.Errorf("evidence: verify %s: %d problem(s), first: %s: %w", incident, len(rep.Problems), rep.Problems[0].Detail, ErrIntegrity)
+	}
+	return rep, nil
+}
+
+func (l *Locker) rehash(ctx context.Context, m Meta) (int64, error) {
+	rc, err := l.open(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = rc.Close() }()
+	return io.Copy(io.Discard, ctxReader{ctx, rc})
+}

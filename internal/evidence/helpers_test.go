@@ -1,0 +1,209 @@
+package evidence
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// softWrapper is a software KeyWrapper (AES-256-GCM key wrap under a KEK),
+// standing in for the HSM key manager.
+type softWrapper struct {
+	id   string
+	aead cipher.AEAD
+}
+
+func newSoftWrapper(t testing.TB, id string) *softWrapper {
+	t.Helper()
+	kek := make([]byte, 32)
+	_, _ = rand.Read(kek)
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &softWrapper{id: id, aead: aead}
+}
+
+func (w *softWrapper) Wrap(_ context.Context, dek []byte) (Wrapped, error) {
+	nonce := make([]byte, w.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return Wrapped{KeyID: w.id, Nonce: nonce, Ciphertext: w.aead.Seal(nil, nonce, dek, []byte(w.id))}, nil
+}
+
+func (w *softWrapper) Unwrap(_ context.Context, wr Wrapped) ([]byte, error) {
+	if wr.KeyID != w.id {
+		return nil, fmt.Errorf("unknown key %q", wr.KeyID)
+	}
+	if len(wr.Nonce) != w.aead.NonceSize() {
+		return nil, fmt.Errorf("nonce of %d bytes", len(wr.Nonce))
+	}
+	return w.aead.Open(nil, wr.Nonce, wr.Ciphertext, []byte(w.id))
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	t      testing.TB
+	ctx    context.Context
+	dir    string
+	locker *Locker
+	clock  *clock
+}
+
+func newFixture(t testing.TB, segment int) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	c := &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
+	l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Now: c.Now, SegmentSize: segment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return &fixture{t: t, ctx: ctx, dir: dir, locker: l, clock: c}
+}
+
+func request(incident, name string, class Class, body io.Reader) PutRequest {
+	return PutRequest{
+		Incident: incident, Name: name, Class: class, MediaType: "application/octet-stream",
+		CollectedBy: "system:worker", Source: "pve/node1/lxc/101:/var/log/auth.log", Body: body,
+	}
+}
+
+var alice = Reader{Identity: "keycloak:iru/alice", Reason: "triage of the suspicious login"}
+
+func (f *fixture) put(incident, name string, class Class, body []byte) Ref {
+	f.t.Helper()
+	ref, err := f.locker.Put(f.ctx, request(incident, name, class, bytesReader(body)))
+	if err != nil {
+		f.t.Fatalf("Put %s: %v", name, err)
+	}
+	return ref
+}
+
+// get reads ref to the end and returns the content and the error of the read.
+func (f *fixture) get(ref Ref) ([]byte, Meta, error) {
+	f.t.Helper()
+	rc, meta, err := f.locker.Get(f.ctx, ref, alice)
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	defer func() { _ = rc.Close() }()
+	b, err := io.ReadAll(rc)
+	return b, meta, err
+}
+
+// meta returns the live object of ref as the manifest has it.
+func (f *fixture) meta(ref Ref) Meta {
+	f.t.Helper()
+	incident, _, _ := ref.Parse()
+	objs, err := f.locker.List(f.ctx, incident)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Ref == ref {
+			return o
+		}
+	}
+	f.t.Fatalf("%s not listed", ref)
+	return Meta{}
+}
+
+func (f *fixture) objectPath(ref Ref) string {
+	m := f.meta(ref)
+	return f.locker.backend.(*FSBackend).Path(objectKey(m.Incident, m.blob))
+}
+
+func (f *fixture) keyPath(ref Ref) string {
+	m := f.meta(ref)
+	return f.locker.backend.(*FSBackend).Path(wrapKey(m.Incident, m.blob))
+}
+
+func (f *fixture) custodyPath(incident string) string { return f.locker.custodyPath(incident) }
+
+// editFile applies fn to the bytes of path, as an attacker with disk access.
+func editFile(t testing.TB, path string, fn func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, fn(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	_, _ = mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	return b
+}
+
+// randomReader streams n pseudo-random bytes without holding them.
+func randomReader(n int64, seed byte) io.Reader {
+	return io.LimitReader(mrand.NewChaCha8([32]byte{seed}), n)
+}
+
+// peakHeap runs fn and returns the peak of HeapInuse above what it was
+// before, sampled every millisecond.
+func peakHeap(fn func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	stop, done := make(chan struct{}), make(chan uint64)
+	go func() {
+		peak := base
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		var s runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				done <- peak
+				return
+			case <-tick.C:
+				runtime.ReadMemStats(&s)
+				peak = max(peak, s.HeapInuse)
+			}
+		}
+	}()
+	fn()
+	runtime.ReadMemStats(&ms)
+	close(stop)
+	peak := max(<-done, ms.HeapInuse)
+	return peak - base
+}

@@ -1,0 +1,381 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PostgresStore is a [Store] on PostgreSQL. Its tables live in the first
+// schema of the connection's search_path.
+type PostgresStore struct {
+	pool  *pgxpool.Pool
+	owned bool
+}
+
+// OpenPostgres connects to dsn and returns a store that closes its pool on
+// Close. The schema must have been created by [MigratePostgres].
+func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ledger: postgres: connect: %w", err)
+	}
+	return &PostgresStore{pool: pool, owned: true}, nil
+}
+
+// NewPostgresStore returns a store on pool; Close leaves the pool open.
+func NewPostgresStore(pool *pgxpool.Pool) *PostgresStore {
+	return &PostgresStore{pool: pool}
+}
+
+// postgresSchema creates the tables, the trigger that rejects UPDATE,
+// DELETE and TRUNCATE even for the owner, and the indexes. It is idempotent.
+const postgresSchema = `
+CREATE TABLE IF NOT EXISTS ledger_entries (
+	incident_id     text        NOT NULL,
+	seq             bigint      NOT NULL CHECK (seq >= 1),
+	version         smallint    NOT NULL,
+	at              timestamptz NOT NULL,
+	actor           text        NOT NULL,
+	action          text        NOT NULL,
+	target          text        NOT NULL,
+	params_sha256   bytea       NOT NULL CHECK (octet_length(params_sha256) = 32),
+	outcome         text        NOT NULL,
+	outcome_detail  text        NOT NULL,
+	idempotency_key text        NOT NULL,
+	prev_hash       bytea       NOT NULL CHECK (octet_length(prev_hash) = 32),
+	hash            bytea       NOT NULL CHECK (octet_length(hash) = 32),
+	CONSTRAINT ledger_entries_pkey PRIMARY KEY (incident_id, seq),
+	CONSTRAINT ledger_entries_idempotency_key UNIQUE (incident_id, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+	id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	incident_id text        NOT NULL,
+	seq         bigint      NOT NULL,
+	version     smallint    NOT NULL,
+	head_hash   bytea       NOT NULL CHECK (octet_length(head_hash) = 32),
+	at          timestamptz NOT NULL,
+	key_id      text        NOT NULL,
+	signature   bytea       NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_checkpoints_incident ON ledger_checkpoints (incident_id, id);
+CREATE OR REPLACE FUNCTION ledger_reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'ledger: % on % is not allowed: the ledger is append-only', TG_OP, TG_TABLE_NAME
+		USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE OR REPLACE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
+	FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
+CREATE OR REPLACE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+	FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
+CREATE OR REPLACE TRIGGER ledger_checkpoints_append_only BEFORE UPDATE OR DELETE ON ledger_checkpoints
+	FOR EACH ROW EXECUTE FUNCTION ledger_reject_change();
+CREATE OR REPLACE TRIGGER ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
+	FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_change();
+REVOKE ALL ON ledger_entries, ledger_checkpoints FROM PUBLIC;
+`
+
+// MigratePostgres creates the ledger schema in the first schema of pool's
+// search_path and creates appRole (NOLOGIN, when missing) with USAGE on that
+// schema and only SELECT and INSERT on the tables. Run it as the schema
+// owner; the responder itself connects as a login role that is a member of
+// appRole, so it can neither change nor remove rows, nor disable the
+// trigger. It is idempotent and serialised by an advisory lock.
+func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, appRole string) error {
+	if !roleRE.MatchString(appRole) {
+		return fmt.Errorf("ledger: migrate: app role %q: want a lowercase SQL identifier", appRole)
+	}
+	role := pgx.Identifier{appRole}.Sanitize()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('iru-ledger-migrate'))`); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, postgresSchema); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, appRole).Scan(&exists); err != nil {
+			return fmt.Errorf("look up role: %w", err)
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, `CREATE ROLE `+role+` NOLOGIN`); err != nil {
+				return fmt.Errorf("create role: %w", err)
+			}
+		}
+		var schema, seq string
+		if err := tx.QueryRow(ctx, `SELECT current_schema(), pg_get_serial_sequence('ledger_checkpoints', 'id')`).Scan(&schema, &seq); err != nil {
+			return fmt.Errorf("look up schema: %w", err)
+		}
+		grants := []string{
+			`GRANT USAGE ON SCHEMA ` + pgx.Identifier{schema}.Sanitize() + ` TO ` + role,
+			`REVOKE ALL ON ledger_entries, ledger_checkpoints FROM ` + role,
+			`GRANT SELECT, INSERT ON ledger_entries, ledger_checkpoints TO ` + role,
+			`GRANT USAGE ON SEQUENCE ` + seq + ` TO ` + role,
+		}
+		for _, g := range grants {
+			if _, err := tx.Exec(ctx, g); err != nil {
+				return fmt.Errorf("%s: %w", g, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: migrate postgres: %w", err)
+	}
+	return nil
+}
+
+const pgEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, idempotency_key, prev_hash, hash`
+
+// errLostRace means a concurrent append of the same slot won between our
+// read and our insert; the caller reads again.
+var errLostRace = errors.New("ledger: concurrent append, retry")
+
+// maxRaceRetries bounds how often an append re-reads after losing a race.
+const maxRaceRetries = 5
+
+// Insert implements [Store].
+func (s *PostgresStore) Insert(ctx context.Context, e Entry) (Entry, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := s.insertOnce(ctx, e)
+		if errors.Is(err, errLostRace) && attempt < maxRaceRetries {
+			continue
+		}
+		if err != nil {
+			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+		return out, nil
+	}
+}
+
+func (s *PostgresStore) insertOnce(ctx context.Context, e Entry) (Entry, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Entry{}, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	stored, err := pgEntry(ctx, tx, e.Incident, e.Seq)
+	switch {
+	case err == nil:
+		return resolve(stored, e)
+	case !errors.Is(err, ErrNotFound):
+		return Entry{}, err
+	}
+	var prev Digest
+	if e.Seq > 1 {
+		var b []byte
+		err := tx.QueryRow(ctx, `SELECT hash FROM ledger_entries WHERE incident_id = $1 AND seq = $2`, e.Incident, e.Seq-1).Scan(&b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Entry{}, fmt.Errorf("%w: entry %d not appended yet", ErrGap, e.Seq-1)
+		}
+		if err != nil {
+			return Entry{}, fmt.Errorf("read prev hash: %w", err)
+		}
+		if prev, err = digestFrom(b, "prev hash"); err != nil {
+			return Entry{}, err
+		}
+	}
+	e = e.seal(prev)
+	tag, err := tx.Exec(ctx, `INSERT INTO ledger_entries (`+pgEntryCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (incident_id, seq) DO NOTHING`,
+		e.Incident, e.Seq, e.Version, e.Time, e.Actor, e.Action, e.Target, e.ParamsDigest[:],
+		string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			_ = tx.Rollback(ctx)
+			return s.afterUniqueViolation(ctx, e)
+		}
+		return Entry{}, fmt.Errorf("insert: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return Entry{}, errLostRace
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Entry{}, fmt.Errorf("commit: %w", err)
+	}
+	return e, nil
+}
+
+// afterUniqueViolation explains a violation of the idempotency key.
+func (s *PostgresStore) afterUniqueViolation(ctx context.Context, e Entry) (Entry, error) {
+	if stored, err := pgEntry(ctx, s.pool, e.Incident, e.Seq); err == nil {
+		return resolve(stored, e)
+	}
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT seq FROM ledger_entries WHERE incident_id = $1 AND idempotency_key = $2`,
+		e.Incident, e.IdempotencyKey).Scan(&seq)
+	if err != nil {
+		return Entry{}, errLostRace
+	}
+	return Entry{}, fmt.Errorf("%w: idempotency key %q is already recorded at seq %d", ErrConflict, e.IdempotencyKey, seq)
+}
+
+type pgQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func pgEntry(ctx context.Context, q pgQuerier, incident string, seq int64) (Entry, error) {
+	row := q.QueryRow(ctx, `SELECT `+pgEntryCols+` FROM ledger_entries WHERE incident_id = $1 AND seq = $2`, incident, seq)
+	e, err := scanEntry(row, false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Entry{}, ErrNotFound
+	}
+	return e, err
+}
+
+// rowScanner is what pgx rows and database/sql rows have in common.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// timeCol scans a time column: timestamptz (PostgreSQL) or an integer of
+// Unix microseconds (SQLite, micro true).
+type timeCol struct {
+	t     time.Time
+	us    int64
+	micro bool
+}
+
+func (c *timeCol) dest() any {
+	if c.micro {
+		return &c.us
+	}
+	return &c.t
+}
+
+func (c *timeCol) value() time.Time {
+	if c.micro {
+		return time.UnixMicro(c.us).UTC()
+	}
+	return c.t.UTC()
+}
+
+func scanEntry(r rowScanner, micro bool) (Entry, error) {
+	var (
+		e                  Entry
+		at                 = timeCol{micro: micro}
+		status             string
+		params, prev, hash []byte
+	)
+	if err := r.Scan(&e.Incident, &e.Seq, &e.Version, at.dest(), &e.Actor, &e.Action, &e.Target, &params,
+		&status, &e.Outcome.Detail, &e.IdempotencyKey, &prev, &hash); err != nil {
+		return Entry{}, err
+	}
+	e.Time = at.value()
+	e.Outcome.Status = Status(status)
+	var err error
+	if e.ParamsDigest, err = digestFrom(params, "params digest"); err != nil {
+		return Entry{}, err
+	}
+	if e.PrevHash, err = digestFrom(prev, "prev hash"); err != nil {
+		return Entry{}, err
+	}
+	if e.Hash, err = digestFrom(hash, "hash"); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Entries implements [Store].
+func (s *PostgresStore) Entries(ctx context.Context, incident string, fn func(Entry) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+pgEntryCols+` FROM ledger_entries WHERE incident_id = $1 ORDER BY seq`, incident)
+	if err != nil {
+		return fmt.Errorf("ledger: entries %s: %w", incident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows, false)
+		if err != nil {
+			return fmt.Errorf("ledger: entries %s: %w", incident, err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger: entries %s: %w", incident, err)
+	}
+	return nil
+}
+
+// Head implements [Store].
+func (s *PostgresStore) Head(ctx context.Context, incident string) (Entry, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+pgEntryCols+` FROM ledger_entries WHERE incident_id = $1 ORDER BY seq DESC LIMIT 1`, incident)
+	e, err := scanEntry(row, false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Entry{}, fmt.Errorf("%w: incident %s has no entries", ErrNotFound, incident)
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: head %s: %w", incident, err)
+	}
+	return e, nil
+}
+
+// AddCheckpoint implements [Store].
+func (s *PostgresStore) AddCheckpoint(ctx context.Context, c Checkpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO ledger_checkpoints (incident_id, seq, version, head_hash, at, key_id, signature)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		c.Incident, c.Seq, c.Version, c.HeadHash[:], c.Time, c.Signature.KeyID, c.Signature.Sig)
+	if err != nil {
+		return fmt.Errorf("ledger: add checkpoint %s: %w", c.Incident, err)
+	}
+	return nil
+}
+
+const checkpointCols = `incident_id, seq, version, head_hash, at, key_id, signature`
+
+func scanCheckpoint(r rowScanner, micro bool) (Checkpoint, error) {
+	var (
+		c    Checkpoint
+		head []byte
+		at   = timeCol{micro: micro}
+	)
+	if err := r.Scan(&c.Incident, &c.Seq, &c.Version, &head, at.dest(), &c.Signature.KeyID, &c.Signature.Sig); err != nil {
+		return Checkpoint{}, err
+	}
+	c.Time = at.value()
+	var err error
+	c.HeadHash, err = digestFrom(head, "checkpoint head hash")
+	return c, err
+}
+
+// Checkpoints implements [Store].
+func (s *PostgresStore) Checkpoints(ctx context.Context, incident string, fn func(Checkpoint) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+checkpointCols+` FROM ledger_checkpoints WHERE incident_id = $1 ORDER BY id`, incident)
+	if err != nil {
+		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c, err := scanCheckpoint(rows, false)
+		if err != nil {
+			return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
+	}
+	return nil
+}
+
+// Close implements [Store]; it closes the pool when the store opened it.
+func (s *PostgresStore) Close() error {
+	if s.owned {
+		s.pool.Close()
+	}
+	return nil
+}

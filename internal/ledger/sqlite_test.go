@@ -1,0 +1,206 @@
+package ledger_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/ledger/ledgertest"
+)
+
+// sqliteTamperStore is the store plus a raw connection to its file, as an
+// attacker with disk access would have.
+type sqliteTamperStore struct {
+	*ledger.SQLiteStore
+	raw *sql.DB
+}
+
+func newSQLiteStore(t testing.TB) *sqliteTamperStore {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := ledger.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatalf("open sqlite: %v", err)
+	}
+	raw, err := sql.Open("sqlite", ledger.SQLiteDSN(path))
+	if err != nil {
+		t.Fatalf("open raw sqlite: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = raw.Close()
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return &sqliteTamperStore{SQLiteStore: s, raw: raw}
+}
+
+// tamper drops table's append-only triggers, runs fn, and puts the triggers
+// back, in one transaction.
+func (s *sqliteTamperStore) tamper(t testing.TB, table string, fn func(tx *sql.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.raw.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("tamper: begin: %v", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?`, table)
+	if err != nil {
+		t.Fatalf("tamper: triggers: %v", err)
+	}
+	triggers := map[string]string{}
+	for rows.Next() {
+		var name, q string
+		if err := rows.Scan(&name, &q); err != nil {
+			t.Fatalf("tamper: triggers: %v", err)
+		}
+		triggers[name] = q
+	}
+	_ = rows.Close()
+	for name := range triggers {
+		if _, err := tx.ExecContext(ctx, `DROP TRIGGER `+name); err != nil {
+			t.Fatalf("tamper: drop trigger: %v", err)
+		}
+	}
+	if err := fn(tx); err != nil {
+		t.Fatalf("tamper %s: %v", table, err)
+	}
+	for _, q := range triggers {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			t.Fatalf("tamper: recreate trigger: %v", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("tamper: commit: %v", err)
+	}
+}
+
+// flip changes one byte of a text or blob value, or adds one to an integer.
+func flip(v any) (any, error) {
+	switch x := v.(type) {
+	case int64:
+		return x + 1, nil
+	case string:
+		b := []byte(x)
+		b[0] ^= 1
+		return string(b), nil
+	case []byte:
+		b := append([]byte(nil), x...)
+		b[len(b)/2] ^= 1
+		return b, nil
+	}
+	return nil, fmt.Errorf("cannot flip %T", v)
+}
+
+func exactlyOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("changed %d rows, want 1", n)
+	}
+	return nil
+}
+
+func (s *sqliteTamperStore) flipWhere(t testing.TB, table, column, where string, args ...any) {
+	s.tamper(t, table, func(tx *sql.Tx) error {
+		var v any
+		if err := tx.QueryRow(`SELECT `+column+` FROM `+table+` WHERE `+where, args...).Scan(&v); err != nil {
+			return err
+		}
+		nv, err := flip(v)
+		if err != nil {
+			return err
+		}
+		return exactlyOne(tx.Exec(`UPDATE `+table+` SET `+column+` = ? WHERE `+where, append([]any{nv}, args...)...))
+	})
+}
+
+func (s *sqliteTamperStore) CorruptEntry(t testing.TB, incident string, seq int64, column string) {
+	s.flipWhere(t, "ledger_entries", column, `incident_id = ? AND seq = ?`, incident, seq)
+}
+
+func (s *sqliteTamperStore) ReplaceEntry(t testing.TB, e ledger.Entry) {
+	s.tamper(t, "ledger_entries", func(tx *sql.Tx) error {
+		return exactlyOne(tx.Exec(`UPDATE ledger_entries SET version = ?, at = ?, actor = ?, action = ?, target = ?,
+			params_sha256 = ?, outcome = ?, outcome_detail = ?, idempotency_key = ?, prev_hash = ?, hash = ?
+			WHERE incident_id = ? AND seq = ?`,
+			e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.ParamsDigest[:], string(e.Outcome.Status),
+			e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:], e.Incident, e.Seq))
+	})
+}
+
+func (s *sqliteTamperStore) DeleteEntry(t testing.TB, incident string, seq int64) {
+	s.tamper(t, "ledger_entries", func(tx *sql.Tx) error {
+		return exactlyOne(tx.Exec(`DELETE FROM ledger_entries WHERE incident_id = ? AND seq = ?`, incident, seq))
+	})
+}
+
+func (s *sqliteTamperStore) CorruptCheckpoint(t testing.TB, incident string, column string) {
+	s.flipWhere(t, "ledger_checkpoints", column,
+		`id = (SELECT max(id) FROM ledger_checkpoints WHERE incident_id = ?)`, incident)
+}
+
+func TestSQLiteConformance(t *testing.T) {
+	ledgertest.Run(t, func(t *testing.T) ledger.Store { return newSQLiteStore(t) })
+}
+
+// TestSQLiteAppendOnly proves the triggers abort UPDATE and DELETE, even on
+// a connection that bypasses the store.
+func TestSQLiteAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	s := newSQLiteStore(t)
+	l := ledger.New(s, nil)
+	keys := ledgertest.NewKeys(t, "k")
+	if _, err := l.Append(ctx, ledgertest.Request("inc-ro", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Checkpoint(ctx, "inc-ro", keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE ledger_entries SET actor = 'keycloak:iru/mallory'`,
+		`DELETE FROM ledger_entries`,
+		`UPDATE ledger_checkpoints SET seq = 0`,
+		`DELETE FROM ledger_checkpoints`,
+	} {
+		t.Run(q, func(t *testing.T) {
+			_, err := s.raw.ExecContext(ctx, q)
+			if err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Fatalf("%s: err = %v, want append-only error", q, err)
+			}
+		})
+	}
+	rep, err := l.Verify(ctx, "inc-ro", keys)
+	if err != nil || rep.Entries != 1 || rep.Checkpoints != 1 {
+		t.Fatalf("rows changed: %+v, %v", rep, err)
+	}
+}
+
+func TestOpenSQLiteReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sub", "ledger.db")
+	s, err := ledger.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.New(s, nil).Append(ctx, ledgertest.Request("inc", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = ledger.OpenSQLite(ctx, path) // migration is idempotent, data kept
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if _, err := ledger.New(s, nil).Append(ctx, ledgertest.Request("inc", 2)); err != nil {
+		t.Fatalf("append after reopen: %v", err)
+	}
+}
