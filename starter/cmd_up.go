@@ -291,7 +291,9 @@ func (s *stack) startAPI(ctx context.Context) error {
 	srvCfg := config.Server{Temporal: tcfg, Log: s.cfg.Log, HTTPAddr: s.cfg.APIAddr}
 	apiCtx, stop := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(apiCtx, srvCfg, s.prot.DataConverter(), logging.New(apiLog, s.cfg.Log, "starter-serve"), ready) }()
+	go func() {
+		done <- serve(apiCtx, srvCfg, s.prot.DataConverter(), logging.New(apiLog, s.cfg.Log, "starter-serve"), ready)
+	}()
 	s.defer_(func() {
 		stop()
 		<-done
