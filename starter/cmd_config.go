@@ -11,6 +11,7 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/workerhost"
 )
 
 // configSections lists every configuration struct of the binaries, by
@@ -25,6 +26,7 @@ func configSections() []struct {
 		Cfgs  []any
 	}{
 		{"Temporal, logging, worker, API server", []any{&config.Worker{}, &config.Server{}}},
+		{"Worker: stores, Keycloak, notifications, playbooks", []any{&workerhost.Config{}}},
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
 		{"HSM keys", []any{&keys.Config{}}},
 		{"Payload codec and codec server", []any{&codec.Config{}}},

@@ -160,7 +160,10 @@ func (s *stack) startKeys(ctx context.Context) error {
 	}
 	s.defer_(func() { _ = s.prot.Close() })
 	s.env = append(s.env, tok.Env()...)
-	s.env = append(s.env, "IRU_CODEC_KEY_DIR="+ccfg.KeyDir)
+	s.env = append(s.env, "IRU_CODEC_KEY_DIR="+ccfg.KeyDir,
+		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(s.cfg.StateDir, "ledger.db"),
+		"IRU_EVIDENCE_DIR="+filepath.Join(s.cfg.StateDir, "evidence"),
+		"IRU_SECRETS_DIR="+filepath.Join(s.cfg.StateDir, "secrets"))
 	s.say("keys in SoftHSM2 token %q (%s); payload key %s", tok.Config.TokenLabel, tok.Conf, s.prot.Ring.CurrentKeyID())
 	return nil
 }
@@ -223,7 +226,7 @@ func (s *stack) startDevServer(ctx context.Context) error {
 		s.say("stopping Temporal dev server")
 		_ = s.dev.Stop()
 	})
-	s.env = append(s.env, "IRU_TEMPORAL_ADDRESS="+s.dev.Address(), "IRU_TEMPORAL_NAMESPACE="+s.dev.Namespace())
+	s.env = append(s.env, "IRU_TEMPORAL_ADDRESS="+s.dev.Address(), "IRU_TEMPORAL_NAMESPACE="+s.dev.Namespace(), "IRU_UI_URL="+s.dev.UIURL())
 	s.say("Temporal frontend %s, Web UI %s (ready in %s)", s.dev.Address(), s.dev.UIURL(), time.Since(t0).Round(time.Millisecond))
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
+	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/testenv"
 )
 
@@ -82,8 +83,17 @@ func TestWorkerBinary(t *testing.T) {
 	if err := os.Mkdir(keyDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	state := t.TempDir()
+	l, err := lab.Start(context.Background(), lab.Options{PVEAddr: "127.0.0.1:0", KeycloakAddr: "127.0.0.1:0", StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
 	env := append(os.Environ(), "IRU_TEMPORAL_ADDRESS="+dev.Address(), "IRU_WORKER_HTTP_ADDR="+httpAddr, "IRU_WORKER_SHUTDOWN_GRACE=5s",
-		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN, "IRU_CODEC_KEY_DIR="+keyDir)
+		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN, "IRU_CODEC_KEY_DIR="+keyDir,
+		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(state, "ledger.db"), "IRU_EVIDENCE_DIR="+filepath.Join(state, "evidence"),
+		"IRU_SECRETS_DIR="+filepath.Join(state, "secrets"))
+	env = append(env, l.Env()...)
 	var logs lockedBuffer
 	cmd := exec.Command(workerBin)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs

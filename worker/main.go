@@ -23,7 +23,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
@@ -93,23 +92,23 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	}()
 	log.Info("serving health and metrics", "addr", ln.Addr().String())
 
-	// Payloads are encrypted before they leave the worker; the keys are in
-	// the HSM (the data keys wrapped by its key-encryption key).
-	prot, err := codec.OpenProtection(ctx, cfg.Keys, cfg.Codec)
+	// Open the dependencies: HSM keys and the payload codec (payloads are
+	// encrypted before they leave the worker), ledger, evidence locker,
+	// playbooks (an invalid one stops the worker here), Keycloak client.
+	host, err := workerhost.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer prot.Close()
-	log.Info("payload codec ready", "currentKey", prot.Ring.CurrentKeyID())
+	defer host.Close()
 
-	c, err = temporalclient.DialRetry(ctx, cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: prot.DataConverter()}, time.Second)
+	c, err = temporalclient.DialRetry(ctx, cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: host.DataConverter()}, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 
 	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: cfg.ShutdownGrace})
-	workerhost.Register(w, workerhost.Deps{})
+	host.Register(w, c)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -461,3 +461,12 @@ func heartbeat(ctx context.Context, details ...any) {
 		activity.RecordHeartbeat(ctx, details...)
 	}
 }
+
+// Ping checks that the service account can log in and read its realm; the
+// worker's self-test uses it.
+func (a *Activities) Ping(ctx context.Context) error {
+	return a.call(ctx, "get realm "+a.cfg.Realm, func(ctx context.Context, token string) error {
+		_, err := a.gc.GetRealm(ctx, token, a.cfg.Realm)
+		return err
+	})
+}

@@ -1,0 +1,277 @@
+// Package report renders the post-incident report: summary, timeline,
+// actions and approvals with who and when, the evidence manifest with
+// hashes, the audit chain head, metrics (time to detect, acknowledge,
+// contain, recover) and a lessons-learned section to fill in. It renders
+// Markdown for people and JSON for tools, from data gathered by the caller.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/iru-responder/responder/workflows"
+)
+
+// Evidence is one object of the incident's evidence manifest.
+type Evidence struct {
+	Ref         string    `json:"ref"`
+	Name        string    `json:"name"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Class       string    `json:"class"`
+	CollectedBy string    `json:"collected_by"`
+	Source      string    `json:"source"`
+	CollectedAt time.Time `json:"collected_at"`
+}
+
+// LedgerEntry is one audit ledger entry as shown in the report.
+type LedgerEntry struct {
+	Seq     int64     `json:"seq"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail,omitempty"`
+	Hash    string    `json:"hash"`
+}
+
+// Input is everything the report is made from.
+type Input struct {
+	Status   workflows.IncidentStatus
+	Ledger   []LedgerEntry
+	Evidence []Evidence
+	// LedgerVerified says whether the chain verified when the report was made.
+	LedgerVerified bool
+	LedgerProblem  string
+	GeneratedAt    time.Time
+}
+
+// Metrics are the incident's response times.
+type Metrics struct {
+	TimeToDetect      string `json:"time_to_detect,omitempty"`
+	TimeToAcknowledge string `json:"time_to_acknowledge,omitempty"`
+	TimeToContain     string `json:"time_to_contain,omitempty"`
+	TimeToRecover     string `json:"time_to_recover,omitempty"`
+}
+
+// Approval is one decision on a step.
+type Approval struct {
+	Step     string    `json:"step"`
+	Decision string    `json:"decision"`
+	By       string    `json:"by"`
+	SourceIP string    `json:"source_ip,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// Report is the JSON form of the report.
+type Report struct {
+	IncidentID     string                    `json:"incident_id"`
+	Playbook       string                    `json:"playbook"`
+	Asset          string                    `json:"asset"`
+	Severity       string                    `json:"severity"`
+	Drill          bool                      `json:"drill"`
+	State          string                    `json:"state"`
+	Reason         string                    `json:"reason,omitempty"`
+	OpenedAt       time.Time                 `json:"opened_at"`
+	ClosedAt       time.Time                 `json:"closed_at,omitzero"`
+	Alerts         []workflows.AlertRecord   `json:"alerts"`
+	Steps          []workflows.StepState     `json:"steps"`
+	Approvals      []Approval                `json:"approvals"`
+	Timeline       []workflows.TimelineEntry `json:"timeline"`
+	Ledger         []LedgerEntry             `json:"ledger"`
+	LedgerVerified bool                      `json:"ledger_verified"`
+	LedgerProblem  string                    `json:"ledger_problem,omitempty"`
+	Evidence       []Evidence                `json:"evidence"`
+	Metrics        Metrics                   `json:"metrics"`
+	GeneratedAt    time.Time                 `json:"generated_at"`
+}
+
+// Build assembles the report.
+func Build(in Input) Report {
+	st := in.Status
+	r := Report{
+		IncidentID: st.IncidentID, Playbook: st.Playbook + " v" + st.PlaybookVersion, Asset: st.Asset, Severity: st.Severity,
+		Drill: st.Drill, State: st.State, Reason: st.Reason, OpenedAt: st.OpenedAt, ClosedAt: st.ClosedAt,
+		Alerts: st.Alerts, Steps: st.Steps, Timeline: st.Timeline, Ledger: in.Ledger,
+		LedgerVerified: in.LedgerVerified, LedgerProblem: in.LedgerProblem, Evidence: in.Evidence, GeneratedAt: in.GeneratedAt,
+	}
+	for _, s := range st.Steps {
+		if s.Approval == nil {
+			continue
+		}
+		for _, d := range s.Approval.Approvals {
+			r.Approvals = append(r.Approvals, Approval{Step: s.ID, Decision: "approved", By: d.By.Username, SourceIP: d.By.SourceIP, Reason: d.Reason, At: d.At})
+		}
+		if d := s.Approval.Denial; d != nil {
+			r.Approvals = append(r.Approvals, Approval{Step: s.ID, Decision: "denied", By: d.By.Username, SourceIP: d.By.SourceIP, Reason: d.Reason, At: d.At})
+		}
+	}
+	sort.SliceStable(r.Approvals, func(i, j int) bool { return r.Approvals[i].At.Before(r.Approvals[j].At) })
+	m := st.Metrics
+	if first := firstSeen(st.Alerts); !first.IsZero() && !st.OpenedAt.IsZero() && st.OpenedAt.After(first) {
+		r.Metrics.TimeToDetect = st.OpenedAt.Sub(first).Round(time.Millisecond).String()
+	}
+	r.Metrics.TimeToAcknowledge = dur(m.TimeToAcknowledge)
+	r.Metrics.TimeToContain = dur(m.TimeToContain)
+	r.Metrics.TimeToRecover = dur(m.TimeToRecover)
+	return r
+}
+
+func firstSeen(alerts []workflows.AlertRecord) time.Time {
+	var t time.Time
+	for _, a := range alerts {
+		if t.IsZero() || (!a.FirstSeen.IsZero() && a.FirstSeen.Before(t)) {
+			t = a.FirstSeen
+		}
+	}
+	return t
+}
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// JSON renders r as indented JSON.
+func JSON(r Report) ([]byte, error) { return json.MarshalIndent(r, "", "  ") }
+
+// Markdown renders r for people.
+func Markdown(r Report) []byte {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	kind := "Incident"
+	if r.Drill {
+		kind = "Drill"
+	}
+	w("# %s report: %s\n\n", kind, r.IncidentID)
+	w("| | |\n|---|---|\n")
+	w("| Playbook | %s |\n| Asset | %s |\n| Severity | %s |\n| Outcome | %s |\n", cell(r.Playbook), cell(r.Asset), cell(r.Severity), cell(r.State))
+	if r.Reason != "" {
+		w("| Reason | %s |\n", cell(r.Reason))
+	}
+	w("| Opened | %s |\n", ts(r.OpenedAt))
+	if !r.ClosedAt.IsZero() {
+		w("| Closed | %s |\n", ts(r.ClosedAt))
+	}
+	w("\n## Summary\n\n")
+	w("%d alert(s) from %s led to the %s playbook on %s. %d of %d steps succeeded; the incident ended %s.\n",
+		countAlerts(r.Alerts), sources(r.Alerts), r.Playbook, r.Asset, countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), r.State)
+
+	w("\n## Metrics\n\n| metric | value |\n|---|---|\n")
+	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
+		orDash(r.Metrics.TimeToDetect), orDash(r.Metrics.TimeToAcknowledge), orDash(r.Metrics.TimeToContain), orDash(r.Metrics.TimeToRecover))
+
+	w("\n## Alerts\n\n| source | rule | severity | count | first seen |\n|---|---|---|---|---|\n")
+	for _, a := range r.Alerts {
+		w("| %s | %s | %s | %d | %s |\n", cell(a.Source), cell(a.Rule), cell(a.Severity), a.Count, ts(a.FirstSeen))
+	}
+
+	w("\n## Actions\n\n| phase | step | action | status | started | finished | summary |\n|---|---|---|---|---|---|---|\n")
+	for _, s := range r.Steps {
+		sum := s.Summary
+		if s.Error != "" {
+			sum = "error: " + s.Error
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.Phase, s.ID, s.Action, s.Status, ts(s.StartedAt), ts(s.FinishedAt), cell(sum))
+	}
+
+	w("\n## Approvals\n\n")
+	if len(r.Approvals) == 0 {
+		w("No approvals were needed.\n")
+	} else {
+		w("| step | decision | by | from | when | reason |\n|---|---|---|---|---|---|\n")
+		for _, a := range r.Approvals {
+			w("| %s | %s | %s | %s | %s | %s |\n", a.Step, a.Decision, cell(a.By), orDash(a.SourceIP), ts(a.At), cell(a.Reason))
+		}
+	}
+
+	w("\n## Timeline\n\n| when | who | what | step | reason |\n|---|---|---|---|---|\n")
+	for _, t := range r.Timeline {
+		w("| %s | %s | %s | %s | %s |\n", ts(t.At), cell(t.Actor), cell(t.What), orDash(t.StepID), cell(t.Reason))
+	}
+
+	w("\n## Evidence\n\n")
+	if len(r.Evidence) == 0 {
+		w("No evidence was collected.\n")
+	} else {
+		w("| name | sha256 | size | class | collected by | source | when |\n|---|---|---|---|---|---|---|\n")
+		for _, e := range r.Evidence {
+			w("| %s | `%s` | %d | %s | %s | %s | %s |\n", cell(e.Name), e.SHA256, e.Size, e.Class, cell(e.CollectedBy), cell(e.Source), ts(e.CollectedAt))
+		}
+	}
+
+	w("\n## Audit trail\n\n")
+	verdict := "verified: every entry's hash chains to the previous one"
+	if !r.LedgerVerified {
+		verdict = "NOT verified: " + r.LedgerProblem
+	}
+	w("%d ledger entries, %s.", len(r.Ledger), verdict)
+	if n := len(r.Ledger); n > 0 {
+		w(" Chain head: seq %d, `%s`.", r.Ledger[n-1].Seq, r.Ledger[n-1].Hash)
+	}
+	w(" Check it any time with `starter audit verify %s`.\n", r.IncidentID)
+
+	w("\n## Lessons learned\n\n_To be filled in by the incident lead within five working days._\n\n")
+	w("- What went well:\n- What went badly:\n- Root cause:\n- Where we were lucky:\n- Actions (owner, due date):\n")
+	return []byte(b.String())
+}
+
+func countAlerts(a []workflows.AlertRecord) int {
+	n := 0
+	for _, x := range a {
+		n += x.Count
+	}
+	return n
+}
+
+func sources(a []workflows.AlertRecord) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range a {
+		if !seen[x.Source] {
+			seen[x.Source] = true
+			out = append(out, x.Source)
+		}
+	}
+	if len(out) == 0 {
+		return "no detector"
+	}
+	return strings.Join(out, ", ")
+}
+
+func countStatus(steps []workflows.StepState, status string) int {
+	n := 0
+	for _, s := range steps {
+		if s.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000Z")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return cell(s)
+}
+
+// cell keeps a value from breaking a Markdown table.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	return strings.ReplaceAll(s, "\n", " ")
+}

@@ -1,0 +1,119 @@
+package workerhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	kcact "github.com/iru-responder/responder/activities/keycloak"
+	"github.com/iru-responder/responder/activities/platform"
+	"github.com/iru-responder/responder/activities/selftest"
+	"github.com/iru-responder/responder/internal/codec"
+	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/secretsink"
+	"github.com/iru-responder/responder/internal/stores"
+	"github.com/iru-responder/responder/playbooks"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// Host holds the worker's open dependencies.
+type Host struct {
+	cfg       Config
+	prot      *codec.Protection
+	stores    *stores.Stores
+	playbooks *playbooks.Set
+	keycloak  *kcact.Activities
+	platform  *platform.Activities
+	selftest  *selftest.Activities
+}
+
+// Open opens everything the worker's activities need: the HSM keys and
+// payload codec, the ledger and evidence locker, the playbooks (refusing
+// invalid ones), and the clients of Proxmox VE and Keycloak.
+func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
+	h := &Host{cfg: cfg}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	if h.prot, err = codec.OpenProtection(ctx, cfg.Keys, cfg.Codec); err != nil {
+		return nil, err
+	}
+	if h.stores, err = stores.Open(ctx, cfg.Stores, h.prot.Keys); err != nil {
+		return nil, err
+	}
+	if cfg.PlaybooksDir != "" {
+		h.playbooks, err = playbooks.LoadDir(cfg.PlaybooksDir)
+	} else {
+		h.playbooks, err = playbooks.Embedded()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("playbooks: %w", err)
+	}
+	if err := os.MkdirAll(cfg.SecretsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("IRU_SECRETS_DIR=%s: %w", cfg.SecretsDir, err)
+	}
+	sink := stores.EvidenceSink{L: h.stores.Evidence}
+	secrets := secretsink.File{Dir: cfg.SecretsDir}
+	if h.keycloak, err = kcact.New(cfg.Keycloak, sink, secrets); err != nil {
+		return nil, fmt.Errorf("keycloak activities: %w", err)
+	}
+	h.platform = &platform.Activities{
+		Ledger: h.stores.Ledger, Signer: h.stores.Signer, Verifier: h.stores.Signer, Evidence: h.stores.Evidence, Sink: sink,
+		Notifier: &notify.Notifier{Channels: cfg.Notify.Channels()}, UIBaseURL: cfg.UIBaseURL,
+	}
+	h.selftest = &selftest.Activities{
+		Order: []string{"hsm", "ledger", "evidence", "keycloak"},
+		Probes: map[string]selftest.Probe{
+			"hsm": func(ctx context.Context) error {
+				_, err := h.prot.Keys.Sign(ctx, make([]byte, 32))
+				return err
+			},
+			"ledger": func(ctx context.Context) error {
+				_, err := h.stores.Ledger.Store().Head(ctx, "selftest")
+				if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+					return err
+				}
+				return nil
+			},
+			"evidence": func(ctx context.Context) error {
+				_, err := h.stores.Evidence.List(ctx, "selftest")
+				return err
+			},
+			"keycloak": h.keycloak.Ping,
+		},
+	}
+	return h, nil
+}
+
+// DataConverter is the encrypting converter for the worker's client.
+func (h *Host) DataConverter() converter.DataConverter { return h.prot.DataConverter() }
+
+// Register registers every workflow and activity on r; c is the worker's
+// own client (the report activity queries the incident through it).
+func (h *Host) Register(r Registry, c client.Client) {
+	h.platform.Temporal = c
+	Register(r, Deps{SelfTest: h.selftest})
+	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
+	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	h.keycloak.Register(r)
+	h.platform.Register(r)
+}
+
+// Close releases everything Open opened.
+func (h *Host) Close() {
+	if h.stores != nil {
+		_ = h.stores.Close()
+	}
+	if h.prot != nil {
+		_ = h.prot.Close()
+	}
+}
