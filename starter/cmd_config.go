@@ -59,6 +59,8 @@ func configReference() (string, error) {
 	return b.String(), nil
 }
 
+func init() { commands = append(commands, newConfigCmd) }
+
 func newConfigCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "config",

@@ -13,6 +13,8 @@ import (
 	"github.com/iru-responder/responder/internal/lab"
 )
 
+func init() { commands = append(commands, newLabCmd) }
+
 func newLabCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "lab",

@@ -16,6 +16,8 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
+func init() { commands = append(commands, newSelfTestCmd) }
+
 func newSelfTestCmd() *cobra.Command {
 	var (
 		asJSON  bool

@@ -21,6 +21,8 @@ import (
 	"github.com/iru-responder/responder/internal/version"
 )
 
+func init() { commands = append(commands, newServeCmd) }
+
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",

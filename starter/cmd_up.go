@@ -29,6 +29,8 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
+func init() { commands = append(commands, newUpCmd) }
+
 func newUpCmd() *cobra.Command {
 	var exitWhenDone bool
 	cmd := &cobra.Command{

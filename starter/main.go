@@ -35,9 +35,15 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newSelfTestCmd(), newUpCmd(), newDevServerCmd(), newLabCmd(), newConfigCmd())
+	for _, c := range commands {
+		root.AddCommand(c())
+	}
 	return root
 }
+
+// commands are the subcommands; each command's file adds its constructor
+// in an init function.
+var commands []func() *cobra.Command
 
 // exitError carries a specific exit status.
 type exitError struct {
