@@ -74,10 +74,18 @@ func actor(s string) string {
 	return "system:" + s
 }
 
-// status maps the workflow's outcome words onto the ledger's.
+// status maps the workflow's outcome ("succeeded", "approved 1/2",
+// "3 new" …) onto a ledger status: its first word, normalised.
 func status(outcome string) ledger.Status {
-	switch o := strings.ToLower(outcome); {
-	case o == "", o == "ok", o == "succeeded", o == "approved", o == "resolved", o == "opened", o == "acknowledged", strings.HasSuffix(o, " new"):
+	o := strings.ToLower(strings.TrimSpace(outcome))
+	if f := strings.Fields(o); len(f) > 1 {
+		if _, err := fmt.Sscan(f[0], new(int)); err == nil {
+			return ledger.StatusOK // "3 new": a count of new alerts
+		}
+		o = f[0]
+	}
+	switch {
+	case o == "", o == "ok", o == "succeeded", o == "approved", o == "resolved", o == "opened", o == "acknowledged":
 		return ledger.StatusOK
 	case o == "denied", o == "rejected", o == "aborted":
 		return ledger.StatusDenied
@@ -90,9 +98,16 @@ func status(outcome string) ledger.Status {
 	case o == "failed", o == "escalated_failed", o == "error":
 		return ledger.StatusFailed
 	default:
-		return ledger.Status(o)
+		if strings.Trim(o, "abcdefghijklmnopqrstuvwxyz_") == "" {
+			return ledger.Status(o)
+		}
+		return ledger.StatusOK
 	}
 }
+
+// gapWait bounds how long an append waits for its predecessor before it
+// returns the retryable gap error.
+const gapWait = 3 * time.Second
 
 // LedgerAppend implements [activities.LedgerAppend]. The sequence number
 // comes from the workflow: a retry of the same entry returns the stored
@@ -109,10 +124,13 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		target = strings.Trim(target+"/"+in.StepID, "/")
 	}
 	detail := in.Reason
+	if strings.Contains(strings.TrimSpace(in.Outcome), " ") {
+		detail = strings.TrimSpace(in.Outcome + ": " + detail)
+	}
 	if len(detail) > ledger.MaxDetailLen {
 		detail = detail[:ledger.MaxDetailLen]
 	}
-	e, err := a.Ledger.Append(ctx, ledger.AppendRequest{
+	req := ledger.AppendRequest{
 		Incident:       in.IncidentID,
 		Seq:            in.Seq,
 		Time:           in.At,
@@ -122,7 +140,20 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		Params:         in, // the whole entry, hashed; the chain stores the digest
 		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
 		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
-	})
+	}
+	// The workflow appends without waiting, so an entry often arrives a
+	// moment before its predecessor: wait for it here briefly rather than
+	// going through a whole activity retry.
+	e, err := a.Ledger.Append(ctx, req)
+	for wait, waited := 5*time.Millisecond, time.Duration(0); errors.Is(err, ledger.ErrGap) && waited < gapWait; waited += wait {
+		select {
+		case <-ctx.Done():
+			return activities.LedgerAppendResult{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		e, err = a.Ledger.Append(ctx, req)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 	switch {
 	case errors.Is(err, ledger.ErrGap):
 		return activities.LedgerAppendResult{}, temporal.NewApplicationError(err.Error(), activities.ErrTypeLedgerGap)

@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +37,9 @@ type Options struct {
 	PVETaskDurations map[string]time.Duration
 	// StateDir receives the PVE certificate (pve-ca.pem) and the env file.
 	StateDir string
+	// HealthAddr is where the simulated services answer health probes
+	// (plain HTTP); empty: 127.0.0.1 on a free port.
+	HealthAddr string
 }
 
 // Lab is a running lab.
@@ -44,6 +49,10 @@ type Lab struct {
 	// PVECAFile is the PEM file of the PVE simulator's self-signed
 	// certificate, for IRU_PVE_CA_FILE.
 	PVECAFile string
+
+	health *http.Server
+	// healthURL is the base URL of the simulated services' health endpoints.
+	healthURL string
 }
 
 // Start starts both simulators and writes the PVE certificate to StateDir.
@@ -75,8 +84,51 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := l.serveHealth(opts.HealthAddr); err != nil {
+		l.Close()
+		return nil, err
+	}
 	return l, nil
 }
+
+// serveHealth answers health probes of the simulated services: a
+// container's service is up while the container runs. Probes reach it
+// from the management network, which isolation keeps open.
+func (l *Lab) serveHealth(addr string) error {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("lab: health listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ct/{id}/health", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		for _, ct := range l.PVE.State().Containers {
+			if strconv.Itoa(ct.VMID) != id && ct.Config["hostname"] != id {
+				continue
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if ct.Status != "running" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, `{"status":"down","ct":%d}`+"\n", ct.VMID)
+				return
+			}
+			fmt.Fprintf(w, `{"status":"ok","ct":%d}`+"\n", ct.VMID)
+			return
+		}
+		http.Error(w, "no such container", http.StatusNotFound)
+	})
+	l.health = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l.healthURL = "http://" + ln.Addr().String()
+	go func() { _ = l.health.Serve(ln) }()
+	return nil
+}
+
+// HealthURL returns the health endpoint of the simulated service in the
+// container with this hostname or vmid, as a detector would label it.
+func (l *Lab) HealthURL(ct string) string { return l.healthURL + "/ct/" + ct + "/health" }
 
 // writePeerCert saves the certificate a TLS server presents, as an operator
 // would pin a Proxmox node's self-signed certificate.
@@ -139,6 +191,9 @@ Keycloak (simulated)    %s
 
 // Close stops both simulators.
 func (l *Lab) Close() {
+	if l.health != nil {
+		_ = l.health.Close()
+	}
 	l.PVE.Close()
 	l.Keycloak.Close()
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	kcact "github.com/iru-responder/responder/activities/keycloak"
+	"github.com/iru-responder/responder/activities/probe"
+	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/keys"
@@ -18,6 +20,8 @@ type Config struct {
 	Codec    codec.Config
 	Stores   stores.Config
 	Keycloak kcact.Config
+	PVE      pveact.Config
+	Probe    probe.Config
 	Notify   NotifyConfig
 	// SecretsDir receives minted secrets (rotated client secrets, tokens).
 	SecretsDir string `env:"IRU_SECRETS_DIR" envDefault:".iru/secrets" doc:"Folder (0700) where rotated secrets are written, one 0600 file per version; activities return references to them."`
@@ -48,5 +52,5 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate())
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate())
 }

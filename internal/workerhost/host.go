@@ -12,6 +12,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	kcact "github.com/iru-responder/responder/activities/keycloak"
+	"github.com/iru-responder/responder/activities/probe"
+	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/internal/codec"
@@ -30,6 +32,8 @@ type Host struct {
 	stores    *stores.Stores
 	playbooks *playbooks.Set
 	keycloak  *kcact.Activities
+	pve       *pveact.Activities
+	probe     *probe.Activities
 	platform  *platform.Activities
 	selftest  *selftest.Activities
 }
@@ -65,6 +69,12 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	secrets := secretsink.File{Dir: cfg.SecretsDir}
 	if h.keycloak, err = kcact.New(cfg.Keycloak, sink, secrets); err != nil {
 		return nil, fmt.Errorf("keycloak activities: %w", err)
+	}
+	if h.pve, err = pveact.New(cfg.PVE, sink, secrets); err != nil {
+		return nil, fmt.Errorf("proxmox activities: %w", err)
+	}
+	if h.probe, err = probe.New(cfg.Probe); err != nil {
+		return nil, fmt.Errorf("probe activities: %w", err)
 	}
 	h.platform = &platform.Activities{
 		Ledger: h.stores.Ledger, Signer: h.stores.Signer, Verifier: h.stores.Signer, Evidence: h.stores.Evidence, Sink: sink,
@@ -105,6 +115,8 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
 	h.keycloak.Register(r)
+	h.pve.Register(r)
+	h.probe.Register(r)
 	h.platform.Register(r)
 }
 
@@ -117,3 +129,6 @@ func (h *Host) Close() {
 		_ = h.prot.Close()
 	}
 }
+
+// Stores returns the open ledger and evidence locker.
+func (h *Host) Stores() *stores.Stores { return h.stores }

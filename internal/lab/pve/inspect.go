@@ -137,8 +137,15 @@ type IsolationView struct {
 	NICs               []NICIsolation `json:"nics"`
 	AllNICsFirewalled  bool           `json:"all_nics_firewalled"`
 	AllLinksDown       bool           `json:"all_links_down"`
-	// AcceptRules counts enabled in/out ACCEPT rules that punch through the policies.
+	// AcceptRules counts enabled in/out ACCEPT rules.
 	AcceptRules int `json:"accept_rules"`
+	// OpenRules counts enabled ACCEPT rules that are not scoped to a network
+	// (an "in" rule without source, an "out" rule without dest): they punch
+	// through the DROP policies for everyone.
+	OpenRules int `json:"open_rules"`
+	// AllowedNetworks are the networks scoped ACCEPT rules keep reachable
+	// (the management/forensics allow list), as "in:<cidr>" / "out:<cidr>".
+	AllowedNetworks []string `json:"allowed_networks,omitempty"`
 	// FirewallIsolated: every packet in and out is dropped by the firewall.
 	FirewallIsolated bool `json:"firewall_isolated"`
 	// Isolated: firewall-isolated or every link is down.
@@ -173,9 +180,18 @@ func (s *Server) EffectiveIsolation(vmid int) (IsolationView, error) {
 	for _, r := range ct.fw.rules {
 		if en, _ := parseBool(r["enable"]); en && strings.EqualFold(r["action"], "ACCEPT") && (r["type"] == "in" || r["type"] == "out") {
 			v.AcceptRules++
+			peer := r["source"]
+			if r["type"] == "out" {
+				peer = r["dest"]
+			}
+			if peer == "" || peer == "0.0.0.0/0" || peer == "::/0" {
+				v.OpenRules++
+			} else {
+				v.AllowedNetworks = append(v.AllowedNetworks, r["type"]+":"+peer)
+			}
 		}
 	}
-	v.FirewallIsolated = v.DatacenterFirewall && v.ContainerFirewall && v.InDrop && v.OutDrop && v.AllNICsFirewalled && v.AcceptRules == 0
+	v.FirewallIsolated = v.DatacenterFirewall && v.ContainerFirewall && v.InDrop && v.OutDrop && v.AllNICsFirewalled && v.OpenRules == 0
 	v.Isolated = v.FirewallIsolated || v.AllLinksDown || len(nics) == 0
 	return v, nil
 }

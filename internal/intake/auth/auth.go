@@ -1,0 +1,434 @@
+// Package auth authenticates detectors posting alerts: API keys (stored as
+// salted SHA-256 hashes, compared in constant time, several valid at once
+// for rotation), HMAC-SHA256 request signatures with a replay window and a
+// replay cache, and an optional mutual-TLS requirement. Every attempt is
+// reported to an [Observer] (the audit ledger, failed-auth counters).
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Headers a detector sends.
+const (
+	// HeaderKey carries an API key (alternative to Authorization: Bearer).
+	HeaderKey = "X-IRU-Key"
+	// HeaderTimestamp is the Unix time (seconds) a signed request was made.
+	HeaderTimestamp = "X-IRU-Timestamp"
+	// HeaderSignature is "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body)).
+	HeaderSignature = "X-IRU-Signature"
+)
+
+// Method is how a request authenticated.
+type Method string
+
+// Methods.
+const (
+	MethodAPIKey Method = "api_key"
+	MethodHMAC   Method = "hmac"
+	MethodNone   Method = ""
+)
+
+// ErrUnauthorized is the one error a client learns about: no detail that
+// helps an attacker. The reason is in the [Event].
+var ErrUnauthorized = errors.New("unauthorized")
+
+// APIKey is one API key of a detector, stored as HashKey(ID, key).
+type APIKey struct {
+	ID string `yaml:"id" json:"id"`
+	// SHA256 is HashKey(ID, key), hex.
+	SHA256    string    `yaml:"sha256" json:"sha256"`
+	NotBefore time.Time `yaml:"not_before" json:"not_before"`
+	NotAfter  time.Time `yaml:"not_after" json:"not_after"`
+}
+
+// HMACSecret is one signing secret of a detector.
+type HMACSecret struct {
+	ID        string    `yaml:"id" json:"id"`
+	Secret    string    `yaml:"secret" json:"secret"`
+	NotBefore time.Time `yaml:"not_before" json:"not_before"`
+	NotAfter  time.Time `yaml:"not_after" json:"not_after"`
+}
+
+// MTLS requires a verified client certificate.
+type MTLS struct {
+	// Require makes a verified client certificate mandatory.
+	Require bool `yaml:"require" json:"require"`
+	// Subjects, if set, lists the accepted subject common names and
+	// DNS/URI/e-mail subject alternative names.
+	Subjects []string `yaml:"subjects" json:"subjects"`
+}
+
+// Detector is one configured detector: its name (the path segment it posts
+// to), its payload format and its credentials. A request must carry a valid
+// API key or a valid signature (whichever is configured), and a client
+// certificate when MTLS.Require is set.
+type Detector struct {
+	Name        string       `yaml:"name" json:"name"`
+	Format      string       `yaml:"format" json:"format"`
+	APIKeys     []APIKey     `yaml:"api_keys" json:"api_keys"`
+	HMACSecrets []HMACSecret `yaml:"hmac_secrets" json:"hmac_secrets"`
+	MTLS        MTLS         `yaml:"mtls" json:"mtls"`
+}
+
+// Identity is an authenticated detector.
+type Identity struct {
+	Detector string
+	Format   string
+	Method   Method
+	KeyID    string
+	// CertSubject is the client certificate's common name, with mTLS.
+	CertSubject string
+}
+
+// String renders the identity for OpenedBy fields: "detector/key-id".
+func (id Identity) String() string { return id.Detector + "/" + id.KeyID }
+
+// Event is one authentication attempt.
+type Event struct {
+	Time       time.Time
+	Detector   string
+	RemoteAddr string
+	Method     Method
+	KeyID      string
+	Success    bool
+	// Reason says why a failure failed (for the ledger, never the client).
+	Reason string
+}
+
+// Observer receives every authentication attempt; it must be quick and
+// safe for concurrent use.
+type Observer interface {
+	ObserveAuth(Event)
+}
+
+// ObserverFunc adapts a function to [Observer].
+type ObserverFunc func(Event)
+
+// ObserveAuth calls f.
+func (f ObserverFunc) ObserveAuth(e Event) { f(e) }
+
+// Options tune the authenticator.
+type Options struct {
+	// ReplayWindow is how far a signature timestamp may be from now
+	// (default 5 minutes).
+	ReplayWindow time.Duration
+	// ReplayCacheMax bounds the remembered signatures (default 1,000,000);
+	// when full, signed requests are refused until entries expire.
+	ReplayCacheMax int
+	// Observer receives events (nil: none).
+	Observer Observer
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Authenticator checks requests against the configured detectors. It is
+// safe for concurrent use.
+type Authenticator struct {
+	detectors map[string]Detector
+	opts      Options
+	replay    *replayCache
+}
+
+// New validates the detectors and returns an authenticator.
+func New(detectors []Detector, opts Options) (*Authenticator, error) {
+	if opts.ReplayWindow <= 0 {
+		opts.ReplayWindow = 5 * time.Minute
+	}
+	if opts.ReplayCacheMax <= 0 {
+		opts.ReplayCacheMax = 1_000_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Authenticator{detectors: map[string]Detector{}, opts: opts, replay: newReplayCache(opts.ReplayCacheMax)}
+	for i, d := range detectors {
+		if err := validate(d); err != nil {
+			return nil, fmt.Errorf("auth: detector %d (%q): %w", i+1, d.Name, err)
+		}
+		if _, dup := a.detectors[d.Name]; dup {
+			return nil, fmt.Errorf("auth: detector %q configured twice", d.Name)
+		}
+		a.detectors[d.Name] = d
+	}
+	return a, nil
+}
+
+func validate(d Detector) error {
+	if d.Name == "" || strings.ContainsAny(d.Name, "/ \t\r\n") {
+		return errors.New("name must be non-empty without slashes or spaces")
+	}
+	if len(d.APIKeys) == 0 && len(d.HMACSecrets) == 0 {
+		return errors.New("no api_keys and no hmac_secrets")
+	}
+	for _, k := range d.APIKeys {
+		if k.ID == "" {
+			return errors.New("api key without id")
+		}
+		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("api key %q: sha256 must be 64 hex digits", k.ID)
+		}
+	}
+	for _, s := range d.HMACSecrets {
+		if s.ID == "" {
+			return errors.New("hmac secret without id")
+		}
+		if len(s.Secret) < 32 {
+			return fmt.Errorf("hmac secret %q: at least 32 bytes", s.ID)
+		}
+	}
+	return nil
+}
+
+// Detector returns the configured detector called name.
+func (a *Authenticator) Detector(name string) (Detector, bool) {
+	d, ok := a.detectors[name]
+	return d, ok
+}
+
+// Detectors returns the configured detector names.
+func (a *Authenticator) Detectors() []string {
+	names := make([]string, 0, len(a.detectors))
+	for n := range a.detectors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Authenticate checks r (whose body is body) as a post from detector name.
+// It returns [ErrUnauthorized] for every failure and reports each attempt.
+func (a *Authenticator) Authenticate(r *http.Request, name string, body []byte) (Identity, error) {
+	now := a.opts.Now()
+	ev := Event{Time: now, Detector: name, RemoteAddr: r.RemoteAddr}
+	id, reason := a.check(r, name, body, now, &ev)
+	ev.Success = reason == ""
+	ev.Reason = reason
+	if a.opts.Observer != nil {
+		a.opts.Observer.ObserveAuth(ev)
+	}
+	if reason != "" {
+		return Identity{}, ErrUnauthorized
+	}
+	return id, nil
+}
+
+func (a *Authenticator) check(r *http.Request, name string, body []byte, now time.Time, ev *Event) (Identity, string) {
+	d, ok := a.detectors[name]
+	if !ok {
+		return Identity{}, "unknown detector"
+	}
+	id := Identity{Detector: d.Name, Format: d.Format}
+	if d.MTLS.Require {
+		cn, reason := checkCert(r, d.MTLS.Subjects)
+		if reason != "" {
+			return id, reason
+		}
+		id.CertSubject = cn
+	}
+	key := presentedKey(r)
+	sig := r.Header.Get(HeaderSignature)
+	switch {
+	case key != "" && len(d.APIKeys) > 0:
+		ev.Method = MethodAPIKey
+		kid, reason := checkKey(d.APIKeys, key, now)
+		ev.KeyID = kid
+		if reason != "" {
+			return id, reason
+		}
+		id.Method, id.KeyID = MethodAPIKey, kid
+		return id, ""
+	case sig != "" && len(d.HMACSecrets) > 0:
+		ev.Method = MethodHMAC
+		kid, reason := a.checkSignature(d.HMACSecrets, r.Header.Get(HeaderTimestamp), sig, body, now)
+		ev.KeyID = kid
+		if reason != "" {
+			return id, reason
+		}
+		id.Method, id.KeyID = MethodHMAC, kid
+		return id, ""
+	}
+	return id, "no credentials of a configured kind"
+}
+
+func presentedKey(r *http.Request) string {
+	if k := r.Header.Get(HeaderKey); k != "" {
+		return k
+	}
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func active(notBefore, notAfter, now time.Time) bool {
+	return (notBefore.IsZero() || !now.Before(notBefore)) && (notAfter.IsZero() || now.Before(notAfter))
+}
+
+// checkKey compares the key against every key of the detector (all of
+// them, in constant time each, so timing tells nothing about which).
+func checkKey(keys []APIKey, presented string, now time.Time) (keyID, reason string) {
+	matched, expired := "", ""
+	for _, k := range keys {
+		want, _ := hex.DecodeString(k.SHA256) // validated in New
+		got := hashKey(k.ID, presented)
+		if subtle.ConstantTimeCompare(want, got[:]) == 1 {
+			if active(k.NotBefore, k.NotAfter, now) {
+				matched = k.ID
+			} else {
+				expired = k.ID
+			}
+		}
+	}
+	switch {
+	case matched != "":
+		return matched, ""
+	case expired != "":
+		return expired, "api key outside its validity period"
+	}
+	return "", "wrong api key"
+}
+
+func (a *Authenticator) checkSignature(secrets []HMACSecret, ts, sig string, body []byte, now time.Time) (keyID, reason string) {
+	if ts == "" {
+		return "", "signature without timestamp"
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", "malformed timestamp"
+	}
+	when := time.Unix(sec, 0)
+	if d := now.Sub(when); d > a.opts.ReplayWindow || d < -a.opts.ReplayWindow {
+		return "", "timestamp outside the replay window"
+	}
+	hexSig, ok := strings.CutPrefix(sig, "sha256=")
+	got, err := hex.DecodeString(hexSig)
+	if !ok || err != nil || len(got) != sha256.Size {
+		return "", "malformed signature"
+	}
+	matched := ""
+	for _, s := range secrets {
+		if !active(s.NotBefore, s.NotAfter, now) {
+			continue
+		}
+		if hmac.Equal(got, Sign([]byte(s.Secret), ts, body)) {
+			matched = s.ID
+		}
+	}
+	if matched == "" {
+		return "", "bad signature"
+	}
+	if reason := a.replay.add([sha256.Size]byte(got), when.Add(a.opts.ReplayWindow), now); reason != "" {
+		return matched, reason
+	}
+	return matched, ""
+}
+
+func checkCert(r *http.Request, subjects []string) (string, string) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.PeerCertificates) == 0 {
+		return "", "no verified client certificate"
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	if len(subjects) == 0 {
+		return leaf.Subject.CommonName, ""
+	}
+	names := append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+	names = append(names, leaf.EmailAddresses...)
+	for _, u := range leaf.URIs {
+		names = append(names, u.String())
+	}
+	for _, n := range names {
+		if n != "" && slices.Contains(subjects, n) {
+			return leaf.Subject.CommonName, ""
+		}
+	}
+	return leaf.Subject.CommonName, "client certificate subject not allowed"
+}
+
+// Sign returns HMAC-SHA256(secret, timestamp + "." + body), as detectors
+// compute it.
+func Sign(secret []byte, timestamp string, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// SignatureHeader returns the X-IRU-Signature value for body signed at ts.
+func SignatureHeader(secret []byte, ts time.Time, body []byte) (timestamp, signature string) {
+	timestamp = strconv.FormatInt(ts.Unix(), 10)
+	return timestamp, "sha256=" + hex.EncodeToString(Sign(secret, timestamp, body))
+}
+
+func hashKey(id, key string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return [sha256.Size]byte(h.Sum(nil))
+}
+
+// HashKey returns the stored form of API key key with id: hex SHA-256 of
+// id, a NUL byte and the key. The id salts the hash.
+func HashKey(id, key string) string {
+	h := hashKey(id, key)
+	return hex.EncodeToString(h[:])
+}
+
+// GenerateKey returns a new random API key ("iru_" + 43 base64url chars).
+func GenerateKey() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("auth: generate key: %w", err)
+	}
+	return "iru_" + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// replayCache remembers accepted signatures until their timestamp leaves
+// the window.
+type replayCache struct {
+	mu        sync.Mutex
+	max       int
+	seen      map[[sha256.Size]byte]time.Time
+	lastSweep time.Time
+}
+
+func newReplayCache(max int) *replayCache {
+	return &replayCache{max: max, seen: make(map[[sha256.Size]byte]time.Time)}
+}
+
+func (c *replayCache) add(sig [sha256.Size]byte, expires, now time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if exp, ok := c.seen[sig]; ok && now.Before(exp) {
+		return "replayed signature"
+	}
+	if len(c.seen) >= c.max || now.Sub(c.lastSweep) > time.Minute {
+		for k, exp := range c.seen {
+			if !now.Before(exp) {
+				delete(c.seen, k)
+			}
+		}
+		c.lastSweep = now
+		if len(c.seen) >= c.max {
+			return "replay cache full"
+		}
+	}
+	c.seen[sig] = expires
+	return ""
+}

@@ -1,0 +1,55 @@
+// Package forward delivers spooled alerts to Temporal: it drains the
+// intake's spool, groups pending alerts by correlation key (one
+// SignalWithStart carrying many alerts per key per round), starts or joins
+// the key's incident workflow, acknowledges delivered items in the spool,
+// and on failure backs off per key and retries, never delivering an item
+// before an earlier one of the same key.
+package forward
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/iru-responder/responder/workflows"
+)
+
+// Record is one spooled alert with what the intake decided about it.
+type Record struct {
+	// Key is the correlation key; the workflow id is
+	// workflows.IncidentWorkflowID(Key).
+	Key string `json:"key"`
+	// Playbook and RuleName are the routing decision.
+	Playbook string `json:"playbook"`
+	RuleName string `json:"rule_name,omitempty"`
+	// Mapped is false when the inventory did not know the asset
+	// (Alert.Asset is then the raw name; the alert carries label
+	// "iru.unmapped"="true").
+	Mapped bool `json:"mapped"`
+	// Node and VMID locate a mapped asset.
+	Node string `json:"node,omitempty"`
+	VMID int    `json:"vmid,omitempty"`
+	// Resolved alerts update a running incident but never open one.
+	Resolved bool `json:"resolved,omitempty"`
+	// OpenedBy is the authenticated detector identity.
+	OpenedBy string `json:"opened_by"`
+	// Alert is what the incident receives.
+	Alert workflows.Alert `json:"alert"`
+}
+
+// Marshal encodes r for the spool.
+func (r *Record) Marshal() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("forward: encode record: %w", err)
+	}
+	return b, nil
+}
+
+// UnmarshalRecord decodes a spooled record.
+func UnmarshalRecord(b []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("forward: decode record: %w", err)
+	}
+	return r, nil
+}

@@ -1,0 +1,143 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/forward"
+	"github.com/iru-responder/responder/internal/intake/inventory"
+	"github.com/iru-responder/responder/internal/intake/route"
+	"github.com/iru-responder/responder/internal/intake/spool"
+)
+
+// Config is the intake's configuration file (YAML).
+type Config struct {
+	// SpoolDir is the spool directory on local disk (required).
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolMaxBytes bounds the spool (default 256 MiB).
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RetryAfter is the Retry-After of a 503 (default 5s).
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// RulesFile is the routing rules file ("" : the shipped defaults).
+	RulesFile string `yaml:"rules_file"`
+	// TaskQueue is where incidents start ("" : workflows.TaskQueue).
+	TaskQueue string `yaml:"task_queue"`
+	// ReplayWindow is the signature replay window (default 5m).
+	ReplayWindow time.Duration `yaml:"replay_window"`
+	// InventoryRefresh is the inventory refresh period (default 5m).
+	InventoryRefresh time.Duration `yaml:"inventory_refresh"`
+	// Detectors are the detectors allowed to post.
+	Detectors []auth.Detector `yaml:"detectors"`
+}
+
+// LoadConfig reads a YAML configuration file; unknown keys are errors.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("intake: open config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("intake: parse config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Deps are what the lead provides: the asset source (Proxmox), the
+// signaler (forward.TemporalSignaler over the process's client) and an
+// optional observer of authentication events (the audit ledger).
+type Deps struct {
+	Assets   inventory.Source
+	Signaler forward.Signaler
+	AuthLog  auth.Observer
+	Log      *slog.Logger
+}
+
+// Service is a ready intake: handler, spool, forwarder and inventory.
+type Service struct {
+	Handler   *Handler
+	Spool     *spool.Spool
+	Forwarder *forward.Forwarder
+	Inventory *inventory.Inventory
+	Rules     *route.Rules
+	cfg       Config
+}
+
+// Open builds the service from cfg and deps and opens the spool (replaying
+// undelivered alerts). Call Run to deliver and Close when done.
+func Open(cfg Config, deps Deps) (*Service, error) {
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("intake: spool_dir is required")
+	}
+	if deps.Assets == nil || deps.Signaler == nil {
+		return nil, errors.New("intake: an asset source and a signaler are required")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rules, err := loadRules(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	a, err := auth.New(cfg.Detectors, auth.Options{ReplayWindow: cfg.ReplayWindow, Observer: deps.AuthLog})
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	inv := inventory.New(deps.Assets, inventory.Options{RefreshEvery: cfg.InventoryRefresh, Log: log})
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log})
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
+	fw := forward.New(sp, deps.Signaler, forward.Options{TaskQueue: cfg.TaskQueue, Log: log})
+	return &Service{Handler: h, Spool: sp, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}, nil
+}
+
+func loadRules(path string) (*route.Rules, error) {
+	if path == "" {
+		r, err := route.Default()
+		if err != nil {
+			return nil, fmt.Errorf("intake: shipped rules: %w", err)
+		}
+		return r, nil
+	}
+	r, err := route.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	return r, nil
+}
+
+// Run refreshes the inventory and forwards the spool until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Inventory.Run(ctx) })
+	err := s.Forwarder.Run(ctx)
+	wg.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Close closes the spool; call it after Run returned and the HTTP server
+// stopped.
+func (s *Service) Close() error { return s.Spool.Close() }

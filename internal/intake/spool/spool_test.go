@@ -1,0 +1,366 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, dir string, opts Options) *Spool {
+	t.Helper()
+	s, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func items(key string, data ...string) []Item {
+	out := make([]Item, len(data))
+	for i, d := range data {
+		out[i] = Item{Key: key, Data: []byte(d)}
+	}
+	return out
+}
+
+func datas(its []Item) []string {
+	out := make([]string, len(its))
+	for i, it := range its {
+		out[i] = string(it.Data)
+	}
+	return out
+}
+
+func TestAppendAckReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{})
+	if _, err := s.Append(ctx, items("a", "a1", "a2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, items("b", "b1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, items("a", "a3")); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Pending(100, nil)
+	if want := []string{"a1", "a2", "b1", "a3"}; !slices.Equal(datas(got), want) {
+		t.Fatalf("pending = %v, want %v", datas(got), want)
+	}
+	if got := datas(s.Pending(100, func(k string) bool { return k == "a" })); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("pending without a = %v", got)
+	}
+	if err := s.Ack([]ID{got[0].ID, got[2].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, items("a", "late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+
+	s2 := open(t, dir, Options{})
+	if got := datas(s2.Pending(100, nil)); !slices.Equal(got, []string{"a2", "a3"}) {
+		t.Fatalf("after reopen pending = %v, want [a2 a3]", got)
+	}
+	// New ids never collide with recovered ones.
+	newIDs, err := s2.Append(ctx, items("c", "c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range s2.Pending(100, nil)[:2] {
+		if it.ID.Seq >= newIDs[0].Seq {
+			t.Fatalf("new id %v not after recovered %v", newIDs[0], it.ID)
+		}
+	}
+}
+
+func TestAckOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	got, err := s.Append(context.Background(), items("k", "x", "y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, ackName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	if err := s.Ack([]ID{got[0], got[0], {Seq: 999}}); err != nil {
+		t.Fatal(err)
+	}
+	if size() != before {
+		t.Fatal("a repeated or unknown ack was written again")
+	}
+	if st := s.Stats(); st.Pending != 1 {
+		t.Fatalf("pending = %d, want 1", st.Pending)
+	}
+}
+
+func TestTornTailDiscarded(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	for i := range 3 {
+		if _, err := s.Append(context.Background(), items("k", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, segPrefix+"*"))
+	if len(segs) != 1 {
+		t.Fatalf("segments: %v", segs)
+	}
+	fi, _ := os.Stat(segs[0])
+	// A crash in the middle of writing a fourth record: its frame header
+	// promises more bytes than follow.
+	torn := appendFrame(nil, encodeRecord(nil, 4, items("k", "torn-record")))
+	f, err := os.OpenFile(segs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(torn[:len(torn)-3])
+	f.Close()
+
+	s2 := open(t, dir, Options{})
+	if got := datas(s2.Pending(10, nil)); !slices.Equal(got, []string{"0", "1", "2"}) {
+		t.Fatalf("pending = %v", got)
+	}
+	if fi2, _ := os.Stat(segs[0]); fi2.Size() != fi.Size() {
+		t.Fatalf("torn tail not cut: %d bytes, want %d", fi2.Size(), fi.Size())
+	}
+	if _, err := s2.Append(context.Background(), items("k", "3")); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	s3 := open(t, dir, Options{})
+	if got := datas(s3.Pending(10, nil)); !slices.Equal(got, []string{"0", "1", "2", "3"}) {
+		t.Fatalf("after second reopen pending = %v", got)
+	}
+}
+
+func TestCorruptSealedSegmentFailsOpen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{SegmentBytes: 1})
+	for i := range 3 {
+		if _, err := s.Append(context.Background(), items("k", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, segPrefix+"*"))
+	if len(segs) != 3 {
+		t.Fatalf("segments: %v", segs)
+	}
+	b, _ := os.ReadFile(segs[0])
+	b[len(b)-1] ^= 0xff
+	os.WriteFile(segs[0], b, 0o600)
+	if _, err := Open(dir, Options{}); err == nil {
+		t.Fatal("opened a spool with a corrupt sealed segment")
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	s := open(t, t.TempDir(), Options{})
+	const n = 64
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := true
+	s.writeHook = func(f *os.File, b []byte) error {
+		if first {
+			// Hold the first commit until every other append is queued.
+			first = false
+			close(entered)
+			<-release
+		}
+		_, err := f.Write(b)
+		return err
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[ID]bool{}
+	appendOne := func(i int) {
+		got, err := s.Append(context.Background(), items("k", fmt.Sprint(i)))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		seen[got[0]] = true
+		mu.Unlock()
+	}
+	wg.Go(func() { appendOne(0) })
+	<-entered
+	for i := 1; i < n; i++ {
+		wg.Go(func() { appendOne(i) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(s.reqs) < n-1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d appends queued", len(s.reqs))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	st := s.Stats()
+	if len(seen) != n || st.Pending != n {
+		t.Fatalf("ids %d pending %d, want %d", len(seen), st.Pending, n)
+	}
+	if st.Commits != 2 {
+		t.Fatalf("commits = %d, want 2 (one held, then one group of %d)", st.Commits, n-1)
+	}
+}
+
+func TestFullThenDrained(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), Options{MaxBytes: 400, SegmentBytes: 150})
+	var accepted []ID
+	for i := 0; ; i++ {
+		got, err := s.Append(ctx, items("k", fmt.Sprintf("%040d", i)))
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = append(accepted, got...)
+		if i > 100 {
+			t.Fatal("never full")
+		}
+	}
+	if len(accepted) < 3 {
+		t.Fatalf("only %d accepted before full", len(accepted))
+	}
+	if err := s.Ack(accepted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, items("k", "after drain")); err != nil {
+		t.Fatalf("append after the spool drained: %v", err)
+	}
+	if st := s.Stats(); st.Segments != 1 || st.Pending != 1 {
+		t.Fatalf("stats after drain %+v", st)
+	}
+}
+
+func TestDiskErrorThenRecovery(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{})
+	if _, err := s.Append(ctx, items("k", "before")); err != nil {
+		t.Fatal(err)
+	}
+	s.writeHook = func(f *os.File, b []byte) error {
+		f.Write(b[:len(b)/2]) // a partial write, then the disk fails
+		return errors.New("EIO")
+	}
+	if _, err := s.Append(ctx, items("k", "lost")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append on a failing disk: %v", err)
+	}
+	s.writeHook = nil
+	if _, err := s.Append(ctx, items("k", "after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := datas(s.Pending(10, nil)); !slices.Equal(got, []string{"before", "after"}) {
+		t.Fatalf("pending = %v", got)
+	}
+	s.Close()
+	s2 := open(t, dir, Options{})
+	if got := datas(s2.Pending(10, nil)); !slices.Equal(got, []string{"before", "after"}) {
+		t.Fatalf("after reopen pending = %v", got)
+	}
+}
+
+func TestCompaction(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{SegmentBytes: 256, AckCompactBytes: 512})
+	for i := range 200 {
+		got, err := s.Append(ctx, items("k", fmt.Sprintf("item-%03d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ack(got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Segments > 2 || st.Pending != 0 {
+		t.Fatalf("stats %+v: delivered segments not removed", st)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, segPrefix+"*"))
+	if len(segs) != st.Segments {
+		t.Fatalf("%d segment files, stats say %d", len(segs), st.Segments)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, ackName)); fi.Size() > 512+100 {
+		t.Fatalf("ack log %d bytes: not compacted", fi.Size())
+	}
+	s.Close()
+	s2 := open(t, dir, Options{})
+	if n := len(s2.Pending(1000, nil)); n != 0 {
+		t.Fatalf("%d delivered items came back", n)
+	}
+}
+
+// TestRandomReopen compares the spool with a model over random appends,
+// acks and reopens.
+func TestRandomReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	opts := Options{SegmentBytes: 300, AckCompactBytes: 200, NoSync: true}
+	s := open(t, dir, opts)
+	var model []string // pending data in order
+	next := 0
+	for step := range 600 {
+		switch r := rng.IntN(10); {
+		case r < 5:
+			n := 1 + rng.IntN(3)
+			var its []Item
+			for range n {
+				d := fmt.Sprintf("d%d", next)
+				next++
+				its = append(its, Item{Key: fmt.Sprint(rng.IntN(4)), Data: []byte(d)})
+				model = append(model, d)
+			}
+			if _, err := s.Append(ctx, its); err != nil {
+				t.Fatal(err)
+			}
+		case r < 9:
+			pend := s.Pending(1000, nil)
+			var ack []ID
+			var keep []string
+			for _, it := range pend {
+				if rng.IntN(2) == 0 {
+					ack = append(ack, it.ID)
+				} else {
+					keep = append(keep, string(it.Data))
+				}
+			}
+			if err := s.Ack(ack); err != nil {
+				t.Fatal(err)
+			}
+			model = keep
+		default:
+			s.Close()
+			s = open(t, dir, opts)
+		}
+		if got := datas(s.Pending(1000, nil)); !slices.Equal(got, model) && !(len(got) == 0 && len(model) == 0) {
+			t.Fatalf("step %d: pending %v, model %v", step, got, model)
+		}
+	}
+}
