@@ -47,4 +47,3 @@ func TestReplayRecordedHistories(t *testing.T) {
 		})
 	}
 }
-

@@ -12,9 +12,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	kcact "github.com/iru-responder/responder/activities/keycloak"
+	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
-	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/ledger"
