@@ -1,0 +1,241 @@
+// Package probe implements the net.health_probe action of the activity
+// catalog: an HTTP(S) GET that must answer with an expected status (any
+// 2xx/3xx by default; redirects are not followed), or a TCP connect, tried
+// a number of times with a per-attempt timeout and a heartbeat between
+// attempts. A target that never becomes healthy fails the step with a
+// retryable error of type [ErrTypeUnhealthy]; a malformed target is a final
+// BadParams error.
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iru-responder/responder/activities"
+)
+
+// ErrTypeUnhealthy is the (retryable) error type of a probe whose target
+// did not answer as expected in any attempt.
+const ErrTypeUnhealthy = "ProbeUnhealthy"
+
+// Config configures the probe.
+type Config struct {
+	CAFile     string        `env:"IRU_PROBE_CA_FILE" doc:"PEM file of an extra CA trusted for HTTPS probes; system roots are kept."`
+	RetryDelay time.Duration `env:"IRU_PROBE_RETRY_DELAY" envDefault:"1s" doc:"Pause between two attempts of one probe."`
+}
+
+// Validate checks the configuration (it implements internal/config.Validator).
+func (c *Config) Validate() error {
+	if c.RetryDelay < 0 {
+		return fmt.Errorf("IRU_PROBE_RETRY_DELAY=%s: must not be negative", c.RetryDelay)
+	}
+	if c.CAFile != "" {
+		if _, err := os.Stat(c.CAFile); err != nil {
+			return fmt.Errorf("IRU_PROBE_CA_FILE=%q: %w", c.CAFile, err)
+		}
+	}
+	return nil
+}
+
+// Activities holds the net.health_probe action.
+type Activities struct {
+	cfg Config
+	hc  *http.Client
+}
+
+// New returns the probe activities for cfg.
+func New(cfg Config) (*Activities, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("probe activities: %w", err)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("probe activities: read IRU_PROBE_CA_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("probe activities: IRU_PROBE_CA_FILE %s holds no PEM certificate", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.DisableKeepAlives = true // every attempt is a fresh connection
+	return &Activities{cfg: cfg, hc: &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// Register registers net.health_probe under its catalog name. No retry
+// policy is set here: the workflow uses the catalog's recommended options.
+func (a *Activities) Register(r interface {
+	RegisterActivityWithOptions(any, activity.RegisterOptions)
+}) {
+	r.RegisterActivityWithOptions(a.HealthProbe, activity.RegisterOptions{Name: activities.NetHealthProbe})
+}
+
+// target is a parsed probe target.
+type target struct {
+	url  *url.URL // HTTP(S)
+	addr string   // TCP host:port
+}
+
+func (t target) String() string {
+	if t.url != nil {
+		return t.url.Redacted()
+	}
+	return "tcp://" + t.addr
+}
+
+func parseTarget(s string) (target, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return target{}, fmt.Errorf("target %q: %w", s, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			return target{}, fmt.Errorf("target %q: want an http(s) URL with a host", s)
+		}
+		return target{url: u}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return target{}, fmt.Errorf("target %q: want an http(s) URL or host:port: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
+		return target{}, fmt.Errorf("target %q: want host:port with a host and a port 1-65535", s)
+	}
+	return target{addr: s}, nil
+}
+
+// expectStatus parses the optional expect_status parameter (0: any 2xx/3xx).
+func expectStatus(in activities.ActionInput) (int, error) {
+	v := in.Params["expect_status"]
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 100 || n > 599 {
+		return 0, fmt.Errorf("parameter expect_status: %q is not an HTTP status", v)
+	}
+	return n, nil
+}
+
+// HealthProbe implements [activities.NetHealthProbe]. Outputs: healthy
+// ("true") and detail (what answered, on which attempt).
+func (a *Activities) HealthProbe(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	bad := func(err error) (activities.ActionResult, error) {
+		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams, activities.NetHealthProbe+": "+err.Error(), nil)
+	}
+	t, err := parseTarget(in.Params["target"])
+	if err != nil {
+		return bad(err)
+	}
+	retries := 3
+	if v := in.Params["retries"]; v != "" {
+		if retries, err = strconv.Atoi(v); err != nil || retries < 1 {
+			return bad(fmt.Errorf("parameter retries: %q is not a positive integer", v))
+		}
+	}
+	timeout := 5 * time.Second
+	if v := in.Params["timeout"]; v != "" {
+		if timeout, err = activities.ParseDuration(v); err != nil || timeout == 0 {
+			return bad(fmt.Errorf("parameter timeout: %q is not a positive duration", v))
+		}
+	}
+	want, err := expectStatus(in)
+	if err != nil {
+		return bad(err)
+	}
+	if in.DryRun {
+		p := fmt.Sprintf("probe %s up to %d times (timeout %s each)", t, retries, timeout)
+		return activities.ActionResult{Plan: []string{p}, Outputs: map[string]string{"healthy": "", "detail": ""}, Summary: "dry run: " + p}, nil
+	}
+	var last string
+	for i := 1; i <= retries; i++ {
+		if i > 1 {
+			select {
+			case <-ctx.Done():
+				return activities.ActionResult{}, fmt.Errorf("%s %s: %w", activities.NetHealthProbe, t, ctx.Err())
+			case <-time.After(a.cfg.RetryDelay):
+			}
+		}
+		ok, detail := a.attempt(ctx, t, timeout, want)
+		detail = fmt.Sprintf("%s (attempt %d/%d)", detail, i, retries)
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, detail)
+		}
+		if ok {
+			return activities.ActionResult{Outputs: map[string]string{"healthy": "true", "detail": detail}, Summary: "healthy: " + detail}, nil
+		}
+		last = detail
+		if ctx.Err() != nil {
+			return activities.ActionResult{}, fmt.Errorf("%s %s: %w", activities.NetHealthProbe, t, ctx.Err())
+		}
+	}
+	return activities.ActionResult{}, temporal.NewApplicationError(fmt.Sprintf("%s: %s unhealthy after %d attempts: %s", activities.NetHealthProbe, t, retries, last), ErrTypeUnhealthy)
+}
+
+// attempt probes once and tells whether the target is healthy, and what it saw.
+func (a *Activities) attempt(ctx context.Context, t target, timeout time.Duration, want int) (bool, string) {
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	if t.url == nil {
+		var d net.Dialer
+		conn, err := d.DialContext(actx, "tcp", t.addr)
+		if err != nil {
+			return false, fmt.Sprintf("tcp connect %s: %v", t.addr, describe(err))
+		}
+		_ = conn.Close()
+		return true, fmt.Sprintf("tcp connect %s ok in %s", t.addr, time.Since(start).Round(time.Millisecond))
+	}
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.url.String(), nil)
+	if err != nil {
+		return false, fmt.Sprintf("GET %s: %v", t, err)
+	}
+	req.Header.Set("User-Agent", "iru-responder-health-probe")
+	res, err := a.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return false, fmt.Sprintf("GET %s: %v", t, describe(err))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	_ = res.Body.Close()
+	ok := res.StatusCode >= 200 && res.StatusCode < 400
+	if want != 0 {
+		ok = res.StatusCode == want
+	}
+	return ok, fmt.Sprintf("GET %s: HTTP %d in %s", t, res.StatusCode, time.Since(start).Round(time.Millisecond))
+}
+
+func describe(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return err.Error()
+}

@@ -1,0 +1,277 @@
+package proxmox
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	goprox "github.com/luthermonson/go-proxmox"
+
+	"github.com/iru-responder/responder/activities"
+)
+
+var reNetKey = regexp.MustCompile(`^net[0-9]+$`)
+
+// resolve finds the container of an asset: a vmid ("100"), a hostname
+// ("api-gateway"), "tag:<tag>" (exactly one container with the tag) or an
+// IP address of one of its interfaces.
+func (x *call) resolve(ctx context.Context, asset string) (*ctRef, error) {
+	var res []goprox.ClusterResource
+	if err := x.get(ctx, "/cluster/resources?type=vm", &res); err != nil {
+		return nil, err
+	}
+	var cts []*ctRef
+	for _, r := range res {
+		if r.Type != "lxc" { // PVE has no type=lxc filter
+			continue
+		}
+		cts = append(cts, &ctRef{Node: r.Node, VMID: int(r.VMID), Name: r.Name, Tags: r.Tags, Status: r.Status})
+	}
+	sort.Slice(cts, func(i, j int) bool { return cts[i].VMID < cts[j].VMID })
+	pick := func(match func(*ctRef) bool, how string) (*ctRef, error) {
+		var hits []*ctRef
+		for _, c := range cts {
+			if match(c) {
+				hits = append(hits, c)
+			}
+		}
+		switch len(hits) {
+		case 0:
+			return nil, nil
+		case 1:
+			return hits[0], nil
+		}
+		names := make([]string, len(hits))
+		for i, h := range hits {
+			names[i] = h.String()
+		}
+		return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: asset %q is ambiguous (%s): %s", x.action, asset, how, strings.Join(names, ", ")))
+	}
+	var ct *ctRef
+	var err error
+	switch {
+	case isDigits(asset):
+		id, _ := strconv.Atoi(asset)
+		ct, err = pick(func(c *ctRef) bool { return c.VMID == id }, "vmid")
+	case strings.HasPrefix(asset, "tag:"):
+		tag := strings.TrimPrefix(asset, "tag:")
+		ct, err = pick(func(c *ctRef) bool { return hasTag(c.Tags, tag) }, "tag")
+	default:
+		ct, err = pick(func(c *ctRef) bool { return strings.EqualFold(c.Name, asset) }, "name")
+		if ct == nil && err == nil {
+			if ip, perr := netip.ParseAddr(asset); perr == nil {
+				ct, err = x.resolveIP(ctx, cts, ip, asset)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ct == nil {
+		return nil, final(activities.ErrTypeNotFound, fmt.Sprintf("%s: no container matches asset %q (by vmid, name, tag: or IP address)", x.action, asset))
+	}
+	return ct, nil
+}
+
+// resolveIP finds the container with a static address ip in its config.
+func (x *call) resolveIP(ctx context.Context, cts []*ctRef, ip netip.Addr, asset string) (*ctRef, error) {
+	var hits []*ctRef
+	for _, c := range cts {
+		var conf map[string]any
+		prev := x.ct
+		x.ct = c
+		err := x.get(ctx, c.path("/config"), &conf)
+		x.ct = prev
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range netKeys(conf) {
+			kv := parseProps(str(conf[n]))
+			for _, k := range []string{"ip", "ip6"} {
+				if p, err := netip.ParsePrefix(kv[k]); err == nil && p.Addr() == ip {
+					hits = append(hits, c)
+				}
+			}
+		}
+	}
+	if len(hits) > 1 {
+		return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: asset %q is ambiguous (address on %s and %s)", x.action, asset, hits[0], hits[1]))
+	}
+	if len(hits) == 1 {
+		return hits[0], nil
+	}
+	return nil, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// netKeys returns the netN keys of a config, in index order.
+func netKeys(conf map[string]any) []string {
+	var out []string
+	for k := range conf {
+		if reNetKey.MatchString(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, _ := strconv.Atoi(out[i][3:])
+		b, _ := strconv.Atoi(out[j][3:])
+		return a < b
+	})
+	return out
+}
+
+// parseProps parses a PVE property string "k=v,k2=v2".
+func parseProps(s string) map[string]string {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		if part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			out[""] = part
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// setProp sets key=value in a property string, keeping the order of the
+// other keys (appending the key when it is new).
+func setProp(s, key, value string) string {
+	parts := strings.Split(s, ",")
+	found := false
+	for i, p := range parts {
+		if k, _, ok := strings.Cut(p, "="); ok && k == key {
+			parts[i] = key + "=" + value
+			found = true
+		}
+	}
+	if !found {
+		parts = append(parts, key+"="+value)
+	}
+	return strings.Join(parts, ",")
+}
+
+// sameProps compares two property strings as key/value sets (PVE may
+// re-print them in another key order).
+func sameProps(a, b string) bool {
+	pa, pb := parseProps(a), parseProps(b)
+	if len(pa) != len(pb) {
+		return false
+	}
+	for k, v := range pa {
+		if w, ok := pb[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ResolveAsset implements [activities.PVEResolveAsset]: node, vmid, status,
+// primary IP, and last_backup, the volid of the newest backup that is not
+// one of IRU's own forensic copies ("" if none).
+func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	x, err := a.begin(ctx, in, activities.PVEResolveAsset)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	var conf map[string]any
+	if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
+		return activities.ActionResult{}, err
+	}
+	ip := ""
+	for _, n := range netKeys(conf) {
+		if p, err := netip.ParsePrefix(parseProps(str(conf[n]))["ip"]); err == nil {
+			ip = p.Addr().String()
+			break
+		}
+	}
+	if ip == "" && x.ct.Status == "running" {
+		var ifs []goprox.ContainerInterface
+		if err := x.get(ctx, x.ct.path("/interfaces"), &ifs); err != nil {
+			return activities.ActionResult{}, err
+		}
+		for _, i := range ifs {
+			if p, err := netip.ParsePrefix(i.Inet); err == nil && i.Name != "lo" {
+				ip = p.Addr().String()
+				break
+			}
+		}
+	}
+	last, err := x.lastBackup(ctx)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	out := map[string]string{"node": x.ct.Node, "vmid": strconv.Itoa(x.ct.VMID), "status": x.ct.Status, "ip": ip, "last_backup": last}
+	return activities.ActionResult{Outputs: out,
+		Summary: fmt.Sprintf("resolved %q to %s (%s, ip %s, last backup %s)", param(in, "asset", in.Asset), x.ct, x.ct.Status, orNone(ip), orNone(last))}, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// backupVolume is one vzdump archive in a storage listing.
+type backupVolume struct {
+	VolID string `json:"volid"`
+	VMID  uint64 `json:"vmid"`
+	CTime int64  `json:"ctime"`
+	Notes string `json:"notes"`
+}
+
+// backups lists the container's archives on storage sid.
+func (x *call) backups(ctx context.Context, sid string) ([]backupVolume, error) {
+	var list []backupVolume
+	p := fmt.Sprintf("/nodes/%s/storage/%s/content?content=backup&vmid=%d", x.ct.Node, sid, x.ct.VMID)
+	if err := x.get(ctx, p, &list); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// lastBackup returns the newest non-forensic backup of the container on the
+// node's backup-capable storages.
+func (x *call) lastBackup(ctx context.Context) (string, error) {
+	var storages []struct {
+		Storage string `json:"storage"`
+	}
+	if err := x.get(ctx, fmt.Sprintf("/nodes/%s/storage?content=backup", x.ct.Node), &storages); err != nil {
+		return "", err
+	}
+	var best backupVolume
+	for _, s := range storages {
+		list, err := x.backups(ctx, s.Storage)
+		if err != nil {
+			return "", err
+		}
+		for _, v := range list {
+			if strings.HasPrefix(v.Notes, forensicNotesPrefix) {
+				continue
+			}
+			if v.CTime > best.CTime || v.CTime == best.CTime && v.VolID > best.VolID {
+				best = v
+			}
+		}
+	}
+	return best.VolID, nil
+}
