@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Nerzal/gocloak/v13"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -86,6 +88,12 @@ func decide(t *testing.T, c client.Client, wfID, update, step string, who workfl
 func TestContainerCompromiseEndToEnd(t *testing.T) {
 	p := newPlatform(t, platformOptions{plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
 	const asset = "api-gateway"
+	// jdoe, the account seen in the container, has a live session.
+	gc := gocloak.NewClient(p.Lab.Keycloak.URL())
+	jdoeTok, err := gc.Login(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "jdoe", keycloak.UserPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stateBefore := p.Lab.PVE.State()
 	before := containerByName(t, stateBefore, asset)
 
@@ -94,7 +102,7 @@ func TestContainerCompromiseEndToEnd(t *testing.T) {
 		Playbook: "container-compromise", OpenedBy: "system:intake",
 		Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "falco:shell:" + asset, Source: "falco", Rule: "Terminal shell in container",
 			Severity: "critical", Asset: asset, Summary: "shell spawned in api-gateway",
-			Labels:     map[string]string{"health_url": p.Lab.HealthURL(asset)},
+			Labels:     map[string]string{"health_url": p.Lab.HealthURL(asset), "username": "jdoe", "realm": keycloak.Realm},
 			ObservedAt: time.Now().Add(-2 * time.Second), ReceivedAt: time.Now()}},
 	}
 	wfID := workflows.IncidentWorkflowID(in.Key)
@@ -120,6 +128,12 @@ func TestContainerCompromiseEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(mid.Config["tags"], "quarantine") {
 		t.Errorf("container not tagged quarantine: %q", mid.Config["tags"])
+	}
+	if sess, err := p.Lab.Keycloak.Sessions(keycloak.Realm, "jdoe"); err != nil || len(sess) != 0 {
+		t.Errorf("jdoe still has sessions after containment: %v %v", sess, err)
+	}
+	if _, err := gc.RefreshToken(context.Background(), jdoeTok.RefreshToken, keycloak.ConsoleClientID, "", keycloak.Realm); err == nil {
+		t.Error("jdoe's refresh token still works after containment")
 	}
 
 	// A responder without the lead role cannot approve; the lead can.

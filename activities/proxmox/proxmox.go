@@ -117,6 +117,21 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 	if evidence == nil || secrets == nil {
 		return nil, errors.New("proxmox activities: evidence store and secret sink are required")
 	}
+	return newActivities(cfg, evidence, secrets, opts)
+}
+
+// NewInventory returns a read-only client for [Activities.Containers]: the
+// API server's detector intake maps alerts to containers with it. Its
+// actions must not be registered (they have no evidence store).
+func NewInventory(cfg Config, opts ...Option) (*Activities, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxmox inventory: %w", err)
+	}
+	return newActivities(cfg, nil, nil, opts)
+}
+
+func newActivities(cfg Config, evidence activities.EvidenceStore, secrets activities.SecretSink, opts []Option) (*Activities, error) {
 	var o options
 	for _, f := range opts {
 		f(&o)
