@@ -1,0 +1,159 @@
+package test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/workflows"
+)
+
+var carol = workflows.Approver{Subject: "keycloak:iru/carol", Username: "carol", Roles: []string{"ir-admin", "ir-lead", "security-officer"}, SourceIP: "127.0.0.1"}
+
+// approveAll approves every step that waits for approval, as bob and then
+// carol (two distinct leads for quorum 2), until the incident ends.
+func approveAll(t *testing.T, c client.Client, wfID string, done <-chan struct{}) {
+	decided := map[string]int{}
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		v, err := c.QueryWorkflow(context.Background(), wfID, "", workflows.StatusQuery)
+		if err != nil {
+			continue
+		}
+		var st workflows.IncidentStatus
+		if v.Get(&st) != nil {
+			continue
+		}
+		for _, s := range st.Steps {
+			if s.Status != workflows.StepWaitingApproval || s.Approval == nil {
+				continue
+			}
+			n := len(s.Approval.Approvals)
+			if decided[s.ID] > n { // our decision is on its way
+				continue
+			}
+			who := bob
+			if n == 1 {
+				who = carol
+			}
+			if _, err := decide(t, c, wfID, workflows.ApproveUpdate, s.ID, who); err == nil {
+				decided[s.ID] = n + 1
+			}
+		}
+	}
+}
+
+// TestPlaybooksEndToEnd runs the other shipped playbooks to completion on
+// the dev server against the lab, approving every gated step, and checks
+// each one's effect in the lab and its proof (ledger and report).
+func TestPlaybooksEndToEnd(t *testing.T) {
+	tests := []struct {
+		playbook string
+		asset    string
+		severity string
+		labels   map[string]string
+		check    func(t *testing.T, p *platform, before pve.StateSnapshot)
+	}{
+		{
+			playbook: "credential-compromise", asset: "keycloak", severity: "critical",
+			labels: map[string]string{"realm": keycloak.Realm, "username": "asmith"},
+			check: func(t *testing.T, p *platform, _ pve.StateSnapshot) {
+				if on, err := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "asmith"); err != nil || !on {
+					t.Errorf("asmith not re-enabled at recovery: %v %v", on, err)
+				}
+			},
+		},
+		{
+			playbook: "failed-auth-threshold", asset: "keycloak", severity: "high",
+			labels: map[string]string{"realm": keycloak.Realm, "username": "asmith"},
+			check: func(t *testing.T, p *platform, _ pve.StateSnapshot) {
+				if on, err := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "asmith"); err != nil || !on {
+					t.Errorf("asmith not re-enabled at recovery: %v %v", on, err)
+				}
+			},
+		},
+		{
+			playbook: "data-exfiltration", asset: "database", severity: "critical",
+			labels: map[string]string{"realm": keycloak.Realm, "client_id": keycloak.APIClientID, "personal_data": "true"},
+			check: func(t *testing.T, p *platform, before pve.StateSnapshot) {
+				// The database's own firewall is DROP with one scoped rule: recovery
+				// must bring back exactly that, not "no firewall".
+				was, now := containerByName(t, before, "database"), containerByName(t, p.Lab.PVE.State(), "database")
+				if !equalJSON(was.Firewall, now.Firewall) || was.Config["net0"] != now.Config["net0"] || was.Config["tags"] != now.Config["tags"] {
+					t.Errorf("database not restored:\nbefore %s %v\nafter  %s %v", mustJSON(was.Firewall), was.Config, mustJSON(now.Firewall), now.Config)
+				}
+				gc := gocloak.NewClient(p.Lab.Keycloak.URL())
+				if _, err := gc.LoginClient(context.Background(), keycloak.APIClientID, keycloak.APIClientSecret, keycloak.Realm); err == nil {
+					t.Errorf("iru-api's old client secret still works after rotation")
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.playbook, func(t *testing.T) {
+			p := newPlatform(t, platformOptions{plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
+			// The account has a live session the playbook must end.
+			if u := tt.labels["username"]; u != "" {
+				gc := gocloak.NewClient(p.Lab.Keycloak.URL())
+				if _, err := gc.Login(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, u, keycloak.UserPassword); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := p.Lab.PVE.State()
+			labels := map[string]string{"health_url": p.Lab.HealthURL(tt.asset)}
+			for k, v := range tt.labels {
+				labels[k] = v
+			}
+			id := "INC-" + strings.ToUpper(strings.ReplaceAll(tt.playbook, "-", ""))[:8]
+			in := workflows.IncidentInput{IncidentID: id, Key: tt.playbook + ":" + tt.asset, Asset: tt.asset, Severity: tt.severity,
+				Playbook: tt.playbook, OpenedBy: "system:intake",
+				Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "f1", Source: "generic", Rule: tt.playbook, Severity: tt.severity,
+					Asset: tt.asset, Summary: tt.playbook + " test", Labels: labels, ObservedAt: time.Now(), ReceivedAt: time.Now()}}}
+			wfID := workflows.IncidentWorkflowID(in.Key)
+			run, err := p.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: wfID, TaskQueue: p.TaskQueue}, workflows.IncidentWorkflow, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			approverDone := make(chan struct{})
+			go func() { approveAll(t, p.Client, wfID, done); close(approverDone) }()
+			var res workflows.IncidentResult
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			err = run.Get(ctx, &res)
+			cancel()
+			close(done)
+			<-approverDone
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.State != workflows.StateResolved {
+				t.Fatalf("incident ended %s: %s", res.State, res.Reason)
+			}
+			tt.check(t, p, before)
+			rep, err := p.Host.Stores().Ledger.Verify(context.Background(), id, p.Host.Stores().Signer)
+			if err != nil || !rep.OK() || rep.CheckpointSeq != rep.HeadSeq {
+				t.Fatalf("ledger verify: %+v, %v", rep, err)
+			}
+			objs, err := p.Host.Stores().Evidence.List(context.Background(), id)
+			if err != nil || !hasObject(objs, "report/report.md") {
+				t.Fatalf("no report: %v %v", names(objs), err)
+			}
+			n := len(historyEvents(t, p.Client, wfID))
+			t.Logf("%s: %d history events, %d ledger entries, %d evidence objects", tt.playbook, n, rep.Entries, len(objs))
+			if os.Getenv("IRU_RECORD_HISTORIES") != "" {
+				recordHistory(t, p.Client, wfID, tt.playbook+".json")
+			}
+		})
+	}
+}
