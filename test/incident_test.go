@@ -36,7 +36,7 @@ func containerByName(t *testing.T, st pve.StateSnapshot, name string) pve.Contai
 }
 
 // waitStep polls the status query until step has status want.
-func waitStep(t *testing.T, c client.Client, wfID, step, want string, timeout time.Duration) workflows.IncidentStatus {
+func waitStep(t testing.TB, c client.Client, wfID, step, want string, timeout time.Duration) workflows.IncidentStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var st workflows.IncidentStatus
@@ -66,7 +66,7 @@ func waitStep(t *testing.T, c client.Client, wfID, step, want string, timeout ti
 	}
 }
 
-func decide(t *testing.T, c client.Client, wfID, update, step string, who workflows.Approver) (workflows.DecisionResult, error) {
+func decide(t testing.TB, c client.Client, wfID, update, step string, who workflows.Approver) (workflows.DecisionResult, error) {
 	t.Helper()
 	h, err := c.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
 		WorkflowID: wfID, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,

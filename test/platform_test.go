@@ -35,9 +35,11 @@ type platformOptions struct {
 	// plain uses the SDK's default data converter instead of the codec
 	// (for recording histories that a replay test can read without keys).
 	plain bool
+	// env adds or overrides worker configuration variables.
+	env []string
 }
 
-func newPlatform(t *testing.T, opts platformOptions) *platform {
+func newPlatform(t testing.TB, opts platformOptions) *platform {
 	t.Helper()
 	dev := testenv.Temporal(t)
 	hsm := hsmtest.Config(t)
@@ -63,6 +65,7 @@ func newPlatform(t *testing.T, opts platformOptions) *platform {
 		"IRU_PVE_TASK_POLL=20ms",
 		"IRU_PVE_ALLOW_CIDRS=10.10.0.0/24",
 	)
+	env = append(env, opts.env...)
 	var cfg workerhost.Config
 	if err := config.LoadFrom(&cfg, env); err != nil {
 		t.Fatal(err)
