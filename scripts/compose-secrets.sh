@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Writes the compose stack's secrets into deploy/secrets/ (mode 0600) and
+# .env, keeping any that exist. Replace the PVE token secret and the TLS
+# certificate with real ones for a real deployment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${IRU_SECRETS_OUT:-deploy/secrets}
+mkdir -p "$dir"
+umask 077
+rand() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
+put() { [[ -s "$dir/$1" ]] || printf '%s' "$2" > "$dir/$1"; }
+
+put postgres_password "$(rand)"
+put ledger_dsn "postgres://iru:$(cat "$dir/postgres_password")@postgres:5432/iru?sslmode=disable"
+put hsm_pin "$(rand)"
+put hsm_so_pin "$(rand)"
+put pve_token_secret "3f6c0d3e-8d0a-4b8e-9a52-6f1d2c7b9e10" # the lab's; set your own token's secret
+put keycloak_worker_secret "iru-worker-lab-secret"        # the realm file's; regenerate in Keycloak
+if [[ ! -s "$dir/api_tls_cert" ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
+    -subj "/CN=iru-api" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$dir/api_tls_key" -out "$dir/api_tls_cert" 2>/dev/null
+fi
+envfile=${IRU_ENV_OUT:-.env}
+if [[ ! -s "$envfile" ]]; then
+  printf 'POSTGRES_PASSWORD=%s\nKEYCLOAK_ADMIN_PASSWORD=%s\n' "$(cat "$dir/postgres_password")" "$(rand)" > "$envfile"
+fi
+echo "secrets in $dir, environment in $envfile"
