@@ -1,6 +1,11 @@
 // Package api is the HTTP API server of IRU Responder (`starter serve`):
-// health and readiness, Prometheus metrics, and (in later parts) detector
-// intake and the responder API.
+// health and readiness, Prometheus metrics, the detector intake (mounted
+// from package intake) and the responder API ([Responder], under /api/v1).
+//
+// Every route but /healthz, /readyz and /metrics needs credentials, is
+// logged as one structured JSON line and is recorded in the audit ledger
+// through the access log (package accesslog). [Server.Routes] is the one
+// route table: the handler is built from it and a test walks it.
 package api
 
 import (
@@ -10,8 +15,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/metrics"
 )
 
@@ -26,27 +33,77 @@ type Server struct {
 	Temporal TemporalHealth
 	Metrics  *metrics.Registry
 
+	// Responder is the responder API, under /api/v1 (nil: not mounted).
+	Responder *Responder
+	// Intake is the detector intake handler, mounted at IntakePattern
+	// (intake.Pattern); nil: not mounted. It authenticates detectors
+	// itself and names them with accesslog.SetActor.
+	Intake        http.Handler
+	IntakePattern string
+	// Access records every intake and responder request in the audit
+	// ledger (nil: not recorded).
+	Access *accesslog.Logger
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed (see [ClientIP]).
+	TrustedProxies []netip.Prefix
+
 	srv *http.Server
 }
 
-// Handler returns the server's routes.
+// Route is one route of the server.
+type Route struct {
+	// Pattern is the ServeMux pattern, e.g. "GET /api/v1/incidents/{id}".
+	Pattern string
+	// Public routes answer without credentials: health, readiness and
+	// metrics only.
+	Public  bool
+	Handler http.Handler
+}
+
+// Routes returns every route the handler serves.
+func (s *Server) Routes() []Route {
+	routes := []Route{
+		{Pattern: "GET /healthz", Public: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})},
+		{Pattern: "GET /readyz", Public: true, Handler: http.HandlerFunc(s.readyz)},
+	}
+	if s.Metrics != nil {
+		routes = append(routes, Route{Pattern: "GET /metrics", Public: true, Handler: s.Metrics.Handler()})
+	}
+	if s.Intake != nil && s.IntakePattern != "" {
+		routes = append(routes, Route{Pattern: s.IntakePattern, Handler: s.Intake})
+	}
+	if s.Responder != nil {
+		for _, rt := range s.Responder.Routes() {
+			routes = append(routes, Route{Pattern: rt.Method + " " + rt.Path, Handler: s.Responder.handler(rt)})
+		}
+	}
+	return routes
+}
+
+// Handler returns the server's routes, each logged and (unless public)
+// recorded in the access log.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics.Handler())
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Pattern, s.observe(rt))
 	}
 	return mux
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.Temporal.Ready(ctx); err != nil {
-		s.Log.Warn("not ready", "err", err)
+		s.log().Warn("not ready", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "temporal": "unreachable"})
 		return
 	}

@@ -39,6 +39,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -271,7 +272,24 @@ func (l *Locker) lock(incident string) func() {
 	}
 	l.mu.Unlock()
 	m.Lock()
-	return m.Unlock
+	// Other processes (the worker and the API server share the locker)
+	// are kept out by an advisory lock on a per-incident lock file.
+	f, err := os.OpenFile(filepath.Join(l.dir, "custody", incident+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		// Without the file no other process can hold it either; the
+		// custody writes that follow report their own errors.
+		return m.Unlock
+	}
+	for {
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != syscall.EINTR {
+			break
+		}
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+		m.Unlock()
+	}
 }
 
 func (l *Locker) custodyPath(incident string) string {

@@ -607,3 +607,44 @@ func TestFSBackend(t *testing.T) {
 		t.Fatalf("Stat after Shred: %v", err)
 	}
 }
+
+// TestTwoLockersOneFolder is the worker and the API server writing the
+// same incident's evidence at once: the per-incident file lock keeps the
+// custody chain whole.
+func TestTwoLockersOneFolder(t *testing.T) {
+	dir := t.TempDir()
+	w := newSoftWrapper(t, "kek-1")
+	a, err := Open(dir, w, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(dir, w, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := l.Put(context.Background(), PutRequest{Incident: "INC-1", Name: fmt.Sprintf("item-%d", i), Class: ClassOperational,
+				MediaType: "text/plain", CollectedBy: "system:test", Source: "test", Body: strings.NewReader(fmt.Sprintf("content %d", i))})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	rep, err := a.Verify(context.Background(), "INC-1")
+	if err != nil || len(rep.Problems) != 0 || rep.Objects != 40 {
+		t.Fatalf("verify after concurrent writers: %+v %v", rep, err)
+	}
+	objs, err := b.List(context.Background(), "INC-1")
+	if err != nil || len(objs) != 40 {
+		t.Fatalf("%d objects, want 40 (%v)", len(objs), err)
+	}
+}

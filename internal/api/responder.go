@@ -1,0 +1,507 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/iru-responder/responder/internal/accesslog"
+	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// APIPrefix is the path prefix of the responder API.
+const APIPrefix = "/api/v1"
+
+// IncidentClient is the part of the Temporal client the responder API
+// uses; client.Client implements it.
+type IncidentClient interface {
+	ListWorkflow(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
+	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+	QueryWorkflow(ctx context.Context, workflowID, runID, queryType string, args ...any) (converter.EncodedValue, error)
+	UpdateWorkflow(ctx context.Context, opts client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error)
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+// EvidenceLocker is the part of the evidence locker the responder API uses
+// (notes, reports, manifests); *evidence.Locker implements it.
+type EvidenceLocker interface {
+	Put(ctx context.Context, r evidence.PutRequest) (evidence.Ref, error)
+	Get(ctx context.Context, ref evidence.Ref, who evidence.Reader) (io.ReadCloser, evidence.Meta, error)
+	List(ctx context.Context, incident string) ([]evidence.Meta, error)
+	Manifest(ctx context.Context, incident string) (evidence.Manifest, error)
+}
+
+// TokenVerifier verifies responder bearer tokens; *auth.Verifier
+// implements it.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (auth.Identity, error)
+}
+
+// Notifier sends notifications; *notify.Notifier implements it.
+type Notifier interface {
+	Send(ctx context.Context, ev notify.Event) ([]notify.Result, error)
+}
+
+// ResponderOptions are the responder API's configuration and collaborators.
+type ResponderOptions struct {
+	// Config holds the limits and the failed-authentication threshold.
+	Config Config
+	// Temporal reaches the incident workflows (required).
+	Temporal IncidentClient
+	// Verifier verifies tokens (nil: an OIDC verifier for Config.OIDC).
+	Verifier TokenVerifier
+	// Evidence is the evidence locker (nil: notes, report and evidence
+	// answer 503).
+	Evidence EvidenceLocker
+	// Notifier receives the failed-authentication alert (nil: logged only).
+	Notifier Notifier
+	// Access records authentication attempts in the audit ledger (nil: not
+	// recorded). Requests are recorded by the [Server].
+	Access *accesslog.Logger
+	// Log receives errors (nil: discarded).
+	Log *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Responder is the responder API: incidents, approvals, aborts, notes and
+// reports for people with a Keycloak token. Mount it through [Server].
+//
+// Incidents are addressed by their correlation key: the incident workflow's
+// id is workflows.IncidentWorkflowID(key) ("incident:<key>"), so the key is
+// what Temporal addresses and what `starter incidents` lists in its ID
+// column; a path id that already starts with "incident:" is accepted as
+// well. The human-facing INC-… id (IncidentStatus.IncidentID) names the
+// incident's ledger chain, evidence and report and is shown by GET
+// /incidents/{id}. While an incident is open no other incident can use its
+// key; a later incident with the same key reuses the workflow id with a new
+// run, and the read routes take ?run=<run id> to reach an earlier one.
+type Responder struct {
+	cfg      Config
+	temporal IncidentClient
+	verifier TokenVerifier
+	evidence EvidenceLocker
+	notifier Notifier
+	access   *accesslog.Logger
+	log      *slog.Logger
+	now      func() time.Time
+	watch    *auth.FailureWatch
+
+	mu       sync.Mutex
+	sessions map[string]string // actor|session -> UTC day of the recorded auth.success
+}
+
+// NewResponder returns the responder API of opts.
+func NewResponder(opts ResponderOptions) (*Responder, error) {
+	if err := opts.Config.validateResponder(); err != nil {
+		return nil, fmt.Errorf("api: responder config: %w", err)
+	}
+	if opts.Temporal == nil {
+		return nil, errors.New("api: responder: no Temporal client")
+	}
+	rs := &Responder{
+		cfg: opts.Config, temporal: opts.Temporal, verifier: opts.Verifier, evidence: opts.Evidence,
+		notifier: opts.Notifier, access: opts.Access, log: opts.Log, now: opts.Now, sessions: map[string]string{},
+	}
+	if rs.verifier == nil {
+		rs.verifier = auth.NewVerifier(opts.Config.OIDC, nil)
+	}
+	if rs.log == nil {
+		rs.log = slog.New(slog.DiscardHandler)
+	}
+	if rs.now == nil {
+		rs.now = time.Now
+	}
+	rs.watch = &auth.FailureWatch{Threshold: opts.Config.AuthFailThreshold, Window: opts.Config.AuthFailWindow,
+		OnExceeded: rs.thresholdCrossed, Now: rs.now}
+	return rs, nil
+}
+
+// readRoles may read incidents and add notes.
+var readRoles = []string{auth.RoleResponder, auth.RoleLead, auth.RoleAdmin}
+
+// abortRoles may abort an incident.
+var abortRoles = []string{auth.RoleLead, auth.RoleAdmin}
+
+// ResponderRoute is one route of the responder API.
+type ResponderRoute struct {
+	Method string
+	// Path is the ServeMux path pattern, under [APIPrefix].
+	Path string
+	// Roles: the caller needs one of them; empty means any verified
+	// identity (the incident workflow's validator then decides).
+	Roles   []string
+	Summary string
+	handle  func(http.ResponseWriter, *http.Request, auth.Identity)
+}
+
+// Routes returns the responder API's routes. Every one needs a verified
+// bearer token.
+func (rs *Responder) Routes() []ResponderRoute {
+	inc := APIPrefix + "/incidents/{id}"
+	return []ResponderRoute{
+		{"GET", APIPrefix + "/incidents", readRoles, "list and search incidents (state, open, severity, asset, playbook, phase, drill, limit, page_token)", rs.list},
+		{"GET", inc, readRoles, "an incident's status (the workflow's status query)", rs.show},
+		{"POST", inc + "/steps/{step}/approve", nil, "approve a pending step (the validator checks role, quorum and four-eyes)", rs.decision(workflows.ApproveUpdate)},
+		{"POST", inc + "/steps/{step}/deny", nil, "deny a pending step", rs.decision(workflows.DenyUpdate)},
+		{"POST", inc + "/abort", abortRoles, "abort the incident: compensations run", rs.abort},
+		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", rs.escalate},
+		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", rs.acknowledge},
+		{"POST", inc + "/notes", readRoles, "add a note (stored in the evidence locker)", rs.note},
+		{"GET", inc + "/report", readRoles, "the post-incident report (Markdown or JSON)", rs.report},
+		{"GET", inc + "/evidence", readRoles, "the evidence manifest with its custody log", rs.manifest},
+	}
+}
+
+// handler wraps a route: limits, authentication, roles.
+func (rs *Responder) handler(rt ResponderRoute) http.Handler {
+	return rs.limit(rs.authenticate(requireRoles(rt.Roles, rt.handle)))
+}
+
+// incidentRef is an incident as the URL names it.
+type incidentRef struct {
+	Key        string
+	WorkflowID string
+	RunID      string
+}
+
+// parseRef reads {id} (and ?run=) of r.
+func parseRef(r *http.Request) (incidentRef, error) {
+	id := r.PathValue("id")
+	key := strings.TrimPrefix(id, workflows.IncidentWorkflowID(""))
+	if key == "" || len(key) > 512 || !utf8.ValidString(key) || strings.ContainsFunc(key, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		return incidentRef{}, fmt.Errorf("incident id %q: want the incident's key (1 to 512 printable characters)", id)
+	}
+	return incidentRef{Key: key, WorkflowID: workflows.IncidentWorkflowID(key), RunID: r.URL.Query().Get("run")}, nil
+}
+
+// approver is the verified identity as the workflow records it.
+func approver(id auth.Identity) workflows.Approver {
+	return workflows.Approver{Subject: id.Actor(), Username: id.Username, Roles: id.Roles, SourceIP: id.SourceIP}
+}
+
+// reasonBody is the body of decisions, aborts, escalations and acks.
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+// maxReason bounds a reason (it goes to the ledger's outcome detail).
+const maxReason = 1024
+
+func readReason(w http.ResponseWriter, r *http.Request, required bool) (string, bool) {
+	var b reasonBody
+	if !readBody(w, r, &b) {
+		return "", false
+	}
+	b.Reason = strings.TrimSpace(b.Reason)
+	switch {
+	case required && b.Reason == "":
+		writeError(w, http.StatusBadRequest, apiError{Error: "a reason is required", Code: "reason_required"})
+		return "", false
+	case len(b.Reason) > maxReason || !utf8.ValidString(b.Reason):
+		writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("reason: at most %d bytes of UTF-8", maxReason), Code: "bad_reason"})
+		return "", false
+	}
+	return b.Reason, true
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := decodeBody(r, v); err != nil {
+		var bb *errBadBody
+		if errors.As(err, &bb) {
+			writeError(w, bb.status, apiError{Error: bb.msg, Code: "bad_body"})
+		} else {
+			writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_body"})
+		}
+		return false
+	}
+	return true
+}
+
+// show answers the incident's status.
+func (rs *Responder) show(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	view, err := rs.status(r.Context(), ref)
+	if err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+// IncidentView is the answer of GET /incidents/{id}.
+type IncidentView struct {
+	ID         string `json:"id"`
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	// Execution is the workflow's execution status (Running, Completed, …).
+	Execution string                   `json:"execution"`
+	Status    workflows.IncidentStatus `json:"status"`
+}
+
+// status describes and queries the incident.
+func (rs *Responder) status(ctx context.Context, ref incidentRef) (IncidentView, error) {
+	d, err := rs.temporal.DescribeWorkflowExecution(ctx, ref.WorkflowID, ref.RunID)
+	if err != nil {
+		return IncidentView{}, err
+	}
+	info := d.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != workflows.IncidentWorkflow {
+		return IncidentView{}, errNotIncident
+	}
+	runID := info.GetExecution().GetRunId()
+	v, err := rs.temporal.QueryWorkflow(ctx, ref.WorkflowID, runID, workflows.StatusQuery, workflows.StatusQueryInput{})
+	if err != nil {
+		return IncidentView{}, err
+	}
+	view := IncidentView{ID: ref.Key, WorkflowID: ref.WorkflowID, RunID: runID, Execution: executionName(info.GetStatus())}
+	if err := v.Get(&view.Status); err != nil {
+		return IncidentView{}, fmt.Errorf("decode status of %s: %w", ref.WorkflowID, err)
+	}
+	return view, nil
+}
+
+// decision approves or denies a step through the workflow Update.
+func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Request, auth.Identity) {
+	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+		ref, err := parseRef(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+			return
+		}
+		step := r.PathValue("step")
+		reason, ok := readReason(w, r, update == workflows.DenyUpdate)
+		if !ok {
+			return
+		}
+		var res workflows.DecisionResult
+		in := workflows.DecisionInput{StepID: step, Approver: approver(id), Reason: reason}
+		if err := rs.update(r.Context(), ref, update, in, &res); err != nil {
+			rs.fail(w, r, ref, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "decision": update, "result": res})
+	}
+}
+
+func (rs *Responder) escalate(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	reason, ok := readReason(w, r, false)
+	if !ok {
+		return
+	}
+	var res workflows.EscalateResult
+	if err := rs.update(r.Context(), ref, workflows.EscalateUpdate, workflows.EscalateInput{By: approver(id), Reason: reason}, &res); err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
+}
+
+func (rs *Responder) acknowledge(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	reason, ok := readReason(w, r, false)
+	if !ok {
+		return
+	}
+	var res workflows.AcknowledgeResult
+	if err := rs.update(r.Context(), ref, workflows.AcknowledgeUpdate, workflows.AcknowledgeInput{By: approver(id), Reason: reason}, &res); err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
+}
+
+// abort sends the abort signal; the workflow runs the compensations.
+func (rs *Responder) abort(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	reason, ok := readReason(w, r, true)
+	if !ok {
+		return
+	}
+	if err := rs.temporal.SignalWorkflow(r.Context(), ref.WorkflowID, "", workflows.AbortSignal,
+		workflows.AbortInput{By: approver(id), Reason: reason}); err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": ref.Key, "status": "abort requested"})
+}
+
+// noteBody is the body of POST /notes.
+type noteBody struct {
+	Text string `json:"text"`
+}
+
+// note stores a note in the incident's evidence, collected by the caller.
+func (rs *Responder) note(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	var b noteBody
+	if !readBody(w, r, &b) {
+		return
+	}
+	if strings.TrimSpace(b.Text) == "" || !utf8.ValidString(b.Text) {
+		writeError(w, http.StatusBadRequest, apiError{Error: "text: a non-empty UTF-8 note is required", Code: "bad_note"})
+		return
+	}
+	if rs.evidence == nil {
+		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+		return
+	}
+	view, err := rs.status(r.Context(), ref)
+	if err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	now := rs.now().UTC()
+	name := "notes/" + now.Format("20060102T150405.000000000Z") + ".md"
+	body := b.Text
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
+	eref, err := rs.evidence.Put(r.Context(), evidence.PutRequest{
+		Incident: view.Status.IncidentID, Name: name, Class: evidence.ClassOperational, MediaType: "text/markdown",
+		CollectedBy: id.Actor(), Source: "iru-api:notes from " + id.SourceIP, Body: strings.NewReader(body),
+	})
+	if err != nil {
+		rs.log.Error("store note", "incident", view.Status.IncidentID, "err", err)
+		writeError(w, http.StatusInternalServerError, apiError{Error: "the note could not be stored", Code: "evidence_failed"})
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": ref.Key, "incident_id": view.Status.IncidentID, "name": name, "ref": string(eref)})
+}
+
+// Report object names, as report.generate writes them.
+const (
+	reportMarkdown = "report/report.md"
+	reportJSON     = "report/report.json"
+)
+
+// maxReport bounds a report read into memory (it is verified to the end
+// before the first byte is sent).
+const maxReport = 32 << 20
+
+// report answers the newest post-incident report, Markdown unless
+// ?format=json or Accept asks for JSON.
+func (rs *Responder) report(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	name, media := reportMarkdown, "text/markdown; charset=utf-8"
+	switch f := r.URL.Query().Get("format"); {
+	case f == "json" || (f == "" && strings.Contains(r.Header.Get("Accept"), "application/json")):
+		name, media = reportJSON, "application/json"
+	case f == "" || f == "markdown" || f == "md":
+	default:
+		writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("format %q: want markdown or json", f), Code: "bad_format"})
+		return
+	}
+	if rs.evidence == nil {
+		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+		return
+	}
+	view, err := rs.status(r.Context(), ref)
+	if err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	objs, err := rs.evidence.List(r.Context(), view.Status.IncidentID)
+	if err != nil {
+		rs.log.Error("list evidence", "incident", view.Status.IncidentID, "err", err)
+		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence locker could not be read", Code: "evidence_failed"})
+		return
+	}
+	var found *evidence.Meta
+	for i := range objs {
+		if objs[i].Name == name {
+			found = &objs[i] // the newest wins
+		}
+	}
+	if found == nil {
+		writeError(w, http.StatusNotFound, apiError{Error: "no report yet: it is written in the post-incident phase", Code: "no_report"})
+		return
+	}
+	rc, _, err := rs.evidence.Get(r.Context(), found.Ref, evidence.Reader{Identity: id.Actor(), Reason: "report read through the responder API from " + id.SourceIP})
+	if err == nil {
+		var b []byte
+		b, err = io.ReadAll(io.LimitReader(rc, maxReport+1))
+		_ = rc.Close()
+		if err == nil && len(b) > maxReport {
+			err = fmt.Errorf("report %s is larger than %d bytes", found.Ref, maxReport)
+		}
+		if err == nil {
+			w.Header().Set("Content-Type", media)
+			w.Header().Set("X-Evidence-Ref", string(found.Ref))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(b)
+			return
+		}
+	}
+	rs.log.Error("read report", "ref", found.Ref, "err", err)
+	writeError(w, http.StatusInternalServerError, apiError{Error: "the report could not be read or does not verify", Code: "evidence_failed"})
+}
+
+// manifest answers the incident's evidence manifest and custody log.
+func (rs *Responder) manifest(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	if rs.evidence == nil {
+		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+		return
+	}
+	view, err := rs.status(r.Context(), ref)
+	if err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	m, err := rs.evidence.Manifest(r.Context(), view.Status.IncidentID)
+	if err != nil {
+		rs.log.Error("evidence manifest", "incident", view.Status.IncidentID, "err", err)
+		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence manifest could not be read or does not verify", Code: "evidence_failed"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "incident_id": view.Status.IncidentID, "manifest": m})
+}
+
+func notifyEvent(now time.Time, ip string, failures int, window time.Duration, summary string) notify.Event {
+	return notify.Event{Kind: notify.FailedAuthThreshold, Summary: summary, At: now.UTC(), Severity: "high",
+		Details: map[string]string{"source_ip": ip, "failures": fmt.Sprint(failures), "window": window.String(), "surface": "responder-api"}}
+}

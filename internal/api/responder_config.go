@@ -1,0 +1,89 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/iru-responder/responder/internal/accesslog"
+	"github.com/iru-responder/responder/internal/auth"
+)
+
+// Config is the responder API's part of the `starter serve` configuration.
+// Load it with internal/config (config.Load); it validates itself.
+type Config struct {
+	OIDC   auth.OIDCConfig
+	Access accesslog.Config
+
+	TrustedProxies    []string      `env:"IRU_API_TRUSTED_PROXIES" envSeparator:"," doc:"Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For the API server believes; empty: the client address is always the peer address."`
+	AuthFailThreshold int           `env:"IRU_AUTH_FAIL_THRESHOLD" envDefault:"5" doc:"Failed responder authentications from one client address within IRU_AUTH_FAIL_WINDOW that send a failed_auth_threshold notification."`
+	AuthFailWindow    time.Duration `env:"IRU_AUTH_FAIL_WINDOW" envDefault:"5m" doc:"Sliding window of IRU_AUTH_FAIL_THRESHOLD."`
+	MaxBodyBytes      int64         `env:"IRU_API_MAX_BODY_BYTES" envDefault:"65536" doc:"Largest request body the responder API reads (decisions, notes); larger bodies get 413."`
+	RequestTimeout    time.Duration `env:"IRU_API_REQUEST_TIMEOUT" envDefault:"20s" doc:"How long one responder API request may take (Temporal queries and updates included) before it answers 504."`
+}
+
+// Validate checks the configuration; errors name the variable.
+func (c *Config) Validate() error {
+	return errors.Join(c.validateResponder(), c.Access.Validate())
+}
+
+// validateResponder checks what the [Responder] itself uses.
+func (c *Config) validateResponder() error {
+	var p []error
+	if c.OIDC.IssuerURL == "" {
+		p = append(p, errors.New("IRU_OIDC_ISSUER: must not be empty"))
+	}
+	if c.OIDC.Audience == "" {
+		p = append(p, errors.New("IRU_OIDC_AUDIENCE: must not be empty"))
+	}
+	if _, err := ParseProxies(c.TrustedProxies); err != nil {
+		p = append(p, fmt.Errorf("IRU_API_TRUSTED_PROXIES: %w", err))
+	}
+	if c.AuthFailThreshold < 1 {
+		p = append(p, fmt.Errorf("IRU_AUTH_FAIL_THRESHOLD=%d: must be at least 1", c.AuthFailThreshold))
+	}
+	if c.AuthFailWindow <= 0 {
+		p = append(p, fmt.Errorf("IRU_AUTH_FAIL_WINDOW=%s: must be positive", c.AuthFailWindow))
+	}
+	if c.MaxBodyBytes < 1024 {
+		p = append(p, fmt.Errorf("IRU_API_MAX_BODY_BYTES=%d: must be at least 1024", c.MaxBodyBytes))
+	}
+	if c.RequestTimeout <= 0 {
+		p = append(p, fmt.Errorf("IRU_API_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout))
+	}
+	return errors.Join(p...)
+}
+
+// Proxies returns the parsed IRU_API_TRUSTED_PROXIES (call after Validate).
+func (c *Config) Proxies() []netip.Prefix {
+	p, _ := ParseProxies(c.TrustedProxies)
+	return p
+}
+
+// ParseProxies parses addresses ("10.0.0.1") and CIDRs ("10.0.0.0/8").
+func ParseProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if strings.Contains(s, "/") {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q: want an address or a CIDR: %w", s, err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: want an address or a CIDR: %w", s, err)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

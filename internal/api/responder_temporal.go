@@ -1,0 +1,249 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// errNotIncident: the workflow id exists but is not an incident.
+var errNotIncident = errors.New("not an incident workflow")
+
+// IncidentSummary is one incident of GET /incidents, from Temporal
+// visibility (search attributes) without querying the workflow.
+type IncidentSummary struct {
+	ID         string `json:"id"`
+	WorkflowID string `json:"workflow_id"`
+	RunID      string `json:"run_id"`
+	// Execution is Running, Completed, Failed, Terminated, …
+	Execution string     `json:"execution"`
+	Open      bool       `json:"open"`
+	Severity  string     `json:"severity,omitempty"`
+	Phase     string     `json:"phase,omitempty"`
+	Playbook  string     `json:"playbook,omitempty"`
+	Asset     string     `json:"asset,omitempty"`
+	Drill     bool       `json:"drill"`
+	StartedAt time.Time  `json:"started_at"`
+	ClosedAt  *time.Time `json:"closed_at,omitempty"`
+}
+
+// IncidentList is the answer of GET /incidents.
+type IncidentList struct {
+	Incidents []IncidentSummary `json:"incidents"`
+	// NextPageToken, when set, fetches the next page (?page_token=).
+	NextPageToken string `json:"next_page_token,omitempty"`
+	// Query is the visibility query that was run.
+	Query string `json:"query"`
+}
+
+// filterValueRE bounds the values of list filters: they are quoted into a
+// visibility query, so quotes and backslashes are refused.
+var filterValueRE = regexp.MustCompile(`^[A-Za-z0-9._:/@+ -]{1,256}$`)
+
+// listQuery builds the visibility query of the list filters.
+func listQuery(q map[string][]string) (string, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	clauses := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.IncidentWorkflow)}
+	open := get("open")
+	switch st := strings.ToLower(get("state")); st {
+	case "":
+	case "open", "running":
+		open = "true"
+	case "closed":
+		open = "false"
+	default:
+		return "", fmt.Errorf("state %q: want open or closed", st)
+	}
+	switch open {
+	case "":
+	case "true", "1", "yes":
+		clauses = append(clauses, "ExecutionStatus = 'Running'")
+	case "false", "0", "no":
+		clauses = append(clauses, "ExecutionStatus != 'Running'")
+	default:
+		return "", fmt.Errorf("open %q: want true or false", open)
+	}
+	for _, f := range []struct{ param, attr string }{
+		{"severity", workflows.SeverityKey.GetName()},
+		{"asset", workflows.AssetKey.GetName()},
+		{"playbook", workflows.PlaybookKey.GetName()},
+		{"phase", workflows.PhaseKey.GetName()},
+	} {
+		v := get(f.param)
+		if v == "" {
+			continue
+		}
+		if !filterValueRE.MatchString(v) {
+			return "", fmt.Errorf("%s %q: letters, digits and . _ : / @ + - space only", f.param, v)
+		}
+		clauses = append(clauses, fmt.Sprintf("%s = '%s'", f.attr, v))
+	}
+	if d := get("drill"); d != "" {
+		b, err := strconv.ParseBool(d)
+		if err != nil {
+			return "", fmt.Errorf("drill %q: want true or false", d)
+		}
+		clauses = append(clauses, fmt.Sprintf("%s = %t", workflows.DrillKey.GetName(), b))
+	}
+	return strings.Join(clauses, " AND "), nil
+}
+
+// list searches incidents through Temporal visibility.
+func (rs *Responder) list(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
+	q := r.URL.Query()
+	query, err := listQuery(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_filter"})
+		return
+	}
+	limit := 50
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 500 {
+			writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("limit %q: want 1 to 500", l), Code: "bad_filter"})
+			return
+		}
+	}
+	var token []byte
+	if t := q.Get("page_token"); t != "" {
+		if token, err = base64.RawURLEncoding.DecodeString(t); err != nil {
+			writeError(w, http.StatusBadRequest, apiError{Error: "page_token: not a token from a previous answer", Code: "bad_filter"})
+			return
+		}
+	}
+	resp, err := rs.temporal.ListWorkflow(r.Context(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: query, PageSize: int32(limit), NextPageToken: token,
+	})
+	if err != nil {
+		rs.fail(w, r, incidentRef{}, err)
+		return
+	}
+	out := IncidentList{Incidents: []IncidentSummary{}, Query: query}
+	if t := resp.GetNextPageToken(); len(t) > 0 {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString(t)
+	}
+	dc := converter.GetDefaultDataConverter()
+	for _, e := range resp.GetExecutions() {
+		wid := e.GetExecution().GetWorkflowId()
+		s := IncidentSummary{
+			ID: strings.TrimPrefix(wid, workflows.IncidentWorkflowID("")), WorkflowID: wid, RunID: e.GetExecution().GetRunId(),
+			Execution: executionName(e.GetStatus()), Open: e.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING,
+			StartedAt: e.GetStartTime().AsTime().UTC(),
+		}
+		if ct := e.GetCloseTime(); ct != nil && !s.Open {
+			t := ct.AsTime().UTC()
+			s.ClosedAt = &t
+		}
+		fields := e.GetSearchAttributes().GetIndexedFields()
+		str := func(name string) string {
+			var v string
+			if p, ok := fields[name]; ok {
+				_ = dc.FromPayload(p, &v)
+			}
+			return v
+		}
+		s.Severity, s.Phase = str(workflows.SeverityKey.GetName()), str(workflows.PhaseKey.GetName())
+		s.Playbook, s.Asset = str(workflows.PlaybookKey.GetName()), str(workflows.AssetKey.GetName())
+		if p, ok := fields[workflows.DrillKey.GetName()]; ok {
+			_ = dc.FromPayload(p, &s.Drill)
+		}
+		out.Incidents = append(out.Incidents, s)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// update runs a workflow Update and waits for its result.
+func (rs *Responder) update(ctx context.Context, ref incidentRef, name string, in, out any) error {
+	h, err := rs.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		UpdateID: uuid.NewString(), WorkflowID: ref.WorkflowID, UpdateName: name, Args: []any{in},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Get(ctx, out)
+}
+
+// rejection maps the incident workflow's validator errors onto answers.
+var rejections = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{workflows.ErrWrongRole, http.StatusForbidden, "wrong_role"},
+	{workflows.ErrFourEyes, http.StatusForbidden, "four_eyes"},
+	{workflows.ErrNoIdentity, http.StatusForbidden, "no_identity"},
+	{workflows.ErrNotPending, http.StatusConflict, "not_pending"},
+	{workflows.ErrAlreadyDecided, http.StatusConflict, "already_decided"},
+	{workflows.ErrClosed, http.StatusConflict, "closed"},
+}
+
+// fail answers an error of Temporal or of the incident workflow.
+func (rs *Responder) fail(w http.ResponseWriter, r *http.Request, ref incidentRef, err error) {
+	var (
+		nf  *serviceerror.NotFound
+		app *temporal.ApplicationError
+	)
+	switch {
+	case errors.Is(err, errNotIncident):
+		writeError(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no incident %q", ref.Key), Code: "not_found"})
+	case errors.As(err, &nf):
+		if ref.WorkflowID != "" && rs.closed(r.Context(), ref) {
+			writeError(w, http.StatusConflict, apiError{Error: fmt.Sprintf("incident %q is closed", ref.Key), Code: "closed"})
+			return
+		}
+		writeError(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no incident %q", ref.Key), Code: "not_found"})
+	case errors.As(err, &app):
+		msg := app.Message()
+		for _, rj := range rejections {
+			if strings.HasPrefix(msg, rj.err.Error()) {
+				writeError(w, rj.status, apiError{Error: msg, Code: rj.code})
+				return
+			}
+		}
+		// Another refusal of the workflow (it has not started yet, …).
+		writeError(w, http.StatusConflict, apiError{Error: msg, Code: "rejected"})
+	case errors.Is(err, context.DeadlineExceeded) || r.Context().Err() != nil:
+		writeError(w, http.StatusGatewayTimeout, apiError{Error: "the incident workflow did not answer in time (is a worker running?)", Code: "timeout"})
+	default:
+		var inv *serviceerror.InvalidArgument
+		if errors.As(err, &inv) {
+			writeError(w, http.StatusBadRequest, apiError{Error: inv.Error(), Code: "invalid"})
+			return
+		}
+		rs.log.Error("temporal call failed", "workflow_id", ref.WorkflowID, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusBadGateway, apiError{Error: "Temporal call failed", Code: "temporal"})
+	}
+}
+
+// closed reports whether the incident's latest run exists and is closed.
+func (rs *Responder) closed(ctx context.Context, ref incidentRef) bool {
+	d, err := rs.temporal.DescribeWorkflowExecution(ctx, ref.WorkflowID, ref.RunID)
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// executionName is "Running", "Completed", … for a status.
+func executionName(s enums.WorkflowExecutionStatus) string {
+	return s.String()
+}
