@@ -26,7 +26,9 @@ func configSections() []struct {
 		Cfgs  []any
 	}{
 		{"Temporal, logging, worker, API server", []any{&config.Worker{}, &config.Server{}}},
-		{"Worker: stores, Keycloak, notifications, playbooks", []any{&workerhost.Config{}}},
+		{"Worker: stores, Proxmox VE, Keycloak, probes, notifications, playbooks", []any{&workerhost.Config{}}},
+		{"API server: TLS, detector intake, responder API, access log", []any{&serveConfig{}}},
+		{"Responder CLI", []any{&cliConfig{}}},
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
 		{"HSM keys", []any{&keys.Config{}}},
 		{"Payload codec and codec server", []any{&codec.Config{}}},

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,21 +15,70 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	pveact "github.com/iru-responder/responder/activities/proxmox"
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/intake"
+	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/forward"
+	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
+	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/internal/version"
+	"github.com/iru-responder/responder/internal/workerhost"
 )
+
+// ServerTLS configures HTTPS of the API server.
+type ServerTLS struct {
+	Cert     string `env:"IRU_API_TLS_CERT" doc:"PEM certificate of the API server; with IRU_API_TLS_KEY turns on HTTPS (TLS 1.3 minimum)."`
+	Key      string `env:"IRU_API_TLS_KEY" doc:"PEM private key of IRU_API_TLS_CERT."`
+	ClientCA string `env:"IRU_API_TLS_CLIENT_CA" doc:"PEM CA of detector client certificates: when set, clients may present one (mTLS); detectors configured with mtls must."`
+}
+
+func (t ServerTLS) validate() error {
+	if (t.Cert == "") != (t.Key == "") {
+		return errors.New("IRU_API_TLS_CERT and IRU_API_TLS_KEY: set both or neither")
+	}
+	if t.ClientCA != "" && t.Cert == "" {
+		return errors.New("IRU_API_TLS_CLIENT_CA: needs IRU_API_TLS_CERT (mTLS is part of HTTPS)")
+	}
+	return nil
+}
+
+// serveConfig configures `starter serve`.
+type serveConfig struct {
+	config.Server
+	Protection ProtectionConfig
+	Stores     stores.Config
+	API        api.Config
+	Notify     workerhost.NotifyConfig
+	TLS        ServerTLS
+	// IntakeConfig is the detector intake's YAML file; "" serves no intake.
+	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
+	// PVE is read for the intake's asset inventory.
+	PVE pveact.Config
+}
+
+// Validate implements config.Validator.
+func (c *serveConfig) Validate() error {
+	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate()}
+	if c.IntakeConfig != "" {
+		p = append(p, c.PVE.Validate())
+	}
+	return errors.Join(p...)
+}
 
 func init() { commands = append(commands, newServeCmd) }
 
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
-		Short: "Run the API server (health, readiness, metrics)",
+		Short: "Run the API server: detector intake, responder API, health, readiness, metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg serveConfig
@@ -39,7 +91,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer prot.Close()
-			return serve(cmd.Context(), cfg.Server, prot.DataConverter(), log, nil)
+			return serve(cmd.Context(), cfg, prot, log, nil)
 		},
 	}
 }
@@ -51,7 +103,7 @@ func (t temporalReady) Ready(ctx context.Context) error { return temporalclient.
 
 // serve runs the API server until ctx ends. If ready is not nil it receives
 // the listen address once the server listens.
-func serve(ctx context.Context, cfg config.Server, dc converter.DataConverter, log *slog.Logger, ready chan<- string) error {
+func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *slog.Logger, ready chan<- string) error {
 	log.Info("starting", "version", version.String(), "config", config.Redacted(&cfg))
 	reg, err := metrics.New()
 	if err != nil {
@@ -61,21 +113,57 @@ func serve(ctx context.Context, cfg config.Server, dc converter.DataConverter, l
 	if err != nil {
 		return fmt.Errorf("IRU_API_ADDR=%s: %w", cfg.HTTPAddr, err)
 	}
+	if cfg.TLS.Cert != "" {
+		tc, err := serverTLS(cfg.TLS)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, tc)
+	}
 	// The server answers /healthz (and /readyz with 503) while Temporal is
 	// still unreachable; the client connects lazily so serve can start first.
-	co, err := temporalclient.ClientOptions(cfg.Temporal, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: dc})
+	c, err := lazyClient(cfg.Temporal, prot.DataConverter(), log, reg)
 	if err != nil {
 		return err
 	}
-	c, err := client.NewLazyClient(co)
-	if err != nil {
-		return fmt.Errorf("temporal client: %w", err)
-	}
 	defer c.Close()
-	srv := &api.Server{Log: log, Temporal: temporalReady{c}, Metrics: reg}
+	st, err := stores.Open(ctx, cfg.Stores, prot.Keys)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	acc, err := accesslog.New(accesslog.LedgerOf(st.Ledger), accesslog.Options{QueueSize: cfg.API.Access.QueueSize, Log: log, Registerer: reg.Prometheus})
+	if err != nil {
+		return err
+	}
+	acc.Start(context.WithoutCancel(ctx))
+	notifier := &notify.Notifier{Channels: cfg.Notify.Channels()}
+	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier})
+	if err != nil {
+		return err
+	}
+	srv := &api.Server{Log: log, Temporal: temporalReady{c}, Metrics: reg, Responder: rs, Access: acc, TrustedProxies: cfg.API.Proxies()}
+
+	var svc *intake.Service
+	if cfg.IntakeConfig != "" {
+		if svc, err = openIntake(cfg, c, acc, log); err != nil {
+			return err
+		}
+		defer svc.Close()
+		srv.Intake, srv.IntakePattern = svc.Handler, intake.Pattern
+		go func() {
+			if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("intake stopped", "err", err)
+			}
+		}()
+	} else {
+		log.Warn("no IRU_INTAKE_CONFIG: serving the responder API without detector intake")
+	}
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String())
+	log.Info("serving", "addr", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "intake", svc != nil)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -86,5 +174,82 @@ func serve(ctx context.Context, cfg config.Server, dc converter.DataConverter, l
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	err = srv.Shutdown(sctx)
+	acc.Close(sctx)
+	return err
+}
+
+func lazyClient(t config.Temporal, dc converter.DataConverter, log *slog.Logger, reg *metrics.Registry) (client.Client, error) {
+	co, err := temporalclient.ClientOptions(t, temporalclient.Options{Logger: log, Metrics: reg.TemporalHandler(), DataConverter: dc})
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewLazyClient(co)
+	if err != nil {
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	return c, nil
+}
+
+// serverTLS is TLS 1.3 only; with a client CA, client certificates are
+// verified when presented (detectors configured for mTLS require one).
+func serverTLS(t ServerTLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, fmt.Errorf("IRU_API_TLS_CERT/KEY: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+	if t.ClientCA != "" {
+		pem, err := os.ReadFile(t.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA=%s: no PEM certificate", t.ClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// openIntake opens the detector intake: spool, forwarder to Temporal, and
+// the asset inventory read from Proxmox VE.
+func openIntake(cfg serveConfig, c client.Client, acc *accesslog.Logger, log *slog.Logger) (*intake.Service, error) {
+	icfg, err := intake.LoadConfig(cfg.IntakeConfig)
+	if err != nil {
+		return nil, fmt.Errorf("IRU_INTAKE_CONFIG=%s: %w", cfg.IntakeConfig, err)
+	}
+	inv, err := pveact.NewInventory(cfg.PVE)
+	if err != nil {
+		return nil, err
+	}
+	return intake.Open(icfg, intake.Deps{
+		Assets:   pveAssets{inv},
+		Signaler: forward.TemporalSignaler{Client: c},
+		AuthLog: intakeauth.ObserverFunc(func(e intakeauth.Event) {
+			action := accesslog.ActionAuthFailure
+			if e.Success {
+				action = accesslog.ActionAuthSuccess
+			}
+			acc.Record(accesslog.Record{Time: e.Time, Actor: "detector:" + e.Detector + "/" + e.KeyID, Action: action,
+				Path: "intake/" + e.Detector, Detail: e.Reason, SourceIP: e.RemoteAddr})
+		}),
+		Log: log,
+	})
+}
+
+// pveAssets is the intake's asset inventory over Proxmox VE.
+type pveAssets struct{ inv *pveact.Activities }
+
+func (p pveAssets) Assets(ctx context.Context) ([]inventory.Asset, error) {
+	cts, err := p.inv.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]inventory.Asset, 0, len(cts))
+	for _, ct := range cts {
+		out = append(out, inventory.Asset{Name: ct.Name, Node: ct.Node, VMID: ct.VMID, IPs: ct.IPs, Tags: ct.Tags})
+	}
+	return out, nil
 }

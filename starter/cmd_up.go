@@ -18,11 +18,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/intake"
+	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/temporalclient"
@@ -292,12 +295,22 @@ func (s *stack) startAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tcfg := config.Temporal{Address: s.dev.Address(), Namespace: s.dev.Namespace()}
-	srvCfg := config.Server{Temporal: tcfg, Log: s.cfg.Log, HTTPAddr: s.cfg.APIAddr}
+	intakeFile, err := s.writeIntakeConfig()
+	if err != nil {
+		return err
+	}
+	// The API server is configured from the same variables as the worker,
+	// exactly as `starter serve` would be.
+	env := append(os.Environ(), s.env...)
+	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+intakeFile)
+	var cfg serveConfig
+	if err := config.LoadFrom(&cfg, env); err != nil {
+		return err
+	}
 	apiCtx, stop := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- serve(apiCtx, srvCfg, s.prot.DataConverter(), logging.New(apiLog, s.cfg.Log, "starter-serve"), ready)
+		done <- serve(apiCtx, cfg, s.prot, logging.New(apiLog, s.cfg.Log, "starter-serve"), ready)
 	}()
 	s.defer_(func() {
 		stop()
@@ -308,13 +321,43 @@ func (s *stack) startAPI(ctx context.Context) error {
 	case err := <-done:
 		return err
 	}
-	s.say("API server on http://%s (/healthz, /readyz, /metrics)", s.apiAddr)
-	s.client, err = temporalclient.Dial(ctx, tcfg, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataConverter: s.prot.DataConverter()})
+	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz, /metrics)", s.apiAddr)
+	s.client, err = temporalclient.Dial(ctx, cfg.Temporal, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataConverter: s.prot.DataConverter()})
 	if err != nil {
 		return err
 	}
 	s.defer_(s.client.Close)
 	return nil
+}
+
+// labDetectors are the detectors the local stack accepts alerts from.
+var labDetectors = []struct{ name, format string }{
+	{"alertmanager", "alertmanager"}, {"falco", "falco"}, {"wazuh", "wazuh"}, {"generic", "generic"},
+}
+
+// writeIntakeConfig writes the local intake configuration: a spool in the
+// state folder and one API key per detector (minted once, kept 0600 in
+// detector-keys/; only its hash is in the configuration).
+func (s *stack) writeIntakeConfig() (string, error) {
+	keyDir := filepath.Join(s.cfg.StateDir, "detector-keys")
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		return "", err
+	}
+	icfg := intake.Config{SpoolDir: filepath.Join(s.cfg.StateDir, "spool")}
+	for _, d := range labDetectors {
+		key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
+		if err != nil {
+			return "", err
+		}
+		icfg.Detectors = append(icfg.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
+			APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
+	}
+	b, err := yaml.Marshal(icfg)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.cfg.StateDir, "intake.yaml")
+	return path, writeFile0600(path, string(b))
 }
 
 func (s *stack) summary() {
@@ -354,6 +397,18 @@ func (a labUIAuthenticator) Authenticate(r *http.Request) (codec.Identity, error
 // readOrCreateSecret returns the secret in path, creating a random one
 // (0600) the first time.
 func readOrCreateSecret(path string) (string, error) {
+	return readOrCreate(path, func() (string, error) {
+		raw := make([]byte, 24)
+		if _, err := rand.Read(raw); err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(raw), nil
+	})
+}
+
+// readOrCreate returns the secret in path, or makes one with mint and
+// keeps it there (0600).
+func readOrCreate(path string, mint func() (string, error)) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
@@ -361,10 +416,9 @@ func readOrCreateSecret(path string) (string, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", err
 	}
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
+	v, err := mint()
+	if err != nil {
 		return "", err
 	}
-	tok := hex.EncodeToString(raw)
-	return tok, writeFile0600(path, tok+"\n")
+	return v, writeFile0600(path, v+"\n")
 }

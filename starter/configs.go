@@ -33,17 +33,6 @@ func (c *clientConfig) Validate() error {
 	return errors.Join(c.Client.Validate(), c.Protection.validate())
 }
 
-// serveConfig configures `starter serve`.
-type serveConfig struct {
-	config.Server
-	Protection ProtectionConfig
-}
-
-// Validate implements config.Validator.
-func (c *serveConfig) Validate() error {
-	return errors.Join(c.Server.Validate(), c.Protection.validate())
-}
-
 // upConfig configures `starter up`.
 type upConfig struct {
 	config.Up
