@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 	"go.temporal.io/sdk/client"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
