@@ -27,6 +27,8 @@ import (
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
+	"github.com/iru-responder/responder/internal/lab"
+	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/workflows"
@@ -35,7 +37,7 @@ import (
 func init() { commands = append(commands, newUpCmd) }
 
 func newUpCmd() *cobra.Command {
-	var exitWhenDone bool
+	var exitWhenDone, noDemo bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local stack (HSM token, codec server, dev server, lab, worker, API server), run the self-test, print where to look",
@@ -54,10 +56,11 @@ failed.`,
 			}
 			s := &stack{cfg: cfg, out: cmd.OutOrStdout()}
 			defer s.close()
-			return s.up(cmd.Context(), exitWhenDone)
+			return s.up(cmd.Context(), exitWhenDone, noDemo)
 		},
 	}
-	cmd.Flags().BoolVar(&exitWhenDone, "exit-when-done", false, "stop the stack after the self-test; exit non-zero if a step failed")
+	cmd.Flags().BoolVar(&exitWhenDone, "exit-when-done", false, "stop the stack after the scenario's report; exit non-zero if a step failed")
+	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "do not play the scenario (a compromised container) against the lab")
 	return cmd
 }
 
@@ -69,6 +72,7 @@ type stack struct {
 	closers []func() // run in reverse order by close
 
 	prot      *codec.Protection
+	lab       *lab.Lab
 	codecURL  string
 	codecTok  string
 	dev       *devserver.Server
@@ -96,7 +100,7 @@ func (s *stack) openLog(name string) (*os.File, error) {
 	return f, err
 }
 
-func (s *stack) up(ctx context.Context, exitWhenDone bool) error {
+func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
 	cfg := s.cfg
 	s.logDir = filepath.Join(cfg.StateDir, "logs")
 	if err := os.MkdirAll(s.logDir, 0o700); err != nil {
@@ -133,11 +137,21 @@ func (s *stack) up(ctx context.Context, exitWhenDone bool) error {
 		return &exitError{code: 1, err: err}
 	}
 	printSelfTest(s.out, res)
-	s.summary()
-	if exitWhenDone {
-		if !res.Result.Healthy {
-			return &exitError{code: 1, err: errors.New("self-test reported an unhealthy dependency")}
+	if !res.Result.Healthy && exitWhenDone {
+		return &exitError{code: 1, err: errors.New("self-test reported an unhealthy dependency")}
+	}
+	reportPath := ""
+	if s.lab != nil && !noDemo {
+		d := &demo{s: s, lab: s.lab, asset: "api-gateway", user: "jdoe", key: "container-compromise:api-gateway"}
+		if reportPath, err = d.run(ctx); err != nil {
+			s.say("scenario FAILED: %v (logs in %s)", err, s.logDir)
+			if exitWhenDone {
+				return &exitError{code: 1, err: err}
+			}
 		}
+	}
+	s.summary(reportPath)
+	if exitWhenDone {
 		s.say("--exit-when-done: stopping")
 		return nil
 	}
@@ -249,6 +263,7 @@ func (s *stack) startLab(ctx context.Context) error {
 		s.say("stopping the lab")
 		l.Close()
 	})
+	s.lab = l
 	s.env = append(s.env, l.Env()...)
 	s.say("lab up: Proxmox VE %s, Keycloak %s", l.PVE.URL(), l.Keycloak.URL())
 	return nil
@@ -360,23 +375,30 @@ func (s *stack) writeIntakeConfig() (string, error) {
 	return path, writeFile0600(path, string(b))
 }
 
-func (s *stack) summary() {
+func (s *stack) summary(reportPath string) {
 	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
-	fmt.Fprintf(s.out, `
-IRU Responder is up.
-  Temporal Web UI   %s (payloads decoded by the codec server)
-  Temporal frontend %s (namespace %s)
-  Codec server      %s
-  API server        http://%s
-  Worker metrics    http://%s/metrics
-  Logs              %s
-  Env file          %s (other shells: IRU_ENV_FILE=%s bin/starter ...)
-Try:
-  IRU_ENV_FILE=%s bin/starter selftest
-  .tools/bin/temporal workflow list --address %s
-  .tools/bin/temporal workflow show -w <id> --address %s --codec-endpoint %s --codec-auth "Bearer $(cat %s)"
-`, s.dev.UIURL(), s.dev.Address(), s.dev.Namespace(), s.codecURL, s.apiAddr, s.cfg.WorkerAddr, s.logDir,
-		envFile, envFile, envFile, s.dev.Address(), s.dev.Address(), s.codecURL, filepath.Join(s.cfg.StateDir, "codec-token"))
+	w := func(format string, args ...any) { fmt.Fprintf(s.out, format+"\n", args...) }
+	w("\nIRU Responder is up.")
+	w("  Temporal Web UI   %s (payloads decoded by the codec server)", s.dev.UIURL())
+	w("  Temporal frontend %s (namespace %s)", s.dev.Address(), s.dev.Namespace())
+	w("  Codec server      %s (token in %s)", s.codecURL, filepath.Join(s.cfg.StateDir, "codec-token"))
+	w("  API server        http://%s (detector keys in %s)", s.apiAddr, filepath.Join(s.cfg.StateDir, "detector-keys"))
+	w("  Worker metrics    http://%s/metrics", s.cfg.WorkerAddr)
+	if s.lab != nil {
+		w("  Lab               Proxmox VE %s, Keycloak %s (credentials: bin/starter lab --help)", s.lab.PVE.URL(), s.lab.Keycloak.URL())
+	}
+	if reportPath != "" {
+		w("  Incident report   %s", reportPath)
+	}
+	w("  Logs              %s", s.logDir)
+	w("Try (IRU_ENV_FILE=%s points the commands at this stack):", envFile)
+	w("  export IRU_ENV_FILE=%s IRU_API_URL=http://%s", envFile, s.apiAddr)
+	w("  bin/starter login --username bob          # password %s (lab)", keycloak.UserPassword)
+	w("  bin/starter incidents                     # the incidents, open and closed")
+	w("  bin/starter incident show container-compromise:api-gateway")
+	w("  bin/starter audit verify <INC-id>         # recompute the hash chain, check the HSM signature")
+	w("  bin/starter evidence list <INC-id>")
+	w("  .tools/bin/temporal workflow list --address %s", s.dev.Address())
 }
 
 // labUIAuthenticator lets the lab's Web UI (which has no login) use the

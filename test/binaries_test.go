@@ -153,8 +153,10 @@ func TestWorkerBinary(t *testing.T) {
 }
 
 // TestStarterUp runs the README's main command (`starter up`) with
-// --exit-when-done on free ports: dev server, worker process, API server
-// and self-test all come up, and it exits 0.
+// --exit-when-done on free ports: keys, codec server, dev server, lab,
+// worker process, API server and self-test come up, the scenario plays
+// through the intake and the responder API, the report is written, and it
+// exits 0.
 func TestStarterUp(t *testing.T) {
 	workerBin, starterBin := binaries(t)
 	cli, err := testenv.TemporalCLI()
@@ -164,8 +166,9 @@ func TestStarterUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, starterBin, "up", "--exit-when-done")
+	state := t.TempDir()
 	cmd.Env = append(os.Environ(),
-		"IRU_STATE_DIR="+t.TempDir(),
+		"IRU_STATE_DIR="+state,
 		"IRU_TEMPORAL_CLI="+cli,
 		"IRU_WORKER_BIN="+workerBin,
 		"IRU_DEV_FRONTEND_PORT=0", "IRU_DEV_UI_PORT=0",
@@ -176,10 +179,20 @@ func TestStarterUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("starter up: %v\n%s", err, out)
 	}
-	for _, want := range []string{"selftest healthy", "IRU Responder is up.", "Temporal Web UI   http://127.0.0.1:"} {
+	for _, want := range []string{"selftest healthy", "IRU Responder is up.", "Temporal Web UI   http://127.0.0.1:",
+		"the intake accepted it", "api-gateway isolated", "jdoe's Keycloak sessions revoked (0 left)", "bob approved shutdown",
+		"bob approved restore", "isolation lifted (true)", "post-incident report written"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	reports, _ := filepath.Glob(filepath.Join(state, "reports", "INC-*.md"))
+	if len(reports) != 1 {
+		t.Fatalf("reports written: %v", reports)
+	}
+	b, err := os.ReadFile(reports[0])
+	if err != nil || !strings.Contains(string(b), "| shutdown | approved | bob |") || !strings.Contains(string(b), "## Lessons learned") {
+		t.Errorf("report lacks the approval or the lessons section:\n%s", b)
 	}
 }
 

@@ -75,6 +75,8 @@ type incident struct {
 	// fingerprints to indexes in st.Alerts.
 	stepIdx  map[string]int
 	alertIdx map[string]int
+	// alertIDs are the alert ids seen (redeliveries are dropped).
+	alertIDs map[string]bool
 	halt     *halt
 	// running counts step activities in flight.
 	running int
@@ -91,7 +93,7 @@ var errContinueAsNew = errors.New("continue as new")
 func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	w.in = in
 	w.logger = log.With(workflow.GetLogger(ctx), "incidentID", in.IncidentID)
-	w.stepIdx, w.alertIdx = map[string]int{}, map[string]int{}
+	w.stepIdx, w.alertIdx, w.alertIDs = map[string]int{}, map[string]int{}, map[string]bool{}
 	w.canAfter = in.ContinueAsNewAfter
 	if w.canAfter <= 0 {
 		w.canAfter = defaultContinueAsNewAfter
@@ -125,6 +127,9 @@ func (w *incident) index() {
 	}
 	for i, a := range w.st.Alerts {
 		w.alertIdx[a.Fingerprint] = i
+		if a.ID != "" {
+			w.alertIDs[a.ID] = true
+		}
 	}
 }
 

@@ -240,12 +240,20 @@ func (w *incident) onAbort(ctx workflow.Context, in AbortInput) {
 
 // onAlerts merges alerts: new fingerprints are recorded (one ledger entry
 // per batch), duplicates only counted; a more severe alert raises the
-// incident's severity.
+// incident's severity. An alert whose ID was seen already is a redelivery
+// of the same alert (the intake delivers at least once, and the first
+// alert arrives both in the input and in the first signal): it is dropped.
 func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 	now := workflow.Now(ctx).UTC()
 	var fresh []string
 	raised := false
 	for _, a := range alerts {
+		if a.ID != "" {
+			if w.alertIDs[a.ID] {
+				continue
+			}
+			w.alertIDs[a.ID] = true
+		}
 		w.st.AlertsReceived++
 		fp := cmpOr(a.Fingerprint, a.ID)
 		if i, ok := w.alertIdx[fp]; ok {
@@ -263,7 +271,8 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 		if len(w.st.Alerts) < maxAlertRecords {
 			w.alertIdx[fp] = len(w.st.Alerts)
 			w.st.Alerts = append(w.st.Alerts, AlertRecord{Fingerprint: fp, ID: a.ID, Source: a.Source, Rule: a.Rule,
-				Severity: a.Severity, Summary: a.Summary, Count: 1, FirstSeen: now, LastSeen: now})
+				Severity: a.Severity, Summary: a.Summary, Count: 1, FirstSeen: now, LastSeen: now,
+				ObservedAt: a.ObservedAt, ReceivedAt: a.ReceivedAt})
 		}
 		if severityRank(a.Severity) > severityRank(w.st.Severity) {
 			w.st.Severity, raised = a.Severity, true

@@ -230,6 +230,10 @@ type AlertRecord struct {
 	Count       int
 	FirstSeen   time.Time
 	LastSeen    time.Time
+	// ObservedAt is when the detector saw the event, ReceivedAt when the
+	// intake accepted the alert (their difference is the time to detect).
+	ObservedAt time.Time `json:",omitzero"`
+	ReceivedAt time.Time `json:",omitzero"`
 }
 
 // Metrics are the incident's response times, measured from OpenedAt.

@@ -18,6 +18,10 @@ type Config struct {
 	Module     string `env:"IRU_HSM_MODULE" envDefault:"/usr/lib/softhsm/libsofthsm2.so" doc:"Path of the PKCS#11 module (shared library) of the HSM; SoftHSM2 in development."`
 	TokenLabel string `env:"IRU_HSM_TOKEN_LABEL" envDefault:"iru" doc:"Label of the PKCS#11 token that holds the key-encryption and signing keys."`
 	PIN        string `env:"IRU_HSM_PIN" secret:"true" doc:"User PIN of the token (or IRU_HSM_PIN_FILE with the PIN in a file)."`
+	// SoftHSMConf is SoftHSM2's own configuration file. SoftHSM2 reads it
+	// from the process environment when the module loads; Open exports it
+	// there when it is set here (for example from an env file).
+	SoftHSMConf string `env:"SOFTHSM2_CONF" doc:"SoftHSM2 only: its configuration file (token folder); other HSMs ignore it."`
 }
 
 // Validate implements config.Validator. Errors name the variable and never

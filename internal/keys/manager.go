@@ -30,6 +30,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +107,11 @@ type Manager struct {
 func Open(cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if cfg.SoftHSMConf != "" && os.Getenv("SOFTHSM2_CONF") != cfg.SoftHSMConf {
+		if err := os.Setenv("SOFTHSM2_CONF", cfg.SoftHSMConf); err != nil {
+			return nil, fmt.Errorf("keys: SOFTHSM2_CONF: %w", err)
+		}
 	}
 	hsm, err := crypto11.Configure(&crypto11.Config{
 		Path:            cfg.Module,

@@ -113,8 +113,8 @@ func Build(in Input) Report {
 	}
 	sort.SliceStable(r.Approvals, func(i, j int) bool { return r.Approvals[i].At.Before(r.Approvals[j].At) })
 	m := st.Metrics
-	if first := firstSeen(st.Alerts); !first.IsZero() && !st.OpenedAt.IsZero() && st.OpenedAt.After(first) {
-		r.Metrics.TimeToDetect = st.OpenedAt.Sub(first).Round(time.Millisecond).String()
+	if d := timeToDetect(st.Alerts); d > 0 {
+		r.Metrics.TimeToDetect = d.Round(time.Millisecond).String()
 	}
 	r.Metrics.TimeToAcknowledge = dur(m.TimeToAcknowledge)
 	r.Metrics.TimeToContain = dur(m.TimeToContain)
@@ -122,14 +122,19 @@ func Build(in Input) Report {
 	return r
 }
 
-func firstSeen(alerts []workflows.AlertRecord) time.Time {
-	var t time.Time
+// timeToDetect is from the detector's observation of the first event to
+// the platform's acceptance of its alert.
+func timeToDetect(alerts []workflows.AlertRecord) time.Duration {
+	var first workflows.AlertRecord
 	for _, a := range alerts {
-		if t.IsZero() || (!a.FirstSeen.IsZero() && a.FirstSeen.Before(t)) {
-			t = a.FirstSeen
+		if a.ObservedAt.IsZero() || a.ReceivedAt.IsZero() {
+			continue
+		}
+		if first.ObservedAt.IsZero() || a.ObservedAt.Before(first.ObservedAt) {
+			first = a
 		}
 	}
-	return t
+	return first.ReceivedAt.Sub(first.ObservedAt)
 }
 
 func dur(d time.Duration) string {
@@ -152,7 +157,11 @@ func Markdown(r Report) []byte {
 	}
 	w("# %s report: %s\n\n", kind, r.IncidentID)
 	w("| | |\n|---|---|\n")
-	w("| Playbook | %s |\n| Asset | %s |\n| Severity | %s |\n| Outcome | %s |\n", cell(r.Playbook), cell(r.Asset), cell(r.Severity), cell(r.State))
+	outcome := r.State
+	if outcome == workflows.StateOpen {
+		outcome = "post-incident (report written before closing)"
+	}
+	w("| Playbook | %s |\n| Asset | %s |\n| Severity | %s |\n| Outcome | %s |\n", cell(r.Playbook), cell(r.Asset), cell(r.Severity), cell(outcome))
 	if r.Reason != "" {
 		w("| Reason | %s |\n", cell(r.Reason))
 	}
@@ -161,8 +170,12 @@ func Markdown(r Report) []byte {
 		w("| Closed | %s |\n", ts(r.ClosedAt))
 	}
 	w("\n## Summary\n\n")
-	w("%d alert(s) from %s led to the %s playbook on %s. %d of %d steps succeeded; the incident ended %s.\n",
-		countAlerts(r.Alerts), sources(r.Alerts), r.Playbook, r.Asset, countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), r.State)
+	ending := "the incident ended " + r.State
+	if r.State == workflows.StateOpen {
+		ending = "the incident was in its post-incident phase when this report was written"
+	}
+	w("%d alert(s) from %s led to the %s playbook on %s. %d of %d steps succeeded; %s.\n",
+		countAlerts(r.Alerts), sources(r.Alerts), r.Playbook, r.Asset, countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), ending)
 
 	w("\n## Metrics\n\n| metric | value |\n|---|---|\n")
 	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
