@@ -241,7 +241,9 @@ func stepIs(st workflows.IncidentStatus, id, status string) bool {
 	return false
 }
 
-func stepDone(st workflows.IncidentStatus, id string) bool { return stepIs(st, id, workflows.StepSucceeded) }
+func stepDone(st workflows.IncidentStatus, id string) bool {
+	return stepIs(st, id, workflows.StepSucceeded)
+}
 
 func outputOr(st workflows.IncidentStatus, step, key, def string) string {
 	for _, s := range st.Steps {
