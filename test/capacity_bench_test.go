@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -51,7 +52,7 @@ func BenchmarkCapacity(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := newPlatform(b, platformOptions{env: []string{"IRU_PLAYBOOKS_DIR=" + dir}})
+	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}})
 	runtime.GC()
 	idle := rssBytes(b)
 	b.ResetTimer()
@@ -75,7 +76,7 @@ func BenchmarkCapacity(b *testing.B) {
 		wg.Wait()
 		// Every incident is waiting for its approval once the last one is.
 		last := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", i, n-1))
-		waitStep(b, p.Client, last, "gate", workflows.StepWaitingApproval, 5*time.Minute)
+		testplatform.WaitStep(b, p.Client, last, "gate", workflows.StepWaitingApproval, 5*time.Minute)
 		opened := time.Since(start)
 		runtime.GC()
 		rss := rssBytes(b)
@@ -87,10 +88,10 @@ func BenchmarkCapacity(b *testing.B) {
 		for _, j := range []int{0, n / 2, n - 1} {
 			id := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", i, j))
 			t0 := time.Now()
-			if _, err := decide(b, p.Client, id, workflows.ApproveUpdate, "gate", bob); err != nil {
+			if _, err := testplatform.Decide(p.Client, id, workflows.ApproveUpdate, "gate", testplatform.Bob); err != nil {
 				b.Fatal(err)
 			}
-			waitStep(b, p.Client, id, "gate", workflows.StepSucceeded, time.Minute)
+			testplatform.WaitStep(b, p.Client, id, "gate", workflows.StepSucceeded, time.Minute)
 			lat = append(lat, time.Since(t0))
 		}
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MB")

@@ -16,12 +16,8 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
-)
-
-var (
-	bob   = workflows.Approver{Subject: "keycloak:iru/bob", Username: "bob", Roles: []string{"ir-responder", "ir-lead"}, SourceIP: "127.0.0.1"}
-	alice = workflows.Approver{Subject: "keycloak:iru/alice", Username: "alice", Roles: []string{"ir-responder"}, SourceIP: "127.0.0.1"}
 )
 
 func containerByName(t *testing.T, st pve.StateSnapshot, name string) pve.ContainerSnapshot {
@@ -35,58 +31,13 @@ func containerByName(t *testing.T, st pve.StateSnapshot, name string) pve.Contai
 	return pve.ContainerSnapshot{}
 }
 
-// waitStep polls the status query until step has status want.
-func waitStep(t testing.TB, c client.Client, wfID, step, want string, timeout time.Duration) workflows.IncidentStatus {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var st workflows.IncidentStatus
-	for {
-		v, err := c.QueryWorkflow(context.Background(), wfID, "", workflows.StatusQuery)
-		if err == nil {
-			if err := v.Get(&st); err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range st.Steps {
-				if s.ID == step && s.Status == want {
-					return st
-				}
-				if s.ID == step && (s.Status == workflows.StepFailed || s.Status == workflows.StepDenied) {
-					t.Fatalf("step %s is %s: %s", step, s.Status, s.Error)
-				}
-			}
-			if st.State != workflows.StateOpen {
-				t.Fatalf("incident ended %s (%s) before step %s was %s", st.State, st.Reason, step, want)
-			}
-		}
-		if time.Now().After(deadline) {
-			b, _ := json.MarshalIndent(st.Steps, "", " ")
-			t.Fatalf("step %s not %s after %s; steps: %s", step, want, timeout, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func decide(t testing.TB, c client.Client, wfID, update, step string, who workflows.Approver) (workflows.DecisionResult, error) {
-	t.Helper()
-	h, err := c.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
-		WorkflowID: wfID, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,
-		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "integration test"}},
-	})
-	if err != nil {
-		return workflows.DecisionResult{}, err
-	}
-	var res workflows.DecisionResult
-	err = h.Get(context.Background(), &res)
-	return res, err
-}
-
 // TestContainerCompromiseEndToEnd runs the container-compromise playbook on
 // the real dev server against the lab: alert → container isolated and
 // snapshotted → remediation waits for approval → a lead approves →
 // recovery → post-incident report. It checks the lab's state at each
 // point, not only the workflow's result.
 func TestContainerCompromiseEndToEnd(t *testing.T) {
-	p := newPlatform(t, platformOptions{plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
+	p := testplatform.New(t, testplatform.Options{Plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
 	const asset = "api-gateway"
 	// jdoe, the account seen in the container, has a live session.
 	gc := gocloak.NewClient(p.Lab.Keycloak.URL())
@@ -113,7 +64,7 @@ func TestContainerCompromiseEndToEnd(t *testing.T) {
 	}
 
 	// Containment done and remediation waiting for a lead.
-	st := waitStep(t, p.Client, wfID, "shutdown", workflows.StepWaitingApproval, 60*time.Second)
+	st := testplatform.WaitStep(t, p.Client, wfID, "shutdown", workflows.StepWaitingApproval, 60*time.Second)
 	t.Logf("containment done in %s (time to contain %s)", time.Since(start).Round(time.Millisecond), st.Metrics.TimeToContain)
 	iso, err := p.Lab.PVE.EffectiveIsolation(before.VMID)
 	if err != nil {
@@ -137,14 +88,14 @@ func TestContainerCompromiseEndToEnd(t *testing.T) {
 	}
 
 	// A responder without the lead role cannot approve; the lead can.
-	if _, err := decide(t, p.Client, wfID, workflows.ApproveUpdate, "shutdown", alice); err == nil || !strings.Contains(err.Error(), "role") {
+	if _, err := testplatform.Decide(p.Client, wfID, workflows.ApproveUpdate, "shutdown", testplatform.Alice); err == nil || !strings.Contains(err.Error(), "role") {
 		t.Fatalf("alice's approval: err = %v, want a role refusal", err)
 	}
-	if _, err := decide(t, p.Client, wfID, workflows.ApproveUpdate, "shutdown", bob); err != nil {
+	if _, err := testplatform.Decide(p.Client, wfID, workflows.ApproveUpdate, "shutdown", testplatform.Bob); err != nil {
 		t.Fatalf("bob approves shutdown: %v", err)
 	}
-	waitStep(t, p.Client, wfID, "restore", workflows.StepWaitingApproval, 60*time.Second)
-	if _, err := decide(t, p.Client, wfID, workflows.ApproveUpdate, "restore", bob); err != nil {
+	testplatform.WaitStep(t, p.Client, wfID, "restore", workflows.StepWaitingApproval, 60*time.Second)
+	if _, err := testplatform.Decide(p.Client, wfID, workflows.ApproveUpdate, "restore", testplatform.Bob); err != nil {
 		t.Fatalf("bob approves restore: %v", err)
 	}
 

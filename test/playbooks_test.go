@@ -12,47 +12,9 @@ import (
 
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
-
-var carol = workflows.Approver{Subject: "keycloak:iru/carol", Username: "carol", Roles: []string{"ir-admin", "ir-lead", "security-officer"}, SourceIP: "127.0.0.1"}
-
-// approveAll approves every step that waits for approval, as bob and then
-// carol (two distinct leads for quorum 2), until the incident ends.
-func approveAll(t *testing.T, c client.Client, wfID string, done <-chan struct{}) {
-	decided := map[string]int{}
-	for {
-		select {
-		case <-done:
-			return
-		case <-time.After(50 * time.Millisecond):
-		}
-		v, err := c.QueryWorkflow(context.Background(), wfID, "", workflows.StatusQuery)
-		if err != nil {
-			continue
-		}
-		var st workflows.IncidentStatus
-		if v.Get(&st) != nil {
-			continue
-		}
-		for _, s := range st.Steps {
-			if s.Status != workflows.StepWaitingApproval || s.Approval == nil {
-				continue
-			}
-			n := len(s.Approval.Approvals)
-			if decided[s.ID] > n { // our decision is on its way
-				continue
-			}
-			who := bob
-			if n == 1 {
-				who = carol
-			}
-			if _, err := decide(t, c, wfID, workflows.ApproveUpdate, s.ID, who); err == nil {
-				decided[s.ID] = n + 1
-			}
-		}
-	}
-}
 
 // TestPlaybooksEndToEnd runs the other shipped playbooks to completion on
 // the dev server against the lab, approving every gated step, and checks
@@ -63,12 +25,12 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		asset    string
 		severity string
 		labels   map[string]string
-		check    func(t *testing.T, p *platform, before pve.StateSnapshot)
+		check    func(t *testing.T, p *testplatform.Platform, before pve.StateSnapshot)
 	}{
 		{
 			playbook: "credential-compromise", asset: "keycloak", severity: "critical",
 			labels: map[string]string{"realm": keycloak.Realm, "username": "asmith"},
-			check: func(t *testing.T, p *platform, _ pve.StateSnapshot) {
+			check: func(t *testing.T, p *testplatform.Platform, _ pve.StateSnapshot) {
 				if on, err := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "asmith"); err != nil || !on {
 					t.Errorf("asmith not re-enabled at recovery: %v %v", on, err)
 				}
@@ -77,7 +39,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		{
 			playbook: "failed-auth-threshold", asset: "keycloak", severity: "high",
 			labels: map[string]string{"realm": keycloak.Realm, "username": "asmith"},
-			check: func(t *testing.T, p *platform, _ pve.StateSnapshot) {
+			check: func(t *testing.T, p *testplatform.Platform, _ pve.StateSnapshot) {
 				if on, err := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "asmith"); err != nil || !on {
 					t.Errorf("asmith not re-enabled at recovery: %v %v", on, err)
 				}
@@ -86,7 +48,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		{
 			playbook: "data-exfiltration", asset: "database", severity: "critical",
 			labels: map[string]string{"realm": keycloak.Realm, "client_id": keycloak.APIClientID, "personal_data": "true"},
-			check: func(t *testing.T, p *platform, before pve.StateSnapshot) {
+			check: func(t *testing.T, p *testplatform.Platform, before pve.StateSnapshot) {
 				// The database's own firewall is DROP with one scoped rule: recovery
 				// must bring back exactly that, not "no firewall".
 				was, now := containerByName(t, before, "database"), containerByName(t, p.Lab.PVE.State(), "database")
@@ -102,7 +64,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.playbook, func(t *testing.T) {
-			p := newPlatform(t, platformOptions{plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
+			p := testplatform.New(t, testplatform.Options{Plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
 			// The account has a live session the playbook must end.
 			if u := tt.labels["username"]; u != "" {
 				gc := gocloak.NewClient(p.Lab.Keycloak.URL())
@@ -127,7 +89,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 			}
 			done := make(chan struct{})
 			approverDone := make(chan struct{})
-			go func() { approveAll(t, p.Client, wfID, done); close(approverDone) }()
+			go func() { testplatform.ApproveAll(p.Client, wfID, done); close(approverDone) }()
 			var res workflows.IncidentResult
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			err = run.Get(ctx, &res)

@@ -1,0 +1,203 @@
+// Package testplatform gives integration tests a whole platform: the lab, a
+// fresh SoftHSM token, a worker host configured exactly as the worker
+// binary would be (from environment variables), a client with the payload
+// codec, on its own task queue of the shared dev server (package testenv).
+// It also has the helpers tests use to drive incidents: wait for a step,
+// decide on an approval, approve everything.
+package testplatform
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/keys/hsmtest"
+	"github.com/iru-responder/responder/internal/lab"
+	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// Platform is one test's platform.
+type Platform struct {
+	Lab       *lab.Lab
+	Host      *workerhost.Host
+	Client    client.Client
+	TaskQueue string
+	State     string
+	// Env is the worker configuration the host was built from (without the
+	// task queue); a test can start the worker binary with it.
+	Env []string
+}
+
+// Options configure [New].
+type Options struct {
+	// TaskDurations overrides the lab's task durations per type.
+	TaskDurations map[string]time.Duration
+	// TaskDuration is the lab's default task duration (0: 20 ms).
+	TaskDuration time.Duration
+	// Plain uses the SDK's default data converter instead of the codec
+	// (for recording histories that a replay test can read without keys).
+	Plain bool
+	// Env adds or overrides worker configuration variables.
+	Env []string
+	// NoWorker builds the platform without an in-process worker (the test
+	// runs the worker binary itself).
+	NoWorker bool
+}
+
+// New builds a platform; everything stops when the test ends.
+func New(t testing.TB, opts Options) *Platform {
+	t.Helper()
+	dev := testenv.Temporal(t)
+	hsm := hsmtest.Config(t)
+	state := t.TempDir()
+	keyDir := filepath.Join(state, "codec-keys")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	td := opts.TaskDuration
+	if td == 0 {
+		td = 20 * time.Millisecond
+	}
+	l, err := lab.Start(ctx, lab.Options{PVEAddr: "127.0.0.1:0", KeycloakAddr: "127.0.0.1:0", StateDir: state,
+		PVETaskDuration: td, PVETaskDurations: opts.TaskDurations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	env := append(l.Env(),
+		"IRU_TEMPORAL_ADDRESS="+dev.Address(),
+		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN,
+		"SOFTHSM2_CONF="+os.Getenv("SOFTHSM2_CONF"),
+		"IRU_CODEC_KEY_DIR="+keyDir,
+		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(state, "ledger.db"),
+		"IRU_EVIDENCE_DIR="+filepath.Join(state, "evidence"),
+		"IRU_SECRETS_DIR="+filepath.Join(state, "secrets"),
+		"IRU_PVE_TASK_POLL=20ms",
+		"IRU_PVE_ALLOW_CIDRS=10.10.0.0/24",
+	)
+	env = append(env, opts.Env...)
+	var cfg workerhost.Config
+	if err := config.LoadFrom(&cfg, env); err != nil {
+		t.Fatal(err)
+	}
+	host, err := workerhost.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+	copts := client.Options{DataConverter: host.DataConverter()}
+	if opts.Plain {
+		copts.DataConverter = nil
+	}
+	c := testenv.Client(t, copts)
+	tq := "it-" + uuid.NewString()
+	if !opts.NoWorker {
+		testenv.Worker(t, c, tq, func(r worker.Registry) { host.Register(r, c) })
+	}
+	return &Platform{Lab: l, Host: host, Client: c, TaskQueue: tq, State: state, Env: env}
+}
+
+// Approvers the tests use (their roles as in the lab realm).
+var (
+	Bob   = workflows.Approver{Subject: "keycloak:iru/bob", Username: "bob", Roles: []string{"ir-responder", "ir-lead"}, SourceIP: "127.0.0.1"}
+	Alice = workflows.Approver{Subject: "keycloak:iru/alice", Username: "alice", Roles: []string{"ir-responder"}, SourceIP: "127.0.0.1"}
+	Carol = workflows.Approver{Subject: "keycloak:iru/carol", Username: "carol", Roles: []string{"ir-admin", "ir-lead", "security-officer"}, SourceIP: "127.0.0.1"}
+)
+
+// Status queries an incident's status.
+func Status(c client.Client, wfID string) (workflows.IncidentStatus, error) {
+	var st workflows.IncidentStatus
+	v, err := c.QueryWorkflow(context.Background(), wfID, "", workflows.StatusQuery)
+	if err != nil {
+		return st, err
+	}
+	err = v.Get(&st)
+	return st, err
+}
+
+// WaitStep polls the status query until step has status want.
+func WaitStep(t testing.TB, c client.Client, wfID, step, want string, timeout time.Duration) workflows.IncidentStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st workflows.IncidentStatus
+	for {
+		got, err := Status(c, wfID)
+		if err == nil {
+			st = got
+			for _, s := range st.Steps {
+				if s.ID == step && s.Status == want {
+					return st
+				}
+				if s.ID == step && (s.Status == workflows.StepFailed || s.Status == workflows.StepDenied) {
+					t.Fatalf("step %s is %s: %s", step, s.Status, s.Error)
+				}
+			}
+			if st.State != workflows.StateOpen {
+				t.Fatalf("incident ended %s (%s) before step %s was %s", st.State, st.Reason, step, want)
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(st.Steps, "", " ")
+			t.Fatalf("step %s not %s after %s; steps: %s", step, want, timeout, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Decide sends an approve or deny Update for step as who.
+func Decide(c client.Client, wfID, update, step string, who workflows.Approver) (workflows.DecisionResult, error) {
+	h, err := c.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
+		WorkflowID: wfID, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,
+		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "integration test"}},
+	})
+	if err != nil {
+		return workflows.DecisionResult{}, err
+	}
+	var res workflows.DecisionResult
+	err = h.Get(context.Background(), &res)
+	return res, err
+}
+
+// ApproveAll approves every step that waits for approval, as Bob and then
+// Carol (two distinct leads for quorum 2), until done is closed.
+func ApproveAll(c client.Client, wfID string, done <-chan struct{}) {
+	decided := map[string]int{}
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		st, err := Status(c, wfID)
+		if err != nil {
+			continue
+		}
+		for _, s := range st.Steps {
+			if s.Status != workflows.StepWaitingApproval || s.Approval == nil {
+				continue
+			}
+			n := len(s.Approval.Approvals)
+			if decided[s.ID] > n {
+				continue
+			}
+			who := Bob
+			if n == 1 {
+				who = Carol
+			}
+			if _, err := Decide(c, wfID, workflows.ApproveUpdate, s.ID, who); err == nil {
+				decided[s.ID] = n + 1
+			}
+		}
+	}
+}
