@@ -35,9 +35,7 @@ func (a *Activities) Containers(ctx context.Context) ([]Container, error) {
 		}
 		ref := &ctRef{Node: r.Node, VMID: int(r.VMID), Name: r.Name, Tags: r.Tags, Status: r.Status}
 		c := Container{Name: r.Name, Node: r.Node, VMID: int(r.VMID), Status: r.Status}
-		for _, t := range strings.FieldsFunc(r.Tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
-			c.Tags = append(c.Tags, t)
-		}
+		c.Tags = strings.FieldsFunc(r.Tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
 		x.ct = ref
 		var conf map[string]any
 		if err := x.get(ctx, ref.path("/config"), &conf); err != nil {
