@@ -60,6 +60,8 @@ type serveConfig struct {
 	TLS        ServerTLS
 	// IntakeConfig is the detector intake's YAML file; "" serves no intake.
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
+	// Detectors is the hot-reloaded detectors file of the intake.
+	Detectors intake.DetectorsFileConfig
 	// PVE is read for the intake's asset inventory.
 	PVE pveact.Config
 }
@@ -219,6 +221,9 @@ func openIntake(cfg serveConfig, c client.Client, acc *accesslog.Logger, log *sl
 	icfg, err := intake.LoadConfig(cfg.IntakeConfig)
 	if err != nil {
 		return nil, fmt.Errorf("IRU_INTAKE_CONFIG=%s: %w", cfg.IntakeConfig, err)
+	}
+	if cfg.Detectors.Path != "" {
+		icfg.DetectorsFile, icfg.DetectorsPoll = cfg.Detectors.Path, cfg.Detectors.PollEvery
 	}
 	inv, err := pveact.NewInventory(cfg.PVE)
 	if err != nil {

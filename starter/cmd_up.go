@@ -71,15 +71,17 @@ type stack struct {
 	logDir  string
 	closers []func() // run in reverse order by close
 
-	prot      *codec.Protection
-	lab       *lab.Lab
-	codecURL  string
-	codecTok  string
-	dev       *devserver.Server
-	env       []string // the platform's configuration for child processes
-	apiAddr   string
-	client    client.Client
-	workerErr chan error
+	prot     *codec.Protection
+	lab      *lab.Lab
+	codecURL string
+	codecTok string
+	dev      *devserver.Server
+	env      []string // the platform's configuration for child processes
+	apiAddr  string
+	// intakeFile is the intake configuration the API server reads.
+	intakeFile string
+	client     client.Client
+	workerErr  chan error
 }
 
 func (s *stack) say(format string, args ...any) { fmt.Fprintf(s.out, "==> "+format+"\n", args...) }
@@ -271,6 +273,10 @@ func (s *stack) startLab(ctx context.Context) error {
 
 // startWorker runs the real worker binary, as in production.
 func (s *stack) startWorker(context.Context) error {
+	var err error
+	if s.intakeFile, err = s.writeIntakeConfig(); err != nil {
+		return err
+	}
 	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
 	if err := writeEnvFile(envFile, s.env); err != nil {
 		return err
@@ -310,14 +316,10 @@ func (s *stack) startAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	intakeFile, err := s.writeIntakeConfig()
-	if err != nil {
-		return err
-	}
 	// The API server is configured from the same variables as the worker,
 	// exactly as `starter serve` would be.
 	env := append(os.Environ(), s.env...)
-	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+intakeFile)
+	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+s.intakeFile)
 	var cfg serveConfig
 	if err := config.LoadFrom(&cfg, env); err != nil {
 		return err
@@ -351,22 +353,32 @@ var labDetectors = []struct{ name, format string }{
 }
 
 // writeIntakeConfig writes the local intake configuration: a spool in the
-// state folder and one API key per detector (minted once, kept 0600 in
-// detector-keys/; only its hash is in the configuration).
+// state folder, and a detectors file with one API key per detector (minted
+// once, kept 0600 in detector-keys/; only its hash is in the file). The
+// detectors file is what keys.rotate_intake_keys rotates and the API
+// server reloads.
 func (s *stack) writeIntakeConfig() (string, error) {
 	keyDir := filepath.Join(s.cfg.StateDir, "detector-keys")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		return "", err
 	}
-	icfg := intake.Config{SpoolDir: filepath.Join(s.cfg.StateDir, "spool")}
-	for _, d := range labDetectors {
-		key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
-		if err != nil {
+	detFile := filepath.Join(s.cfg.StateDir, "detectors.yaml")
+	if _, err := os.Stat(detFile); errors.Is(err, os.ErrNotExist) {
+		var df intake.DetectorsFile
+		for _, d := range labDetectors {
+			key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
+			if err != nil {
+				return "", err
+			}
+			df.Detectors = append(df.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
+				APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
+		}
+		if err := intake.WriteDetectorsFile(detFile, df); err != nil {
 			return "", err
 		}
-		icfg.Detectors = append(icfg.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
-			APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
 	}
+	s.env = append(s.env, "IRU_INTAKE_DETECTORS_FILE="+detFile)
+	icfg := intake.Config{SpoolDir: filepath.Join(s.cfg.StateDir, "spool")}
 	b, err := yaml.Marshal(icfg)
 	if err != nil {
 		return "", err

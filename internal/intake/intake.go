@@ -76,8 +76,7 @@ type Stats struct {
 
 // Handler is the intake HTTP handler.
 type Handler struct {
-	opts    Options
-	parsers map[string]parse.Func
+	opts Options
 
 	requests, accepted, rejected, unauthorized, unavailable atomic.Int64
 }
@@ -99,14 +98,12 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts, parsers: map[string]parse.Func{}}
+	h := &Handler{opts: opts}
 	for _, name := range opts.Auth.Detectors() {
 		d, _ := opts.Auth.Detector(name)
-		p, err := parse.ForFormat(d.Format)
-		if err != nil {
+		if _, err := parse.ForFormat(d.Format); err != nil {
 			return nil, fmt.Errorf("intake: detector %q: %w", name, err)
 		}
-		h.parsers[name] = p
 	}
 	return h, nil
 }
@@ -151,7 +148,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
 		return
 	}
-	alerts, err := h.parsers[name](body)
+	// The parser follows the authenticated detector's format, so detectors
+	// added to the detectors file are served without a restart.
+	parser, err := parse.ForFormat(id.Format)
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, &parse.Error{Msg: err.Error()})
+		return
+	}
+	alerts, err := parser(body)
 	if err != nil {
 		var pe *parse.Error
 		if !errors.As(err, &pe) {

@@ -38,6 +38,13 @@ type Config struct {
 	InventoryRefresh time.Duration `yaml:"inventory_refresh"`
 	// Detectors are the detectors allowed to post.
 	Detectors []auth.Detector `yaml:"detectors"`
+	// DetectorsFile, if set, is a detectors file (see LoadDetectorsFile):
+	// its detectors are served together with Detectors (a name in both is
+	// an error), only they are rotated, and the service reloads the file
+	// when it changes (see Reloader).
+	DetectorsFile string `yaml:"detectors_file"`
+	// DetectorsPoll is how often the file is checked (default 5s).
+	DetectorsPoll time.Duration `yaml:"detectors_poll"`
 }
 
 // LoadConfig reads a YAML configuration file; unknown keys are errors.
@@ -73,7 +80,9 @@ type Service struct {
 	Forwarder *forward.Forwarder
 	Inventory *inventory.Inventory
 	Rules     *route.Rules
-	cfg       Config
+	// Reloader reloads Config.DetectorsFile (nil without one).
+	Reloader *Reloader
+	cfg      Config
 }
 
 // Open builds the service from cfg and deps and opens the spool (replaying
@@ -93,7 +102,11 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.New(cfg.Detectors, auth.Options{ReplayWindow: cfg.ReplayWindow, Observer: deps.AuthLog})
+	detectors, err := ResolveDetectors(cfg.Detectors, cfg.DetectorsFile)
+	if err != nil {
+		return nil, err
+	}
+	a, err := auth.New(detectors, auth.Options{ReplayWindow: cfg.ReplayWindow, Observer: deps.AuthLog})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
@@ -108,7 +121,14 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	fw := forward.New(sp, deps.Signaler, forward.Options{TaskQueue: cfg.TaskQueue, Log: log})
-	return &Service{Handler: h, Spool: sp, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}, nil
+	s := &Service{Handler: h, Spool: sp, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
+	if cfg.DetectorsFile != "" {
+		if s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log); err != nil {
+			sp.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func loadRules(path string) (*route.Rules, error) {
@@ -130,6 +150,9 @@ func loadRules(path string) (*route.Rules, error) {
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.Inventory.Run(ctx) })
+	if s.Reloader != nil {
+		wg.Go(func() { s.Reloader.Run(ctx) })
+	}
 	err := s.Forwarder.Run(ctx)
 	wg.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -3,6 +3,7 @@ package workerhost
 import (
 	"errors"
 
+	"github.com/iru-responder/responder/activities/intakekeys"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
@@ -23,6 +24,8 @@ type Config struct {
 	PVE      pveact.Config
 	Probe    probe.Config
 	Notify   NotifyConfig
+	// IntakeKeys configures keys.rotate_intake_keys.
+	IntakeKeys intakekeys.Config
 	// SecretsDir receives minted secrets (rotated client secrets, tokens).
 	SecretsDir string `env:"IRU_SECRETS_DIR" envDefault:".iru/secrets" doc:"Folder (0700) where rotated secrets are written, one 0600 file per version; activities return references to them."`
 	// PlaybooksDir, if set, loads the playbooks from a folder instead of the embedded ones.
@@ -52,5 +55,5 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate())
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate())
 }

@@ -11,12 +11,15 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iru-responder/responder/activities/intakekeys"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
+	"github.com/iru-responder/responder/activities/keyops"
 	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/internal/codec"
+	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/secretsink"
@@ -27,15 +30,17 @@ import (
 
 // Host holds the worker's open dependencies.
 type Host struct {
-	cfg       Config
-	prot      *codec.Protection
-	stores    *stores.Stores
-	playbooks *playbooks.Set
-	keycloak  *kcact.Activities
-	pve       *pveact.Activities
-	probe     *probe.Activities
-	platform  *platform.Activities
-	selftest  *selftest.Activities
+	cfg        Config
+	prot       *codec.Protection
+	stores     *stores.Stores
+	playbooks  *playbooks.Set
+	keycloak   *kcact.Activities
+	pve        *pveact.Activities
+	probe      *probe.Activities
+	platform   *platform.Activities
+	selftest   *selftest.Activities
+	intakeKeys *intakekeys.Activities
+	keyops     *keyops.Activities
 }
 
 // Open opens everything the worker's activities need: the HSM keys and
@@ -72,6 +77,20 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	if h.pve, err = pveact.New(cfg.PVE, sink, secrets); err != nil {
 		return nil, fmt.Errorf("proxmox activities: %w", err)
+	}
+	// KEK rotation rewraps every store of wrapped keys: the codec's data
+	// keys and the evidence locker's.
+	codecKeys, err := codec.NewFileKeyStore(cfg.Codec.KeyDir)
+	if err != nil {
+		return nil, err
+	}
+	evidenceKeys, err := keyops.NewEvidenceKeys(cfg.Stores.Evidence.Dir)
+	if err != nil {
+		return nil, err
+	}
+	h.keyops = &keyops.Activities{Keys: h.prot.Keys, Stores: []keyops.Store{{Name: "codec", Keys: codecKeys}, {Name: "evidence", Keys: evidenceKeys}}}
+	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
+		return nil, fmt.Errorf("intake key activities: %w", err)
 	}
 	if h.probe, err = probe.New(cfg.Probe); err != nil {
 		return nil, fmt.Errorf("probe activities: %w", err)
@@ -118,6 +137,11 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.pve.Register(r)
 	h.probe.Register(r)
 	h.platform.Register(r)
+	h.intakeKeys.Register(r)
+	h.keyops.Register(r)
+	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
+	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
 }
 
 // Close releases everything Open opened.

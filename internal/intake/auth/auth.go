@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,8 +52,12 @@ type APIKey struct {
 	ID string `yaml:"id" json:"id"`
 	// SHA256 is HashKey(ID, key), hex.
 	SHA256    string    `yaml:"sha256" json:"sha256"`
-	NotBefore time.Time `yaml:"not_before" json:"not_before"`
-	NotAfter  time.Time `yaml:"not_after" json:"not_after"`
+	NotBefore time.Time `yaml:"not_before,omitempty" json:"not_before,omitzero"`
+	NotAfter  time.Time `yaml:"not_after,omitempty" json:"not_after,omitzero"`
+	// SecretRef, if set, references where the key itself was stored when
+	// the platform minted it (a secret sink reference, never the key). The
+	// rotation uses it to recognise a key it already minted.
+	SecretRef string `yaml:"secret_ref,omitempty" json:"secret_ref,omitempty"`
 }
 
 // HMACSecret is one signing secret of a detector.
@@ -136,9 +141,12 @@ type Options struct {
 }
 
 // Authenticator checks requests against the configured detectors. It is
-// safe for concurrent use.
+// safe for concurrent use, including [Authenticator.SetDetectors] while
+// requests are being authenticated.
 type Authenticator struct {
-	detectors map[string]Detector
+	// detectors is never modified once stored: SetDetectors builds a new
+	// map and swaps the pointer, so a request sees one consistent set.
+	detectors atomic.Pointer[map[string]Detector]
 	opts      Options
 	replay    *replayCache
 }
@@ -154,18 +162,55 @@ func New(detectors []Detector, opts Options) (*Authenticator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &Authenticator{detectors: map[string]Detector{}, opts: opts, replay: newReplayCache(opts.ReplayCacheMax)}
+	m, err := buildDetectors(detectors)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authenticator{opts: opts, replay: newReplayCache(opts.ReplayCacheMax)}
+	a.detectors.Store(&m)
+	return a, nil
+}
+
+// SetDetectors validates detectors and, if they are all valid, replaces the
+// configured detectors with them at once: requests authenticated after it
+// returns see only the new set, requests in flight finish with the old one.
+// On an error nothing changes. The replay cache is kept.
+func (a *Authenticator) SetDetectors(detectors []Detector) error {
+	m, err := buildDetectors(detectors)
+	if err != nil {
+		return err
+	}
+	a.detectors.Store(&m)
+	return nil
+}
+
+// buildDetectors validates detectors and indexes them by name. The
+// returned map shares no slices with the caller's detectors.
+func buildDetectors(detectors []Detector) (map[string]Detector, error) {
+	m := make(map[string]Detector, len(detectors))
 	for i, d := range detectors {
 		if err := validate(d); err != nil {
 			return nil, fmt.Errorf("auth: detector %d (%q): %w", i+1, d.Name, err)
 		}
-		if _, dup := a.detectors[d.Name]; dup {
+		if _, dup := m[d.Name]; dup {
 			return nil, fmt.Errorf("auth: detector %q configured twice", d.Name)
 		}
-		a.detectors[d.Name] = d
+		m[d.Name] = cloneDetector(d)
 	}
-	return a, nil
+	return m, nil
 }
+
+// cloneDetector copies the slices of d, so that a caller changing its
+// slices later cannot change the authenticator's detectors.
+func cloneDetector(d Detector) Detector {
+	d.APIKeys = slices.Clone(d.APIKeys)
+	d.HMACSecrets = slices.Clone(d.HMACSecrets)
+	d.MTLS.Subjects = slices.Clone(d.MTLS.Subjects)
+	return d
+}
+
+// current returns the configured detectors; callers must not modify it.
+func (a *Authenticator) current() map[string]Detector { return *a.detectors.Load() }
 
 func validate(d Detector) error {
 	if d.Name == "" || strings.ContainsAny(d.Name, "/ \t\r\n") {
@@ -193,16 +238,20 @@ func validate(d Detector) error {
 	return nil
 }
 
-// Detector returns the configured detector called name.
+// Detector returns (a copy of) the configured detector called name.
 func (a *Authenticator) Detector(name string) (Detector, bool) {
-	d, ok := a.detectors[name]
-	return d, ok
+	d, ok := a.current()[name]
+	if !ok {
+		return Detector{}, false
+	}
+	return cloneDetector(d), true
 }
 
 // Detectors returns the configured detector names.
 func (a *Authenticator) Detectors() []string {
-	names := make([]string, 0, len(a.detectors))
-	for n := range a.detectors {
+	m := a.current()
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -227,7 +276,7 @@ func (a *Authenticator) Authenticate(r *http.Request, name string, body []byte) 
 }
 
 func (a *Authenticator) check(r *http.Request, name string, body []byte, now time.Time, ev *Event) (Identity, string) {
-	d, ok := a.detectors[name]
+	d, ok := a.current()[name]
 	if !ok {
 		return Identity{}, "unknown detector"
 	}

@@ -1,0 +1,96 @@
+package intakekeys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iru-responder/responder/workflows"
+)
+
+// Policies of the rotation schedule and of its workflows.
+const (
+	// ScheduleCatchupWindow is how late a missed rotation still starts
+	// after a server outage (a later one waits for the next interval).
+	ScheduleCatchupWindow = 7 * 24 * time.Hour
+	// WorkflowTimeout bounds one rotation workflow, retries included.
+	WorkflowTimeout = time.Hour
+	// scheduleNote is the schedule's note.
+	scheduleNote = "rotates the detector intake API keys every 90 days; managed by `starter keys schedule`"
+)
+
+// ScheduleParts returns the spec, action and policies of the rotation
+// schedule [workflows.IntakeKeyRotationScheduleID]: every
+// [workflows.IntakeKeyRotationInterval], overlapping runs skipped.
+func ScheduleParts(taskQueue string) (client.ScheduleSpec, *client.ScheduleWorkflowAction, client.SchedulePolicies) {
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.IntakeKeyRotationInterval}}}
+	action := &client.ScheduleWorkflowAction{
+		ID:                       workflows.IntakeKeyRotationScheduleID,
+		Workflow:                 workflows.RotateIntakeKeysWorkflowName,
+		Args:                     []any{workflows.RotateIntakeKeysInput{Reason: workflows.DefaultIntakeKeyRotationReason}},
+		TaskQueue:                taskQueue,
+		WorkflowExecutionTimeout: WorkflowTimeout,
+		StaticSummary:            "rotate the detector intake API keys",
+	}
+	return spec, action, client.SchedulePolicies{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: ScheduleCatchupWindow}
+}
+
+// EnsureSchedule creates the rotation schedule, or updates its spec,
+// action and policies (keeping its paused state), and reports which.
+func EnsureSchedule(ctx context.Context, sc client.ScheduleClient, taskQueue string) (change string, err error) {
+	id := workflows.IntakeKeyRotationScheduleID
+	spec, action, policy := ScheduleParts(taskQueue)
+	h := sc.GetHandle(ctx, id)
+	_, err = h.Describe(ctx)
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		_, err = sc.Create(ctx, client.ScheduleOptions{
+			ID: id, Spec: spec, Action: action, Overlap: policy.Overlap, CatchupWindow: policy.CatchupWindow, Note: scheduleNote,
+		})
+		if err != nil {
+			return "", fmt.Errorf("create schedule %s: %w", id, err)
+		}
+		return "created", nil
+	case err != nil:
+		return "", fmt.Errorf("describe schedule %s: %w", id, err)
+	}
+	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+		s := in.Description.Schedule
+		s.Spec, s.Action, s.Policy = &spec, action, &policy
+		return &client.ScheduleUpdate{Schedule: &s}, nil
+	}})
+	if err != nil {
+		return "", fmt.Errorf("update schedule %s: %w", id, err)
+	}
+	return "updated", nil
+}
+
+// Run is one rotation an operator started.
+type Run struct {
+	WorkflowID string
+	Result     workflows.RotateIntakeKeysResult
+}
+
+// RunNow runs a rotation now (not through the schedule) and waits for its
+// result.
+func RunNow(ctx context.Context, c client.Client, taskQueue string, in workflows.RotateIntakeKeysInput) (Run, error) {
+	id := workflows.IntakeKeyRotationManualPrefix + uuid.NewString()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: taskQueue, WorkflowExecutionTimeout: WorkflowTimeout,
+	}, workflows.RotateIntakeKeysWorkflowName, in)
+	if err != nil {
+		return Run{}, fmt.Errorf("start intake key rotation: %w", err)
+	}
+	var res workflows.RotateIntakeKeysResult
+	if err := run.Get(ctx, &res); err != nil {
+		return Run{WorkflowID: id}, fmt.Errorf("intake key rotation %s: %w", id, err)
+	}
+	return Run{WorkflowID: id, Result: res}, nil
+}
