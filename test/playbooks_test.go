@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,8 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/intake"
+	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/internal/testplatform"
@@ -25,6 +29,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		asset    string
 		severity string
 		labels   map[string]string
+		env      func(t *testing.T) []string
 		check    func(t *testing.T, p *testplatform.Platform, before pve.StateSnapshot)
 	}{
 		{
@@ -61,10 +66,43 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 				}
 			},
 		},
+		{
+			playbook: "key-compromise", asset: "iru-services", severity: "critical",
+			labels: map[string]string{"token_id": "iru@pve!responder"},
+			env: func(t *testing.T) []string {
+				// The intake's detectors file, whose API keys the playbook rotates.
+				f := filepath.Join(t.TempDir(), "detectors.yaml")
+				err := intake.WriteDetectorsFile(f, intake.DetectorsFile{Detectors: []intakeauth.Detector{{Name: "falco", Format: "falco",
+					APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", "iru_old-key")}}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return []string{"IRU_INTAKE_DETECTORS_FILE=" + f}
+			},
+			check: func(t *testing.T, p *testplatform.Platform, before pve.StateSnapshot) {
+				kek, err := p.Host.Keys().CurrentKEK(context.Background())
+				if err != nil || kek == "iru-kek-v1" {
+					t.Errorf("the KEK was not rotated: current %q %v", kek, err)
+				}
+				var tokens []string
+				for _, u := range p.Lab.PVE.State().Users {
+					if u.UserID == "iru@pve" {
+						tokens = u.Tokens
+					}
+				}
+				if slices.Contains(tokens, "responder") || len(tokens) == 0 {
+					t.Errorf("the PVE token was not rotated: tokens %v", tokens)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.playbook, func(t *testing.T) {
-			p := testplatform.New(t, testplatform.Options{Plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
+			var env []string
+			if tt.env != nil {
+				env = tt.env(t)
+			}
+			p := testplatform.New(t, testplatform.Options{Plain: os.Getenv("IRU_RECORD_HISTORIES") != "", Env: env})
 			// The account has a live session the playbook must end.
 			if u := tt.labels["username"]; u != "" {
 				gc := gocloak.NewClient(p.Lab.Keycloak.URL())

@@ -20,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/drills"
+	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/secretsink"
@@ -156,3 +157,6 @@ func (h *Host) Close() {
 
 // Stores returns the open ledger and evidence locker.
 func (h *Host) Stores() *stores.Stores { return h.stores }
+
+// Keys returns the HSM key manager.
+func (h *Host) Keys() *keys.Manager { return h.prot.Keys }
