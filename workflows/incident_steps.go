@@ -317,6 +317,14 @@ func (w *incident) awaitApproval(ctx workflow.Context, s playbooks.Step, st *Ste
 		w.record(ctx, activities.LedgerAppendInput{Kind: "approval_requested", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
 			Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String()}},
 			TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d)", s.ID, strings.Join(a.Roles, "|"), a.Quorum)})
+		// Tell the approvers, without waiting for the delivery.
+		if workflow.GetVersion(ctx, "notify-approval-needed", workflow.DefaultVersion, 1) >= 1 {
+			msg := fmt.Sprintf("step %s (%s) needs %d approval(s) from %s before %s", s.ID, s.Action, a.Quorum,
+				strings.Join(a.Roles, " or "), st.Approval.Deadline.Format(time.RFC3339))
+			workflow.Go(ctx, func(gctx workflow.Context) {
+				w.notify(gctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
+			})
+		}
 	}
 	for st.Approval.Outcome == "" {
 		if w.halt != nil {

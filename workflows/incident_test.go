@@ -460,7 +460,7 @@ func TestQuorumTimeoutEscalates(t *testing.T) {
 	if st.EscalationLevel != 1 {
 		t.Errorf("escalation level = %d, want 1", st.EscalationLevel)
 	}
-	if got := h.fake.steps(activities.NotifySend); !slices.Equal(got, []string{"escalation-1"}) {
+	if got := h.fake.steps(activities.NotifySend); !slices.Equal(got, []string{"approval-stop", "escalation-1"}) {
 		t.Fatalf("notifications = %v", got)
 	}
 	n, _ := h.fake.call("escalation-1")
@@ -482,7 +482,7 @@ func TestEscalationsExhausted(t *testing.T) {
 	if res.State != StateEscalatedFailed {
 		t.Fatalf("state = %s (%s)", res.State, res.Reason)
 	}
-	if got := h.fake.steps(activities.NotifySend); !slices.Equal(got, []string{"escalation-1", "escalation-2"}) {
+	if got := h.fake.steps(activities.NotifySend); !slices.Equal(got, []string{"approval-stop", "escalation-1", "escalation-2"}) {
 		t.Errorf("notifications = %v", got)
 	}
 	if len(h.fake.steps(activities.PVEUnisolate)) != 0 || stepStatus(st, "isolate") != StepSucceeded {
@@ -603,7 +603,7 @@ func TestOnFailurePolicies(t *testing.T) {
 		remediation  string
 		notification []string
 	}{
-		{"continue", StateResolved, false, StepSucceeded, nil},
+		{"continue", StateResolved, false, StepSucceeded, []string{"approval-stop"}},
 		{"escalate", StateEscalatedFailed, false, StepSkipped, []string{"escalation-1"}},
 		{"abort", StateAborted, true, StepSkipped, nil},
 	}
