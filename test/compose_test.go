@@ -148,7 +148,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	// Every secret file is written by the secrets script.
 	out := t.TempDir()
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "compose-secrets.sh"))
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "compose-secrets.sh"), "--lab")
 	cmd.Env = append(os.Environ(), "IRU_SECRETS_OUT="+out, "IRU_ENV_OUT="+filepath.Join(out, ".env"))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("compose-secrets.sh: %v\n%s", err, b)
