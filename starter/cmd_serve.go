@@ -140,6 +140,8 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		return err
 	}
 	acc.Start(context.WithoutCancel(ctx))
+	acc.Record(accesslog.Record{Action: accesslog.ActionConfigLoad, Actor: "system:api", Path: "starter serve",
+		Detail: "configuration digest " + config.Digest(&cfg)})
 	notifier := &notify.Notifier{Channels: cfg.Notify.Channels()}
 	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier})
 	if err != nil {

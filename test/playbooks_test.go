@@ -12,10 +12,12 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -92,6 +94,25 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 				}
 				if slices.Contains(tokens, "responder") || len(tokens) == 0 {
 					t.Errorf("the PVE token was not rotated: tokens %v", tokens)
+				}
+				// Every key change is also in the ledger's daily chain.
+				var changes []string
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+					changes = changes[:0]
+					_ = p.Host.Stores().Ledger.Store().Entries(context.Background(), accesslog.Chain(time.Now()), func(e ledger.Entry) error {
+						if e.Action == accesslog.ActionKeyChange {
+							changes = append(changes, e.Target)
+						}
+						return nil
+					})
+					if len(changes) >= 3 {
+						break
+					}
+				}
+				for _, want := range []string{"keys.rotate_kek", "pve.rotate_token", "keys.rotate_intake_keys"} {
+					if !slices.ContainsFunc(changes, func(c string) bool { return strings.Contains(c, want) }) {
+						t.Errorf("no key.change entry for %s in the ledger: %v", want, changes)
+					}
 				}
 			},
 		},

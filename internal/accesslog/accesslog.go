@@ -46,6 +46,13 @@ const (
 	// ActionAuthThreshold records that failed authentications from one
 	// source crossed the alert threshold.
 	ActionAuthThreshold = "auth.threshold"
+	// ActionKeyChange is a key or secret the platform rotated (KEK,
+	// Proxmox token, Keycloak client secret, intake API keys); Detail says
+	// which, never the secret.
+	ActionKeyChange = "key.change"
+	// ActionConfigLoad is a process starting with a configuration; Detail
+	// holds a digest of its (redacted) variables, so a change shows.
+	ActionConfigLoad = "config.load"
 )
 
 // ChainPrefix starts the name of every access chain; the rest is the UTC

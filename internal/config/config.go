@@ -10,6 +10,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -216,4 +218,12 @@ func collectValues(v reflect.Value, into map[string]string) {
 // errs joins validation problems into one error, or returns nil.
 func errs(problems []error) error {
 	return errors.Join(problems...)
+}
+
+// Digest is a short digest of cfg's redacted variables: the same
+// configuration always gives the same digest, a change gives another, and
+// no secret enters it. Binaries record it in the audit ledger at start.
+func Digest(cfg any) string {
+	sum := sha256.Sum256([]byte(strings.Join(Redacted(cfg), "\n")))
+	return hex.EncodeToString(sum[:8])
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -18,7 +19,9 @@ import (
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/activities/selftest"
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/codec"
+	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -42,6 +45,8 @@ type Host struct {
 	selftest   *selftest.Activities
 	intakeKeys *intakekeys.Activities
 	keyops     *keyops.Activities
+	// audit records key changes and the configuration in the ledger.
+	audit *accesslog.Logger
 }
 
 // Open opens everything the worker's activities need: the HSM keys and
@@ -71,6 +76,12 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err := os.MkdirAll(cfg.SecretsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("IRU_SECRETS_DIR=%s: %w", cfg.SecretsDir, err)
 	}
+	if h.audit, err = accesslog.New(accesslog.LedgerOf(h.stores.Ledger), accesslog.Options{}); err != nil {
+		return nil, err
+	}
+	h.audit.Start(context.WithoutCancel(ctx))
+	h.audit.Record(accesslog.Record{Action: accesslog.ActionConfigLoad, Actor: "system:worker", Path: "worker",
+		Detail: "configuration digest " + config.Digest(&cfg)})
 	sink := stores.EvidenceSink{L: h.stores.Evidence}
 	secrets := secretsink.File{Dir: cfg.SecretsDir}
 	if h.keycloak, err = kcact.New(cfg.Keycloak, sink, secrets); err != nil {
@@ -140,6 +151,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.platform.Register(r)
 	h.intakeKeys.Register(r)
 	h.keyops.Register(r)
+	h.auditKeyChanges(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
@@ -147,6 +159,11 @@ func (h *Host) Register(r Registry, c client.Client) {
 
 // Close releases everything Open opened.
 func (h *Host) Close() {
+	if h.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		h.audit.Close(ctx)
+		cancel()
+	}
 	if h.stores != nil {
 		_ = h.stores.Close()
 	}
