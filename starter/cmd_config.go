@@ -29,6 +29,7 @@ func configSections() []struct {
 		{"Worker: stores, Proxmox VE, Keycloak, probes, notifications, playbooks", []any{&workerhost.Config{}}},
 		{"API server: TLS, detector intake, responder API, access log", []any{&serveConfig{}}},
 		{"Responder CLI", []any{&cliConfig{}}},
+		{"Routing rules check (starter rules test)", []any{&rulesConfig{}}},
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
 		{"HSM keys", []any{&keys.Config{}}},
 		{"Payload codec and codec server", []any{&codec.Config{}}},
