@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/iru-responder/responder/internal/testplatform"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// stormParams set the alert storm.
+type stormParams struct {
+	// Alerts is how many alerts are posted, one per request; alert j is
+	// about asset j mod Assets.
+	Alerts int
+	// Assets is how many containers the alerts are about (≤ 100).
+	Assets int
+	// Clients is how many detectors post concurrently.
+	Clients int
+	// Timeout bounds the posting and each wait after it.
+	Timeout time.Duration
+}
+
+// stormResult is what one storm measured.
+type stormResult struct {
+	// AcceptDur is from the first POST to the last 202.
+	AcceptDur time.Duration
+	// E2EDur is from the first POST until the incidents counted every alert.
+	E2EDur time.Duration
+	// RoundTrip and Handler are sorted POST latencies, client and server side.
+	RoundTrip, Handler []time.Duration
+	// Incidents is how many incident workflows visibility lists on the
+	// rig's task queue.
+	Incidents int
+	// Received is the sum of AlertsReceived over the incidents.
+	Received int
+	// Signals is how many SignalWithStart calls the forwarder made.
+	Signals int64
+}
+
+// BenchmarkAlertStorm posts 10,000 alerts about 100 containers (one alert
+// per request, 32 concurrent detectors) through the real intake (API-key
+// detector, spool, forwarder) into the real incident workflow on the dev
+// server, running a playbook that only waits for an approval
+// (testdata/playbooks/capacity.yaml; testdata/storm-rules.yaml routes every
+// alert to it). It reports the accepted alerts/s, the p99 POST latency
+// (client side and handler side), the incidents created (must be exactly
+// 100, counted with visibility) and the alerts lost (must be 0: the sum of
+// AlertsReceived over the incidents is 10,000).
+//
+//	go test -run '^$' -bench AlertStorm -benchtime 1x ./test/bench/
+func BenchmarkAlertStorm(b *testing.B) {
+	p := stormParams{Alerts: 10000, Assets: inventorySize, Clients: 32, Timeout: 5 * time.Minute}
+	for range b.N {
+		res := measureAlertStorm(b, p)
+		checkStorm(b, p, res)
+		accepted := float64(p.Alerts) / res.AcceptDur.Seconds()
+		e2e := float64(p.Alerts) / res.E2EDur.Seconds()
+		b.ReportMetric(accepted, "accepted/s")
+		b.ReportMetric(e2e, "in-incidents/s")
+		b.ReportMetric(ms(percentile(res.RoundTrip, 99)), "p99-post-ms")
+		b.ReportMetric(ms(percentile(res.Handler, 99)), "p99-handler-ms")
+		b.ReportMetric(float64(res.Incidents), "incidents")
+		b.ReportMetric(float64(p.Alerts-res.Received), "alerts-lost")
+		b.ReportMetric(float64(res.Signals), "signals")
+		b.Logf("| alert storm | %d alerts, %d assets, %d clients | accepted %.0f/s, in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d |",
+			p.Alerts, p.Assets, p.Clients, accepted, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
+			percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals)
+	}
+}
+
+// checkStorm fails unless every asset got exactly one incident and every
+// alert reached one.
+func checkStorm(tb testing.TB, p stormParams, res stormResult) {
+	tb.Helper()
+	if res.Incidents != p.Assets {
+		tb.Errorf("incidents = %d, want %d", res.Incidents, p.Assets)
+	}
+	if res.Received != p.Alerts {
+		tb.Errorf("alerts received by the incidents = %d, want %d (lost %d)", res.Received, p.Alerts, p.Alerts-res.Received)
+	}
+}
+
+// measureAlertStorm runs one storm on a fresh rig.
+func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
+	tb.Helper()
+	if p.Assets > inventorySize {
+		tb.Fatalf("%d assets: the inventory has %d containers", p.Assets, inventorySize)
+	}
+	dir, err := filepath.Abs(filepath.Join("testdata", "playbooks"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := newRig(tb, rigOptions{PlaybooksDir: dir})
+	ir := r.openIntake(tb, filepath.Join("testdata", "storm-rules.yaml"))
+	bodies := make([][]byte, p.Alerts)
+	for j := range bodies {
+		a := genericAlert{Source: "storm", Rule: "ContainerShell", Severity: "high", Asset: asset(j % p.Assets),
+			Summary: fmt.Sprintf("alert %d", j), Labels: map[string]string{"n": fmt.Sprint(j)},
+			ObservedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+		if bodies[j], err = json.Marshal(a); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: p.Clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	var res stormResult
+	rtt := make([][]time.Duration, p.Clients)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range p.Clients {
+		wg.Go(func() {
+			for {
+				j := next.Add(1) - 1
+				if j >= int64(p.Alerts) {
+					return
+				}
+				t0 := time.Now()
+				if err := post(hc, ir.URL, bodies[j]); err != nil {
+					tb.Errorf("alert %d: %v", j, err)
+					return
+				}
+				rtt[c] = append(rtt[c], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	res.AcceptDur = time.Since(start)
+	if tb.Failed() {
+		tb.FailNow()
+	}
+	res.RoundTrip = slices.Concat(rtt...)
+	slices.Sort(res.RoundTrip)
+	res.Handler = ir.latencies()
+	ir.waitDrained(tb, p.Timeout)
+	res.Signals = ir.Service.Forwarder.Stats().Calls
+
+	// Count what reached the incidents: every asset's incident must list
+	// all of its alerts.
+	ids := make([]string, p.Assets)
+	for i := range ids {
+		ids[i] = workflows.IncidentWorkflowID("capacity:" + asset(i))
+	}
+	deadline := time.Now().Add(p.Timeout)
+	for {
+		res.Received = r.alertsReceived(tb, ids)
+		if res.Received >= p.Alerts || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res.E2EDur = time.Since(start)
+	res.Incidents = r.countIncidents(tb, p.Assets, p.Timeout)
+	for _, id := range ids {
+		if err := r.Client.TerminateWorkflow(context.Background(), id, "", "benchmark done"); err != nil {
+			tb.Logf("terminate %s: %v", id, err)
+		}
+	}
+	return res
+}
+
+// alertsReceived sums AlertsReceived over the incidents (a missing
+// incident counts 0).
+func (r *rig) alertsReceived(tb testing.TB, ids []string) int {
+	tb.Helper()
+	sum := 0
+	for _, id := range ids {
+		st, err := testplatform.Status(r.Client, id)
+		if err != nil {
+			continue
+		}
+		sum += st.AlertsReceived
+	}
+	return sum
+}
+
+// countIncidents counts the incident workflows on the rig's task queue
+// with visibility, waiting up to timeout for it to list want of them
+// (visibility is eventually consistent); it returns what it counted last.
+func (r *rig) countIncidents(tb testing.TB, want int, timeout time.Duration) int {
+	tb.Helper()
+	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s'", workflows.IncidentWorkflow, r.TaskQueue)
+	deadline := time.Now().Add(timeout)
+	for {
+		seen := map[string]bool{}
+		var token []byte
+		for {
+			resp, err := r.Client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
+			if err != nil {
+				tb.Fatalf("list incidents: %v", err)
+			}
+			for _, e := range resp.Executions {
+				seen[e.Execution.WorkflowId] = true
+			}
+			if token = resp.NextPageToken; len(token) == 0 {
+				break
+			}
+		}
+		if len(seen) >= want || time.Now().After(deadline) {
+			return len(seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
