@@ -305,6 +305,14 @@ func LedgerAppendOptions() workflow.ActivityOptions {
 	}
 }
 
+// LedgerAppendLocalOptions are the options of [LedgerAppend] run as a
+// local activity (the interpreter's default): the same retries, no server
+// round trip.
+func LedgerAppendLocalOptions() workflow.LocalActivityOptions {
+	o := LedgerAppendOptions()
+	return workflow.LocalActivityOptions{StartToCloseTimeout: o.StartToCloseTimeout, RetryPolicy: o.RetryPolicy}
+}
+
 // ErrUnknownAction is returned by [Lookup] for a name that is not an action.
 var ErrUnknownAction = errors.New("activities: unknown action")
 

@@ -57,9 +57,18 @@ func TestEmbeddedPlaybooks(t *testing.T) {
 					}
 				}
 			}
+			// Independent containment steps run together. The evidence snapshot
+			// is not independent of the isolation in Proxmox VE (its task locks
+			// the config the isolation writes), so it may follow it.
+			independent := 0
+			for _, s := range actions[PhaseContainment] {
+				if s.Action != activities.PVESnapshot {
+					independent++
+				}
+			}
 			hasParallel := slices.ContainsFunc(pb.Phases[1].Entries, func(e Entry) bool { return len(e.Parallel) >= 2 })
-			if !hasParallel {
-				t.Error("containment has no parallel group")
+			if independent >= 2 && !hasParallel {
+				t.Error("containment runs independent steps one after another")
 			}
 			has := func(phase, action string) bool {
 				return slices.ContainsFunc(actions[phase], func(s Step) bool { return s.Action == action })

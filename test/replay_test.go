@@ -2,6 +2,7 @@ package test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	historypb "go.temporal.io/api/history/v1"
@@ -30,15 +31,22 @@ func historyFromIterator(it client.HistoryEventIterator) ([]byte, error) {
 // deterministic (without workflow.GetVersion) fails here. Record new ones
 // with IRU_RECORD_HISTORIES=1 go test -run EndToEnd ./test/.
 func TestReplayRecordedHistories(t *testing.T) {
+	// The current recordings, and older ones (v0/: before the ledger went
+	// to local activities) that running incidents may still have.
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	older, err := filepath.Glob(filepath.Join("testdata", "histories", "*", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, older...)
 	if len(files) == 0 {
 		t.Fatal("no recorded histories in testdata/histories")
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(strings.TrimPrefix(f, filepath.Join("testdata", "histories")+"/"), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

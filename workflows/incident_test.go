@@ -322,14 +322,15 @@ func phaseOrder(st IncidentStatus) []string {
 // recovery (so nothing is left to compensate), a contiguous ledger.
 func TestContainerCompromise(t *testing.T) {
 	h := newHarness(t)
-	// Containment is parallel: isolate waits until snapshot has started.
-	snapStarted := make(chan struct{})
-	h.fake.before[activities.PVESnapshot] = func(activities.ActionInput) { close(snapStarted) }
+	// Containment is parallel: isolate waits until the session revocation
+	// has started.
+	revokeStarted := make(chan struct{})
+	h.fake.before[activities.KCLogoutUser] = func(activities.ActionInput) { close(revokeStarted) }
 	h.fake.before[activities.PVEIsolate] = func(activities.ActionInput) {
 		select {
-		case <-snapStarted:
+		case <-revokeStarted:
 		case <-time.After(5 * time.Second):
-			panic("containment is not parallel: snapshot did not start while isolate ran")
+			panic("containment is not parallel: the session revocation did not start while isolate ran")
 		}
 	}
 	// Fake outputs make the restore condition true (last_backup is set).
@@ -353,7 +354,7 @@ func TestContainerCompromise(t *testing.T) {
 	}
 	order := h.fake.steps("")
 	idx := func(id string) int { return slices.Index(order, id) }
-	for _, pair := range [][2]string{{"resolve", "isolate"}, {"isolate", "evidence"}, {"snapshot", "evidence"}, {"evidence", "shutdown"},
+	for _, pair := range [][2]string{{"resolve", "isolate"}, {"isolate", "snapshot"}, {"isolate", "evidence"}, {"snapshot", "evidence"}, {"evidence", "shutdown"},
 		{"shutdown", "restore"}, {"restore", "start"}, {"probe", "unisolate"}, {"unisolate", "report"}} {
 		if idx(pair[0]) < 0 || idx(pair[0]) > idx(pair[1]) {
 			t.Errorf("%s did not run before %s: %v", pair[0], pair[1], order)
