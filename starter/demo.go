@@ -34,6 +34,9 @@ type demo struct {
 	user  string
 	key   string // correlation key: the incident's id in the API
 	token string // bob's access token
+	// since is when the alert was posted: an earlier incident with the
+	// same key (a previous `starter up`) is not this one.
+	since time.Time
 }
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.s.out, "  · "+format+"\n", args...) }
@@ -59,6 +62,7 @@ func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 	d.say("%s is logged in to Keycloak (1 session); %s (CT %d) is running", d.user, d.asset, vmid)
 
 	// 1. The detector.
+	d.since = time.Now().Add(-time.Second)
 	if err := d.postFalcoAlert(ctx); err != nil {
 		return "", err
 	}
@@ -102,7 +106,8 @@ func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 		d.say("bob approved %s", step)
 	}
 
-	// 4. Recovery and post-incident.
+	// 4. Recovery and post-incident: wait until the incident is closed, so
+	// that the next alert for this container opens a new one.
 	st, err = d.waitFor(ctx, wfID, "recovery and the report", func(st workflows.IncidentStatus) bool { return st.State != workflows.StateOpen })
 	if err != nil {
 		return "", err
@@ -211,7 +216,11 @@ func (d *demo) waitFor(ctx context.Context, wfID, what string, done func(workflo
 	var st workflows.IncidentStatus
 	for {
 		v, err := d.s.client.QueryWorkflow(ctx, wfID, "", workflows.StatusQuery)
-		if err == nil && v.Get(&st) == nil {
+		if err == nil && v.Get(&st) == nil && !st.OpenedAt.After(d.since) && st.State == workflows.StateOpen {
+			return st, fmt.Errorf("incident %s, opened %s by an earlier run, is still open (phase %s): the alert joined it; close it (starter incident abort %s) or use a fresh IRU_STATE_DIR",
+				st.IncidentID, st.OpenedAt.Format(time.RFC3339), st.Phase, d.key)
+		}
+		if err == nil && st.OpenedAt.After(d.since) {
 			if done(st) {
 				return st, nil
 			}

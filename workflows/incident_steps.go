@@ -243,6 +243,14 @@ func (w *incident) fail(ctx workflow.Context, s playbooks.Step, st *StepState, e
 	st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), err.Error()
 	w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
 		Outcome: StepFailed, Reason: err.Error()}, TimelineEntry{What: "failed " + s.ID + " (" + s.Action + ")"})
+	// A step that ran and failed may have changed part of what it was asked
+	// to (an isolation that failed at its last call). Its compensation is
+	// idempotent and works from what the action recorded, so it is
+	// registered too: an abort then undoes the part that was done.
+	if !st.StartedAt.IsZero() && s.Compensation != nil &&
+		workflow.GetVersion(ctx, "compensate-failed-steps", workflow.DefaultVersion, 1) >= 1 {
+		w.registerCompensation(ctx, s, st, nil)
+	}
 	w.applyFailurePolicy(ctx, s, fmt.Sprintf("step %s (%s) failed: %v", s.ID, s.Action, err))
 }
 

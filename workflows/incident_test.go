@@ -817,3 +817,22 @@ func TestDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedStepIsCompensated: an isolation that fails at its last call has
+// changed part of the container; the abort that follows runs its
+// compensation too (un-isolating works from what the action recorded).
+func TestFailedStepIsCompensated(t *testing.T) {
+	h := newHarness(t)
+	h.fake.fail["isolate"] = temporal.NewNonRetryableApplicationError("PUT firewall/options: 500", activities.ErrTypePrecondition, nil)
+	res, st := h.run(input("container-compromise"))
+	if res.State != StateAborted {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if got := h.fake.steps(activities.PVEUnisolate); !slices.Equal(got, []string{"isolate:compensate"}) {
+		t.Errorf("unisolate calls = %v, want the failed isolation compensated", got)
+	}
+	if got := stepStatus(st, "isolate"); got != StepFailed && got != StepCompensated {
+		t.Errorf("isolate = %s", got)
+	}
+	h.fake.checkLedger(t, st.LedgerSeq)
+}
