@@ -48,6 +48,18 @@ func openStores(ctx context.Context) (*stores.Stores, func(), error) {
 	return st, func() { _ = st.Close(); _ = km.Close() }, nil
 }
 
+// withStores runs fn with the stores (HSM, ledger, evidence) open.
+func withStores(fn func(cmd *cobra.Command, st *stores.Stores, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		st, closeAll, err := openStores(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		return fn(cmd, st, args)
+	}
+}
+
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and export an incident's audit ledger"}
 	var asJSON bool
@@ -55,14 +67,9 @@ func newAuditCmd() *cobra.Command {
 		Use:   "verify INCIDENT",
 		Short: "Recompute the incident's hash chain and check its signed checkpoints (exit status 1 when broken)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeAll, err := openStores(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeAll()
+		RunE: withStores(func(cmd *cobra.Command, st *stores.Stores, args []string) error {
 			return auditVerify(cmd.Context(), st, args[0], asJSON, cmd.OutOrStdout())
-		},
+		}),
 	}
 	verify.Flags().BoolVar(&asJSON, "json", false, "print the verification report as JSON")
 
@@ -71,14 +78,9 @@ func newAuditCmd() *cobra.Command {
 		Use:   "export INCIDENT",
 		Short: "Export the incident's ledger entries and checkpoints as JSON Lines",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeAll, err := openStores(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeAll()
+		RunE: withStores(func(cmd *cobra.Command, st *stores.Stores, args []string) error {
 			return auditExport(cmd.Context(), st.Ledger, args[0], output, cmd.OutOrStdout())
-		},
+		}),
 	}
 	export.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
 	cmd.AddCommand(verify, export)

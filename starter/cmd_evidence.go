@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/stores"
 )
 
 func init() { commands = append(commands, newEvidenceCmd) }
@@ -28,14 +29,9 @@ func newEvidenceCmd() *cobra.Command {
 		Use:   "list INCIDENT",
 		Short: "List the incident's evidence objects",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeAll, err := openStores(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeAll()
+		RunE: withStores(func(cmd *cobra.Command, st *stores.Stores, args []string) error {
 			return evidenceList(cmd.Context(), st.Evidence, args[0], listJSON, cmd.OutOrStdout())
-		},
+		}),
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
 
@@ -64,14 +60,9 @@ func newEvidenceCmd() *cobra.Command {
 		Use:   "verify INCIDENT",
 		Short: "Check the custody log and re-hash every object against the manifest (exit status 1 on any mismatch)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeAll, err := openStores(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer closeAll()
+		RunE: withStores(func(cmd *cobra.Command, st *stores.Stores, args []string) error {
 			return evidenceVerify(cmd.Context(), st.Evidence, args[0], verifyJSON, cmd.OutOrStdout())
-		},
+		}),
 	}
 	verify.Flags().BoolVar(&verifyJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(list, get, verify)
