@@ -159,8 +159,12 @@ func (rs *Responder) Routes() []ResponderRoute {
 		{"POST", inc + "/steps/{step}/approve", nil, "approve a pending step (the validator checks role, quorum and four-eyes)", rs.decision(workflows.ApproveUpdate)},
 		{"POST", inc + "/steps/{step}/deny", nil, "deny a pending step", rs.decision(workflows.DenyUpdate)},
 		{"POST", inc + "/abort", abortRoles, "abort the incident: compensations run", rs.abort},
-		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", rs.escalate},
-		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", rs.acknowledge},
+		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate[workflows.EscalateInput, workflows.EscalateResult](rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string) workflows.EscalateInput {
+			return workflows.EscalateInput{By: by, Reason: reason}
+		})},
+		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", callerUpdate[workflows.AcknowledgeInput, workflows.AcknowledgeResult](rs, workflows.AcknowledgeUpdate, func(by workflows.Approver, reason string) workflows.AcknowledgeInput {
+			return workflows.AcknowledgeInput{By: by, Reason: reason}
+		})},
 		{"POST", inc + "/notes", readRoles, "add a note (stored in the evidence locker)", rs.note},
 		{"GET", inc + "/report", readRoles, "the post-incident report (Markdown or JSON)", rs.report},
 		{"GET", inc + "/evidence", readRoles, "the evidence manifest with its custody log", rs.manifest},
@@ -302,40 +306,27 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 	}
 }
 
-func (rs *Responder) escalate(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	ref, err := parseRef(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
-		return
+// callerUpdate sends Update name whose input is made from the verified
+// caller and the request's reason (escalate, acknowledge), and answers
+// with its result.
+func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflows.Approver, reason string) In) func(http.ResponseWriter, *http.Request, auth.Identity) {
+	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+		ref, err := parseRef(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+			return
+		}
+		reason, ok := readReason(w, r, false)
+		if !ok {
+			return
+		}
+		var res Out
+		if err := rs.update(r.Context(), ref, name, input(approver(id), reason), &res); err != nil {
+			rs.fail(w, r, ref, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
 	}
-	reason, ok := readReason(w, r, false)
-	if !ok {
-		return
-	}
-	var res workflows.EscalateResult
-	if err := rs.update(r.Context(), ref, workflows.EscalateUpdate, workflows.EscalateInput{By: approver(id), Reason: reason}, &res); err != nil {
-		rs.fail(w, r, ref, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
-}
-
-func (rs *Responder) acknowledge(w http.ResponseWriter, r *http.Request, id auth.Identity) {
-	ref, err := parseRef(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
-		return
-	}
-	reason, ok := readReason(w, r, false)
-	if !ok {
-		return
-	}
-	var res workflows.AcknowledgeResult
-	if err := rs.update(r.Context(), ref, workflows.AcknowledgeUpdate, workflows.AcknowledgeInput{By: approver(id), Reason: reason}, &res); err != nil {
-		rs.fail(w, r, ref, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
 }
 
 // abort sends the abort signal; the workflow runs the compensations.
