@@ -21,9 +21,11 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
@@ -31,6 +33,7 @@ import (
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/temporalclient"
+	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -139,6 +142,12 @@ func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
 		return &exitError{code: 1, err: err}
 	}
 	printSelfTest(s.out, res)
+	if err := s.schedules(ctx); err != nil {
+		s.say("schedules: %v", err)
+		if exitWhenDone {
+			return &exitError{code: 1, err: err}
+		}
+	}
 	if !res.Result.Healthy && exitWhenDone {
 		return &exitError{code: 1, err: errors.New("self-test reported an unhealthy dependency")}
 	}
@@ -344,6 +353,29 @@ func (s *stack) startAPI(ctx context.Context) error {
 		return err
 	}
 	s.defer_(s.client.Close)
+	return nil
+}
+
+// schedules creates the platform's Temporal Schedules: the 90-day intake
+// API key rotation and the drills of drills/drills.yaml.
+func (s *stack) schedules(ctx context.Context) error {
+	change, err := intakekeys.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	if err != nil {
+		return fmt.Errorf("intake key rotation schedule: %w", err)
+	}
+	set, err := playbooks.Embedded()
+	if err != nil {
+		return err
+	}
+	f, err := drills.Embedded(set)
+	if err != nil {
+		return err
+	}
+	changes, err := syncDrills(ctx, s.client, f, syncOptions{}, io.Discard)
+	if err != nil {
+		return fmt.Errorf("drill schedules: %w", err)
+	}
+	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced", change, len(changes))
 	return nil
 }
 
