@@ -130,6 +130,12 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 	if len(detail) > ledger.MaxDetailLen {
 		detail = detail[:ledger.MaxDetailLen]
 	}
+	// The digest covers the entry without its time: the time is the
+	// entry's own field, and a local activity may run again with a later
+	// workflow time when the workflow task that ran it was lost (a worker
+	// crash); the retry must find its entry, not conflict with it.
+	params := in
+	params.At = time.Time{}
 	req := ledger.AppendRequest{
 		Incident:       in.IncidentID,
 		Seq:            in.Seq,
@@ -137,7 +143,7 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		Actor:          actor(in.Actor),
 		Action:         action,
 		Target:         target,
-		Params:         in, // the whole entry, hashed; the chain stores the digest
+		Params:         params, // the whole entry but its time, hashed; the chain stores the digest
 		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
 		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
 	}

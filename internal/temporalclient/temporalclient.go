@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/internal/config"
 )
@@ -36,6 +37,13 @@ func ClientOptions(cfg config.Temporal, opts Options) (client.Options, error) {
 		Namespace:     cfg.Namespace,
 		DataConverter: opts.DataConverter,
 		Identity:      opts.Identity,
+	}
+	if opts.DataConverter != nil {
+		// Failure messages and stack traces go through the same converter
+		// (and so the codec): they name assets, users and API calls.
+		co.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter: opts.DataConverter, EncodeCommonAttributes: true,
+		})
 	}
 	if opts.Logger != nil {
 		co.Logger = log.NewStructuredLogger(opts.Logger)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/internal/config"
@@ -96,9 +97,12 @@ func New(t testing.TB, opts Options) *Platform {
 		t.Fatal(err)
 	}
 	t.Cleanup(host.Close)
-	copts := client.Options{DataConverter: host.DataConverter()}
+	copts := client.Options{DataConverter: host.DataConverter(),
+		// As every client the platform creates (internal/temporalclient).
+		FailureConverter: temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter: host.DataConverter(), EncodeCommonAttributes: true})}
 	if opts.Plain {
-		copts.DataConverter = nil
+		copts.DataConverter, copts.FailureConverter = nil, nil
 	}
 	c := testenv.Client(t, copts)
 	tq := "it-" + uuid.NewString()
