@@ -1,7 +1,13 @@
 package platform
 
 import (
+	"context"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/activities"
 
 	"github.com/iru-responder/responder/internal/ledger"
 )
@@ -36,5 +42,32 @@ func TestActor(t *testing.T) {
 		if got := actor(in); got != want {
 			t.Errorf("actor(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestLedgerAppendRerun: a local activity may run again after the workflow
+// task that ran it was lost (worker crash), with a later workflow time. The
+// second append must find the first, not conflict with it.
+func TestLedgerAppendRerun(t *testing.T) {
+	ctx := context.Background()
+	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := &Activities{Ledger: ledger.New(st, nil)}
+	in := activities.LedgerAppendInput{IncidentID: "INC-1", Seq: 1, At: time.Unix(1700000000, 0), Kind: "incident_opened", Actor: "workflow", Outcome: "opened"}
+	first, err := a.LedgerAppend(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.At = in.At.Add(7 * time.Second) // the re-run's workflow time
+	again, err := a.LedgerAppend(ctx, in)
+	if err != nil || again.Hash != first.Hash {
+		t.Fatalf("re-run: %+v, %v; want the first entry %s", again, err, first.Hash)
+	}
+	in.Outcome = "failed" // a different entry at the same seq is a conflict
+	if _, err := a.LedgerAppend(ctx, in); err == nil || !strings.Contains(err.Error(), "already holds") {
+		t.Fatalf("conflicting entry: err = %v", err)
 	}
 }
