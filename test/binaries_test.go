@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -94,7 +93,7 @@ func TestWorkerBinary(t *testing.T) {
 		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(state, "ledger.db"), "IRU_EVIDENCE_DIR="+filepath.Join(state, "evidence"),
 		"IRU_SECRETS_DIR="+filepath.Join(state, "secrets"))
 	env = append(env, l.Env()...)
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	cmd := exec.Command(workerBin)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -194,22 +193,4 @@ func TestStarterUp(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "| shutdown | approved | bob |") || !strings.Contains(string(b), "## Lessons learned") {
 		t.Errorf("report lacks the approval or the lessons section:\n%s", b)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

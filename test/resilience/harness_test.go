@@ -1,7 +1,6 @@
 package resilience
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,24 +28,6 @@ import (
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // randomSecret returns a fresh random secret of n bytes, hex encoded.
 func randomSecret(t *testing.T, n int) string {
@@ -446,7 +426,7 @@ type workerProc struct {
 	bin  string
 	env  []string
 	addr string
-	Logs lockedBuffer
+	Logs testenv.LockedBuffer
 
 	cmd  *exec.Cmd
 	done chan struct{}

@@ -61,7 +61,7 @@ type apiStack struct {
 	srv         *api.Server
 	ts          *httptest.Server
 	detectorKey string
-	logs        *lockedBuffer
+	logs        *testenv.LockedBuffer
 	svc         *intake.Service
 }
 
@@ -69,7 +69,7 @@ const detectorName = "generic"
 
 func newAPIStack(t *testing.T, p *testplatform.Platform) *apiStack {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testenv.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var cfg api.Config
 	if err := config.LoadFrom(&cfg, p.Env); err != nil {

@@ -73,7 +73,7 @@ func TestTemporalRestartDuringAlertStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	devLog := &lockedBuffer{}
+	devLog := &testenv.LockedBuffer{}
 	sctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dev, err := devserver.Start(sctx, devserver.Options{Binary: cli, DBFile: filepath.Join(t.TempDir(), "temporal.db"),
@@ -84,7 +84,7 @@ func TestTemporalRestartDuringAlertStorm(t *testing.T) {
 	t.Cleanup(func() { _ = dev.Stop() })
 	t.Logf("%5.1fs dedicated dev server up at %s", time.Since(began).Seconds(), dev.Address())
 
-	logs := &lockedBuffer{}
+	logs := &testenv.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := client.Dial(client.Options{HostPort: dev.Address(), Namespace: dev.Namespace(), DataConverter: p.Host.DataConverter(),
 		Logger: sdklog.NewStructuredLogger(log)})
