@@ -239,6 +239,31 @@ func pgEntry(ctx context.Context, q pgQuerier, incident string, seq int64) (Entr
 // rowScanner is what pgx rows and database/sql rows have in common.
 type rowScanner interface{ Scan(dest ...any) error }
 
+// rowIter is what eachRow reads of pgx.Rows and *sql.Rows.
+type rowIter interface {
+	rowScanner
+	Next() bool
+	Err() error
+}
+
+// eachRow scans every row with scan and hands it to fn; what names the
+// listing in errors. The caller closes rows.
+func eachRow[T any](rows rowIter, what string, scan func(rowScanner) (T, error), fn func(T) error) error {
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return fmt.Errorf("ledger: %s: %w", what, err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger: %s: %w", what, err)
+	}
+	return nil
+}
+
 // timeCol scans a time column: timestamptz (PostgreSQL) or an integer of
 // Unix microseconds (SQLite, micro true).
 type timeCol struct {
@@ -294,19 +319,7 @@ func (s *PostgresStore) Entries(ctx context.Context, incident string, fn func(En
 		return fmt.Errorf("ledger: entries %s: %w", incident, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows, false)
-		if err != nil {
-			return fmt.Errorf("ledger: entries %s: %w", incident, err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("ledger: entries %s: %w", incident, err)
-	}
-	return nil
+	return eachRow(rows, "entries "+incident, func(r rowScanner) (Entry, error) { return scanEntry(r, false) }, fn)
 }
 
 // Head implements [Store].
@@ -357,19 +370,7 @@ func (s *PostgresStore) Checkpoints(ctx context.Context, incident string, fn fun
 		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		c, err := scanCheckpoint(rows, false)
-		if err != nil {
-			return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
-	}
-	return nil
+	return eachRow(rows, "checkpoints "+incident, func(r rowScanner) (Checkpoint, error) { return scanCheckpoint(r, false) }, fn)
 }
 
 // Close implements [Store]; it closes the pool when the store opened it.

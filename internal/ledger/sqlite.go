@@ -171,19 +171,7 @@ func (s *SQLiteStore) Entries(ctx context.Context, incident string, fn func(Entr
 		return fmt.Errorf("ledger: entries %s: %w", incident, err)
 	}
 	defer func() { _ = rows.Close() }()
-	for rows.Next() {
-		e, err := scanEntry(rows, true)
-		if err != nil {
-			return fmt.Errorf("ledger: entries %s: %w", incident, err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("ledger: entries %s: %w", incident, err)
-	}
-	return nil
+	return eachRow(rows, "entries "+incident, func(r rowScanner) (Entry, error) { return scanEntry(r, true) }, fn)
 }
 
 // Head implements [Store].
@@ -218,19 +206,7 @@ func (s *SQLiteStore) Checkpoints(ctx context.Context, incident string, fn func(
 		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
 	}
 	defer func() { _ = rows.Close() }()
-	for rows.Next() {
-		c, err := scanCheckpoint(rows, true)
-		if err != nil {
-			return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("ledger: checkpoints %s: %w", incident, err)
-	}
-	return nil
+	return eachRow(rows, "checkpoints "+incident, func(r rowScanner) (Checkpoint, error) { return scanCheckpoint(r, true) }, fn)
 }
 
 // Close implements [Store].
