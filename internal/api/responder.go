@@ -368,13 +368,8 @@ func (rs *Responder) note(w http.ResponseWriter, r *http.Request, id auth.Identi
 		writeError(w, http.StatusBadRequest, apiError{Error: "text: a non-empty UTF-8 note is required", Code: "bad_note"})
 		return
 	}
-	if rs.evidence == nil {
-		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
-		return
-	}
-	view, err := rs.status(r.Context(), ref)
-	if err != nil {
-		rs.fail(w, r, ref, err)
+	incidentID, ok := rs.evidenceIncident(w, r, ref)
+	if !ok {
 		return
 	}
 	now := rs.now().UTC()
@@ -384,15 +379,15 @@ func (rs *Responder) note(w http.ResponseWriter, r *http.Request, id auth.Identi
 		body += "\n"
 	}
 	eref, err := rs.evidence.Put(r.Context(), evidence.PutRequest{
-		Incident: view.Status.IncidentID, Name: name, Class: evidence.ClassOperational, MediaType: "text/markdown",
+		Incident: incidentID, Name: name, Class: evidence.ClassOperational, MediaType: "text/markdown",
 		CollectedBy: id.Actor(), Source: "iru-api:notes from " + id.SourceIP, Body: strings.NewReader(body),
 	})
 	if err != nil {
-		rs.log.Error("store note", "incident", view.Status.IncidentID, "err", err)
+		rs.log.Error("store note", "incident", incidentID, "err", err)
 		writeError(w, http.StatusInternalServerError, apiError{Error: "the note could not be stored", Code: "evidence_failed"})
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": ref.Key, "incident_id": view.Status.IncidentID, "name": name, "ref": string(eref)})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": ref.Key, "incident_id": incidentID, "name": name, "ref": string(eref)})
 }
 
 // Report object names, as report.generate writes them.
@@ -422,18 +417,13 @@ func (rs *Responder) report(w http.ResponseWriter, r *http.Request, id auth.Iden
 		writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("format %q: want markdown or json", f), Code: "bad_format"})
 		return
 	}
-	if rs.evidence == nil {
-		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+	incidentID, ok := rs.evidenceIncident(w, r, ref)
+	if !ok {
 		return
 	}
-	view, err := rs.status(r.Context(), ref)
+	objs, err := rs.evidence.List(r.Context(), incidentID)
 	if err != nil {
-		rs.fail(w, r, ref, err)
-		return
-	}
-	objs, err := rs.evidence.List(r.Context(), view.Status.IncidentID)
-	if err != nil {
-		rs.log.Error("list evidence", "incident", view.Status.IncidentID, "err", err)
+		rs.log.Error("list evidence", "incident", incidentID, "err", err)
 		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence locker could not be read", Code: "evidence_failed"})
 		return
 	}
@@ -467,6 +457,22 @@ func (rs *Responder) report(w http.ResponseWriter, r *http.Request, id auth.Iden
 	writeError(w, http.StatusInternalServerError, apiError{Error: "the report could not be read or does not verify", Code: "evidence_failed"})
 }
 
+// evidenceIncident checks that the evidence locker is configured and looks
+// up the incident id (the name of its evidence) of ref; on failure it has
+// answered the request.
+func (rs *Responder) evidenceIncident(w http.ResponseWriter, r *http.Request, ref incidentRef) (string, bool) {
+	if rs.evidence == nil {
+		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+		return "", false
+	}
+	view, err := rs.status(r.Context(), ref)
+	if err != nil {
+		rs.fail(w, r, ref, err)
+		return "", false
+	}
+	return view.Status.IncidentID, true
+}
+
 // manifest answers the incident's evidence manifest and custody log.
 func (rs *Responder) manifest(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
 	ref, err := parseRef(r)
@@ -474,22 +480,17 @@ func (rs *Responder) manifest(w http.ResponseWriter, r *http.Request, _ auth.Ide
 		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
 		return
 	}
-	if rs.evidence == nil {
-		writeError(w, http.StatusServiceUnavailable, apiError{Error: "the evidence locker is not configured", Code: "no_evidence"})
+	incidentID, ok := rs.evidenceIncident(w, r, ref)
+	if !ok {
 		return
 	}
-	view, err := rs.status(r.Context(), ref)
+	m, err := rs.evidence.Manifest(r.Context(), incidentID)
 	if err != nil {
-		rs.fail(w, r, ref, err)
-		return
-	}
-	m, err := rs.evidence.Manifest(r.Context(), view.Status.IncidentID)
-	if err != nil {
-		rs.log.Error("evidence manifest", "incident", view.Status.IncidentID, "err", err)
+		rs.log.Error("evidence manifest", "incident", incidentID, "err", err)
 		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence manifest could not be read or does not verify", Code: "evidence_failed"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "incident_id": view.Status.IncidentID, "manifest": m})
+	writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "incident_id": incidentID, "manifest": m})
 }
 
 func notifyEvent(now time.Time, ip string, failures int, window time.Duration, summary string) notify.Event {
