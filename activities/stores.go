@@ -3,6 +3,9 @@ package activities
 import (
 	"context"
 	"io"
+	"sort"
+
+	"go.temporal.io/sdk/activity"
 )
 
 // Data classes of evidence, from the hardening guide's classification; the
@@ -41,4 +44,26 @@ type SecretItem struct {
 // appears in workflow history, logs or errors in clear text.
 type SecretSink interface {
 	StoreSecret(ctx context.Context, item SecretItem) (ref string, err error)
+}
+
+// Func is the uniform signature of every playbook action's implementation.
+type Func = func(context.Context, ActionInput) (ActionResult, error)
+
+// Registry is the part of a Temporal worker that registers activities.
+type Registry interface {
+	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
+}
+
+// RegisterAll registers each action implementation under its catalog name,
+// with no retry policy of its own: the workflow uses the catalog's
+// recommended options.
+func RegisterAll(r Registry, byName map[string]Func) {
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		r.RegisterActivityWithOptions(byName[n], activity.RegisterOptions{Name: n})
+	}
 }

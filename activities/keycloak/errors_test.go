@@ -21,7 +21,7 @@ import (
 func actionCalls(e *env) map[string]func() error {
 	alice := e.userID("alice")
 	sid := e.login("jdoe").SessionState
-	run := func(fn actionFunc, in activities.ActionInput) func() error {
+	run := func(fn activities.Func, in activities.ActionInput) func() error {
 		return func() error { _, err := fn(e.ctx, in); return err }
 	}
 	return map[string]func() error{

@@ -188,19 +188,10 @@ func (a *Activities) current() (*goprox.Client, string) {
 
 // Register registers every pve.* activity under its catalog name. No retry
 // policy is set here: the workflow uses the catalog's recommended options.
-func (a *Activities) Register(r interface {
-	RegisterActivityWithOptions(any, activity.RegisterOptions)
-}) {
-	for name, fn := range a.byName() {
-		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
-	}
-}
+func (a *Activities) Register(r activities.Registry) { activities.RegisterAll(r, a.byName()) }
 
-// actionFunc is the uniform signature of every action.
-type actionFunc = func(context.Context, activities.ActionInput) (activities.ActionResult, error)
-
-func (a *Activities) byName() map[string]actionFunc {
-	return map[string]actionFunc{
+func (a *Activities) byName() map[string]activities.Func {
+	return map[string]activities.Func{
 		activities.PVEResolveAsset:    a.ResolveAsset,
 		activities.PVEIsolate:         a.Isolate,
 		activities.PVEUnisolate:       a.Unisolate,

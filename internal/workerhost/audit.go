@@ -10,16 +10,13 @@ import (
 	"github.com/iru-responder/responder/internal/accesslog"
 )
 
-// action is the uniform signature of playbook actions.
-type action func(context.Context, activities.ActionInput) (activities.ActionResult, error)
-
 // auditKeyChanges re-registers the actions that change keys and secrets so
 // that each change also lands in the audit ledger's daily chain, whoever
 // started it (an incident, the 90-day schedule, an operator). Dry runs and
 // failures change nothing and are not recorded here (incidents record
 // their steps in their own chain).
 func (h *Host) auditKeyChanges(r Registry) {
-	for name, fn := range map[string]action{
+	for name, fn := range map[string]activities.Func{
 		activities.KeysRotateKEK:        h.keyops.RotateKEK,
 		activities.KeysRotateIntakeKeys: h.intakeKeys.RotateIntakeKeys,
 		activities.PVERotateToken:       h.pve.RotateToken,
@@ -29,7 +26,7 @@ func (h *Host) auditKeyChanges(r Registry) {
 	}
 }
 
-func (h *Host) audited(name string, fn action) action {
+func (h *Host) audited(name string, fn activities.Func) activities.Func {
 	return func(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 		res, err := fn(ctx, in)
 		if err == nil && !in.DryRun {
