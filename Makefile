@@ -1,16 +1,20 @@
 # IRU Responder. The two commands of the README:
 #   make up     the whole platform on this machine, on embedded defaults
 #   make test   every check and test, as CI runs them
-.PHONY: up test tools build dev-server lint bench clean
+.PHONY: up test services tools build dev-server lint bench clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/iru-responder/responder/internal/version.Version=$(VERSION)
 
-up: tools build
+up: services tools build
 	bin/starter up $(UP_FLAGS)
 
 test:
 	scripts/test.sh
+
+# OS packages (SoftHSM2, PostgreSQL) and the local PostgreSQL, when missing.
+services:
+	scripts/services.sh
 
 tools:
 	scripts/tools.sh
