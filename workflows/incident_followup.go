@@ -105,17 +105,20 @@ func (w *incident) inheritedCompensation(stepID string) (PendingCompensation, bo
 	return PendingCompensation{}, false
 }
 
-// inheritInput gives an inherited compensation's step what the stopped run
-// would have given it: the forward step's undo record, and the
-// compensation's idempotency key in the stopped incident (so it converges
-// with a run that compensates the same step).
+// inheritInput gives an inherited compensation's step the input the
+// stopped run would have given it (see compensate): the change it undoes
+// belongs to the stopped incident (an isolation is recorded under that
+// incident's id), so it acts as that incident, with the forward step's undo
+// record and the compensation's idempotency key there (it converges with a
+// run that compensates the same step).
 func (w *incident) inheritInput(stepID string, in *activities.ActionInput) {
 	c, ok := w.inheritedCompensation(stepID)
 	if !ok {
 		return
 	}
-	in.Undo = c.Undo
-	in.IdempotencyKey = w.in.Inherited.IncidentID + "/" + c.StepID + "/compensate"
+	inc := w.in.Inherited.IncidentID
+	in.IncidentID, in.StepID, in.Undo = inc, c.StepID+":compensate", c.Undo
+	in.IdempotencyKey = inc + "/" + c.StepID + "/compensate"
 }
 
 // inheritedDetail adds to the incident_opened ledger entry of a follow-up

@@ -75,14 +75,14 @@ func TestFollowUpWaitsForApproval(t *testing.T) {
 	if res.State != StateResolved {
 		t.Fatalf("follow-up ended %s: %s", res.State, res.Reason)
 	}
-	un, ok := h.fake.call("undo_1_isolate")
+	un, ok := h.fake.call("isolate:compensate")
 	if !ok {
 		t.Fatal("approved unisolate did not run")
 	}
-	if un.Undo["prior_ref"] != "ev-1" || un.IdempotencyKey != "INC-7/isolate/compensate" || un.Params["reason"] != "{{ not a template }}" {
-		t.Errorf("unisolate input: undo %v, key %q, params %v", un.Undo, un.IdempotencyKey, un.Params)
+	if un.Undo["prior_ref"] != "ev-1" || un.IdempotencyKey != "INC-7/isolate/compensate" || un.IncidentID != "INC-7" || un.Params["reason"] != "{{ not a template }}" {
+		t.Errorf("unisolate input: incident %s, undo %v, key %q, params %v", un.IncidentID, un.Undo, un.IdempotencyKey, un.Params)
 	}
-	if _, ran := h.fake.call("undo_2_disable"); ran {
+	if _, ran := h.fake.call("disable:compensate"); ran {
 		t.Error("denied enable_user ran")
 	}
 	if got := stepStatus(st, "undo_2_disable"); got != StepDenied {
