@@ -207,7 +207,8 @@ func TestWatchTerminatedIncident(t *testing.T) {
 // Temporal terminates the reset run itself (identity history-resetter) and
 // does not record who asked for the reset; the ledger says so, with the
 // time, the reason and the new run. The account the reset run had disabled
-// is offered back in a follow-up and re-enabled once a lead approves.
+// is offered back in a follow-up; when the follow-up is terminated in turn,
+// in another one, where a lead's approval re-enables it.
 func TestWatchResetIncident(t *testing.T) {
 	p := testplatform.New(t, testplatform.Options{})
 	wfID, runID := startIncident(t, p, "INC-WATCH-R", "credential-compromise", "keycloak", "enable")
@@ -265,10 +266,30 @@ func TestWatchResetIncident(t *testing.T) {
 	if on, _ := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "jdoe"); on {
 		t.Fatal("jdoe re-enabled before anyone approved it")
 	}
-	if _, err := testplatform.Decide(p.Client, fu, workflows.ApproveUpdate, "undo_1_disable", testplatform.Bob); err != nil {
+
+	// mallory terminates the follow-up too: what it still offered is
+	// offered again in a follow-up of the follow-up, nothing is lost.
+	d, err := p.Client.DescribeWorkflowExecution(context.Background(), fu, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuRun := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	if err := mallory.TerminateWorkflow(context.Background(), fu, fuRun, "noise"); err != nil {
+		t.Fatal(err)
+	}
+	rep2 := sweep(t, p, fuRun)
+	if rep2.How != workflows.StoppedTerminated || rep2.By != "mallory-cli" || rep2.Compensations != 1 || rep2.FollowUpWorkflowID == "" || rep2.FollowUpWorkflowID == fu {
+		t.Fatalf("report of the terminated follow-up: %+v", rep2)
+	}
+	if es := watchEntries(t, p, rep.FollowUpIncidentID, fuRun); len(es) != 1 || es[0].Actor != "temporal-client:mallory-cli" {
+		t.Errorf("follow-up chain: watch entries %+v", es)
+	}
+	fu2 := rep2.FollowUpWorkflowID
+	testplatform.WaitStep(t, p.Client, fu2, "undo_1_disable", workflows.StepWaitingApproval, 30*time.Second)
+	if _, err := testplatform.Decide(p.Client, fu2, workflows.ApproveUpdate, "undo_1_disable", testplatform.Bob); err != nil {
 		t.Fatalf("bob approves: %v", err)
 	}
-	testplatform.WaitStep(t, p.Client, fu, "undo_1_disable", workflows.StepSucceeded, 30*time.Second)
+	testplatform.WaitStep(t, p.Client, fu2, "undo_1_disable", workflows.StepSucceeded, 30*time.Second)
 	if on, err := p.Lab.Keycloak.UserEnabled(keycloak.Realm, "jdoe"); err != nil || !on {
 		t.Errorf("jdoe not re-enabled after approval: %v %v", on, err)
 	}
@@ -276,7 +297,9 @@ func TestWatchResetIncident(t *testing.T) {
 	if n := len(watchEntries(t, p, accesslog.Chain(at), runID)); n != 1 {
 		t.Errorf("%d entries after a second sweep, want 1", n)
 	}
-	if n := followUpStarts(t, p.Client, fu); n != 1 {
-		t.Errorf("%d follow-up executions, want 1", n)
+	for _, id := range []string{fu, fu2} {
+		if n := followUpStarts(t, p.Client, id); n != 1 {
+			t.Errorf("%s: %d executions, want 1", id, n)
+		}
 	}
 }

@@ -123,9 +123,12 @@ type WatchReportResult struct {
 // InheritedCompensations are the compensations a stopped run left pending,
 // handed to its follow-up incident ([IncidentInput.Inherited]).
 type InheritedCompensations struct {
-	// WorkflowID, RunID and IncidentID name the stopped run.
+	// WorkflowID and RunID name the stopped run.
 	WorkflowID string
 	RunID      string
+	// IncidentID is the incident whose changes the compensations undo: the
+	// stopped incident or, when a follow-up was stopped in turn, the
+	// incident it followed. The compensations act as that incident.
 	IncidentID string
 	// How, By, Reason and At say how it was stopped, by whom, why and when.
 	How    string

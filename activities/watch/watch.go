@@ -15,6 +15,7 @@
 package watch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,7 +184,7 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 	}
 	out := workflows.WatchReportResult{WorkflowID: r.WorkflowID, RunID: r.RunID, How: s.how, By: s.by, Reason: s.reason, At: s.at, NewRunID: s.newRunID}
 
-	st, pending, problem, err := a.pending(ctx, r)
+	st, pending, owner, problem, err := a.pending(ctx, r)
 	if err != nil {
 		return workflows.WatchReportResult{}, err
 	}
@@ -194,7 +195,7 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 		held = a.heldBy(ctx, r.WorkflowID, s.newRunID)
 	}
 	if len(pending) > 0 {
-		out.FollowUpWorkflowID, out.FollowUpIncidentID, err = a.followUp(ctx, r, s, st, pending)
+		out.FollowUpWorkflowID, out.FollowUpIncidentID, err = a.followUp(ctx, r, s, st, owner, pending)
 		if err != nil {
 			return workflows.WatchReportResult{}, err
 		}
@@ -288,9 +289,10 @@ func (a *Activities) stopOf(ctx context.Context, r workflows.StoppedRun) (stop, 
 // run. A status that cannot be replayed (a workflow change since) is
 // reported as a problem, with the incident named from the run's input.
 // Other errors (no worker polls the run's task queue yet) are retried.
-func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (workflows.IncidentStatus, []workflows.PendingCompensation, string, error) {
+// owner is the incident whose changes the compensations undo: the stopped
+// incident, or for a stopped follow-up the incident it follows.
+func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (st workflows.IncidentStatus, pending []workflows.PendingCompensation, owner, problem string, err error) {
 	in, inErr := a.input(ctx, r)
-	var st workflows.IncidentStatus
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	v, err := a.Temporal.QueryWorkflow(qctx, r.WorkflowID, r.RunID, workflows.StatusQuery)
@@ -301,17 +303,19 @@ func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (workf
 	switch {
 	case errors.As(err, &qf):
 		if inErr != nil {
-			return st, nil, "", fmt.Errorf("watch.report: status of %s/%s: %w; input: %w", r.WorkflowID, r.RunID, err, inErr)
+			return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w; input: %w", r.WorkflowID, r.RunID, err, inErr)
 		}
 		st = workflows.IncidentStatus{IncidentID: in.IncidentID, Asset: in.Asset, Severity: in.Severity, Drill: in.Drill, Playbook: in.Playbook}
-		return st, nil, fmt.Sprintf("pending compensations unknown: the status of the stopped run cannot be replayed: %v", err), nil
+		return st, nil, in.IncidentID, fmt.Sprintf("pending compensations unknown: the status of the stopped run cannot be replayed: %v", err), nil
 	case err != nil:
-		return st, nil, "", fmt.Errorf("watch.report: status of %s/%s: %w", r.WorkflowID, r.RunID, err)
+		return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w", r.WorkflowID, r.RunID, err)
 	}
-	pending := slices.Clone(st.Compensations)
+	owner = st.IncidentID
+	pending = slices.Clone(st.Compensations)
 	// A stopped follow-up leaves the inherited compensations nobody
 	// decided on yet: they are pending again.
 	if inErr == nil && in.Inherited != nil {
+		owner = in.Inherited.IncidentID
 		for i, c := range in.Inherited.Compensations {
 			id := workflows.InheritedStepID(i, c)
 			done := slices.ContainsFunc(st.Steps, func(s workflows.StepState) bool {
@@ -322,7 +326,7 @@ func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (workf
 			}
 		}
 	}
-	return st, pending, "", nil
+	return st, pending, owner, "", nil
 }
 
 // input decodes the run's input from its first event.
@@ -378,14 +382,12 @@ func FollowUpIncidentID(id, runID string) string {
 
 // followUp opens the follow-up incident once: its workflow id derives from
 // the stopped run's id and is never reused.
-func (a *Activities) followUp(ctx context.Context, r workflows.StoppedRun, s stop, st workflows.IncidentStatus, pending []workflows.PendingCompensation) (string, string, error) {
+func (a *Activities) followUp(ctx context.Context, r workflows.StoppedRun, s stop, st workflows.IncidentStatus, owner string, pending []workflows.PendingCompensation) (string, string, error) {
 	key := workflows.FollowUpKey(r.RunID)
 	wfID := workflows.IncidentWorkflowID(key)
-	base := st.IncidentID
-	if base == "" {
-		base = r.WorkflowID
-	}
-	id := FollowUpIncidentID(base, r.RunID)
+	base := cmp.Or(st.IncidentID, r.WorkflowID)
+	owner = cmp.Or(owner, base)
+	id := FollowUpIncidentID(owner, r.RunID)
 	severity := st.Severity
 	if severity == "" {
 		severity = "high"
@@ -408,7 +410,7 @@ func (a *Activities) followUp(ctx context.Context, r workflows.StoppedRun, s sto
 			Severity: severity, Asset: st.Asset, Summary: summary, Labels: labels, ObservedAt: s.at, ReceivedAt: a.now().UTC(),
 		}},
 		Inherited: &workflows.InheritedCompensations{
-			WorkflowID: r.WorkflowID, RunID: r.RunID, IncidentID: base, How: s.how, By: s.by, Reason: s.reason, At: s.at,
+			WorkflowID: r.WorkflowID, RunID: r.RunID, IncidentID: owner, How: s.how, By: s.by, Reason: s.reason, At: s.at,
 			NewRunID: s.newRunID, Compensations: pending,
 		},
 	}
