@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,11 +270,11 @@ func TestWatchResetIncident(t *testing.T) {
 
 	// mallory terminates the follow-up too: what it still offered is
 	// offered again in a follow-up of the follow-up, nothing is lost.
-	d, err := p.Client.DescribeWorkflowExecution(context.Background(), fu, "")
+	d, err := p.Client.DescribeWorkflow(context.Background(), fu, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fuRun := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	fuRun := d.WorkflowExecution.RunID
 	if err := mallory.TerminateWorkflow(context.Background(), fu, fuRun, "noise"); err != nil {
 		t.Fatal(err)
 	}
@@ -301,5 +302,99 @@ func TestWatchResetIncident(t *testing.T) {
 		if n := followUpStarts(t, p.Client, id); n != 1 {
 			t.Errorf("%s: %d executions, want 1", id, n)
 		}
+	}
+}
+
+// scheduledResults returns the results of the schedule's completed sweeps
+// (oldest first) and how many sweeps it started.
+func scheduledResults(t *testing.T, p *testplatform.Platform, h client.ScheduleHandle) ([]workflows.WatchResult, int) {
+	t.Helper()
+	d, err := h.Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []workflows.WatchResult
+	for _, a := range d.Info.RecentActions {
+		if a.StartWorkflowResult == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var res workflows.WatchResult
+		err := p.Client.GetWorkflow(ctx, a.StartWorkflowResult.WorkflowID, a.StartWorkflowResult.FirstExecutionRunID).Get(ctx, &res)
+		cancel()
+		if err != nil {
+			t.Fatalf("sweep %s: %v", a.StartWorkflowResult.WorkflowID, err)
+		}
+		out = append(out, res)
+	}
+	return out, len(d.Info.RecentActions)
+}
+
+// TestWatchSchedule runs the watch as it is deployed: the schedule the
+// worker and `starter up` create sweeps at once, and each sweep starts from
+// the previous one's cursor (its last completion result): the terminated
+// run is reported by one sweep, skipped by the next.
+func TestWatchSchedule(t *testing.T) {
+	p := testplatform.New(t, testplatform.Options{})
+	ctx := context.Background()
+	wfID, runID := startIncident(t, p, "INC-WATCH-S", "container-compromise", "api-gateway", "shutdown")
+	mallory := testenv.Client(t, client.Options{Identity: "mallory-cli"})
+	if err := mallory.TerminateWorkflow(ctx, wfID, runID, "scheduled test"); err != nil {
+		t.Fatal(err)
+	}
+
+	sc := p.Client.ScheduleClient()
+	change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue)
+	if err != nil || change != "created" {
+		t.Fatalf("EnsureSchedule: %s %v", change, err)
+	}
+	h := sc.GetHandle(ctx, workflows.WatchScheduleID)
+	t.Cleanup(func() { _ = h.Delete(context.Background()) })
+	if change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
+		t.Fatalf("EnsureSchedule again: %s %v", change, err)
+	}
+
+	// Sweep (the first one at creation, more by trigger) until one has
+	// reported the run.
+	reportedBy := -1
+	for deadline := time.Now().Add(60 * time.Second); reportedBy < 0; {
+		results, _ := scheduledResults(t, p, h)
+		for i, r := range results {
+			if slices.ContainsFunc(r.Reported, func(x workflows.WatchReportResult) bool { return x.RunID == runID }) {
+				reportedBy = i
+			}
+		}
+		if reportedBy >= 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled sweep reported %s: %+v", runID, results)
+		}
+		if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	_, started := scheduledResults(t, p, h)
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var next workflows.WatchResult
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		results, n := scheduledResults(t, p, h)
+		if n > started && len(results) == n {
+			next = results[len(results)-1]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the triggered sweep did not run")
+		}
+	}
+	if slices.ContainsFunc(next.Reported, func(x workflows.WatchReportResult) bool { return x.RunID == runID }) || !slices.Contains(next.Seen, runID) {
+		t.Errorf("the next sweep did not start from the cursor: reported %+v, seen %v", next.Reported, next.Seen)
+	}
+	at, _, _ := terminatedEvent(t, p.Client, wfID, runID)
+	if n := len(watchEntries(t, p, accesslog.Chain(at), runID)); n != 1 {
+		t.Errorf("%d entries, want 1", n)
 	}
 }

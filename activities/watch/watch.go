@@ -59,7 +59,7 @@ const (
 // client implements it.
 type Temporal interface {
 	ListWorkflow(ctx context.Context, request *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
-	DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error)
+	DescribeWorkflow(ctx context.Context, workflowID, runID string) (*client.WorkflowExecutionDescription, error)
 	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
 	QueryWorkflow(ctx context.Context, workflowID, runID, queryType string, args ...any) (converter.EncodedValue, error)
 	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
@@ -275,11 +275,11 @@ func (a *Activities) stopOf(ctx context.Context, r workflows.StoppedRun) (stop, 
 	s := stop{how: workflows.StoppedTerminated, by: attrs.GetIdentity(), reason: attrs.GetReason(), at: closeEvent.GetEventTime().AsTime().UTC()}
 	if s.by == ResetterIdentity {
 		s.how = workflows.StoppedReset
-		d, err := a.Temporal.DescribeWorkflowExecution(ctx, r.WorkflowID, r.RunID)
+		d, err := a.Temporal.DescribeWorkflow(ctx, r.WorkflowID, r.RunID)
 		if err != nil {
 			return stop{}, fmt.Errorf("watch.report: describe %s/%s: %w", r.WorkflowID, r.RunID, err)
 		}
-		s.newRunID = d.GetWorkflowExtendedInfo().GetResetRunId()
+		s.newRunID = d.RawResponse.GetWorkflowExtendedInfo().GetResetRunId()
 	}
 	return s, nil
 }
