@@ -344,11 +344,12 @@ func TestWatchSchedule(t *testing.T) {
 	}
 
 	sc := p.Client.ScheduleClient()
+	h := sc.GetHandle(ctx, workflows.WatchScheduleID)
+	_ = h.Delete(ctx) // a worker binary started by another test creates it too
 	change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue)
 	if err != nil || change != "created" {
 		t.Fatalf("EnsureSchedule: %s %v", change, err)
 	}
-	h := sc.GetHandle(ctx, workflows.WatchScheduleID)
 	t.Cleanup(func() { _ = h.Delete(context.Background()) })
 	if change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
 		t.Fatalf("EnsureSchedule again: %s %v", change, err)
