@@ -306,6 +306,13 @@ func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (st wo
 			return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w; input: %w", r.WorkflowID, r.RunID, err, inErr)
 		}
 		st = workflows.IncidentStatus{IncidentID: in.IncidentID, Asset: in.Asset, Severity: in.Severity, Drill: in.Drill, Playbook: in.Playbook}
+		if in.Carry != nil {
+			// A continued run carries its predecessor's state: the last
+			// compensations known without replaying this run.
+			st = in.Carry.Status
+			return st, slices.Clone(st.Compensations), st.IncidentID,
+				fmt.Sprintf("the status of the stopped run cannot be replayed (%v): pending compensations as of its start (continue-as-new)", err), nil
+		}
 		return st, nil, in.IncidentID, fmt.Sprintf("pending compensations unknown: the status of the stopped run cannot be replayed: %v", err), nil
 	case err != nil:
 		return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w", r.WorkflowID, r.RunID, err)

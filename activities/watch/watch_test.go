@@ -2,6 +2,8 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,17 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/ledger/ledgertest"
 	"github.com/iru-responder/responder/workflows"
@@ -150,5 +163,145 @@ func TestDescribe(t *testing.T) {
 	}
 	if got := actor(ResetterIdentity); got != "temporal:history-resetter" {
 		t.Errorf("actor(resetter) = %s", got)
+	}
+}
+
+// fakeTemporal serves one stopped run.
+type fakeTemporal struct {
+	closeEvent *historypb.HistoryEvent
+	input      workflows.IncidentInput
+	status     *workflows.IncidentStatus // nil: the query fails
+	starts     []workflows.IncidentInput
+	startErr   error
+}
+
+type events []*historypb.HistoryEvent
+
+func (e *events) HasNext() bool { return len(*e) > 0 }
+func (e *events) Next() (*historypb.HistoryEvent, error) {
+	ev := (*e)[0]
+	*e = (*e)[1:]
+	return ev, nil
+}
+
+type value struct{ v any }
+
+func (v value) HasValue() bool { return v.v != nil }
+func (v value) Get(ptr any) error {
+	b, err := json.Marshal(v.v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, ptr)
+}
+
+func (f *fakeTemporal) ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	return &workflowservice.ListWorkflowExecutionsResponse{}, nil
+}
+
+func (f *fakeTemporal) DescribeWorkflow(context.Context, string, string) (*client.WorkflowExecutionDescription, error) {
+	return nil, errors.New("not a reset")
+}
+
+func (f *fakeTemporal) GetWorkflowHistory(_ context.Context, _, _ string, _ bool, filter enumspb.HistoryEventFilterType) client.HistoryEventIterator {
+	if filter == enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT {
+		return &events{f.closeEvent}
+	}
+	p, err := converter.GetDefaultDataConverter().ToPayloads(f.input)
+	if err != nil {
+		panic(err)
+	}
+	return &events{{EventId: 1, EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, Attributes: &historypb.HistoryEvent_WorkflowExecutionStartedEventAttributes{
+		WorkflowExecutionStartedEventAttributes: &historypb.WorkflowExecutionStartedEventAttributes{Input: p}}}}
+}
+
+func (f *fakeTemporal) QueryWorkflow(context.Context, string, string, string, ...any) (converter.EncodedValue, error) {
+	if f.status == nil {
+		return nil, serviceerror.NewQueryFailed("nondeterministic workflow: history event is ActivityTaskScheduled, replay command is TimerStarted")
+	}
+	return value{*f.status}, nil
+}
+
+func (f *fakeTemporal) ExecuteWorkflow(_ context.Context, _ client.StartWorkflowOptions, _ any, args ...any) (client.WorkflowRun, error) {
+	f.starts = append(f.starts, args[0].(workflows.IncidentInput))
+	return nil, f.startErr
+}
+
+func terminated(identity, reason string, at time.Time) *historypb.HistoryEvent {
+	return &historypb.HistoryEvent{EventId: 40, EventTime: timestamppb.New(at), EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+		Attributes: &historypb.HistoryEvent_WorkflowExecutionTerminatedEventAttributes{
+			WorkflowExecutionTerminatedEventAttributes: &historypb.WorkflowExecutionTerminatedEventAttributes{Identity: identity, Reason: reason}}}
+}
+
+// TestReportFallbacks: what the watch does when the stopped run cannot be
+// replayed (its code changed since), when the follow-up exists already,
+// and when the run did not close by termination.
+func TestReportFallbacks(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	run := workflows.StoppedRun{WorkflowID: "incident:k", RunID: "r-1", TaskQueue: "tq", CloseTime: at}
+	carried := workflows.IncidentStatus{IncidentID: "INC-C", Asset: "web-1", Severity: "critical",
+		Compensations: []workflows.PendingCompensation{{StepID: "isolate", Action: "pve.unisolate", Undo: map[string]string{"prior_ref": "ev"}}}}
+	tests := []struct {
+		name        string
+		f           *fakeTemporal
+		wantPending int
+		wantProblem string
+		wantErr     string
+	}{
+		{"query fails, continued run: the carried compensations", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at),
+			input: workflows.IncidentInput{IncidentID: "INC-C", Carry: &workflows.IncidentCarry{Status: carried}}}, 1, "as of its start", ""},
+		{"query fails, first run: compensations unknown, said so", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at),
+			input: workflows.IncidentInput{IncidentID: "INC-C"}}, 0, "pending compensations unknown", ""},
+		{"follow-up already opened by an earlier report", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at), status: &carried,
+			startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("exists", "", "")}, 1, "", ""},
+		{"follow-up cannot be opened: retried", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at), status: &carried,
+			startErr: errors.New("unavailable")}, 0, "", "open follow-up"},
+		{"not a termination", &fakeTemporal{closeEvent: &historypb.HistoryEvent{EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+			Attributes: &historypb.HistoryEvent_WorkflowExecutionCompletedEventAttributes{WorkflowExecutionCompletedEventAttributes: &historypb.WorkflowExecutionCompletedEventAttributes{}}}},
+			0, "", "did not close by termination"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := openLedger(t)
+			a := &Activities{Temporal: tt.f, Ledger: LedgerOf(l)}
+			var suite testsuite.WorkflowTestSuite
+			env := suite.NewTestActivityEnvironment()
+			env.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: workflows.WatchReportActivity})
+			var rep workflows.WatchReportResult
+			v, err := env.ExecuteActivity(workflows.WatchReportActivity, workflows.WatchReportInput{Run: run})
+			if err == nil {
+				err = v.Get(&rep)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if h, herr := l.Store().Head(context.Background(), accesslog.Chain(at)); herr == nil {
+					t.Errorf("a failed report wrote %+v", h)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Compensations != tt.wantPending || !strings.Contains(rep.Problem, tt.wantProblem) || rep.IncidentID != "INC-C" {
+				t.Errorf("report: %+v", rep)
+			}
+			if tt.wantPending > 0 {
+				if len(tt.f.starts) != 1 || tt.f.starts[0].Inherited == nil || tt.f.starts[0].Inherited.Compensations[0].Undo["prior_ref"] != "ev" ||
+					rep.FollowUpWorkflowID != workflows.IncidentWorkflowID(workflows.FollowUpKey("r-1")) {
+					t.Errorf("follow-up: %+v, starts %+v", rep, tt.f.starts)
+				}
+			} else if len(tt.f.starts) != 0 {
+				t.Errorf("follow-up opened with nothing to offer: %+v", tt.f.starts)
+			}
+			for _, chain := range []string{accesslog.Chain(at), "INC-C"} {
+				var got []ledger.Entry
+				_ = l.Store().Entries(context.Background(), chain, func(e ledger.Entry) error { got = append(got, e); return nil })
+				if len(got) != 1 || !strings.Contains(got[0].Outcome.Detail, tt.wantProblem) || got[0].Actor != "temporal-client:mallory-cli" {
+					t.Errorf("chain %s: %+v", chain, got)
+				}
+			}
+		})
 	}
 }
