@@ -12,6 +12,41 @@ import (
 	"github.com/iru-responder/responder/activities"
 )
 
+// TestOrphanedCompensationsPlaybook checks the follow-up playbook: it
+// changes nothing by itself (its recovery steps are the inherited
+// compensations the interpreter adds, each behind an approval), and it
+// still documents the incident.
+func TestOrphanedCompensationsPlaybook(t *testing.T) {
+	set, err := Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := set.Get("orphaned-compensations", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var post []string
+	for _, ph := range pb.Phases {
+		for _, e := range ph.Entries {
+			for _, s := range e.Steps() {
+				a, err := activities.Lookup(s.Action)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.Compensation != "" || a.Destructive {
+					t.Errorf("step %s (%s) changes something; the follow-up only runs approved undo steps", s.ID, s.Action)
+				}
+				if ph.Name == PhasePostIncident {
+					post = append(post, s.Action)
+				}
+			}
+		}
+	}
+	if !slices.Contains(post, activities.ReportGenerate) {
+		t.Errorf("post_incident steps %v: the report is missing", post)
+	}
+}
+
 // TestEmbeddedPlaybooks checks the shipped playbooks against the product
 // rules: complete across the six phases, parallel containment, approvals on
 // destroy/restore/rotate steps, recovery and post-incident duties.
@@ -20,9 +55,12 @@ func TestEmbeddedPlaybooks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Embedded: %v", err)
 	}
+	// The response playbooks, and the follow-up of an incident stopped
+	// outside the platform (its steps come from the stopped run; see
+	// TestOrphanedCompensationsPlaybook).
 	want := []string{"container-compromise", "credential-compromise", "data-exfiltration", "failed-auth-threshold", "key-compromise"}
-	if got := set.Names(); !slices.Equal(got, want) {
-		t.Fatalf("Names = %v, want %v", got, want)
+	if got := set.Names(); !slices.Equal(got, append(slices.Clone(want), "orphaned-compensations")) {
+		t.Fatalf("Names = %v, want %v and orphaned-compensations", got, want)
 	}
 	for _, name := range want {
 		t.Run(name, func(t *testing.T) {

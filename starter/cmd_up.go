@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/activities/intakekeys"
+	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
@@ -357,7 +358,8 @@ func (s *stack) startAPI(ctx context.Context) error {
 }
 
 // schedules creates the platform's Temporal Schedules: the 90-day intake
-// API key rotation and the drills of drills/drills.yaml.
+// API key rotation, the drills of drills/drills.yaml and the watch on
+// incidents stopped outside the platform.
 func (s *stack) schedules(ctx context.Context) error {
 	change, err := intakekeys.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
@@ -375,7 +377,12 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("drill schedules: %w", err)
 	}
-	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced", change, len(changes))
+	wchange, err := watch.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	if err != nil {
+		return fmt.Errorf("watch schedule: %w", err)
+	}
+	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s)",
+		change, len(changes), workflows.WatchInterval, wchange)
 	return nil
 }
 

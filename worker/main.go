@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
@@ -114,6 +115,14 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	}
 	running.Store(true)
 	log.Info("polling", "taskQueue", workflows.TaskQueue, "temporal", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace)
+	// The watch on incidents terminated or reset outside the platform runs
+	// wherever a worker runs; a failure here is logged, not fatal (`starter
+	// up` creates the schedule too).
+	if change, err := watch.EnsureSchedule(ctx, c.ScheduleClient(), workflows.TaskQueue); err != nil {
+		log.Error("watch schedule", "schedule", workflows.WatchScheduleID, "err", err)
+	} else {
+		log.Info("watch schedule", "schedule", workflows.WatchScheduleID, "change", change, "every", workflows.WatchInterval)
+	}
 	<-ctx.Done()
 	log.Info("shutting down: no new tasks, running activities get the grace period", "grace", cfg.ShutdownGrace)
 	running.Store(false)

@@ -62,6 +62,11 @@ type IncidentInput struct {
 	// ContinueAsNewAfter is the number of signals and updates one run
 	// handles before it continues as new (0: 500).
 	ContinueAsNewAfter int `json:",omitempty"`
+	// Inherited is set only on a follow-up incident (playbook
+	// [OrphanedCompensationsPlaybook]): the compensations a run stopped
+	// outside the platform left pending. Each becomes a recovery step that
+	// waits for a responder's approval.
+	Inherited *InheritedCompensations `json:",omitempty"`
 	// Carry is the state of the previous run; set only by continue-as-new.
 	Carry *IncidentCarry `json:",omitempty"`
 }

@@ -139,8 +139,8 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 			return IncidentResult{}, err
 		}
 		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmpOr(w.in.OpenedBy, actorWorkflow),
-			Detail: map[string]string{"playbook": w.pb.Name, "version": w.pb.Version, "asset": w.st.Asset, "severity": w.st.Severity,
-				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)}},
+			Detail: w.inheritedDetail(map[string]string{"playbook": w.pb.Name, "version": w.pb.Version, "asset": w.st.Asset, "severity": w.st.Severity,
+				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
 		w.onAlerts(ctx, w.in.Alerts)
 	}
@@ -174,6 +174,9 @@ func (w *incident) resolve(ctx workflow.Context) error {
 			activities.ErrTypeBadParams, nil)
 	}
 	w.pb = &res.Playbook
+	if err := w.inherit(); err != nil {
+		return err
+	}
 	w.st.Playbook, w.st.PlaybookVersion = w.pb.Name, w.pb.Version
 	if w.st.Severity == "" {
 		w.st.Severity = w.pb.SeverityDefault

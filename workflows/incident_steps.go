@@ -181,6 +181,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset,
 		Drill: w.drill(), DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + s.ID, LedgerSeq: w.st.LedgerSeq,
 	}
+	w.inheritInput(s.ID, &in)
 	st.Status, st.StartedAt = StepRunning, workflow.Now(ctx).UTC()
 	w.running++
 	var res activities.ActionResult

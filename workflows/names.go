@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -75,3 +77,34 @@ const (
 // IncidentWorkflowID is the workflow id of the incident with correlation key
 // key: alerts with the same key join one incident.
 func IncidentWorkflowID(key string) string { return "incident:" + key }
+
+// Names of the watch on incidents stopped outside the platform: runs that an
+// operator terminated or reset directly on Temporal (Web UI, CLI), past the
+// responder API. The worker, `starter up` and the workflow use these and
+// nothing else.
+const (
+	// WatchWorkflow is the registered name of [Watch].
+	WatchWorkflow = "Watch"
+	// WatchScheduleID is the Temporal Schedule that runs one [Watch] sweep
+	// every [WatchInterval]; its workflows get ids "watch:out-of-band-<time>".
+	WatchScheduleID = "watch:out-of-band"
+	// WatchInterval is how often the schedule sweeps.
+	WatchInterval = 30 * time.Second
+	// WatchListActivity lists incident runs closed as terminated since a
+	// cursor: [WatchListInput] in, [WatchListResult] out.
+	WatchListActivity = "watch.list"
+	// WatchReportActivity records one such run in the ledger and opens its
+	// follow-up incident: [WatchReportInput] in, [WatchReportResult] out.
+	WatchReportActivity = "watch.report"
+	// OrphanedCompensationsPlaybook is the playbook of a follow-up
+	// incident: its recovery phase gets one approval-gated step per
+	// compensation the stopped run left pending ([IncidentInput.Inherited]).
+	OrphanedCompensationsPlaybook = "orphaned-compensations"
+	// WatchActor is the ledger actor of the watch's own entries.
+	WatchActor = "system:watch"
+)
+
+// FollowUpKey is the correlation key of the follow-up incident of the
+// stopped run runID: derived from the run id, so that the follow-up is
+// opened once however often the run is reported.
+func FollowUpKey(runID string) string { return "followup:" + runID }

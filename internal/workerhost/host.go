@@ -19,6 +19,7 @@ import (
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/activities/selftest"
+	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
@@ -155,6 +156,8 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
+	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
+	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 }
 
 // Close releases everything Open opened.
