@@ -17,6 +17,10 @@ const (
 	mapperRealmRole     = "oidc-usermodel-realm-role-mapper"
 	mapperClientRole    = "oidc-usermodel-client-role-mapper"
 	mapperUserAttribute = "oidc-usermodel-attribute-mapper"
+	// mapperAMR is Keycloak 24's "Authentication Method Reference (AMR)" mapper: the "amr" claim
+	// lists the reference values (authenticator config default.reference.value) of the executions
+	// the login completed, an empty list when none has one. Keycloak 23.0.6 does not have it.
+	mapperAMR = "oidc-amr-mapper"
 )
 
 // Mapper configuration keys (Keycloak's OIDCAttributeMapperHelper and ProtocolMapperUtils).
@@ -57,6 +61,9 @@ const (
 // only when it is exactly "true"; the userinfo flag, when absent, follows the ID token's, and the
 // introspection flag the access token's.
 func (m *protocolMapper) includes(k tokenKind) bool {
+	if m.mapperType == mapperAMR && (k == kindIntrospection || k == kindUserinfo) {
+		return false // Keycloak's AMR mapper writes only to access and ID tokens
+	}
 	switch k {
 	case kindAccess:
 		return m.config[cfgAccessToken] == "true"
@@ -82,7 +89,7 @@ func (m *protocolMapper) includes(k tokenKind) bool {
 // JSON value that does not parse), so a bad realm file fails when it is loaded.
 func validateMapper(clientID string, m *protocolMapper) error {
 	switch m.mapperType {
-	case mapperAudience:
+	case mapperAudience, mapperAMR:
 		return nil
 	case mapperHardcoded, mapperRealmRole, mapperClientRole, mapperUserAttribute:
 	default:
@@ -210,7 +217,7 @@ var clientIDPlaceholder = regexp.MustCompile(`\$\{client_id\}`)
 // mapperClaims runs c's protocol mappers (other than audience mappers, which shape "aud") for a
 // token of kind k issued to u, whose effective roles are realmRoles and clientRoles. It returns
 // the claims the mappers add. Caller holds s.mu.
-func (r *realm) mapperClaims(c *client, u *user, realmRoles []string, clientRoles map[string][]string, k tokenKind) (map[string]any, error) {
+func (r *realm) mapperClaims(c *client, u *user, sess *session, realmRoles []string, clientRoles map[string][]string, k tokenKind) (map[string]any, error) {
 	claims := map[string]any{}
 	for _, m := range c.mappers {
 		if m.mapperType == mapperAudience || !m.includes(k) {
@@ -223,6 +230,16 @@ func (r *realm) mapperClaims(c *client, u *user, realmRoles []string, clientRole
 			merge bool
 		)
 		switch m.mapperType {
+		case mapperAMR:
+			if sess == nil {
+				continue // no authentication, no amr (client credentials)
+			}
+			amr := make([]any, 0, len(sess.amr))
+			for _, v := range sess.amr {
+				amr = append(amr, v)
+			}
+			claims["amr"] = amr
+			continue
 		case mapperHardcoded:
 			v, err = convertClaimValue(m.config[cfgJSONType], m.config[cfgClaimValue])
 		case mapperUserAttribute:
@@ -272,11 +289,12 @@ func (r *realm) introspectionClaims(tc *tokenClaims, claims map[string]any) erro
 		return nil
 	}
 	realmRoles, clientRoles := r.effectiveRoles(u)
-	inAccess, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindAccess)
+	sess := r.sessions[tc.Sid]
+	inAccess, err := r.mapperClaims(c, u, sess, realmRoles, clientRoles, kindAccess)
 	if err != nil {
 		return err
 	}
-	inIntrospection, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindIntrospection)
+	inIntrospection, err := r.mapperClaims(c, u, sess, realmRoles, clientRoles, kindIntrospection)
 	if err != nil {
 		return err
 	}

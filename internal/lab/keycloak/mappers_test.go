@@ -97,7 +97,7 @@ func TestPermissionsClaim(t *testing.T) {
 	}
 
 	// The responders' permission comes from their role, not from the client they log in with: the
-	// same realm with alice's ir-responder taken away and ir-lead given to jdoe.
+	// same realm with alice's ir-responder taken away and given to jdoe.
 	t.Run("follows role mappings", func(t *testing.T) {
 		raw, err := seedFS.ReadFile("realms/iru.json")
 		if err != nil {
@@ -113,7 +113,7 @@ func TestPermissionsClaim(t *testing.T) {
 			case "alice":
 				u["realmRoles"] = []string{"default-roles-iru"}
 			case "jdoe":
-				u["realmRoles"] = []string{"default-roles-iru", RoleLead}
+				u["realmRoles"] = []string{"default-roles-iru", RoleResponder}
 			}
 		}
 		changed, err := json.Marshal(doc)

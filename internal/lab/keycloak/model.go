@@ -29,6 +29,15 @@ type realm struct {
 	sessions map[string]*session // by id
 	revoked  map[string]int64    // revoked access-token jti -> exp
 
+	bruteForce      bruteForce
+	failures        map[string]*loginFailure // by user id
+	otp             otpPolicy
+	usedCodes       map[string]time.Time // "<credential id>.<code>" -> when it may be forgotten
+	flows           map[string]*authFlow // by alias
+	authConfig      map[string]map[string]string
+	directGrantFlow string
+	browserFlow     string
+
 	keys        []*signingKey // newest last; the last one signs
 	events      []Event
 	adminEvents []AdminEvent
@@ -64,6 +73,7 @@ type user struct {
 	enabled, emailVerified bool
 	created                int64 // ms
 	password               string
+	otp                    []*otpCredential
 	serviceAccountClientID string
 	attributes             map[string][]string
 	requiredActions        []string
@@ -74,6 +84,7 @@ type user struct {
 
 type session struct {
 	id, userID string
+	amr        []string          // authentication method references of the login (Keycloak's AMR)
 	clients    map[string]string // client uuid -> clientId
 	start      time.Time
 	lastAccess time.Time
@@ -220,6 +231,11 @@ func (r *realm) expireSessions(now time.Time) {
 	for jti, exp := range r.revoked {
 		if exp < now.Unix() {
 			delete(r.revoked, jti)
+		}
+	}
+	for k, exp := range r.usedCodes {
+		if !now.Before(exp) {
+			delete(r.usedCodes, k)
 		}
 	}
 }

@@ -211,33 +211,25 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 		}
 		username := strings.ToLower(req.PostFormValue("username"))
 		details["username"] = username
-		u = r.userByUsername(username)
-		if u == nil && username != "" {
-			for _, cand := range r.users {
-				if cand.email != "" && cand.email == username {
-					u = cand
-					break
+		g := &directGrant{r: r, form: req.PostForm, now: now}
+		if gf := g.run(); gf != nil {
+			userID := ""
+			if g.user != nil {
+				userID = g.user.id
+				if gf.counts {
+					r.failedLogin(g.user, now, ip)
 				}
 			}
-		}
-		if u == nil || u.serviceAccountClientID != "" {
-			fail(oauthErr(http.StatusUnauthorized, "invalid_grant", "Invalid user credentials"), "user_not_found", "", map[string]string{"username": username, "auth_method": "openid-connect"})
+			fail(gf.oe, gf.eventErr, userID, map[string]string{"username": username, "auth_method": "openid-connect"})
 			return
 		}
-		if !u.enabled {
-			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Account disabled"), "user_disabled", u.id, map[string]string{"username": username, "auth_method": "openid-connect"})
-			return
-		}
-		pw := req.PostFormValue("password")
-		if u.password == "" || subtle.ConstantTimeCompare([]byte(pw), []byte(u.password)) != 1 {
-			fail(oauthErr(http.StatusUnauthorized, "invalid_grant", "Invalid user credentials"), "invalid_user_credentials", u.id, map[string]string{"username": username, "auth_method": "openid-connect"})
-			return
-		}
+		u = g.user
 		if len(u.requiredActions) > 0 {
 			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Account is not fully set up"), "resolve_required_actions", u.id, map[string]string{"username": username})
 			return
 		}
-		sess = &session{id: uuid.NewString(), userID: u.id, clients: map[string]string{c.id: c.clientID}, start: now, lastAccess: now, ip: ip}
+		r.successfulLogin(u)
+		sess = &session{id: uuid.NewString(), userID: u.id, amr: g.amr, clients: map[string]string{c.id: c.clientID}, start: now, lastAccess: now, ip: ip}
 		r.sessions[sess.id] = sess
 		authTime = now.Unix()
 	case "client_credentials":
@@ -432,7 +424,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, req *http.Request, r *rea
 	}
 	if c := r.clientByClientID(tc.Azp); c != nil {
 		realmRoles, clientRoles := r.effectiveRoles(u)
-		extra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindUserinfo)
+		extra, err := r.mapperClaims(c, u, r.sessions[tc.Sid], realmRoles, clientRoles, kindUserinfo)
 		if err != nil {
 			reject(http.StatusInternalServerError, "unknown_error", "Mapper failed")
 			return

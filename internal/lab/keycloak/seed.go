@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 )
 
 //go:embed realms/*.json
@@ -56,6 +57,20 @@ const (
 	PermissionsClaim = "permissions"
 )
 
+// LabTOTPSeeds are the lab users' TOTP seeds (RFC 6238: HMAC-SHA1, 6 digits, 30-second steps),
+// base32 as an authenticator app takes them (otpauth://totp/iru:bob?secret=...). The realm export
+// stores each as Keycloak does: an "otp" credential whose secretData value is the raw secret
+// ("iru-lab-totp-bob-000"), whose bytes base32-encode to the seed. The realm requires a code from
+// holders of ir-lead and ir-admin (bob, carol); alice, jdoe and asmith have none.
+var LabTOTPSeeds = map[string]string{
+	"bob":   "NFZHKLLMMFRC25DPORYC2YTPMIWTAMBQ",
+	"carol": "NFZHKLLMMFRC25DPORYC2Y3BOJXWYLJQ",
+}
+
+// RoleOTPRequired is the realm role the direct grant and browser flows' OTP condition checks;
+// ir-lead and ir-admin include it.
+const RoleOTPRequired = "otp-required"
+
 // Realm roles of Realm.
 const (
 	// RoleResponder is held by alice and bob: view incidents, approve low-risk steps.
@@ -88,6 +103,25 @@ type realmExport struct {
 	Clients                   []clientExport  `json:"clients"`
 	DefaultRole               *roleExport     `json:"defaultRole"`
 	Attributes                json.RawMessage `json:"attributes"`
+
+	BruteForceProtected          bool               `json:"bruteForceProtected"`
+	PermanentLockout             bool               `json:"permanentLockout"`
+	FailureFactor                int                `json:"failureFactor"`
+	WaitIncrementSeconds         int                `json:"waitIncrementSeconds"`
+	MaxFailureWaitSeconds        int                `json:"maxFailureWaitSeconds"`
+	MinimumQuickLoginWaitSeconds int                `json:"minimumQuickLoginWaitSeconds"`
+	QuickLoginCheckMilliSeconds  int                `json:"quickLoginCheckMilliSeconds"`
+	MaxDeltaTimeSeconds          int                `json:"maxDeltaTimeSeconds"`
+	OTPPolicyType                string             `json:"otpPolicyType"`
+	OTPPolicyAlgorithm           string             `json:"otpPolicyAlgorithm"`
+	OTPPolicyDigits              int                `json:"otpPolicyDigits"`
+	OTPPolicyPeriod              int                `json:"otpPolicyPeriod"`
+	OTPPolicyLookAheadWindow     *int               `json:"otpPolicyLookAheadWindow"`
+	OTPPolicyCodeReusable        bool               `json:"otpPolicyCodeReusable"`
+	AuthenticationFlows          []flowExport       `json:"authenticationFlows"`
+	AuthenticatorConfig          []authConfigExport `json:"authenticatorConfig"`
+	DirectGrantFlow              string             `json:"directGrantFlow"`
+	BrowserFlow                  string             `json:"browserFlow"`
 }
 
 type rolesExport struct {
@@ -120,11 +154,7 @@ type userExport struct {
 	RequiredActions        []string            `json:"requiredActions"`
 	RealmRoles             []string            `json:"realmRoles"`
 	ClientRoles            map[string][]string `json:"clientRoles"`
-	Credentials            []struct {
-		Type      string `json:"type"`
-		Value     string `json:"value"`
-		Temporary bool   `json:"temporary"`
-	} `json:"credentials"`
+	Credentials            []credentialExport  `json:"credentials"`
 }
 
 type clientExport struct {
@@ -223,6 +253,34 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		users:               map[string]*user{},
 		sessions:            map[string]*session{},
 		revoked:             map[string]int64{},
+		failures:            map[string]*loginFailure{},
+		usedCodes:           map[string]time.Time{},
+		directGrantFlow:     rx.DirectGrantFlow,
+		browserFlow:         orDefault(rx.BrowserFlow, "browser"),
+		bruteForce: bruteForce{
+			// Keycloak's defaults for the fields an export leaves out.
+			enabled: rx.BruteForceProtected, permanentLockout: rx.PermanentLockout,
+			failureFactor: orInt(rx.FailureFactor, 30),
+			waitIncrement: seconds(orInt(rx.WaitIncrementSeconds, 60)),
+			maxWait:       seconds(orInt(rx.MaxFailureWaitSeconds, 900)),
+			minQuickWait:  seconds(orInt(rx.MinimumQuickLoginWaitSeconds, 60)),
+			quickCheck:    time.Duration(orInt(rx.QuickLoginCheckMilliSeconds, 1000)) * time.Millisecond,
+			maxDelta:      seconds(orInt(rx.MaxDeltaTimeSeconds, 43200)),
+		},
+		otp: otpPolicy{
+			typ: orDefault(rx.OTPPolicyType, "totp"), algorithm: orDefault(rx.OTPPolicyAlgorithm, "HmacSHA1"),
+			digits: orInt(rx.OTPPolicyDigits, 6), period: orInt(rx.OTPPolicyPeriod, 30), lookAhead: 1,
+			codeReusable: rx.OTPPolicyCodeReusable,
+		},
+	}
+	if rx.OTPPolicyLookAheadWindow != nil {
+		r.otp.lookAhead = *rx.OTPPolicyLookAheadWindow
+	}
+	if r.otp.typ != "totp" {
+		return nil, fmt.Errorf("realm %s: otpPolicyType %q is not implemented (totp only)", r.name, r.otp.typ)
+	}
+	if err := loadFlows(r, rx.AuthenticationFlows, rx.AuthenticatorConfig); err != nil {
+		return nil, err
 	}
 	for _, re := range rx.Roles.Realm {
 		r.roles[re.Name] = roleFromExport(r, re, "", r.id)
@@ -392,8 +450,15 @@ func userFromExport(r *realm, ue userExport, nowMillis int64) (*user, error) {
 		}
 	}
 	for _, cred := range ue.Credentials {
-		if cred.Type == "password" {
+		switch cred.Type {
+		case "password":
 			u.password = cred.Value
+		case "otp":
+			c, err := otpFromExport(r.name, u.username, cred)
+			if err != nil {
+				return nil, err
+			}
+			u.otp = append(u.otp, c)
 		}
 	}
 	return u, nil
@@ -415,6 +480,8 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
 
 func orInt(v, def int) int {
 	if v <= 0 {

@@ -8,6 +8,11 @@
 // unmodified gocloak and go-oidc clients work against it; pointing the platform at a real Keycloak
 // only changes the URL and credentials.
 //
+// The password grant runs the realm's direct grant flow (username, password, and conditional
+// subflows that ask for a TOTP code by role or when the user has one: RFC 6238 with the realm's
+// OTP policy) under the realm's brute-force detection; tokens get the claims of the clients'
+// protocol mappers (hardcoded, role, attribute, audience and AMR mappers).
+//
 // Realms are loaded from Keycloak realm-export JSON files embedded from realms/*.json: the same
 // files a real Keycloak imports with --import-realm. Lab credentials are the exported constants.
 // A real Keycloak creates its master realm at first start (KEYCLOAK_ADMIN/KEYCLOAK_ADMIN_PASSWORD,

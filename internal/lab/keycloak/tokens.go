@@ -141,7 +141,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 	access.Email = u.email
 	access.GivenName, access.FamilyName = u.firstName, u.lastName
 	access.Name = strings.TrimSpace(u.firstName + " " + u.lastName)
-	accessExtra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindAccess)
+	accessExtra, err := r.mapperClaims(c, u, sess, realmRoles, clientRoles, kindAccess)
 	if err != nil {
 		return tokenSet{}, err
 	}
@@ -170,7 +170,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 			Sid: sess.id, Acr: "1", EmailVerified: access.EmailVerified, Name: access.Name,
 			PreferredUsername: u.username, GivenName: u.firstName, FamilyName: u.lastName, Email: u.email,
 		}
-		idExtra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindID)
+		idExtra, err := r.mapperClaims(c, u, sess, realmRoles, clientRoles, kindID)
 		if err != nil {
 			return tokenSet{}, err
 		}
