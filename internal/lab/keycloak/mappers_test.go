@@ -303,7 +303,7 @@ func TestProductionRealmPermissions(t *testing.T) {
 		secrets[name] = "prod-" + strings.ToLower(name)
 		return secrets[name]
 	})
-	for _, name := range []string{"IRU_KC_WORKER_SECRET", "IRU_KC_API_SECRET", "IRU_KC_OPERATOR_SECRET"} {
+	for _, name := range []string{"IRU_KC_WORKER_SECRET", "IRU_KC_API_SECRET", "IRU_KC_OPERATOR_SECRET", "IRU_KC_TEMPORAL_UI_SECRET"} {
 		if _, ok := secrets[name]; !ok {
 			t.Errorf("production realm does not take %s from the environment", name)
 		}
