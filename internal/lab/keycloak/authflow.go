@@ -244,19 +244,22 @@ func (r *realm) successfulLogin(u *user) { delete(r.failures, u.id) }
 
 // grantFailure is how a direct grant ends when the flow refuses it.
 type grantFailure struct {
-	oe       *oauthError
-	eventErr string
-	counts   bool // a failure the brute-force detector records (Keycloak's FAILURE, not FORCE_CHALLENGE)
+	oe        *oauthError
+	eventErr  string
+	counts    bool // a failure the brute-force detector records (Keycloak's FAILURE, not FORCE_CHALLENGE)
+	challenge bool // a browser flow wants the next form (the one-time code)
+	attempted bool // an alternative that did not apply (no SSO cookie)
 }
 
 // directGrant runs the realm's direct grant flow for the form (username, password, totp). It
 // returns the user and the authentication method references of the executions that completed.
 type directGrant struct {
-	r    *realm
-	form url.Values
-	now  time.Time
-	user *user
-	amr  []string
+	r           *realm
+	form        url.Values
+	now         time.Time
+	user        *user
+	amr         []string
+	interactive bool // the browser flow: a missing code asks for it instead of failing
 }
 
 func (g *directGrant) run() *grantFailure {
@@ -283,8 +286,10 @@ func (g *directGrant) flow(alias string) *authFlow {
 	if f := g.r.flows[alias]; f != nil {
 		return f
 	}
-	if alias == defaultConditionalOTPFlow.alias {
-		return defaultConditionalOTPFlow
+	for _, d := range []*authFlow{defaultConditionalOTPFlow, defaultBrowserForms, defaultBrowserOTP} {
+		if alias == d.alias {
+			return d
+		}
 	}
 	return nil
 }
@@ -317,8 +322,8 @@ func (g *directGrant) runFlow(f *authFlow) *grantFailure {
 	}
 	var last *grantFailure
 	for _, e := range alternative {
-		if last = g.runExecution(e); last == nil {
-			return nil
+		if last = g.runExecution(e); last == nil || !last.attempted {
+			return last
 		}
 	}
 	return last
@@ -382,11 +387,11 @@ func (g *directGrant) configuredFor(f *authFlow) bool {
 			continue
 		}
 		switch e.authenticator {
-		case authValidateOTP:
+		case authValidateOTP, authOTPForm:
 			if len(g.user.otp) == 0 {
 				return false
 			}
-		case authValidatePassword:
+		case authValidatePassword, authUsernameForm:
 			if g.user.password == "" {
 				return false
 			}
@@ -400,6 +405,19 @@ var errInvalidCredentials = "Invalid user credentials"
 // authenticate runs one direct grant authenticator with Keycloak's responses and event errors.
 func (g *directGrant) authenticate(name, requirement string) *grantFailure {
 	switch name {
+	case authCookie, authIdPRedirect:
+		// No SSO cookie and no identity provider in the simulator: the alternative does not apply.
+		return &grantFailure{oe: oauthErr(http.StatusUnauthorized, "invalid_grant", errInvalidCredentials), eventErr: "invalid_user_credentials", attempted: true}
+	case authUsernameForm:
+		if fail := g.authenticate(authValidateUsername, requirement); fail != nil {
+			return fail
+		}
+		return g.authenticate(authValidatePassword, requirement)
+	case authOTPForm:
+		if _, present := g.form["totp"]; g.interactive && !present && len(g.user.otp) > 0 {
+			return &grantFailure{challenge: true}
+		}
+		return g.authenticate(authValidateOTP, requirement)
 	case authValidateUsername:
 		username := strings.ToLower(g.form.Get("username"))
 		if username == "" {
@@ -547,10 +565,19 @@ func loadFlows(r *realm, flows []flowExport, configs []authConfigExport) error {
 	if r.directGrantFlow == "" {
 		r.directGrantFlow = builtinDirectGrant
 	}
-	root := r.flows[r.directGrantFlow]
+	if err := checkFlow(r, r.directGrantFlow, builtinDirectGrant, []string{authValidateUsername, authValidatePassword, authValidateOTP}); err != nil {
+		return err
+	}
+	return checkFlow(r, r.browserFlow, builtinBrowser, []string{authCookie, authIdPRedirect, authUsernameForm, authOTPForm})
+}
+
+// checkFlow checks that the flow bound as alias (or the built-in one when alias is builtin and
+// not defined) uses only the authenticators the simulator runs for that binding.
+func checkFlow(r *realm, alias, builtin string, authenticators []string) error {
+	root := r.flows[alias]
 	if root == nil {
-		if r.directGrantFlow != builtinDirectGrant {
-			return fmt.Errorf("realm %s: directGrantFlow %q is not defined", r.name, r.directGrantFlow)
+		if alias != builtin {
+			return fmt.Errorf("realm %s: flow %q is bound but not defined", r.name, alias)
 		}
 		return nil
 	}
@@ -558,7 +585,7 @@ func loadFlows(r *realm, flows []flowExport, configs []authConfigExport) error {
 	var check func(f *authFlow) error
 	check = func(f *authFlow) error {
 		if seen[f.alias] {
-			return fmt.Errorf("realm %s: flow %q is used twice in the direct grant flow", r.name, f.alias)
+			return fmt.Errorf("realm %s: flow %q is used twice in flow %q", r.name, f.alias, alias)
 		}
 		seen[f.alias] = true
 		for _, e := range f.executions {
@@ -580,12 +607,13 @@ func loadFlows(r *realm, flows []flowExport, configs []authConfigExport) error {
 				}
 				continue
 			}
-			switch e.authenticator {
-			case authValidateUsername, authValidatePassword, authValidateOTP, condUserConfigured:
-			case condUserRole:
+			switch {
+			case slices.Contains(authenticators, e.authenticator), e.authenticator == condUserConfigured:
+			case e.authenticator == condUserRole:
 				if r.authConfig[e.configAlias]["condUserRole"] == "" {
 					return fmt.Errorf("realm %s: flow %q: %s without condUserRole config", r.name, f.alias, condUserRole)
 				}
+			case e.requirement == reqDisabled:
 			default:
 				return fmt.Errorf("realm %s: flow %q: authenticator %q is not implemented by the simulator", r.name, f.alias, e.authenticator)
 			}

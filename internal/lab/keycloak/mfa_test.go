@@ -282,9 +282,8 @@ func TestBruteForceLockout(t *testing.T) {
 	})
 }
 
-// The console client (public; the browser console's) requires PKCE with S256. The simulator has
-// no authorization endpoint yet, so this asserts the client's setting through the admin API as
-// the platform and a real Keycloak read it.
+// The console client (public; the browser console's) requires PKCE with S256: its setting as the
+// admin API shows it (the authorization endpoint's refusals are in browser_test.go).
 func TestConsoleClientRequiresPKCES256(t *testing.T) {
 	l := newLab(t)
 	c, err := l.gc.GetClient(l.ctx, l.workerToken(), Realm, l.clientUUID(ConsoleClientID))

@@ -37,6 +37,8 @@ type realm struct {
 	authConfig      map[string]map[string]string
 	directGrantFlow string
 	browserFlow     string
+	authSessions    map[string]*authSession // browser logins in progress, by tab id
+	codes           map[string]*authCode    // issued authorization codes
 
 	keys        []*signingKey // newest last; the last one signs
 	events      []Event
@@ -231,6 +233,16 @@ func (r *realm) expireSessions(now time.Time) {
 	for jti, exp := range r.revoked {
 		if exp < now.Unix() {
 			delete(r.revoked, jti)
+		}
+	}
+	for k, ac := range r.codes {
+		if now.After(ac.exp) {
+			delete(r.codes, k)
+		}
+	}
+	for k, as := range r.authSessions {
+		if now.Sub(as.created) > 30*time.Minute {
+			delete(r.authSessions, k)
 		}
 	}
 	for k, exp := range r.usedCodes {

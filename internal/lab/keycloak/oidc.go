@@ -39,6 +39,8 @@ func (s *Server) serveRealms(w http.ResponseWriter, req *http.Request, seg []str
 		"protocol/openid-connect/userinfo":         {[]string{http.MethodGet, http.MethodPost}, s.handleUserinfo},
 		"protocol/openid-connect/logout":           {[]string{http.MethodGet, http.MethodPost}, s.handleLogout},
 		"protocol/openid-connect/revoke":           {[]string{http.MethodPost}, s.handleRevoke},
+		"protocol/openid-connect/auth":             {[]string{http.MethodGet, http.MethodPost}, s.handleAuth},
+		"login-actions/authenticate":               {[]string{http.MethodPost}, s.handleLoginAction},
 	}
 	rt, ok := routes[rest]
 	if !ok {
@@ -172,7 +174,7 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 	now := s.now()
 	r.expireSessions(now)
 
-	eventType := map[string]string{"password": "LOGIN", "client_credentials": "CLIENT_LOGIN", "refresh_token": "REFRESH_TOKEN"}[grant]
+	eventType := map[string]string{"password": "LOGIN", "client_credentials": "CLIENT_LOGIN", "refresh_token": "REFRESH_TOKEN", "authorization_code": "CODE_TO_TOKEN"}[grant]
 	fail := func(e *oauthError, errCode, userID string, details map[string]string) {
 		if eventType != "" {
 			if details == nil {
@@ -232,6 +234,24 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 		sess = &session{id: uuid.NewString(), userID: u.id, amr: g.amr, clients: map[string]string{c.id: c.clientID}, start: now, lastAccess: now, ip: ip}
 		r.sessions[sess.id] = sess
 		authTime = now.Unix()
+	case "authorization_code":
+		ac, oe, code := r.redeemCode(c, req.PostForm, now)
+		if oe != nil {
+			fail(oe, code, "", nil)
+			return
+		}
+		sess = r.sessions[ac.sessionID]
+		if !r.sessionValid(sess, now) {
+			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Session not active"), "user_session_not_found", "", nil)
+			return
+		}
+		u = r.users[sess.userID]
+		if u == nil || !u.enabled {
+			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "User disabled"), "user_disabled", "", nil)
+			return
+		}
+		scope, authTime = ac.scope, ac.authTime
+		details["code_id"] = sess.id
 	case "client_credentials":
 		if c.public {
 			fail(oauthErr(http.StatusUnauthorized, "unauthorized_client", "Public client not allowed to retrieve service account"), "invalid_client", "", nil)

@@ -255,6 +255,8 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		revoked:             map[string]int64{},
 		failures:            map[string]*loginFailure{},
 		usedCodes:           map[string]time.Time{},
+		authSessions:        map[string]*authSession{},
+		codes:               map[string]*authCode{},
 		directGrantFlow:     rx.DirectGrantFlow,
 		browserFlow:         orDefault(rx.BrowserFlow, "browser"),
 		bruteForce: bruteForce{
