@@ -357,4 +357,29 @@ func TestProductionRealmPermissions(t *testing.T) {
 	if !reflect.DeepEqual(prod.Roles, labRx.Roles) {
 		t.Errorf("roles differ between deploy/keycloak/iru-realm.json and the lab realm")
 	}
+	// The same logins: flows, OTP policy (the lab alone lets a code be used twice per step) and
+	// brute-force detection.
+	for _, f := range []struct {
+		name      string
+		prod, lab any
+	}{
+		{"authenticationFlows", prod.AuthenticationFlows, labRx.AuthenticationFlows},
+		{"authenticatorConfig", prod.AuthenticatorConfig, labRx.AuthenticatorConfig},
+		{"directGrantFlow", prod.DirectGrantFlow, labRx.DirectGrantFlow},
+		{"browserFlow", prod.BrowserFlow, labRx.BrowserFlow},
+		{"bruteForceProtected", prod.BruteForceProtected, labRx.BruteForceProtected},
+		{"failureFactor", prod.FailureFactor, labRx.FailureFactor},
+		{"waitIncrementSeconds", prod.WaitIncrementSeconds, labRx.WaitIncrementSeconds},
+		{"maxFailureWaitSeconds", prod.MaxFailureWaitSeconds, labRx.MaxFailureWaitSeconds},
+		{"otpPolicyAlgorithm", prod.OTPPolicyAlgorithm, labRx.OTPPolicyAlgorithm},
+		{"otpPolicyDigits", prod.OTPPolicyDigits, labRx.OTPPolicyDigits},
+		{"otpPolicyPeriod", prod.OTPPolicyPeriod, labRx.OTPPolicyPeriod},
+	} {
+		if !reflect.DeepEqual(f.prod, f.lab) {
+			t.Errorf("%s differs between deploy/keycloak/iru-realm.json (%v) and the lab realm (%v)", f.name, f.prod, f.lab)
+		}
+	}
+	if !prod.BruteForceProtected || prod.OTPPolicyCodeReusable {
+		t.Error("the production realm must have brute-force detection on and one-time codes single-use")
+	}
 }
