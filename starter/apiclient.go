@@ -118,7 +118,7 @@ func oauthConfig(ctx context.Context, cfg *cliConfig, hc *http.Client) (*oauth2.
 }
 
 // passwordLogin runs the password grant and caches the tokens.
-func passwordLogin(ctx context.Context, cfg *cliConfig, username, password string) (*cachedToken, error) {
+func passwordLogin(ctx context.Context, cfg *cliConfig, username, password, otp string) (*cachedToken, error) {
 	hc, err := cfg.httpClient()
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func passwordLogin(ctx context.Context, cfg *cliConfig, username, password strin
 	if err != nil {
 		return nil, err
 	}
-	tok, err := oc.PasswordCredentialsToken(context.WithValue(ctx, oauth2.HTTPClient, hc), username, password)
+	tok, err := passwordGrant(ctx, hc, oc, username, password, otp)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {

@@ -281,7 +281,7 @@ func TestResponderCLI(t *testing.T) {
 		}
 	})
 	t.Run("lead approves", func(t *testing.T) {
-		e.must(keycloak.UserPassword+"\n", "login", "--username", "bob")
+		e.must(keycloak.UserPassword+"\n", "login", "--username", "bob", "--otp", keycloak.TOTPCode("bob", time.Now()))
 		out := e.must("", "incident", "approve", key, "shutdown", "--reason", "rebuild")
 		if !strings.Contains(out, "approved shutdown (1 of 1 approvals)") {
 			t.Errorf("output %q", out)

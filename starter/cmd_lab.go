@@ -5,18 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/lab"
+	"github.com/iru-responder/responder/internal/lab/keycloak"
 )
 
 func init() { commands = append(commands, newLabCmd) }
 
 func newLabCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Run the lab: simulated Proxmox VE and Keycloak with fixed lab credentials",
 		Long: `lab starts the Proxmox VE and Keycloak simulators on their usual ports, prints
@@ -40,6 +43,29 @@ and public: never use them for anything but the lab.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "totp USER",
+		Short: "Print a lab user's current one-time code (from the documented lab TOTP seed)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code := keycloak.TOTPCode(args[0], time.Now())
+			if code == "" {
+				return &exitError{code: 2, err: fmt.Errorf("lab: %s has no TOTP seed (only %s)", args[0], strings.Join(labTOTPUsers(), ", "))}
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), code)
+			return nil
+		},
+	})
+	return cmd
+}
+
+func labTOTPUsers() []string {
+	var out []string
+	for u := range keycloak.LabTOTPSeeds {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // startLab starts the simulators and writes lab.env into stateDir.

@@ -2,13 +2,19 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
 	"golang.org/x/sys/unix"
 
 	"github.com/iru-responder/responder/internal/config"
@@ -17,14 +23,21 @@ import (
 func init() { commands = append(commands, newLoginCmd) }
 
 func newLoginCmd() *cobra.Command {
-	var username string
+	var username, otp string
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Log in to Keycloak (password grant) and cache the token for the responder commands",
 		Long: `Log in with the public client IRU_CLI_CLIENT_ID (iru-console) of the
 Keycloak realm IRU_OIDC_ISSUER. On a terminal it prompts for the username
-(unless --username) and the password without echo; otherwise it needs
---username and reads the password from the first line of stdin.
+(unless --username), the password without echo, and the one-time code of
+your authenticator app (unless --otp; leave it empty if your account has no
+second factor). Otherwise it needs --username, reads the password from the
+first line of stdin, and sends a code only with --otp.
+
+The realm asks holders of ir-lead and ir-admin for the code (Keycloak's
+direct grant "totp" parameter); without it, or with a wrong one, the login
+is refused like a wrong password, and repeated failures lock the account for
+a while (brute-force detection). The lab's seeds are printed by 'starter lab'.
 
 The access and refresh tokens are cached in ~/.config/iru/token.json
 (IRU_TOKEN_FILE; mode 0600, folder 0700) and refreshed when they expire.`,
@@ -35,11 +48,11 @@ The access and refresh tokens are cached in ~/.config/iru/token.json
 				return &exitError{code: 2, err: err}
 			}
 			in := cmd.InOrStdin()
-			user, pass, err := credentials(in, cmd.ErrOrStderr(), username)
+			user, pass, code, err := credentials(in, cmd.ErrOrStderr(), username, otp, cmd.Flags().Changed("otp"))
 			if err != nil {
 				return err
 			}
-			ct, err := passwordLogin(cmd.Context(), &cfg, user, pass)
+			ct, err := passwordLogin(cmd.Context(), &cfg, user, pass, code)
 			if err != nil {
 				return err
 			}
@@ -49,12 +62,38 @@ The access and refresh tokens are cached in ~/.config/iru/token.json
 		},
 	}
 	cmd.Flags().StringVar(&username, "username", "", "Keycloak username (prompted for on a terminal when empty)")
+	cmd.Flags().StringVar(&otp, "otp", "", "one-time code (TOTP) of your second factor, for non-interactive use (prompted for on a terminal)")
 	return cmd
 }
 
-// credentials reads the username and password: prompted on a terminal
+// credentials reads the username, password and one-time code: prompted on a
+// terminal (password without echo; the code unless --otp was given), else
+// --username, the first line of stdin and --otp.
+func credentials(in io.Reader, prompt io.Writer, username, otp string, otpGiven bool) (user, pass, code string, err error) {
+	user, pass, br, terminal, err := readUserPassword(in, prompt, username)
+	if err != nil {
+		return "", "", "", err
+	}
+	code = strings.TrimSpace(otp)
+	if terminal && !otpGiven {
+		fmt.Fprint(prompt, "One-time code (empty if your account has none): ")
+		line, rerr := br.ReadString('\n')
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			return "", "", "", fmt.Errorf("login: read one-time code: %w", rerr)
+		}
+		code = strings.TrimSpace(line)
+	}
+	for _, r := range code {
+		if r < '0' || r > '9' {
+			return "", "", "", &exitError{code: 2, err: errors.New("login: the one-time code is digits only")}
+		}
+	}
+	return user, pass, code, nil
+}
+
+// readUserPassword reads the username and password: prompted on a terminal
 // (password without echo), else --username and the first line of stdin.
-func credentials(in io.Reader, prompt io.Writer, username string) (string, string, error) {
+func readUserPassword(in io.Reader, prompt io.Writer, username string) (string, string, *bufio.Reader, bool, error) {
 	f, isFile := in.(*os.File)
 	terminal := false
 	if isFile {
@@ -64,12 +103,12 @@ func credentials(in io.Reader, prompt io.Writer, username string) (string, strin
 	br := bufio.NewReader(in)
 	if username == "" {
 		if !terminal {
-			return "", "", &exitError{code: 2, err: errors.New("login: --username is required when stdin is not a terminal")}
+			return "", "", nil, false, &exitError{code: 2, err: errors.New("login: --username is required when stdin is not a terminal")}
 		}
 		fmt.Fprint(prompt, "Username: ")
 		line, err := br.ReadString('\n')
 		if err != nil && line == "" {
-			return "", "", fmt.Errorf("login: read username: %w", err)
+			return "", "", nil, false, fmt.Errorf("login: read username: %w", err)
 		}
 		username = strings.TrimSpace(line)
 	}
@@ -86,13 +125,13 @@ func credentials(in io.Reader, prompt io.Writer, username string) (string, strin
 		}
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("login: read password: %w", err)
+		return "", "", nil, false, fmt.Errorf("login: read password: %w", err)
 	}
 	pass = strings.TrimRight(pass, "\r\n")
 	if username == "" || pass == "" {
-		return "", "", &exitError{code: 2, err: errors.New("login: username and password must not be empty")}
+		return "", "", nil, false, &exitError{code: 2, err: errors.New("login: username and password must not be empty")}
 	}
-	return username, pass, nil
+	return username, pass, br, terminal, nil
 }
 
 // readNoEcho reads one line from the terminal f with echo turned off.
@@ -114,4 +153,59 @@ func readNoEcho(f *os.File, br *bufio.Reader) (string, error) {
 		err = nil
 	}
 	return line, err
+}
+
+// passwordGrant runs the password grant for the public client. Keycloak's
+// direct grant takes a second factor's one-time code as the form parameter
+// totp, which oauth2's PasswordCredentialsToken cannot send; with a code the
+// request is made here, with the same fields and the same error type.
+func passwordGrant(ctx context.Context, hc *http.Client, oc *oauth2.Config, username, password, otp string) (*oauth2.Token, error) {
+	if otp == "" {
+		tok, err := oc.PasswordCredentialsToken(context.WithValue(ctx, oauth2.HTTPClient, hc), username, password)
+		if err != nil {
+			return nil, fmt.Errorf("password grant: %w", err)
+		}
+		return tok, nil
+	}
+	form := url.Values{
+		"grant_type": {"password"}, "client_id": {oc.ClientID}, "username": {username},
+		"password": {password}, "totp": {otp}, "scope": {strings.Join(oc.Scopes, " ")},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, oc.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("password grant: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("password grant: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("password grant: read response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(body, &e)
+		return nil, &oauth2.RetrieveError{Response: resp, Body: body, ErrorCode: e.Error, ErrorDescription: e.Description}
+	}
+	var t struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type"`
+		RefreshToken string `json:"refresh_token"`
+		ExpiresIn    int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+		return nil, fmt.Errorf("password grant: token response without access_token: %w", err)
+	}
+	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken}
+	if t.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
+	}
+	return tok, nil
 }

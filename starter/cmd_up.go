@@ -436,7 +436,10 @@ func (s *stack) summary(reportPath string) {
 	w("  API server        http://%s (detector keys in %s)", s.apiAddr, filepath.Join(s.cfg.StateDir, "detector-keys"))
 	w("  Worker metrics    http://%s/metrics", s.cfg.WorkerAddr)
 	if s.lab != nil {
-		w("  Lab               Proxmox VE %s, Keycloak %s (credentials: bin/starter lab --help)", s.lab.PVE.URL(), s.lab.Keycloak.URL())
+		w("  Lab               Proxmox VE %s, Keycloak %s; lab credentials:", s.lab.PVE.URL(), s.lab.Keycloak.URL())
+		for _, line := range strings.Split(strings.TrimRight(s.lab.Credentials(), "\n"), "\n") {
+			w("    %s", line)
+		}
 	}
 	if reportPath != "" {
 		w("  Incident report   %s", reportPath)
@@ -444,7 +447,7 @@ func (s *stack) summary(reportPath string) {
 	w("  Logs              %s", s.logDir)
 	w("Try (IRU_ENV_FILE=%s points the commands at this stack):", envFile)
 	w("  export IRU_ENV_FILE=%s IRU_API_URL=http://%s", envFile, s.apiAddr)
-	w("  bin/starter login --username bob          # password %s (lab)", keycloak.UserPassword)
+	w("  bin/starter login --username bob          # password %s, then bob's one-time code: bin/starter lab totp bob", keycloak.UserPassword)
 	w("  bin/starter incidents                     # the incidents, open and closed")
 	w("  bin/starter incident show container-compromise:api-gateway")
 	w("  bin/starter audit verify <INC-id>         # recompute the hash chain, check the HSM signature")

@@ -90,12 +90,14 @@ func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 		return "", err
 	}
 	d.say("investigation done (evidence collected, forensic backup taken); remediation waits for an ir-lead's approval")
-	tok, err := gc.Login(ctx, keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword)
+	// The realm asks an ir-lead for a second factor: bob's authenticator app holds his lab seed.
+	tok, err := gc.LoginOtp(ctx, keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword,
+		keycloak.TOTPCode("bob", time.Now()))
 	if err != nil {
 		return "", fmt.Errorf("bob's login: %w", err)
 	}
 	d.token = tok.AccessToken
-	d.say("bob (ir-lead) logs in through Keycloak and approves the rebuild through the API")
+	d.say("bob (ir-lead) logs in through Keycloak with his password and one-time code, and approves the rebuild through the API")
 	for _, step := range []string{"shutdown", "restore"} {
 		if _, err := d.waitFor(ctx, wfID, step+" approval", func(st workflows.IncidentStatus) bool { return stepIs(st, step, workflows.StepWaitingApproval) }); err != nil {
 			return "", err

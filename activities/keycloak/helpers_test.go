@@ -247,7 +247,8 @@ func (e *env) sessions(username string) []kclab.SessionInfo {
 // login logs a seeded user in through the public console client.
 func (e *env) login(username string) *gocloak.JWT {
 	e.t.Helper()
-	j, err := e.gc.Login(e.ctx, kclab.ConsoleClientID, "", kclab.Realm, username, kclab.UserPassword)
+	// Leads and admins send their one-time code (the lab's TOTP seed); others send none.
+	j, err := e.gc.LoginOtp(e.ctx, kclab.ConsoleClientID, "", kclab.Realm, username, kclab.UserPassword, kclab.TOTPCode(username, e.clock.Now()))
 	if err != nil {
 		e.t.Fatalf("Login %s: %v", username, err)
 	}

@@ -180,6 +180,7 @@ func TestCollectEvents(t *testing.T) {
 			t.Fatal("login with a wrong password succeeded")
 		}
 	}
+	e.clock.Advance(16 * time.Minute) // past the realm's brute-force lockout (maxFailureWaitSeconds)
 	e.login("alice")
 	e.login("bob")
 	if _, err := e.gc.Login(e.ctx, kclab.ConsoleClientID, "", kclab.Realm, "bob", "wrong"); err == nil {

@@ -225,7 +225,7 @@ func TestSecurity(t *testing.T) {
 
 	// A full incident through the edges.
 	gc := gocloak.NewClient(p.Lab.Keycloak.URL())
-	bob, err := gc.Login(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword)
+	bob, err := gc.LoginOtp(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword, keycloak.TOTPCode("bob", time.Now()))
 	if err != nil {
 		t.Fatalf("bob's login: %v", err)
 	}

@@ -223,7 +223,7 @@ type userRepresentation struct {
 func userRep(u *user, brief bool, a *adminCall) userRepresentation {
 	rep := userRepresentation{
 		ID: u.id, CreatedTimestamp: u.created, Username: u.username, Enabled: u.enabled,
-		EmailVerified: u.emailVerified, FirstName: u.firstName, LastName: u.lastName, Email: u.email,
+		EmailVerified: u.emailVerified, FirstName: u.firstName, LastName: u.lastName, Email: u.email, Totp: len(u.otp) > 0,
 		DisableableCredentialTypes: []string{}, RequiredActions: nonNil(u.requiredActions), NotBefore: u.notBefore,
 	}
 	if !brief {
@@ -383,6 +383,10 @@ func (s *Server) adminUpdateUser(w http.ResponseWriter, req *http.Request, a *ad
 	setIf(&u.firstName, rep.FirstName)
 	setIf(&u.lastName, rep.LastName)
 	setIf(&u.enabled, rep.Enabled)
+	if rep.Enabled != nil && *rep.Enabled {
+		// Enabling a user also clears its brute-force lockout, as Keycloak's UserResource does.
+		delete(a.realm.failures, u.id)
+	}
 	setIf(&u.emailVerified, rep.EmailVerified)
 	setIf(&u.requiredActions, rep.RequiredActions)
 	setIf(&u.attributes, rep.Attributes)

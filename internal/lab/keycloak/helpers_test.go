@@ -85,10 +85,23 @@ func (l *lab) workerToken() string {
 	return jwt.AccessToken
 }
 
-// login logs a seeded iru user in through the public console client.
+// login logs a seeded iru user in through the public console client, with the user's current
+// one-time code when the lab gives them a TOTP seed (gocloak LoginOtp sends it as "totp").
 func (l *lab) login(username string) *gocloak.JWT {
 	l.t.Helper()
-	jwt, err := l.gc.Login(l.ctx, ConsoleClientID, "", Realm, username, UserPassword)
+	var (
+		jwt *gocloak.JWT
+		err error
+	)
+	if code := TOTPCode(username, l.clock.Now()); code != "" {
+		jwt, err = l.gc.GetToken(l.ctx, Realm, gocloak.TokenOptions{
+			ClientID: gocloak.StringP(ConsoleClientID), GrantType: gocloak.StringP("password"),
+			Username: gocloak.StringP(username), Password: gocloak.StringP(UserPassword),
+			Totp: gocloak.StringP(code), Scopes: &[]string{"openid"},
+		})
+	} else {
+		jwt, err = l.gc.Login(l.ctx, ConsoleClientID, "", Realm, username, UserPassword)
+	}
 	if err != nil {
 		l.t.Fatalf("Login %s: %v", username, err)
 	}

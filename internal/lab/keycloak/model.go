@@ -29,6 +29,17 @@ type realm struct {
 	sessions map[string]*session // by id
 	revoked  map[string]int64    // revoked access-token jti -> exp
 
+	bruteForce      bruteForce
+	failures        map[string]*loginFailure // by user id
+	otp             otpPolicy
+	usedCodes       map[string]time.Time // "<credential id>.<code>" -> when it may be forgotten
+	flows           map[string]*authFlow // by alias
+	authConfig      map[string]map[string]string
+	directGrantFlow string
+	browserFlow     string
+	authSessions    map[string]*authSession // browser logins in progress, by tab id
+	codes           map[string]*authCode    // issued authorization codes
+
 	keys        []*signingKey // newest last; the last one signs
 	events      []Event
 	adminEvents []AdminEvent
@@ -54,6 +65,7 @@ type client struct {
 	redirectURIs, webOrigins        []string
 	attributes                      map[string]string
 	audiences                       []string // from oidc-audience-mapper protocol mappers
+	mappers                         []*protocolMapper
 	roles                           map[string]*role
 }
 
@@ -63,6 +75,7 @@ type user struct {
 	enabled, emailVerified bool
 	created                int64 // ms
 	password               string
+	otp                    []*otpCredential
 	serviceAccountClientID string
 	attributes             map[string][]string
 	requiredActions        []string
@@ -73,6 +86,7 @@ type user struct {
 
 type session struct {
 	id, userID string
+	amr        []string          // authentication method references of the login (Keycloak's AMR)
 	clients    map[string]string // client uuid -> clientId
 	start      time.Time
 	lastAccess time.Time
@@ -219,6 +233,21 @@ func (r *realm) expireSessions(now time.Time) {
 	for jti, exp := range r.revoked {
 		if exp < now.Unix() {
 			delete(r.revoked, jti)
+		}
+	}
+	for k, ac := range r.codes {
+		if now.After(ac.exp) {
+			delete(r.codes, k)
+		}
+	}
+	for k, as := range r.authSessions {
+		if now.Sub(as.created) > 30*time.Minute {
+			delete(r.authSessions, k)
+		}
+	}
+	for k, exp := range r.usedCodes {
+		if !now.Before(exp) {
+			delete(r.usedCodes, k)
 		}
 	}
 }

@@ -39,6 +39,8 @@ func (s *Server) serveRealms(w http.ResponseWriter, req *http.Request, seg []str
 		"protocol/openid-connect/userinfo":         {[]string{http.MethodGet, http.MethodPost}, s.handleUserinfo},
 		"protocol/openid-connect/logout":           {[]string{http.MethodGet, http.MethodPost}, s.handleLogout},
 		"protocol/openid-connect/revoke":           {[]string{http.MethodPost}, s.handleRevoke},
+		"protocol/openid-connect/auth":             {[]string{http.MethodGet, http.MethodPost}, s.handleAuth},
+		"login-actions/authenticate":               {[]string{http.MethodPost}, s.handleLoginAction},
 	}
 	rt, ok := routes[rest]
 	if !ok {
@@ -172,7 +174,7 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 	now := s.now()
 	r.expireSessions(now)
 
-	eventType := map[string]string{"password": "LOGIN", "client_credentials": "CLIENT_LOGIN", "refresh_token": "REFRESH_TOKEN"}[grant]
+	eventType := map[string]string{"password": "LOGIN", "client_credentials": "CLIENT_LOGIN", "refresh_token": "REFRESH_TOKEN", "authorization_code": "CODE_TO_TOKEN"}[grant]
 	fail := func(e *oauthError, errCode, userID string, details map[string]string) {
 		if eventType != "" {
 			if details == nil {
@@ -211,35 +213,45 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 		}
 		username := strings.ToLower(req.PostFormValue("username"))
 		details["username"] = username
-		u = r.userByUsername(username)
-		if u == nil && username != "" {
-			for _, cand := range r.users {
-				if cand.email != "" && cand.email == username {
-					u = cand
-					break
+		g := &directGrant{r: r, form: req.PostForm, now: now}
+		if gf := g.run(); gf != nil {
+			userID := ""
+			if g.user != nil {
+				userID = g.user.id
+				if gf.counts {
+					r.failedLogin(g.user, now, ip)
 				}
 			}
-		}
-		if u == nil || u.serviceAccountClientID != "" {
-			fail(oauthErr(http.StatusUnauthorized, "invalid_grant", "Invalid user credentials"), "user_not_found", "", map[string]string{"username": username, "auth_method": "openid-connect"})
+			fail(gf.oe, gf.eventErr, userID, map[string]string{"username": username, "auth_method": "openid-connect"})
 			return
 		}
-		if !u.enabled {
-			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Account disabled"), "user_disabled", u.id, map[string]string{"username": username, "auth_method": "openid-connect"})
-			return
-		}
-		pw := req.PostFormValue("password")
-		if u.password == "" || subtle.ConstantTimeCompare([]byte(pw), []byte(u.password)) != 1 {
-			fail(oauthErr(http.StatusUnauthorized, "invalid_grant", "Invalid user credentials"), "invalid_user_credentials", u.id, map[string]string{"username": username, "auth_method": "openid-connect"})
-			return
-		}
+		u = g.user
 		if len(u.requiredActions) > 0 {
 			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Account is not fully set up"), "resolve_required_actions", u.id, map[string]string{"username": username})
 			return
 		}
-		sess = &session{id: uuid.NewString(), userID: u.id, clients: map[string]string{c.id: c.clientID}, start: now, lastAccess: now, ip: ip}
+		r.successfulLogin(u)
+		sess = &session{id: uuid.NewString(), userID: u.id, amr: g.amr, clients: map[string]string{c.id: c.clientID}, start: now, lastAccess: now, ip: ip}
 		r.sessions[sess.id] = sess
 		authTime = now.Unix()
+	case "authorization_code":
+		ac, oe, code := r.redeemCode(c, req.PostForm, now)
+		if oe != nil {
+			fail(oe, code, "", nil)
+			return
+		}
+		sess = r.sessions[ac.sessionID]
+		if !r.sessionValid(sess, now) {
+			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "Session not active"), "user_session_not_found", "", nil)
+			return
+		}
+		u = r.users[sess.userID]
+		if u == nil || !u.enabled {
+			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "User disabled"), "user_disabled", "", nil)
+			return
+		}
+		scope, authTime = ac.scope, ac.authTime
+		details["code_id"] = sess.id
 	case "client_credentials":
 		if c.public {
 			fail(oauthErr(http.StatusUnauthorized, "unauthorized_client", "Public client not allowed to retrieve service account"), "invalid_client", "", nil)
@@ -367,6 +379,12 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, req *http.Request, r *r
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
+	if tc.Typ == typBearer {
+		if err := r.introspectionClaims(tc, claims); err != nil {
+			writeOAuthError(w, oauthErr(http.StatusInternalServerError, "unknown_error", ""))
+			return
+		}
+	}
 	claims["client_id"] = tc.Azp
 	if tc.PreferredUsername != "" {
 		claims["username"] = tc.PreferredUsername
@@ -423,6 +441,19 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, req *http.Request, r *rea
 	}
 	if u.email != "" {
 		body["email"] = u.email
+	}
+	if c := r.clientByClientID(tc.Azp); c != nil {
+		realmRoles, clientRoles := r.effectiveRoles(u)
+		extra, err := r.mapperClaims(c, u, r.sessions[tc.Sid], realmRoles, clientRoles, kindUserinfo)
+		if err != nil {
+			reject(http.StatusInternalServerError, "unknown_error", "Mapper failed")
+			return
+		}
+		for k, v := range extra {
+			if _, set := body[k]; !set {
+				body[k] = v
+			}
+		}
 	}
 	r.addEvent(now, Event{Type: "USER_INFO_REQUEST", ClientID: tc.Azp, UserID: u.id, SessionID: tc.Sid, IPAddress: ip})
 	writeJSON(w, http.StatusOK, body)

@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 )
 
 //go:embed realms/*.json
@@ -42,7 +43,33 @@ const (
 	APIClientSecret = "iru-api-lab-secret"
 	// ConsoleClientID is the public client with direct access grants that `starter login` uses.
 	ConsoleClientID = "iru-console"
+	// OperatorClientID is the confidential client of cluster setup: its service account's tokens
+	// carry temporal-system:admin and default:admin, to create the namespace and search attributes.
+	OperatorClientID = "iru-operator"
+	// OperatorClientSecret is OperatorClientID's lab secret.
+	OperatorClientSecret = "iru-operator-lab-secret"
+	// TemporalClientID is the bearer-only client whose roles are Temporal permissions
+	// ("<namespace>:<role>"); ir-responder, ir-lead and ir-admin include its role default:read.
+	TemporalClientID = "temporal"
+	// PermissionsClaim is the access-token claim Temporal's default claim mapper reads
+	// (permissionsClaimName): a list of "<namespace>:<role>" strings set by protocol mappers, e.g.
+	// ["default:write"] for the worker and the API server, ["default:read"] for responders.
+	PermissionsClaim = "permissions"
 )
+
+// LabTOTPSeeds are the lab users' TOTP seeds (RFC 6238: HMAC-SHA1, 6 digits, 30-second steps),
+// base32 as an authenticator app takes them (otpauth://totp/iru:bob?secret=...). The realm export
+// stores each as Keycloak does: an "otp" credential whose secretData value is the raw secret
+// ("iru-lab-totp-bob-000"), whose bytes base32-encode to the seed. The realm requires a code from
+// holders of ir-lead and ir-admin (bob, carol); alice, jdoe and asmith have none.
+var LabTOTPSeeds = map[string]string{
+	"bob":   "NFZHKLLMMFRC25DPORYC2YTPMIWTAMBQ",
+	"carol": "NFZHKLLMMFRC25DPORYC2Y3BOJXWYLJQ",
+}
+
+// RoleOTPRequired is the realm role the direct grant and browser flows' OTP condition checks;
+// ir-lead and ir-admin include it.
+const RoleOTPRequired = "otp-required"
 
 // Realm roles of Realm.
 const (
@@ -76,6 +103,25 @@ type realmExport struct {
 	Clients                   []clientExport  `json:"clients"`
 	DefaultRole               *roleExport     `json:"defaultRole"`
 	Attributes                json.RawMessage `json:"attributes"`
+
+	BruteForceProtected          bool               `json:"bruteForceProtected"`
+	PermanentLockout             bool               `json:"permanentLockout"`
+	FailureFactor                int                `json:"failureFactor"`
+	WaitIncrementSeconds         int                `json:"waitIncrementSeconds"`
+	MaxFailureWaitSeconds        int                `json:"maxFailureWaitSeconds"`
+	MinimumQuickLoginWaitSeconds int                `json:"minimumQuickLoginWaitSeconds"`
+	QuickLoginCheckMilliSeconds  int                `json:"quickLoginCheckMilliSeconds"`
+	MaxDeltaTimeSeconds          int                `json:"maxDeltaTimeSeconds"`
+	OTPPolicyType                string             `json:"otpPolicyType"`
+	OTPPolicyAlgorithm           string             `json:"otpPolicyAlgorithm"`
+	OTPPolicyDigits              int                `json:"otpPolicyDigits"`
+	OTPPolicyPeriod              int                `json:"otpPolicyPeriod"`
+	OTPPolicyLookAheadWindow     *int               `json:"otpPolicyLookAheadWindow"`
+	OTPPolicyCodeReusable        bool               `json:"otpPolicyCodeReusable"`
+	AuthenticationFlows          []flowExport       `json:"authenticationFlows"`
+	AuthenticatorConfig          []authConfigExport `json:"authenticatorConfig"`
+	DirectGrantFlow              string             `json:"directGrantFlow"`
+	BrowserFlow                  string             `json:"browserFlow"`
 }
 
 type rolesExport struct {
@@ -108,11 +154,7 @@ type userExport struct {
 	RequiredActions        []string            `json:"requiredActions"`
 	RealmRoles             []string            `json:"realmRoles"`
 	ClientRoles            map[string][]string `json:"clientRoles"`
-	Credentials            []struct {
-		Type      string `json:"type"`
-		Value     string `json:"value"`
-		Temporary bool   `json:"temporary"`
-	} `json:"credentials"`
+	Credentials            []credentialExport  `json:"credentials"`
 }
 
 type clientExport struct {
@@ -135,9 +177,12 @@ type clientExport struct {
 	WebOrigins                []string          `json:"webOrigins"`
 	Attributes                map[string]string `json:"attributes"`
 	ProtocolMappers           []struct {
-		Name           string            `json:"name"`
-		ProtocolMapper string            `json:"protocolMapper"`
-		Config         map[string]string `json:"config"`
+		ID              string            `json:"id"`
+		Name            string            `json:"name"`
+		Protocol        string            `json:"protocol"`
+		ProtocolMapper  string            `json:"protocolMapper"`
+		ConsentRequired bool              `json:"consentRequired"`
+		Config          map[string]string `json:"config"`
 	} `json:"protocolMappers"`
 }
 
@@ -208,6 +253,36 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		users:               map[string]*user{},
 		sessions:            map[string]*session{},
 		revoked:             map[string]int64{},
+		failures:            map[string]*loginFailure{},
+		usedCodes:           map[string]time.Time{},
+		authSessions:        map[string]*authSession{},
+		codes:               map[string]*authCode{},
+		directGrantFlow:     rx.DirectGrantFlow,
+		browserFlow:         orDefault(rx.BrowserFlow, "browser"),
+		bruteForce: bruteForce{
+			// Keycloak's defaults for the fields an export leaves out.
+			enabled: rx.BruteForceProtected, permanentLockout: rx.PermanentLockout,
+			failureFactor: orInt(rx.FailureFactor, 30),
+			waitIncrement: seconds(orInt(rx.WaitIncrementSeconds, 60)),
+			maxWait:       seconds(orInt(rx.MaxFailureWaitSeconds, 900)),
+			minQuickWait:  seconds(orInt(rx.MinimumQuickLoginWaitSeconds, 60)),
+			quickCheck:    time.Duration(orInt(rx.QuickLoginCheckMilliSeconds, 1000)) * time.Millisecond,
+			maxDelta:      seconds(orInt(rx.MaxDeltaTimeSeconds, 43200)),
+		},
+		otp: otpPolicy{
+			typ: orDefault(rx.OTPPolicyType, "totp"), algorithm: orDefault(rx.OTPPolicyAlgorithm, "HmacSHA1"),
+			digits: orInt(rx.OTPPolicyDigits, 6), period: orInt(rx.OTPPolicyPeriod, 30), lookAhead: 1,
+			codeReusable: rx.OTPPolicyCodeReusable,
+		},
+	}
+	if rx.OTPPolicyLookAheadWindow != nil {
+		r.otp.lookAhead = *rx.OTPPolicyLookAheadWindow
+	}
+	if r.otp.typ != "totp" {
+		return nil, fmt.Errorf("realm %s: otpPolicyType %q is not implemented (totp only)", r.name, r.otp.typ)
+	}
+	if err := loadFlows(r, rx.AuthenticationFlows, rx.AuthenticatorConfig); err != nil {
+		return nil, err
 	}
 	for _, re := range rx.Roles.Realm {
 		r.roles[re.Name] = roleFromExport(r, re, "", r.id)
@@ -228,7 +303,10 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		}
 	}
 	for _, ce := range rx.Clients {
-		c := clientFromExport(r, ce)
+		c, err := clientFromExport(r, ce)
+		if err != nil {
+			return nil, err
+		}
 		r.addClient(c)
 	}
 	// Clients Keycloak creates in every realm when they are not in the export.
@@ -297,7 +375,7 @@ func roleFromExport(r *realm, re roleExport, clientID, containerID string) *role
 	return ro
 }
 
-func clientFromExport(r *realm, ce clientExport) *client {
+func clientFromExport(r *realm, ce clientExport) (*client, error) {
 	c := &client{
 		id: orDefault(ce.ID, stableID(r.name, "client", ce.ClientID)), clientID: ce.ClientID,
 		name: ce.Name, description: ce.Description, enabled: ce.Enabled == nil || *ce.Enabled,
@@ -311,19 +389,33 @@ func clientFromExport(r *realm, ce clientExport) *client {
 	if c.attributes == nil {
 		c.attributes = map[string]string{}
 	}
-	for _, m := range ce.ProtocolMappers {
-		if m.ProtocolMapper != "oidc-audience-mapper" {
+	for _, me := range ce.ProtocolMappers {
+		if me.Protocol != "" && me.Protocol != "openid-connect" {
 			continue
 		}
-		aud := m.Config["included.client.audience"]
-		if aud != "" && m.Config["access.token.claim"] != "false" {
+		m := &protocolMapper{
+			id: orDefault(me.ID, stableID(r.name, "mapper", ce.ClientID, me.Name)), name: me.Name,
+			mapperType: me.ProtocolMapper, consentRequired: me.ConsentRequired, config: me.Config,
+		}
+		if m.config == nil {
+			m.config = map[string]string{}
+		}
+		if err := validateMapper(ce.ClientID, m); err != nil {
+			return nil, fmt.Errorf("realm %s: %w", r.name, err)
+		}
+		c.mappers = append(c.mappers, m)
+		if m.mapperType != mapperAudience {
+			continue
+		}
+		aud := m.config[cfgAudience]
+		if aud != "" && m.config[cfgAccessToken] != "false" {
 			c.audiences = append(c.audiences, aud)
 		}
 	}
 	if !c.public && !c.bearerOnly && c.secret == "" {
 		c.secret = randomSecret()
 	}
-	return c
+	return c, nil
 }
 
 func userFromExport(r *realm, ue userExport, nowMillis int64) (*user, error) {
@@ -360,8 +452,15 @@ func userFromExport(r *realm, ue userExport, nowMillis int64) (*user, error) {
 		}
 	}
 	for _, cred := range ue.Credentials {
-		if cred.Type == "password" {
+		switch cred.Type {
+		case "password":
 			u.password = cred.Value
+		case "otp":
+			c, err := otpFromExport(r.name, u.username, cred)
+			if err != nil {
+				return nil, err
+			}
+			u.otp = append(u.otp, c)
 		}
 	}
 	return u, nil
@@ -383,6 +482,8 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
 
 func orInt(v, def int) int {
 	if v <= 0 {

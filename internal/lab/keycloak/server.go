@@ -1,12 +1,19 @@
 // Package keycloak is an in-process simulator of Keycloak 23 for the lab and for tests.
 //
 // It serves, without the legacy /auth prefix, the per-realm OpenID Connect endpoints
-// (discovery, token with the password, client_credentials and refresh_token grants, JWKS,
-// introspection, userinfo, logout, revoke) and the part of the Admin REST API the platform uses
+// (discovery, authorization with the browser login and PKCE, token with the authorization_code,
+// password, client_credentials and refresh_token grants, JWKS, introspection, userinfo, logout,
+// revoke) and the part of the Admin REST API the platform uses
 // (users, sessions, clients and secrets, realm not-before, push-revocation, logout-all, events,
 // admin events, roles and role mappings). Tokens are RS256 JWTs that go-oidc verifies, and the
 // unmodified gocloak and go-oidc clients work against it; pointing the platform at a real Keycloak
 // only changes the URL and credentials.
+//
+// The password grant runs the realm's direct grant flow and the browser login its browser flow
+// (login form, then an OTP form) (username, password, and conditional
+// subflows that ask for a TOTP code by role or when the user has one: RFC 6238 with the realm's
+// OTP policy) under the realm's brute-force detection; tokens get the claims of the clients'
+// protocol mappers (hardcoded, role, attribute, audience and AMR mappers).
 //
 // Realms are loaded from Keycloak realm-export JSON files embedded from realms/*.json: the same
 // files a real Keycloak imports with --import-realm. Lab credentials are the exported constants.

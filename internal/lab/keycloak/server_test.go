@@ -145,7 +145,7 @@ func TestConcurrentLoginsAndLogouts(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 10; i++ {
 				u := users[(w+i)%len(users)]
-				tok, err := l.gc.Login(l.ctx, ConsoleClientID, "", Realm, u, UserPassword)
+				tok, err := l.gc.LoginOtp(l.ctx, ConsoleClientID, "", Realm, u, UserPassword, TOTPCode(u, l.clock.Now()))
 				if err != nil {
 					errs <- fmt.Errorf("login %s: %w", u, err)
 					return
