@@ -347,7 +347,7 @@ func (s *stack) startAPI(ctx context.Context) error {
 	case err := <-done:
 		return err
 	}
-	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz, /metrics)", s.apiAddr)
+	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz); /metrics on the internal listener IRU_API_INTERNAL_ADDR", s.apiAddr)
 	s.client, err = temporalclient.Dial(ctx, cfg.Temporal, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataConverter: s.prot.DataConverter()})
 	if err != nil {
 		return err
