@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
@@ -357,7 +358,9 @@ func (s *stack) startAPI(ctx context.Context) error {
 }
 
 // schedules creates the platform's Temporal Schedules: the 90-day intake
-// API key rotation and the drills of drills/drills.yaml.
+// API key rotation, the drills of drills/drills.yaml, and the daily
+// housekeeping (signing the ended days' audit chains, the evidence
+// retention sweep).
 func (s *stack) schedules(ctx context.Context) error {
 	change, err := intakekeys.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
@@ -375,7 +378,12 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("drill schedules: %w", err)
 	}
-	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced", change, len(changes))
+	hk, err := housekeeping.EnsureSchedules(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	if err != nil {
+		return fmt.Errorf("housekeeping schedules: %w", err)
+	}
+	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, daily audit chain signing at 00:10 UTC (%s), evidence retention sweep at 02:30 UTC (%s)",
+		change, len(changes), hk[workflows.SignDailyChainsScheduleID], hk[workflows.SweepEvidenceScheduleID])
 	return nil
 }
 
