@@ -292,13 +292,15 @@ func orDash(s string) string {
 func cell(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + len(s)/4)
-	for _, r := range s {
+	for i, r := range s {
 		switch {
 		case r == '\r' || r == '\n' || r == '\u2028' || r == '\u2029':
 			b.WriteByte(' ')
 		case r < ' ' || r == 0x7f:
 			b.WriteRune('\uFFFD') // other control characters: visible, inert
-		case strings.ContainsRune(markdownSpecial, r):
+		case strings.ContainsRune(markdownSpecial, r),
+			r == ':' && strings.HasPrefix(s[i+1:], "//"), // scheme://, an autolink
+			r == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www"): // www., an autolink
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		default:
@@ -308,9 +310,15 @@ func cell(s string) string {
 	return b.String()
 }
 
-// markdownSpecial are the ASCII punctuation characters cell escapes. The
-// others (, / ; ? = % $ ' " ^ -) mean nothing inside a line of text.
-const markdownSpecial = "\\`*_{}[]()#+.!|<>~&:@"
+// Text is the escaping of [Markdown] for other writers of Markdown (the
+// drill report): detector- or user-supplied text becomes inert text that
+// stays on one line and in one table cell.
+func Text(s string) string { return cell(s) }
+
+// markdownSpecial are the ASCII punctuation characters cell always
+// escapes ("@" stops e-mail autolinks); ":" and "." are escaped where they
+// would make an autolink. The others mean nothing inside a line of text.
+const markdownSpecial = "\\`*_{}[]()#+!|<>~&@"
 
 // code renders a value the platform computed (a hash, a command) as a code
 // span; a value with a backtick or a line break is rendered with cell.

@@ -23,6 +23,7 @@ var hostile = []string{
 	"[click here](https://evil.example/phish)",
 	"<https://evil.example/auto>",
 	"visit https://evil.example/x or www.evil.example",
+	"HTTPS://EVIL.example/X WWW.EVIL.example ftp://evil.example mailto:bob@evil.example xmpp:bob@evil.example",
 	"mail bob@evil.example",
 	"<script>alert(1)</script><img src=x onerror=alert(2)>",
 	"`code` ``` fence",
