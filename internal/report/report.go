@@ -299,7 +299,7 @@ func cell(s string) string {
 		case r < ' ' || r == 0x7f:
 			b.WriteRune('\uFFFD') // other control characters: visible, inert
 		case strings.ContainsRune(markdownSpecial, r),
-			r == ':' && strings.HasPrefix(s[i+1:], "//"), // scheme://, an autolink
+			r == ':' && strings.HasPrefix(s[i+1:], "//"),             // scheme://, an autolink
 			r == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www"): // www., an autolink
 			b.WriteByte('\\')
 			b.WriteRune(r)
