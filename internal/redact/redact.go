@@ -128,7 +128,8 @@ func String(s string) string {
 		// A URL quoted by fmt's %q ends before the closing quote; one in
 		// parentheses or followed by a colon keeps that punctuation.
 		trail := ""
-		for len(m) > 0 && strings.ContainsRune(").,;:", rune(m[len(m)-1])) {
+		for len(m) > 0 && strings.ContainsRune(").,;:]}", rune(m[len(m)-1])) &&
+			(m[len(m)-1] != ']' || strings.Count(m, "[") < strings.Count(m, "]")) { // keep an IPv6 host's bracket
 			trail = m[len(m)-1:] + trail
 			m = m[:len(m)-1]
 		}

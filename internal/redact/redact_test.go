@@ -71,6 +71,18 @@ func TestString(t *testing.T) {
 	if !strings.Contains(got, `post "https://hooks.slack.com/REDACTED": dial tcp: refused (see https://hooks.slack.com/REDACTED)`) {
 		t.Errorf("String = %s", got)
 	}
+	// Values as the configuration prints them stay readable.
+	for in, want := range map[string]string{
+		"[http://127.0.0.1:8233 https://ui.example.org]": "[http://127.0.0.1:8233 https://ui.example.org]",
+		"https://pve1.example.org:8006/api2/json":        "https://pve1.example.org:8006/api2/json",
+		"{https://u:pw@x.org/}":                          "{https://REDACTED@x.org/}",
+		"dial http://[::1]:8080":                         "dial http://[::1]:8080",
+		"[http://[::1]]":                                 "[http://[::1]]",
+	} {
+		if got := String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // TestErrorFromHTTPClient performs a real failing POST to the secret URL
