@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/stores"
+	"github.com/iru-responder/responder/workflows"
 )
 
 func init() { commands = append(commands, newEvidenceCmd) }
@@ -22,7 +25,7 @@ func init() { commands = append(commands, newEvidenceCmd) }
 func cliIdentity() string { return "system:cli:" + osUser() }
 
 func newEvidenceCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "evidence", Short: "List, read and verify an incident's evidence"}
+	cmd := &cobra.Command{Use: "evidence", Short: "List, read and verify an incident's evidence; run the retention sweep"}
 
 	var listJSON bool
 	list := &cobra.Command{
@@ -65,8 +68,93 @@ func newEvidenceCmd() *cobra.Command {
 		}),
 	}
 	verify.Flags().BoolVar(&verifyJSON, "json", false, "print the report as JSON")
-	cmd.AddCommand(list, get, verify)
+	cmd.AddCommand(list, get, verify, newEvidenceSweepCmd())
 	return cmd
+}
+
+func newEvidenceSweepCmd() *cobra.Command {
+	var (
+		dryRun  bool
+		asOf    string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "sweep [--dry-run [--as-of TIME]]",
+		Short: "Destroy the evidence whose retention ended, recording each destruction in the audit ledger; --dry-run lists what would go",
+		Long: "Without --dry-run, runs the retention sweep on the worker now (the worker is the evidence locker's only writer;\n" +
+			"the schedule " + workflows.SweepEvidenceScheduleID + " runs it daily): each expired object's data key is shredded, its\n" +
+			"ciphertext removed, and one evidence.destroyed entry appended to the day's audit chain (access:<day>).\n" +
+			"With --dry-run, reads the locker and lists what a sweep would destroy now (or at --as-of); nothing changes.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !dryRun {
+				if asOf != "" {
+					return &exitError{code: 2, err: errors.New("evidence sweep: --as-of goes with --dry-run (a sweep destroys only what has expired now)")}
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				return keysDial(ctx, func(ctx context.Context, c client.Client) error {
+					run, err := housekeeping.RunSweepNow(ctx, c, workflows.TaskQueue, workflows.SweepEvidenceInput{})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "workflow %s\n", run.WorkflowID)
+					printSweep(cmd.OutOrStdout(), run.Result)
+					return nil
+				})
+			}
+			at := time.Now()
+			if asOf != "" {
+				var err error
+				if at, err = time.Parse(time.RFC3339, asOf); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("evidence sweep: --as-of %q: want RFC 3339 (2027-01-31T00:00:00Z)", asOf)}
+				}
+			}
+			st, closeAll, err := openStores(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer closeAll()
+			return evidenceSweepDryRun(cmd.Context(), st.Evidence, at, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be destroyed and change nothing")
+	cmd.Flags().StringVar(&asOf, "as-of", "", "with --dry-run: list what would have expired at this time (RFC 3339) instead of now")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up waiting for the sweep after this long")
+	return cmd
+}
+
+// evidenceSweepDryRun prints what a sweep at `at` would destroy.
+func evidenceSweepDryRun(ctx context.Context, l *evidence.Locker, at time.Time, out io.Writer) error {
+	objs, err := l.Expired(ctx, at)
+	if err != nil {
+		return err
+	}
+	res := workflows.SweepEvidenceResult{DryRun: true, Count: len(objs)}
+	for _, o := range objs {
+		res.Objects = append(res.Objects, workflows.SweptObject{Ref: string(o.Ref), Name: o.Name, Class: string(o.Class), RetainUntil: o.RetainUntil})
+	}
+	fmt.Fprintf(out, "dry run at %s: nothing changed\n", at.UTC().Format(time.RFC3339))
+	printSweep(out, res)
+	return nil
+}
+
+func printSweep(w io.Writer, r workflows.SweepEvidenceResult) {
+	verb := "destroyed"
+	if r.DryRun {
+		verb = "would destroy"
+	}
+	for _, o := range r.Objects {
+		fmt.Fprintf(w, "  %s %s\n    %s  %s  retention ended %s", verb, o.Ref, o.Name, o.Class, o.RetainUntil.UTC().Format(time.RFC3339))
+		if o.LedgerChain != "" {
+			fmt.Fprintf(w, "  ledger %s seq %d", o.LedgerChain, o.LedgerSeq)
+		}
+		fmt.Fprintln(w)
+	}
+	if n := r.Count - len(r.Objects); n > 0 {
+		fmt.Fprintf(w, "  … and %d more (every one is in the audit ledger)\n", n)
+	}
+	fmt.Fprintf(w, "%d object(s) %s\n", r.Count, verb)
 }
 
 func evidenceList(ctx context.Context, l *evidence.Locker, incident string, asJSON bool, out io.Writer) error {

@@ -80,7 +80,7 @@ func init() { commands = append(commands, newServeCmd) }
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
-		Short: "Run the API server: detector intake, responder API, health, readiness, metrics",
+		Short: "Run the API server: detector intake, responder API, health, readiness; metrics on the internal listener",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg serveConfig
@@ -115,6 +115,13 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	if err != nil {
 		return fmt.Errorf("IRU_API_ADDR=%s: %w", cfg.HTTPAddr, err)
 	}
+	// Metrics, health and readiness for the internal network only.
+	iln, err := net.Listen("tcp", cfg.InternalAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("IRU_API_INTERNAL_ADDR=%s: %w", cfg.InternalAddr, err)
+	}
+	defer iln.Close()
 	if cfg.TLS.Cert != "" {
 		tc, err := serverTLS(cfg.TLS)
 		if err != nil {
@@ -165,9 +172,10 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		log.Warn("no IRU_INTAKE_CONFIG: serving the responder API without detector intake")
 	}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "intake", svc != nil)
+	go func() { errc <- srv.ServeInternal(iln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "intake", svc != nil, "internal_addr", iln.Addr().String())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

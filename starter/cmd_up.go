@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/codec"
@@ -348,7 +349,7 @@ func (s *stack) startAPI(ctx context.Context) error {
 	case err := <-done:
 		return err
 	}
-	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz, /metrics)", s.apiAddr)
+	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz); /metrics on the internal listener IRU_API_INTERNAL_ADDR", s.apiAddr)
 	s.client, err = temporalclient.Dial(ctx, cfg.Temporal, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataConverter: s.prot.DataConverter()})
 	if err != nil {
 		return err
@@ -358,8 +359,9 @@ func (s *stack) startAPI(ctx context.Context) error {
 }
 
 // schedules creates the platform's Temporal Schedules: the 90-day intake
-// API key rotation, the drills of drills/drills.yaml and the watch on
-// incidents stopped outside the platform.
+// API key rotation, the drills of drills/drills.yaml, the watch on
+// incidents stopped outside the platform, and the daily housekeeping
+// (signing the ended days' audit chains, the evidence retention sweep).
 func (s *stack) schedules(ctx context.Context) error {
 	change, err := intakekeys.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
@@ -381,8 +383,12 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch schedule: %w", err)
 	}
-	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s)",
-		change, len(changes), workflows.WatchInterval, wchange)
+	hk, err := housekeeping.EnsureSchedules(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	if err != nil {
+		return fmt.Errorf("housekeeping schedules: %w", err)
+	}
+	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s), daily audit chain signing at 00:10 UTC (%s), evidence retention sweep at 02:30 UTC (%s)",
+		change, len(changes), workflows.WatchInterval, wchange, hk[workflows.SignDailyChainsScheduleID], hk[workflows.SweepEvidenceScheduleID])
 	return nil
 }
 

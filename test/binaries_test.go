@@ -171,7 +171,7 @@ func TestStarterUp(t *testing.T) {
 		"IRU_TEMPORAL_CLI="+cli,
 		"IRU_WORKER_BIN="+workerBin,
 		"IRU_DEV_FRONTEND_PORT=0", "IRU_DEV_UI_PORT=0",
-		"IRU_API_ADDR="+freeAddr(t), "IRU_WORKER_HTTP_ADDR="+freeAddr(t), "IRU_CODEC_SERVER_ADDR="+freeAddr(t),
+		"IRU_API_ADDR="+freeAddr(t), "IRU_API_INTERNAL_ADDR="+freeAddr(t), "IRU_WORKER_HTTP_ADDR="+freeAddr(t), "IRU_CODEC_SERVER_ADDR="+freeAddr(t),
 		"IRU_LAB_PVE_ADDR="+freeAddr(t), "IRU_LAB_KEYCLOAK_ADDR="+freeAddr(t),
 	)
 	out, err := cmd.CombinedOutput()

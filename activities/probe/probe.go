@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/redact"
 )
 
 // ErrTypeUnhealthy is the (retryable) error type of a probe whose target
@@ -102,7 +103,7 @@ type target struct {
 
 func (t target) String() string {
 	if t.url != nil {
-		return t.url.Redacted()
+		return redact.URL(t.url.String())
 	}
 	return "tcp://" + t.addr
 }
@@ -112,10 +113,10 @@ func parseTarget(s string) (target, error) {
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return target{}, fmt.Errorf("target %q: %w", s, err)
+			return target{}, fmt.Errorf("target %q: %w", redact.URL(s), redact.Error(err))
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-			return target{}, fmt.Errorf("target %q: want an http(s) URL with a host", s)
+			return target{}, fmt.Errorf("target %q: want an http(s) URL with a host", redact.URL(s))
 		}
 		return target{url: u}, nil
 	}
@@ -213,7 +214,7 @@ func (a *Activities) attempt(ctx context.Context, t target, timeout time.Duratio
 	}
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.url.String(), nil)
 	if err != nil {
-		return false, fmt.Sprintf("GET %s: %v", t, err)
+		return false, fmt.Sprintf("GET %s: %v", t, redact.Error(err))
 	}
 	req.Header.Set("User-Agent", "iru-responder-health-probe")
 	res, err := a.hc.Do(req)

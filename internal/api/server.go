@@ -1,8 +1,11 @@
 // Package api is the HTTP API server of IRU Responder (`starter serve`):
-// health and readiness, Prometheus metrics, the detector intake (mounted
-// from package intake) and the responder API ([Responder], under /api/v1).
+// health and readiness, the detector intake (mounted from package intake)
+// and the responder API ([Responder], under /api/v1) on the public
+// listener; Prometheus metrics, health and readiness on a separate
+// internal listener ([Server.InternalHandler]), so that the public port
+// never exposes the platform's metrics.
 //
-// Every route but /healthz, /readyz and /metrics needs credentials, is
+// Every route but /healthz and /readyz needs credentials, is
 // logged as one structured JSON line and is recorded in the audit ledger
 // through the access log (package accesslog). [Server.Routes] is the one
 // route table: the handler is built from it and a test walks it.
@@ -16,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/iru-responder/responder/internal/accesslog"
@@ -47,15 +51,16 @@ type Server struct {
 	// believed (see [ClientIP]).
 	TrustedProxies []netip.Prefix
 
-	srv *http.Server
+	mu            sync.Mutex // guards srv and internal
+	srv, internal *http.Server
 }
 
 // Route is one route of the server.
 type Route struct {
 	// Pattern is the ServeMux pattern, e.g. "GET /api/v1/incidents/{id}".
 	Pattern string
-	// Public routes answer without credentials: health, readiness and
-	// metrics only.
+	// Public routes answer without credentials: health and readiness
+	// only.
 	Public  bool
 	Handler http.Handler
 }
@@ -63,13 +68,8 @@ type Route struct {
 // Routes returns every route the handler serves.
 func (s *Server) Routes() []Route {
 	routes := []Route{
-		{Pattern: "GET /healthz", Public: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		})},
+		{Pattern: "GET /healthz", Public: true, Handler: http.HandlerFunc(s.healthz)},
 		{Pattern: "GET /readyz", Public: true, Handler: http.HandlerFunc(s.readyz)},
-	}
-	if s.Metrics != nil {
-		routes = append(routes, Route{Pattern: "GET /metrics", Public: true, Handler: s.Metrics.Handler()})
 	}
 	if s.Intake != nil && s.IntakePattern != "" {
 		routes = append(routes, Route{Pattern: s.IntakePattern, Handler: s.Intake})
@@ -92,6 +92,23 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// InternalHandler serves the internal listener: Prometheus /metrics, and
+// /healthz and /readyz for orchestration that probes the internal network.
+// It is not recorded in the access log (nothing on it acts or reads data).
+func (s *Server) InternalHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.Metrics != nil {
+		mux.Handle("GET /metrics", s.Metrics.Handler())
+	}
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -110,29 +127,56 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "temporal": "ok"})
 }
 
-// Serve serves on ln until Shutdown.
+// Serve serves the public routes on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
-	err := s.srv.Serve(ln)
+	srv := httpServer(s.Handler())
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops the server gracefully within ctx.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.srv == nil {
+// ServeInternal serves [Server.InternalHandler] on ln until Shutdown. Call
+// it before Serve or concurrently, not after Shutdown.
+func (s *Server) ServeInternal(ln net.Listener) error {
+	srv := httpServer(s.InternalHandler())
+	s.mu.Lock()
+	s.internal = srv
+	s.mu.Unlock()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
-	return s.srv.Shutdown(ctx)
+	return err
+}
+
+func httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Shutdown stops both listeners gracefully within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := []*http.Server{s.srv, s.internal}
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if srv != nil {
+			errs = append(errs, srv.Shutdown(ctx))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/joho/godotenv"
+
+	"github.com/iru-responder/responder/internal/redact"
 )
 
 // EnvFileVar names the variable that points at an optional env file.
@@ -169,7 +171,8 @@ func collectTags(t reflect.Type, into map[string]reflect.StructField) {
 }
 
 // Redacted returns "NAME=value" lines for cfg's variables as loaded, with
-// secrets replaced by "(set)" or "(unset)". It is what the binaries log at
+// secrets replaced by "(set)" or "(unset)" and the credentials of URLs in
+// other values redacted (package redact). It is what the binaries log at
 // start.
 func Redacted(cfg any) []string {
 	fields, err := Describe(cfg)
@@ -181,12 +184,15 @@ func Redacted(cfg any) []string {
 	out := make([]string, 0, len(fields))
 	for _, f := range fields {
 		v := values[f.Name]
-		if f.Secret {
-			if v == "" {
-				v = "(unset)"
-			} else {
-				v = "(set)"
-			}
+		switch {
+		case f.Secret && v == "":
+			v = "(unset)"
+		case f.Secret:
+			v = "(set)"
+		default:
+			// A URL that is not declared secret may still carry a
+			// credential (user information, a token in its path or query).
+			v = redact.String(v)
 		}
 		out = append(out, f.Name+"="+v)
 	}

@@ -92,6 +92,9 @@ type Server struct {
 	Temporal Temporal
 	Log      Log
 	HTTPAddr string `env:"IRU_API_ADDR" envDefault:"127.0.0.1:8080" doc:"Listen address of the API server."`
+	// InternalAddr serves /metrics (and /healthz, /readyz) apart from the
+	// public port.
+	InternalAddr string `env:"IRU_API_INTERNAL_ADDR" envDefault:"127.0.0.1:9092" doc:"Listen address of the API server's internal listener: Prometheus /metrics, /healthz and /readyz, never on the public port. Keep it on loopback or an internal network."`
 }
 
 // Validate implements [Validator].
@@ -99,6 +102,10 @@ func (s *Server) Validate() error {
 	p := s.Temporal.validate()
 	p = append(p, s.Log.validate()...)
 	p = append(p, hostPort("IRU_API_ADDR", s.HTTPAddr)...)
+	p = append(p, hostPort("IRU_API_INTERNAL_ADDR", s.InternalAddr)...)
+	if s.InternalAddr == s.HTTPAddr {
+		p = append(p, fmt.Errorf("IRU_API_INTERNAL_ADDR=%s: must differ from IRU_API_ADDR (metrics stay off the public port)", s.InternalAddr))
+	}
 	return errs(p)
 }
 

@@ -224,7 +224,7 @@ func TestReport(t *testing.T) {
 	}
 	md := store.body["drill/canary/report.md"]
 	for _, want := range []string{"# Drill canary: FAILED", "| contain_within | 1m0s | 1m15s | FAIL: took 1m15s, over 1m0s by 15s |",
-		"| recovery | not reached | | |", "- shutdown approved by system:drill", "- restore waited for a person", `| Incident state | resolved (all phases\|completed) |`, "- objective contain_within 1m0s: took 1m15s | over"} {
+		"| recovery | not reached | | |", "- shutdown approved by system:drill", "- restore waited for a person", `| Incident state | resolved \(all phases\|completed\) |`, `- objective contain\_within 1m0s: took 1m15s \| over`} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

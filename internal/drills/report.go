@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iru-responder/responder/internal/report"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -65,7 +66,7 @@ func Markdown(rep workflows.DrillReport) string {
 		if a.Accepted {
 			fmt.Fprintf(&b, "- %s approved by %s at %s\n", a.StepID, workflows.DrillApproverSubject, formatTime(a.At))
 		} else {
-			fmt.Fprintf(&b, "- %s: approval by %s NOT accepted: %s\n", a.StepID, workflows.DrillApproverSubject, a.Rejection)
+			fmt.Fprintf(&b, "- %s: approval by %s NOT accepted: %s\n", a.StepID, workflows.DrillApproverSubject, mdCell(a.Rejection))
 		}
 	}
 	for _, s := range rep.WaitedForPeople {
@@ -82,7 +83,7 @@ func list(w io.Writer, title string, items []string) {
 	}
 	fmt.Fprintf(w, "\n## %s\n\n", title)
 	for _, s := range items {
-		fmt.Fprintf(w, "- %s\n", s)
+		fmt.Fprintf(w, "- %s\n", mdCell(s))
 	}
 }
 
@@ -101,6 +102,6 @@ func formatTime(t time.Time) string {
 }
 
 // mdCell keeps a value on one table row.
-func mdCell(s string) string {
-	return strings.NewReplacer("|", `\|`, "\n", " ", "\r", " ").Replace(s)
-}
+// mdCell makes text from the workflow (reasons, errors, details) inert
+// Markdown, with the incident report's escaping.
+func mdCell(s string) string { return report.Text(s) }

@@ -638,6 +638,34 @@ func (l *Locker) destroy(ctx context.Context, log *custodyLog, m Meta, now time.
 // SweepReport lists what a sweep destroyed.
 type SweepReport struct {
 	Deleted []Ref
+	// Objects describe the destroyed objects, in the order of Deleted.
+	Objects []Meta
+}
+
+// Expired lists the live objects whose retention ended at or before now,
+// incident by incident in collection order: what [Locker.Sweep] would
+// destroy at now. It changes nothing.
+func (l *Locker) Expired(ctx context.Context, now time.Time) ([]Meta, error) {
+	incidents, err := l.incidents()
+	if err != nil {
+		return nil, err
+	}
+	var out []Meta
+	for _, inc := range incidents {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		m, err := l.Manifest(ctx, inc)
+		if err != nil {
+			return out, err
+		}
+		for _, o := range m.Objects {
+			if !o.Deleted && !now.Before(o.RetainUntil) {
+				out = append(out, o)
+			}
+		}
+	}
+	return out, nil
 }
 
 // SweeperIdentity is the actor recorded for deletions by [Locker.Sweep].
@@ -647,6 +675,14 @@ const SweeperIdentity = "system:evidence-sweeper"
 // [Locker.Delete]) and records each deletion. It goes on past an incident
 // it cannot process and returns those errors joined.
 func (l *Locker) Sweep(ctx context.Context, now time.Time) (SweepReport, error) {
+	return l.SweepEach(ctx, now, nil)
+}
+
+// SweepEach is [Locker.Sweep] calling after (when not nil) for each object
+// right after it was destroyed, so the caller can record it elsewhere (the
+// audit ledger). An error from after stops the sweep and is returned: no
+// further object is destroyed unrecorded.
+func (l *Locker) SweepEach(ctx context.Context, now time.Time, after func(Meta) error) (SweepReport, error) {
 	var rep SweepReport
 	incidents, err := l.incidents()
 	if err != nil {
@@ -657,8 +693,15 @@ func (l *Locker) Sweep(ctx context.Context, now time.Time) (SweepReport, error) 
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		deleted, err := l.sweepIncident(ctx, inc, now.UTC())
-		rep.Deleted = append(rep.Deleted, deleted...)
+		deleted, err := l.sweepIncident(ctx, inc, now.UTC(), after)
+		for _, m := range deleted {
+			rep.Deleted = append(rep.Deleted, m.Ref)
+			rep.Objects = append(rep.Objects, m)
+		}
+		var stop *afterError
+		if errors.As(err, &stop) {
+			return rep, errors.Join(append(errs, err)...)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -666,14 +709,25 @@ func (l *Locker) Sweep(ctx context.Context, now time.Time) (SweepReport, error) 
 	return rep, errors.Join(errs...)
 }
 
-func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Time) ([]Ref, error) {
+// afterError is an error of SweepEach's callback: it stops the sweep.
+type afterError struct {
+	ref Ref
+	err error
+}
+
+func (e *afterError) Error() string {
+	return fmt.Sprintf("evidence: sweep: after destroying %s: %v", e.ref, e.err)
+}
+func (e *afterError) Unwrap() error { return e.err }
+
+func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Time, after func(Meta) error) ([]Meta, error) {
 	unlock := l.lock(incident)
 	defer unlock()
 	log, err := l.readCustody(incident)
 	if err != nil {
 		return nil, err
 	}
-	var deleted []Ref
+	var deleted []Meta
 	for _, m := range manifestOf(log).Objects {
 		if m.Deleted || now.Before(m.RetainUntil) {
 			continue
@@ -682,7 +736,13 @@ func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Ti
 		if err := l.destroy(ctx, log, m, now, why); err != nil {
 			return deleted, err
 		}
-		deleted = append(deleted, m.Ref)
+		m.Deleted = true
+		deleted = append(deleted, m)
+		if after != nil {
+			if err := after(m); err != nil {
+				return deleted, &afterError{ref: m.Ref, err: err}
+			}
+		}
 	}
 	return deleted, nil
 }

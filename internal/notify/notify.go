@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iru-responder/responder/internal/redact"
 )
 
 // Event kinds the platform notifies about.
@@ -161,7 +163,7 @@ func (n *Notifier) post(ctx context.Context, ch Channel, ev Event) (retry bool, 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.URL, bytes.NewReader(body))
 	if err != nil {
-		return false, fmt.Errorf("request: %w", err)
+		return false, fmt.Errorf("request: %w", redact.Error(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "iru-responder")
@@ -180,7 +182,9 @@ func (n *Notifier) post(ctx context.Context, ch Channel, ev Event) (retry bool, 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("post: %w", err)
+		// Go's *url.Error quotes the URL, which for a Slack webhook is the
+		// credential itself: redact it before the error goes anywhere.
+		return true, fmt.Errorf("post: %w", redact.Error(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -206,28 +210,62 @@ func Sign(secret, timestamp string, body []byte) string {
 // slackMessage renders ev for a Slack-compatible incoming webhook (text
 // plus blocks; Mattermost and Rocket.Chat accept the same shape).
 func slackMessage(ev Event) map[string]any {
+	// Every value but the event kind comes from an alert, a playbook or a
+	// person: it is rendered with SlackText, the plain_text header too
+	// (Slack applies the same &, <, > rule there).
 	title := fmt.Sprintf("%s %s", emoji(ev.Kind), strings.ReplaceAll(ev.Kind, "_", " "))
+	header, text := title, SlackText(title)
 	if ev.IncidentID != "" {
-		title += " — " + ev.IncidentID
+		header += " — " + ev.IncidentID
+		text += " — " + SlackText(ev.IncidentID)
 	}
+	header = SlackText(header)
 	var fields []map[string]string
 	for _, kv := range [][2]string{{"Severity", ev.Severity}, {"Asset", ev.Asset}, {"Playbook", ev.Playbook}, {"Phase", ev.Phase}} {
 		if kv[1] != "" {
-			fields = append(fields, map[string]string{"type": "mrkdwn", "text": "*" + kv[0] + "*\n" + kv[1]})
+			fields = append(fields, map[string]string{"type": "mrkdwn", "text": "*" + kv[0] + "*\n" + SlackText(kv[1])})
 		}
 	}
 	blocks := []map[string]any{
-		{"type": "header", "text": map[string]string{"type": "plain_text", "text": title}},
-		{"type": "section", "text": map[string]string{"type": "mrkdwn", "text": ev.Summary}},
+		{"type": "header", "text": map[string]string{"type": "plain_text", "text": header}},
+		{"type": "section", "text": map[string]string{"type": "mrkdwn", "text": SlackText(ev.Summary)}},
 	}
 	if len(fields) > 0 {
 		blocks = append(blocks, map[string]any{"type": "section", "fields": fields})
 	}
 	if ev.Link != "" {
-		blocks = append(blocks, map[string]any{"type": "context", "elements": []map[string]string{{"type": "mrkdwn", "text": "<" + ev.Link + "|Open incident>"}}})
+		// The link is the platform's own (IRU_UI_URL and the incident's
+		// workflow id); escaped so that it cannot end the <url|label> early.
+		link := strings.NewReplacer("|", "%7C").Replace(slackEscape(ev.Link))
+		blocks = append(blocks, map[string]any{"type": "context", "elements": []map[string]string{{"type": "mrkdwn", "text": "<" + link + "|Open incident>"}}})
 	}
-	return map[string]any{"text": title + ": " + ev.Summary, "blocks": blocks}
+	return map[string]any{"text": text + ": " + SlackText(ev.Summary), "blocks": blocks}
 }
+
+// slackEscape applies Slack's escaping rule for message text: &, < and >
+// become &amp;, &lt; and &gt;, so text cannot open a link (<url|label>), a
+// user or channel mention (<@U…>, <#C…>) or a special mention (<!channel>,
+// <!here>, <!everyone>).
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
+
+// slackInert neutralises what Slack acts on even without angle brackets:
+// "@here" / "@channel" / "@name" (a zero-width space after the @ stops
+// the mention and the e-mail autolink), URLs with a scheme and www. names
+// (defanged to hxxp[:]// style so they are not links), and backticks
+// (a look-alike, so text cannot open or close a code block and hide or
+// reshape the rest of the message). Line breaks stay.
+var slackInert = strings.NewReplacer(
+	"@", "@\u200b",
+	"://", "[:]//",
+	"www.", "www[.]",
+	"`", "\u02cb",
+)
+
+// SlackText renders detector- or user-supplied text for a Slack mrkdwn
+// field: escaped by Slack's rules, with mentions, links and code spans
+// neutralised. The text stays readable; nothing in it notifies anyone or
+// links anywhere.
+func SlackText(s string) string { return slackInert.Replace(slackEscape(s)) }
 
 func emoji(kind string) string {
 	switch kind {

@@ -155,7 +155,7 @@ func Markdown(r Report) []byte {
 	if r.Drill {
 		kind = "Drill"
 	}
-	w("# %s report: %s\n\n", kind, r.IncidentID)
+	w("# %s report: %s\n\n", kind, cell(r.IncidentID))
 	w("| | |\n|---|---|\n")
 	outcome := r.State
 	if outcome == workflows.StateOpen {
@@ -175,7 +175,7 @@ func Markdown(r Report) []byte {
 		ending = "the incident was in its post-incident phase when this report was written"
 	}
 	w("%d alert(s) from %s led to the %s playbook on %s. %d of %d steps succeeded; %s.\n",
-		countAlerts(r.Alerts), sources(r.Alerts), r.Playbook, r.Asset, countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), ending)
+		countAlerts(r.Alerts), cell(sources(r.Alerts)), cell(r.Playbook), cell(r.Asset), countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), ending)
 
 	w("\n## Metrics\n\n| metric | value |\n|---|---|\n")
 	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
@@ -192,7 +192,7 @@ func Markdown(r Report) []byte {
 		if s.Error != "" {
 			sum = "error: " + s.Error
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.Phase, s.ID, s.Action, s.Status, ts(s.StartedAt), ts(s.FinishedAt), cell(sum))
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", cell(s.Phase), cell(s.ID), cell(s.Action), cell(s.Status), ts(s.StartedAt), ts(s.FinishedAt), cell(sum))
 	}
 
 	w("\n## Approvals\n\n")
@@ -201,7 +201,7 @@ func Markdown(r Report) []byte {
 	} else {
 		w("| step | decision | by | from | when | reason |\n|---|---|---|---|---|---|\n")
 		for _, a := range r.Approvals {
-			w("| %s | %s | %s | %s | %s | %s |\n", a.Step, a.Decision, cell(a.By), orDash(a.SourceIP), ts(a.At), cell(a.Reason))
+			w("| %s | %s | %s | %s | %s | %s |\n", cell(a.Step), cell(a.Decision), cell(a.By), orDash(a.SourceIP), ts(a.At), cell(a.Reason))
 		}
 	}
 
@@ -216,20 +216,20 @@ func Markdown(r Report) []byte {
 	} else {
 		w("| name | sha256 | size | class | collected by | source | when |\n|---|---|---|---|---|---|---|\n")
 		for _, e := range r.Evidence {
-			w("| %s | `%s` | %d | %s | %s | %s | %s |\n", cell(e.Name), e.SHA256, e.Size, e.Class, cell(e.CollectedBy), cell(e.Source), ts(e.CollectedAt))
+			w("| %s | %s | %d | %s | %s | %s | %s |\n", cell(e.Name), code(e.SHA256), e.Size, cell(e.Class), cell(e.CollectedBy), cell(e.Source), ts(e.CollectedAt))
 		}
 	}
 
 	w("\n## Audit trail\n\n")
 	verdict := "verified: every entry's hash chains to the previous one"
 	if !r.LedgerVerified {
-		verdict = "NOT verified: " + r.LedgerProblem
+		verdict = "NOT verified: " + cell(r.LedgerProblem)
 	}
 	w("%d ledger entries, %s.", len(r.Ledger), verdict)
 	if n := len(r.Ledger); n > 0 {
-		w(" Chain head: seq %d, `%s`.", r.Ledger[n-1].Seq, r.Ledger[n-1].Hash)
+		w(" Chain head: seq %d, %s.", r.Ledger[n-1].Seq, code(r.Ledger[n-1].Hash))
 	}
-	w(" Check it any time with `starter audit verify %s`.\n", r.IncidentID)
+	w(" Check it any time with %s.\n", code("starter audit verify "+r.IncidentID))
 
 	w("\n## Lessons learned\n\n_To be filled in by the incident lead within five working days._\n\n")
 	w("- What went well:\n- What went badly:\n- Root cause:\n- Where we were lucky:\n- Actions (owner, due date):\n")
@@ -283,8 +283,48 @@ func orDash(s string) string {
 	return cell(s)
 }
 
-// cell keeps a value from breaking a Markdown table.
+// cell renders detector- or user-supplied text as inert Markdown text, in
+// a table cell or a paragraph: every character Markdown or its GFM
+// extensions give a meaning to (emphasis, code, links, autolinks of URLs,
+// www. and e-mail addresses, raw HTML, entities, table cell separators) is
+// backslash-escaped, and line breaks become spaces, so the value stays one
+// cell of one row and nothing in it becomes a link, markup or HTML.
 func cell(s string) string {
-	s = strings.ReplaceAll(s, "|", "\\|")
-	return strings.ReplaceAll(s, "\n", " ")
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/4)
+	for i, r := range s {
+		switch {
+		case r == '\r' || r == '\n' || r == '\u2028' || r == '\u2029':
+			b.WriteByte(' ')
+		case r < ' ' || r == 0x7f:
+			b.WriteRune('\uFFFD') // other control characters: visible, inert
+		case strings.ContainsRune(markdownSpecial, r),
+			r == ':' && strings.HasPrefix(s[i+1:], "//"),             // scheme://, an autolink
+			r == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www"): // www., an autolink
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// Text is the escaping of [Markdown] for other writers of Markdown (the
+// drill report): detector- or user-supplied text becomes inert text that
+// stays on one line and in one table cell.
+func Text(s string) string { return cell(s) }
+
+// markdownSpecial are the ASCII punctuation characters cell always
+// escapes ("@" stops e-mail autolinks); ":" and "." are escaped where they
+// would make an autolink. The others mean nothing inside a line of text.
+const markdownSpecial = "\\`*_{}[]()#+!|<>~&@"
+
+// code renders a value the platform computed (a hash, a command) as a code
+// span; a value with a backtick or a line break is rendered with cell.
+func code(s string) string {
+	if s == "" || strings.ContainsAny(s, "`\r\n|") {
+		return cell(s)
+	}
+	return "`" + s + "`"
 }

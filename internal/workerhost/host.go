@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/intakekeys"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
 	"github.com/iru-responder/responder/activities/keyops"
@@ -158,6 +159,10 @@ func (h *Host) Register(r Registry, c client.Client) {
 	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
+	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
+	(&housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}).Register(r)
+	r.RegisterWorkflowWithOptions(workflows.SignDailyChainsWorkflow, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.SweepEvidenceWorkflow, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflowName})
 }
 
 // Close releases everything Open opened.
