@@ -126,7 +126,9 @@ func (w *incident) protectedDenied(ctx workflow.Context, s playbooks.Step, st *S
 
 // compensationNeedsApproval reports whether compensation c re-enables an
 // account: it never runs unapproved.
-func compensationNeedsApproval(c PendingCompensation) bool { return c.Action == activities.KCEnableUser }
+func compensationNeedsApproval(c PendingCompensation) bool {
+	return c.Action == activities.KCEnableUser
+}
 
 // approveCompensation waits for the approval of compensation c (an
 // account's re-enabling) while the incident aborts. Whoever aborted cannot

@@ -257,4 +257,3 @@ func TestReenableCompensationNeedsApproval(t *testing.T) {
 		})
 	}
 }
-
