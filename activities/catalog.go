@@ -464,8 +464,9 @@ var catalog = []Action{
 		Params:  []Param{{Name: "token_id", Kind: KindString, Required: true, Doc: "user@realm!tokenid"}, pReason},
 		Outputs: []string{"token_ref"}, DryRun: true, Destructive: true},
 
-	{Name: NetHealthProbe, Description: "Probe a service: HTTP(S) URL (2xx/3xx) or TCP host:port (connect).",
-		Params: []Param{{Name: "target", Kind: KindString, Required: true, Doc: "https://… URL or host:port"},
+	{Name: NetHealthProbe, Description: "Probe an asset's service at its inventory address (IRU_PROBE_SCHEME/PORT/PATH) or its allow-listed target: HTTP(S) (2xx/3xx) or TCP (connect).",
+		Params: []Param{{Name: "asset", Kind: KindString, Doc: "asset whose service is probed (default: the incident's asset)"},
+			{Name: "target", Kind: KindString, Doc: "a target on the allow-list IRU_PROBE_TARGETS (URL or host:port); anything else is refused"},
 			{Name: "retries", Kind: KindInt, Default: "3", Doc: "attempts before failing"},
 			{Name: "timeout", Kind: KindDuration, Default: "5s", Doc: "per attempt"}},
 		Outputs: []string{"healthy", "detail"}, DryRun: true},

@@ -368,7 +368,7 @@ func TestContainerCompromise(t *testing.T) {
 	if c, _ := h.fake.call("restore"); c.Params["from"] != "local:backup/vzdump-lxc-101.tar.zst" || c.IdempotencyKey != "INC-7/restore" {
 		t.Errorf("restore input = %+v", c)
 	}
-	if c, _ := h.fake.call("probe"); c.Params["target"] != "10.0.0.5:22" || c.Params["retries"] != "5" {
+	if c, _ := h.fake.call("probe"); c.Params["asset"] != "web-1" || c.Params["target"] != "" || c.Params["retries"] != "5" {
 		t.Errorf("probe params = %v", c.Params)
 	}
 	if c, _ := h.fake.call("snapshot"); c.Params["name"] != "ir-INC-7" {

@@ -104,7 +104,9 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
 		return nil, fmt.Errorf("intake key activities: %w", err)
 	}
-	if h.probe, err = probe.New(cfg.Probe); err != nil {
+	// Probe targets come from the inventory (or the allow-list), never
+	// the worker's own listen addresses.
+	if h.probe, err = probe.New(cfg.Probe, h.pve, cfg.HTTPAddr, cfg.Codec.ServerAddr); err != nil {
 		return nil, fmt.Errorf("probe activities: %w", err)
 	}
 	h.platform = &platform.Activities{
