@@ -134,7 +134,9 @@ func New(cfg Config, inv Inventory, platform ...string) (*Activities, error) {
 		}
 	}
 	pol := &policy{exact: allow.exactAddrs(), nets: nets, platform: own, localAddrs: interfaceAddrs,
-		lookup: func(ctx context.Context, host string) ([]netip.Addr, error) { return net.DefaultResolver.LookupNetIP(ctx, "ip", host) }}
+		lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
