@@ -87,7 +87,8 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if h.keycloak, err = kcact.New(cfg.Keycloak, sink, secrets); err != nil {
 		return nil, fmt.Errorf("keycloak activities: %w", err)
 	}
-	if h.pve, err = pveact.New(cfg.PVE, sink, secrets); err != nil {
+	// Quarantine records are signed with the HSM signing key.
+	if h.pve, err = pveact.New(cfg.PVE, sink, secrets, pveact.WithRecordKey(h.prot.Keys)); err != nil {
 		return nil, fmt.Errorf("proxmox activities: %w", err)
 	}
 	// KEK rotation rewraps every store of wrapped keys: the codec's data
