@@ -47,8 +47,10 @@ func TestForgedQuarantineRecordRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec.Prior.Options = map[string]string{"enable": "0"}
-			rec.Prior.Rules = nil
+			if rec.Prior.Options == nil {
+				rec.Prior.Options = map[string]string{}
+			}
+			rec.Prior.Options["enable"] = "0" // "the firewall was off"
 			forged, err := encodeRecord(rec)
 			if err != nil {
 				t.Fatal(err)
