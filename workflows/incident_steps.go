@@ -196,10 +196,12 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	in := activities.ActionInput{
 		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset,
 		Drill: w.drill(), DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + s.ID, LedgerSeq: w.st.LedgerSeq,
-		Override: override(s, st),
 	}
 	st.Status, st.StartedAt = StepRunning, workflow.Now(ctx).UTC()
 	w.running++
+	// Only an approval of enough holders of the protected role lets the
+	// action touch a protected account.
+	in.Override = override(s, st)
 	var res activities.ActionResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), s.Action, in).Get(ctx, &res)
 	w.running--
