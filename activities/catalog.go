@@ -44,6 +44,59 @@ type ActionInput struct {
 	// Undo is set only for a compensation: the [ActionResult.Undo] of the
 	// forward step it reverses (for example the prior firewall state).
 	Undo map[string]string `json:",omitempty"`
+	// Override is set by the workflow only when the step's approval was
+	// granted by [ProtectedQuorum] distinct holders of [ProtectedRole]: it
+	// lets an action run against a protected account (see
+	// [ErrTypeProtected]). Nothing an alert carries can set it.
+	Override *Override `json:",omitempty"`
+}
+
+// Override is the approval that lets an action act on a protected account:
+// who approved the step, as the workflow recorded the decisions.
+type Override struct {
+	// StepID is the step the approval was for.
+	StepID string
+	// Approvers are the approvals' verified identities.
+	Approvers []OverrideApprover
+}
+
+// OverrideApprover is one approval carried by an [Override].
+type OverrideApprover struct {
+	Subject  string
+	Username string `json:",omitempty"`
+	Roles    []string
+}
+
+// Grants reports whether o holds approvals of at least [ProtectedQuorum]
+// distinct subjects holding [ProtectedRole] for step stepID.
+func (o *Override) Grants(stepID string) bool {
+	if o == nil || o.StepID != stepID {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, a := range o.Approvers {
+		if a.Subject != "" && slices.Contains(a.Roles, ProtectedRole) {
+			seen[a.Subject] = true
+		}
+	}
+	return len(seen) >= ProtectedQuorum
+}
+
+// Protected accounts: an action against one runs only after an approval
+// by ProtectedQuorum distinct holders of ProtectedRole.
+const (
+	ProtectedRole   = "ir-admin"
+	ProtectedQuorum = 2
+)
+
+// ProtectedRefusal is the detail of an [ErrTypeProtected] error: which
+// account, and why it is protected.
+type ProtectedRefusal struct {
+	Realm    string
+	UserID   string
+	Username string
+	// Reasons say why the account is protected (e.g. "holds realm role ir-lead").
+	Reasons []string
 }
 
 // ActionResult is the single result of every playbook action. Keep it small:
@@ -153,6 +206,13 @@ const (
 	// ErrTypeConflict: a conflicting change exists (for example a ledger
 	// entry with the same sequence number and different content).
 	ErrTypeConflict = "Conflict"
+	// ErrTypeProtected: the target is a protected account (a responder,
+	// an administrator, a service account, a listed account) and the step
+	// carries no [Override]; the error's details are a [ProtectedRefusal].
+	// The incident workflow turns the step into an approval for
+	// [ProtectedRole] with quorum [ProtectedQuorum] and runs it again with
+	// the override.
+	ErrTypeProtected = "ProtectedAccount"
 )
 
 // ErrTypeLedgerGap is returned (retryable) by [LedgerAppend] when an entry
@@ -162,13 +222,19 @@ const ErrTypeLedgerGap = "LedgerGap"
 
 // FinalErrorTypes lists the error types that are never retried.
 func FinalErrorTypes() []string {
-	return []string{ErrTypeNotFound, ErrTypeBadParams, ErrTypePermission, ErrTypePrecondition, ErrTypeConflict}
+	return []string{ErrTypeNotFound, ErrTypeBadParams, ErrTypePermission, ErrTypePrecondition, ErrTypeConflict, ErrTypeProtected}
 }
 
 // NewFinalError returns a non-retryable application error of one of the
 // stable types; msg must not contain secrets.
 func NewFinalError(errType, msg string, cause error) error {
 	return temporal.NewNonRetryableApplicationError(msg, errType, cause)
+}
+
+// NewProtectedError returns the final [ErrTypeProtected] error of an action
+// refused against a protected account, with the refusal as its details.
+func NewProtectedError(msg string, r ProtectedRefusal) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeProtected, nil, r)
 }
 
 // LedgerAppendInput is the input of [LedgerAppend]. Seq is assigned by the
@@ -398,8 +464,9 @@ var catalog = []Action{
 		Params:  []Param{{Name: "token_id", Kind: KindString, Required: true, Doc: "user@realm!tokenid"}, pReason},
 		Outputs: []string{"token_ref"}, DryRun: true, Destructive: true},
 
-	{Name: NetHealthProbe, Description: "Probe a service: HTTP(S) URL (2xx/3xx) or TCP host:port (connect).",
-		Params: []Param{{Name: "target", Kind: KindString, Required: true, Doc: "https://… URL or host:port"},
+	{Name: NetHealthProbe, Description: "Probe an asset's service at its inventory address (IRU_PROBE_SCHEME/PORT/PATH) or its allow-listed target: HTTP(S) (2xx/3xx) or TCP (connect).",
+		Params: []Param{{Name: "asset", Kind: KindString, Doc: "asset whose service is probed (default: the incident's asset)"},
+			{Name: "target", Kind: KindString, Doc: "a target on the allow-list IRU_PROBE_TARGETS (URL or host:port); anything else is refused"},
 			{Name: "retries", Kind: KindInt, Default: "3", Doc: "attempts before failing"},
 			{Name: "timeout", Kind: KindDuration, Default: "5s", Doc: "per attempt"}},
 		Outputs: []string{"healthy", "detail"}, DryRun: true},

@@ -149,8 +149,9 @@ func (d *demo) postFalcoAlert(ctx context.Context) error {
 		"output": fmt.Sprintf("A shell was spawned in a container with an attached terminal (user=root container=%s shell=bash)", d.asset),
 		"output_fields": map[string]any{
 			"container.name": d.asset, "proc.name": "bash", "user.name": "root", "evt.time": now.UnixNano(),
-			// Falcosidekick customfields: who was logged in, where the service's health is.
-			"username": d.user, "realm": keycloak.Realm, "health_url": d.lab.HealthURL(d.asset),
+			// Falcosidekick customfields: who was logged in. The health probe's
+			// target comes from the inventory and IRU_PROBE_TARGETS, not the alert.
+			"username": d.user, "realm": keycloak.Realm,
 		},
 	}
 	body, _ := json.Marshal(alert)

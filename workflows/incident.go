@@ -85,6 +85,10 @@ type incident struct {
 	// messages counts signals and updates handled in this run.
 	messages int
 	canAfter int
+	// compensationWaiting is the step whose compensation waits for an
+	// approval while the incident aborts (decisions on it are accepted
+	// during the halt); "" when none.
+	compensationWaiting string
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.

@@ -96,7 +96,7 @@ func (w *incident) validateDecision(in DecisionInput, approve bool) error {
 	if in.Approver.Subject == "" {
 		return ErrNoIdentity
 	}
-	if w.halt != nil || w.st.State != StateOpen {
+	if (w.halt != nil && (w.compensationWaiting == "" || w.compensationWaiting != in.StepID)) || w.st.State != StateOpen {
 		return ErrClosed
 	}
 	st := w.step(in.StepID)

@@ -128,39 +128,55 @@ func (w *incident) runStep(ctx workflow.Context, phase string, s playbooks.Step)
 	}
 	st.Params = params
 
-	if s.Approval != nil && (st.Approval == nil || st.Approval.Outcome == "") {
-		if err := w.awaitApproval(ctx, s, st); err != nil {
-			return err
+	// A step whose target turns out to be a protected account becomes an
+	// approval for the protected role (execute returns true) and runs again
+	// once approved, with the override.
+	for {
+		pol := approvalPolicy(s, st)
+		if pol != nil && (st.Approval == nil || st.Approval.Outcome == "") {
+			protected := isProtectedApproval(s, st.Approval)
+			ps := s
+			ps.Approval = pol
+			if err := w.awaitApproval(ctx, ps, st); err != nil {
+				return err
+			}
+			switch st.Approval.Outcome {
+			case approvalApproved, approvalAutoApproved:
+			case approvalDenied:
+				if protected {
+					w.protectedDenied(ctx, s, st)
+				} else {
+					w.denied(ctx, s, st)
+				}
+				return nil
+			case approvalEscalatedFailed:
+				st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), "approval escalations exhausted"
+				w.setHalt(StateEscalatedFailed, fmt.Sprintf("step %s: no approval after %d escalations", s.ID, st.Approval.Escalations), Approver{})
+				return nil
+			default: // halted while waiting
+				return nil
+			}
 		}
-		switch st.Approval.Outcome {
-		case approvalApproved, approvalAutoApproved:
-		case approvalDenied:
-			w.denied(ctx, s, st)
-			return nil
-		case approvalEscalatedFailed:
-			st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), "approval escalations exhausted"
-			w.setHalt(StateEscalatedFailed, fmt.Sprintf("step %s: no approval after %d escalations", s.ID, st.Approval.Escalations), Approver{})
-			return nil
-		default: // halted while waiting
+		if !w.execute(ctx, s, st) {
 			return nil
 		}
 	}
-	w.execute(ctx, s, st)
-	return nil
 }
 
-// execute runs the step's action and handles its outcome.
-func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState) {
+// execute runs the step's action and handles its outcome. It returns true
+// when the action refused a protected account and the step now waits for
+// the protected-account approval.
+func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState) bool {
 	act, err := activities.Lookup(s.Action)
 	if err != nil {
 		w.fail(ctx, s, st, err)
-		return
+		return false
 	}
 	if w.in.DryRun && !act.DryRun {
 		st.Status, st.FinishedAt, st.Summary = StepSkipped, workflow.Now(ctx).UTC(), "dry run: the action cannot plan"
 		w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
 			Outcome: StepSkipped, Reason: st.Summary}, TimelineEntry{What: "skipped " + s.ID})
-		return
+		return false
 	}
 	opts := act.Options()
 	if s.Timeout > 0 {
@@ -184,15 +200,22 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	w.inheritInput(s.ID, &in)
 	st.Status, st.StartedAt = StepRunning, workflow.Now(ctx).UTC()
 	w.running++
+	// Only an approval of enough holders of the protected role lets the
+	// action touch a protected account.
+	in.Override = override(s, st)
 	var res activities.ActionResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), s.Action, in).Get(ctx, &res)
 	w.running--
 	if err != nil {
+		if r, ok := protectedRefusal(err); ok && in.Override == nil && w.halt == nil && ctx.Err() == nil {
+			w.requestProtectedApproval(ctx, s, st, r, err)
+			return true
+		}
 		if temporal.IsCanceledError(err) || ctx.Err() != nil {
 			w.setHalt(StateAborted, "workflow cancelled", Approver{})
 		}
 		w.fail(ctx, s, st, err)
-		return
+		return false
 	}
 	st.Status, st.FinishedAt = StepSucceeded, workflow.Now(ctx).UTC()
 	st.Outputs, st.EvidenceRefs, st.Plan, st.Summary = res.Outputs, res.EvidenceRefs, res.Plan, res.Summary
@@ -211,6 +234,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
 		Outcome: StepSucceeded, Reason: res.Summary, Detail: detail}, TimelineEntry{What: "ran " + s.ID + " (" + s.Action + ")"})
+	return false
 }
 
 // registerCompensation pushes the step's undo action and retires the
@@ -288,6 +312,12 @@ func (w *incident) compensate(ctx workflow.Context) {
 	for len(w.st.Compensations) > 0 {
 		c := w.st.Compensations[len(w.st.Compensations)-1]
 		w.st.Compensations = w.st.Compensations[:len(w.st.Compensations)-1]
+		if compensationNeedsApproval(c) && !w.approveCompensation(ctx, c) {
+			if st := w.step(c.StepID); st != nil {
+				st.Compensation = compFailed
+			}
+			continue
+		}
 		act, err := activities.Lookup(c.Action)
 		if err == nil {
 			in := activities.ActionInput{

@@ -368,7 +368,7 @@ func TestContainerCompromise(t *testing.T) {
 	if c, _ := h.fake.call("restore"); c.Params["from"] != "local:backup/vzdump-lxc-101.tar.zst" || c.IdempotencyKey != "INC-7/restore" {
 		t.Errorf("restore input = %+v", c)
 	}
-	if c, _ := h.fake.call("probe"); c.Params["target"] != "10.0.0.5:22" || c.Params["retries"] != "5" {
+	if c, _ := h.fake.call("probe"); c.Params["asset"] != "web-1" || c.Params["target"] != "" || c.Params["retries"] != "5" {
 		t.Errorf("probe params = %v", c.Params)
 	}
 	if c, _ := h.fake.call("snapshot"); c.Params["name"] != "ir-INC-7" {
@@ -495,10 +495,12 @@ func TestEscalationsExhausted(t *testing.T) {
 }
 
 // TestDenyCompensatesInReverse: a denied step aborts; the compensations run
-// in reverse order of registration; post-incident still reports.
+// in reverse order of registration (re-enabling the account once a lead
+// approved it); post-incident still reports.
 func TestDenyCompensatesInReverse(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
 	d := h.update(time.Minute, DenyUpdate, DecisionInput{StepID: "stop", Approver: lead, Reason: "production hours"})
+	h.approve(2*time.Minute, "disable", lead2)
 	res, st := h.run(input("wf-test"))
 	if d.rejected != nil || !d.done {
 		t.Fatalf("deny: %+v", d)
@@ -606,7 +608,8 @@ func TestOnFailurePolicies(t *testing.T) {
 	}{
 		{"continue", StateResolved, false, StepSucceeded, []string{"approval-stop"}},
 		{"escalate", StateEscalatedFailed, false, StepSkipped, []string{"escalation-1"}},
-		{"abort", StateAborted, true, StepSkipped, nil},
+		// The abort asks for the approval of re-enabling the account.
+		{"abort", StateAborted, true, StepSkipped, []string{"approval-disable-compensate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.policy, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,11 @@ type Config struct {
 	CAFile       string        `env:"IRU_KEYCLOAK_CA_FILE" doc:"PEM file of an extra CA that signs Keycloak's certificate; system roots are kept."`
 	Timeout      time.Duration `env:"IRU_KEYCLOAK_TIMEOUT" envDefault:"15s" doc:"Timeout of one Keycloak HTTP call; a call that times out is retried by the workflow."`
 	DrillRealms  []string      `env:"IRU_KEYCLOAK_DRILL_REALMS" envSeparator:"," doc:"Realms where realm-wide actions (kc.revoke_realm, kc.collect_events without a user) may run in a drill. Users and clients are drill targets when they carry the attribute iru_drill_target=true."`
+	// AllowedRealms, ProtectedUsers and ProtectedRoles bound what an alert
+	// can make the kc.* actions touch (see protect.go).
+	AllowedRealms  []string `env:"IRU_KEYCLOAK_ALLOWED_REALMS" envSeparator:"," doc:"Realms the kc.* actions may act in, comma separated; any other realm is refused outright (Precondition), whatever an alert names. Empty: IRU_KEYCLOAK_REALM only. The master realm is refused unless listed, and its accounts are always protected."`
+	ProtectedUsers []string `env:"IRU_KEYCLOAK_PROTECTED_USERS" envSeparator:"," doc:"Accounts (username, or realm/username) that are protected besides holders of a protected role, service accounts and master-realm accounts: disabling them, logging them out or ending their sessions needs the approval of 2 ir-admins."`
+	ProtectedRoles []string `env:"IRU_KEYCLOAK_PROTECTED_ROLES" envSeparator:"," envDefault:"ir-*,admin" doc:"Realm roles (a trailing * matches a prefix) whose holders are protected accounts, effective roles included; holders of any realm-management client role are always protected."`
 }
 
 // tokenRealm returns the realm the service account logs in to.
@@ -55,6 +61,21 @@ func (c *Config) Validate() error {
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
 			p = append(p, fmt.Errorf("IRU_KEYCLOAK_CA_FILE=%q: %w", c.CAFile, err))
+		}
+	}
+	for _, r := range c.AllowedRealms {
+		if !validSegment(r) {
+			p = append(p, fmt.Errorf("IRU_KEYCLOAK_ALLOWED_REALMS: %q is not a realm name", r))
+		}
+	}
+	for _, u := range c.ProtectedUsers {
+		if realm, name, ok := strings.Cut(u, "/"); (ok && (!validSegment(realm) || name == "")) || strings.TrimSpace(u) == "" {
+			p = append(p, fmt.Errorf("IRU_KEYCLOAK_PROTECTED_USERS: %q is not a username or realm/username", u))
+		}
+	}
+	for _, r := range c.ProtectedRoles {
+		if strings.TrimSpace(strings.TrimSuffix(r, "*")) == "" {
+			p = append(p, fmt.Errorf("IRU_KEYCLOAK_PROTECTED_ROLES: %q is not a role name or prefix*", r))
 		}
 	}
 	for _, r := range c.DrillRealms {

@@ -94,6 +94,10 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 15 * time.Second
 	}
+	if cfg.ProtectedRoles == nil {
+		// As the loader's default: a caller that bypassed it stays protected.
+		cfg.ProtectedRoles = []string{"ir-*", "admin"}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("keycloak activities: %w", err)
 	}
@@ -393,7 +397,8 @@ func (p params) segment(name string) (string, error) {
 }
 
 // realm returns the realm parameter, or the configured realm when a caller
-// outside the catalog left it empty.
+// outside the catalog left it empty. A realm outside the allowed list is
+// refused (Precondition) before any call reaches Keycloak.
 func (p params) realm(cfg Config) (string, error) {
 	v := strings.TrimSpace(p.in.Params["realm"])
 	if v == "" {
@@ -401,6 +406,9 @@ func (p params) realm(cfg Config) (string, error) {
 	}
 	if !validSegment(v) {
 		return "", badParams("%s: parameter realm=%q is not a realm name", p.action, v)
+	}
+	if !cfg.realmAllowed(v) {
+		return "", precondition("%s: realm %q is not one the platform may act in (IRU_KEYCLOAK_ALLOWED_REALMS: %s); refused", p.action, v, strings.Join(cfg.allowedRealms(), ", "))
 	}
 	return v, nil
 }

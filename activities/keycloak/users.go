@@ -250,6 +250,10 @@ func (a *Activities) DisableUser(ctx context.Context, in activities.ActionInput)
 	if err := a.requireManage(realm, u, activities.KCDisableUser); err != nil {
 		return activities.ActionResult{}, err
 	}
+	note, err := a.guard(ctx, activities.KCDisableUser, in, realm, u)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
 	id, name := gocloak.PString(u.ID), userName(u)
 	attrs := userAttrs(u)
 	marker := first(attrs[DisabledByAttribute])
@@ -259,7 +263,7 @@ func (a *Activities) DisableUser(ctx context.Context, in activities.ActionInput)
 		if !enabled {
 			plan = fmt.Sprintf("no change: user %s (%s) in realm %s is already disabled", name, id, realm)
 		}
-		return activities.ActionResult{Plan: []string{plan}, Outputs: map[string]string{"was_enabled": strconv.FormatBool(enabled)}}, nil
+		return withNote(note, activities.ActionResult{Plan: []string{plan}, Outputs: map[string]string{"was_enabled": strconv.FormatBool(enabled)}}), nil
 	}
 	key, err := idemKey(activities.KCDisableUser, in)
 	if err != nil {
@@ -383,13 +387,17 @@ func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) 
 	if err := a.requireManage(realm, u, activities.KCLogoutUser); err != nil {
 		return activities.ActionResult{}, err
 	}
+	note, err := a.guard(ctx, activities.KCLogoutUser, in, realm, u)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
 	id, name := gocloak.PString(u.ID), userName(u)
 	before, err := a.userSessions(ctx, realm, u)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	if in.DryRun {
-		return activities.ActionResult{Plan: []string{fmt.Sprintf("log out user %s (%s) in realm %s: end %d sessions and revoke earlier tokens (user not-before)", name, id, realm, len(before))}}, nil
+		return withNote(note, activities.ActionResult{Plan: []string{fmt.Sprintf("log out user %s (%s) in realm %s: end %d sessions and revoke earlier tokens (user not-before)", name, id, realm, len(before))}}), nil
 	}
 	err = a.call(ctx, fmt.Sprintf("POST users/%s/logout (log out %s in realm %s)", id, name, realm), func(ctx context.Context, tok string) error {
 		return a.gc.LogoutAllSessions(ctx, tok, realm, id)
@@ -409,11 +417,12 @@ func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) 
 	return activities.ActionResult{Outputs: map[string]string{"sessions_ended": strconv.Itoa(len(before))}, Summary: summary}, nil
 }
 
-// DeleteSession implements kc.delete_session. A 404 on the first attempt
-// is a final NotFound; on a retried attempt it means an earlier attempt
-// already removed the session, and is success once the realm is confirmed
-// to exist. In a drill or dry run the session is looked up first (through
-// the clients' session lists) to check its user.
+// DeleteSession implements kc.delete_session. The session is looked up
+// first (through the clients' session lists) to check its user: a drill
+// target in a drill, and not a protected account without the approval. A
+// missing session on the first attempt is a final NotFound; on a retried
+// attempt it means an earlier attempt already removed the session, and is
+// success once the realm is confirmed to exist.
 func (a *Activities) DeleteSession(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := paramsOf(activities.KCDeleteSession, in)
 	if err != nil {
@@ -427,24 +436,31 @@ func (a *Activities) DeleteSession(ctx context.Context, in activities.ActionInpu
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	if in.Drill || in.DryRun {
-		s, err := a.findSession(ctx, realm, sid)
-		if err != nil {
-			return activities.ActionResult{}, err
+	// The session's owner decides: a drill target only in a drill, and a
+	// protected account only with the protected-account approval.
+	s, err := a.findSession(ctx, realm, sid)
+	if err != nil {
+		if errType(err) == activities.ErrTypeNotFound && a.attempt(ctx) > 1 && !in.DryRun {
+			return a.sessionGone(ctx, realm, sid)
 		}
-		u, err := a.getUser(ctx, realm, gocloak.PString(s.UserID), "session owner")
-		if err != nil {
-			return activities.ActionResult{}, err
-		}
-		if err := a.checkDrillUser(in, realm, u); err != nil {
-			return activities.ActionResult{}, err
-		}
-		if err := a.requireManage(realm, u, activities.KCDeleteSession); err != nil {
-			return activities.ActionResult{}, err
-		}
-		if in.DryRun {
-			return activities.ActionResult{Plan: []string{fmt.Sprintf("end session %s of user %s in realm %s", sid, userName(u), realm)}}, nil
-		}
+		return activities.ActionResult{}, err
+	}
+	u, err := a.getUser(ctx, realm, gocloak.PString(s.UserID), "session owner")
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	if err := a.checkDrillUser(in, realm, u); err != nil {
+		return activities.ActionResult{}, err
+	}
+	if err := a.requireManage(realm, u, activities.KCDeleteSession); err != nil {
+		return activities.ActionResult{}, err
+	}
+	note, err := a.guard(ctx, activities.KCDeleteSession, in, realm, u)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	if in.DryRun {
+		return withNote(note, activities.ActionResult{Plan: []string{fmt.Sprintf("end session %s of user %s in realm %s", sid, userName(u), realm)}}), nil
 	}
 	err = a.call(ctx, fmt.Sprintf("DELETE sessions/%s (end session in realm %s)", sid, realm), func(ctx context.Context, tok string) error {
 		return a.gc.LogoutUserSession(ctx, tok, realm, sid)
@@ -456,8 +472,12 @@ func (a *Activities) DeleteSession(ctx context.Context, in activities.ActionInpu
 	if errType(err) != activities.ErrTypeNotFound || a.attempt(ctx) <= 1 {
 		return activities.ActionResult{}, err
 	}
-	// Retried attempt: the 404 is success only if it is the session that is
-	// missing, not the realm.
+	return a.sessionGone(ctx, realm, sid)
+}
+
+// sessionGone is the success of a retried kc.delete_session whose session
+// is missing: only if it is the session that is missing, not the realm.
+func (a *Activities) sessionGone(ctx context.Context, realm, sid string) (activities.ActionResult, error) {
 	if _, rerr := a.getRealm(ctx, realm, "confirm realm of deleted session"); rerr != nil {
 		return activities.ActionResult{}, rerr
 	}

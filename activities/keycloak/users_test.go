@@ -82,8 +82,8 @@ func TestListSessions(t *testing.T) {
 
 func TestDisableEnableUser(t *testing.T) {
 	e := newEnv(t)
-	tok := e.login("alice")
-	id := e.userID("alice")
+	tok := e.login("asmith")
+	id := e.userID("asmith")
 	in := input(activities.KCDisableUser, map[string]string{"user_id": id, "reason": "test"})
 
 	var undo map[string]string
@@ -97,10 +97,10 @@ func TestDisableEnableUser(t *testing.T) {
 		}
 		undo = res.Undo
 	}
-	if e.enabled("alice") {
-		t.Fatal("alice still enabled")
+	if e.enabled("asmith") {
+		t.Fatal("asmith still enabled")
 	}
-	if _, err := e.gc.Login(e.ctx, kclab.ConsoleClientID, "", kclab.Realm, "alice", kclab.UserPassword); err == nil {
+	if _, err := e.gc.Login(e.ctx, kclab.ConsoleClientID, "", kclab.Realm, "asmith", kclab.UserPassword); err == nil {
 		t.Fatal("login of a disabled user succeeded")
 	}
 	if _, err := e.gc.RefreshToken(e.ctx, tok.RefreshToken, kclab.ConsoleClientID, "", kclab.Realm); err == nil {
@@ -118,22 +118,22 @@ func TestDisableEnableUser(t *testing.T) {
 			t.Fatalf("EnableUser #%d outputs = %v", i, res.Outputs)
 		}
 	}
-	if !e.enabled("alice") {
-		t.Fatal("alice not re-enabled")
+	if !e.enabled("asmith") {
+		t.Fatal("asmith not re-enabled")
 	}
-	if u := e.user("alice"); u.Attributes != nil && len((*u.Attributes)[DisabledByAttribute]) > 0 {
+	if u := e.user("asmith"); u.Attributes != nil && len((*u.Attributes)[DisabledByAttribute]) > 0 {
 		t.Fatalf("marker left behind: %v", *u.Attributes)
 	}
-	e.login("alice")
+	e.login("asmith")
 }
 
 func TestEnableUserRestoresPriorState(t *testing.T) {
 	e := newEnv(t)
-	id := e.userID("bob")
+	id := e.userID("jdoe")
 	disable := input(activities.KCDisableUser, map[string]string{"user_id": id})
 
 	t.Run("already disabled stays disabled", func(t *testing.T) {
-		e.setEnabled("bob", false)
+		e.setEnabled("jdoe", false)
 		res, err := e.acts.DisableUser(e.ctx, disable)
 		if err != nil {
 			t.Fatalf("DisableUser: %v", err)
@@ -147,28 +147,28 @@ func TestEnableUserRestoresPriorState(t *testing.T) {
 		if err != nil {
 			t.Fatalf("EnableUser: %v", err)
 		}
-		if e.enabled("bob") || out.Outputs["enabled"] != "false" {
+		if e.enabled("jdoe") || out.Outputs["enabled"] != "false" {
 			t.Fatalf("compensation enabled a user that was disabled before (outputs %v)", out.Outputs)
 		}
-		e.setEnabled("bob", true)
+		e.setEnabled("jdoe", true)
 	})
 	t.Run("disabled again by another step", func(t *testing.T) {
 		res, err := e.acts.DisableUser(e.ctx, disable)
 		if err != nil {
 			t.Fatalf("DisableUser: %v", err)
 		}
-		e.setAttr("bob", DisabledByAttribute, "other-incident/step")
+		e.setAttr("jdoe", DisabledByAttribute, "other-incident/step")
 		enable := input(activities.KCEnableUser, map[string]string{"user_id": id})
 		enable.Undo = res.Undo
 		_, err = e.acts.EnableUser(e.ctx, enable)
 		wantErr(t, err, activities.ErrTypePrecondition, true)
-		if e.enabled("bob") {
-			t.Fatal("bob re-enabled over another step's containment")
+		if e.enabled("jdoe") {
+			t.Fatal("jdoe re-enabled over another step's containment")
 		}
-		e.setAttr("bob", DisabledByAttribute)
+		e.setAttr("jdoe", DisabledByAttribute)
 		_, err = e.acts.EnableUser(e.ctx, enable)
 		wantErr(t, err, activities.ErrTypePrecondition, true) // disabled outside the platform
-		e.setEnabled("bob", true)
+		e.setEnabled("jdoe", true)
 	})
 	t.Run("recovery step without undo uses the marker", func(t *testing.T) {
 		if _, err := e.acts.DisableUser(e.ctx, disable); err != nil {
@@ -178,20 +178,20 @@ func TestEnableUserRestoresPriorState(t *testing.T) {
 		if err != nil {
 			t.Fatalf("EnableUser: %v", err)
 		}
-		if !e.enabled("bob") || res.Outputs["enabled"] != "true" {
-			t.Fatalf("bob not enabled: %+v", res)
+		if !e.enabled("jdoe") || res.Outputs["enabled"] != "true" {
+			t.Fatalf("jdoe not enabled: %+v", res)
 		}
 	})
 }
 
 func TestLogoutUser(t *testing.T) {
 	e := newEnv(t)
-	t1 := e.login("carol")
-	t2 := e.login("carol")
+	t1 := e.login("asmith")
+	t2 := e.login("asmith")
 	if !e.active(t1.AccessToken) {
 		t.Fatal("fresh token inactive")
 	}
-	in := input(activities.KCLogoutUser, map[string]string{"user_id": e.userID("carol")})
+	in := input(activities.KCLogoutUser, map[string]string{"user_id": e.userID("asmith")})
 	res, err := e.acts.LogoutUser(e.ctx, in)
 	if err != nil {
 		t.Fatalf("LogoutUser: %v", err)
@@ -199,7 +199,7 @@ func TestLogoutUser(t *testing.T) {
 	if res.Outputs["sessions_ended"] != "2" {
 		t.Fatalf("outputs = %v, want sessions_ended 2", res.Outputs)
 	}
-	if n := len(e.sessions("carol")); n != 0 {
+	if n := len(e.sessions("asmith")); n != 0 {
 		t.Fatalf("%d sessions left", n)
 	}
 	for _, tok := range []*gocloak.JWT{t1, t2} {
@@ -220,7 +220,7 @@ func TestLogoutUser(t *testing.T) {
 }
 
 func TestDeleteSession(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.AllowedRealms = []string{kclab.Realm, "nosuchrealm"} })
 	keep := e.login("jdoe")
 	kill := e.login("jdoe")
 	in := input(activities.KCDeleteSession, map[string]string{"session_id": kill.SessionState})

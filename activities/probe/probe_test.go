@@ -76,12 +76,20 @@ func TestHealthProbe(t *testing.T) {
 	closedAddr := closed.Addr().String()
 	_ = closed.Close()
 
-	a, err := New(Config{RetryDelay: 10 * time.Millisecond})
+	// The test servers listen on loopback: they are explicitly allowed
+	// targets (an allow-list entry for each URL named below).
+	var targets []string
+	for _, p := range []string{"/", "/flaky", "/moved", "/down", "/slow"} {
+		targets = append(targets, srv.URL+p)
+	}
+	targets = append(targets, ln.Addr().String(), closedAddr)
+	a, err := New(Config{RetryDelay: 10 * time.Millisecond, Targets: targets}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.hc.Transport = srv.Client().Transport // trust the test server
-	a.hc.Transport.(*http.Transport).DisableKeepAlives = true
+	tr := srv.Client().Transport.(*http.Transport).Clone() // trust the test server
+	tr.DisableKeepAlives, tr.Proxy, tr.DialContext = true, nil, a.dialer.DialContext
+	a.hc.Transport = tr
 
 	for _, tc := range []struct {
 		name    string
@@ -100,6 +108,7 @@ func TestHealthProbe(t *testing.T) {
 		{"tcp open", map[string]string{"target": ln.Addr().String()}, true, "", false, "tcp connect"},
 		{"tcp closed", map[string]string{"target": closedAddr, "retries": "2"}, false, ErrTypeUnhealthy, false, "refused"},
 		{"empty host (no ip resolved)", map[string]string{"target": ":22"}, false, activities.ErrTypeBadParams, true, "host"},
+		{"target not on the allow-list", map[string]string{"target": "10.9.9.9:22"}, false, activities.ErrTypePrecondition, true, "allow-list"},
 		{"bad scheme", map[string]string{"target": "ftp://x/"}, false, activities.ErrTypeBadParams, true, "http(s)"},
 		{"bad retries", map[string]string{"target": ln.Addr().String(), "retries": "0"}, false, activities.ErrTypeBadParams, true, "retries"},
 	} {

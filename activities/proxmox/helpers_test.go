@@ -2,6 +2,10 @@ package proxmox
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -25,6 +29,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/lab/pve"
 )
 
@@ -127,6 +132,7 @@ type labEnv struct {
 	sink   *memSink
 	count  *countingTransport
 	caFile string
+	key    *softKey
 }
 
 type labOpt func(*pve.Options, *Config)
@@ -186,10 +192,13 @@ func newLab(t testing.TB, opts ...labOpt) *labEnv {
 func (l *labEnv) newActs(t testing.TB, cfg Config, sink activities.SecretSink) *Activities {
 	t.Helper()
 	l.count = &countingTransport{}
+	if l.key == nil {
+		l.key = newSoftKey(t)
+	}
 	a, err := New(cfg, l.ev, sink, WithTransport(func(rt http.RoundTripper) http.RoundTripper {
 		l.count.next = rt
 		return l.count
-	}))
+	}), WithRecordKey(l.key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,3 +280,33 @@ func errType(t testing.TB, err error) (string, bool) {
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+// softKey is an in-memory ECDSA P-256 record key standing in for the HSM's
+// signing key (internal/keys.Manager) in unit tests.
+type softKey struct {
+	id   string
+	priv *ecdsa.PrivateKey
+}
+
+func newSoftKey(t testing.TB) *softKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &softKey{id: "soft-test-key", priv: k}
+}
+
+func (k *softKey) Sign(_ context.Context, digest []byte) (keys.Signature, error) {
+	// Deterministic (RFC 6979, nil rand) so that repeated isolations give
+	// the same description and tests can compare states exactly.
+	sig, err := k.priv.Sign(nil, digest, crypto.SHA256)
+	return keys.Signature{KeyID: k.id, Sig: sig}, err
+}
+
+func (k *softKey) Verify(_ context.Context, digest []byte, sig keys.Signature) error {
+	if sig.KeyID != k.id || !ecdsa.VerifyASN1(&k.priv.PublicKey, digest, sig.Sig) {
+		return keys.ErrBadSignature
+	}
+	return nil
+}

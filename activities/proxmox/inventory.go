@@ -2,11 +2,14 @@ package proxmox
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
 
 	goprox "github.com/luthermonson/go-proxmox"
+
+	"github.com/iru-responder/responder/activities"
 )
 
 // Container is one LXC container as an asset inventory sees it.
@@ -53,4 +56,30 @@ func (a *Activities) Containers(ctx context.Context) ([]Container, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out, nil
+}
+
+// AssetAddr returns the inventory address of an asset (vmid, hostname,
+// tag:<tag> or address, as for every pve.* action): the first static
+// address of its interfaces (netN ip=, then ip6=). The health probe
+// derives its target from it; an asset without a static address has none
+// (NotFound).
+func (a *Activities) AssetAddr(ctx context.Context, asset string) (netip.Addr, error) {
+	x := a.call("inventory address")
+	ct, err := x.resolve(ctx, asset)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	x.ct = ct
+	var conf map[string]any
+	if err := x.get(ctx, ct.path("/config"), &conf); err != nil {
+		return netip.Addr{}, err
+	}
+	for _, k := range []string{"ip", "ip6"} {
+		for _, n := range netKeys(conf) {
+			if p, err := netip.ParsePrefix(parseProps(str(conf[n]))[k]); err == nil {
+				return p.Addr(), nil
+			}
+		}
+	}
+	return netip.Addr{}, final(activities.ErrTypeNotFound, fmt.Sprintf("inventory address of %s: no static address (netN ip=) in its config", ct))
 }

@@ -98,14 +98,11 @@ func decodeRecord(enc string) (*quarantineRecord, error) {
 }
 
 // recordDescription is the description of an isolated container: a line
-// for people, the record, and the original text when it still fits.
-func recordDescription(r *quarantineRecord) (string, error) {
-	enc, err := encodeRecord(r)
-	if err != nil {
-		return "", err
-	}
-	d := fmt.Sprintf("IRU QUARANTINE: network isolated (%s) by IRU Responder for incident %s. Lift it with pve.unisolate; keep the next line.\n%s%s\n",
-		r.Method, r.Incident, recordPrefix, enc)
+// for people, the record and its signature, and the original text when it
+// still fits.
+func recordDescription(r *quarantineRecord, enc, sigLine string) (string, error) {
+	d := fmt.Sprintf("IRU QUARANTINE: network isolated (%s) by IRU Responder for incident %s. Lift it with pve.unisolate; keep the next lines.\n%s%s\n%s%s\n",
+		r.Method, r.Incident, recordPrefix, enc, recordSigPrefix, sigLine)
 	if orig := strings.TrimRight(r.Prior.Description, "\n"); orig != "" && len(d)+1+len(orig) <= maxDescription {
 		d += "\n" + orig + "\n"
 	}
@@ -176,12 +173,27 @@ func (s *ctState) prior() priorState {
 	return priorState{Options: maps.Clone(s.options), Rules: rules, Nets: s.nets(), Tags: s.tags(), Description: s.description()}
 }
 
-// record returns the quarantine record in the description (nil if none).
-func (s *ctState) record() (*quarantineRecord, error) {
+// recordLines returns the encoded record and its signature line in the
+// description ("" when absent).
+func (s *ctState) recordLines() (enc, sig string) {
 	for _, l := range strings.Split(s.description(), "\n") {
-		if enc, ok := strings.CutPrefix(strings.TrimSpace(l), recordPrefix); ok {
-			return decodeRecord(enc)
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, recordPrefix); ok && enc == "" {
+			enc = v
 		}
+		if v, ok := strings.CutPrefix(l, recordSigPrefix); ok && sig == "" {
+			sig = v
+		}
+	}
+	return enc, sig
+}
+
+// record decodes the quarantine record in the description (nil if none)
+// WITHOUT checking its signature: only for reading back what this call
+// wrote. Anything acted upon goes through [call.trustedRecord].
+func (s *ctState) record() (*quarantineRecord, error) {
+	if enc, _ := s.recordLines(); enc != "" {
+		return decodeRecord(enc)
 	}
 	return nil, nil
 }
@@ -330,9 +342,9 @@ func (x *call) ensureIsolated(ctx context.Context, incident, method string, allo
 		if err != nil {
 			return err
 		}
-		r, err := st.record()
+		r, err := x.trustedRecord(ctx, st)
 		if err != nil {
-			return final(activities.ErrTypeConflict, fmt.Sprintf("%s: unreadable quarantine record in the description: %v", x.what(), err))
+			return err
 		}
 		if r != nil && r.Incident != incident {
 			return final(activities.ErrTypeConflict, fmt.Sprintf("%s: already quarantined by incident %s; lift that isolation first", x.what(), r.Incident))
@@ -353,7 +365,7 @@ func (x *call) ensureIsolated(ctx context.Context, incident, method string, allo
 			}
 			r.EvidenceRef = ref
 		}
-		changes, err := x.isolationChanges(st, r, fresh)
+		changes, err := x.isolationChanges(ctx, st, r, fresh)
 		if err != nil {
 			return err
 		}
@@ -395,16 +407,16 @@ func (x *call) source() string { return fmt.Sprintf("pve:%s/lxc/%d", x.ct.Node, 
 
 // isolationChanges lists what is left to do to isolate the container as
 // rec says, starting from st.
-func (x *call) isolationChanges(st *ctState, rec *quarantineRecord, fresh bool) ([]change, error) {
+func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantineRecord, fresh bool) ([]change, error) {
 	var changes []change
 	m := marker(rec.Incident)
 	// 1. One config update: the record (first), the tag, the interfaces.
 	body := map[string]any{}
 	var what []string
 	if fresh {
-		d, err := recordDescription(rec)
+		d, err := x.signedDescription(ctx, rec)
 		if err != nil {
-			return nil, final(activities.ErrTypePrecondition, x.what()+": "+err.Error())
+			return nil, err
 		}
 		body["description"] = d
 		what = append(what, "write the quarantine record into the description")
@@ -568,9 +580,9 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 		if err != nil {
 			return err
 		}
-		r, err := st.record()
+		r, err := x.trustedRecord(ctx, st)
 		if err != nil {
-			return final(activities.ErrTypeConflict, fmt.Sprintf("%s: unreadable quarantine record in the description: %v", x.what(), err))
+			return err
 		}
 		if r == nil || r.Incident != in.IncidentID {
 			rec = nil

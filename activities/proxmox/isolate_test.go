@@ -233,7 +233,11 @@ func TestIsolateCrashBetweenSteps(t *testing.T) {
 func TestRecordRoundTrip(t *testing.T) {
 	rec := &quarantineRecord{Incident: "INC-1", Method: "firewall", Allow: []string{"10.0.0.0/8"},
 		Prior: priorState{Options: map[string]string{"enable": "0"}, Nets: map[string]string{"net0": "name=eth0"}, Description: "line1\nline2\n"}}
-	d, err := recordDescription(rec)
+	enc, err := encodeRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := recordDescription(rec, enc, "sig")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -250,9 +250,9 @@ func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (ac
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	rec, err := st.record()
+	rec, err := x.trustedRecord(ctx, st)
 	if err != nil {
-		return activities.ActionResult{}, final(activities.ErrTypeConflict, fmt.Sprintf("%s: unreadable quarantine record in the description: %v", x.what(), err))
+		return activities.ActionResult{}, err
 	}
 	// A restore replaces the description (and, from a backup, the firewall):
 	// the isolation to re-apply is remembered in the heartbeat, so a retry

@@ -81,6 +81,8 @@ type Activities struct {
 	hc       *http.Client
 	allow    []netip.Prefix
 	now      func() time.Time
+	// recordKey authenticates quarantine records (see record.go).
+	recordKey RecordKey
 
 	mu          sync.RWMutex
 	tokenID     string
@@ -92,8 +94,9 @@ type Activities struct {
 type Option func(*options)
 
 type options struct {
-	wrap func(http.RoundTripper) http.RoundTripper
-	now  func() time.Time
+	wrap      func(http.RoundTripper) http.RoundTripper
+	now       func() time.Time
+	recordKey RecordKey
 }
 
 // WithTransport wraps the HTTP transport (for metrics or tests that count
@@ -116,6 +119,13 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 	}
 	if evidence == nil || secrets == nil {
 		return nil, errors.New("proxmox activities: evidence store and secret sink are required")
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.recordKey == nil {
+		return nil, errors.New("proxmox activities: a key for the quarantine records is required (WithRecordKey)")
 	}
 	return newActivities(cfg, evidence, secrets, opts)
 }
@@ -170,6 +180,7 @@ func newActivities(cfg Config, evidence activities.EvidenceStore, secrets activi
 	if o.now != nil {
 		a.now = o.now
 	}
+	a.recordKey = o.recordKey
 	a.client = a.newClient(cfg.TokenID, cfg.TokenSecret)
 	return a, nil
 }

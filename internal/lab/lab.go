@@ -166,7 +166,21 @@ func (l *Lab) Env() []string {
 		"IRU_KEYCLOAK_CLIENT_SECRET=" + keycloak.WorkerClientSecret,
 		"IRU_OIDC_ISSUER=" + kc + "/realms/" + keycloak.Realm,
 		"IRU_OIDC_AUDIENCE=" + keycloak.APIClientID,
+		"IRU_PROBE_TARGETS=" + l.probeTargets(),
 	}
+}
+
+// probeTargets is the probe allow-list of the lab: each simulated
+// container's service answers on the lab's health listener (the
+// containers' own addresses are not routable).
+func (l *Lab) probeTargets() string {
+	var out []string
+	for _, ct := range l.PVE.State().Containers {
+		if name := ct.Config["hostname"]; name != "" {
+			out = append(out, name+"="+l.HealthURL(name))
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // Credentials describes the lab's fixed credentials for people.

@@ -89,7 +89,8 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if h.keycloak, err = kcact.New(cfg.Keycloak, sink, secrets); err != nil {
 		return nil, fmt.Errorf("keycloak activities: %w", err)
 	}
-	if h.pve, err = pveact.New(cfg.PVE, sink, secrets); err != nil {
+	// Quarantine records are signed with the HSM signing key.
+	if h.pve, err = pveact.New(cfg.PVE, sink, secrets, pveact.WithRecordKey(h.prot.Keys)); err != nil {
 		return nil, fmt.Errorf("proxmox activities: %w", err)
 	}
 	// KEK rotation rewraps every store of wrapped keys: the codec's data
@@ -106,7 +107,9 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
 		return nil, fmt.Errorf("intake key activities: %w", err)
 	}
-	if h.probe, err = probe.New(cfg.Probe); err != nil {
+	// Probe targets come from the inventory (or the allow-list), never
+	// the worker's own listen addresses.
+	if h.probe, err = probe.New(cfg.Probe, h.pve, cfg.HTTPAddr, cfg.Codec.ServerAddr); err != nil {
 		return nil, fmt.Errorf("probe activities: %w", err)
 	}
 	h.platform = &platform.Activities{
