@@ -60,6 +60,15 @@ type env struct {
 	srv     *httptest.Server
 	events  *eventLog
 	spoolOp spool.Options
+	// limits are the handler's limits (zero: loadLimits, which the
+	// functional tests never reach).
+	limits LimitsConfig
+}
+
+// loadLimits are limits the functional and load tests never reach.
+func loadLimits() LimitsConfig {
+	return LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6, DetectorBurst: 1e6,
+		DetectorConc: 1e6, MaxSources: 1000, SourceIdle: time.Minute}
 }
 
 type eventLog struct {
@@ -106,7 +115,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp})
+	limits := e.limits
+	if limits == (LimitsConfig{}) {
+		limits = loadLimits()
+	}
+	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, Limits: limits})
 	if err != nil {
 		e.t.Fatal(err)
 	}
