@@ -63,6 +63,8 @@ type env struct {
 	// limits are the handler's limits (zero: loadLimits, which the
 	// functional tests never reach).
 	limits LimitsConfig
+	// detectors replace testDetectors() when set.
+	detectors []auth.Detector
 }
 
 // loadLimits are limits the functional and load tests never reach.
@@ -103,7 +105,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := auth.New(testDetectors(), auth.Options{Observer: e.events})
+	ds := e.detectors
+	if ds == nil {
+		ds = testDetectors()
+	}
+	a, err := auth.New(ds, auth.Options{Observer: e.events})
 	if err != nil {
 		e.t.Fatal(err)
 	}

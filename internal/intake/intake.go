@@ -200,7 +200,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusRequestEntityTooLarge, &parse.Error{Msg: fmt.Sprintf("body larger than %d bytes", budget)})
 		return
 	}
-	body, err := io.ReadAll(&countingReader{r: http.MaxBytesReader(w, r.Body, budget), n: &h.bodyBytes})
+	body, err := io.ReadAll(http.MaxBytesReader(w, &countingReader{ReadCloser: r.Body, n: &h.bodyBytes}, budget))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -302,14 +302,14 @@ func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, why string, af
 	writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many requests; retry later"})
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read from a request body.
 type countingReader struct {
-	r io.Reader
+	io.ReadCloser
 	n *atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	n, err := c.ReadCloser.Read(p)
 	c.n.Add(int64(n))
 	return n, err
 }
