@@ -95,6 +95,7 @@ func TestAuthenticatedRecordNeverDropped(t *testing.T) {
 		t.Errorf("stats = %+v", s)
 	}
 }
+
 // TestAnonymousRefusalsAggregated: 1,000 refused anonymous requests from
 // one source within a minute leave one ledger record with their count
 // (and one more per other source), and the metric counts every one.
