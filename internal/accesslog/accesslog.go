@@ -425,6 +425,9 @@ func (a *Logger) drop(r Record, why string) {
 	}
 }
 
+// Free returns the free places in the queue.
+func (a *Logger) Free() int { return len(a.room) }
+
 // Stats returns the counts so far.
 func (a *Logger) Stats() Stats {
 	return Stats{Written: a.written.Load(), Dropped: a.dropped.Load(), Failed: a.failed.Load(), Refused: a.refused.Load(),

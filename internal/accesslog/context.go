@@ -16,6 +16,9 @@ type Slot struct {
 	actor  string
 	detail string
 	res    *Reservation
+	// refused: no room was found for the request, which failed without
+	// acting; its record (a 503) goes on the droppable path.
+	refused bool
 }
 
 // Actor returns the identity set on the slot ("" if none).
@@ -98,6 +101,9 @@ func Authenticated(ctx context.Context, actor string, extra ...Record) error {
 	}
 	res, err := s.log.Reserve(ctx, 1+len(extra))
 	if err != nil {
+		s.mu.Lock()
+		s.refused = true
+		s.mu.Unlock()
 		return err
 	}
 	if len(extra) > 0 {
@@ -125,12 +131,15 @@ func (s *Slot) Finish(r Record) {
 	if r.Detail == "" {
 		r.Detail = s.detail
 	}
-	res := s.res
+	res, refused := s.res, s.refused
 	s.res = nil
 	s.mu.Unlock()
 	switch {
 	case res != nil:
 		res.Commit(r)
+	case refused:
+		s.log.Record(r) // the request did nothing; the queue was full a moment ago
+
 	case r.Actor != "":
 		_ = s.log.RecordWait(context.Background(), r)
 	default:

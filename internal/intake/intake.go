@@ -189,6 +189,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer releaseDetector()
+	if !pending.NeedsBody && !h.reserveRecord(w, r, pending.Identity()) {
+		return // an API key: the record's room is reserved before the body is read
+	}
 	budget := h.opts.MaxBodyBytes
 	if d.Limits.MaxBodyBytes > 0 {
 		budget = min(budget, d.Limits.MaxBodyBytes)
@@ -210,21 +213,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, &parse.Error{Msg: "could not read the body"})
 		return
 	}
+	needed := pending.NeedsBody
 	id, err := pending.Finish(body)
 	if err != nil {
 		h.refuse(w, r, err)
 		return
 	}
-	// The request's access-log record is reserved before anything is
-	// spooled: an accepted alert's record is never dropped.
-	if err := accesslog.Authenticated(r.Context(), "detector:"+id.String()); err != nil {
-		h.unavailable.Add(1)
-		h.opts.Log.Error("intake: request refused, the audit log has no room for its record", "detector", id.String(), "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
+	if needed && !h.reserveRecord(w, r, id) {
 		return
 	}
-	accesslog.SetDetail(r.Context(), "auth="+string(id.Method))
 	// The parser follows the authenticated detector's format, so detectors
 	// added to the detectors file are served without a restart.
 	parser, err := parse.ForFormat(id.Format)
@@ -268,6 +265,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.accepted.Add(int64(len(items)))
 	writeJSON(w, http.StatusAccepted, Response{Accepted: len(ids), IDs: ids})
+}
+
+// reserveRecord names the authenticated detector in the request's
+// access-log record and reserves the record's room before anything is
+// read or spooled, so an accepted alert's record is never dropped. When
+// the audit log has no room in time it answers 503 and reports false.
+func (h *Handler) reserveRecord(w http.ResponseWriter, r *http.Request, id auth.Identity) bool {
+	if err := accesslog.Authenticated(r.Context(), "detector:"+id.String()); err != nil {
+		h.unavailable.Add(1)
+		h.opts.Log.Error("intake: request refused, the audit log has no room for its record", "detector", id.String(), "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
+		return false
+	}
+	accesslog.SetDetail(r.Context(), "auth="+string(id.Method))
+	return true
 }
 
 // source is the client address of r: the one the API server resolved
