@@ -43,6 +43,7 @@ func (tokenVerifier) Verify(_ context.Context, raw string) (auth.Identity, error
 // edgeStack is an API server with the intake (one Falco detector), the
 // responder API (tokenVerifier) and the access log on a ledger.
 type edgeStack struct {
+	srv    *Server
 	ts     *httptest.Server
 	acc    *accesslog.Logger
 	ledger *ledger.Ledger
@@ -111,7 +112,7 @@ func newEdgeStack(t *testing.T, o edgeOptions) *edgeStack {
 	srv := &Server{Intake: h, IntakePattern: intake.Pattern, Access: acc, Responder: rs}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &edgeStack{ts: ts, acc: acc, ledger: l, spool: sp, reg: reg}
+	return &edgeStack{srv: srv, ts: ts, acc: acc, ledger: l, spool: sp, reg: reg}
 }
 
 type staticAssets []inventory.Asset
