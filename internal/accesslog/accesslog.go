@@ -16,7 +16,8 @@
 //     place in the queue (see [Authenticated]) before it acts, waiting up to
 //     Options.Wait when the queue is full; if no place frees up, the request
 //     fails (503) without acting, and is counted as
-//     iru_access_log_records_total{result="refused"}.
+//     iru_access_log_records_total{result="refused"} (the record of that
+//     503 then goes on the droppable path: nothing was done).
 //   - Anonymous refusals (no or bad credentials, unknown detector, rate
 //     limited before authentication) are counted in
 //     iru_access_anonymous_refusals_total{status} and aggregated into ONE
