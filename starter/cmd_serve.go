@@ -21,7 +21,6 @@ import (
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/intake"
-	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/logging"
@@ -62,6 +61,8 @@ type serveConfig struct {
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
 	Detectors intake.DetectorsFileConfig
+	// IntakeLimits are the intake's per-source and per-detector limits.
+	IntakeLimits intake.LimitsConfig
 	// PVE is read for the intake's asset inventory.
 	PVE pveact.Config
 }
@@ -70,7 +71,7 @@ type serveConfig struct {
 func (c *serveConfig) Validate() error {
 	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate()}
 	if c.IntakeConfig != "" {
-		p = append(p, c.PVE.Validate())
+		p = append(p, c.PVE.Validate(), c.IntakeLimits.Validate())
 	}
 	return errors.Join(p...)
 }
@@ -142,7 +143,9 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		return err
 	}
 	defer st.Close()
-	acc, err := accesslog.New(accesslog.LedgerOf(st.Ledger), accesslog.Options{QueueSize: cfg.API.Access.QueueSize, Log: log, Registerer: reg.Prometheus})
+	accOpts := cfg.API.Access.Options()
+	accOpts.Log, accOpts.Registerer = log, reg.Prometheus
+	acc, err := accesslog.New(accesslog.LedgerOf(st.Ledger), accOpts)
 	if err != nil {
 		return err
 	}
@@ -158,7 +161,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 
 	var svc *intake.Service
 	if cfg.IntakeConfig != "" {
-		if svc, err = openIntake(cfg, c, acc, log); err != nil {
+		if svc, err = openIntake(cfg, c, log); err != nil {
 			return err
 		}
 		defer svc.Close()
@@ -227,7 +230,7 @@ func serverTLS(t ServerTLS) (*tls.Config, error) {
 
 // openIntake opens the detector intake: spool, forwarder to Temporal, and
 // the asset inventory read from Proxmox VE.
-func openIntake(cfg serveConfig, c client.Client, acc *accesslog.Logger, log *slog.Logger) (*intake.Service, error) {
+func openIntake(cfg serveConfig, c client.Client, log *slog.Logger) (*intake.Service, error) {
 	icfg, err := intake.LoadConfig(cfg.IntakeConfig)
 	if err != nil {
 		return nil, fmt.Errorf("IRU_INTAKE_CONFIG=%s: %w", cfg.IntakeConfig, err)
@@ -235,6 +238,7 @@ func openIntake(cfg serveConfig, c client.Client, acc *accesslog.Logger, log *sl
 	if cfg.Detectors.Path != "" {
 		icfg.DetectorsFile, icfg.DetectorsPoll = cfg.Detectors.Path, cfg.Detectors.PollEvery
 	}
+	icfg.Limits = cfg.IntakeLimits
 	inv, err := pveact.NewInventory(cfg.PVE)
 	if err != nil {
 		return nil, err
@@ -242,14 +246,9 @@ func openIntake(cfg serveConfig, c client.Client, acc *accesslog.Logger, log *sl
 	return intake.Open(icfg, intake.Deps{
 		Assets:   pveAssets{inv},
 		Signaler: forward.TemporalSignaler{Client: c},
-		AuthLog: intakeauth.ObserverFunc(func(e intakeauth.Event) {
-			action := accesslog.ActionAuthFailure
-			if e.Success {
-				action = accesslog.ActionAuthSuccess
-			}
-			acc.Record(accesslog.Record{Time: e.Time, Actor: "detector:" + e.Detector + "/" + e.KeyID, Action: action,
-				Path: "intake/" + e.Detector, Detail: e.Reason, SourceIP: e.RemoteAddr})
-		}),
+		// Authentication outcomes reach the ledger with the request's
+		// record: an authenticated detector names it (never dropped), a
+		// failure is aggregated per source and minute (accesslog).
 		Log: log,
 	})
 }

@@ -9,11 +9,29 @@
 // and, when another server took that slot first (ledger.ErrConflict) or the
 // head moved (ledger.ErrGap), re-reads the head and tries again.
 //
-// Recording never adds latency to a request beyond a channel send: records
-// go to a bounded queue drained by one background appender. When the queue
-// is full the record is dropped, counted in the Prometheus counter
-// iru_access_log_records_total{result="dropped"} and logged at error level
-// (at most once a second, with the running count).
+// Records go to a bounded queue drained by one background appender, on one
+// of three paths:
+//
+//   - Authenticated actions never drop: the handler reserves the record's
+//     place in the queue (see [Authenticated]) before it acts, waiting up to
+//     Options.Wait when the queue is full; if no place frees up, the request
+//     fails (503) without acting, and is counted as
+//     iru_access_log_records_total{result="refused"} (the record of that
+//     503 then goes on the droppable path: nothing was done).
+//   - Anonymous refusals (no or bad credentials, unknown detector, rate
+//     limited before authentication) are counted in
+//     iru_access_anonymous_refusals_total{status} and aggregated into ONE
+//     ledger record per source address and minute (action api.anonymous,
+//     with the count, statuses, reasons and targets), so a flood of bad
+//     tokens cannot flood the ledger. Sources beyond Options.AnonymousSources
+//     in one minute share one "other-sources" record. The aggregate waits
+//     for room like an authenticated record (it is written by a background
+//     flusher, no request waits for it).
+//   - [Logger.Record] (start-up and housekeeping records) never blocks: when
+//     the queue is more than three quarters full the record is dropped,
+//     counted in iru_access_log_records_total{result="dropped"} and logged at
+//     error level (at most once a second, with the running count). The last
+//     quarter of the queue is kept for the two paths above.
 package accesslog
 
 import (
@@ -53,6 +71,9 @@ const (
 	// ActionConfigLoad is a process starting with a configuration; Detail
 	// holds a digest of its (redacted) variables, so a change shows.
 	ActionConfigLoad = "config.load"
+	// ActionAnonymous aggregates the refused anonymous requests of one
+	// source address in one minute (Record.Count of them).
+	ActionAnonymous = "api.anonymous"
 )
 
 // ChainPrefix starts the name of every access chain; the rest is the UTC
@@ -68,15 +89,29 @@ func Chain(t time.Time) string { return ChainPrefix + t.UTC().Format(time.DateOn
 
 // Config is the access log's configuration.
 type Config struct {
-	QueueSize int `env:"IRU_ACCESS_LOG_QUEUE" envDefault:"10000" doc:"Records the access-log queue holds before it drops (and counts) new ones; the queue feeds one background appender to the audit ledger."`
+	QueueSize        int           `env:"IRU_ACCESS_LOG_QUEUE" envDefault:"10000" doc:"Records the access-log queue holds; the queue feeds one background appender to the audit ledger. Housekeeping records are dropped (and counted) when it is three quarters full; authenticated requests wait for room (IRU_ACCESS_LOG_WAIT)."`
+	Wait             time.Duration `env:"IRU_ACCESS_LOG_WAIT" envDefault:"5s" doc:"How long an authenticated request waits for room in the access-log queue before it fails with 503 without acting (its record is never dropped)."`
+	AnonymousSources int           `env:"IRU_ACCESS_LOG_ANONYMOUS_SOURCES" envDefault:"10000" doc:"Source addresses whose refused anonymous requests get their own aggregated ledger record per minute; beyond it they share one other-sources record."`
 }
 
 // Validate checks the configuration; errors name the variable.
 func (c *Config) Validate() error {
+	var p []error
 	if c.QueueSize < 1 || c.QueueSize > 1_000_000 {
-		return fmt.Errorf("IRU_ACCESS_LOG_QUEUE=%d: want 1 to 1000000", c.QueueSize)
+		p = append(p, fmt.Errorf("IRU_ACCESS_LOG_QUEUE=%d: want 1 to 1000000", c.QueueSize))
 	}
-	return nil
+	if c.Wait < 0 || c.Wait > 10*time.Minute {
+		p = append(p, fmt.Errorf("IRU_ACCESS_LOG_WAIT=%s: want at most 10m (0: the default, 5s)", c.Wait))
+	}
+	if c.AnonymousSources < 0 || c.AnonymousSources > 1_000_000 {
+		p = append(p, fmt.Errorf("IRU_ACCESS_LOG_ANONYMOUS_SOURCES=%d: want at most 1000000 (0: the default, 10000)", c.AnonymousSources))
+	}
+	return errors.Join(p...)
+}
+
+// Options returns the logger options of the configuration.
+func (c *Config) Options() Options {
+	return Options{QueueSize: c.QueueSize, Wait: c.Wait, AnonymousSources: c.AnonymousSources}
 }
 
 // Record is one access-log record.
@@ -100,6 +135,9 @@ type Record struct {
 	// Detail is a short reason (an authentication failure's cause); never
 	// a secret.
 	Detail string `json:"detail,omitempty"`
+	// Count is how many requests an aggregated record (ActionAnonymous)
+	// stands for.
+	Count int64 `json:"count,omitempty"`
 }
 
 // Ledger is the part of the audit ledger the appender uses.
@@ -125,6 +163,15 @@ func (c ledgerChain) Head(ctx context.Context, chain string) (ledger.Entry, erro
 type Options struct {
 	// QueueSize bounds the queue (default 10000).
 	QueueSize int
+	// Wait bounds how long an authenticated record waits for room
+	// (default 5 s).
+	Wait time.Duration
+	// AnonymousSources bounds the sources aggregated separately per minute
+	// (default 10000).
+	AnonymousSources int
+	// FlushEvery is how often finished minutes of anonymous refusals are
+	// written (default 5 s).
+	FlushEvery time.Duration
 	// Log receives drops and append failures (nil: discarded).
 	Log *slog.Logger
 	// Registerer receives the metrics (nil: not registered).
@@ -141,6 +188,11 @@ type Options struct {
 // Stats count records since the logger was created.
 type Stats struct {
 	Written, Dropped, Failed int64
+	// Refused counts authenticated requests that failed because no room
+	// freed up in time (nothing was dropped: the request did not act).
+	Refused int64
+	// Anonymous counts refused anonymous requests (aggregated).
+	Anonymous int64
 }
 
 // Logger is the asynchronous access log. Create it with [New], call
@@ -150,16 +202,24 @@ type Logger struct {
 	opts   Options
 	log    *slog.Logger
 	queue  chan Record
+	// room holds one token per free place in queue: a record is queued
+	// only with a token, so a send on queue never blocks; the appender
+	// returns the token when it takes the record.
+	room chan struct{}
+	// keep is how many places droppable records leave free.
+	keep int
+	anon *aggregator
 
 	closeOnce sync.Once
 	closing   chan struct{}
 	done      chan struct{}
 	started   atomic.Bool
 
-	written, dropped, failed atomic.Int64
-	lastDropLog              atomic.Int64 // unix nanos
-	counter                  *prometheus.CounterVec
-	queued                   prometheus.GaugeFunc
+	written, dropped, failed, refused atomic.Int64
+	lastDropLog                       atomic.Int64 // unix nanos
+	counter                           *prometheus.CounterVec
+	queued                            prometheus.GaugeFunc
+	flushDone                         chan struct{}
 
 	// lastSeq caches the last sequence number written per chain, so the
 	// common case needs no head read.
@@ -173,6 +233,15 @@ func New(l Ledger, opts Options) (*Logger, error) {
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 10000
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = 5 * time.Second
+	}
+	if opts.AnonymousSources <= 0 {
+		opts.AnonymousSources = 10000
+	}
+	if opts.FlushEvery <= 0 {
+		opts.FlushEvery = 5 * time.Second
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 50
@@ -189,22 +258,27 @@ func New(l Ledger, opts Options) (*Logger, error) {
 	}
 	a := &Logger{
 		ledger: l, opts: opts, log: log.With("component", "accesslog"),
-		queue: make(chan Record, opts.QueueSize), closing: make(chan struct{}), done: make(chan struct{}),
+		queue: make(chan Record, opts.QueueSize), room: make(chan struct{}, opts.QueueSize), keep: opts.QueueSize / 4,
+		closing: make(chan struct{}), done: make(chan struct{}), flushDone: make(chan struct{}),
 		lastSeq: map[string]int64{},
 		counter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "iru_access_log_records_total",
-			Help: "Access-log records by result: written to the audit ledger, dropped (queue full) or failed (append gave up).",
+			Help: "Access-log records by result: written to the audit ledger, dropped (queue full, housekeeping records only), failed (append gave up) or refused (an authenticated request found no room in time and failed without acting).",
 		}, []string{"result"}),
+		anon: newAggregator(opts.AnonymousSources),
+	}
+	for range opts.QueueSize {
+		a.room <- struct{}{}
 	}
 	a.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "iru_access_log_queue_length",
 		Help: "Access-log records waiting for the appender.",
 	}, func() float64 { return float64(len(a.queue)) })
-	for _, r := range []string{"written", "dropped", "failed"} {
+	for _, r := range []string{"written", "dropped", "failed", "refused"} {
 		a.counter.WithLabelValues(r) // export zeros
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.counter, a.queued} {
+		for _, c := range []prometheus.Collector{a.counter, a.queued, a.anon.counter} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("accesslog: register metrics: %w", err)
 			}
@@ -213,8 +287,11 @@ func New(l Ledger, opts Options) (*Logger, error) {
 	return a, nil
 }
 
-// Record queues r without blocking. It reports false when the queue is
-// full or the logger is closed (the record is dropped and counted).
+// Record queues a housekeeping record r without blocking. It reports false
+// when the queue is more than three quarters full or the logger is closed
+// (the record is dropped and counted). Records of authenticated requests
+// go through [Authenticated] or [Logger.RecordWait] instead, which never
+// drop.
 func (a *Logger) Record(r Record) bool {
 	if r.Time.IsZero() {
 		r.Time = a.opts.Now()
@@ -225,13 +302,117 @@ func (a *Logger) Record(r Record) bool {
 		return false
 	default:
 	}
+	if len(a.room) <= a.keep {
+		a.drop(r, "queue full")
+		return false
+	}
 	select {
-	case a.queue <- r:
+	case <-a.room:
+		a.queue <- r
 		return true
 	default:
 		a.drop(r, "queue full")
 		return false
 	}
+}
+
+// ErrNoRoom is returned when a record that must not be dropped found no
+// room in the queue in time; the caller fails its request without acting.
+var ErrNoRoom = errors.New("accesslog: audit log cannot take the record in time")
+
+// Reservation is room in the queue for records that must not drop.
+type Reservation struct {
+	a    *Logger
+	mu   sync.Mutex
+	left int
+}
+
+// Reserve waits (up to Options.Wait, or ctx) for room for n records. The
+// error wraps [ErrNoRoom]; it is counted as refused.
+func (a *Logger) Reserve(ctx context.Context, n int) (*Reservation, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.Wait)
+	defer cancel()
+	res := &Reservation{a: a}
+	for res.left < n {
+		select {
+		case <-a.room:
+			res.left++
+		case <-a.closing:
+			res.Release()
+			a.refuse()
+			return nil, fmt.Errorf("%w: closed", ErrNoRoom)
+		case <-ctx.Done():
+			res.Release()
+			a.refuse()
+			return nil, fmt.Errorf("%w: %w", ErrNoRoom, ctx.Err())
+		}
+	}
+	return res, nil
+}
+
+func (a *Logger) refuse() {
+	a.refused.Add(1)
+	a.counter.WithLabelValues("refused").Inc()
+}
+
+// Commit queues records into the reserved room (never blocks, never
+// drops) and gives back the room it did not use. Records beyond the
+// reservation are queued with [Logger.RecordWait].
+func (r *Reservation) Commit(records ...Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.put(records...)
+	r.release()
+}
+
+// put queues records into the reserved room, keeping what is left.
+func (r *Reservation) put(records ...Record) {
+	for _, rec := range records {
+		if rec.Time.IsZero() {
+			rec.Time = r.a.opts.Now()
+		}
+		if r.left > 0 {
+			r.left--
+			r.a.queue <- rec
+			continue
+		}
+		_ = r.a.RecordWait(context.Background(), rec)
+	}
+}
+
+// Release gives back the reserved room unused.
+func (r *Reservation) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.release()
+}
+
+func (r *Reservation) release() {
+	for ; r.left > 0; r.left-- {
+		r.a.room <- struct{}{}
+	}
+}
+
+// RecordWait queues r, waiting for room up to Options.Wait (or ctx); it
+// never drops r silently: the error (wrapping [ErrNoRoom]) says it was not
+// queued, and is counted as refused.
+func (a *Logger) RecordWait(ctx context.Context, r Record) error {
+	res, err := a.Reserve(ctx, 1)
+	if err != nil {
+		a.log.Error("audit access log: no room for a record that must not drop", "action", r.Action, "actor", r.Actor, "path", r.Path, "err", err)
+		return err
+	}
+	res.Commit(r)
+	return nil
+}
+
+// Anonymous counts a refused anonymous request and adds it to its source's
+// aggregated record of the minute.
+func (a *Logger) Anonymous(r Record) {
+	if r.Time.IsZero() {
+		r.Time = a.opts.Now()
+	}
+	a.anon.add(r)
 }
 
 func (a *Logger) drop(r Record, why string) {
@@ -245,9 +426,13 @@ func (a *Logger) drop(r Record, why string) {
 	}
 }
 
+// Free returns the free places in the queue.
+func (a *Logger) Free() int { return len(a.room) }
+
 // Stats returns the counts so far.
 func (a *Logger) Stats() Stats {
-	return Stats{Written: a.written.Load(), Dropped: a.dropped.Load(), Failed: a.failed.Load()}
+	return Stats{Written: a.written.Load(), Dropped: a.dropped.Load(), Failed: a.failed.Load(), Refused: a.refused.Load(),
+		Anonymous: a.anon.total.Load()}
 }
 
 // Start starts the background appender: it appends queued records until
@@ -257,6 +442,38 @@ func (a *Logger) Start(ctx context.Context) {
 		return
 	}
 	go a.run(ctx)
+	go a.flushLoop(ctx)
+}
+
+// flushLoop writes the aggregated anonymous records of finished minutes
+// until Close.
+func (a *Logger) flushLoop(ctx context.Context) {
+	defer close(a.flushDone)
+	t := time.NewTicker(a.opts.FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			a.flushAnonymous(ctx, a.opts.Now().UTC().Truncate(time.Minute))
+		case <-ctx.Done():
+			return
+		case <-a.closing:
+			return
+		}
+	}
+}
+
+// flushAnonymous queues the aggregated records of minutes before until
+// (all of them when until is zero), waiting for room.
+func (a *Logger) flushAnonymous(ctx context.Context, until time.Time) {
+	for _, r := range a.anon.take(until) {
+		res, err := a.Reserve(ctx, 1)
+		if err != nil {
+			a.drop(r, "no room for an aggregated record")
+			continue
+		}
+		res.Commit(r)
+	}
 }
 
 func (a *Logger) run(ctx context.Context) {
@@ -264,6 +481,7 @@ func (a *Logger) run(ctx context.Context) {
 	for {
 		select {
 		case r := <-a.queue:
+			a.room <- struct{}{}
 			a.write(ctx, r)
 		case <-ctx.Done():
 			return
@@ -271,6 +489,7 @@ func (a *Logger) run(ctx context.Context) {
 			for {
 				select {
 				case r := <-a.queue:
+					a.room <- struct{}{}
 					a.write(ctx, r)
 				default:
 					return
@@ -280,12 +499,22 @@ func (a *Logger) run(ctx context.Context) {
 	}
 }
 
-// Close stops accepting records and waits until the appender wrote the queued ones
-// or ctx ends.
+// Close writes the pending aggregated records, stops accepting records and
+// waits until the appender wrote the queued ones or ctx ends.
 func (a *Logger) Close(ctx context.Context) error {
+	if a.started.Load() {
+		a.closeOnce.Do(func() {
+			a.flushAnonymous(ctx, time.Time{})
+			close(a.closing)
+		})
+	}
 	a.closeOnce.Do(func() { close(a.closing) })
 	if !a.started.Load() {
 		return nil
+	}
+	select {
+	case <-a.flushDone:
+	case <-ctx.Done():
 	}
 	select {
 	case <-a.done:
@@ -375,6 +604,9 @@ func (a *Logger) request(r Record) ledger.AppendRequest {
 	if r.RequestID != "" {
 		detail = append(detail, "request_id="+r.RequestID)
 	}
+	if r.Count != 0 {
+		detail = append(detail, fmt.Sprintf("count=%d", r.Count))
+	}
 	if r.Detail != "" {
 		detail = append(detail, "detail="+r.Detail)
 	}
@@ -393,7 +625,7 @@ func (a *Logger) request(r Record) ledger.AppendRequest {
 // status maps a record onto the ledger's outcome statuses.
 func status(r Record) ledger.Status {
 	switch {
-	case r.Action == ActionAuthFailure || r.Action == ActionAuthThreshold:
+	case r.Action == ActionAuthFailure || r.Action == ActionAuthThreshold || r.Action == ActionAnonymous:
 		return ledger.StatusDenied
 	case r.Action == ActionAuthSuccess:
 		return ledger.StatusOK

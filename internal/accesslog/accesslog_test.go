@@ -116,7 +116,9 @@ func TestConcurrentServersShareAChain(t *testing.T) {
 	for s, a := range loggers {
 		wg.Go(func() {
 			for i := range each {
-				a.Record(Record{Time: now, Action: ActionRequest, Actor: fmt.Sprintf("keycloak:iru/u%d", s), Path: fmt.Sprintf("/r/%d", i), Status: 200})
+				if err := a.RecordWait(context.Background(), Record{Time: now, Action: ActionRequest, Actor: fmt.Sprintf("keycloak:iru/u%d", s), Path: fmt.Sprintf("/r/%d", i), Status: 200}); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}
@@ -157,8 +159,9 @@ func (b blockingLedger) Append(ctx context.Context, r ledger.AppendRequest) (led
 	return b.Ledger.Append(ctx, r)
 }
 
-// TestFullQueueDropsWithoutBlocking: a stuck ledger never blocks Record;
-// the overflow is counted in the Prometheus counter.
+// TestFullQueueDropsWithoutBlocking: a stuck ledger never blocks Record
+// (housekeeping records); the overflow is counted in the Prometheus
+// counter.
 func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	l := openLedger(t)
 	reg := prometheus.NewRegistry()

@@ -104,15 +104,23 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // observe wraps a route: request id, client address, one structured JSON
-// log line per request, and (unless public) an access-log record in the
-// audit ledger with the identity the handler verified.
+// log line per request, and (unless public) the request's access-log
+// record: with the identity the handler verified, in the room the handler
+// reserved for it (never dropped); without one, counted and aggregated per
+// source and minute (see package accesslog).
 func (s *Server) observe(route Route) http.Handler {
 	resolver := ClientIP{Trusted: s.TrustedProxies}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := uuid.NewString()
 		ip := resolver.Resolve(r)
-		ctx, slot := accesslog.WithSlot(context.WithValue(r.Context(), ipKey{}, ip))
+		var ctx context.Context
+		var slot *accesslog.Slot
+		if route.Public {
+			ctx, slot = accesslog.WithSlot(context.WithValue(r.Context(), ipKey{}, ip))
+		} else {
+			ctx, slot = s.Access.WithSlot(context.WithValue(r.Context(), ipKey{}, ip), ip)
+		}
 		w.Header().Set("X-Request-ID", rid)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -138,10 +146,8 @@ func (s *Server) observe(route Route) http.Handler {
 			s.log().Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path, "route", route.Pattern,
 				"status", status, "bytes", sw.bytes, "duration_ms", float64(dur.Microseconds())/1000, "ip", ip,
 				"actor", cmpOr(slot.Actor(), accesslog.Anonymous), "request_id", rid, "user_agent", r.UserAgent())
-			if !route.Public && s.Access != nil {
-				s.Access.Record(accesslog.Record{Time: start, Action: accesslog.ActionRequest, Actor: slot.Actor(), SourceIP: ip,
-					Method: r.Method, Path: r.URL.Path, Status: status, RequestID: rid, UserAgent: r.UserAgent(), Duration: dur})
-			}
+			slot.Finish(accesslog.Record{Time: start, Action: accesslog.ActionRequest, SourceIP: ip,
+				Method: r.Method, Path: r.URL.Path, Status: status, RequestID: rid, UserAgent: r.UserAgent(), Duration: dur})
 		}()
 		route.Handler.ServeHTTP(sw, r.WithContext(ctx))
 	})
@@ -170,9 +176,11 @@ func unauthenticated(w http.ResponseWriter, tokenPresented bool) {
 
 // authenticate verifies the bearer token; on success the identity (with
 // the client address) is in the request context and named in the access
-// log. Failures answer 401, are recorded in the access log and counted per
-// client address; crossing the threshold notifies. A request without any
-// token answers 401 too but is not counted as a failed authentication.
+// log, whose room for the request's record is reserved before the route
+// acts (no room in time: 503, nothing done). Failures answer 401, are
+// aggregated in the access log with their reason and counted per client
+// address; crossing the threshold notifies. A request without any token
+// answers 401 too but is not counted as a failed authentication.
 func (rs *Responder) authenticate(next func(http.ResponseWriter, *http.Request, auth.Identity)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ip := clientIPFrom(r)
@@ -194,8 +202,12 @@ func (rs *Responder) authenticate(next func(http.ResponseWriter, *http.Request, 
 			return
 		}
 		id.SourceIP = ip
-		accesslog.SetActor(r.Context(), id.Actor())
-		rs.authSucceeded(r, ip, id)
+		if err := accesslog.Authenticated(r.Context(), id.Actor(), rs.authSucceeded(r, ip, id)...); err != nil {
+			rs.log.Error("request refused: the audit log has no room for its record", "actor", id.Actor(), "err", err)
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, apiError{Error: "audit log unavailable; retry later", Code: "audit_unavailable"})
+			return
+		}
 		next(w, r.WithContext(auth.WithIdentity(r.Context(), id)), id)
 	}
 }
@@ -206,16 +218,15 @@ func (rs *Responder) authFailed(r *http.Request, ip string, err error) {
 		reason = reason[:200]
 	}
 	rs.log.Warn("authentication failed", "ip", ip, "path", r.URL.Path, "reason", reason)
-	if rs.access != nil {
-		rs.access.Record(accesslog.Record{Action: accesslog.ActionAuthFailure, SourceIP: ip, Method: r.Method, Path: r.URL.Path,
-			Status: http.StatusUnauthorized, UserAgent: r.UserAgent(), Detail: reason})
-	}
+	accesslog.SetDetail(r.Context(), "auth failure: "+reason) // aggregated with the request's record
 	rs.watch.Failure(ip)
 }
 
-func (rs *Responder) authSucceeded(r *http.Request, ip string, id auth.Identity) {
+// authSucceeded returns the auth.success record of the identity's first
+// request of its session and day (nil otherwise).
+func (rs *Responder) authSucceeded(r *http.Request, ip string, id auth.Identity) []accesslog.Record {
 	if rs.access == nil {
-		return
+		return nil
 	}
 	day := rs.now().UTC().Format(time.DateOnly)
 	key := id.Actor() + "|" + cmpOr(id.SessionID, ip)
@@ -226,10 +237,11 @@ func (rs *Responder) authSucceeded(r *http.Request, ip string, id auth.Identity)
 	first := rs.sessions[key] != day
 	rs.sessions[key] = day
 	rs.mu.Unlock()
-	if first {
-		rs.access.Record(accesslog.Record{Action: accesslog.ActionAuthSuccess, Actor: id.Actor(), SourceIP: ip, Method: r.Method,
-			Path: r.URL.Path, UserAgent: r.UserAgent(), Detail: "session " + id.SessionID + " client " + id.ClientID})
+	if !first {
+		return nil
 	}
+	return []accesslog.Record{{Action: accesslog.ActionAuthSuccess, Actor: id.Actor(), SourceIP: ip, Method: r.Method,
+		Path: r.URL.Path, UserAgent: r.UserAgent(), Detail: "session " + id.SessionID + " client " + id.ClientID}}
 }
 
 // thresholdCrossed runs when failures from one client address reach the

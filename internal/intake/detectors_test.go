@@ -188,7 +188,7 @@ func newReloadEnv(t *testing.T) *reloadEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = Open(Config{SpoolDir: filepath.Join(dir, "spool"), Detectors: ds}, Deps{Assets: testAssets, Signaler: newMem()})
+	e.svc, err = Open(Config{SpoolDir: filepath.Join(dir, "spool"), Detectors: ds, Limits: loadLimits()}, Deps{Assets: testAssets, Signaler: newMem()})
 	if err != nil {
 		t.Fatal(err)
 	}

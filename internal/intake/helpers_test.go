@@ -60,6 +60,17 @@ type env struct {
 	srv     *httptest.Server
 	events  *eventLog
 	spoolOp spool.Options
+	// limits are the handler's limits (zero: loadLimits, which the
+	// functional tests never reach).
+	limits LimitsConfig
+	// detectors replace testDetectors() when set.
+	detectors []auth.Detector
+}
+
+// loadLimits are limits the functional and load tests never reach.
+func loadLimits() LimitsConfig {
+	return LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6, DetectorBurst: 1e6,
+		DetectorConc: 1e6, MaxSources: 1000, SourceIdle: time.Minute}
 }
 
 type eventLog struct {
@@ -94,7 +105,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a, err := auth.New(testDetectors(), auth.Options{Observer: e.events})
+	ds := e.detectors
+	if ds == nil {
+		ds = testDetectors()
+	}
+	a, err := auth.New(ds, auth.Options{Observer: e.events})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,7 +121,11 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp})
+	limits := e.limits
+	if limits == (LimitsConfig{}) {
+		limits = loadLimits()
+	}
+	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, Limits: limits})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -10,8 +10,16 @@
 // detector name; its format (alertmanager, falco, wazuh, generic) picks the
 // parser. Answers: 202 {"accepted":N,"ids":[...]}; 400 with
 // {"error":"...","field":"alerts[3].startsAt"} for bad input; 401
-// {"error":"unauthorized"}; 405; 413 for a body over the limit; 503 with
-// Retry-After when the spool cannot take more.
+// {"error":"unauthorized"}; 405; 413 for a body over the limit; 429 with
+// Retry-After over a source's or a detector's rate or concurrency limit;
+// 503 with Retry-After when the spool (or the audit log) cannot take more.
+//
+// Cheap refusals come first: the source's limits, then everything the
+// headers show (the detector exists, its client certificate, the API key,
+// or the signature's form and timestamp), then the detector's limits, all
+// before a byte of the body is read; the body is then read up to the
+// detector's budget. A refused request's body is never read, and its
+// connection is closed.
 package intake
 
 import (
@@ -23,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path"
 	"strconv"
@@ -30,7 +39,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
+	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
@@ -63,6 +74,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// RetryAfter is the Retry-After of a 503 (default 5 s).
 	RetryAfter time.Duration
+	// Limits are the per-source and per-detector rate and concurrency
+	// limits (zero: DefaultLimits).
+	Limits LimitsConfig
 	// Log receives internal failures (nil: discarded).
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
@@ -71,14 +85,18 @@ type Options struct {
 
 // Stats counts requests and alerts since the handler was created.
 type Stats struct {
-	Requests, Accepted, Rejected, Unauthorized, Unavailable int64
+	Requests, Accepted, Rejected, Unauthorized, Unavailable, Limited int64
+	// BodyBytes counts the request body bytes the handler read.
+	BodyBytes int64
 }
 
 // Handler is the intake HTTP handler.
 type Handler struct {
 	opts Options
 
-	requests, accepted, rejected, unauthorized, unavailable atomic.Int64
+	sources, detectors *limiterSet
+
+	requests, accepted, rejected, unauthorized, unavailable, limited, bodyBytes atomic.Int64
 }
 
 // NewHandler checks opts and returns the handler.
@@ -98,7 +116,14 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts}
+	if opts.Limits == (LimitsConfig{}) {
+		opts.Limits = DefaultLimits()
+	}
+	if err := opts.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("intake: limits: %w", err)
+	}
+	h := &Handler{opts: opts, sources: newLimiterSet(opts.Limits.MaxSources, opts.Limits.SourceIdle),
+		detectors: newLimiterSet(1024, opts.Limits.SourceIdle)}
 	for _, name := range opts.Auth.Detectors() {
 		d, _ := opts.Auth.Detector(name)
 		if _, err := parse.ForFormat(d.Format); err != nil {
@@ -111,7 +136,8 @@ func NewHandler(opts Options) (*Handler, error) {
 // Stats returns the counters.
 func (h *Handler) Stats() Stats {
 	return Stats{Requests: h.requests.Load(), Accepted: h.accepted.Load(), Rejected: h.rejected.Load(),
-		Unauthorized: h.unauthorized.Load(), Unavailable: h.unavailable.Load()}
+		Unauthorized: h.unauthorized.Load(), Unavailable: h.unavailable.Load(), Limited: h.limited.Load(),
+		BodyBytes: h.bodyBytes.Load()}
 }
 
 // Response is the body of a 202.
@@ -132,20 +158,68 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = path.Base(r.URL.Path)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	now := h.opts.Now()
+	lim := h.opts.Limits
+	source := h.source(r)
+	release, ref := h.sources.acquire(source, rate.Limit(lim.SourceRate), lim.SourceBurst, lim.SourceConcurrency, now)
+	if ref != nil {
+		h.tooMany(w, r, "source "+ref.why, ref.retryAfter)
+		return
+	}
+	defer release()
+	pending, err := h.opts.Auth.Precheck(r, name)
+	if err != nil {
+		h.refuse(w, r, err)
+		return
+	}
+	d := pending.Detector()
+	rl, burst, conc := rate.Limit(lim.DetectorRate), lim.DetectorBurst, lim.DetectorConc
+	if d.Limits.Rate > 0 {
+		rl = rate.Limit(d.Limits.Rate)
+	}
+	if d.Limits.Burst > 0 {
+		burst = d.Limits.Burst
+	}
+	if d.Limits.Concurrency > 0 {
+		conc = d.Limits.Concurrency
+	}
+	releaseDetector, ref := h.detectors.acquire(d.Name, rl, burst, conc, now)
+	if ref != nil {
+		h.tooMany(w, r, "detector "+ref.why, ref.retryAfter)
+		return
+	}
+	defer releaseDetector()
+	if !pending.NeedsBody && !h.reserveRecord(w, r, pending.Identity()) {
+		return // an API key: the record's room is reserved before the body is read
+	}
+	budget := h.opts.MaxBodyBytes
+	if d.Limits.MaxBodyBytes > 0 {
+		budget = min(budget, d.Limits.MaxBodyBytes)
+	}
+	if r.ContentLength > budget {
+		// Refused from the header alone (an authenticated detector or a
+		// fresh signature): the body is not read.
+		w.Header().Set("Connection", "close")
+		h.fail(w, http.StatusRequestEntityTooLarge, &parse.Error{Msg: fmt.Sprintf("body larger than %d bytes", budget)})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, &countingReader{ReadCloser: r.Body, n: &h.bodyBytes}, budget))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.fail(w, http.StatusRequestEntityTooLarge, &parse.Error{Msg: fmt.Sprintf("body larger than %d bytes", h.opts.MaxBodyBytes)})
+			h.fail(w, http.StatusRequestEntityTooLarge, &parse.Error{Msg: fmt.Sprintf("body larger than %d bytes", budget)})
 			return
 		}
 		h.fail(w, http.StatusBadRequest, &parse.Error{Msg: "could not read the body"})
 		return
 	}
-	id, err := h.opts.Auth.Authenticate(r, name, body)
+	needed := pending.NeedsBody
+	id, err := pending.Finish(body)
 	if err != nil {
-		h.unauthorized.Add(1)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+		h.refuse(w, r, err)
+		return
+	}
+	if needed && !h.reserveRecord(w, r, id) {
 		return
 	}
 	// The parser follows the authenticated detector's format, so detectors
@@ -164,7 +238,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, pe)
 		return
 	}
-	now := h.opts.Now().UTC()
+	now = now.UTC()
 	rawRef := rawRef(body)
 	items := make([]spool.Item, 0, len(alerts))
 	ids := make([]string, 0, len(alerts))
@@ -185,12 +259,73 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, spool.ErrFull) {
 			h.opts.Log.Error("intake: spool append", "err", err)
 		}
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.opts.RetryAfter.Round(time.Second)/time.Second)))
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
 		return
 	}
 	h.accepted.Add(int64(len(items)))
 	writeJSON(w, http.StatusAccepted, Response{Accepted: len(ids), IDs: ids})
+}
+
+// reserveRecord names the authenticated detector in the request's
+// access-log record and reserves the record's room before anything is
+// read or spooled, so an accepted alert's record is never dropped. When
+// the audit log has no room in time it answers 503 and reports false.
+func (h *Handler) reserveRecord(w http.ResponseWriter, r *http.Request, id auth.Identity) bool {
+	if err := accesslog.Authenticated(r.Context(), "detector:"+id.String()); err != nil {
+		h.unavailable.Add(1)
+		h.opts.Log.Error("intake: request refused, the audit log has no room for its record", "detector", id.String(), "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
+		return false
+	}
+	accesslog.SetDetail(r.Context(), "auth="+string(id.Method))
+	return true
+}
+
+// source is the client address of r: the one the API server resolved
+// (trusted proxies considered), or the peer's.
+func (h *Handler) source(r *http.Request) string {
+	if ip := accesslog.SourceIP(r.Context()); ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// refuse answers 401 to a request whose credentials failed, without
+// reading its body, and closes the connection (so the server does not
+// read the rest of the body either).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	h.unauthorized.Add(1)
+	accesslog.SetDetail(r.Context(), auth.Reason(err))
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+}
+
+// tooMany answers 429 with Retry-After, without reading the body.
+func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, why string, after time.Duration) {
+	h.limited.Add(1)
+	accesslog.SetDetail(r.Context(), why)
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(after)))
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many requests; retry later"})
+}
+
+// countingReader counts the bytes read from a request body.
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (h *Handler) fail(w http.ResponseWriter, status int, e *parse.Error) {

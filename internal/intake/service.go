@@ -45,6 +45,9 @@ type Config struct {
 	DetectorsFile string `yaml:"detectors_file"`
 	// DetectorsPoll is how often the file is checked (default 5s).
 	DetectorsPoll time.Duration `yaml:"detectors_poll"`
+	// Limits are the per-source and per-detector limits; they come from
+	// the environment (LimitsConfig), not the file. Zero: DefaultLimits.
+	Limits LimitsConfig `yaml:"-"`
 }
 
 // LoadConfig reads a YAML configuration file; unknown keys are errors.
@@ -115,7 +118,8 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
-	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log})
+	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter,
+		Limits: cfg.Limits, Log: log})
 	if err != nil {
 		sp.Close()
 		return nil, err

@@ -283,6 +283,10 @@ func (r *rig) openIntake(tb testing.TB, rulesFile string) *intakeRig {
 		InventoryRefresh: time.Hour,
 		Detectors: []auth.Detector{{Name: "generic", Format: "generic",
 			APIKeys: []auth.APIKey{{ID: "bench", SHA256: auth.HashKey("bench", benchKey)}}}},
+		// A load test: one loopback source posts faster than the intake's
+		// default per-source and per-detector limits allow.
+		Limits: intake.LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6,
+			DetectorBurst: 1e6, DetectorConc: 1e6, MaxSources: 100, SourceIdle: time.Minute},
 	}
 	svc, err := intake.Open(cfg, intake.Deps{Assets: pveAssets{inv}, Signaler: forward.TemporalSignaler{Client: r.Client}})
 	if err != nil {

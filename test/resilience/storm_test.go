@@ -107,6 +107,10 @@ func TestTemporalRestartDuringAlertStorm(t *testing.T) {
 	}
 	svc, err := intake.Open(intake.Config{SpoolDir: t.TempDir(), TaskQueue: tq,
 		Detectors: []intakeauth.Detector{{Name: detectorName, Format: "generic", APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", key)}}}},
+		// A load test: one loopback source posts faster than the intake's
+		// default per-source and per-detector limits allow.
+		Limits: intake.LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6,
+			DetectorBurst: 1e6, DetectorConc: 1e6, MaxSources: 100, SourceIdle: time.Minute},
 	}, intake.Deps{Assets: newLabAssets(t, p.Env), Signaler: forward.TemporalSignaler{Client: c}, Log: log})
 	if err != nil {
 		t.Fatal(err)

@@ -87,6 +87,23 @@ type Detector struct {
 	APIKeys     []APIKey     `yaml:"api_keys" json:"api_keys"`
 	HMACSecrets []HMACSecret `yaml:"hmac_secrets" json:"hmac_secrets"`
 	MTLS        MTLS         `yaml:"mtls" json:"mtls"`
+	// Limits override the intake's default limits for this detector (a
+	// zero field keeps the default).
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitzero"`
+}
+
+// Limits are a detector's own intake limits; zero fields mean the
+// intake's defaults.
+type Limits struct {
+	// Rate is requests per second (token bucket).
+	Rate float64 `yaml:"rate,omitempty" json:"rate,omitempty"`
+	// Burst is the bucket's size.
+	Burst int `yaml:"burst,omitempty" json:"burst,omitempty"`
+	// Concurrency bounds the detector's requests in flight.
+	Concurrency int `yaml:"concurrency,omitempty" json:"concurrency,omitempty"`
+	// MaxBodyBytes bounds a request body of the detector (at most the
+	// intake's own limit).
+	MaxBodyBytes int64 `yaml:"max_body_bytes,omitempty" json:"max_body_bytes,omitempty"`
 }
 
 // Identity is an authenticated detector.
@@ -227,6 +244,9 @@ func validate(d Detector) error {
 			return fmt.Errorf("api key %q: sha256 must be 64 hex digits", k.ID)
 		}
 	}
+	if l := d.Limits; l.Rate < 0 || l.Burst < 0 || l.Concurrency < 0 || l.MaxBodyBytes < 0 {
+		return errors.New("limits must not be negative")
+	}
 	for _, s := range d.HMACSecrets {
 		if s.ID == "" {
 			return errors.New("hmac secret without id")
@@ -259,58 +279,136 @@ func (a *Authenticator) Detectors() []string {
 }
 
 // Authenticate checks r (whose body is body) as a post from detector name.
-// It returns [ErrUnauthorized] for every failure and reports each attempt.
+// It returns an error matching [ErrUnauthorized] for every failure (see
+// [Reason]) and reports each attempt.
 func (a *Authenticator) Authenticate(r *http.Request, name string, body []byte) (Identity, error) {
-	now := a.opts.Now()
-	ev := Event{Time: now, Detector: name, RemoteAddr: r.RemoteAddr}
-	id, reason := a.check(r, name, body, now, &ev)
-	ev.Success = reason == ""
-	ev.Reason = reason
-	if a.opts.Observer != nil {
-		a.opts.Observer.ObserveAuth(ev)
+	p, err := a.Precheck(r, name)
+	if err != nil {
+		return Identity{}, err
 	}
-	if reason != "" {
-		return Identity{}, ErrUnauthorized
-	}
-	return id, nil
+	return p.Finish(body)
 }
 
-func (a *Authenticator) check(r *http.Request, name string, body []byte, now time.Time, ev *Event) (Identity, string) {
-	d, ok := a.current()[name]
+// Pending is a request that passed every check its headers allow; when
+// NeedsBody, its signature still has to be checked against the body with
+// [Pending.Finish].
+type Pending struct {
+	a   *Authenticator
+	r   *http.Request
+	d   Detector
+	id  Identity
+	ev  Event
+	now time.Time
+	// NeedsBody says the credential (an HMAC signature) covers the body.
+	NeedsBody bool
+}
+
+// Detector is the (claimed, until Finish) detector of the request.
+func (p *Pending) Detector() Detector { return p.d }
+
+// Identity is the authenticated identity once Finish succeeded, or at once
+// when the request carried an API key (NeedsBody false).
+func (p *Pending) Identity() Identity { return p.id }
+
+// Precheck does everything that needs no body, cheapest first: the
+// detector exists, its client certificate, and either the whole API key
+// check (then the request is authenticated and reported) or the signature
+// header's form and its timestamp's freshness (then [Pending.Finish] checks
+// the signature over the body). A request refused here is reported and
+// never needs its body read.
+func (a *Authenticator) Precheck(r *http.Request, name string) (*Pending, error) {
+	now := a.opts.Now()
+	p := &Pending{a: a, r: r, now: now, ev: Event{Time: now, Detector: name, RemoteAddr: r.RemoteAddr}}
+	reason := p.headers(name)
+	if reason != "" || !p.NeedsBody {
+		return p, p.report(reason)
+	}
+	return p, nil
+}
+
+// Finish checks the signature over body (when NeedsBody) and reports the
+// attempt; it returns the identity or an error matching [ErrUnauthorized].
+func (p *Pending) Finish(body []byte) (Identity, error) {
+	if !p.NeedsBody {
+		return p.id, nil
+	}
+	kid, reason := p.a.checkSignature(p.d.HMACSecrets, p.r.Header.Get(HeaderTimestamp), p.r.Header.Get(HeaderSignature), body, p.now)
+	p.ev.KeyID = kid
+	if reason == "" {
+		p.id.Method, p.id.KeyID = MethodHMAC, kid
+	}
+	p.NeedsBody = false
+	if err := p.report(reason); err != nil {
+		return Identity{}, err
+	}
+	return p.id, nil
+}
+
+func (p *Pending) report(reason string) error {
+	p.ev.Success = reason == ""
+	p.ev.Reason = reason
+	if p.a.opts.Observer != nil {
+		p.a.opts.Observer.ObserveAuth(p.ev)
+	}
+	if reason != "" {
+		return &failure{reason: reason}
+	}
+	return nil
+}
+
+// failure is an authentication failure: it matches [ErrUnauthorized] and
+// carries the reason for the audit trail (never for the client).
+type failure struct{ reason string }
+
+func (f *failure) Error() string        { return ErrUnauthorized.Error() }
+func (f *failure) Is(target error) bool { return target == ErrUnauthorized }
+
+// Reason returns why err, an authentication failure, failed ("" if err is
+// not one). It is for the audit trail; clients only learn "unauthorized".
+func Reason(err error) string {
+	var f *failure
+	if errors.As(err, &f) {
+		return f.reason
+	}
+	return ""
+}
+
+// headers runs the checks the headers allow and fills p; "" means passed.
+func (p *Pending) headers(name string) string {
+	d, ok := p.a.current()[name]
 	if !ok {
-		return Identity{}, "unknown detector"
+		return "unknown detector"
 	}
-	id := Identity{Detector: d.Name, Format: d.Format}
+	p.d = d
+	p.id = Identity{Detector: d.Name, Format: d.Format}
 	if d.MTLS.Require {
-		cn, reason := checkCert(r, d.MTLS.Subjects)
+		cn, reason := checkCert(p.r, d.MTLS.Subjects)
 		if reason != "" {
-			return id, reason
+			return reason
 		}
-		id.CertSubject = cn
+		p.id.CertSubject = cn
 	}
-	key := presentedKey(r)
-	sig := r.Header.Get(HeaderSignature)
+	key := presentedKey(p.r)
+	sig := p.r.Header.Get(HeaderSignature)
 	switch {
 	case key != "" && len(d.APIKeys) > 0:
-		ev.Method = MethodAPIKey
-		kid, reason := checkKey(d.APIKeys, key, now)
-		ev.KeyID = kid
+		p.ev.Method = MethodAPIKey
+		kid, reason := checkKey(d.APIKeys, key, p.now)
+		p.ev.KeyID = kid
 		if reason != "" {
-			return id, reason
+			return reason
 		}
-		id.Method, id.KeyID = MethodAPIKey, kid
-		return id, ""
+		p.id.Method, p.id.KeyID = MethodAPIKey, kid
+		return ""
 	case sig != "" && len(d.HMACSecrets) > 0:
-		ev.Method = MethodHMAC
-		kid, reason := a.checkSignature(d.HMACSecrets, r.Header.Get(HeaderTimestamp), sig, body, now)
-		ev.KeyID = kid
-		if reason != "" {
-			return id, reason
+		p.ev.Method = MethodHMAC
+		if reason := p.a.checkSignatureHeaders(d.HMACSecrets, p.r.Header.Get(HeaderTimestamp), sig, p.now); reason != "" {
+			return reason
 		}
-		id.Method, id.KeyID = MethodHMAC, kid
-		return id, ""
+		p.NeedsBody = true
+		return ""
 	}
-	return id, "no credentials of a configured kind"
+	return "no credentials of a configured kind"
 }
 
 func presentedKey(r *http.Request) string {
@@ -352,22 +450,46 @@ func checkKey(keys []APIKey, presented string, now time.Time) (keyID, reason str
 	return "", "wrong api key"
 }
 
-func (a *Authenticator) checkSignature(secrets []HMACSecret, ts, sig string, body []byte, now time.Time) (keyID, reason string) {
+// checkSignatureHeaders checks what a signed request's headers show
+// without its body: a fresh timestamp, a well-formed signature and a
+// secret active now.
+func (a *Authenticator) checkSignatureHeaders(secrets []HMACSecret, ts, sig string, now time.Time) string {
+	_, _, reason := a.parseSignature(ts, sig, now)
+	if reason != "" {
+		return reason
+	}
+	if !slices.ContainsFunc(secrets, func(s HMACSecret) bool { return active(s.NotBefore, s.NotAfter, now) }) {
+		return "no hmac secret active"
+	}
+	return ""
+}
+
+// parseSignature parses the timestamp and signature headers and checks the
+// timestamp is within the replay window.
+func (a *Authenticator) parseSignature(ts, sig string, now time.Time) (when time.Time, mac []byte, reason string) {
 	if ts == "" {
-		return "", "signature without timestamp"
+		return time.Time{}, nil, "signature without timestamp"
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return "", "malformed timestamp"
+		return time.Time{}, nil, "malformed timestamp"
 	}
-	when := time.Unix(sec, 0)
+	when = time.Unix(sec, 0)
 	if d := now.Sub(when); d > a.opts.ReplayWindow || d < -a.opts.ReplayWindow {
-		return "", "timestamp outside the replay window"
+		return time.Time{}, nil, "timestamp outside the replay window"
 	}
 	hexSig, ok := strings.CutPrefix(sig, "sha256=")
-	got, err := hex.DecodeString(hexSig)
-	if !ok || err != nil || len(got) != sha256.Size {
-		return "", "malformed signature"
+	mac, err = hex.DecodeString(hexSig)
+	if !ok || err != nil || len(mac) != sha256.Size {
+		return time.Time{}, nil, "malformed signature"
+	}
+	return when, mac, ""
+}
+
+func (a *Authenticator) checkSignature(secrets []HMACSecret, ts, sig string, body []byte, now time.Time) (keyID, reason string) {
+	when, got, reason := a.parseSignature(ts, sig, now)
+	if reason != "" {
+		return "", reason
 	}
 	matched := ""
 	for _, s := range secrets {
