@@ -27,6 +27,7 @@ elif [[ ! -s "$dir/pve_token_secret" ]]; then
   exit 2
 fi
 put keycloak_worker_secret "$(rand)" # imported into the realm through IRU_KC_WORKER_SECRET
+put keycloak_operator_secret "$(rand)" # imported through IRU_KC_OPERATOR_SECRET (cluster setup client)
 if [[ ! -s "$dir/api_tls_cert" ]]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
     -subj "/CN=iru-api" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -37,4 +38,6 @@ if [[ ! -s "$envfile" ]]; then
   printf 'POSTGRES_PASSWORD=%s\nKEYCLOAK_ADMIN_PASSWORD=%s\nIRU_KC_WORKER_SECRET=%s\nIRU_KC_API_SECRET=%s\n' \
     "$(cat "$dir/postgres_password")" "$(rand)" "$(cat "$dir/keycloak_worker_secret")" "$(rand)" > "$envfile"
 fi
+grep -q '^IRU_KC_OPERATOR_SECRET=' "$envfile" ||
+  printf 'IRU_KC_OPERATOR_SECRET=%s\n' "$(cat "$dir/keycloak_operator_secret")" >> "$envfile"
 echo "secrets in $dir, environment in $envfile"

@@ -181,12 +181,14 @@ Keycloak (simulated)    %s
   responders    alice (ir-responder), bob (ir-responder, ir-lead), carol (ir-admin, ir-lead); password %s
   users         jdoe (the demo's compromised account), asmith; password %s
   worker client %s / %s
+  operator      %s / %s (Temporal permissions temporal-system:admin, default:admin)
   console       %s (public, direct access grants: starter login)
 `,
 		l.PVE.URL(), pve.LabResponderTokenID, pve.LabResponderTokenSecret, pve.LabAuditTokenID, pve.LabAuditTokenSecret,
 		pve.LabRootUser, pve.LabRootPassword, l.PVE.ControlURL(), pve.LabControlToken,
 		l.Keycloak.URL(), keycloak.AdminUsername, keycloak.AdminPassword, keycloak.MasterRealm,
-		keycloak.UserPassword, keycloak.UserPassword, keycloak.WorkerClientID, keycloak.WorkerClientSecret, keycloak.ConsoleClientID)
+		keycloak.UserPassword, keycloak.UserPassword, keycloak.WorkerClientID, keycloak.WorkerClientSecret,
+		keycloak.OperatorClientID, keycloak.OperatorClientSecret, keycloak.ConsoleClientID)
 }
 
 // Close stops both simulators.

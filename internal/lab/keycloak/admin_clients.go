@@ -8,31 +8,32 @@ import (
 )
 
 type clientRepresentation struct {
-	ID                        string            `json:"id"`
-	ClientID                  string            `json:"clientId"`
-	Name                      string            `json:"name,omitempty"`
-	Description               string            `json:"description,omitempty"`
-	AdminURL                  string            `json:"adminUrl,omitempty"`
-	SurrogateAuthRequired     bool              `json:"surrogateAuthRequired"`
-	Enabled                   bool              `json:"enabled"`
-	AlwaysDisplayInConsole    bool              `json:"alwaysDisplayInConsole"`
-	ClientAuthenticatorType   string            `json:"clientAuthenticatorType"`
-	Secret                    string            `json:"secret,omitempty"`
-	RedirectURIs              []string          `json:"redirectUris"`
-	WebOrigins                []string          `json:"webOrigins"`
-	NotBefore                 int64             `json:"notBefore"`
-	BearerOnly                bool              `json:"bearerOnly"`
-	ConsentRequired           bool              `json:"consentRequired"`
-	StandardFlowEnabled       bool              `json:"standardFlowEnabled"`
-	ImplicitFlowEnabled       bool              `json:"implicitFlowEnabled"`
-	DirectAccessGrantsEnabled bool              `json:"directAccessGrantsEnabled"`
-	ServiceAccountsEnabled    bool              `json:"serviceAccountsEnabled"`
-	PublicClient              bool              `json:"publicClient"`
-	FrontchannelLogout        bool              `json:"frontchannelLogout"`
-	Protocol                  string            `json:"protocol"`
-	Attributes                map[string]string `json:"attributes"`
-	FullScopeAllowed          bool              `json:"fullScopeAllowed"`
-	Access                    map[string]bool   `json:"access,omitempty"`
+	ID                        string                         `json:"id"`
+	ClientID                  string                         `json:"clientId"`
+	Name                      string                         `json:"name,omitempty"`
+	Description               string                         `json:"description,omitempty"`
+	AdminURL                  string                         `json:"adminUrl,omitempty"`
+	SurrogateAuthRequired     bool                           `json:"surrogateAuthRequired"`
+	Enabled                   bool                           `json:"enabled"`
+	AlwaysDisplayInConsole    bool                           `json:"alwaysDisplayInConsole"`
+	ClientAuthenticatorType   string                         `json:"clientAuthenticatorType"`
+	Secret                    string                         `json:"secret,omitempty"`
+	RedirectURIs              []string                       `json:"redirectUris"`
+	WebOrigins                []string                       `json:"webOrigins"`
+	NotBefore                 int64                          `json:"notBefore"`
+	BearerOnly                bool                           `json:"bearerOnly"`
+	ConsentRequired           bool                           `json:"consentRequired"`
+	StandardFlowEnabled       bool                           `json:"standardFlowEnabled"`
+	ImplicitFlowEnabled       bool                           `json:"implicitFlowEnabled"`
+	DirectAccessGrantsEnabled bool                           `json:"directAccessGrantsEnabled"`
+	ServiceAccountsEnabled    bool                           `json:"serviceAccountsEnabled"`
+	PublicClient              bool                           `json:"publicClient"`
+	FrontchannelLogout        bool                           `json:"frontchannelLogout"`
+	Protocol                  string                         `json:"protocol"`
+	Attributes                map[string]string              `json:"attributes"`
+	FullScopeAllowed          bool                           `json:"fullScopeAllowed"`
+	ProtocolMappers           []protocolMapperRepresentation `json:"protocolMappers,omitempty"`
+	Access                    map[string]bool                `json:"access,omitempty"`
 }
 
 func clientRep(c *client, a *adminCall) clientRepresentation {
@@ -43,6 +44,7 @@ func clientRep(c *client, a *adminCall) clientRepresentation {
 		StandardFlowEnabled: c.standardFlow, DirectAccessGrantsEnabled: c.directGrants,
 		ServiceAccountsEnabled: c.serviceAccounts, PublicClient: c.public, FrontchannelLogout: true,
 		Protocol: "openid-connect", Attributes: c.attributes, FullScopeAllowed: c.fullScope,
+		ProtocolMappers: mapperReps(c),
 	}
 	if !c.public && !c.bearerOnly {
 		rep.Secret = c.secret

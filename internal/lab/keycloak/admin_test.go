@@ -356,7 +356,7 @@ func TestClientsAndSecretRotation(t *testing.T) {
 	}{
 		{"exact", gocloak.GetClientsParams{ClientID: gocloak.StringP(APIClientID)}, []string{APIClientID}},
 		{"exact miss on prefix", gocloak.GetClientsParams{ClientID: gocloak.StringP("iru")}, nil},
-		{"search", gocloak.GetClientsParams{ClientID: gocloak.StringP("IRU-"), Search: gocloak.BoolP(true)}, []string{APIClientID, ConsoleClientID, WorkerClientID}},
+		{"search", gocloak.GetClientsParams{ClientID: gocloak.StringP("IRU-"), Search: gocloak.BoolP(true)}, []string{APIClientID, ConsoleClientID, OperatorClientID, WorkerClientID}},
 		{"first/max", gocloak.GetClientsParams{ClientID: gocloak.StringP("iru-"), Search: gocloak.BoolP(true), First: gocloak.IntP(1), Max: gocloak.IntP(1)}, []string{ConsoleClientID}},
 	}
 	for _, tt := range tests {

@@ -54,6 +54,7 @@ type client struct {
 	redirectURIs, webOrigins        []string
 	attributes                      map[string]string
 	audiences                       []string // from oidc-audience-mapper protocol mappers
+	mappers                         []*protocolMapper
 	roles                           map[string]*role
 }
 

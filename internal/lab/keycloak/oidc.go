@@ -367,6 +367,12 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, req *http.Request, r *r
 		writeJSON(w, http.StatusOK, map[string]any{"active": false})
 		return
 	}
+	if tc.Typ == typBearer {
+		if err := r.introspectionClaims(tc, claims); err != nil {
+			writeOAuthError(w, oauthErr(http.StatusInternalServerError, "unknown_error", ""))
+			return
+		}
+	}
 	claims["client_id"] = tc.Azp
 	if tc.PreferredUsername != "" {
 		claims["username"] = tc.PreferredUsername
@@ -423,6 +429,19 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, req *http.Request, r *rea
 	}
 	if u.email != "" {
 		body["email"] = u.email
+	}
+	if c := r.clientByClientID(tc.Azp); c != nil {
+		realmRoles, clientRoles := r.effectiveRoles(u)
+		extra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindUserinfo)
+		if err != nil {
+			reject(http.StatusInternalServerError, "unknown_error", "Mapper failed")
+			return
+		}
+		for k, v := range extra {
+			if _, set := body[k]; !set {
+				body[k] = v
+			}
+		}
 	}
 	r.addEvent(now, Event{Type: "USER_INFO_REQUEST", ClientID: tc.Azp, UserID: u.id, SessionID: tc.Sid, IPAddress: ip})
 	writeJSON(w, http.StatusOK, body)

@@ -42,6 +42,18 @@ const (
 	APIClientSecret = "iru-api-lab-secret"
 	// ConsoleClientID is the public client with direct access grants that `starter login` uses.
 	ConsoleClientID = "iru-console"
+	// OperatorClientID is the confidential client of cluster setup: its service account's tokens
+	// carry temporal-system:admin and default:admin, to create the namespace and search attributes.
+	OperatorClientID = "iru-operator"
+	// OperatorClientSecret is OperatorClientID's lab secret.
+	OperatorClientSecret = "iru-operator-lab-secret"
+	// TemporalClientID is the bearer-only client whose roles are Temporal permissions
+	// ("<namespace>:<role>"); ir-responder, ir-lead and ir-admin include its role default:read.
+	TemporalClientID = "temporal"
+	// PermissionsClaim is the access-token claim Temporal's default claim mapper reads
+	// (permissionsClaimName): a list of "<namespace>:<role>" strings set by protocol mappers, e.g.
+	// ["default:write"] for the worker and the API server, ["default:read"] for responders.
+	PermissionsClaim = "permissions"
 )
 
 // Realm roles of Realm.
@@ -135,9 +147,12 @@ type clientExport struct {
 	WebOrigins                []string          `json:"webOrigins"`
 	Attributes                map[string]string `json:"attributes"`
 	ProtocolMappers           []struct {
-		Name           string            `json:"name"`
-		ProtocolMapper string            `json:"protocolMapper"`
-		Config         map[string]string `json:"config"`
+		ID              string            `json:"id"`
+		Name            string            `json:"name"`
+		Protocol        string            `json:"protocol"`
+		ProtocolMapper  string            `json:"protocolMapper"`
+		ConsentRequired bool              `json:"consentRequired"`
+		Config          map[string]string `json:"config"`
 	} `json:"protocolMappers"`
 }
 
@@ -228,7 +243,10 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		}
 	}
 	for _, ce := range rx.Clients {
-		c := clientFromExport(r, ce)
+		c, err := clientFromExport(r, ce)
+		if err != nil {
+			return nil, err
+		}
 		r.addClient(c)
 	}
 	// Clients Keycloak creates in every realm when they are not in the export.
@@ -297,7 +315,7 @@ func roleFromExport(r *realm, re roleExport, clientID, containerID string) *role
 	return ro
 }
 
-func clientFromExport(r *realm, ce clientExport) *client {
+func clientFromExport(r *realm, ce clientExport) (*client, error) {
 	c := &client{
 		id: orDefault(ce.ID, stableID(r.name, "client", ce.ClientID)), clientID: ce.ClientID,
 		name: ce.Name, description: ce.Description, enabled: ce.Enabled == nil || *ce.Enabled,
@@ -311,19 +329,33 @@ func clientFromExport(r *realm, ce clientExport) *client {
 	if c.attributes == nil {
 		c.attributes = map[string]string{}
 	}
-	for _, m := range ce.ProtocolMappers {
-		if m.ProtocolMapper != "oidc-audience-mapper" {
+	for _, me := range ce.ProtocolMappers {
+		if me.Protocol != "" && me.Protocol != "openid-connect" {
 			continue
 		}
-		aud := m.Config["included.client.audience"]
-		if aud != "" && m.Config["access.token.claim"] != "false" {
+		m := &protocolMapper{
+			id: orDefault(me.ID, stableID(r.name, "mapper", ce.ClientID, me.Name)), name: me.Name,
+			mapperType: me.ProtocolMapper, consentRequired: me.ConsentRequired, config: me.Config,
+		}
+		if m.config == nil {
+			m.config = map[string]string{}
+		}
+		if err := validateMapper(ce.ClientID, m); err != nil {
+			return nil, fmt.Errorf("realm %s: %w", r.name, err)
+		}
+		c.mappers = append(c.mappers, m)
+		if m.mapperType != mapperAudience {
+			continue
+		}
+		aud := m.config[cfgAudience]
+		if aud != "" && m.config[cfgAccessToken] != "false" {
 			c.audiences = append(c.audiences, aud)
 		}
 	}
 	if !c.public && !c.bearerOnly && c.secret == "" {
 		c.secret = randomSecret()
 	}
-	return c
+	return c, nil
 }
 
 func userFromExport(r *realm, ue userExport, nowMillis int64) (*user, error) {

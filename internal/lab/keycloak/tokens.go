@@ -141,8 +141,11 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 	access.Email = u.email
 	access.GivenName, access.FamilyName = u.firstName, u.lastName
 	access.Name = strings.TrimSpace(u.firstName + " " + u.lastName)
-	var err error
-	if ts.access, err = sign(key, access); err != nil {
+	accessExtra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindAccess)
+	if err != nil {
+		return tokenSet{}, err
+	}
+	if ts.access, err = sign(key, access, accessExtra); err != nil {
 		return tokenSet{}, err
 	}
 	ts.accessExp = r.accessTokenLifespan
@@ -155,7 +158,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 		Exp: refreshExp, Iat: iat, Jti: uuid.NewString(), Iss: iss, Aud: audience{iss},
 		Sub: u.id, Typ: typRefresh, Azp: c.clientID, SessionState: sess.id, Sid: sess.id, Scope: ts.scope,
 	}
-	if ts.refresh, err = sign(key, refresh); err != nil {
+	if ts.refresh, err = sign(key, refresh, nil); err != nil {
 		return tokenSet{}, err
 	}
 	ts.refreshExp = int(refreshExp - iat)
@@ -167,15 +170,25 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 			Sid: sess.id, Acr: "1", EmailVerified: access.EmailVerified, Name: access.Name,
 			PreferredUsername: u.username, GivenName: u.firstName, FamilyName: u.lastName, Email: u.email,
 		}
-		if ts.id, err = sign(key, id); err != nil {
+		idExtra, err := r.mapperClaims(c, u, realmRoles, clientRoles, kindID)
+		if err != nil {
+			return tokenSet{}, err
+		}
+		if ts.id, err = sign(key, id, idExtra); err != nil {
 			return tokenSet{}, err
 		}
 	}
 	return ts, nil
 }
 
-func sign(k *signingKey, c tokenClaims) (string, error) {
-	raw, err := jwt.Signed(k.signer).Claims(c).Serialize()
+// sign serialises c, with the protocol mappers' extra claims under it: a mapper cannot replace a
+// claim the simulator sets itself.
+func sign(k *signingKey, c tokenClaims, extra map[string]any) (string, error) {
+	b := jwt.Signed(k.signer)
+	if len(extra) > 0 {
+		b = b.Claims(extra)
+	}
+	raw, err := b.Claims(c).Serialize()
 	if err != nil {
 		return "", fmt.Errorf("sign %s token: %w", c.Typ, err)
 	}
