@@ -66,12 +66,6 @@ There is no Web UI in this mode.`,
 	return cmd
 }
 
-// Keycloak clients whose service accounts talk to Temporal.
-const (
-	operatorClientID  = "iru-operator"
-	operatorLabSecret = "iru-operator-lab-secret"
-)
-
 // clusterIdentity is where the processes' Temporal tokens come from.
 type clusterIdentity struct {
 	issuer                                  string
@@ -88,7 +82,7 @@ func (s *stack) clusterIdentity() clusterIdentity {
 		for _, f := range []struct {
 			v   *string
 			lab string
-		}{{&id.workerSecret, keycloak.WorkerClientSecret}, {&id.apiSecret, keycloak.APIClientSecret}, {&id.operatorSecret, operatorLabSecret}} {
+		}{{&id.workerSecret, keycloak.WorkerClientSecret}, {&id.apiSecret, keycloak.APIClientSecret}, {&id.operatorSecret, keycloak.OperatorClientSecret}} {
 			if *f.v == "" {
 				*f.v = f.lab
 			}
@@ -115,7 +109,7 @@ func (s *stack) startCluster(ctx context.Context) error {
 	id := s.clusterIdentity()
 	cc := s.clusterCfg
 	dir := filepath.Join(s.cfg.StateDir, "cluster")
-	operator := temporalclient.NewTokenHeaders(config.Temporal{TokenURL: id.tokenURL(), ClientID: operatorClientID, ClientSecret: id.operatorSecret})
+	operator := temporalclient.NewTokenHeaders(config.Temporal{TokenURL: id.tokenURL(), ClientID: keycloak.OperatorClientID, ClientSecret: id.operatorSecret})
 	s.say("starting Temporal cluster (%s) on PostgreSQL %s:%d", cc.ServerBin, cc.DBHost, cc.DBPort)
 	t0 := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{
@@ -140,7 +134,7 @@ func (s *stack) startCluster(ctx context.Context) error {
 	// Other shells (iru.env) act as the operator; the worker and the API
 	// server as themselves.
 	s.env = append(s.env, c.ClientEnv(pki.Operator)...)
-	s.env = append(s.env, id.tokenEnv(operatorClientID, id.operatorSecret)...)
+	s.env = append(s.env, id.tokenEnv(keycloak.OperatorClientID, id.operatorSecret)...)
 	s.workerEnv = append(c.ClientEnv(pki.Worker), id.tokenEnv(keycloak.WorkerClientID, id.workerSecret)...)
 	s.apiEnv = append(c.ClientEnv(pki.API), id.tokenEnv(keycloak.APIClientID, id.apiSecret)...)
 	schema := "schema present"
