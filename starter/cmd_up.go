@@ -89,7 +89,7 @@ type stack struct {
 	// workerEnv and apiEnv are added to env for the worker and the API
 	// server only (their own certificate and token in cluster mode).
 	workerEnv, apiEnv []string
-	apiAddr  string
+	apiAddr           string
 	// intakeFile is the intake configuration the API server reads.
 	intakeFile string
 	client     client.Client
