@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
@@ -516,12 +518,14 @@ func Migrate(ctx context.Context, tool string, db DB, log io.Writer) (MigrateRes
 			err := cmd.Run()
 			return out.String(), err
 		}
-		out, err := run("create-database")
-		switch {
-		case err == nil:
+		existed, err := databaseExists(ctx, db, d.name)
+		if err != nil {
+			return res, err
+		}
+		if !existed {
 			res.Created = append(res.Created, d.name)
-		case strings.Contains(out, "already exists"):
-		default:
+		}
+		if out, err := run("create-database"); err != nil { // a no-op when it exists
 			return res, fmt.Errorf("cluster: create database %s: %w: %s", d.name, err, lastLine(out))
 		}
 		if out, err := run("setup-schema", "-v", "0.0"); err != nil {
@@ -532,6 +536,25 @@ func Migrate(ctx context.Context, tool string, db DB, log io.Writer) (MigrateRes
 		}
 	}
 	return res, nil
+}
+
+// databaseExists asks PostgreSQL whether the database name exists.
+func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(db.Host, strconv.Itoa(db.Port)), Path: "/postgres",
+		User: url.UserPassword(db.User, db.Password), RawQuery: "sslmode=prefer"}
+	if db.Password == "" {
+		u.User = url.User(db.User)
+	}
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
+		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
+	}
+	return n > 0, nil
 }
 
 func lastLine(s string) string {

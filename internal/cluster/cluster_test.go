@@ -54,8 +54,13 @@ func render(t *testing.T, env map[string]string) (string, error) {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // TestServerConfigRendersHardened renders deploy/temporal/config/iru.yaml
@@ -72,36 +77,32 @@ func TestServerConfigRendersHardened(t *testing.T) {
 			TLS struct {
 				Internode, Frontend struct {
 					Server struct {
-						RequireClientAuth bool     `yaml:"requireclientauth"`
-						ClientCAFiles     []string `yaml:"clientcafiles"`
-						CertFile          string   `yaml:"certfile"`
+						RequireClientAuth bool     `yaml:"requireClientAuth"`
+						ClientCAFiles     []string `yaml:"clientCaFiles"`
+						CertFile          string   `yaml:"certFile"`
 					} `yaml:"server"`
 				}
 			} `yaml:"tls"`
 			Authorization struct {
 				JWTKeyProvider struct {
-					KeySourceURIs []string `yaml:"keysourceuris"`
-				} `yaml:"jwtkeyprovider"`
-				PermissionsClaimName string `yaml:"permissionsclaimname"`
+					KeySourceURIs []string `yaml:"keySourceURIs"`
+				} `yaml:"jwtKeyProvider"`
+				PermissionsClaimName string `yaml:"permissionsClaimName"`
 				Authorizer           string `yaml:"authorizer"`
-				ClaimMapper          string `yaml:"claimmapper"`
+				ClaimMapper          string `yaml:"claimMapper"`
 			} `yaml:"authorization"`
 		} `yaml:"global"`
 		Services map[string]struct {
 			RPC struct {
-				BindOnIP string `yaml:"bindonip"`
-				GRPCPort int    `yaml:"grpcport"`
+				BindOnIP string `yaml:"bindOnIP"`
+				GRPCPort int    `yaml:"grpcPort"`
 			} `yaml:"rpc"`
 		} `yaml:"services"`
 		PublicClient struct {
-			HostPort string `yaml:"hostport"`
-		} `yaml:"publicclient"`
+			HostPort string `yaml:"hostPort"`
+		} `yaml:"publicClient"`
 	}
-	// render-config prints the loaded struct as YAML after a log line.
-	body := out[strings.Index(out, "global:"):]
-	if i := strings.LastIndex(out[:strings.Index(out, "global:")], "\n"); i >= 0 {
-		body = out[i+1:]
-	}
+	body := out // render-config prints the loaded configuration as YAML
 	if err := yaml.Unmarshal([]byte(body), &cfg); err != nil {
 		t.Fatalf("parse rendered config: %v\n%s", err, out)
 	}
