@@ -16,11 +16,13 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -136,6 +138,10 @@ var portNames = []string{
 	"WORKER_GRPC_PORT", "WORKER_MEMBERSHIP_PORT",
 }
 
+// Services are the server's services, all in one process. The server's
+// default list leaves internal-frontend out; the system worker needs it.
+var Services = []string{"frontend", "internal-frontend", "history", "matching", "worker"}
+
 // Start prepares and starts the cluster and waits until its namespace is
 // usable.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
@@ -183,7 +189,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			p = opts.FrontendPort
 		}
 		if p == 0 {
-			if p, err = FreePort(opts.IP); err != nil {
+			free := FreePort
+			if strings.HasSuffix(name, "_MEMBERSHIP_PORT") {
+				// The membership table stores ports as PostgreSQL smallint:
+				// the kernel's ephemeral ports (32768 and up) do not fit.
+				free = freeLowPort
+			}
+			if p, err = free(opts.IP); err != nil {
 				return nil, err
 			}
 		}
@@ -244,7 +256,11 @@ func (c *Cluster) serverEnv() []string {
 
 // Args is the server's command line (without the binary).
 func (c *Cluster) Args() []string {
-	return []string{"--root", c.root(), "--config", "config", "--env", temporaldeploy.Env, "start"}
+	a := []string{"--root", c.root(), "--config", "config", "--env", temporaldeploy.Env, "start"}
+	for _, svc := range Services {
+		a = append(a, "--service", svc)
+	}
+	return a
 }
 
 func (c *Cluster) launch(ctx context.Context) error {
@@ -570,6 +586,24 @@ func FreePort(ip string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freeLowPort returns a TCP port below 32768 on ip that was free a moment ago.
+func freeLowPort(ip string) (int, error) {
+	for range 200 {
+		n, err := rand.Int(rand.Reader, big.NewInt(32767-20000))
+		if err != nil {
+			return 0, fmt.Errorf("cluster: free port: %w", err)
+		}
+		port := 20000 + int(n.Int64())
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, errors.New("cluster: no free port below 32768")
 }
 
 // quietLogger drops the SDK's logs while waiting for readiness.

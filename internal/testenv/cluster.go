@@ -184,7 +184,7 @@ func startCluster() (*TestCluster, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := kc.Start(ctx); err != nil {
+	if err := kc.Start(context.Background()); err != nil { // it lives as long as the context
 		return nil, err
 	}
 	suffix := make([]byte, 4)
