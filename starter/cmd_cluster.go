@@ -22,13 +22,13 @@ func init() { commands = append(commands, newClusterCmd) }
 // clusterConfig configures `starter cluster`: `starter up`'s settings and
 // the cluster's.
 type clusterConfig struct {
-	upConfig
+	Up      upConfig
 	Cluster config.Cluster
 }
 
 // Validate implements config.Validator.
 func (c *clusterConfig) Validate() error {
-	return errors.Join(c.upConfig.Validate(), c.Cluster.Validate(c.Lab.Enabled))
+	return errors.Join(c.Up.Validate(), c.Cluster.Validate(c.Up.Lab.Enabled))
 }
 
 func newClusterCmd() *cobra.Command {
@@ -56,7 +56,7 @@ There is no Web UI in this mode.`,
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			s := &stack{cfg: cfg.upConfig, out: cmd.OutOrStdout(), clusterCfg: &cfg.Cluster}
+			s := &stack{cfg: cfg.Up, out: cmd.OutOrStdout(), clusterCfg: &cfg.Cluster}
 			defer s.close()
 			return s.up(cmd.Context(), exitWhenDone, noDemo)
 		},
