@@ -554,14 +554,35 @@ func Migrate(ctx context.Context, tool string, db DB, log io.Writer) (MigrateRes
 	return res, nil
 }
 
-// databaseExists asks PostgreSQL whether the database name exists.
-func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
+// DropDatabases drops Temporal's two databases (the tests' teardown;
+// never called by the cluster mode itself).
+func DropDatabases(ctx context.Context, db DB) error {
+	db.defaults()
+	conn, err := pgx.Connect(ctx, adminURL(db))
+	if err != nil {
+		return fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
+	}
+	defer conn.Close(ctx)
+	for _, name := range []string{db.Name, db.VisibilityName} {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("cluster: drop %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func adminURL(db DB) string {
 	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(db.Host, strconv.Itoa(db.Port)), Path: "/postgres",
 		User: url.UserPassword(db.User, db.Password), RawQuery: "sslmode=prefer"}
 	if db.Password == "" {
 		u.User = url.User(db.User)
 	}
-	conn, err := pgx.Connect(ctx, u.String())
+	return u.String()
+}
+
+// databaseExists asks PostgreSQL whether the database name exists.
+func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
+	conn, err := pgx.Connect(ctx, adminURL(db))
 	if err != nil {
 		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
 	}

@@ -159,8 +159,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	id := hex.EncodeToString(b)
 	db := cluster.DB{Name: "iru_migrate_" + id, VisibilityName: "iru_migrate_vis_" + id}
 	t.Cleanup(func() {
-		for _, n := range []string{db.Name, db.VisibilityName} {
-			_ = exec.Command(sqlTool, "--plugin", "postgres12", "--ep", "127.0.0.1", "-u", "postgres", "--db", n, "drop-database", "--force").Run()
+		if err := cluster.DropDatabases(context.Background(), db); err != nil {
+			t.Error(err)
 		}
 	})
 	ctx := context.Background()

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -102,7 +101,6 @@ type TestCluster struct {
 	// StartTime is how long Start took (schema created: always cold here).
 	StartTime time.Duration
 	db        cluster.DB
-	sqlTool   string
 }
 
 // Name implements [Target].
@@ -197,7 +195,7 @@ func startCluster() (*TestCluster, error) {
 			return nil, fmt.Errorf("IRU_TEST_PG_PORT=%q: %w", p, err)
 		}
 	}
-	tc := &TestCluster{Keycloak: kc, db: db, sqlTool: sqlTool}
+	tc := &TestCluster{Keycloak: kc, db: db}
 	issuer := tc.Issuer()
 	operator := temporalclient.NewTokenHeaders(config.Temporal{TokenURL: issuer + "/protocol/openid-connect/token",
 		ClientID: keycloak.OperatorClientID, ClientSecret: keycloak.OperatorClientSecret})
@@ -217,12 +215,10 @@ func startCluster() (*TestCluster, error) {
 }
 
 func (c *TestCluster) dropDatabases() {
-	for _, name := range []string{c.db.Name, c.db.VisibilityName} {
-		args := []string{"--plugin", "postgres12", "--ep", c.db.Host, "-u", c.db.User, "--db", name, "drop-database", "--force"}
-		if c.db.Port != 0 {
-			args = append(args, "-p", fmt.Sprint(c.db.Port))
-		}
-		_ = exec.Command(c.sqlTool, args...).Run()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cluster.DropDatabases(ctx, c.db); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 	}
 }
 
