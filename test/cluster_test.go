@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 
+	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/pki"
@@ -403,4 +406,93 @@ func TestContainerCompromiseEndToEndOnCluster(t *testing.T) {
 	}
 	t.Setenv(testenv.TargetVar, "cluster")
 	TestContainerCompromiseEndToEnd(t)
+}
+
+// TestClusterListensOnLoopbackOnly dials every listener of the cluster
+// (frontend, internal-frontend, history, matching, worker, and their
+// membership ports) on each non-loopback address of this machine: none
+// answers there, while the frontend answers on 127.0.0.1.
+func TestClusterListensOnLoopbackOnly(t *testing.T) {
+	c := testenv.Cluster(t)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []net.IP
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			others = append(others, ipn.IP)
+		}
+	}
+	if len(others) == 0 {
+		t.Skip("this machine has no non-loopback address to try")
+	}
+	conn, err := net.DialTimeout("tcp", c.Address(), 2*time.Second)
+	if err != nil {
+		t.Fatalf("control: frontend not reachable on loopback: %v", err)
+	}
+	conn.Close()
+	for name, port := range c.Ports() {
+		for _, ip := range others {
+			addr := net.JoinHostPort(ip.String(), fmt.Sprint(port))
+			if conn, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+				conn.Close()
+				t.Errorf("%s answers on %s", name, addr)
+			}
+		}
+	}
+}
+
+// TestStarterClusterColdAndWarm runs `starter cluster --exit-when-done
+// --no-demo` twice on fresh databases and a fresh state folder: the first
+// run creates and migrates the databases and a local CA, the second finds
+// both and changes nothing; both pass the self-test over mTLS with the
+// worker's and the API server's tokens. The start times are logged.
+func TestStarterClusterColdAndWarm(t *testing.T) {
+	workerBin, starterBin := binaries(t)
+	state := t.TempDir()
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1_000_000_000)
+	db := cluster.DB{Name: "iru_starter_temporal_" + suffix, VisibilityName: "iru_starter_temporal_vis_" + suffix}
+	t.Cleanup(func() {
+		if err := cluster.DropDatabases(context.Background(), db); err != nil {
+			t.Error(err)
+		}
+	})
+	serverBin, _ := testenv.ToolPath("IRU_TEMPORAL_SERVER_BIN", "temporal-server")
+	sqlTool, _ := testenv.ToolPath("IRU_TEMPORAL_SQL_TOOL", "temporal-sql-tool")
+	env := append(os.Environ(), "IRU_STATE_DIR="+state, "IRU_WORKER_BIN="+workerBin,
+		"IRU_TEMPORAL_SERVER_BIN="+serverBin, "IRU_TEMPORAL_SQL_TOOL="+sqlTool,
+		"IRU_DEV_FRONTEND_PORT=0", "IRU_DEV_UI_PORT=0", "IRU_API_ADDR=127.0.0.1:0", "IRU_WORKER_HTTP_ADDR="+freeAddr(t),
+		"IRU_LAB_PVE_ADDR=127.0.0.1:0", "IRU_LAB_KEYCLOAK_ADDR=127.0.0.1:0", "IRU_CODEC_SERVER_ADDR=127.0.0.1:0",
+		"IRU_CLUSTER_DB_NAME="+db.Name, "IRU_CLUSTER_VISIBILITY_DB_NAME="+db.VisibilityName)
+	run := func(want string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, starterBin, "cluster", "--exit-when-done", "--no-demo")
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("starter cluster: %v\n%s", err, out)
+		}
+		ready := ""
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "Temporal cluster frontend") {
+				ready = line
+			}
+		}
+		if !strings.Contains(ready, want) || !strings.Contains(string(out), "selftest healthy") {
+			t.Fatalf("want %q in the cluster's start line and a self-test:\n%s", want, out)
+		}
+		t.Log(strings.TrimPrefix(ready, "==> "))
+		return string(out)
+	}
+	run("created databases " + db.Name + ", " + db.VisibilityName)
+	for _, k := range []string{"ca-key.pem", "worker-key.pem", "api-key.pem", "operator-key.pem", "frontend-key.pem", "internode-key.pem"} {
+		fi, err := os.Stat(filepath.Join(state, "cluster", "pki", k))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", k, err, fi.Mode().Perm())
+		}
+	}
+	run("schema present")
 }
