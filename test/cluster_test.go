@@ -263,7 +263,7 @@ func TestClusterAuthorizationByToken(t *testing.T) {
 	for _, caller := range callers {
 		t.Run(caller.name, func(t *testing.T) {
 			cl := dialAs(t, c, caller.token, p.Host.DataConverter())
-			_, err := cl.DescribeWorkflowExecution(ctx, wfID, "")
+			_, err := cl.DescribeWorkflow(ctx, wfID, "")
 			if caller.canRead && err != nil {
 				t.Fatalf("describe refused: %v", err)
 			}
@@ -302,12 +302,12 @@ func TestClusterAuthorizationByToken(t *testing.T) {
 	}
 
 	// Nothing the refused callers sent reached the incident.
-	d, err := p.Client.DescribeWorkflowExecution(ctx, wfID, "")
+	desc, err := p.Client.DescribeWorkflow(ctx, wfID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := d.WorkflowExecutionInfo.Status; st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || d.WorkflowExecutionInfo.Execution.RunId != run.GetRunID() {
-		t.Fatalf("incident is %v in run %s, want running in run %s", st, d.WorkflowExecutionInfo.Execution.RunId, run.GetRunID())
+	if d := desc.RawResponse; d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || d.WorkflowExecutionInfo.Execution.RunId != run.GetRunID() {
+		t.Fatalf("incident is %v in run %s, want running in run %s", d.WorkflowExecutionInfo.Status, d.WorkflowExecutionInfo.Execution.RunId, run.GetRunID())
 	}
 	for _, e := range history(t, p.Client, wfID) {
 		if s := e.GetWorkflowExecutionSignaledEventAttributes(); s != nil {
@@ -388,9 +388,9 @@ func TestClusterServiceTokens(t *testing.T) {
 	}
 	// jdoe has no IRU role, so no Temporal permission: a valid token of the
 	// realm that grants nothing is refused even a read; alice's is not.
-	_, err := dialAs(t, c, userToken(t, c, "jdoe"), nil).DescribeWorkflowExecution(ctx, "no-such-incident", "")
+	_, err := dialAs(t, c, userToken(t, c, "jdoe"), nil).DescribeWorkflow(ctx, "no-such-incident", "")
 	wantDenied(t, "jdoe describe", err)
-	_, err = dialAs(t, c, userToken(t, c, "alice"), nil).DescribeWorkflowExecution(ctx, "no-such-incident", "")
+	_, err = dialAs(t, c, userToken(t, c, "alice"), nil).DescribeWorkflow(ctx, "no-such-incident", "")
 	var notFound *serviceerror.NotFound
 	if !errors.As(err, &notFound) {
 		t.Fatalf("alice describe of a missing workflow: %v, want NotFound (authorized, then not found)", err)
