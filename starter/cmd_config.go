@@ -31,6 +31,7 @@ func configSections() []struct {
 		{"Responder CLI", []any{&cliConfig{}}},
 		{"Routing rules check (starter rules test)", []any{&rulesConfig{}}},
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
+		{"Temporal cluster (`starter cluster`)", []any{&config.Cluster{}}},
 		{"HSM keys", []any{&keys.Config{}}},
 		{"Payload codec and codec server", []any{&codec.Config{}}},
 		{"Audit ledger", []any{&ledger.Config{}}},

@@ -24,6 +24,7 @@ import (
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/activities/watch"
+	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
@@ -81,8 +82,16 @@ type stack struct {
 	codecURL string
 	codecTok string
 	dev      *devserver.Server
-	env      []string // the platform's configuration for child processes
-	apiAddr  string
+	// cluster is set by `starter cluster` (clusterCfg non-nil) instead of dev.
+	cluster    *cluster.Cluster
+	clusterCfg *config.Cluster
+	// Where Temporal is, whichever runs it; uiURL is "" without a Web UI.
+	temporalAddr, namespace, uiURL string
+	env                            []string // the platform's configuration for child processes
+	// workerEnv and apiEnv are added to env for the worker and the API
+	// server only (their own certificate and token in cluster mode).
+	workerEnv, apiEnv []string
+	apiAddr           string
 	// intakeFile is the intake configuration the API server reads.
 	intakeFile string
 	client     client.Client
@@ -120,18 +129,7 @@ func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
 		}
 		s.cfg.UIPort = p
 	}
-	steps := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"keys", s.startKeys},
-		{"codec server", s.startCodecServer},
-		{"Temporal dev server", s.startDevServer},
-		{"lab", s.startLab},
-		{"worker", s.startWorker},
-		{"API server", s.startAPI},
-	}
-	for _, st := range steps {
+	for _, st := range s.steps() {
 		if err := st.run(ctx); err != nil {
 			return fmt.Errorf("%s: %w", st.name, err)
 		}
@@ -174,6 +172,34 @@ func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
 		return nil
 	case err := <-s.workerErr:
 		return fmt.Errorf("worker exited: %v (see %s)", err, filepath.Join(s.logDir, "worker.log"))
+	}
+}
+
+type stackStep struct {
+	name string
+	run  func(context.Context) error
+}
+
+// steps are the stack's pieces in start order. The cluster trusts the
+// lab's Keycloak, so in cluster mode the lab comes first.
+func (s *stack) steps() []stackStep {
+	if s.clusterCfg != nil {
+		return []stackStep{
+			{"keys", s.startKeys},
+			{"codec server", s.startCodecServer},
+			{"lab", s.startLab},
+			{"Temporal cluster", s.startCluster},
+			{"worker", s.startWorker},
+			{"API server", s.startAPI},
+		}
+	}
+	return []stackStep{
+		{"keys", s.startKeys},
+		{"codec server", s.startCodecServer},
+		{"Temporal dev server", s.startDevServer},
+		{"lab", s.startLab},
+		{"worker", s.startWorker},
+		{"API server", s.startAPI},
 	}
 }
 
@@ -258,6 +284,7 @@ func (s *stack) startDevServer(ctx context.Context) error {
 		s.say("stopping Temporal dev server")
 		_ = s.dev.Stop()
 	})
+	s.temporalAddr, s.namespace, s.uiURL = s.dev.Address(), s.dev.Namespace(), s.dev.UIURL()
 	s.env = append(s.env, "IRU_TEMPORAL_ADDRESS="+s.dev.Address(), "IRU_TEMPORAL_NAMESPACE="+s.dev.Namespace(), "IRU_UI_URL="+s.dev.UIURL())
 	s.say("Temporal frontend %s, Web UI %s (ready in %s)", s.dev.Address(), s.dev.UIURL(), time.Since(t0).Round(time.Millisecond))
 	return nil
@@ -297,7 +324,7 @@ func (s *stack) startWorker(context.Context) error {
 		return err
 	}
 	cmd := exec.Command(s.cfg.WorkerBin)
-	cmd.Env = append(os.Environ(), append(s.env, "IRU_WORKER_HTTP_ADDR="+s.cfg.WorkerAddr)...)
+	cmd.Env = append(os.Environ(), append(append(s.env, s.workerEnv...), "IRU_WORKER_HTTP_ADDR="+s.cfg.WorkerAddr)...)
 	cmd.Stdout, cmd.Stderr = workerLog, workerLog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -330,6 +357,7 @@ func (s *stack) startAPI(ctx context.Context) error {
 	// The API server is configured from the same variables as the worker,
 	// exactly as `starter serve` would be.
 	env := append(os.Environ(), s.env...)
+	env = append(env, s.apiEnv...)
 	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+s.intakeFile)
 	var cfg serveConfig
 	if err := config.LoadFrom(&cfg, env); err != nil {
@@ -436,8 +464,10 @@ func (s *stack) summary(reportPath string) {
 	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
 	w := func(format string, args ...any) { fmt.Fprintf(s.out, format+"\n", args...) }
 	w("\nIRU Responder is up.")
-	w("  Temporal Web UI   %s (payloads decoded by the codec server)", s.dev.UIURL())
-	w("  Temporal frontend %s (namespace %s)", s.dev.Address(), s.dev.Namespace())
+	if s.uiURL != "" {
+		w("  Temporal Web UI   %s (payloads decoded by the codec server)", s.uiURL)
+	}
+	w("  Temporal frontend %s (namespace %s)", s.temporalAddr, s.namespace)
 	w("  Codec server      %s (token in %s)", s.codecURL, filepath.Join(s.cfg.StateDir, "codec-token"))
 	w("  API server        http://%s (detector keys in %s)", s.apiAddr, filepath.Join(s.cfg.StateDir, "detector-keys"))
 	w("  Worker metrics    http://%s/metrics", s.cfg.WorkerAddr)
@@ -458,6 +488,10 @@ func (s *stack) summary(reportPath string) {
 	w("  bin/starter incident show container-compromise:api-gateway")
 	w("  bin/starter audit verify <INC-id>         # recompute the hash chain, check the HSM signature")
 	w("  bin/starter evidence list <INC-id>")
+	if s.cluster != nil {
+		s.clusterSummary(w)
+		return
+	}
 	w("  .tools/bin/temporal workflow list --address %s", s.dev.Address())
 }
 

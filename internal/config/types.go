@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -19,7 +20,16 @@ type Temporal struct {
 	TLSKey        string `env:"IRU_TEMPORAL_TLS_KEY" doc:"PEM private key of the mTLS client certificate."`
 	TLSServerName string `env:"IRU_TEMPORAL_TLS_SERVER_NAME" doc:"Server name to verify in the frontend certificate, when it differs from the address host."`
 	APIKey        string `env:"IRU_TEMPORAL_API_KEY" secret:"true" doc:"Temporal API key (sent as a bearer token; implies TLS)."`
+	// The process's own OAuth2 client-credentials token for Temporal's
+	// authorization (a server with global.authorization): sent as
+	// `authorization: Bearer` on every call, renewed before it expires.
+	TokenURL     string `env:"IRU_TEMPORAL_TOKEN_URL" doc:"OAuth2 token endpoint (Keycloak: <realm URL>/protocol/openid-connect/token) of the client-credentials token sent to Temporal; empty sends none."`
+	ClientID     string `env:"IRU_TEMPORAL_CLIENT_ID" doc:"Client id of the client-credentials token sent to Temporal (with IRU_TEMPORAL_TOKEN_URL)."`
+	ClientSecret string `env:"IRU_TEMPORAL_CLIENT_SECRET" secret:"true" doc:"Client secret of the client-credentials token sent to Temporal."`
 }
+
+// UseToken reports whether calls to Temporal carry a client-credentials token.
+func (t Temporal) UseToken() bool { return t.TokenURL != "" }
 
 // UseTLS reports whether the connection to Temporal uses TLS.
 func (t Temporal) UseTLS() bool {
@@ -36,6 +46,20 @@ func (t Temporal) validate() []error {
 	}
 	if (t.TLSCert == "") != (t.TLSKey == "") {
 		p = append(p, fmt.Errorf("IRU_TEMPORAL_TLS_CERT and IRU_TEMPORAL_TLS_KEY: set both or neither"))
+	}
+	if t.TokenURL != "" {
+		if u, err := url.Parse(t.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p = append(p, fmt.Errorf("IRU_TEMPORAL_TOKEN_URL=%q: want an http(s) URL", t.TokenURL))
+		}
+		if t.ClientID == "" || t.ClientSecret == "" {
+			p = append(p, fmt.Errorf("IRU_TEMPORAL_TOKEN_URL is set: IRU_TEMPORAL_CLIENT_ID and IRU_TEMPORAL_CLIENT_SECRET are required"))
+		}
+		if t.APIKey != "" {
+			p = append(p, fmt.Errorf("IRU_TEMPORAL_TOKEN_URL and IRU_TEMPORAL_API_KEY: set one or the other (both are bearer tokens)"))
+		}
+		if !t.UseTLS() {
+			p = append(p, fmt.Errorf("IRU_TEMPORAL_TOKEN_URL is set: the token would cross the network in clear; set IRU_TEMPORAL_TLS (or a CA or client certificate)"))
+		}
 	}
 	p = append(p, fileExists("IRU_TEMPORAL_TLS_CA", t.TLSCA)...)
 	p = append(p, fileExists("IRU_TEMPORAL_TLS_CERT", t.TLSCert)...)
@@ -235,4 +259,45 @@ func MarkdownTable(fields []Field) string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.Name, def, doc)
 	}
 	return b.String()
+}
+
+// Cluster is what `starter cluster` adds to `starter up`: the real Temporal
+// server on PostgreSQL with mTLS and Keycloak-fed authorization.
+type Cluster struct {
+	ServerBin      string `env:"IRU_TEMPORAL_SERVER_BIN" envDefault:".tools/bin/temporal-server" doc:"Path of the pinned Temporal server (installed by make tools)."`
+	SQLTool        string `env:"IRU_TEMPORAL_SQL_TOOL" envDefault:".tools/bin/temporal-sql-tool" doc:"Path of the pinned Temporal SQL schema tool (installed by make tools)."`
+	PKIDir         string `env:"IRU_CLUSTER_PKI_DIR" doc:"Folder of the cluster's certificates (ca.pem, frontend, internode, worker, api, operator; keys 0600); empty: a local CA in IRU_STATE_DIR/cluster/pki, created on first start."`
+	DBHost         string `env:"IRU_CLUSTER_DB_HOST" envDefault:"127.0.0.1" doc:"PostgreSQL host of Temporal's persistence and visibility databases."`
+	DBPort         int    `env:"IRU_CLUSTER_DB_PORT" envDefault:"5432" doc:"PostgreSQL port."`
+	DBUser         string `env:"IRU_CLUSTER_DB_USER" envDefault:"postgres" doc:"PostgreSQL user that owns Temporal's databases."`
+	DBPassword     string `env:"IRU_CLUSTER_DB_PASSWORD" secret:"true" doc:"PostgreSQL password (empty for trust or peer authentication)."`
+	DBName         string `env:"IRU_CLUSTER_DB_NAME" envDefault:"temporal" doc:"Temporal's persistence database (created and migrated when missing)."`
+	VisibilityDB   string `env:"IRU_CLUSTER_VISIBILITY_DB_NAME" envDefault:"temporal_visibility" doc:"Temporal's visibility database (created and migrated when missing)."`
+	Issuer         string `env:"IRU_CLUSTER_OIDC_ISSUER" doc:"Keycloak realm URL whose keys Temporal trusts and whose token endpoint issues the processes' tokens; empty: the lab's Keycloak."`
+	WorkerSecret   string `env:"IRU_CLUSTER_WORKER_CLIENT_SECRET" secret:"true" doc:"Client secret of iru-worker (its token grants default:write); empty: the lab's."`
+	APISecret      string `env:"IRU_CLUSTER_API_CLIENT_SECRET" secret:"true" doc:"Client secret of iru-api (its token grants default:write); empty: the lab's."`
+	OperatorSecret string `env:"IRU_CLUSTER_OPERATOR_CLIENT_SECRET" secret:"true" doc:"Client secret of iru-operator (temporal-system:admin: registers the namespace and search attributes); empty: the lab's."`
+}
+
+// Validate checks the cluster settings; lab tells whether the lab's
+// Keycloak stands in for a real one.
+func (c Cluster) Validate(lab bool) error {
+	var p []error
+	if c.DBPort <= 0 || c.DBPort > 65535 {
+		p = append(p, fmt.Errorf("IRU_CLUSTER_DB_PORT=%d: want a port 1..65535", c.DBPort))
+	}
+	if c.DBName == "" || c.VisibilityDB == "" || c.DBName == c.VisibilityDB {
+		p = append(p, fmt.Errorf("IRU_CLUSTER_DB_NAME and IRU_CLUSTER_VISIBILITY_DB_NAME: want two different names"))
+	}
+	if !lab {
+		if c.Issuer == "" || c.WorkerSecret == "" || c.APISecret == "" || c.OperatorSecret == "" {
+			p = append(p, fmt.Errorf("IRU_LAB=false: IRU_CLUSTER_OIDC_ISSUER and the three IRU_CLUSTER_*_CLIENT_SECRET are required"))
+		}
+	}
+	if c.Issuer != "" {
+		if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p = append(p, fmt.Errorf("IRU_CLUSTER_OIDC_ISSUER=%q: want an http(s) URL", c.Issuer))
+		}
+	}
+	return errs(p)
 }

@@ -1,6 +1,7 @@
 // Package temporalclient creates the one Temporal client a process uses,
-// from the typed configuration: address, namespace, TLS or mTLS, API key,
-// logging, metrics and the payload codec.
+// from the typed configuration: address, namespace, TLS or mTLS, API key
+// or a renewed client-credentials token, logging, metrics and the payload
+// codec.
 package temporalclient
 
 import (
@@ -60,6 +61,9 @@ func ClientOptions(cfg config.Temporal, opts Options) (client.Options, error) {
 	}
 	if cfg.APIKey != "" {
 		co.Credentials = client.NewAPIKeyStaticCredentials(cfg.APIKey)
+	}
+	if cfg.UseToken() {
+		co.HeadersProvider = NewTokenHeaders(cfg)
 	}
 	return co, nil
 }

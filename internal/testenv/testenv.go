@@ -1,6 +1,8 @@
 // Package testenv gives tests real infrastructure: one Temporal dev server
 // per test binary, started from the pinned CLI on free ports and stopped
-// when the tests end. A missing CLI binary fails the test; it never skips.
+// when the tests end, or (IRU_TEST_TARGET=cluster, or [Cluster]) one real
+// Temporal cluster on PostgreSQL with mTLS and authorization. A missing
+// binary fails the test; it never skips.
 //
 // A test package that uses it calls [Main] from its TestMain.
 package testenv
@@ -31,6 +33,7 @@ var (
 // Main runs the tests of a package and stops the shared dev server after.
 func Main(m *testing.M) {
 	code := m.Run()
+	stopCluster(code != 0)
 	if server != nil {
 		_ = server.Stop()
 	}
@@ -102,18 +105,12 @@ func Temporal(tb testing.TB) *devserver.Server {
 	return server
 }
 
-// Client dials the shared dev server with opts (HostPort and Namespace are
-// filled in) and closes the client when the test ends.
+// Client dials the current target ([Current]) with opts (connection
+// settings are filled in; on the cluster it acts as the API server) and
+// closes the client when the test ends.
 func Client(tb testing.TB, opts client.Options) client.Client {
 	tb.Helper()
-	s := Temporal(tb)
-	opts.HostPort, opts.Namespace = s.Address(), s.Namespace()
-	c, err := client.Dial(opts)
-	if err != nil {
-		tb.Fatalf("testenv: dial dev server: %v", err)
-	}
-	tb.Cleanup(c.Close)
-	return c
+	return Dial(tb, Current(tb), RoleAPI, opts)
 }
 
 // Worker starts a worker on taskQueue with the registrations made by

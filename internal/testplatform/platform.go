@@ -1,7 +1,10 @@
 // Package testplatform gives integration tests a whole platform: the lab, a
 // fresh SoftHSM token, a worker host configured exactly as the worker
 // binary would be (from environment variables), a client with the payload
-// codec, on its own task queue of the shared dev server (package testenv).
+// codec, on its own task queue of the shared Temporal target (package
+// testenv: the dev server, or with IRU_TEST_TARGET=cluster the real cluster,
+// where the worker and the client present their own certificates and
+// tokens).
 // It also has the helpers tests use to drive incidents: wait for a step,
 // decide on an approval, approve everything.
 package testplatform
@@ -29,7 +32,9 @@ import (
 
 // Platform is one test's platform.
 type Platform struct {
-	Lab       *lab.Lab
+	Lab *lab.Lab
+	// Target is the Temporal server the platform runs on.
+	Target    testenv.Target
 	Host      *workerhost.Host
 	Client    client.Client
 	TaskQueue string
@@ -58,7 +63,7 @@ type Options struct {
 // New builds a platform; everything stops when the test ends.
 func New(t testing.TB, opts Options) *Platform {
 	t.Helper()
-	dev := testenv.Temporal(t)
+	target := testenv.Current(t)
 	hsm := hsmtest.Config(t)
 	state := t.TempDir()
 	keyDir := filepath.Join(state, "codec-keys")
@@ -76,8 +81,8 @@ func New(t testing.TB, opts Options) *Platform {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	env := append(l.Env(),
-		"IRU_TEMPORAL_ADDRESS="+dev.Address(),
+	env := append(l.Env(), target.Env(testenv.RoleWorker)...)
+	env = append(env,
 		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN,
 		"SOFTHSM2_CONF="+os.Getenv("SOFTHSM2_CONF"),
 		"IRU_CODEC_KEY_DIR="+keyDir,
@@ -104,12 +109,17 @@ func New(t testing.TB, opts Options) *Platform {
 	if opts.Plain {
 		copts.DataConverter, copts.FailureConverter = nil, nil
 	}
-	c := testenv.Client(t, copts)
+	// The tests act as the API server would; the worker as itself.
+	c := testenv.Dial(t, target, testenv.RoleAPI, copts)
 	tq := "it-" + uuid.NewString()
 	if !opts.NoWorker {
-		testenv.Worker(t, c, tq, func(r worker.Registry) { host.Register(r, c) })
+		wc := c
+		if target.Name() != "dev" {
+			wc = testenv.Dial(t, target, testenv.RoleWorker, copts)
+		}
+		testenv.Worker(t, wc, tq, func(r worker.Registry) { host.Register(r, wc) })
 	}
-	return &Platform{Lab: l, Host: host, Client: c, TaskQueue: tq, State: state, Env: env}
+	return &Platform{Lab: l, Target: target, Host: host, Client: c, TaskQueue: tq, State: state, Env: env}
 }
 
 // Approvers the tests use (their roles as in the lab realm).
