@@ -105,8 +105,8 @@ type Manager struct {
 	signID string
 	// decision is the key pair that signs responder decision statements.
 	decision *keyPair
-	pub    *ecdsa.PublicKey
-	pubPEM []byte
+	pub      *ecdsa.PublicKey
+	pubPEM   []byte
 }
 
 // Open logs in to the token described by cfg and makes sure it holds a KEK
