@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -85,6 +86,10 @@ type incident struct {
 	// messages counts signals and updates handled in this run.
 	messages int
 	canAfter int
+	// decKeys verify decision statements (nil until loaded from the
+	// worker); nonces are the statement nonces used, with their expiry.
+	decKeys *decision.KeySet
+	nonces  map[string]time.Time
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
@@ -93,7 +98,7 @@ var errContinueAsNew = errors.New("continue as new")
 func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	w.in = in
 	w.logger = log.With(workflow.GetLogger(ctx), "incidentID", in.IncidentID)
-	w.stepIdx, w.alertIdx, w.alertIDs = map[string]int{}, map[string]int{}, map[string]bool{}
+	w.stepIdx, w.alertIdx, w.alertIDs, w.nonces = map[string]int{}, map[string]int{}, map[string]bool{}, map[string]time.Time{}
 	w.canAfter = in.ContinueAsNewAfter
 	if w.canAfter <= 0 {
 		w.canAfter = defaultContinueAsNewAfter
@@ -104,6 +109,9 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		pb := in.Carry.Playbook
 		w.pb = &pb
 		w.index()
+		for _, n := range workflow.DeterministicKeys(in.Carry.Nonces) {
+			w.nonces[n] = in.Carry.Nonces[n]
+		}
 	} else {
 		w.st = IncidentStatus{
 			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, Severity: in.Severity,
@@ -134,6 +142,8 @@ func (w *incident) index() {
 }
 
 func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
+	// Every run reads the worker's decision keys before it accepts a decision.
+	w.loadDecisionKeys(ctx)
 	if w.pb == nil {
 		if err := w.resolve(ctx); err != nil {
 			return IncidentResult{}, err
@@ -298,7 +308,7 @@ func (w *incident) continueAsNew(ctx workflow.Context) (IncidentResult, error) {
 	w.timeline(TimelineEntry{What: fmt.Sprintf("continued as new after %d messages", w.messages)})
 	next := w.in
 	next.Alerts = nil
-	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st}
+	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st, Nonces: w.liveNonces(workflow.Now(ctx))}
 	w.logger.Info("continuing as new", "runs", w.st.Runs, "messages", w.messages)
 	return IncidentResult{}, workflow.NewContinueAsNewError(ctx, IncidentWorkflow, next)
 }
