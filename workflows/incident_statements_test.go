@@ -73,7 +73,7 @@ func TestForgedDecisionsRefused(t *testing.T) {
 		want error
 	}{
 		{"no statement, made-up lead", h.update(50*time.Second, ApproveUpdate, DecisionInput{StepID: "stop", Reason: "x",
-			Approver: Approver{Subject: "keycloak:iru/mallory", Username: "mallory", Roles: []string{"ir-lead"}},
+			Approver:  Approver{Subject: "keycloak:iru/mallory", Username: "mallory", Roles: []string{"ir-lead"}},
 			Statement: decision.Signed{KeyID: "none"}}), decision.ErrUnknownKey},
 		{"signed by the attacker's key", h.update(55*time.Second, ApproveUpdate, in(signAt(t, attacker, stmtOf(decision.Approve, "stop", lead2, at(55*time.Second))), lead2)), decision.ErrUnknownKey},
 		{"genuine", h.update(time.Minute, ApproveUpdate, in(genuine, lead)), nil},
