@@ -27,6 +27,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Version is the version of the statement encoding.
@@ -235,3 +237,11 @@ func (s Statement) Check(b Binding) error {
 	}
 	return nil
 }
+
+// DefaultTTL is how long a statement counts after it is signed: long
+// enough for the message to reach the workflow, short enough that a
+// captured statement is soon worthless (its nonce also works only once).
+const DefaultTTL = 5 * time.Minute
+
+// NewNonce returns a random nonce for a statement.
+func NewNonce() string { return uuid.NewString() }

@@ -145,6 +145,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	r.RegisterActivityWithOptions(h.DecisionKeys, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	h.keycloak.Register(r)
 	h.pve.Register(r)
 	h.probe.Register(r)
@@ -154,7 +155,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.auditKeyChanges(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
+	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}, Signer: h.prot.Keys.DecisionSigner()}).Register(r)
 }
 
 // Close releases everything Open opened.
