@@ -193,7 +193,7 @@ func (w *incident) resolve(ctx workflow.Context) error {
 		for _, e := range ph.Entries {
 			for _, s := range e.Steps() {
 				w.stepIdx[s.ID] = len(w.st.Steps)
-				w.st.Steps = append(w.st.Steps, StepState{ID: s.ID, Phase: ph.Name, Action: s.Action, Status: StepPending})
+				w.st.Steps = append(w.st.Steps, StepState{ID: s.ID, Phase: ph.Name, Action: s.Action, Status: StepPending, Risk: s.Risk})
 			}
 		}
 	}

@@ -208,7 +208,10 @@ type StepState struct {
 	Plan         []string          `json:",omitempty"`
 	Summary      string            `json:",omitempty"`
 	Error        string            `json:",omitempty"`
-	Approval     *ApprovalState    `json:",omitempty"`
+	// Risk is the playbook's risk of the step (high: approving it needs a
+	// second factor).
+	Risk     string         `json:",omitempty"`
+	Approval *ApprovalState `json:",omitempty"`
 	// Compensation is "" (none), registered, lifted (a later step undid the
 	// change), compensated or failed.
 	Compensation string `json:",omitempty"`

@@ -166,6 +166,8 @@ func (l *Lab) Env() []string {
 		"IRU_KEYCLOAK_CLIENT_SECRET=" + keycloak.WorkerClientSecret,
 		"IRU_OIDC_ISSUER=" + kc + "/realms/" + keycloak.Realm,
 		"IRU_OIDC_AUDIENCE=" + keycloak.APIClientID,
+		"IRU_OIDC_CLIENT_ID=" + keycloak.APIClientID,
+		"IRU_OIDC_CLIENT_SECRET=" + keycloak.APIClientSecret,
 	}
 }
 
