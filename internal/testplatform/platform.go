@@ -184,11 +184,11 @@ func DecisionSigner() *decision.LocalSigner { return decisionSigner }
 // FirstRunID returns the first run id of the incident's current chain of
 // runs (what decision statements bind).
 func FirstRunID(c client.Client, wfID string) (string, error) {
-	d, err := c.DescribeWorkflowExecution(context.Background(), wfID, "")
+	d, err := c.DescribeWorkflow(context.Background(), wfID, "")
 	if err != nil {
 		return "", err
 	}
-	info := d.GetWorkflowExecutionInfo()
+	info := d.RawResponse.GetWorkflowExecutionInfo()
 	if r := info.GetFirstRunId(); r != "" {
 		return r, nil
 	}
