@@ -1,0 +1,89 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/Nerzal/gocloak/v13"
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// startPlaybook opens an incident with playbook and alert labels.
+func (s *stack) startPlaybook(key, playbook string, labels map[string]string) {
+	s.t.Helper()
+	in := workflows.IncidentInput{
+		IncidentID: "INC-20260101-" + uuid.NewString()[:8], Key: key, Asset: "web-01", Severity: "high", Playbook: playbook, OpenedBy: "detector:test",
+		Alerts: []workflows.Alert{{ID: uuid.NewString(), Fingerprint: "fp-" + key, Source: "generic", Rule: "r", Severity: "high",
+			Asset: "web-01", Summary: "s", Labels: labels, ReceivedAt: time.Now().UTC()}},
+	}
+	if _, err := s.temporal.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: workflows.IncidentWorkflowID(key), TaskQueue: s.queue},
+		workflows.IncidentWorkflow, in); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// TestRevokedSessionRefused: a token whose Keycloak session was logged out
+// is refused (403) on every mutating route at once, although the token
+// itself has not expired; another user's live session still works.
+func TestRevokedSessionRefused(t *testing.T) {
+	s := newStack(t)
+	key := "revoked-" + uuid.NewString()[:8]
+	s.start(key, "detector:falco")
+	gc := gocloak.NewClient(s.kc.URL())
+	tok, err := gc.Login(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := login(t, s.kc, "alice")
+	s.waitStatus(tok.AccessToken, key, "the incident to start", func(v IncidentView) bool { return v.Status.Playbook != "" })
+	if err := gc.Logout(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, tok.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/acknowledge", "/escalate", "/abort", "/steps/shutdown/approve", "/notes"} {
+		var e apiError
+		code, raw := s.call("POST", "/api/v1/incidents/"+key+path, tok.AccessToken, map[string]string{"reason": "r", "text": "t"}, &e)
+		if code != http.StatusForbidden || e.Code != "session_revoked" {
+			t.Errorf("POST %s with a logged-out session: %d %s, want 403 session_revoked", path, code, raw)
+		}
+	}
+	// Reading stays possible until the token expires; the refusal is about decisions.
+	if code, raw := s.call("GET", "/api/v1/incidents/"+key, tok.AccessToken, nil, nil); code != http.StatusOK {
+		t.Errorf("GET with the logged-out token: %d %s", code, raw)
+	}
+	if code, raw := s.call("POST", "/api/v1/incidents/"+key+"/acknowledge", alice, nil, nil); code != http.StatusOK {
+		t.Errorf("alice's live session: %d %s", code, raw)
+	}
+	v := s.waitStatus(alice, key, "the acknowledgement", func(v IncidentView) bool { return !v.Status.Metrics.AcknowledgedAt.IsZero() })
+	for _, e := range v.Status.Timeline {
+		if e.Actor == "bob" {
+			t.Errorf("bob's logged-out session reached the incident: %+v", e)
+		}
+	}
+}
+
+// TestHighRiskApprovalNeedsOTP: approving a risk: high step (re-enabling
+// the user in credential-compromise) with a password-only token is refused
+// by the API with 403 mfa_required, and the step still waits.
+func TestHighRiskApprovalNeedsOTP(t *testing.T) {
+	s := newStack(t)
+	key := "otp-" + uuid.NewString()[:8]
+	s.startPlaybook(key, "credential-compromise", map[string]string{"realm": "iru", "username": "jdoe"})
+	bob, alice := login(t, s.kc, "bob"), login(t, s.kc, "alice")
+	s.waitStatus(alice, key, "the enable approval", func(v IncidentView) bool { return stepStatus(v, "enable") == workflows.StepWaitingApproval })
+	var e apiError
+	code, raw := s.call("POST", "/api/v1/incidents/"+key+"/steps/enable/approve", bob, map[string]string{"reason": "cleared"}, &e)
+	if code != http.StatusForbidden || e.Code != "mfa_required" {
+		t.Fatalf("approval without otp: %d %s, want 403 mfa_required", code, raw)
+	}
+	time.Sleep(300 * time.Millisecond)
+	v := s.waitStatus(alice, key, "the step", func(IncidentView) bool { return true })
+	if st := stepStatus(v, "enable"); st != workflows.StepWaitingApproval {
+		t.Errorf("enable is %s after the refused approval, want still waiting", st)
+	}
+}
