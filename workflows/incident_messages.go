@@ -230,25 +230,34 @@ func (w *incident) receiveSignals(ctx workflow.Context) {
 func (w *incident) addSignalReceivers(ctx workflow.Context, sel workflow.Selector) {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, AlertSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in AlertSignalInput
-		c.Receive(ctx, &in)
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onAlerts(ctx, in.Alerts)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, ApprovalSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in ApprovalSignalInput
-		c.Receive(ctx, &in)
+		// ReceiveAsync: a payload that does not decode (sent in clear by a
+		// client without the key, refused by the codec) is dropped without
+		// blocking the loop.
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onApprovalSignal(ctx, in)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, AbortSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in AbortInput
-		c.Receive(ctx, &in)
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onAbort(ctx, in)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, DecisionKeysSignal), func(c workflow.ReceiveChannel, _ bool) {
 		// The payload is ignored: the keys come from the worker.
-		c.Receive(ctx, nil)
+		c.ReceiveAsync(nil)
 		w.messages++
 		w.loadDecisionKeys(ctx)
 	})

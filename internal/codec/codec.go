@@ -13,6 +13,8 @@ package codec
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -48,6 +50,24 @@ type Codec struct {
 	ring *KeyRing
 	// plain lets unencrypted payloads through Decode (display only).
 	plain bool
+	// refused, if set, hears of every unencrypted payload Decode refused.
+	refused func(Refusal)
+}
+
+// Refusal describes an unencrypted payload the codec refused.
+type Refusal struct {
+	// Encoding is the payload's encoding metadata (json/plain, …).
+	Encoding string
+	// Size is the payload's data size; SHA256 its data's hex digest.
+	Size   int
+	SHA256 string
+}
+
+// NewObservedDataConverter is [NewDataConverter] that calls refused for
+// every unencrypted payload it refuses (the worker writes them to the
+// ledger: someone without the key talked to the platform).
+func NewObservedDataConverter(ring *KeyRing, refused func(Refusal)) converter.DataConverter {
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), &Codec{ring: ring, refused: refused})
 }
 
 var _ converter.PayloadCodec = (*Codec)(nil)
@@ -111,6 +131,10 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	for i, p := range payloads {
 		if enc := string(p.GetMetadata()[MetadataEncoding]); enc != EncodingEncrypted {
 			if !c.plain {
+				if c.refused != nil {
+					sum := sha256.Sum256(p.GetData())
+					c.refused(Refusal{Encoding: enc, Size: len(p.GetData()), SHA256: hex.EncodeToString(sum[:])})
+				}
 				return nil, fmt.Errorf("codec: decode payload %d (encoding %q): %w", i, enc, ErrPlaintext)
 			}
 			out[i] = p

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/internal/accesslog"
+	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -19,6 +20,27 @@ import (
 // (approve, deny, escalate or acknowledge Update) the incident workflow's
 // validator refused: the workflow cannot write then, so the worker records it.
 const ActionDecisionRefused = "decision.refused"
+
+// ActionPayloadRefused is the access-log action of an unencrypted payload
+// the worker refused to decode (sent by a client without the payload key).
+const ActionPayloadRefused = "payload.refused"
+
+// plaintextRefused records a refused unencrypted payload once per process
+// (a signal stays in history and is decoded again on every replay).
+func (h *Host) plaintextRefused(r codec.Refusal) {
+	h.refusedMu.Lock()
+	if h.refusedSeen == nil || len(h.refusedSeen) > 10000 {
+		h.refusedSeen = map[string]bool{}
+	}
+	seen := h.refusedSeen[r.SHA256]
+	h.refusedSeen[r.SHA256] = true
+	h.refusedMu.Unlock()
+	if seen {
+		return
+	}
+	_ = h.audit.Record(accesslog.Record{Action: ActionPayloadRefused, Actor: "", Path: "temporal",
+		Detail: fmt.Sprintf("unencrypted payload refused (encoding %s, %d bytes, sha256 %s): a client without the payload key sent a message", r.Encoding, r.Size, r.SHA256)})
+}
 
 // DecisionKeys implements workflows.DecisionKeysActivity: the keys of the
 // configured file (re-read on every call, so a rotation is an edit and a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -47,6 +48,9 @@ type Host struct {
 	keyops     *keyops.Activities
 	// audit records key changes and the configuration in the ledger.
 	audit *accesslog.Logger
+	// refusedSeen are the digests of refused unencrypted payloads recorded.
+	refusedMu   sync.Mutex
+	refusedSeen map[string]bool
 }
 
 // Open opens everything the worker's activities need: the HSM keys and
@@ -135,8 +139,13 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	return h, nil
 }
 
-// DataConverter is the encrypting converter for the worker's client.
-func (h *Host) DataConverter() converter.DataConverter { return h.prot.DataConverter() }
+// DataConverter is the encrypting converter for the worker's client. It
+// refuses unencrypted payloads (anything sent by a client without the key:
+// a made-up approval, abort or alert) and records each refusal in the
+// ledger's daily security chain.
+func (h *Host) DataConverter() converter.DataConverter {
+	return h.prot.ObservedDataConverter(h.plaintextRefused)
+}
 
 // Register registers every workflow and activity on r; c is the worker's
 // own client (the report activity queries the incident through it).
