@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -117,4 +118,42 @@ func TestHighRiskApprovalNeedsOTP(t *testing.T) {
 		t.Fatalf("approval with otp: %d %s", code, raw)
 	}
 	s.waitStatus(alice, key, "the enable step to run", func(v IncidentView) bool { return stepStatus(v, "enable") == workflows.StepSucceeded })
+}
+
+// TestRotatedKeyRefresh: the API server signs with a key the running
+// incident has not loaded yet (the worker's keys were rotated after the
+// incident started). The workflow refuses it as unknown; the API server
+// sends the refresh signal, the workflow re-reads the worker's keys, and
+// the retried decision is accepted.
+func TestRotatedKeyRefresh(t *testing.T) {
+	s := newStack(t)
+	next, err := decision.NewLocalSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := decision.KeySet{Keys: []decision.Key{testSigner.Key(time.Time{}, time.Time{})}}
+	workerKeys.Store(&old)
+	t.Cleanup(func() { workerKeys.Store(nil) })
+	bobID := auth.Identity{Subject: "b-1", Username: "bob", Realm: keycloak.Realm, Roles: []string{"ir-lead"}, AMR: []string{"pwd", "otp"}}
+	toks := fakeTokens{"bob": bobID}
+	rs, err := NewResponder(ResponderOptions{Config: testConfig(s.kc), Temporal: s.temporal, Verifier: toks, Sessions: toks, Signer: next, Log: slogNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer((&Server{Log: slogNop(), Temporal: fakeTemporal{}, Responder: rs}).Handler())
+	defer api.Close()
+	key := "rotate-" + uuid.NewString()[:8]
+	s.start(key, "detector:falco")
+	alice := login(t, s.kc, "alice")
+	s.waitStatus(alice, key, "the shutdown approval", func(v IncidentView) bool { return stepStatus(v, "shutdown") == workflows.StepWaitingApproval })
+	// Without the rotation on the worker, the refresh finds no new key: refused.
+	var e apiError
+	if code, raw := call(t, api.URL, "POST", "/api/v1/incidents/"+key+"/steps/shutdown/approve", "bob", map[string]string{"reason": "r"}, &e, nil); code != http.StatusForbidden || e.Code != "bad_statement" {
+		t.Fatalf("key the worker does not trust: %d %s, want 403 bad_statement", code, raw)
+	}
+	rotated := decision.KeySet{Keys: append(old.Keys, next.Key(time.Time{}, time.Time{}))}
+	workerKeys.Store(&rotated)
+	if code, raw := call(t, api.URL, "POST", "/api/v1/incidents/"+key+"/steps/shutdown/approve", "bob", map[string]string{"reason": "r"}, nil, nil); code != http.StatusOK {
+		t.Fatalf("after the worker's rotation: %d %s, want the refresh and retry to succeed", code, raw)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,10 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// workerKeys, when set, are the decision keys the test workers trust
+// (default: testSigner's); a test changes them to play a rotation.
+var workerKeys atomic.Pointer[decision.KeySet]
 
 // testSigner is the test API server's decision key (the HSM's in production).
 var testSigner = func() *decision.LocalSigner {
@@ -190,6 +195,9 @@ func registerIncident(t *testing.T, r worker.Registry) {
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
 	// The worker trusts the test API server's decision key.
 	r.RegisterActivityWithOptions(func(context.Context, workflows.DecisionKeysInput) (workflows.DecisionKeysResult, error) {
+		if k := workerKeys.Load(); k != nil {
+			return workflows.DecisionKeysResult{Keys: *k}, nil
+		}
 		return workflows.DecisionKeysResult{Keys: decision.KeySet{Keys: []decision.Key{testSigner.Key(time.Time{}, time.Time{})}}}, nil
 	}, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	for _, a := range activities.Catalog() {
