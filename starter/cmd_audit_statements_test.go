@@ -160,3 +160,23 @@ func (f *storesFixture) detail(t *testing.T, seq int64) string {
 	}
 	return d
 }
+
+// TestDecisionKeyExport: the exported PEM parses as a key set holding the
+// HSM's decision key with the window asked for.
+func TestDecisionKeyExport(t *testing.T) {
+	f := newStoresFixture(t)
+	out, err := runCLI(t, "keys", "decision-key", "--not-after", "2027-01-01T00:00:00Z")
+	wantExit(t, err, 0, out)
+	ks, err := decision.ParsePEM([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	km, err := keys.Open(f.kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = km.Close() }()
+	if len(ks.Keys) != 1 || ks.Keys[0].ID != km.DecisionKey(time.Time{}).ID || ks.Keys[0].NotAfter.Year() != 2027 {
+		t.Errorf("exported keys = %+v", ks.Keys)
+	}
+}
