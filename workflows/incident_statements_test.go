@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/decision"
 )
 
@@ -146,6 +148,8 @@ func TestSignalsNeedStatements(t *testing.T) {
 		t.Fatalf("state = %s (%s): a forged abort or approval was applied", res.State, res.Reason)
 	}
 	rej := h.fake.ledgerKinds("decision_rejected")
+	// Appends complete in any order; the sequence numbers give the order.
+	slices.SortFunc(rej, func(a, b activities.LedgerAppendInput) int { return int(a.Seq - b.Seq) })
 	if len(rej) != 2 || rej[0].Detail["message"] != "approval signal" || rej[1].Detail["message"] != "abort" ||
 		!strings.Contains(rej[1].Reason, decision.ErrUnknownKey.Error()) || rej[0].Actor != mallory.Subject {
 		t.Errorf("refusals in the ledger = %+v", rej)
