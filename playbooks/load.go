@@ -394,7 +394,7 @@ func (p *parser) publish(s Step) {
 }
 
 func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
-	f := p.fields(n, "step", "id", "action", "params", "when", "approval", "approval_waived", "timeout", "retry", "on_failure", "compensation", "compensates")
+	f := p.fields(n, "step", "id", "action", "params", "when", "approval", "approval_waived", "timeout", "retry", "on_failure", "compensation", "compensates", "risk")
 	s := Step{Line: n.Line}
 	s.ID = p.str(f["id"], "id")
 	switch {
@@ -421,6 +421,15 @@ func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
 		s.Approval = p.approval(s.ID, a)
 	}
 	s.ApprovalWaived = p.str(f["approval_waived"], "approval_waived")
+	if r := f["risk"]; r != nil {
+		s.Risk = p.str(r, "risk")
+		switch {
+		case !slices.Contains([]string{RiskNormal, RiskHigh}, s.Risk):
+			p.errorf(r, "step %s: risk %q must be %s or %s", s.ID, s.Risk, RiskNormal, RiskHigh)
+		case s.Risk == RiskHigh && s.Approval == nil:
+			p.errorf(r, "step %s: risk high needs an approval (the approver's second factor is what it asks for)", s.ID)
+		}
+	}
 	if act.Destructive && s.Approval == nil && s.ApprovalWaived == "" && !p.pb.Drill {
 		p.errorf(n, "step %s: destructive action %s needs an approval (or approval_waived: <reason>)", s.ID, s.Action)
 	}

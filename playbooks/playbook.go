@@ -91,6 +91,12 @@ func (e Entry) Steps() []Step {
 	return e.Parallel
 }
 
+// Step risk levels ([Step.Risk]).
+const (
+	RiskNormal = "normal"
+	RiskHigh   = "high"
+)
+
 // Step is one action of a playbook.
 type Step struct {
 	ID     string
@@ -102,6 +108,9 @@ type Step struct {
 	Approval *Approval `json:",omitempty"`
 	// ApprovalWaived is the reason a destructive step runs without approval.
 	ApprovalWaived string `json:",omitempty"`
+	// Risk is "" (normal) or high: approving a high-risk step needs a
+	// token whose amr shows a second factor (otp).
+	Risk string `json:",omitempty"`
 	// Timeout overrides the catalog's StartToClose timeout.
 	Timeout time.Duration `json:",omitempty"`
 	Retry   *Retry        `json:",omitempty"`

@@ -210,6 +210,8 @@ func TestParseErrors(t *testing.T) {
 		{"auto approve outside drill", step("    - id: a\n      action: pve.stop\n      params: {asset: x}\n      approval: {roles: [ir-lead], on_timeout: auto_approve}\n"), 10, "auto_approve needs drill_only"},
 		{"bad on_failure", step("    - id: a\n      action: pve.start\n      params: {asset: x}\n      on_failure: retry\n"), 10, `on_failure "retry"`},
 		{"unknown step field", step("    - id: a\n      action: pve.start\n      params: {asset: x}\n      colour: red\n"), 10, `unknown field "colour" in step`},
+		{"bad risk", step("    - id: a\n      action: pve.stop\n      params: {asset: x}\n      approval: {roles: [ir-lead]}\n      risk: extreme\n"), 11, `risk "extreme" must be normal or high`},
+		{"high risk without approval", step("    - id: a\n      action: pve.start\n      params: {asset: x}\n      risk: high\n"), 10, "risk high needs an approval"},
 		{"compensates nothing", step("    - id: a\n      action: pve.start\n      params: {asset: x}\n      compensates: zz\n"), 10, `compensates "zz"`},
 		{"phase out of order", validHead + "phases:\n  containment: []\n  detection: []\n", 7, `phase "detection" out of order`},
 		{"unknown phase", validHead + "phases:\n  lunch: []\n", 6, `unknown phase "lunch"`},
@@ -330,5 +332,28 @@ func TestResolver(t *testing.T) {
 	}
 	if _, err := r.Resolve(t.Context(), ResolveInput{Name: "nope"}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("Resolve unknown = %v", err)
+	}
+}
+
+// TestShippedRiskySteps: the shipped playbooks mark restoring, rotating and
+// re-enabling users as high risk (their approval needs a second factor).
+func TestShippedRiskySteps(t *testing.T) {
+	set, err := Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pbName, ids := range map[string][]string{
+		"container-compromise": {"restore"}, "credential-compromise": {"enable"}, "failed-auth-threshold": {"enable"},
+		"data-exfiltration": {"rotate_secret"}, "key-compromise": {"rotate_kek", "rotate_token", "rotate_intake"},
+	} {
+		pb, err := set.Get(pbName, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if s, _, ok := pb.Step(id); !ok || s.Risk != RiskHigh {
+				t.Errorf("%s step %s: risk %q, want high", pbName, id, s.Risk)
+			}
+		}
 	}
 }

@@ -57,7 +57,7 @@ IRU_CODEC_TOKEN when one is set.`,
 				}
 				authn = eitherAuth{authn, static}
 			}
-			h, err := codec.NewServer(codec.ServerOptions{Codec: codec.NewCodec(prot.Ring), Authenticator: authn,
+			h, err := codec.NewServer(codec.ServerOptions{Codec: codec.NewDisplayCodec(prot.Ring), Authenticator: authn,
 				AllowedOrigins: cfg.Protection.Codec.CORSOrigins, Log: log})
 			if err != nil {
 				return err

@@ -281,7 +281,8 @@ func TestScheduledDrillRuns(t *testing.T) {
 			}
 		}
 		r.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
-		(&drills.Activities{Temporal: c, Evidence: fake}).Register(r)
+		(&drills.Activities{Temporal: c, Evidence: fake, Signer: testDecisionSigner}).Register(r)
+		registerDecisionKeys(r)
 	})
 
 	f := drillFile(t, triggerTestDrills)

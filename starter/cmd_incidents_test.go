@@ -92,6 +92,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+		registerDecisionKeys(r)
 		for _, a := range activities.Catalog() {
 			if a.Name == activities.LedgerAppend {
 				r.RegisterActivityWithOptions(func(context.Context, activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
@@ -112,9 +113,10 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	}
 	issuer := kc.URL() + "/realms/" + keycloak.Realm
 	rs, err := api.NewResponder(api.ResponderOptions{
-		Config: api.Config{OIDC: auth.OIDCConfig{IssuerURL: issuer, Audience: keycloak.APIClientID}, AuthFailThreshold: 5,
+		Config: api.Config{OIDC: auth.OIDCConfig{IssuerURL: issuer, Audience: keycloak.APIClientID,
+			ClientID: keycloak.APIClientID, ClientSecret: keycloak.APIClientSecret, SessionCache: 5 * time.Second}, AuthFailThreshold: 5,
 			AuthFailWindow: time.Minute, MaxBodyBytes: 64 << 10, RequestTimeout: 20 * time.Second},
-		Temporal: c, Evidence: locker, Log: nop,
+		Temporal: c, Evidence: locker, Log: nop, Signer: testDecisionSigner,
 	})
 	if err != nil {
 		t.Fatal(err)

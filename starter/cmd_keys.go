@@ -36,7 +36,7 @@ func newKeysCmd() *cobra.Command {
 		Use:   "keys",
 		Short: "Rotate the detector intake API keys (schedule keys:intake-rotation) and set up detectors",
 	}
-	cmd.AddCommand(newKeysScheduleCmd(), newKeysRotateIntakeCmd(), newKeysAddDetectorCmd())
+	cmd.AddCommand(newKeysScheduleCmd(), newKeysRotateIntakeCmd(), newKeysAddDetectorCmd(), newKeysDecisionKeyCmd())
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -59,7 +60,7 @@ the preflight itself (a dry run changes nothing). It exits 1 if a step would fai
 			}
 			defer prot.Close()
 			defer c.Close()
-			st, err := preflight(ctx, c, args[0], asset, severity, lbl)
+			st, err := preflight(ctx, c, prot.Keys.DecisionSigner(), args[0], asset, severity, lbl)
 			if err != nil {
 				return err
 			}
@@ -91,7 +92,9 @@ the preflight itself (a dry run changes nothing). It exits 1 if a step would fai
 }
 
 // preflight runs the dry-run incident to its end and returns its status.
-func preflight(ctx context.Context, c client.Client, playbook, asset, severity string, labels map[string]string) (workflows.IncidentStatus, error) {
+// Its approvals are signed with the HSM's decision key (signer), as the
+// API server signs responders' decisions.
+func preflight(ctx context.Context, c client.Client, signer decision.Signer, playbook, asset, severity string, labels map[string]string) (workflows.IncidentStatus, error) {
 	id := uuid.NewString()
 	in := workflows.IncidentInput{
 		IncidentID: "PRE-" + id[:8], Key: "preflight:" + id, Asset: asset, Severity: severity, Playbook: playbook,
@@ -137,9 +140,17 @@ func preflight(ctx context.Context, c client.Client, playbook, asset, severity s
 			for i := len(s.Approval.Approvals); i < max(s.Approval.Quorum, 1); i++ {
 				who := preflightApprover
 				who.Subject, who.Roles = fmt.Sprintf("%s-%d", who.Subject, i+1), s.Approval.Roles
+				now := time.Now()
+				stmt, err := decision.Sign(ctx, signer, decision.Statement{WorkflowID: wfID, RunID: run.GetRunID(), StepID: s.ID,
+					Decision: decision.Approve, Subject: who.Subject, Username: who.Username, Roles: who.Roles,
+					SessionID: "system:preflight", TokenID: id, AMR: []string{"hwk"}, Reason: "preflight dry run",
+					IssuedAt: now, ExpiresAt: now.Add(decision.DefaultTTL), Nonce: decision.NewNonce()})
+				if err != nil {
+					return st, fmt.Errorf("preflight: sign approval of %s: %w", s.ID, err)
+				}
 				h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: wfID, RunID: run.GetRunID(), UpdateName: workflows.ApproveUpdate,
 					WaitForStage: client.WorkflowUpdateStageCompleted,
-					Args:         []any{workflows.DecisionInput{StepID: s.ID, Approver: who, Reason: "preflight dry run"}}})
+					Args:         []any{workflows.DecisionInput{StepID: s.ID, Approver: who, Reason: "preflight dry run", Statement: stmt}}})
 				if err == nil {
 					err = h.Get(ctx, nil)
 				}

@@ -153,7 +153,8 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	acc.Record(accesslog.Record{Action: accesslog.ActionConfigLoad, Actor: "system:api", Path: "starter serve",
 		Detail: "configuration digest " + config.Digest(&cfg)})
 	notifier := &notify.Notifier{Channels: cfg.Notify.Channels()}
-	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier})
+	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier,
+		Signer: prot.Keys.DecisionSigner()})
 	if err != nil {
 		return err
 	}

@@ -244,7 +244,7 @@ func (s *stack) startCodecServer(context.Context) error {
 		// in the lab only, its own origin on loopback may decode.
 		auth = labUIAuthenticator{origin: uiOrigin, next: static}
 	}
-	h, err := codec.NewServer(codec.ServerOptions{Codec: codec.NewCodec(s.prot.Ring), Authenticator: auth, AllowedOrigins: []string{uiOrigin}})
+	h, err := codec.NewServer(codec.ServerOptions{Codec: codec.NewDisplayCodec(s.prot.Ring), Authenticator: auth, AllowedOrigins: []string{uiOrigin}})
 	if err != nil {
 		return err
 	}
@@ -495,8 +495,10 @@ func (s *stack) summary(reportPath string) {
 	w("  .tools/bin/temporal workflow list --address %s", s.dev.Address())
 }
 
-// labUIAuthenticator lets the lab's Web UI (which has no login) use the
-// codec server from loopback; everything else needs a token.
+// labUIAuthenticator lets the lab's Web UI (which has no login) decode
+// payloads through the codec server from loopback; encoding (which would
+// let any local client make payloads the platform decrypts) and everything
+// else need a token.
 type labUIAuthenticator struct {
 	origin string
 	next   codec.Authenticator
@@ -504,7 +506,8 @@ type labUIAuthenticator struct {
 
 func (a labUIAuthenticator) Authenticate(r *http.Request) (codec.Identity, error) {
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && r.Header.Get("Origin") == a.origin && r.Header.Get("Authorization") == "" {
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && r.Header.Get("Origin") == a.origin && r.Header.Get("Authorization") == "" &&
+		strings.HasSuffix(r.URL.Path, "/decode") {
 		return codec.Identity{Subject: "lab:web-ui"}, nil
 	}
 	return a.next.Authenticate(r)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/activities/watch"
@@ -108,7 +109,9 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	}
 	defer c.Close()
 
-	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: cfg.ShutdownGrace})
+	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
+		// Refused decision Updates are recorded in the ledger by the worker.
+		Interceptors: []interceptor.WorkerInterceptor{host.DecisionAudit()}})
 	host.Register(w, c)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -89,6 +90,10 @@ type incident struct {
 	// approval while the incident aborts (decisions on it are accepted
 	// during the halt); "" when none.
 	compensationWaiting string
+	// decKeys verify decision statements (nil until loaded from the
+	// worker); nonces are the statement nonces used, with their expiry.
+	decKeys *decision.KeySet
+	nonces  map[string]time.Time
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
@@ -97,7 +102,7 @@ var errContinueAsNew = errors.New("continue as new")
 func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	w.in = in
 	w.logger = log.With(workflow.GetLogger(ctx), "incidentID", in.IncidentID)
-	w.stepIdx, w.alertIdx, w.alertIDs = map[string]int{}, map[string]int{}, map[string]bool{}
+	w.stepIdx, w.alertIdx, w.alertIDs, w.nonces = map[string]int{}, map[string]int{}, map[string]bool{}, map[string]time.Time{}
 	w.canAfter = in.ContinueAsNewAfter
 	if w.canAfter <= 0 {
 		w.canAfter = defaultContinueAsNewAfter
@@ -108,6 +113,9 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		pb := in.Carry.Playbook
 		w.pb = &pb
 		w.index()
+		for _, n := range workflow.DeterministicKeys(in.Carry.Nonces) {
+			w.nonces[n] = in.Carry.Nonces[n]
+		}
 	} else {
 		w.st = IncidentStatus{
 			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, Severity: in.Severity,
@@ -138,6 +146,8 @@ func (w *incident) index() {
 }
 
 func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
+	// Every run reads the worker's decision keys before it accepts a decision.
+	w.loadDecisionKeys(ctx)
 	if w.pb == nil {
 		if err := w.resolve(ctx); err != nil {
 			return IncidentResult{}, err
@@ -190,7 +200,7 @@ func (w *incident) resolve(ctx workflow.Context) error {
 		for _, e := range ph.Entries {
 			for _, s := range e.Steps() {
 				w.stepIdx[s.ID] = len(w.st.Steps)
-				w.st.Steps = append(w.st.Steps, StepState{ID: s.ID, Phase: ph.Name, Action: s.Action, Status: StepPending})
+				w.st.Steps = append(w.st.Steps, StepState{ID: s.ID, Phase: ph.Name, Action: s.Action, Status: StepPending, Risk: s.Risk})
 			}
 		}
 	}
@@ -305,7 +315,7 @@ func (w *incident) continueAsNew(ctx workflow.Context) (IncidentResult, error) {
 	w.timeline(TimelineEntry{What: fmt.Sprintf("continued as new after %d messages", w.messages)})
 	next := w.in
 	next.Alerts = nil
-	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st}
+	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st, Nonces: w.liveNonces(workflow.Now(ctx))}
 	w.logger.Info("continuing as new", "runs", w.st.Runs, "messages", w.messages)
 	return IncidentResult{}, workflow.NewContinueAsNewError(ctx, IncidentWorkflow, next)
 }

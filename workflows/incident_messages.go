@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	decisionpkg "github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -19,8 +20,9 @@ var (
 	ErrNotPending = errors.New("step is not waiting for approval")
 	// ErrWrongRole rejects an approver without one of the step's roles.
 	ErrWrongRole = errors.New("approver lacks a required role")
-	// ErrFourEyes rejects an approval by whoever triggered the step.
-	ErrFourEyes = errors.New("four-eyes: whoever triggered the step cannot approve it")
+	// ErrFourEyes rejects an approval by whoever requested the step or
+	// escalated the incident.
+	ErrFourEyes = errors.New("four-eyes: whoever requested the step or escalated the incident cannot approve it")
 	// ErrAlreadyDecided rejects a second decision by the same person.
 	ErrAlreadyDecided = errors.New("already decided by this approver")
 	// ErrClosed rejects messages once the incident is halting or closed.
@@ -38,7 +40,10 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 			w.messages++
 			return w.decide(ctx, in, approve, via)
 		}
-		validator := func(_ workflow.Context, in DecisionInput) error { return w.validateDecision(in, approve) }
+		validator := func(ctx workflow.Context, in DecisionInput) error {
+			_, _, err := w.validateDecision(ctx, in, approve)
+			return err
+		}
 		return handler, validator
 	}
 	for _, u := range []struct {
@@ -50,88 +55,138 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 			return fmt.Errorf("register %s update: %w", u.name, err)
 		}
 	}
-	identityOnly := func(by Approver) error {
-		switch {
-		case w.pb == nil:
-			return errNotStarted
-		case by.Subject == "":
-			return ErrNoIdentity
-		case w.st.State != StateOpen || w.halt != nil:
-			return ErrClosed
-		}
-		return nil
-	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, EscalateUpdate,
 		func(ctx workflow.Context, in EscalateInput) (EscalateResult, error) {
 			w.messages++
-			w.acknowledge(ctx, in.By)
-			level, tier := w.escalate(ctx, in.By, cmpOr(in.Reason, "escalated by a responder"))
+			st, by, err := w.validateCaller(ctx, in.By, in.Statement, decisionpkg.Escalate)
+			if err != nil {
+				return EscalateResult{}, err
+			}
+			w.useNonce(st)
+			w.acknowledge(ctx, by)
+			if !slices.Contains(w.st.EscalatedBy, by.Subject) {
+				w.st.EscalatedBy = append(w.st.EscalatedBy, by.Subject)
+			}
+			level, tier := w.escalateBy(ctx, by, cmpOr(st.Reason, "escalated by a responder"), in.Statement)
 			return EscalateResult{Level: level, Tier: tier}, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, in EscalateInput) error { return identityOnly(in.By) }},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in EscalateInput) error {
+			_, _, err := w.validateCaller(ctx, in.By, in.Statement, decisionpkg.Escalate)
+			return err
+		}},
 	); err != nil {
 		return fmt.Errorf("register %s update: %w", EscalateUpdate, err)
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, AcknowledgeUpdate,
 		func(ctx workflow.Context, in AcknowledgeInput) (AcknowledgeResult, error) {
 			w.messages++
-			w.acknowledge(ctx, in.By)
+			st, by, err := w.validateCaller(ctx, in.By, in.Statement, decisionpkg.Acknowledge)
+			if err != nil {
+				return AcknowledgeResult{}, err
+			}
+			w.useNonce(st)
+			w.acknowledgeBy(ctx, by, st, in.Statement)
 			return AcknowledgeResult{AcknowledgedAt: w.st.Metrics.AcknowledgedAt}, nil
 		},
-		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, in AcknowledgeInput) error { return identityOnly(in.By) }},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in AcknowledgeInput) error {
+			_, _, err := w.validateCaller(ctx, in.By, in.Statement, decisionpkg.Acknowledge)
+			return err
+		}},
 	); err != nil {
 		return fmt.Errorf("register %s update: %w", AcknowledgeUpdate, err)
 	}
 	return nil
 }
 
-// validateDecision enforces, before anything is written to history: a
-// verified identity, a step waiting for approval, one of its roles,
-// four-eyes (approvals only: whoever triggered the step cannot approve it;
-// they may still deny it), one decision per person.
-func (w *incident) validateDecision(in DecisionInput, approve bool) error {
-	if w.pb == nil {
-		return errNotStarted
+// validateCaller checks an escalate or acknowledge message: an open
+// incident and a valid statement for kind.
+func (w *incident) validateCaller(ctx workflow.Context, claimed Approver, s decisionpkg.Signed, kind decisionpkg.Kind) (decisionpkg.Statement, Approver, error) {
+	switch {
+	case w.pb == nil:
+		return decisionpkg.Statement{}, Approver{}, errNotStarted
+	case w.st.State != StateOpen || w.halt != nil:
+		return decisionpkg.Statement{}, Approver{}, ErrClosed
 	}
-	if in.Approver.Subject == "" {
-		return ErrNoIdentity
+	st, by, err := w.verifyStatement(ctx, s, kind, "", claimed)
+	if err == nil && by.Subject == "" {
+		err = ErrNoIdentity
+	}
+	return st, by, err
+}
+
+// validateDecision enforces, before anything is written to history: a
+// valid signed statement for this workflow, run, step and decision (the
+// identity is the statement's), a step waiting for approval, one of its
+// roles, not the incident's subject, a second factor for risky steps,
+// four-eyes (approvals only: whoever requested the step or escalated the
+// incident cannot approve; they may still deny it), one decision per
+// person.
+func (w *incident) validateDecision(ctx workflow.Context, in DecisionInput, approve bool) (decisionpkg.Statement, Approver, error) {
+	var none decisionpkg.Statement
+	if w.pb == nil {
+		return none, Approver{}, errNotStarted
 	}
 	if (w.halt != nil && (w.compensationWaiting == "" || w.compensationWaiting != in.StepID)) || w.st.State != StateOpen {
-		return ErrClosed
+		return none, Approver{}, ErrClosed
 	}
-	st := w.step(in.StepID)
-	if st == nil {
-		return fmt.Errorf("%w: no step %q", ErrNotPending, in.StepID)
+	kind := decisionpkg.Deny
+	if approve {
+		kind = decisionpkg.Approve
 	}
-	if st.Status != StepWaitingApproval || st.Approval == nil || st.Approval.Outcome != "" {
-		return fmt.Errorf("%w: %s is %s", ErrNotPending, in.StepID, st.Status)
+	st, by, err := w.verifyStatement(ctx, in.Statement, kind, in.StepID, in.Approver)
+	if err != nil {
+		return none, Approver{}, err
 	}
-	if !slices.ContainsFunc(in.Approver.Roles, func(r string) bool { return slices.Contains(st.Approval.Roles, r) }) {
-		return fmt.Errorf("%w: %s needs one of %v", ErrWrongRole, in.StepID, st.Approval.Roles)
+	if by.Subject == "" {
+		return none, Approver{}, ErrNoIdentity
 	}
-	if approve && st.Approval.RequestedBy != "" &&
-		(in.Approver.Subject == st.Approval.RequestedBy || in.Approver.Username == st.Approval.RequestedBy) {
-		return fmt.Errorf("%w (%s)", ErrFourEyes, st.Approval.RequestedBy)
+	step := w.step(in.StepID)
+	if step == nil {
+		return none, Approver{}, fmt.Errorf("%w: no step %q", ErrNotPending, in.StepID)
 	}
-	for _, d := range st.Approval.Approvals {
-		if d.By.Subject == in.Approver.Subject {
-			return fmt.Errorf("%w: %s", ErrAlreadyDecided, cmpOr(in.Approver.Username, in.Approver.Subject))
+	if step.Status != StepWaitingApproval || step.Approval == nil || step.Approval.Outcome != "" {
+		return none, Approver{}, fmt.Errorf("%w: %s is %s", ErrNotPending, in.StepID, step.Status)
+	}
+	if !slices.ContainsFunc(by.Roles, func(r string) bool { return slices.Contains(step.Approval.Roles, r) }) {
+		return none, Approver{}, fmt.Errorf("%w: %s needs one of %v", ErrWrongRole, in.StepID, step.Approval.Roles)
+	}
+	if w.isSubject(by) {
+		return none, Approver{}, fmt.Errorf("%w: %s is the account incident %s acts on", ErrSubject, by.Username, w.st.IncidentID)
+	}
+	if approve && w.needsSecondFactor(in.StepID) && !st.HasSecondFactor() {
+		return none, Approver{}, fmt.Errorf("%w: approving %s (amr %v)", ErrSecondFactor, in.StepID, st.AMR)
+	}
+	if approve {
+		if samePerson(by, step.Approval.RequestedBy) {
+			return none, Approver{}, fmt.Errorf("%w (%s requested it)", ErrFourEyes, step.Approval.RequestedBy)
+		}
+		for _, e := range w.st.EscalatedBy {
+			if samePerson(by, e) {
+				return none, Approver{}, fmt.Errorf("%w (%s escalated the incident)", ErrFourEyes, e)
+			}
 		}
 	}
-	return nil
+	for _, d := range step.Approval.Approvals {
+		if d.By.Subject == by.Subject {
+			return none, Approver{}, fmt.Errorf("%w: %s", ErrAlreadyDecided, cmpOr(by.Username, by.Subject))
+		}
+	}
+	return st, by, nil
 }
 
 // decide applies a validated decision.
 func (w *incident) decide(ctx workflow.Context, in DecisionInput, approve bool, via string) (DecisionResult, error) {
-	if err := w.validateDecision(in, approve); err != nil {
+	stmt, by, err := w.validateDecision(ctx, in, approve)
+	if err != nil {
 		return DecisionResult{}, err
 	}
+	w.useNonce(stmt)
 	st := w.step(in.StepID)
 	a := st.Approval
-	d := Decision{By: in.Approver, Reason: in.Reason, At: workflow.Now(ctx).UTC(), Via: via}
-	who := cmpOr(in.Approver.Username, in.Approver.Subject)
-	e := activities.LedgerAppendInput{Actor: in.Approver.Subject, SourceIP: in.Approver.SourceIP, StepID: in.StepID,
-		Action: st.Action, Reason: in.Reason, Detail: map[string]string{"username": in.Approver.Username, "via": via}}
+	d := Decision{By: by, Reason: stmt.Reason, At: workflow.Now(ctx).UTC(), Via: via, AMR: stmt.AMR}
+	who := cmpOr(by.Username, by.Subject)
+	e := activities.LedgerAppendInput{Actor: by.Subject, SourceIP: by.SourceIP, StepID: in.StepID,
+		Action: st.Action, Reason: stmt.Reason, Detail: statementDetail(map[string]string{"username": by.Username, "via": via}, in.Statement)}
 	if approve {
 		a.Approvals = append(a.Approvals, d)
 		e.Kind, e.Outcome = "approval", fmt.Sprintf("approved %d/%d", len(a.Approvals), a.Quorum)
@@ -144,7 +199,7 @@ func (w *incident) decide(ctx workflow.Context, in DecisionInput, approve bool, 
 		e.Kind, e.Outcome = "denial", approvalDenied
 		w.record(ctx, e, TimelineEntry{Actor: who, What: "denied " + in.StepID})
 	}
-	w.acknowledge(ctx, in.Approver)
+	w.acknowledge(ctx, by)
 	status := st.Status
 	if a.Outcome == approvalDenied {
 		status = StepDenied
@@ -175,21 +230,36 @@ func (w *incident) receiveSignals(ctx workflow.Context) {
 func (w *incident) addSignalReceivers(ctx workflow.Context, sel workflow.Selector) {
 	sel.AddReceive(workflow.GetSignalChannel(ctx, AlertSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in AlertSignalInput
-		c.Receive(ctx, &in)
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onAlerts(ctx, in.Alerts)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, ApprovalSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in ApprovalSignalInput
-		c.Receive(ctx, &in)
+		// ReceiveAsync: a payload that does not decode (sent in clear by a
+		// client without the key, refused by the codec) is dropped without
+		// blocking the loop.
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onApprovalSignal(ctx, in)
 	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, AbortSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var in AbortInput
-		c.Receive(ctx, &in)
+		if !c.ReceiveAsync(&in) {
+			return
+		}
 		w.messages++
 		w.onAbort(ctx, in)
+	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, DecisionKeysSignal), func(c workflow.ReceiveChannel, _ bool) {
+		// The payload is ignored: the keys come from the worker.
+		c.ReceiveAsync(nil)
+		w.messages++
+		w.loadDecisionKeys(ctx)
 	})
 }
 
@@ -204,7 +274,7 @@ func (w *incident) drainSignals(ctx workflow.Context) {
 
 // signalsPending reports whether a signal is waiting in a channel.
 func (w *incident) signalsPending(ctx workflow.Context) bool {
-	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal} {
+	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal, DecisionKeysSignal} {
 		if workflow.GetSignalChannel(ctx, name).Len() > 0 {
 			return true
 		}
@@ -213,11 +283,9 @@ func (w *incident) signalsPending(ctx workflow.Context) bool {
 }
 
 func (w *incident) onApprovalSignal(ctx workflow.Context, in ApprovalSignalInput) {
-	d := DecisionInput{StepID: in.StepID, Approver: in.Approver, Reason: in.Reason}
-	if err := w.validateDecision(d, in.Approve); err != nil {
-		w.record(ctx, activities.LedgerAppendInput{Kind: "decision_rejected", Actor: cmpOr(in.Approver.Subject, "unknown"),
-			SourceIP: in.Approver.SourceIP, StepID: in.StepID, Outcome: "rejected", Reason: err.Error()},
-			TimelineEntry{Actor: cmpOr(in.Approver.Username, in.Approver.Subject, "unknown"), What: "rejected decision on " + in.StepID})
+	d := DecisionInput{StepID: in.StepID, Approver: in.Approver, Reason: in.Reason, Statement: in.Statement}
+	if _, _, err := w.validateDecision(ctx, d, in.Approve); err != nil {
+		w.refused(ctx, "approval signal", in.StepID, in.Approver, in.Statement, err)
 		return
 	}
 	if _, err := w.decide(ctx, d, in.Approve, "signal"); err != nil {
@@ -225,16 +293,40 @@ func (w *incident) onApprovalSignal(ctx workflow.Context, in ApprovalSignalInput
 	}
 }
 
+// validateAbort checks an abort: a valid statement for an abort of this
+// incident by an ir-lead or ir-admin who is not the incident's subject.
+func (w *incident) validateAbort(ctx workflow.Context, in AbortInput) (decisionpkg.Statement, Approver, error) {
+	st, by, err := w.verifyStatement(ctx, in.Statement, decisionpkg.Abort, "", in.By)
+	switch {
+	case err != nil:
+		return st, by, err
+	case by.Subject == "":
+		return st, by, ErrNoIdentity
+	case !slices.ContainsFunc(by.Roles, func(r string) bool { return slices.Contains(abortRoles, r) }):
+		return st, by, fmt.Errorf("%w: aborting needs one of %v", ErrWrongRole, abortRoles)
+	case w.isSubject(by):
+		return st, by, fmt.Errorf("%w: %s is the account incident %s acts on", ErrSubject, by.Username, w.st.IncidentID)
+	}
+	return st, by, nil
+}
+
 func (w *incident) onAbort(ctx workflow.Context, in AbortInput) {
-	who := cmpOr(in.By.Username, in.By.Subject, "unknown")
-	reason := cmpOr(in.Reason, "aborted")
-	if w.halt != nil || w.st.State != StateOpen || w.st.Phase == playbooks.PhasePostIncident {
-		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), Actor: who, SourceIP: in.By.SourceIP, What: "abort ignored: incident already closing", Reason: reason})
+	stmt, by, err := w.validateAbort(ctx, in)
+	if err != nil {
+		w.refused(ctx, "abort", "", in.By, in.Statement, err)
 		return
 	}
-	w.setHalt(StateAborted, fmt.Sprintf("aborted by %s: %s", who, reason), in.By)
-	w.acknowledge(ctx, in.By)
-	w.record(ctx, activities.LedgerAppendInput{Kind: "abort", Actor: cmpOr(in.By.Subject, "unknown"), SourceIP: in.By.SourceIP, Reason: reason},
+	w.useNonce(stmt)
+	who := cmpOr(by.Username, by.Subject)
+	reason := cmpOr(stmt.Reason, "aborted")
+	if w.halt != nil || w.st.State != StateOpen || w.st.Phase == playbooks.PhasePostIncident {
+		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), Actor: who, SourceIP: by.SourceIP, What: "abort ignored: incident already closing", Reason: reason})
+		return
+	}
+	w.setHalt(StateAborted, fmt.Sprintf("aborted by %s: %s", who, reason), by)
+	w.acknowledge(ctx, by)
+	w.record(ctx, activities.LedgerAppendInput{Kind: "abort", Actor: by.Subject, SourceIP: by.SourceIP, Reason: reason,
+		Detail: statementDetail(map[string]string{"username": by.Username}, in.Statement)},
 		TimelineEntry{Actor: who, What: "abort requested"})
 }
 

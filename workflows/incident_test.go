@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -188,6 +189,9 @@ type harness struct {
 	t    *testing.T
 	env  *testsuite.TestWorkflowEnvironment
 	fake *fakeActions
+	// signer plays the API server: the worker's decision keys hold its key.
+	signer *decision.LocalSigner
+	nonce  int
 }
 
 func newHarness(t *testing.T, extra ...string) *harness {
@@ -226,8 +230,76 @@ func newHarnessWith(t *testing.T, fake *fakeActions, extra ...string) *harness {
 	}
 	env.RegisterActivityWithOptions(resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
 	env.RegisterWorkflowWithOptions(Incident, workflow.RegisterOptions{Name: IncidentWorkflow})
-	return &harness{t: t, env: env, fake: fake}
+	signer, err := decision.NewLocalSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := decision.KeySet{Keys: []decision.Key{signer.Key(time.Time{}, time.Time{})}}
+	env.RegisterActivityWithOptions(func(context.Context, DecisionKeysInput) (DecisionKeysResult, error) {
+		return DecisionKeysResult{Keys: keys}, nil
+	}, activity.RegisterOptions{Name: DecisionKeysActivity})
+	return &harness{t: t, env: env, fake: fake, signer: signer}
 }
+
+// statement signs a statement for kind by who, as the API server would,
+// at the test clock's current time, bound to the test workflow's run.
+func (h *harness) statement(kind decision.Kind, step string, who Approver, reason string, amr ...string) decision.Signed {
+	h.t.Helper()
+	h.nonce++
+	now := h.env.Now().UTC()
+	if amr == nil {
+		amr = []string{"pwd", "otp"}
+	}
+	sg, err := decision.Sign(context.Background(), h.signer, decision.Statement{
+		WorkflowID: "default-test-workflow-id", RunID: "default-test-run-id", StepID: step, Decision: kind,
+		Subject: who.Subject, Username: who.Username, Roles: who.Roles, SourceIP: who.SourceIP,
+		SessionID: "sid-" + who.Username, TokenID: fmt.Sprint("jti-", h.nonce), AMR: amr, ACR: "1", Reason: reason,
+		IssuedAt: now, ExpiresAt: now.Add(5 * time.Minute), Nonce: fmt.Sprint("nonce-", h.nonce),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return sg
+}
+
+// signed adds the statement to a message that has none (at send time).
+func (h *harness) signed(name string, arg any) any {
+	switch in := arg.(type) {
+	case DecisionInput:
+		if in.Statement.Empty() && in.Approver.Subject != "" {
+			in.Statement = h.statement(decision.Kind(name), in.StepID, in.Approver, in.Reason)
+		}
+		return in
+	case EscalateInput:
+		if in.Statement.Empty() && in.By.Subject != "" {
+			in.Statement = h.statement(decision.Escalate, "", in.By, in.Reason)
+		}
+		return in
+	case AcknowledgeInput:
+		if in.Statement.Empty() && in.By.Subject != "" {
+			in.Statement = h.statement(decision.Acknowledge, "", in.By, in.Reason)
+		}
+		return in
+	case AbortInput:
+		if in.Statement.Empty() && in.By.Subject != "" {
+			in.Statement = h.statement(decision.Abort, "", in.By, in.Reason)
+		}
+		return in
+	case ApprovalSignalInput:
+		if in.Statement.Empty() && in.Approver.Subject != "" {
+			kind := decision.Deny
+			if in.Approve {
+				kind = decision.Approve
+			}
+			in.Statement = h.statement(kind, in.StepID, in.Approver, in.Reason)
+		}
+		return in
+	}
+	return arg
+}
+
+// signal sends a signal whose message is signed at send time.
+func (h *harness) signal(name string, arg any) { h.env.SignalWorkflow(name, h.signed(name, arg)) }
 
 func input(playbook string) IncidentInput {
 	return IncidentInput{
@@ -254,6 +326,7 @@ type updateOutcome struct {
 func (h *harness) update(delay time.Duration, name string, arg any) *updateOutcome {
 	o := &updateOutcome{}
 	h.env.RegisterDelayedCallback(func() {
+		arg := h.signed(name, arg)
 		h.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, delay), &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { o.rejected, o.done = err, true },
@@ -404,7 +477,7 @@ func TestApprovalValidators(t *testing.T) {
 		o    *updateOutcome
 		want error
 	}{
-		{"no identity", h.approve(time.Minute, "stop", Approver{Roles: []string{"ir-lead"}}), ErrNoIdentity},
+		{"no statement", h.approve(time.Minute, "stop", Approver{Roles: []string{"ir-lead"}}), ErrStatement},
 		{"wrong role", h.approve(time.Minute+time.Second, "stop", outsider), ErrWrongRole},
 		{"self approval", h.approve(time.Minute+2*time.Second, "stop", opener), ErrFourEyes},
 		{"first approval", h.approve(time.Minute+3*time.Second, "stop", lead), nil},
@@ -573,7 +646,7 @@ func TestAbortMidContainment(t *testing.T) {
 			return h.fake.run(ctx, in)
 		})
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(AbortSignal, AbortInput{By: lead, Reason: "false positive"})
+		h.signal(AbortSignal, AbortInput{By: lead, Reason: "false positive"})
 	}, 30*time.Second)
 	res, st := h.run(input("wf-test"))
 	if res.State != StateAborted || !strings.Contains(res.Reason, "aborted by lena: false positive") {
@@ -757,7 +830,7 @@ func TestEscalateAndAcknowledgeUpdates(t *testing.T) {
 	if ack.rejected != nil || st.Metrics.TimeToAcknowledge != 30*time.Second {
 		t.Errorf("acknowledge: %v, TTA %v", ack.rejected, st.Metrics.TimeToAcknowledge)
 	}
-	if anon.rejected == nil || !strings.Contains(anon.rejected.Error(), ErrNoIdentity.Error()) {
+	if anon.rejected == nil || !strings.Contains(anon.rejected.Error(), ErrStatement.Error()) {
 		t.Errorf("anonymous escalation: %v", anon.rejected)
 	}
 	r, _ := esc.result.(EscalateResult)
@@ -774,10 +847,10 @@ func TestEscalateAndAcknowledgeUpdates(t *testing.T) {
 func TestApprovalSignal(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(ApprovalSignal, ApprovalSignalInput{StepID: "stop", Approver: officer, Approve: true})
+		h.signal(ApprovalSignal, ApprovalSignalInput{StepID: "stop", Approver: officer, Approve: true})
 	}, time.Minute)
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(ApprovalSignal, ApprovalSignalInput{StepID: "stop", Approver: lead, Approve: true, Reason: "ok"})
+		h.signal(ApprovalSignal, ApprovalSignalInput{StepID: "stop", Approver: lead, Approve: true, Reason: "ok"})
 	}, 2*time.Minute)
 	res, st := h.run(input("wf-test"))
 	if res.State != StateResolved {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -46,10 +47,16 @@ type Approver struct {
 }
 
 // DecisionInput is the input of the [ApproveUpdate] and [DenyUpdate] updates.
+//
+// Statement is the API server's signed decision statement; the workflow
+// believes only it. Approver, if set, must name the statement's identity
+// (it is what callers wrote; the statement is what counts), and Reason is
+// taken from the statement.
 type DecisionInput struct {
-	StepID   string
-	Approver Approver
-	Reason   string
+	StepID    string
+	Approver  Approver
+	Reason    string
+	Statement decision.Signed
 }
 
 // DecisionResult is the result of the approve and deny updates.
@@ -71,12 +78,16 @@ type ApprovalSignalInput struct {
 	Reason   string
 	// Approve is true for an approval, false for a denial.
 	Approve bool
+	// Statement is the signed decision statement (approve or deny).
+	Statement decision.Signed
 }
 
 // EscalateInput is the input of the [EscalateUpdate] update.
 type EscalateInput struct {
 	By     Approver
 	Reason string
+	// Statement is the signed decision statement; By must match it.
+	Statement decision.Signed
 }
 
 // EscalateResult is the result of the escalate update.
@@ -91,6 +102,8 @@ type EscalateResult struct {
 type AcknowledgeInput struct {
 	By     Approver
 	Reason string
+	// Statement is the signed decision statement; By must match it.
+	Statement decision.Signed
 }
 
 // AcknowledgeResult is the result of the acknowledge update.
@@ -99,10 +112,33 @@ type AcknowledgeResult struct {
 	AcknowledgedAt time.Time
 }
 
-// AbortInput is the payload of [AbortSignal].
+// AbortInput is the payload of [AbortSignal]. It is applied only with a
+// valid signed statement; a refused abort is recorded.
 type AbortInput struct {
 	By     Approver
 	Reason string
+	// Statement is the signed decision statement; By must match it.
+	Statement decision.Signed
+}
+
+// DecisionKeysSignal makes the incident re-read the decision public keys
+// from its worker (sent on rotation, or by the API server when a
+// statement's key is unknown). Its payload is ignored: the keys come from
+// the worker's configuration through [DecisionKeysActivity], never from
+// the sender.
+const DecisionKeysSignal = "decision_keys"
+
+// DecisionKeysActivity is the local activity that returns the decision
+// public keys the worker trusts ([DecisionKeysResult]).
+const DecisionKeysActivity = "decision.keys"
+
+// DecisionKeysInput is the (empty) input of [DecisionKeysActivity] and of
+// [DecisionKeysSignal].
+type DecisionKeysInput struct{}
+
+// DecisionKeysResult is the worker's decision key set.
+type DecisionKeysResult struct {
+	Keys decision.KeySet
 }
 
 // StatusQueryInput is the (empty) input of [StatusQuery].
@@ -146,6 +182,9 @@ type IncidentStatus struct {
 	Metrics        Metrics
 	// EscalationLevel is 0 until the first escalation.
 	EscalationLevel int
+	// EscalatedBy are the people (subjects) who escalated the incident;
+	// four-eyes keeps them from approving its steps.
+	EscalatedBy []string `json:",omitempty"`
 	// LedgerSeq is the last ledger sequence number issued.
 	LedgerSeq int64
 	// LedgerFailures counts ledger appends that failed for good.
@@ -169,7 +208,10 @@ type StepState struct {
 	Plan         []string          `json:",omitempty"`
 	Summary      string            `json:",omitempty"`
 	Error        string            `json:",omitempty"`
-	Approval     *ApprovalState    `json:",omitempty"`
+	// Risk is the playbook's risk of the step (high: approving it needs a
+	// second factor).
+	Risk     string         `json:",omitempty"`
+	Approval *ApprovalState `json:",omitempty"`
 	// Compensation is "" (none), registered, lifted (a later step undid the
 	// change), compensated or failed.
 	Compensation string `json:",omitempty"`
@@ -198,6 +240,8 @@ type Decision struct {
 	At     time.Time
 	// Via is update or signal.
 	Via string
+	// AMR are the authentication methods of the decider's token.
+	AMR []string `json:",omitempty"`
 }
 
 // PendingCompensation is an undo action registered when its step succeeded.
@@ -251,6 +295,9 @@ type IncidentCarry struct {
 	// Playbook is the playbook resolved by the first run.
 	Playbook playbooks.Playbook
 	Status   IncidentStatus
+	// Nonces are the decision statement nonces used so far, with their
+	// statements' expiry (expired ones are dropped: they cannot verify).
+	Nonces map[string]time.Time `json:",omitempty"`
 }
 
 // StepOutcome is a step's final status, for [IncidentResult].

@@ -8,6 +8,7 @@ package platform
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
@@ -126,6 +128,15 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 	detail := in.Reason
 	if strings.Contains(strings.TrimSpace(in.Outcome), " ") {
 		detail = strings.TrimSpace(in.Outcome + ": " + detail)
+	}
+	if st := in.Detail["statement"]; st != "" {
+		// A decision: the signed statement is stored whole (it is what
+		// `starter audit verify` re-verifies), the reason cut to make room.
+		line := decisionLine(in.Detail["statement_key"], in.Detail["statement_sig"], st)
+		if room := ledger.MaxDetailLen - len(line); len(detail) > room {
+			detail = strings.ToValidUTF8(detail[:max(room, 0)], "")
+		}
+		detail += line
 	}
 	if len(detail) > ledger.MaxDetailLen {
 		detail = detail[:ledger.MaxDetailLen]
@@ -339,4 +350,32 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 		EvidenceRefs: []string{mdRef, jsonRef},
 		Summary:      fmt.Sprintf("report written: %d steps, %d ledger entries, %d evidence objects", len(r.Steps), len(r.Ledger), len(r.Evidence)),
 	}, nil
+}
+
+// DecisionLinePrefix starts the line of a ledger entry's outcome detail
+// that holds the decision statement: key id, signature and payload, each
+// base64 (standard encoding), separated by spaces.
+const DecisionLinePrefix = "\nstatement: "
+
+func decisionLine(keyID, sig, payload string) string {
+	return DecisionLinePrefix + keyID + " " + sig + " " + payload
+}
+
+// ParseDecisionLine returns the decision statement stored in a ledger
+// entry's outcome detail; ok is false when the entry holds none.
+func ParseDecisionLine(detail string) (s decision.Signed, ok bool, err error) {
+	_, line, found := strings.Cut(detail, DecisionLinePrefix)
+	if !found {
+		return decision.Signed{}, false, nil
+	}
+	f := strings.Split(line, " ")
+	if len(f) != 3 {
+		return decision.Signed{}, true, fmt.Errorf("statement line has %d fields, want 3", len(f))
+	}
+	sig, err1 := base64.StdEncoding.DecodeString(f[1])
+	payload, err2 := base64.StdEncoding.DecodeString(f[2])
+	if err := errors.Join(err1, err2); err != nil {
+		return decision.Signed{}, true, fmt.Errorf("statement line: %w", err)
+	}
+	return decision.Signed{KeyID: f[0], Sig: sig, Payload: payload}, true, nil
 }

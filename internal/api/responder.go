@@ -18,6 +18,7 @@ import (
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/workflows"
@@ -51,6 +52,12 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (auth.Identity, error)
 }
 
+// SessionChecker checks that a token's Keycloak session is still live;
+// *auth.Introspector implements it.
+type SessionChecker interface {
+	CheckSession(ctx context.Context, raw string) error
+}
+
 // Notifier sends notifications; *notify.Notifier implements it.
 type Notifier interface {
 	Send(ctx context.Context, ev notify.Event) ([]notify.Result, error)
@@ -64,6 +71,12 @@ type ResponderOptions struct {
 	Temporal IncidentClient
 	// Verifier verifies tokens (nil: an OIDC verifier for Config.OIDC).
 	Verifier TokenVerifier
+	// Sessions checks, before every mutating request, that the token's
+	// session is live (nil: Keycloak token introspection for Config.OIDC).
+	Sessions SessionChecker
+	// Signer signs each decision as a statement the workflow verifies (the
+	// HSM's decision key; nil: decisions answer 503).
+	Signer decision.Signer
 	// Evidence is the evidence locker (nil: notes, report and evidence
 	// answer 503).
 	Evidence EvidenceLocker
@@ -94,6 +107,8 @@ type Responder struct {
 	cfg      Config
 	temporal IncidentClient
 	verifier TokenVerifier
+	live     SessionChecker
+	signer   decision.Signer
 	evidence EvidenceLocker
 	notifier Notifier
 	access   *accesslog.Logger
@@ -114,11 +129,14 @@ func NewResponder(opts ResponderOptions) (*Responder, error) {
 		return nil, errors.New("api: responder: no Temporal client")
 	}
 	rs := &Responder{
-		cfg: opts.Config, temporal: opts.Temporal, verifier: opts.Verifier, evidence: opts.Evidence,
+		cfg: opts.Config, temporal: opts.Temporal, verifier: opts.Verifier, live: opts.Sessions, signer: opts.Signer, evidence: opts.Evidence,
 		notifier: opts.Notifier, access: opts.Access, log: opts.Log, now: opts.Now, sessions: map[string]string{},
 	}
 	if rs.verifier == nil {
 		rs.verifier = auth.NewVerifier(opts.Config.OIDC, nil)
+	}
+	if rs.live == nil {
+		rs.live = auth.NewIntrospector(opts.Config.OIDC, nil)
 	}
 	if rs.log == nil {
 		rs.log = slog.New(slog.DiscardHandler)
@@ -159,11 +177,11 @@ func (rs *Responder) Routes() []ResponderRoute {
 		{"POST", inc + "/steps/{step}/approve", nil, "approve a pending step (the validator checks role, quorum and four-eyes)", rs.decision(workflows.ApproveUpdate)},
 		{"POST", inc + "/steps/{step}/deny", nil, "deny a pending step", rs.decision(workflows.DenyUpdate)},
 		{"POST", inc + "/abort", abortRoles, "abort the incident: compensations run", rs.abort},
-		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate[workflows.EscalateInput, workflows.EscalateResult](rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string) workflows.EscalateInput {
-			return workflows.EscalateInput{By: by, Reason: reason}
+		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate[workflows.EscalateInput, workflows.EscalateResult](rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.EscalateInput {
+			return workflows.EscalateInput{By: by, Reason: reason, Statement: s}
 		})},
-		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", callerUpdate[workflows.AcknowledgeInput, workflows.AcknowledgeResult](rs, workflows.AcknowledgeUpdate, func(by workflows.Approver, reason string) workflows.AcknowledgeInput {
-			return workflows.AcknowledgeInput{By: by, Reason: reason}
+		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", callerUpdate[workflows.AcknowledgeInput, workflows.AcknowledgeResult](rs, workflows.AcknowledgeUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.AcknowledgeInput {
+			return workflows.AcknowledgeInput{By: by, Reason: reason, Statement: s}
 		})},
 		{"POST", inc + "/notes", readRoles, "add a note (stored in the evidence locker)", rs.note},
 		{"GET", inc + "/report", readRoles, "the post-incident report (Markdown or JSON)", rs.report},
@@ -171,9 +189,32 @@ func (rs *Responder) Routes() []ResponderRoute {
 	}
 }
 
-// handler wraps a route: limits, authentication, roles.
+// handler wraps a route: limits, authentication, roles, and for mutating
+// routes a live Keycloak session.
 func (rs *Responder) handler(rt ResponderRoute) http.Handler {
-	return rs.limit(rs.authenticate(requireRoles(rt.Roles, rt.handle)))
+	h := rt.handle
+	if rt.Method != http.MethodGet {
+		h = rs.liveSession(h)
+	}
+	return rs.limit(rs.authenticate(requireRoles(rt.Roles, h)))
+}
+
+// liveSession refuses a token whose Keycloak session was logged out or
+// revoked (403), whatever the token's own expiry says.
+func (rs *Responder) liveSession(next func(http.ResponseWriter, *http.Request, auth.Identity)) func(http.ResponseWriter, *http.Request, auth.Identity) {
+	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+		err := rs.live.CheckSession(r.Context(), auth.BearerToken(r))
+		switch {
+		case err == nil:
+			next(w, r, id)
+		case errors.Is(err, auth.ErrSessionInactive):
+			rs.log.Warn("refused a token of an ended session", "actor", id.Actor(), "sid", id.SessionID, "path", r.URL.Path)
+			writeError(w, http.StatusForbidden, apiError{Error: "the token's Keycloak session has ended (logged out or revoked): log in again", Code: "session_revoked"})
+		default:
+			rs.log.Error("cannot check the token's session", "err", err)
+			writeError(w, http.StatusServiceUnavailable, apiError{Error: "the session check is unavailable", Code: "session_check_unavailable"})
+		}
+	}
 }
 
 // incidentRef is an incident as the URL names it.
@@ -296,9 +337,16 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 		if !ok {
 			return
 		}
+		if update == workflows.ApproveUpdate && !rs.secondFactorOK(w, r, ref, step, id) {
+			return
+		}
+		stmt, ok := rs.sign(w, r, ref, decision.Kind(update), step, id, reason)
+		if !ok {
+			return
+		}
 		var res workflows.DecisionResult
-		in := workflows.DecisionInput{StepID: step, Approver: approver(id), Reason: reason}
-		if err := rs.update(r.Context(), ref, update, in, &res); err != nil {
+		in := workflows.DecisionInput{StepID: step, Approver: approver(id), Reason: reason, Statement: stmt}
+		if err := rs.updateRefreshing(r.Context(), ref, update, in, &res); err != nil {
 			rs.fail(w, r, ref, err)
 			return
 		}
@@ -309,7 +357,7 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 // callerUpdate sends Update name whose input is made from the verified
 // caller and the request's reason (escalate, acknowledge), and answers
 // with its result.
-func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflows.Approver, reason string) In) func(http.ResponseWriter, *http.Request, auth.Identity) {
+func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflows.Approver, reason string, s decision.Signed) In) func(http.ResponseWriter, *http.Request, auth.Identity) {
 	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 		ref, err := parseRef(r)
 		if err != nil {
@@ -320,8 +368,12 @@ func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflo
 		if !ok {
 			return
 		}
+		stmt, ok := rs.sign(w, r, ref, decision.Kind(name), "", id, reason)
+		if !ok {
+			return
+		}
 		var res Out
-		if err := rs.update(r.Context(), ref, name, input(approver(id), reason), &res); err != nil {
+		if err := rs.updateRefreshing(r.Context(), ref, name, input(approver(id), reason, stmt), &res); err != nil {
 			rs.fail(w, r, ref, err)
 			return
 		}
@@ -340,8 +392,12 @@ func (rs *Responder) abort(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if !ok {
 		return
 	}
+	stmt, ok := rs.sign(w, r, ref, decision.Abort, "", id, reason)
+	if !ok {
+		return
+	}
 	if err := rs.temporal.SignalWorkflow(r.Context(), ref.WorkflowID, "", workflows.AbortSignal,
-		workflows.AbortInput{By: approver(id), Reason: reason}); err != nil {
+		workflows.AbortInput{By: approver(id), Reason: reason, Statement: stmt}); err != nil {
 		rs.fail(w, r, ref, err)
 		return
 	}

@@ -50,6 +50,9 @@ func (c *Config) validateResponder() error {
 	if c.MaxBodyBytes < 1024 {
 		p = append(p, fmt.Errorf("IRU_API_MAX_BODY_BYTES=%d: must be at least 1024", c.MaxBodyBytes))
 	}
+	if c.OIDC.SessionCache < 0 || c.OIDC.SessionCache > time.Minute {
+		p = append(p, fmt.Errorf("IRU_OIDC_SESSION_CACHE=%s: between 0 and 1m (a revoked session stays usable that long)", c.OIDC.SessionCache))
+	}
 	if c.RequestTimeout <= 0 {
 		p = append(p, fmt.Errorf("IRU_API_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout))
 	}

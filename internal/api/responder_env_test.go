@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -41,6 +43,19 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// workerKeys, when set, are the decision keys the test workers trust
+// (default: testSigner's); a test changes them to play a rotation.
+var workerKeys atomic.Pointer[decision.KeySet]
+
+// testSigner is the test API server's decision key (the HSM's in production).
+var testSigner = func() *decision.LocalSigner {
+	s, err := decision.NewLocalSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // labKeycloak starts the Keycloak simulator for a test. Rotated-out
 // signing keys leave the JWKS after 1 ms.
@@ -75,7 +90,8 @@ func testConfig(kc *keycloak.Server) Config { return configFor(kc.URL()) }
 // configFor is a valid responder configuration for a Keycloak at base.
 func configFor(base string) Config {
 	return Config{
-		OIDC:              auth.OIDCConfig{IssuerURL: base + "/realms/" + keycloak.Realm, Audience: keycloak.APIClientID},
+		OIDC: auth.OIDCConfig{IssuerURL: base + "/realms/" + keycloak.Realm, Audience: keycloak.APIClientID,
+			ClientID: keycloak.APIClientID, ClientSecret: keycloak.APIClientSecret, SessionCache: 5 * time.Second},
 		Access:            accesslog.Config{QueueSize: 1000},
 		AuthFailThreshold: 5, AuthFailWindow: 5 * time.Minute, MaxBodyBytes: 64 << 10, RequestTimeout: 20 * time.Second,
 	}
@@ -178,6 +194,13 @@ func registerIncident(t *testing.T, r worker.Registry) {
 	}
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	// The worker trusts the test API server's decision key.
+	r.RegisterActivityWithOptions(func(context.Context, workflows.DecisionKeysInput) (workflows.DecisionKeysResult, error) {
+		if k := workerKeys.Load(); k != nil {
+			return workflows.DecisionKeysResult{Keys: *k}, nil
+		}
+		return workflows.DecisionKeysResult{Keys: decision.KeySet{Keys: []decision.Key{testSigner.Key(time.Time{}, time.Time{})}}}, nil
+	}, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	for _, a := range activities.Catalog() {
 		if a.Name == activities.LedgerAppend {
 			r.RegisterActivityWithOptions(fakeLedgerAppend, activity.RegisterOptions{Name: a.Name})
@@ -208,7 +231,8 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := NewResponder(ResponderOptions{Config: testConfig(s.kc), Temporal: s.temporal, Evidence: s.locker, Access: s.access, Log: slogNop()})
+	rs, err := NewResponder(ResponderOptions{Config: testConfig(s.kc), Temporal: s.temporal, Evidence: s.locker, Access: s.access, Log: slogNop(),
+		Signer: testSigner})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,9 @@ var rejections = []struct {
 	code   string
 }{
 	{workflows.ErrWrongRole, http.StatusForbidden, "wrong_role"},
+	{workflows.ErrStatement, http.StatusForbidden, "bad_statement"},
+	{workflows.ErrSubject, http.StatusForbidden, "subject"},
+	{workflows.ErrSecondFactor, http.StatusForbidden, "mfa_required"},
 	{workflows.ErrFourEyes, http.StatusForbidden, "four_eyes"},
 	{workflows.ErrNoIdentity, http.StatusForbidden, "no_identity"},
 	{workflows.ErrNotPending, http.StatusConflict, "not_pending"},

@@ -30,6 +30,12 @@ type Identity struct {
 	Roles []string
 	// SessionID is the Keycloak session (sid).
 	SessionID string `json:",omitempty"`
+	// TokenID is the access token's jti.
+	TokenID string `json:",omitempty"`
+	// AMR are the token's authentication methods (RFC 8176: pwd, otp, …);
+	// ACR its authentication context class.
+	AMR []string `json:",omitempty"`
+	ACR string   `json:",omitempty"`
 	// ClientID is the client the token was issued to (azp).
 	ClientID string `json:",omitempty"`
 	// SourceIP is the client address as seen by the API server.
@@ -47,6 +53,12 @@ func (i Identity) HasAnyRole(roles ...string) bool {
 		}
 	}
 	return false
+}
+
+// HasSecondFactor reports whether the token's amr shows a second factor
+// (a one-time password, or multiple factors).
+func (i Identity) HasSecondFactor() bool {
+	return slices.Contains(i.AMR, "otp") || slices.Contains(i.AMR, "mfa")
 }
 
 // Actor is how the identity appears in the audit ledger and timelines.

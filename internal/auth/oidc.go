@@ -16,6 +16,11 @@ import (
 type OIDCConfig struct {
 	IssuerURL string `env:"IRU_OIDC_ISSUER" envDefault:"http://127.0.0.1:8180/realms/iru" doc:"OIDC issuer of responder tokens (the Keycloak realm URL)."`
 	Audience  string `env:"IRU_OIDC_AUDIENCE" envDefault:"iru-api" doc:"Audience (client id) responder tokens must carry."`
+	// ClientID and ClientSecret authenticate the API server to Keycloak's
+	// token introspection (the session check of mutating routes).
+	ClientID     string        `env:"IRU_OIDC_CLIENT_ID" envDefault:"iru-api" doc:"Confidential client of the API server at Keycloak, used to introspect responder tokens (is the session still live?) before every decision."`
+	ClientSecret string        `env:"IRU_OIDC_CLIENT_SECRET" secret:"true" doc:"Secret of IRU_OIDC_CLIENT_ID. Without it mutating responder routes answer 503: a revoked session could not be refused."`
+	SessionCache time.Duration `env:"IRU_OIDC_SESSION_CACHE" envDefault:"5s" doc:"How long a live-session answer of token introspection is reused for the same token (revoked sessions are refused from the next check)."`
 }
 
 // ErrUnauthenticated is returned for a missing or invalid token.
@@ -59,11 +64,14 @@ func (v *Verifier) get(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 
 // keycloakClaims are the claims read from a Keycloak access token.
 type keycloakClaims struct {
-	Subject           string `json:"sub"`
-	PreferredUsername string `json:"preferred_username"`
-	Email             string `json:"email"`
-	SessionID         string `json:"sid"`
-	AuthorizedParty   string `json:"azp"`
+	Subject           string   `json:"sub"`
+	PreferredUsername string   `json:"preferred_username"`
+	Email             string   `json:"email"`
+	SessionID         string   `json:"sid"`
+	TokenID           string   `json:"jti"`
+	AMR               []string `json:"amr"`
+	ACR               string   `json:"acr"`
+	AuthorizedParty   string   `json:"azp"`
 	RealmAccess       struct {
 		Roles []string `json:"roles"`
 	} `json:"realm_access"`
@@ -101,6 +109,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 		Realm:     realm,
 		Roles:     c.RealmAccess.Roles,
 		SessionID: c.SessionID,
+		TokenID:   c.TokenID,
+		AMR:       c.AMR,
+		ACR:       c.ACR,
 		ClientID:  c.AuthorizedParty,
 	}, nil
 }

@@ -13,6 +13,8 @@ package codec
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -37,15 +39,49 @@ const (
 // modified, or sealed with another key under the same id.
 var ErrDecrypt = errors.New("payload failed authentication (tampered, or sealed with another key)")
 
+// ErrPlaintext is returned by [Codec.Decode] for a payload that is not
+// encrypted: every client of the platform encrypts, so a plaintext payload
+// (an alert, a decision, an abort) comes from a client that holds no key,
+// and the platform does not act on it.
+var ErrPlaintext = errors.New("refusing an unencrypted payload (the platform's clients encrypt every payload)")
+
 // Codec encrypts and decrypts payloads with a [KeyRing].
 type Codec struct {
 	ring *KeyRing
+	// plain lets unencrypted payloads through Decode (display only).
+	plain bool
+	// refused, if set, hears of every unencrypted payload Decode refused.
+	refused func(Refusal)
+}
+
+// Refusal describes an unencrypted payload the codec refused.
+type Refusal struct {
+	// Encoding is the payload's encoding metadata (json/plain, …).
+	Encoding string
+	// Size is the payload's data size; SHA256 its data's hex digest.
+	Size   int
+	SHA256 string
+}
+
+// NewObservedDataConverter is [NewDataConverter] that calls refused for
+// every unencrypted payload it refuses (the worker writes them to the
+// ledger: someone without the key talked to the platform).
+func NewObservedDataConverter(ring *KeyRing, refused func(Refusal)) converter.DataConverter {
+	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), &Codec{ring: ring, refused: refused})
 }
 
 var _ converter.PayloadCodec = (*Codec)(nil)
 
-// NewCodec returns the payload codec over ring.
+// NewCodec returns the payload codec over ring. Its Decode refuses
+// unencrypted payloads ([ErrPlaintext]): workers, the API server and the
+// starter decode with it, so nothing sent in clear is ever acted on.
 func NewCodec(ring *KeyRing) *Codec { return &Codec{ring: ring} }
+
+// NewDisplayCodec returns the codec for the codec server, which only shows
+// payloads to authenticated people: its Decode passes unencrypted payloads
+// through unchanged, so the Web UI can still show what an outside client
+// sent (and the workflow refused).
+func NewDisplayCodec(ring *KeyRing) *Codec { return &Codec{ring: ring, plain: true} }
 
 // NewDataConverter returns the default data converter wrapped with the
 // encrypting codec; set it as client.Options.DataConverter in every
@@ -88,11 +124,19 @@ func (c *Codec) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 }
 
 // Decode implements converter.PayloadCodec. Payloads not encoded by the
-// codec pass through unchanged.
+// codec are refused ([ErrPlaintext]), unless this is a display codec
+// ([NewDisplayCodec]) which passes them through unchanged.
 func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
 	out := make([]*commonpb.Payload, len(payloads))
 	for i, p := range payloads {
-		if string(p.GetMetadata()[MetadataEncoding]) != EncodingEncrypted {
+		if enc := string(p.GetMetadata()[MetadataEncoding]); enc != EncodingEncrypted {
+			if !c.plain {
+				if c.refused != nil {
+					sum := sha256.Sum256(p.GetData())
+					c.refused(Refusal{Encoding: enc, Size: len(p.GetData()), SHA256: hex.EncodeToString(sum[:])})
+				}
+				return nil, fmt.Errorf("codec: decode payload %d (encoding %q): %w", i, enc, ErrPlaintext)
+			}
 			out[i] = p
 			continue
 		}

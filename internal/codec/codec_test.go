@@ -130,16 +130,37 @@ func TestDataConverterRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDecodePassesThroughUnencrypted(t *testing.T) {
+// TestDecodeRefusesUnencrypted: a payload sent in clear by a client without
+// the key (a made-up approval, say) is refused by the platform's codec and
+// data converter; only the codec server's display codec passes it through.
+func TestDecodeRefusesUnencrypted(t *testing.T) {
 	f := newFixture(t)
-	c := codec.NewCodec(f.ring)
-	plain, err := converter.GetDefaultDataConverter().ToPayload("not secret")
+	type decisionLike struct {
+		StepID   string
+		Approver struct{ Subject string }
+	}
+	plain, err := converter.GetDefaultDataConverter().ToPayload(decisionLike{StepID: "restore"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.Decode([]*commonpb.Payload{plain})
+	if _, err := codec.NewCodec(f.ring).Decode([]*commonpb.Payload{plain}); !errors.Is(err, codec.ErrPlaintext) {
+		t.Fatalf("codec Decode of a plain payload: %v, want ErrPlaintext", err)
+	}
+	var got decisionLike
+	if err := codec.NewDataConverter(f.ring).FromPayload(plain, &got); !errors.Is(err, codec.ErrPlaintext) || got.StepID != "" {
+		t.Fatalf("data converter let a plain payload through: %v %+v", err, got)
+	}
+	// The platform's own encrypted path still works.
+	enc, err := codec.NewDataConverter(f.ring).ToPayload(decisionLike{StepID: "restore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := codec.NewDataConverter(f.ring).FromPayload(enc, &got); err != nil || got.StepID != "restore" {
+		t.Fatalf("encrypted round trip: %v %+v", err, got)
+	}
+	out, err := codec.NewDisplayCodec(f.ring).Decode([]*commonpb.Payload{plain})
 	if err != nil || len(out) != 1 || out[0] != plain {
-		t.Fatalf("Decode of a plain payload = %v, %v; want it unchanged", out, err)
+		t.Fatalf("display Decode of a plain payload = %v, %v; want it unchanged", out, err)
 	}
 }
 

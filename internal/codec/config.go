@@ -53,6 +53,12 @@ type Protection struct {
 // DataConverter returns the encrypting data converter for Temporal clients.
 func (p *Protection) DataConverter() converter.DataConverter { return NewDataConverter(p.Ring) }
 
+// ObservedDataConverter is [Protection.DataConverter] reporting refused
+// unencrypted payloads to refused.
+func (p *Protection) ObservedDataConverter(refused func(Refusal)) converter.DataConverter {
+	return NewObservedDataConverter(p.Ring, refused)
+}
+
 // Close closes the HSM session.
 func (p *Protection) Close() error { return p.Keys.Close() }
 

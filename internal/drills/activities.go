@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -30,6 +32,11 @@ type Activities struct {
 	Temporal TemporalClient
 	// Evidence stores the drill reports.
 	Evidence activities.EvidenceStore
+	// Signer signs the drill's approvals as decision statements (the
+	// worker's HSM decision key); without it they are refused.
+	Signer decision.Signer
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 }
 
 // Registry is the part of a worker that registration needs.
@@ -79,6 +86,23 @@ func (a *Activities) Approve(ctx context.Context, in workflows.DrillApproveInput
 	if in.Decision.Approver.Subject != workflows.DrillApproverSubject {
 		return workflows.DrillApproveResult{}, activities.NewFinalError(activities.ErrTypePermission,
 			fmt.Sprintf("drill approvals are sent as %s, not %q", workflows.DrillApproverSubject, in.Decision.Approver.Subject), nil)
+	}
+	if a.Signer != nil && in.Decision.Statement.Empty() {
+		now := time.Now()
+		if a.Now != nil {
+			now = a.Now()
+		}
+		by := in.Decision.Approver
+		// A system decision, proven by the HSM-held key (amr hwk).
+		s, err := decision.Sign(ctx, a.Signer, decision.Statement{
+			WorkflowID: in.WorkflowID, RunID: in.RunID, StepID: in.Decision.StepID, Decision: decision.Approve,
+			Subject: by.Subject, Username: by.Username, Roles: by.Roles, SessionID: "system:drill", TokenID: in.UpdateID,
+			AMR: []string{"hwk"}, Reason: in.Decision.Reason, IssuedAt: now, ExpiresAt: now.Add(decision.DefaultTTL), Nonce: decision.NewNonce(),
+		})
+		if err != nil {
+			return workflows.DrillApproveResult{}, fmt.Errorf("sign drill approval of %s: %w", in.Decision.StepID, err)
+		}
+		in.Decision.Statement = s
 	}
 	h, err := a.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		UpdateID: in.UpdateID, WorkflowID: in.WorkflowID, RunID: in.RunID, UpdateName: workflows.ApproveUpdate,

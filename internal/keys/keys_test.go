@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ThalesGroup/crypto11"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 )
@@ -564,5 +567,42 @@ func TestConfigLoadAndDescribe(t *testing.T) {
 	var empty keys.Config
 	if err := config.LoadFrom(&empty, nil); err == nil || !strings.Contains(err.Error(), "IRU_HSM_PIN") {
 		t.Errorf("LoadFrom without a PIN = %v, want an IRU_HSM_PIN error", err)
+	}
+}
+
+// TestDecisionKey: the decision key is its own key pair in the token (not
+// the audit key), survives reopening, and its statements verify with its
+// public key and not with the audit key.
+func TestDecisionKey(t *testing.T) {
+	cfg := hsmtest.Config(t)
+	m, err := keys.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.DecisionKey(time.Time{})
+	st := decision.Statement{WorkflowID: "incident:x", RunID: "r", Decision: decision.Abort, Subject: "s", Nonce: "n",
+		IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)}
+	sg, err := decision.Sign(context.Background(), m.DecisionSigner(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sg.KeyID != k.ID {
+		t.Fatalf("signed by %s, key is %s", sg.KeyID, k.ID)
+	}
+	if _, err := (decision.KeySet{Keys: []decision.Key{k}}).Verify(sg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	audit, _ := pem.Decode(m.PublicKeyPEM())
+	if bytes.Equal(audit.Bytes, k.PublicKey) {
+		t.Fatal("the decision key is the audit signing key")
+	}
+	_ = m.Close()
+	m2, err := keys.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if m2.DecisionKey(time.Time{}).ID != k.ID {
+		t.Fatal("reopening the token changed the decision key")
 	}
 }

@@ -14,6 +14,9 @@
 //   - an ECDSA P-256 signing key for audit checkpoints ([Manager.Sign]);
 //     its public key is exported as PEM so signatures can be verified
 //     offline ([VerifyPEM]).
+//   - a separate ECDSA P-256 key for responder decision statements
+//     ([Manager.DecisionSigner], [Manager.DecisionKey]): the API server
+//     signs each decision with it, workflows verify with its public key.
 package keys
 
 import (
@@ -47,6 +50,9 @@ const (
 	KEKLabelPrefix = "iru-kek-v"
 	// SigningKeyLabel is the label of the audit checkpoint signing key.
 	SigningKeyLabel = "iru-audit-sign-v1"
+	// DecisionKeyLabel is the label of the key that signs responder
+	// decision statements (package decision), separate from the audit key.
+	DecisionKeyLabel = "iru-decision-sign-v1"
 
 	gcmNonceSize = 12
 	maxDEKSize   = 1024
@@ -97,8 +103,10 @@ type Manager struct {
 
 	signer crypto11.Signer
 	signID string
-	pub    *ecdsa.PublicKey
-	pubPEM []byte
+	// decision is the key pair that signs responder decision statements.
+	decision *keyPair
+	pub      *ecdsa.PublicKey
+	pubPEM   []byte
 }
 
 // Open logs in to the token described by cfg and makes sure it holds a KEK
@@ -431,46 +439,65 @@ func (m *Manager) Unwrap(ctx context.Context, w Wrapped) ([]byte, error) {
 }
 
 func (m *Manager) loadSigningKey() error {
-	signers, err := m.hsm.FindKeyPairs(nil, []byte(SigningKeyLabel))
+	p, err := m.loadKeyPair(SigningKeyLabel)
 	if err != nil {
-		return fmt.Errorf("keys: find signing key %s: %w", SigningKeyLabel, err)
+		return err
+	}
+	m.signer, m.pub, m.signID = p.s, p.pub, signingKeyID(p.der)
+	m.pubPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: p.der})
+	p, err = m.loadKeyPair(DecisionKeyLabel)
+	if err != nil {
+		return err
+	}
+	m.decision = p
+	return nil
+}
+
+// keyPair is an ECDSA P-256 key pair of the token.
+type keyPair struct {
+	s   crypto11.Signer
+	pub *ecdsa.PublicKey
+	der []byte
+}
+
+// loadKeyPair finds (or generates, sensitive and non-extractable) the
+// ECDSA P-256 key pair labelled label.
+func (m *Manager) loadKeyPair(label string) (*keyPair, error) {
+	signers, err := m.hsm.FindKeyPairs(nil, []byte(label))
+	if err != nil {
+		return nil, fmt.Errorf("keys: find key pair %s: %w", label, err)
 	}
 	if len(signers) == 0 {
 		id := make([]byte, 16)
 		if _, err := rand.Read(id); err != nil {
-			return fmt.Errorf("keys: signing key id: %w", err)
+			return nil, fmt.Errorf("keys: signing key id: %w", err)
 		}
-		pubT, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(SigningKeyLabel))
+		pubT, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 		if err != nil {
-			return fmt.Errorf("keys: signing key template: %w", err)
+			return nil, fmt.Errorf("keys: signing key template: %w", err)
 		}
-		privT, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(SigningKeyLabel))
+		privT, err := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 		if err != nil {
-			return fmt.Errorf("keys: signing key template: %w", err)
+			return nil, fmt.Errorf("keys: signing key template: %w", err)
 		}
 		for _, a := range []struct {
 			t crypto11.AttributeType
 			v bool
 		}{{crypto11.CkaPrivate, true}, {crypto11.CkaSensitive, true}, {crypto11.CkaExtractable, false}} {
 			if err := privT.Set(a.t, a.v); err != nil {
-				return fmt.Errorf("keys: signing key template: %w", err)
+				return nil, fmt.Errorf("keys: signing key template: %w", err)
 			}
 		}
 		s, err := m.hsm.GenerateECDSAKeyPairWithAttributes(pubT, privT, elliptic.P256())
 		if err != nil {
-			return fmt.Errorf("keys: generate ECDSA P-256 signing key in the token: %w", err)
+			return nil, fmt.Errorf("keys: generate ECDSA P-256 signing key in the token: %w", err)
 		}
 		signers = []crypto11.Signer{s}
 	}
 	// Two processes racing on first start may both generate a key pair;
 	// every process then picks the same one: the lowest fingerprint.
-	type cand struct {
-		s   crypto11.Signer
-		pub *ecdsa.PublicKey
-		der []byte
-		id  string
-	}
-	var best *cand
+	var best *keyPair
+	bestID := ""
 	for _, s := range signers {
 		pub, ok := s.Public().(*ecdsa.PublicKey)
 		if !ok || pub.Curve != elliptic.P256() {
@@ -478,19 +505,16 @@ func (m *Manager) loadSigningKey() error {
 		}
 		der, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
-			return fmt.Errorf("keys: encode signing public key: %w", err)
+			return nil, fmt.Errorf("keys: encode signing public key: %w", err)
 		}
-		c := &cand{s: s, pub: pub, der: der, id: signingKeyID(der)}
-		if best == nil || c.id < best.id {
-			best = c
+		if id := signingKeyID(der); best == nil || id < bestID {
+			best, bestID = &keyPair{s: s, pub: pub, der: der}, id
 		}
 	}
 	if best == nil {
-		return fmt.Errorf("keys: %s is not an ECDSA P-256 key pair", SigningKeyLabel)
+		return nil, fmt.Errorf("keys: %s is not an ECDSA P-256 key pair", label)
 	}
-	m.signer, m.pub, m.signID = best.s, best.pub, best.id
-	m.pubPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: best.der})
-	return nil
+	return best, nil
 }
 
 // signingKeyID names a signing key by label and public key fingerprint, so

@@ -167,6 +167,8 @@ func (l *Lab) Env() []string {
 		"IRU_OIDC_ISSUER=" + kc + "/realms/" + keycloak.Realm,
 		"IRU_OIDC_AUDIENCE=" + keycloak.APIClientID,
 		"IRU_PROBE_TARGETS=" + l.probeTargets(),
+		"IRU_OIDC_CLIENT_ID=" + keycloak.APIClientID,
+		"IRU_OIDC_CLIENT_SECRET=" + keycloak.APIClientSecret,
 	}
 }
 

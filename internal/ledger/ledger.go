@@ -113,7 +113,7 @@ const (
 	MaxActorLen    = 256
 	MaxActionLen   = 128
 	MaxTargetLen   = 512
-	MaxDetailLen   = 2048
+	MaxDetailLen   = 8192
 	MaxKeyLen      = 256
 )
 

@@ -19,10 +19,12 @@ import (
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/testenv"
@@ -92,6 +94,11 @@ func New(t testing.TB, opts Options) *Platform {
 		"IRU_PVE_TASK_POLL=20ms",
 		"IRU_PVE_ALLOW_CIDRS=10.10.0.0/24",
 	)
+	keysFile := filepath.Join(state, "decision-keys.pem")
+	if err := os.WriteFile(keysFile, decisionSigner.Key(time.Time{}, time.Time{}).EncodePEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "IRU_DECISION_KEYS_FILE="+keysFile)
 	env = append(env, opts.Env...)
 	var cfg workerhost.Config
 	if err := config.LoadFrom(&cfg, env); err != nil {
@@ -103,6 +110,8 @@ func New(t testing.TB, opts Options) *Platform {
 	}
 	t.Cleanup(host.Close)
 	copts := client.Options{DataConverter: host.DataConverter(),
+		// The worker built on this client records refused decision Updates.
+		Interceptors: []interceptor.ClientInterceptor{host.DecisionAudit()},
 		// As every client the platform creates (internal/temporalclient).
 		FailureConverter: temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
 			DataConverter: host.DataConverter(), EncodeCommonAttributes: true})}
@@ -169,11 +178,59 @@ func WaitStep(t testing.TB, c client.Client, wfID, step, want string, timeout ti
 	}
 }
 
-// Decide sends an approve or deny Update for step as who.
+// decisionSigner plays the API server's decision key in tests: every
+// platform's worker trusts it (IRU_DECISION_KEYS_FILE).
+var decisionSigner = func() *decision.LocalSigner {
+	s, err := decision.NewLocalSigner()
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// DecisionSigner returns the test decision key the platforms' workers trust.
+func DecisionSigner() *decision.LocalSigner { return decisionSigner }
+
+// FirstRunID returns the first run id of the incident's current chain of
+// runs (what decision statements bind).
+func FirstRunID(c client.Client, wfID string) (string, error) {
+	d, err := c.DescribeWorkflow(context.Background(), wfID, "")
+	if err != nil {
+		return "", err
+	}
+	info := d.RawResponse.GetWorkflowExecutionInfo()
+	if r := info.GetFirstRunId(); r != "" {
+		return r, nil
+	}
+	return info.GetExecution().GetRunId(), nil
+}
+
+// Statement signs a decision statement as the API server would after
+// verifying who's token (with a second factor: amr pwd+otp).
+func Statement(c client.Client, wfID string, kind decision.Kind, step string, who workflows.Approver, reason string) (decision.Signed, error) {
+	run, err := FirstRunID(c, wfID)
+	if err != nil {
+		return decision.Signed{}, err
+	}
+	now := time.Now().UTC()
+	return decision.Sign(context.Background(), decisionSigner, decision.Statement{
+		WorkflowID: wfID, RunID: run, StepID: step, Decision: kind,
+		Subject: who.Subject, Username: who.Username, Roles: who.Roles, SourceIP: who.SourceIP,
+		SessionID: "test-session-" + who.Username, TokenID: uuid.NewString(), AMR: []string{"pwd", "otp"}, ACR: "1",
+		Reason: reason, IssuedAt: now, ExpiresAt: now.Add(decision.DefaultTTL), Nonce: decision.NewNonce(),
+	})
+}
+
+// Decide sends an approve or deny Update for step as who, with a
+// statement signed by the test decision key.
 func Decide(c client.Client, wfID, update, step string, who workflows.Approver) (workflows.DecisionResult, error) {
+	s, err := Statement(c, wfID, decision.Kind(update), step, who, "integration test")
+	if err != nil {
+		return workflows.DecisionResult{}, err
+	}
 	h, err := c.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{
 		WorkflowID: wfID, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,
-		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "integration test"}},
+		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "integration test", Statement: s}},
 	})
 	if err != nil {
 		return workflows.DecisionResult{}, err

@@ -2,6 +2,8 @@ package workerhost
 
 import (
 	"errors"
+	"fmt"
+	"os"
 
 	"github.com/iru-responder/responder/activities/intakekeys"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
@@ -9,6 +11,7 @@ import (
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/stores"
@@ -32,6 +35,17 @@ type Config struct {
 	PlaybooksDir string `env:"IRU_PLAYBOOKS_DIR" doc:"Load playbooks from this folder instead of the embedded ones; the worker refuses to start if one is invalid."`
 	// UIBaseURL links notifications to the Web UI.
 	UIBaseURL string `env:"IRU_UI_URL" doc:"Base URL of the Temporal Web UI, for links in notifications."`
+	// Decisions says which keys prove responder decisions to the workflows.
+	Decisions DecisionKeysConfig
+}
+
+// DecisionKeysConfig is where the worker takes the public keys that verify
+// the API server's decision statements; workflows read them through the
+// decision.keys local activity (at start and on the refresh signal), never
+// from a message.
+type DecisionKeysConfig struct {
+	File        string `env:"IRU_DECISION_KEYS_FILE" doc:"PEM file of trusted decision public keys (PUBLIC KEY blocks; optional Not-Before/Not-After RFC 3339 headers give each key's validity window for rotation). Re-read on every refresh."`
+	TrustHSMKey bool   `env:"IRU_DECISION_TRUST_HSM_KEY" envDefault:"true" doc:"Also trust the decision key of the worker's own HSM token (the API server's key when both use the same token, as in the local stack)."`
 }
 
 // NotifyConfig configures the notification channels.
@@ -55,5 +69,31 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate())
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Decisions.Validate())
+}
+
+// Validate implements config.Validator: the key file, if set, must parse.
+func (d *DecisionKeysConfig) Validate() error {
+	if d.File == "" {
+		if !d.TrustHSMKey {
+			return errors.New("IRU_DECISION_TRUST_HSM_KEY=false needs IRU_DECISION_KEYS_FILE: no key would verify decisions")
+		}
+		return nil
+	}
+	if _, err := d.load(); err != nil {
+		return fmt.Errorf("IRU_DECISION_KEYS_FILE=%s: %w", d.File, err)
+	}
+	return nil
+}
+
+// load reads the key file (an empty set when none is configured).
+func (d *DecisionKeysConfig) load() (decision.KeySet, error) {
+	if d.File == "" {
+		return decision.KeySet{}, nil
+	}
+	b, err := os.ReadFile(d.File)
+	if err != nil {
+		return decision.KeySet{}, err
+	}
+	return decision.ParsePEM(b)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -49,6 +50,9 @@ type Host struct {
 	keyops     *keyops.Activities
 	// audit records key changes and the configuration in the ledger.
 	audit *accesslog.Logger
+	// refusedSeen are the digests of refused unencrypted payloads recorded.
+	refusedMu   sync.Mutex
+	refusedSeen map[string]bool
 }
 
 // Open opens everything the worker's activities need: the HSM keys and
@@ -140,8 +144,13 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	return h, nil
 }
 
-// DataConverter is the encrypting converter for the worker's client.
-func (h *Host) DataConverter() converter.DataConverter { return h.prot.DataConverter() }
+// DataConverter is the encrypting converter for the worker's client. It
+// refuses unencrypted payloads (anything sent by a client without the key:
+// a made-up approval, abort or alert) and records each refusal in the
+// ledger's daily security chain.
+func (h *Host) DataConverter() converter.DataConverter {
+	return h.prot.ObservedDataConverter(h.plaintextRefused)
+}
 
 // Register registers every workflow and activity on r; c is the worker's
 // own client (the report activity queries the incident through it).
@@ -150,6 +159,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	r.RegisterActivityWithOptions(h.DecisionKeys, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	h.keycloak.Register(r)
 	h.pve.Register(r)
 	h.probe.Register(r)
@@ -159,7 +169,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.auditKeyChanges(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
+	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}, Signer: h.prot.Keys.DecisionSigner()}).Register(r)
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.

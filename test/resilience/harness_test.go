@@ -20,6 +20,7 @@ import (
 
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/lab/pve"
@@ -105,9 +106,13 @@ func status(c client.Client, wfID string, d time.Duration) (workflows.IncidentSt
 func decide(c client.Client, wfID, update, step string, who workflows.Approver, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	s, err := testplatform.Statement(c, wfID, decision.Kind(update), step, who, "resilience test")
+	if err != nil {
+		return fmt.Errorf("%s %s of %s: sign: %w", update, step, wfID, err)
+	}
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: wfID, UpdateName: update, WaitForStage: client.WorkflowUpdateStageCompleted,
-		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "resilience test"}},
+		Args: []any{workflows.DecisionInput{StepID: step, Approver: who, Reason: "resilience test", Statement: s}},
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s of %s: %w", update, step, wfID, err)

@@ -89,7 +89,8 @@ func newAPIStack(t *testing.T, p *testplatform.Platform) *apiStack {
 		defer cancel()
 		_ = acc.Close(ctx)
 	})
-	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg, Temporal: p.Client, Evidence: p.Host.Stores().Evidence, Access: acc, Log: log})
+	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg, Temporal: p.Client, Evidence: p.Host.Stores().Evidence, Access: acc, Log: log,
+		Signer: p.Host.Keys().DecisionSigner()})
 	if err != nil {
 		t.Fatal(err)
 	}
