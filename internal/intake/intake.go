@@ -10,8 +10,11 @@
 // detector name; its format (alertmanager, falco, wazuh, generic) picks the
 // parser. Answers: 202 {"accepted":N,"ids":[...]}; 400 with
 // {"error":"...","field":"alerts[3].startsAt"} for bad input; 401
-// {"error":"unauthorized"}; 405; 413 for a body over the limit; 503 with
-// Retry-After when the spool cannot take more.
+// {"error":"unauthorized"}; 403 for an alert outside the detector's scope;
+// 405; 413 for a body over the limit or an alert over its byte budget
+// (parse.Budget; with size_bytes and limit_bytes); 503 with Retry-After
+// when the spool cannot take more or the detector holds its whole spool
+// quota. A refused request is refused whole: nothing of it is spooled.
 package intake
 
 import (
@@ -67,6 +70,13 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Budget bounds every alert in bytes (zero fields: defaults).
+	Budget parse.Budget
+	// Metrics count refusals (nil: none).
+	Metrics *Metrics
+	// OnRefusal, if set, hears of every request refused for what it
+	// carried (budget, scope, quota); it must be quick.
+	OnRefusal func(Refusal)
 }
 
 // Stats counts requests and alerts since the handler was created.
@@ -155,8 +165,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, &parse.Error{Msg: err.Error()})
 		return
 	}
-	alerts, err := parser(body)
+	alerts, err := parse.Checked(parser, h.opts.Budget)(body)
 	if err != nil {
+		var be *parse.BudgetError
+		if errors.As(err, &be) {
+			h.refuse(w, r, id, RefusedBudget, http.StatusRequestEntityTooLarge, be)
+			return
+		}
 		var pe *parse.Error
 		if !errors.As(err, &pe) {
 			pe = &parse.Error{Msg: err.Error()}
@@ -169,7 +184,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	items := make([]spool.Item, 0, len(alerts))
 	ids := make([]string, 0, len(alerts))
 	for i := range alerts {
-		rec := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i]).Record(id.String(), now)
+		d := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i])
+		field := "alerts[" + strconv.Itoa(i) + "]"
+		if err := h.inScope(id, &d); err != nil {
+			h.refuse(w, r, id, RefusedScope, http.StatusForbidden, &parse.Error{Field: field, Msg: err.Error()})
+			return
+		}
+		rec := d.Record(id.String(), now)
 		rec.Alert.RawRef = rawRef + "#" + strconv.Itoa(i)
 		data, err := rec.Marshal()
 		if err != nil {
@@ -177,10 +198,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 			return
 		}
-		items = append(items, spool.Item{Key: rec.Key, Data: data})
+		if err := h.opts.Budget.CheckRecord(len(data), field); err != nil {
+			h.refuse(w, r, id, RefusedBudget, http.StatusRequestEntityTooLarge, err)
+			return
+		}
+		items = append(items, spool.Item{Key: rec.Key, Data: data, Owner: id.Detector})
 		ids = append(ids, rec.Alert.ID)
 	}
 	if _, err := h.opts.Spool.Append(r.Context(), items); err != nil {
+		if errors.Is(err, spool.ErrQuota) {
+			h.refuse(w, r, id, RefusedQuota, http.StatusServiceUnavailable,
+				fmt.Errorf("detector %q has its whole spool quota waiting for delivery; retry later", id.Detector))
+			return
+		}
 		h.unavailable.Add(1)
 		if !errors.Is(err, spool.ErrFull) {
 			h.opts.Log.Error("intake: spool append", "err", err)

@@ -227,3 +227,13 @@ func oneLine(s string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// keepFull keeps text whole in labels[key] when the one-line summary made
+// from it is shorter, so normalisation loses nothing (the label counts
+// against the byte budget). A label the detector sent under key wins.
+func keepFull(labels map[string]string, key, text string) {
+	if _, taken := labels[key]; taken || oneLine(text) == strings.TrimSpace(text) {
+		return
+	}
+	labels[key] = text
+}
