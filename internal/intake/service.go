@@ -120,13 +120,13 @@ type Deps struct {
 
 // Service is a ready intake: handler, spool, forwarder and inventory.
 type Service struct {
-	Handler   *Handler
-	Spool     *spool.Spool
+	Handler *Handler
+	Spool   *spool.Spool
 	// DeadLetters holds the alerts Temporal refused for good.
 	DeadLetters *spool.DeadLetters
-	Forwarder *forward.Forwarder
-	Inventory *inventory.Inventory
-	Rules     *route.Rules
+	Forwarder   *forward.Forwarder
+	Inventory   *inventory.Inventory
+	Rules       *route.Rules
 	// Reloader reloads Config.DetectorsFile (nil without one).
 	Reloader *Reloader
 	cfg      Config

@@ -123,7 +123,7 @@ type Spool struct {
 	nextSeq  uint64
 	queue    []*entry // pending items in order; acked ones removed lazily
 	head     int
-	byID     map[ID]*entry // every item of a live segment
+	byID     map[ID]*entry    // every item of a live segment
 	owned    map[string]int64 // bytes of records with unacknowledged items, per owner
 	notify   chan struct{}
 	ackFile  *os.File
