@@ -47,6 +47,9 @@ type Budget struct {
 	MaxFieldBytes int `yaml:"max_field_bytes"`
 }
 
+// DefaultBudget is the budget with every default.
+func DefaultBudget() Budget { return Budget{}.WithDefaults() }
+
 // WithDefaults returns b with zero fields set to their defaults.
 func (b Budget) WithDefaults() Budget {
 	def := func(v *int, d int) {
