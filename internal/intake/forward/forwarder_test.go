@@ -21,7 +21,7 @@ type fakeSignaler struct {
 	running  map[string]bool
 	fail     func(workflowID string) error
 	refuse   func(alerts []workflows.Alert) error // by content (nil: none)
-	perKey   map[string][]string // delivered alert ids per workflow id
+	perKey   map[string][]string                  // delivered alert ids per workflow id
 	inflight map[string]bool
 	overlap  bool
 }
