@@ -386,29 +386,37 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 	// delivered twice after a graceful stop.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
 	defer cancel()
-	alerts := make([]workflows.Alert, len(b.records))
-	for i, r := range b.records {
-		alerts[i] = r.Alert
-	}
-	sig := workflows.AlertSignalInput{Alerts: alerts}
-	id := workflows.IncidentWorkflowID(b.key)
-	var err error
-	if b.resolved {
-		_, err = f.sig.Signal(ctx, id, sig)
-	} else {
-		err = f.sig.SignalWithStart(ctx, Start{
-			WorkflowID: id,
-			TaskQueue:  f.opts.TaskQueue,
-			Signal:     sig,
-			Input:      incidentInput(b.key, b.records, alerts),
-		})
-	}
-	if err != nil {
+	if err := Deliver(ctx, f.sig, f.opts.TaskQueue, b.records); err != nil {
 		f.failures.Add(1)
 		return err
 	}
 	f.calls.Add(1)
 	return nil
+}
+
+// Deliver sends records of one key and one kind (all firing or all
+// resolved) in one call: a SignalWithStart of the key's incident for
+// firing alerts, a Signal of the running incident for resolved ones (none
+// running: nothing to do). The forwarder uses it; so does the replay of a
+// dead letter.
+func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	alerts := make([]workflows.Alert, len(recs))
+	for i, r := range recs {
+		alerts[i] = r.Alert
+	}
+	in := workflows.AlertSignalInput{Alerts: alerts}
+	id := workflows.IncidentWorkflowID(recs[0].Key)
+	if recs[0].Resolved {
+		_, err := sig.Signal(ctx, id, in)
+		return err
+	}
+	if taskQueue == "" {
+		taskQueue = workflows.TaskQueue
+	}
+	return sig.SignalWithStart(ctx, Start{WorkflowID: id, TaskQueue: taskQueue, Signal: in, Input: incidentInput(recs[0].Key, recs, alerts)})
 }
 
 // settle records the outcome of a call for key: success clears its
