@@ -168,7 +168,6 @@ type batch struct {
 	items    []spool.Item
 	records  []Record
 	bytes    int
-	full     bool
 }
 
 // round runs one delivery round; it returns how many items it attempted
