@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -331,5 +332,37 @@ func TestQuotaIsolatesDetectors(t *testing.T) {
 	}
 	if r := e.post("flood", floodKey, labelAlert("web-1", 99, big)); r.status != http.StatusAccepted {
 		t.Errorf("flooder after delivery: %d %v", r.status, r.body)
+	}
+}
+
+// TestDetectorsFileScopeAndQuota: the detectors file carries a detector's
+// scope and quota through a write and a load; a bad pattern or a negative
+// quota is refused with the detector named.
+func TestDetectorsFileScopeAndQuota(t *testing.T) {
+	path := t.TempDir() + "/detectors.yaml"
+	det := budgetDetectors(1 << 20)[3]
+	det.SpoolQuotaBytes = 1 << 20
+	if err := WriteDetectorsFile(path, DetectorsFile{Detectors: []auth.Detector{det}}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := LoadDetectorsFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.Detectors[0]
+	if !slices.Equal(got.Scope.Assets, []string{"web-*"}) || !slices.Equal(got.Scope.Accounts, []string{"svc-*", "iru/ops-*"}) || got.SpoolQuotaBytes != 1<<20 {
+		t.Fatalf("loaded %+v", got)
+	}
+	for _, bad := range []func(d *auth.Detector){
+		func(d *auth.Detector) { d.Scope.Assets = []string{"web-["} },
+		func(d *auth.Detector) { d.Scope.Accounts = []string{" "} },
+		func(d *auth.Detector) { d.SpoolQuotaBytes = -1 },
+	} {
+		d := det
+		d.Scope = auth.Scope{Assets: slices.Clone(det.Scope.Assets), Accounts: slices.Clone(det.Scope.Accounts)}
+		bad(&d)
+		if err := WriteDetectorsFile(path, DetectorsFile{Detectors: []auth.Detector{d}}); err == nil || !strings.Contains(err.Error(), "scoped") {
+			t.Errorf("invalid detector %+v written: %v", d, err)
+		}
 	}
 }
