@@ -183,10 +183,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rawRef := rawRef(body)
 	items := make([]spool.Item, 0, len(alerts))
 	ids := make([]string, 0, len(alerts))
+	scope := h.scopeOf(id)
 	for i := range alerts {
 		d := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i])
 		field := "alerts[" + strconv.Itoa(i) + "]"
-		if err := h.inScope(id, &d); err != nil {
+		if err := scope.Check(id.Detector, d.Asset.Asset.Name, d.Labels); err != nil {
 			h.refuse(w, r, id, RefusedScope, http.StatusForbidden, &parse.Error{Field: field, Msg: err.Error()})
 			return
 		}

@@ -103,13 +103,11 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, id auth.Identit
 	writeJSON(w, status, body)
 }
 
-// inScope checks a decision against the authenticated detector's scope.
-func (h *Handler) inScope(id auth.Identity, d *Decision) error {
-	det, ok := h.opts.Auth.Detector(id.Detector)
-	if !ok {
-		return nil // removed by a reload since it authenticated
-	}
-	return det.Scope.Check(id.Detector, d.Asset.Asset.Name, d.Labels)
+// scopeOf is the authenticated detector's scope (none when a reload
+// removed it since it authenticated).
+func (h *Handler) scopeOf(id auth.Identity) auth.Scope {
+	det, _ := h.opts.Auth.Detector(id.Detector)
+	return det.Scope
 }
 
 // Quota returns the spool quota function of a service: a detector's own
