@@ -45,8 +45,8 @@ func payloadSize(t *testing.T, dc converter.DataConverter, v ...any) int {
 // at the intake's budget with distinct fingerprints, 200 escalations with
 // 64 KiB reasons) and keeps the status query's result, the continue-as-new
 // carry and the largest signal under 256 KB, encoded with the platform's
-// converter. Without the budgets the status holds about 1.4 MB of alert
-// records and labels and the timeline about 100 MB.
+// converter. Without the budgets (counts only) the status and the carry
+// are about 14 MB each, over the server's 2 MB limit.
 func TestStateBudget(t *testing.T) {
 	dc := codec.NewPlainDataConverter()
 	h := newHarness(t, makePlaybook(pbOpts{}))
