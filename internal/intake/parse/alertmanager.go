@@ -169,8 +169,8 @@ func amHints(l map[string]string) []AssetHint {
 	add(HintName, "container")
 	add(HintName, "name")
 	add(HintVMID, "vmid")
-	if inst := strings.TrimSpace(l["instance"]); inst != "" {
-		host := splitHostPort(inst)
+	// An instance that is only a port (":9100") names no host.
+	if host := strings.TrimSpace(splitHostPort(strings.TrimSpace(l["instance"]))); host != "" {
 		kind := HintHostname
 		if net.ParseIP(host) != nil {
 			kind = HintIP
