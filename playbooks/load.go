@@ -3,6 +3,7 @@ package playbooks
 import (
 	"cmp"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -159,9 +160,24 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// Byte budgets of a playbook: a resolved playbook is recorded in every
+// incident's history and carried across continue-as-new, so it must stay
+// small next to the server's payload limits (the shipped ones are 3 to 4
+// KB of YAML).
+const (
+	// MaxPlaybookBytes bounds a playbook file.
+	MaxPlaybookBytes = 64 << 10
+	// MaxPlaybookEncodedBytes bounds a parsed playbook encoded as JSON
+	// (YAML anchors can make it larger than its file).
+	MaxPlaybookEncodedBytes = 96 << 10
+)
+
 // Parse parses and validates one playbook file. file names it in errors.
 func Parse(file string, src []byte) (*Playbook, []error) {
 	p := &parser{file: file, seen: map[string]int{}, avail: map[string]activities.Action{}, compensable: map[string]bool{}}
+	if len(src) > MaxPlaybookBytes {
+		return nil, []error{&Error{File: file, Msg: fmt.Sprintf("playbook is %d bytes, over its budget of %d bytes", len(src), MaxPlaybookBytes)}}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, []error{&Error{File: file, Line: 0, Msg: fmt.Sprintf("parse yaml: %v", err)}}
@@ -173,6 +189,9 @@ func Parse(file string, src []byte) (*Playbook, []error) {
 	p.playbook(doc.Content[0])
 	if len(p.errs) > 0 {
 		return nil, p.errs
+	}
+	if b, err := json.Marshal(p.pb); err != nil || len(b) > MaxPlaybookEncodedBytes {
+		return nil, []error{&Error{File: file, Msg: fmt.Sprintf("playbook is %d bytes encoded, over its budget of %d bytes", len(b), MaxPlaybookEncodedBytes)}}
 	}
 	return p.pb, nil
 }

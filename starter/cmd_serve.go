@@ -23,6 +23,7 @@ import (
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
+	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
 	"github.com/iru-responder/responder/internal/notify"
@@ -162,7 +163,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 
 	var svc *intake.Service
 	if cfg.IntakeConfig != "" {
-		if svc, err = openIntake(cfg, c, log); err != nil {
+		if svc, err = openIntake(ctx, cfg, c, acc, log, reg, notifier); err != nil {
 			return err
 		}
 		defer svc.Close()
@@ -231,7 +232,7 @@ func serverTLS(t ServerTLS) (*tls.Config, error) {
 
 // openIntake opens the detector intake: spool, forwarder to Temporal, and
 // the asset inventory read from Proxmox VE.
-func openIntake(cfg serveConfig, c client.Client, log *slog.Logger) (*intake.Service, error) {
+func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *accesslog.Logger, log *slog.Logger, reg *metrics.Registry, notifier *notify.Notifier) (*intake.Service, error) {
 	icfg, err := intake.LoadConfig(cfg.IntakeConfig)
 	if err != nil {
 		return nil, fmt.Errorf("IRU_INTAKE_CONFIG=%s: %w", cfg.IntakeConfig, err)
@@ -250,8 +251,43 @@ func openIntake(cfg serveConfig, c client.Client, log *slog.Logger) (*intake.Ser
 		// Authentication outcomes reach the ledger with the request's
 		// record: an authenticated detector names it (never dropped), a
 		// failure is aggregated per source and minute (accesslog).
-		Log: log,
+		Log:        log,
+		Registerer: reg.Prometheus,
+		OnRefusal:  intakeRefusalRecorder(acc),
+		OnDeadLetter: func(d spool.DeadLetter) {
+			acc.Record(accesslog.Record{Time: d.At, Actor: "system:intake", Action: actionIntakeDeadLetter, Path: "intake/" + d.Owner,
+				Detail: fmt.Sprintf("dead letter %s for %s: %s", d.ID, d.Key, d.Reason)})
+			go notifyDeadLetter(context.WithoutCancel(ctx), notifier, d, log)
+		},
 	})
+}
+
+// Access-log actions of the intake's refusals and dead letters.
+const (
+	actionIntakeRefused    = "intake.refused"
+	actionIntakeDeadLetter = "intake.dead_letter"
+)
+
+// intakeRefusalRecorder records each refused request (budget, scope,
+// quota) in the access log, so the ledger shows who sent what was refused.
+func intakeRefusalRecorder(acc *accesslog.Logger) func(intake.Refusal) {
+	return func(r intake.Refusal) {
+		acc.Record(accesslog.Record{Time: r.Time, Actor: "detector:" + r.Detector + "/" + r.KeyID, Action: actionIntakeRefused,
+			Path: "intake/" + r.Detector, Status: r.Status, SourceIP: r.RemoteAddr, Detail: r.Reason + ": " + r.Detail})
+	}
+}
+
+// notifyDeadLetter tells people that an alert was refused for good and
+// waits in the dead-letter queue.
+func notifyDeadLetter(ctx context.Context, n *notify.Notifier, d spool.DeadLetter, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ev := notify.Event{Kind: "intake_dead_letter", At: d.At,
+		Summary: fmt.Sprintf("an alert from detector %s was refused by Temporal for good and is in the dead-letter queue (starter intake dead-letters show %s)", d.Owner, d.ID),
+		Details: map[string]string{"id": d.ID, "key": d.Key, "detector": d.Owner, "reason": d.Reason}}
+	if _, err := n.Send(ctx, ev); err != nil {
+		log.Error("intake: dead-letter notification failed", "id", d.ID, "err", err)
+	}
 }
 
 // pveAssets is the intake's asset inventory over Proxmox VE.

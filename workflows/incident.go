@@ -365,13 +365,14 @@ func (w *incident) upsert(ctx workflow.Context, all bool) {
 	}
 }
 
-// timeline appends an entry to the bounded timeline.
+// timeline appends an entry to the timeline, bounded in entries and bytes
+// (see budget.go).
 func (w *incident) timeline(e TimelineEntry) {
 	if e.Actor == "" {
 		e.Actor = actorWorkflow
 	}
-	w.st.Timeline = append(w.st.Timeline, e)
-	if n := len(w.st.Timeline) - maxTimeline; n > 0 {
+	w.st.Timeline = append(w.st.Timeline, clipEntry(e))
+	if n := max(len(w.st.Timeline)-maxTimeline, timelineOver(w.st.Timeline)); n > 0 {
 		w.st.Timeline = slices.Delete(w.st.Timeline, 0, n)
 		w.st.TimelineDropped += n
 	}

@@ -347,24 +347,23 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			w.alertIDs[a.ID] = true
 		}
 		w.st.AlertsReceived++
-		fp := cmpOr(a.Fingerprint, a.ID)
+		fp := stateFingerprint(cmpOr(a.Fingerprint, a.ID))
 		if i, ok := w.alertIdx[fp]; ok {
 			w.st.Alerts[i].Count++
 			w.st.Alerts[i].LastSeen = now
 			continue
 		}
 		if w.st.Labels == nil && len(a.Labels) > 0 {
-			w.st.Labels = map[string]string{}
-			for _, k := range workflow.DeterministicKeys(a.Labels) {
-				w.st.Labels[k] = a.Labels[k]
+			var dropped int
+			if w.st.Labels, dropped = stateLabels(a.Labels); dropped > 0 {
+				w.timeline(TimelineEntry{At: now, What: fmt.Sprintf("%d bulky label(s) of the first alert left out of the incident state (byte budget); the alert keeps them", dropped)})
 			}
 		}
 		fresh = append(fresh, fp)
-		if len(w.st.Alerts) < maxAlertRecords {
+		if rec := stateAlertRecord(a, fp); len(w.st.Alerts) < maxAlertRecords && w.alertFits(rec) {
+			rec.Count, rec.FirstSeen, rec.LastSeen = 1, now, now
 			w.alertIdx[fp] = len(w.st.Alerts)
-			w.st.Alerts = append(w.st.Alerts, AlertRecord{Fingerprint: fp, ID: a.ID, Source: a.Source, Rule: a.Rule,
-				Severity: a.Severity, Summary: a.Summary, Count: 1, FirstSeen: now, LastSeen: now,
-				ObservedAt: a.ObservedAt, ReceivedAt: a.ReceivedAt})
+			w.st.Alerts = append(w.st.Alerts, rec)
 		}
 		if severityRank(a.Severity) > severityRank(w.st.Severity) {
 			w.st.Severity, raised = a.Severity, true

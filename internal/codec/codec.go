@@ -83,11 +83,11 @@ func NewCodec(ring *KeyRing) *Codec { return &Codec{ring: ring} }
 // sent (and the workflow refused).
 func NewDisplayCodec(ring *KeyRing) *Codec { return &Codec{ring: ring, plain: true} }
 
-// NewDataConverter returns the default data converter wrapped with the
-// encrypting codec; set it as client.Options.DataConverter in every
-// worker, starter and API client.
+// NewDataConverter returns the data converter without HTML escaping
+// ([NewPlainDataConverter]) wrapped with the encrypting codec; set it as
+// client.Options.DataConverter in every worker, starter and API client.
 func NewDataConverter(ring *KeyRing) converter.DataConverter {
-	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), NewCodec(ring))
+	return converter.NewCodecDataConverter(NewPlainDataConverter(), NewCodec(ring))
 }
 
 // aad binds the ciphertext to its metadata, so a payload cannot be

@@ -10,9 +10,13 @@
 // detector name; its format (alertmanager, falco, wazuh, generic) picks the
 // parser. Answers: 202 {"accepted":N,"ids":[...]}; 400 with
 // {"error":"...","field":"alerts[3].startsAt"} for bad input; 401
-// {"error":"unauthorized"}; 405; 413 for a body over the limit; 429 with
-// Retry-After over a source's or a detector's rate or concurrency limit;
-// 503 with Retry-After when the spool (or the audit log) cannot take more.
+// {"error":"unauthorized"}; 403 for an alert outside the detector's scope;
+// 405; 413 for a body over the limit or an alert over its byte budget
+// (parse.Budget; with size_bytes and limit_bytes); 429 with Retry-After
+// over a source's or a detector's rate or concurrency limit; 503 with
+// Retry-After when the spool (or the audit log) cannot take more or the
+// detector holds its whole spool quota. A refused request is refused
+// whole: nothing of it is spooled.
 //
 // Cheap refusals come first: the source's limits, then everything the
 // headers show (the detector exists, its client certificate, the API key,
@@ -81,6 +85,13 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Budget bounds every alert in bytes (zero fields: defaults).
+	Budget parse.Budget
+	// Metrics count refusals (nil: none).
+	Metrics *Metrics
+	// OnRefusal, if set, hears of every request refused for what it
+	// carried (budget, scope, quota); it must be quick.
+	OnRefusal func(Refusal)
 }
 
 // Stats counts requests and alerts since the handler was created.
@@ -169,7 +180,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	pending, err := h.opts.Auth.Precheck(r, name)
 	if err != nil {
-		h.refuse(w, r, err)
+		h.denyAuth(w, r, err)
 		return
 	}
 	d := pending.Detector()
@@ -216,7 +227,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	needed := pending.NeedsBody
 	id, err := pending.Finish(body)
 	if err != nil {
-		h.refuse(w, r, err)
+		h.denyAuth(w, r, err)
 		return
 	}
 	if needed && !h.reserveRecord(w, r, id) {
@@ -229,8 +240,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, &parse.Error{Msg: err.Error()})
 		return
 	}
-	alerts, err := parser(body)
+	alerts, err := parse.Checked(parser, h.opts.Budget)(body)
 	if err != nil {
+		var be *parse.BudgetError
+		if errors.As(err, &be) {
+			h.refuse(w, r, id, RefusedBudget, http.StatusRequestEntityTooLarge, be)
+			return
+		}
 		var pe *parse.Error
 		if !errors.As(err, &pe) {
 			pe = &parse.Error{Msg: err.Error()}
@@ -242,8 +258,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rawRef := rawRef(body)
 	items := make([]spool.Item, 0, len(alerts))
 	ids := make([]string, 0, len(alerts))
+	scope := h.scopeOf(id)
 	for i := range alerts {
-		rec := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i]).Record(id.String(), now)
+		d := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i])
+		field := "alerts[" + strconv.Itoa(i) + "]"
+		if err := scope.Check(id.Detector, d.Asset.Asset.Name, d.Labels); err != nil {
+			h.refuse(w, r, id, RefusedScope, http.StatusForbidden, &parse.Error{Field: field, Msg: err.Error()})
+			return
+		}
+		rec := d.Record(id.String(), now)
 		rec.Alert.RawRef = rawRef + "#" + strconv.Itoa(i)
 		data, err := rec.Marshal()
 		if err != nil {
@@ -251,10 +274,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 			return
 		}
-		items = append(items, spool.Item{Key: rec.Key, Data: data})
+		if err := h.opts.Budget.CheckRecord(len(data), field); err != nil {
+			h.refuse(w, r, id, RefusedBudget, http.StatusRequestEntityTooLarge, err)
+			return
+		}
+		items = append(items, spool.Item{Key: rec.Key, Data: data, Owner: id.Detector})
 		ids = append(ids, rec.Alert.ID)
 	}
 	if _, err := h.opts.Spool.Append(r.Context(), items); err != nil {
+		if errors.Is(err, spool.ErrQuota) {
+			h.refuse(w, r, id, RefusedQuota, http.StatusServiceUnavailable,
+				fmt.Errorf("detector %q has its whole spool quota waiting for delivery; retry later", id.Detector))
+			return
+		}
 		h.unavailable.Add(1)
 		if !errors.Is(err, spool.ErrFull) {
 			h.opts.Log.Error("intake: spool append", "err", err)
@@ -297,10 +329,10 @@ func (h *Handler) source(r *http.Request) string {
 	return host
 }
 
-// refuse answers 401 to a request whose credentials failed, without
+// denyAuth answers 401 to a request whose credentials failed, without
 // reading its body, and closes the connection (so the server does not
 // read the rest of the body either).
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) denyAuth(w http.ResponseWriter, r *http.Request, err error) {
 	h.unauthorized.Add(1)
 	accesslog.SetDetail(r.Context(), auth.Reason(err))
 	w.Header().Set("Connection", "close")

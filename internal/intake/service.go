@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
+	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/intake/route"
 	"github.com/iru-responder/responder/internal/intake/spool"
 )
@@ -48,6 +50,42 @@ type Config struct {
 	// Limits are the per-source and per-detector limits; they come from
 	// the environment (LimitsConfig), not the file. Zero: DefaultLimits.
 	Limits LimitsConfig `yaml:"-"`
+	// Budget bounds every alert in bytes of its encoded form (defaults:
+	// alert 64 KiB, labels 48 KiB, one label 8 KiB, summary 4 KiB, rule
+	// and fingerprint 1 KiB each); an alert over it is refused with 413.
+	Budget parse.Budget `yaml:"budget"`
+	// DetectorSpoolQuotaBytes bounds one detector's undelivered alerts in
+	// the spool (default a quarter of SpoolMaxBytes); a detector may set
+	// its own (spool_quota_bytes). A detector over it gets 503 with
+	// Retry-After; the others are unaffected.
+	DetectorSpoolQuotaBytes int64 `yaml:"detector_spool_quota_bytes"`
+	// DeadLetterMaxBytes bounds the dead-letter queue beside the spool
+	// (default 64 MiB).
+	DeadLetterMaxBytes int64 `yaml:"dead_letter_max_bytes"`
+}
+
+// Validate checks the budgets and quotas.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Budget.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("intake: %w", err))
+	}
+	if c.DetectorSpoolQuotaBytes < 0 || c.DeadLetterMaxBytes < 0 || c.SpoolMaxBytes < 0 {
+		errs = append(errs, errors.New("intake: spool_max_bytes, detector_spool_quota_bytes and dead_letter_max_bytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// quota is the default per-detector spool quota.
+func (c Config) quota() int64 {
+	if c.DetectorSpoolQuotaBytes > 0 {
+		return c.DetectorSpoolQuotaBytes
+	}
+	max := c.SpoolMaxBytes
+	if max <= 0 {
+		max = 256 << 20
+	}
+	return max / 4
 }
 
 // LoadConfig reads a YAML configuration file; unknown keys are errors.
@@ -74,15 +112,24 @@ type Deps struct {
 	Signaler forward.Signaler
 	AuthLog  auth.Observer
 	Log      *slog.Logger
+	// Registerer, if set, receives the intake's metrics.
+	Registerer prometheus.Registerer
+	// OnRefusal, if set, hears of requests refused for what they carried.
+	OnRefusal func(Refusal)
+	// OnDeadLetter, if set, hears of every alert moved to the dead-letter
+	// queue (to notify people); it must not block for long.
+	OnDeadLetter func(spool.DeadLetter)
 }
 
 // Service is a ready intake: handler, spool, forwarder and inventory.
 type Service struct {
-	Handler   *Handler
-	Spool     *spool.Spool
-	Forwarder *forward.Forwarder
-	Inventory *inventory.Inventory
-	Rules     *route.Rules
+	Handler *Handler
+	Spool   *spool.Spool
+	// DeadLetters holds the alerts Temporal refused for good.
+	DeadLetters *spool.DeadLetters
+	Forwarder   *forward.Forwarder
+	Inventory   *inventory.Inventory
+	Rules       *route.Rules
 	// Reloader reloads Config.DetectorsFile (nil without one).
 	Reloader *Reloader
 	cfg      Config
@@ -93,6 +140,9 @@ type Service struct {
 func Open(cfg Config, deps Deps) (*Service, error) {
 	if cfg.SpoolDir == "" {
 		return nil, errors.New("intake: spool_dir is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if deps.Assets == nil || deps.Signaler == nil {
 		return nil, errors.New("intake: an asset source and a signaler are required")
@@ -114,18 +164,34 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
 	inv := inventory.New(deps.Assets, inventory.Options{RefreshEvery: cfg.InventoryRefresh, Log: log})
-	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes})
+	dl, err := spool.OpenDeadLetters(cfg.SpoolDir, cfg.DeadLetterMaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
-	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter,
-		Limits: cfg.Limits, Log: log})
+	var m *Metrics
+	if deps.Registerer != nil {
+		if m, err = NewMetrics(deps.Registerer, dl); err != nil {
+			return nil, fmt.Errorf("intake: metrics: %w", err)
+		}
+	}
+	sp, err := spool.Open(cfg.SpoolDir, spool.Options{MaxBytes: cfg.SpoolMaxBytes, Quota: Quota(a, cfg.quota())})
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log,
+		Limits: cfg.Limits, Budget: cfg.Budget, Metrics: m, OnRefusal: deps.OnRefusal})
 	if err != nil {
 		sp.Close()
 		return nil, err
 	}
-	fw := forward.New(sp, deps.Signaler, forward.Options{TaskQueue: cfg.TaskQueue, Log: log})
-	s := &Service{Handler: h, Spool: sp, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
+	onDead := func(d spool.DeadLetter) {
+		m.DeadLettered(d)
+		if deps.OnDeadLetter != nil {
+			deps.OnDeadLetter(d)
+		}
+	}
+	fw := forward.New(sp, deps.Signaler, forward.Options{TaskQueue: cfg.TaskQueue, Log: log, DeadLetters: dl, OnDeadLetter: onDead})
+	s := &Service{Handler: h, Spool: sp, DeadLetters: dl, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
 	if cfg.DetectorsFile != "" {
 		if s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log); err != nil {
 			sp.Close()

@@ -90,6 +90,11 @@ type Detector struct {
 	// Limits override the intake's default limits for this detector (a
 	// zero field keeps the default).
 	Limits Limits `yaml:"limits,omitempty" json:"limits,omitzero"`
+	// Scope limits the assets and accounts its alerts may be about.
+	Scope Scope `yaml:"scope,omitempty" json:"scope,omitzero"`
+	// SpoolQuotaBytes bounds its undelivered alerts in the spool (0: the
+	// intake's default quota).
+	SpoolQuotaBytes int64 `yaml:"spool_quota_bytes,omitempty" json:"spool_quota_bytes,omitempty"`
 }
 
 // Limits are a detector's own intake limits; zero fields mean the
@@ -223,6 +228,7 @@ func cloneDetector(d Detector) Detector {
 	d.APIKeys = slices.Clone(d.APIKeys)
 	d.HMACSecrets = slices.Clone(d.HMACSecrets)
 	d.MTLS.Subjects = slices.Clone(d.MTLS.Subjects)
+	d.Scope.Assets, d.Scope.Accounts = slices.Clone(d.Scope.Assets), slices.Clone(d.Scope.Accounts)
 	return d
 }
 
@@ -235,6 +241,12 @@ func validate(d Detector) error {
 	}
 	if len(d.APIKeys) == 0 && len(d.HMACSecrets) == 0 {
 		return errors.New("no api_keys and no hmac_secrets")
+	}
+	if err := d.Scope.Validate(); err != nil {
+		return err
+	}
+	if d.SpoolQuotaBytes < 0 {
+		return errors.New("spool_quota_bytes must not be negative")
 	}
 	for _, k := range d.APIKeys {
 		if k.ID == "" {

@@ -4,12 +4,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/intake/spool"
@@ -25,6 +33,18 @@ type Options struct {
 	Window int
 	// MaxAlertsPerSignal bounds one signal's alerts (default 100).
 	MaxAlertsPerSignal int
+	// MaxCallBytes bounds the encoded alerts one call carries (default
+	// DefaultMaxCallBytes): a SignalWithStart carries its alerts twice (in
+	// the signal and in the start input) and is charged twice. A single
+	// alert over it is still sent alone (the intake's byte budget keeps
+	// alerts far smaller).
+	MaxCallBytes int
+	// DeadLetters receives items Temporal refuses for good; nil keeps them
+	// in the spool, retried with backoff (only their key waits).
+	DeadLetters *spool.DeadLetters
+	// OnDeadLetter, if set, is called after an item was dead-lettered
+	// (metrics, notification); it must not block for long.
+	OnDeadLetter func(spool.DeadLetter)
 	// Concurrency bounds the calls in flight (default 8).
 	Concurrency int
 	// CallTimeout bounds one call (default 10 s).
@@ -44,6 +64,8 @@ type Stats struct {
 	Calls int64
 	// Failures is the number of failed calls.
 	Failures int64
+	// DeadLettered is the number of items moved to the dead-letter queue.
+	DeadLettered int64
 }
 
 // Forwarder drains a spool into incident workflows.
@@ -54,8 +76,11 @@ type Forwarder struct {
 
 	mu      sync.Mutex
 	backoff map[string]*retry
+	// single counts, per key, the next items to send one per call: a
+	// batch refused for good is split so the item at fault is found.
+	single map[string]int
 
-	delivered, calls, failures atomic.Int64
+	delivered, calls, failures, deadLettered atomic.Int64
 }
 
 type retry struct {
@@ -86,15 +111,18 @@ func New(sp *spool.Spool, sig Signaler, opts Options) *Forwarder {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
+	if opts.MaxCallBytes <= 0 {
+		opts.MaxCallBytes = DefaultMaxCallBytes
+	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Forwarder{sp: sp, sig: sig, opts: opts, backoff: map[string]*retry{}}
+	return &Forwarder{sp: sp, sig: sig, opts: opts, backoff: map[string]*retry{}, single: map[string]int{}}
 }
 
 // Stats returns the counters.
 func (f *Forwarder) Stats() Stats {
-	return Stats{Delivered: f.delivered.Load(), Calls: f.calls.Load(), Failures: f.failures.Load()}
+	return Stats{Delivered: f.delivered.Load(), Calls: f.calls.Load(), Failures: f.failures.Load(), DeadLettered: f.deadLettered.Load()}
 }
 
 // Run delivers until ctx ends; it returns ctx's error. Calls in flight
@@ -139,6 +167,7 @@ type batch struct {
 	resolved bool
 	items    []spool.Item
 	records  []Record
+	bytes    int
 }
 
 // round runs one delivery round; it returns how many items it attempted
@@ -177,6 +206,10 @@ func (f *Forwarder) round(ctx context.Context) (int, time.Time) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			err := f.deliver(ctx, b)
+			if err != nil && IsPermanent(err) && f.opts.DeadLetters != nil {
+				f.refused(b, err)
+				return
+			}
 			f.settle(b.key, err)
 			if err != nil {
 				f.opts.Log.Warn("alert delivery failed; will retry", "key", b.key, "alerts", len(b.items), "err", err)
@@ -205,9 +238,17 @@ func (f *Forwarder) round(ctx context.Context) (int, time.Time) {
 // group splits items into per-key batches: for each key (in order of first
 // appearance) the leading run of items of one kind (firing or resolved).
 // Later items of a key wait for the next round, keeping per-key order.
+//
+// A batch is also closed by bytes (Options.MaxCallBytes, a start charged
+// twice) and, for a key whose batch Temporal refused for good, after one
+// item (see refused). An item that cannot be decoded is dead-lettered
+// when it leads its key (never expected: the intake wrote it).
 func (f *Forwarder) group(items []spool.Item) []*batch {
 	byKey := map[string]*batch{}
 	closed := map[string]bool{}
+	f.mu.Lock()
+	single := maps.Clone(f.single)
+	f.mu.Unlock()
 	var out []*batch
 	for _, it := range items {
 		if closed[it.Key] {
@@ -215,28 +256,127 @@ func (f *Forwarder) group(items []spool.Item) []*batch {
 		}
 		rec, err := UnmarshalRecord(it.Data)
 		if err != nil {
-			// Never expected (the intake wrote it); hold the key back
-			// rather than drop the alert.
 			f.opts.Log.Error("undecodable spooled alert", "id", it.ID.String(), "err", err)
 			closed[it.Key] = true
 			if b := byKey[it.Key]; b == nil {
-				f.settle(it.Key, err)
+				if f.opts.DeadLetters != nil {
+					f.deadLetter([]spool.Item{it}, fmt.Errorf("%w: %w", errUndecodable, err))
+				} else {
+					f.settle(it.Key, err)
+				}
 			}
 			continue
 		}
+		size := len(it.Data)
 		b := byKey[it.Key]
 		if b == nil {
 			b = &batch{key: it.Key, resolved: rec.Resolved}
 			byKey[it.Key] = b
 			out = append(out, b)
-		} else if b.resolved != rec.Resolved {
+		} else if b.resolved != rec.Resolved || single[it.Key] > 0 || b.bytes+callBytes(size, rec.Resolved) > f.opts.MaxCallBytes {
 			closed[it.Key] = true
 			continue
 		}
 		b.items = append(b.items, it)
 		b.records = append(b.records, rec)
+		b.bytes += callBytes(size, rec.Resolved)
 	}
 	return out
+}
+
+// callBytes is what one alert of size encoded bytes adds to a call.
+func callBytes(size int, resolved bool) int {
+	if resolved {
+		return size
+	}
+	return 2 * size
+}
+
+// DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, a
+// start's input and the largest signal stay well under 256 KB.
+const DefaultMaxCallBytes = 200 << 10
+
+// errUndecodable marks a spooled record that cannot be decoded.
+var errUndecodable = errors.New("spooled record cannot be decoded")
+
+// IsPermanent reports whether Temporal (or the forwarder) refused a call
+// for good: retrying the same payload can only fail the same way. Invalid
+// arguments (the server's blob size limit among them), a request over the
+// gRPC message limit, a non-retryable application error and an
+// undecodable record are permanent; unavailability, timeouts, throttling
+// and everything else are retried.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ia *serviceerror.InvalidArgument
+	var app *temporal.ApplicationError
+	switch {
+	case errors.Is(err, errUndecodable), errors.As(err, &ia):
+		return true
+	case errors.As(err, &app) && app.NonRetryable():
+		return true
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.InvalidArgument:
+			return true
+		case codes.ResourceExhausted:
+			return strings.Contains(st.Message(), "larger than max")
+		}
+	}
+	var re *serviceerror.ResourceExhausted
+	return errors.As(err, &re) && strings.Contains(re.Error(), "larger than max")
+}
+
+// refused handles a batch Temporal refused for good: a lone item goes to
+// the dead-letter queue (and the key's next items flow); a larger batch is
+// split, its items sent one per call, so only the item at fault is
+// dead-lettered.
+func (f *Forwarder) refused(b *batch, err error) {
+	f.failures.Add(1)
+	if len(b.items) > 1 {
+		f.mu.Lock()
+		f.single[b.key] = len(b.items)
+		delete(f.backoff, b.key)
+		f.mu.Unlock()
+		f.opts.Log.Warn("batch refused for good; sending its alerts one by one", "key", b.key, "alerts", len(b.items), "err", err)
+		return
+	}
+	f.deadLetter(b.items, err)
+}
+
+// deadLetter moves items to the dead-letter queue and acknowledges them in
+// the spool; when the queue cannot take them the key backs off and they
+// stay in the spool.
+func (f *Forwarder) deadLetter(items []spool.Item, cause error) {
+	for _, it := range items {
+		dl := spool.DeadLetter{ID: it.ID.String(), Key: it.Key, Owner: it.Owner, Reason: cause.Error(), At: time.Now().UTC(), Data: it.Data}
+		if err := f.opts.DeadLetters.Add(dl); err != nil {
+			f.opts.Log.Error("dead-letter queue refused an item; it stays in the spool", "id", dl.ID, "key", it.Key, "err", err)
+			f.settle(it.Key, err)
+			return
+		}
+		if err := f.sp.Ack([]spool.ID{it.ID}); err != nil {
+			// Kept in both: the next round refuses it again and the
+			// dead letter is replaced (same id).
+			f.opts.Log.Error("acknowledge dead-lettered item", "id", dl.ID, "err", err)
+			f.settle(it.Key, err)
+			return
+		}
+		f.deadLettered.Add(1)
+		f.mu.Lock()
+		if f.single[it.Key] > 0 {
+			f.single[it.Key]--
+		}
+		delete(f.backoff, it.Key)
+		f.mu.Unlock()
+		f.opts.Log.Error("alert refused by Temporal for good; moved to the dead-letter queue", "id", dl.ID, "key", it.Key, "detector", it.Owner, "reason", dl.Reason)
+		if f.opts.OnDeadLetter != nil {
+			dl.Data = nil
+			f.opts.OnDeadLetter(dl)
+		}
+	}
 }
 
 func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
@@ -245,29 +385,37 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 	// delivered twice after a graceful stop.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
 	defer cancel()
-	alerts := make([]workflows.Alert, len(b.records))
-	for i, r := range b.records {
-		alerts[i] = r.Alert
-	}
-	sig := workflows.AlertSignalInput{Alerts: alerts}
-	id := workflows.IncidentWorkflowID(b.key)
-	var err error
-	if b.resolved {
-		_, err = f.sig.Signal(ctx, id, sig)
-	} else {
-		err = f.sig.SignalWithStart(ctx, Start{
-			WorkflowID: id,
-			TaskQueue:  f.opts.TaskQueue,
-			Signal:     sig,
-			Input:      incidentInput(b.key, b.records, alerts),
-		})
-	}
-	if err != nil {
+	if err := Deliver(ctx, f.sig, f.opts.TaskQueue, b.records); err != nil {
 		f.failures.Add(1)
 		return err
 	}
 	f.calls.Add(1)
 	return nil
+}
+
+// Deliver sends records of one key and one kind (all firing or all
+// resolved) in one call: a SignalWithStart of the key's incident for
+// firing alerts, a Signal of the running incident for resolved ones (none
+// running: nothing to do). The forwarder uses it; so does the replay of a
+// dead letter.
+func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	alerts := make([]workflows.Alert, len(recs))
+	for i, r := range recs {
+		alerts[i] = r.Alert
+	}
+	in := workflows.AlertSignalInput{Alerts: alerts}
+	id := workflows.IncidentWorkflowID(recs[0].Key)
+	if recs[0].Resolved {
+		_, err := sig.Signal(ctx, id, in)
+		return err
+	}
+	if taskQueue == "" {
+		taskQueue = workflows.TaskQueue
+	}
+	return sig.SignalWithStart(ctx, Start{WorkflowID: id, TaskQueue: taskQueue, Signal: in, Input: incidentInput(recs[0].Key, recs, alerts)})
 }
 
 // settle records the outcome of a call for key: success clears its
@@ -277,6 +425,9 @@ func (f *Forwarder) settle(key string, err error) {
 	defer f.mu.Unlock()
 	if err == nil {
 		delete(f.backoff, key)
+		if f.single[key]--; f.single[key] <= 0 {
+			delete(f.single, key)
+		}
 		return
 	}
 	r := f.backoff[key]

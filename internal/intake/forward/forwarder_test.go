@@ -20,7 +20,8 @@ type fakeSignaler struct {
 	signals  map[string][][]workflows.Alert
 	running  map[string]bool
 	fail     func(workflowID string) error
-	perKey   map[string][]string // delivered alert ids per workflow id
+	refuse   func(alerts []workflows.Alert) error // by content (nil: none)
+	perKey   map[string][]string                  // delivered alert ids per workflow id
 	inflight map[string]bool
 	overlap  bool
 }
@@ -48,6 +49,14 @@ func (f *fakeSignaler) enter(id string) error {
 func (f *fakeSignaler) SignalWithStart(ctx context.Context, s Start) error {
 	if err := f.enter(s.WorkflowID); err != nil {
 		return err
+	}
+	if f.refuse != nil {
+		if err := f.refuse(s.Signal.Alerts); err != nil {
+			f.mu.Lock()
+			f.inflight[s.WorkflowID] = false
+			f.mu.Unlock()
+			return err
+		}
 	}
 	time.Sleep(time.Millisecond)
 	f.mu.Lock()

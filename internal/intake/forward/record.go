@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -36,9 +37,10 @@ type Record struct {
 	Alert workflows.Alert `json:"alert"`
 }
 
-// Marshal encodes r for the spool.
+// Marshal encodes r for the spool, as JSON without HTML escaping (a label
+// full of '<' must not grow six-fold; see parse.NewEncoder).
 func (r *Record) Marshal() ([]byte, error) {
-	b, err := json.Marshal(r)
+	b, err := parse.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("forward: encode record: %w", err)
 	}

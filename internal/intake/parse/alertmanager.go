@@ -169,8 +169,8 @@ func amHints(l map[string]string) []AssetHint {
 	add(HintName, "container")
 	add(HintName, "name")
 	add(HintVMID, "vmid")
-	if inst := strings.TrimSpace(l["instance"]); inst != "" {
-		host := splitHostPort(inst)
+	// An instance that is only a port (":9100") names no host.
+	if host := strings.TrimSpace(splitHostPort(strings.TrimSpace(l["instance"]))); host != "" {
 		kind := HintHostname
 		if net.ParseIP(host) != nil {
 			kind = HintIP
@@ -227,3 +227,13 @@ func oneLine(s string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// keepFull keeps text whole in labels[key] when the one-line summary made
+// from it is shorter, so normalisation loses nothing (the label counts
+// against the byte budget). A label the detector sent under key wins.
+func keepFull(labels map[string]string, key, text string) {
+	if _, taken := labels[key]; taken || oneLine(text) == strings.TrimSpace(text) {
+		return
+	}
+	labels[key] = text
+}

@@ -78,6 +78,7 @@ func ParseFalco(body []byte) ([]Alert, error) {
 	if p.UUID != "" {
 		labels["uuid"] = p.UUID
 	}
+	keepFull(labels, "output", p.Output)
 	fp := p.UUID
 	if fp == "" {
 		fp = labelsFingerprint(map[string]string{"rule": p.Rule, "time": p.Time, "output": p.Output})

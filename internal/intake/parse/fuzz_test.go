@@ -6,7 +6,12 @@ import (
 	"testing"
 )
 
-func fuzzParser(f *testing.F, parse Func, seeds ...string) {
+// fuzzParser fuzzes a parser with the byte caps on (the default budget,
+// as the intake applies it): errors are *Error or *BudgetError, accepted
+// alerts keep the parsers' invariants and fit the budget.
+func fuzzParser(f *testing.F, raw Func, seeds ...string) {
+	budget := DefaultBudget()
+	parse := Checked(raw, budget)
 	for _, s := range seeds {
 		f.Add(fixture(f, s))
 	}
@@ -17,8 +22,12 @@ func fuzzParser(f *testing.F, parse Func, seeds ...string) {
 		alerts, err := parse(body)
 		if err != nil {
 			var pe *Error
-			if !errors.As(err, &pe) {
-				t.Fatalf("error %T %v is not a *parse.Error", err, err)
+			var be *BudgetError
+			if !errors.As(err, &pe) && !errors.As(err, &be) {
+				t.Fatalf("error %T %v is not a *parse.Error or *parse.BudgetError", err, err)
+			}
+			if be != nil && (be.Size <= be.Limit || be.Field == "" && be.Limit != budget.MaxAlertBytes) {
+				t.Fatalf("budget error %+v", be)
 			}
 			if alerts != nil {
 				t.Fatal("alerts returned with an error")
@@ -34,6 +43,12 @@ func fuzzParser(f *testing.F, parse Func, seeds ...string) {
 		for i := range alerts {
 			if err := invariants(&alerts[i]); err != nil {
 				t.Fatalf("alert %d: %v", i, err)
+			}
+			if n := EncodedLen(alerts[i].Labels); n > budget.MaxLabelsBytes {
+				t.Fatalf("alert %d: labels %d bytes encoded, over the budget", i, n)
+			}
+			if n := EncodedLen(alerts[i].Summary); n > budget.MaxSummaryBytes {
+				t.Fatalf("alert %d: summary %d bytes encoded, over the budget", i, n)
 			}
 		}
 		again, err := parse(body)

@@ -84,6 +84,7 @@ func genericOne(raw []byte, field string) (Alert, error) {
 		labels[k] = v
 	}
 	labels["source"] = g.Source
+	keepFull(labels, "summary", g.Summary)
 	fp := g.Fingerprint
 	if fp == "" {
 		fp = labelsFingerprint(map[string]string{"source": g.Source, "rule": g.Rule, "asset": g.Asset, "observed_at": g.ObservedAt})

@@ -43,6 +43,9 @@ var (
 	ErrUnavailable = errors.New("spool: unavailable")
 	// ErrClosed means the spool was closed.
 	ErrClosed = errors.New("spool: closed")
+	// ErrQuota means the items' owner (a detector) has reached its share
+	// of the spool; retry later. Other owners are unaffected.
+	ErrQuota = errors.New("spool: owner over its quota")
 )
 
 // ID names one item: its record's sequence number and its index in it.
@@ -62,6 +65,9 @@ type Item struct {
 	ID   ID
 	Key  string
 	Data []byte
+	// Owner is who appended the item (the detector); all items of one
+	// Append have the first item's owner. It is charged against Quota.
+	Owner string
 }
 
 // Options tune the spool.
@@ -74,6 +80,10 @@ type Options struct {
 	// AckCompactBytes is the ack log size that triggers its rewrite
 	// (default 4 MiB).
 	AckCompactBytes int64
+	// Quota, if set, bounds the bytes of unacknowledged records one owner
+	// may hold (<= 0: no bound beyond MaxBytes); an Append over it fails
+	// with ErrQuota.
+	Quota func(owner string) int64
 	// NoSync skips fsync (tests and benchmarks of the rest only; never in
 	// production).
 	NoSync bool
@@ -113,7 +123,8 @@ type Spool struct {
 	nextSeq  uint64
 	queue    []*entry // pending items in order; acked ones removed lazily
 	head     int
-	byID     map[ID]*entry // every item of a live segment
+	byID     map[ID]*entry    // every item of a live segment
+	owned    map[string]int64 // bytes of records with unacknowledged items, per owner
 	notify   chan struct{}
 	ackFile  *os.File
 	ackBytes int64
@@ -134,7 +145,16 @@ type segment struct {
 type entry struct {
 	Item
 	seg   *segment
+	rec   *record
 	acked bool
+}
+
+// record is one Append's frame: its owner is charged its size until every
+// item is acknowledged.
+type record struct {
+	owner string
+	size  int64
+	live  int
 }
 
 type appendReq struct {
@@ -167,6 +187,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		byID:    map[ID]*entry{},
+		owned:   map[string]int64{},
 		notify:  make(chan struct{}),
 		nextSeq: 1,
 	}
@@ -204,9 +225,7 @@ func (s *Spool) recover() error {
 	}
 	for _, id := range acks {
 		if e, ok := s.byID[id]; ok && !e.acked {
-			e.acked = true
-			e.Data = nil
-			e.seg.live--
+			s.markAcked(e)
 			s.ackedQ++
 		}
 	}
@@ -248,8 +267,9 @@ func (s *Spool) readSegment(seg *segment, last bool) error {
 		if err != nil {
 			return fmt.Errorf("spool: segment %s record at byte %d: %w", seg.path, off, err)
 		}
+		rec := s.charge(items[0].Owner, n, len(items))
 		for i, it := range items {
-			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data}, seg: seg}
+			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data, Owner: it.Owner}, seg: seg, rec: rec}
 			s.queue = append(s.queue, e)
 			s.byID[e.ID] = e
 			seg.entries = append(seg.entries, e)
@@ -322,6 +342,9 @@ func appendFrame(buf, payload []byte) []byte {
 	return append(buf, payload...)
 }
 
+// encodeRecord writes seq, the item count, each item's key and data, and
+// then the owner (of the first item) when there is one: records written
+// before owners existed end after the items and decode with no owner.
 func encodeRecord(buf []byte, seq uint64, items []Item) []byte {
 	buf = binary.LittleEndian.AppendUint64(buf, seq)
 	buf = binary.AppendUvarint(buf, uint64(len(items)))
@@ -330,6 +353,10 @@ func encodeRecord(buf []byte, seq uint64, items []Item) []byte {
 		buf = append(buf, it.Key...)
 		buf = binary.AppendUvarint(buf, uint64(len(it.Data)))
 		buf = append(buf, it.Data...)
+	}
+	if len(items) > 0 && items[0].Owner != "" {
+		buf = binary.AppendUvarint(buf, uint64(len(items[0].Owner)))
+		buf = append(buf, items[0].Owner...)
 	}
 	return buf
 }
@@ -366,8 +393,20 @@ func decodeRecord(b []byte) (uint64, []Item, error) {
 		}
 		items = append(items, Item{Key: string(key), Data: slices.Clone(data)})
 	}
+	if len(items) == 0 {
+		return 0, nil, errors.New("record without items")
+	}
 	if len(b) != 0 {
-		return 0, nil, errors.New("trailing bytes in record")
+		owner, err := field()
+		if err != nil {
+			return 0, nil, fmt.Errorf("owner: %w", err)
+		}
+		if len(b) != 0 {
+			return 0, nil, errors.New("trailing bytes in record")
+		}
+		for i := range items {
+			items[i].Owner = string(owner)
+		}
 	}
 	return seq, items, nil
 }
@@ -464,6 +503,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 	}
 	var plan []planned
 	var payload []byte
+	planOwned := map[string]int64{}
 	for _, r := range batch {
 		payload = encodeRecord(payload[:0], s.nextSeq, r.items)
 		size := int64(frameHead + len(payload))
@@ -471,6 +511,12 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 			r.done <- appendRes{err: ErrFull}
 			continue
 		}
+		owner := r.items[0].Owner
+		if q := s.quota(owner); q > 0 && s.owned[owner]+planOwned[owner]+size > q {
+			r.done <- appendRes{err: fmt.Errorf("%w: %q holds %d of its %d bytes", ErrQuota, owner, s.owned[owner]+planOwned[owner], q)}
+			continue
+		}
+		planOwned[owner] += size
 		start := len(buf)
 		buf = appendFrame(buf, payload)
 		plan = append(plan, planned{req: r, seq: s.nextSeq, start: start, end: len(buf)})
@@ -505,10 +551,12 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 	s.bytes += int64(len(buf))
 	for _, p := range plan {
 		ids := make([]ID, len(p.req.items))
+		owner := p.req.items[0].Owner
+		rec := s.charge(owner, int64(p.end-p.start), len(p.req.items))
 		for i, it := range p.req.items {
 			id := ID{Seq: p.seq, Index: uint32(i)}
 			ids[i] = id
-			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data}, seg: seg}
+			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec}
 			s.queue = append(s.queue, e)
 			s.byID[id] = e
 			seg.entries = append(seg.entries, e)
@@ -707,9 +755,7 @@ func (s *Spool) Ack(ids []ID) error {
 	}
 	s.ackBytes += int64(len(buf))
 	for _, e := range fresh {
-		e.acked = true
-		e.Data = nil
-		e.seg.live--
+		s.markAcked(e)
 	}
 	s.ackedQ += len(fresh)
 	s.compactQueue()
@@ -720,6 +766,45 @@ func (s *Spool) Ack(ids []ID) error {
 		return s.rewriteAcks()
 	}
 	return nil
+}
+
+// quota is the owner's bound (<= 0: none).
+func (s *Spool) quota(owner string) int64 {
+	if s.opts.Quota == nil {
+		return 0
+	}
+	return s.opts.Quota(owner)
+}
+
+// charge records a committed record of owner: size bytes until its n
+// items are acknowledged.
+func (s *Spool) charge(owner string, size int64, n int) *record {
+	s.owned[owner] += size
+	return &record{owner: owner, size: size, live: n}
+}
+
+// markAcked marks e acknowledged and releases its record's charge with
+// its last item. Called with mu held (or before the writer starts).
+func (s *Spool) markAcked(e *entry) {
+	e.acked = true
+	e.Data = nil
+	e.seg.live--
+	if e.rec == nil {
+		return
+	}
+	if e.rec.live--; e.rec.live == 0 {
+		if s.owned[e.rec.owner] -= e.rec.size; s.owned[e.rec.owner] <= 0 {
+			delete(s.owned, e.rec.owner)
+		}
+	}
+}
+
+// Owned returns the bytes of records with unacknowledged items that owner
+// holds (what its quota bounds).
+func (s *Spool) Owned(owner string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.owned[owner]
 }
 
 // compactQueue drops acknowledged items from the front of the queue and,
