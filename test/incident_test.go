@@ -228,5 +228,10 @@ func recordHistory(t *testing.T, c client.Client, wfID, file string) {
 	if err := os.WriteFile(path, hist, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The workflow id is not in the history; decision statements are bound
+	// to it, so the replay needs it to accept the recorded decisions.
+	if err := os.WriteFile(strings.TrimSuffix(path, ".json")+".wfid", []byte(wfID+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("recorded %s", path)
 }

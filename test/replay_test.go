@@ -1,6 +1,7 @@
 package test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,27 +32,51 @@ func historyFromIterator(it client.HistoryEventIterator) ([]byte, error) {
 // deterministic (without workflow.GetVersion) fails here. Record new ones
 // with IRU_RECORD_HISTORIES=1 go test -run EndToEnd ./test/.
 func TestReplayRecordedHistories(t *testing.T) {
-	// The current recordings, and older ones (v0/: before the ledger went
-	// to local activities) that running incidents may still have.
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	older, err := filepath.Glob(filepath.Join("testdata", "histories", "*", "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, older...)
 	if len(files) == 0 {
 		t.Fatal("no recorded histories in testdata/histories")
 	}
 	for _, f := range files {
-		t.Run(strings.TrimPrefix(f, filepath.Join("testdata", "histories")+"/"), func(t *testing.T) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+			if err := r.ReplayWorkflowHistoryWithOptions(nil, readHistory(t, f), worker.ReplayWorkflowHistoryOptions{
+				OriginalExecution: originalExecution(t, f),
+			}); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
 		})
 	}
+}
+
+// readHistory reads a history recorded as JSON.
+func readHistory(t *testing.T, file string) *historypb.History {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return h
+}
+
+// originalExecution is the recorded run's workflow id (from the .wfid file
+// beside the history) and first run id: decision statements are bound to
+// both, so a replay under another id would refuse the recorded decisions.
+func originalExecution(t *testing.T, file string) workflow.Execution {
+	t.Helper()
+	id, err := os.ReadFile(strings.TrimSuffix(file, ".json") + ".wfid")
+	if err != nil {
+		t.Fatalf("the workflow id of %s: %v (record histories with IRU_RECORD_HISTORIES=1)", file, err)
+	}
+	h := readHistory(t, file)
+	start := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
+	return workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: start.GetFirstExecutionRunId()}
 }
