@@ -119,7 +119,8 @@ func protectSessions(t *testing.T, p *testplatform.Platform, realm, user string)
 func TestHostileAlertNamesALead(t *testing.T) {
 	p := testplatform.New(t, testplatform.Options{})
 	gc := gocloak.NewClient(p.Lab.Keycloak.URL())
-	if _, err := gc.Login(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword); err != nil {
+	if _, err := gc.LoginOtp(context.Background(), keycloak.ConsoleClientID, "", keycloak.Realm, "bob", keycloak.UserPassword,
+		keycloak.TOTPCode("bob", time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	const id = "INC-HOSTILE-LEAD"

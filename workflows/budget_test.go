@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
@@ -51,6 +52,10 @@ func TestStateBudget(t *testing.T) {
 	dc := codec.NewPlainDataConverter()
 	h := newHarness(t, makePlaybook(pbOpts{}))
 	h.env.SetDataConverter(dc)
+	// The test measures bytes, not time: 200 signed escalations with 64 KiB
+	// reasons take longer than the default 1 s deadlock detection under
+	// -race on a loaded 2-core machine.
+	h.env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: 30 * time.Second})
 	in := input("wf-test")
 	in.Alerts = []Alert{maxAlert(0)}
 	const signals, escalations = 300, 200

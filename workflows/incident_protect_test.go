@@ -219,7 +219,7 @@ func TestReenableCompensationNeedsApproval(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, makePlaybook(pbOpts{}))
 			h.env.RegisterDelayedCallback(func() {
-				h.env.SignalWorkflow(AbortSignal, AbortInput{By: lead, Reason: "it is me, stop"})
+				h.signal(AbortSignal, AbortInput{By: lead, Reason: "it is me, stop"})
 			}, time.Minute)
 			self := h.approve(2*time.Minute, "disable", lead)
 			var other *updateOutcome
