@@ -2,15 +2,14 @@ package housekeeping
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -30,13 +29,7 @@ const (
 )
 
 // Schedule is one housekeeping schedule.
-type Schedule struct {
-	ID     string
-	Spec   client.ScheduleSpec
-	Action *client.ScheduleWorkflowAction
-	Policy client.SchedulePolicies
-	Note   string
-}
+type Schedule = schedules.Schedule
 
 // Schedules returns the housekeeping schedules: the daily chain signing
 // ([workflows.SignDailyChainsScheduleID]) and the evidence retention sweep
@@ -75,32 +68,11 @@ func Schedules(taskQueue string) []Schedule {
 func EnsureSchedules(ctx context.Context, sc client.ScheduleClient, taskQueue string) (map[string]string, error) {
 	changes := map[string]string{}
 	for _, s := range Schedules(taskQueue) {
-		h := sc.GetHandle(ctx, s.ID)
-		_, err := h.Describe(ctx)
-		var nf *serviceerror.NotFound
-		switch {
-		case errors.As(err, &nf):
-			_, err = sc.Create(ctx, client.ScheduleOptions{
-				ID: s.ID, Spec: s.Spec, Action: s.Action, Overlap: s.Policy.Overlap, CatchupWindow: s.Policy.CatchupWindow, Note: s.Note,
-			})
-			if err != nil {
-				return changes, fmt.Errorf("create schedule %s: %w", s.ID, err)
-			}
-			changes[s.ID] = "created"
-			continue
-		case err != nil:
-			return changes, fmt.Errorf("describe schedule %s: %w", s.ID, err)
-		}
-		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-			d := in.Description.Schedule
-			spec, policy := s.Spec, s.Policy
-			d.Spec, d.Action, d.Policy = &spec, s.Action, &policy
-			return &client.ScheduleUpdate{Schedule: &d}, nil
-		}})
+		change, err := schedules.Ensure(ctx, sc, s)
 		if err != nil {
-			return changes, fmt.Errorf("update schedule %s: %w", s.ID, err)
+			return changes, err
 		}
-		changes[s.ID] = "updated"
+		changes[s.ID] = change
 	}
 	return changes, nil
 }

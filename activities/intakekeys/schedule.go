@@ -2,15 +2,14 @@ package intakekeys
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -44,32 +43,8 @@ func ScheduleParts(taskQueue string) (client.ScheduleSpec, *client.ScheduleWorkf
 // EnsureSchedule creates the rotation schedule, or updates its spec,
 // action and policies (keeping its paused state), and reports which.
 func EnsureSchedule(ctx context.Context, sc client.ScheduleClient, taskQueue string) (change string, err error) {
-	id := workflows.IntakeKeyRotationScheduleID
 	spec, action, policy := ScheduleParts(taskQueue)
-	h := sc.GetHandle(ctx, id)
-	_, err = h.Describe(ctx)
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf):
-		_, err = sc.Create(ctx, client.ScheduleOptions{
-			ID: id, Spec: spec, Action: action, Overlap: policy.Overlap, CatchupWindow: policy.CatchupWindow, Note: scheduleNote,
-		})
-		if err != nil {
-			return "", fmt.Errorf("create schedule %s: %w", id, err)
-		}
-		return "created", nil
-	case err != nil:
-		return "", fmt.Errorf("describe schedule %s: %w", id, err)
-	}
-	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-		s := in.Description.Schedule
-		s.Spec, s.Action, s.Policy = &spec, action, &policy
-		return &client.ScheduleUpdate{Schedule: &s}, nil
-	}})
-	if err != nil {
-		return "", fmt.Errorf("update schedule %s: %w", id, err)
-	}
-	return "updated", nil
+	return schedules.Ensure(ctx, sc, schedules.Schedule{ID: workflows.IntakeKeyRotationScheduleID, Spec: spec, Action: action, Policy: policy, Note: scheduleNote})
 }
 
 // Run is one rotation an operator started.

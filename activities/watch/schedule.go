@@ -2,15 +2,12 @@ package watch
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -40,38 +37,11 @@ func ScheduleParts(taskQueue string) (client.ScheduleSpec, *client.ScheduleWorkf
 }
 
 // EnsureSchedule creates the watch schedule, or updates its spec, action
-// and policies (keeping its paused state), and reports which.
+// and policies (keeping its paused state), and reports which. On creation
+// a sweep runs at once: a run stopped while the platform was down is
+// reported now, not in one interval.
 func EnsureSchedule(ctx context.Context, sc client.ScheduleClient, taskQueue string) (change string, err error) {
-	id := workflows.WatchScheduleID
 	spec, action, policy := ScheduleParts(taskQueue)
-	h := sc.GetHandle(ctx, id)
-	_, err = h.Describe(ctx)
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf):
-		_, err = sc.Create(ctx, client.ScheduleOptions{
-			ID: id, Spec: spec, Action: action, Overlap: policy.Overlap, CatchupWindow: policy.CatchupWindow, Note: scheduleNote,
-			// A sweep at once: a run stopped while the platform was down
-			// is reported now, not in one interval.
-			TriggerImmediately: true,
-		})
-		if err != nil {
-			if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-				return "unchanged", nil // another worker created it just now
-			}
-			return "", fmt.Errorf("create schedule %s: %w", id, err)
-		}
-		return "created", nil
-	case err != nil:
-		return "", fmt.Errorf("describe schedule %s: %w", id, err)
-	}
-	err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-		s := in.Description.Schedule
-		s.Spec, s.Action, s.Policy = &spec, action, &policy
-		return &client.ScheduleUpdate{Schedule: &s}, nil
-	}})
-	if err != nil {
-		return "", fmt.Errorf("update schedule %s: %w", id, err)
-	}
-	return "updated", nil
+	return schedules.Ensure(ctx, sc, schedules.Schedule{ID: workflows.WatchScheduleID, Spec: spec, Action: action, Policy: policy,
+		Note: scheduleNote, TriggerImmediately: true})
 }
