@@ -262,7 +262,7 @@ func (r *rig) runSequential(tb testing.TB, p ttcParams) []time.Duration {
 	tb.Helper()
 	sink := stores.EvidenceSink{L: r.Host.Stores().Evidence}
 	secrets := secretsink.File{Dir: r.Config.SecretsDir}
-	pv, err := pveact.New(r.Config.PVE, sink, secrets)
+	pv, err := pveact.New(r.Config.PVE, sink, secrets, pveact.WithRecordKey(r.Host.Keys()))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/internal/devserver"
@@ -207,8 +210,7 @@ func TestScaleOut(t *testing.T) {
 	accepted := map[string][]string{} // asset → accepted alert ids
 	perAPI := make([]atomic.Int64, len(apis))
 	var posted atomic.Int64
-	killAt := int64(nAlerts / 3)
-	killed := make(chan time.Time, 1)
+	killAt := nAlerts / 3
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -226,28 +228,38 @@ func TestScaleOut(t *testing.T) {
 				mu.Lock()
 				accepted[assetOf(j)] = append(accepted[assetOf(j)], ids...)
 				mu.Unlock()
-				if posted.Add(1) == killAt {
-					workers[0].Kill()
-					killed <- time.Now()
-				}
+				posted.Add(1)
 			}
 		})
 	}
+	// A third of the way through, once worker 1 has run workflow tasks and
+	// activities of the storm's incidents (its SDK metrics say so; the
+	// senders keep posting meanwhile), it is killed: work in its hands is
+	// lost and must be taken over by worker 2.
 	stormStart := time.Now()
+	var killedAt time.Time
 	for j := range nAlerts {
+		if j == killAt {
+			var wt, act uint64
+			eventually(t, "worker 1 running workflow tasks and activities", 60*time.Second, func() bool {
+				wt, act = workerWork(t, workers[0].addr)
+				return wt > 0 && act > 0
+			})
+			workers[0].Kill()
+			killedAt = time.Now()
+			t.Logf("%5.1fs worker 1 killed (SIGKILL) after %d of %d alerts were handed out, %s into the storm; it had run %d workflow tasks and %d activities",
+				killedAt.Sub(began).Seconds(), j, nAlerts, killedAt.Sub(stormStart).Round(time.Millisecond), wt, act)
+		}
 		jobs <- j
 	}
 	close(jobs)
 	wg.Wait()
 	stormDur := time.Since(stormStart)
-	select {
-	case at := <-killed:
-		t.Logf("%5.1fs worker 1 killed (SIGKILL) after %d of %d alerts, %s into the storm", at.Sub(began).Seconds(), killAt, nAlerts, at.Sub(stormStart).Round(time.Millisecond))
-	default:
-		t.Fatalf("the worker was never killed: only %d alerts accepted", posted.Load())
-	}
 	if t.Failed() {
 		t.FailNow()
+	}
+	if killedAt.IsZero() || posted.Load() <= int64(killAt) {
+		t.Fatalf("worker 1 was not killed during the storm (%d alerts accepted)", posted.Load())
 	}
 	t.Logf("%5.1fs storm over in %s: %d alerts accepted (%d and %d per API server)", time.Since(began).Seconds(),
 		stormDur.Round(time.Millisecond), posted.Load(), perAPI[0].Load(), perAPI[1].Load())
@@ -408,6 +420,42 @@ func labTasks(t *testing.T, p *testplatform.Platform, typ string) map[string]int
 		t.Fatal("the lab lists no task at all: the count would prove nothing")
 	}
 	return out
+}
+
+// workerWork reads a worker's SDK metrics: how many workflow tasks and
+// activities it has run (the counts of their execution-latency
+// histograms).
+func workerWork(t *testing.T, addr string) (workflowTasks, activities uint64) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Errorf("worker metrics: %v", err)
+		return 0, 0
+	}
+	for name, f := range families {
+		var n *uint64
+		switch {
+		case strings.HasPrefix(name, "temporal_workflow_task_execution_latency"):
+			n = &workflowTasks
+		case strings.HasPrefix(name, "temporal_activity_execution_latency"):
+			n = &activities
+		default:
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			*n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return workflowTasks, activities
 }
 
 // asset names container i of testdata/inventory50.yaml (vmid 1000+i).
