@@ -156,7 +156,10 @@ func intakeFile(t *testing.T, key string) string {
 // the lab. Detectors post a storm of IRU_SCALEOUT_ALERTS alerts (1,000)
 // about IRU_SCALEOUT_ASSETS containers (50) of a 50-container lab
 // inventory, alternately to the two API servers, 16 at a time; a third of
-// the way through, one worker is killed with SIGKILL and stays dead.
+// the way through, once worker 1's SDK metrics show it has run workflow
+// tasks and activities (and, when seen within 20 s, while it holds an
+// activity), it is killed with SIGKILL and stays dead: worker 2 must take
+// over its work.
 //
 // It asserts: every alert is accepted (202) and every accepted alert id is
 // listed by its asset's incident, which counts exactly the accepted
@@ -234,21 +237,26 @@ func TestScaleOut(t *testing.T) {
 	}
 	// A third of the way through, once worker 1 has run workflow tasks and
 	// activities of the storm's incidents (its SDK metrics say so; the
-	// senders keep posting meanwhile), it is killed: work in its hands is
-	// lost and must be taken over by worker 2.
+	// storm pauses meanwhile), it is killed: work in its hands is lost and
+	// must be taken over by worker 2.
 	stormStart := time.Now()
 	var killedAt time.Time
 	for j := range nAlerts {
 		if j == killAt {
-			var wt, act uint64
+			var w workerLoad
 			eventually(t, "worker 1 running workflow tasks and activities", 60*time.Second, func() bool {
-				wt, act = workerWork(t, workers[0].addr)
-				return wt > 0 && act > 0
+				w = workerWork(t, workers[0].addr)
+				return w.WorkflowTasks > 0 && w.Activities > 0
 			})
+			// Best effort: kill it while activities are in its hands.
+			for deadline := time.Now().Add(20 * time.Second); w.ActivitySlots == 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				w = workerWork(t, workers[0].addr)
+			}
 			workers[0].Kill()
 			killedAt = time.Now()
-			t.Logf("%5.1fs worker 1 killed (SIGKILL) after %d of %d alerts were handed out, %s into the storm; it had run %d workflow tasks and %d activities",
-				killedAt.Sub(began).Seconds(), j, nAlerts, killedAt.Sub(stormStart).Round(time.Millisecond), wt, act)
+			t.Logf("%5.1fs worker 1 killed (SIGKILL) after %d of %d alerts were handed out, %s into the storm; it had run %d workflow tasks and %d activities, %.0f activities in flight",
+				killedAt.Sub(began).Seconds(), j, nAlerts, killedAt.Sub(stormStart).Round(time.Millisecond), w.WorkflowTasks, w.Activities, w.ActivitySlots)
 		}
 		jobs <- j
 	}
@@ -422,40 +430,50 @@ func labTasks(t *testing.T, p *testplatform.Platform, typ string) map[string]int
 	return out
 }
 
-// workerWork reads a worker's SDK metrics: how many workflow tasks and
-// activities it has run (the counts of their execution-latency
-// histograms).
-func workerWork(t *testing.T, addr string) (workflowTasks, activities uint64) {
+// workerLoad is what a worker's SDK metrics say it has done and is doing.
+type workerLoad struct {
+	// WorkflowTasks and Activities count the tasks it ran (the counts of
+	// their execution-latency histograms).
+	WorkflowTasks, Activities uint64
+	// ActivitySlots is how many activities it holds right now.
+	ActivitySlots float64
+}
+
+// workerWork reads a worker's SDK metrics (zero when they cannot be read).
+func workerWork(t *testing.T, addr string) workerLoad {
 	t.Helper()
+	var w workerLoad
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, 0
+		return w
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0
+		return w
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		t.Errorf("worker metrics: %v", err)
-		return 0, 0
+		return w
 	}
 	for name, f := range families {
-		var n *uint64
-		switch {
-		case strings.HasPrefix(name, "temporal_workflow_task_execution_latency"):
-			n = &workflowTasks
-		case strings.HasPrefix(name, "temporal_activity_execution_latency"):
-			n = &activities
-		default:
-			continue
-		}
 		for _, m := range f.GetMetric() {
-			*n += m.GetHistogram().GetSampleCount()
+			switch {
+			case strings.HasPrefix(name, "temporal_workflow_task_execution_latency"):
+				w.WorkflowTasks += m.GetHistogram().GetSampleCount()
+			case strings.HasPrefix(name, "temporal_activity_execution_latency"):
+				w.Activities += m.GetHistogram().GetSampleCount()
+			case name == "temporal_worker_task_slots_used":
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "worker_type" && l.GetValue() == "ActivityWorker" {
+						w.ActivitySlots += m.GetGauge().GetValue()
+					}
+				}
+			}
 		}
 	}
-	return workflowTasks, activities
+	return w
 }
 
 // asset names container i of testdata/inventory50.yaml (vmid 1000+i).
