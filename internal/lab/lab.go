@@ -40,6 +40,9 @@ type Options struct {
 	// HealthAddr is where the simulated services answer health probes
 	// (plain HTTP); empty: 127.0.0.1 on a free port.
 	HealthAddr string
+	// PVEInventoryPath seeds the PVE simulator from this inventory file
+	// instead of its embedded inventory.yaml (e.g. a test's larger fleet).
+	PVEInventoryPath string
 }
 
 // Lab is a running lab.
@@ -63,7 +66,8 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	p, err := pve.New(pve.Options{Addr: opts.PVEAddr, TaskDuration: opts.PVETaskDuration, TaskDurations: opts.PVETaskDurations})
+	p, err := pve.New(pve.Options{Addr: opts.PVEAddr, TaskDuration: opts.PVETaskDuration, TaskDurations: opts.PVETaskDurations,
+		InventoryPath: opts.PVEInventoryPath})
 	if err != nil {
 		return nil, fmt.Errorf("lab: pve: %w", err)
 	}

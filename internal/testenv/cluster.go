@@ -57,10 +57,31 @@ func TargetName() string {
 // Current returns the package's shared target, starting it on first use.
 func Current(tb testing.TB) Target {
 	tb.Helper()
-	if TargetName() == "cluster" {
+	return ByName(tb, TargetName())
+}
+
+// Dev returns the package's shared dev server as a [Target], whatever
+// IRU_TEST_TARGET says (for benchmarks that measure both targets).
+func Dev(tb testing.TB) Target {
+	tb.Helper()
+	return devTarget{Temporal(tb)}
+}
+
+// Targets are the names of the targets [ByName] accepts.
+var Targets = []string{"dev", "cluster"}
+
+// ByName returns the package's shared target called name ("dev" or
+// "cluster"), starting it on first use.
+func ByName(tb testing.TB, name string) Target {
+	tb.Helper()
+	switch name {
+	case "dev":
+		return Dev(tb)
+	case "cluster":
 		return Cluster(tb)
 	}
-	return devTarget{Temporal(tb)}
+	tb.Fatalf("testenv: unknown target %q (want dev or cluster)", name)
+	return nil
 }
 
 type devTarget struct{ *devserver.Server }

@@ -60,6 +60,9 @@ type Options struct {
 	// NoWorker builds the platform without an in-process worker (the test
 	// runs the worker binary itself).
 	NoWorker bool
+	// PVEInventory is an inventory file for the lab's PVE simulator
+	// ("": its embedded inventory).
+	PVEInventory string
 }
 
 // New builds a platform; everything stops when the test ends.
@@ -78,7 +81,7 @@ func New(t testing.TB, opts Options) *Platform {
 		td = 20 * time.Millisecond
 	}
 	l, err := lab.Start(ctx, lab.Options{PVEAddr: "127.0.0.1:0", KeycloakAddr: "127.0.0.1:0", StateDir: state,
-		PVETaskDuration: td, PVETaskDurations: opts.TaskDurations})
+		PVETaskDuration: td, PVETaskDurations: opts.TaskDurations, PVEInventoryPath: opts.PVEInventory})
 	if err != nil {
 		t.Fatal(err)
 	}

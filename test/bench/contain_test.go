@@ -20,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/internal/secretsink"
 	"github.com/iru-responder/responder/internal/stores"
+	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -36,6 +37,8 @@ type ttcParams struct {
 	SnapshotTask time.Duration
 	// Timeout bounds each side's run.
 	Timeout time.Duration
+	// Target is the Temporal server (nil: testenv.Current).
+	Target testenv.Target
 }
 
 // ttcResult is one time-to-contain measurement, sorted latencies per side.
@@ -56,24 +59,32 @@ type ttcResult struct {
 // incident (resolve asset, isolate, snapshot, resolve user, log out), the
 // incidents arriving at the same pace; its time is measured the same way.
 //
+// It runs on the dev server and on the real cluster (sub-benchmarks dev
+// and cluster).
+//
 //	go test -run '^$' -bench TimeToContain -benchtime 1x ./test/bench/
+//	go test -run '^$' -bench 'TimeToContain/.*/20-at' -benchtime 1x ./test/bench/
 func BenchmarkTimeToContain(b *testing.B) {
-	for _, tc := range []struct {
-		name      string
-		incidents int
-		interval  time.Duration
-	}{
-		// The brief's load: 100 incidents, ten a second.
-		{"100-at-10per-s", inventorySize, 100 * time.Millisecond},
-		// Light load: one incident a second, so the figures show the
-		// platform's latency without queueing.
-		{"20-at-1per-s", 20, time.Second},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			p := ttcParams{Incidents: tc.incidents, Interval: tc.interval, APILatency: 30 * time.Millisecond,
-				SnapshotTask: 2 * time.Second, Timeout: 5 * time.Minute}
-			for range b.N {
-				reportTimeToContain(b, p, measureTimeToContain(b, p))
+	for _, target := range testenv.Targets {
+		b.Run(target, func(b *testing.B) {
+			for _, tc := range []struct {
+				name      string
+				incidents int
+				interval  time.Duration
+			}{
+				// The brief's load: 100 incidents, ten a second.
+				{"100-at-10per-s", inventorySize, 100 * time.Millisecond},
+				// Light load: one incident a second, so the figures show the
+				// platform's latency without queueing.
+				{"20-at-1per-s", 20, time.Second},
+			} {
+				b.Run(tc.name, func(b *testing.B) {
+					p := ttcParams{Incidents: tc.incidents, Interval: tc.interval, APILatency: 30 * time.Millisecond,
+						SnapshotTask: 2 * time.Second, Timeout: 5 * time.Minute, Target: testenv.ByName(b, target)}
+					for range b.N {
+						reportTimeToContain(b, p, measureTimeToContain(b, p))
+					}
+				})
 			}
 		})
 	}
@@ -89,8 +100,8 @@ func reportTimeToContain(b *testing.B, p ttcParams, res ttcResult) {
 	b.ReportMetric(ms(sp99), "sequential-p99-ms")
 	b.ReportMetric(float64(pp50)/float64(sp50), "p50-platform/sequential")
 	b.ReportMetric(float64(pp99)/float64(sp99), "p99-platform/sequential")
-	b.Logf("| time to contain | %d incidents, 1 per %s, API +%s, snapshot %s | platform p50 %s p99 %s | sequential p50 %s p99 %s | ratio p50 %.2f p99 %.2f |",
-		p.Incidents, p.Interval, p.APILatency, p.SnapshotTask, pp50.Round(time.Millisecond), pp99.Round(time.Millisecond),
+	b.Logf("| time to contain (%s) | %d incidents, 1 per %s, API +%s, snapshot %s | platform p50 %s p99 %s | sequential p50 %s p99 %s | ratio p50 %.2f p99 %.2f |",
+		p.Target.Name(), p.Incidents, p.Interval, p.APILatency, p.SnapshotTask, pp50.Round(time.Millisecond), pp99.Round(time.Millisecond),
 		sp50.Round(time.Millisecond), sp99.Round(time.Millisecond), float64(pp50)/float64(sp50), float64(pp99)/float64(sp99))
 }
 
@@ -101,7 +112,7 @@ func measureTimeToContain(tb testing.TB, p ttcParams) ttcResult {
 	if p.Incidents > inventorySize {
 		tb.Fatalf("%d incidents: the inventory has %d containers", p.Incidents, inventorySize)
 	}
-	r := newRig(tb, rigOptions{Users: p.Incidents, TaskDurations: map[string]time.Duration{"vzsnapshot": p.SnapshotTask}})
+	r := newRig(tb, rigOptions{Users: p.Incidents, TaskDurations: map[string]time.Duration{"vzsnapshot": p.SnapshotTask}, Target: p.Target})
 	var res ttcResult
 
 	// Baseline: the same actions, one after another, per incident.

@@ -1,8 +1,9 @@
 // Package bench holds the platform benchmarks: time to contain through
 // the real intake and workflow against a sequential baseline, and an
 // alert storm through the real intake into the real incident workflow.
-// They run against the package's Temporal dev server (internal/testenv)
-// and lab simulators started here (a 100-container PVE inventory and
+// Each runs on both Temporal targets of internal/testenv, the package's
+// dev server and the real cluster (sub-benchmarks dev and cluster; the
+// smoke test runs on IRU_TEST_TARGET), against lab simulators started here (a 100-container PVE inventory and
 // Keycloak accounts to match). Figures are in docs/PERFORMANCE.md.
 //
 //	go test -run '^$' -bench . -benchtime 1x ./test/bench/

@@ -60,13 +60,16 @@ type rigOptions struct {
 	TaskDurations map[string]time.Duration
 	// PlaybooksDir, if set, is the worker's IRU_PLAYBOOKS_DIR.
 	PlaybooksDir string
+	// Target is the Temporal server (nil: testenv.Current).
+	Target testenv.Target
 }
 
 // rig is a whole platform for a benchmark: the lab simulators started here
 // (PVE with the 100-container inventory, Keycloak with extra users), a
 // worker host configured from environment variables exactly as
-// testplatform.New does, a codec client and a worker on a fresh task queue
-// of the package's dev server.
+// testplatform.New does, a codec client (as the API server) and a worker
+// (as itself) on a fresh task queue of the target: the package's dev
+// server or the real cluster (package testenv).
 type rig struct {
 	PVE       *pve.Server
 	Keycloak  *keycloak.Server
@@ -80,7 +83,10 @@ type rig struct {
 // newRig builds a rig; everything stops when tb ends.
 func newRig(tb testing.TB, opts rigOptions) *rig {
 	tb.Helper()
-	dev := testenv.Temporal(tb)
+	target := opts.Target
+	if target == nil {
+		target = testenv.Current(tb)
+	}
 	hsm := hsmtest.Config(tb)
 	state := tb.TempDir()
 	ctx := context.Background()
@@ -128,7 +134,6 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 		"IRU_KEYCLOAK_CLIENT_SECRET=" + keycloak.WorkerClientSecret,
 		"IRU_OIDC_ISSUER=" + kc + "/realms/" + keycloak.Realm,
 		"IRU_OIDC_AUDIENCE=" + keycloak.APIClientID,
-		"IRU_TEMPORAL_ADDRESS=" + dev.Address(),
 		"IRU_HSM_MODULE=" + hsm.Module, "IRU_HSM_TOKEN_LABEL=" + hsm.TokenLabel, "IRU_HSM_PIN=" + hsm.PIN,
 		"SOFTHSM2_CONF=" + os.Getenv("SOFTHSM2_CONF"),
 		"IRU_CODEC_KEY_DIR=" + keyDir,
@@ -136,6 +141,7 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 		"IRU_EVIDENCE_DIR=" + filepath.Join(state, "evidence"),
 		"IRU_SECRETS_DIR=" + filepath.Join(state, "secrets"),
 	}
+	env = append(env, target.Env(testenv.RoleWorker)...)
 	if opts.PlaybooksDir != "" {
 		env = append(env, "IRU_PLAYBOOKS_DIR="+opts.PlaybooksDir)
 	}
@@ -151,9 +157,14 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 	// The SDK logs every activity at debug level; the benchmarks keep
 	// the machine's time for the work they measure.
 	quiet := log.NewStructuredLogger(slog.New(slog.DiscardHandler))
-	c := testenv.Client(tb, client.Options{DataConverter: host.DataConverter(), Logger: quiet})
+	copts := client.Options{DataConverter: host.DataConverter(), Logger: quiet}
+	c := testenv.Dial(tb, target, testenv.RoleAPI, copts)
+	wc := c
+	if target.Name() != "dev" {
+		wc = testenv.Dial(tb, target, testenv.RoleWorker, copts)
+	}
 	tq := "bench-" + uuid.NewString()
-	testenv.Worker(tb, c, tq, func(r worker.Registry) { host.Register(r, c) })
+	testenv.Worker(tb, wc, tq, func(r worker.Registry) { host.Register(r, wc) })
 	return &rig{PVE: p, Keycloak: k, Host: host, Client: c, TaskQueue: tq, Config: cfg}
 }
 

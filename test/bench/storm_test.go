@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -29,6 +32,8 @@ type stormParams struct {
 	Clients int
 	// Timeout bounds the posting and each wait after it.
 	Timeout time.Duration
+	// Target is the Temporal server (nil: testenv.Current).
+	Target testenv.Target
 }
 
 // stormResult is what one storm measured.
@@ -50,8 +55,9 @@ type stormResult struct {
 
 // BenchmarkAlertStorm posts 10,000 alerts about 100 containers (one alert
 // per request, 32 concurrent detectors) through the real intake (API-key
-// detector, spool, forwarder) into the real incident workflow on the dev
-// server, running a playbook that only waits for an approval
+// detector, spool, forwarder) into the real incident workflow, on the dev
+// server and on the real cluster (sub-benchmarks dev and cluster; with
+// IRU_BENCH_STORM_ALERTS another count), running a playbook that only waits for an approval
 // (testdata/playbooks/capacity.yaml; testdata/storm-rules.yaml routes every
 // alert to it). It reports the accepted alerts/s, the p99 POST latency
 // (client side and handler side), the incidents created (must be exactly
@@ -59,25 +65,42 @@ type stormResult struct {
 // AlertsReceived over the incidents is 10,000).
 //
 //	go test -run '^$' -bench AlertStorm -benchtime 1x ./test/bench/
+//	IRU_BENCH_STORM_ALERTS=2000 go test -run '^$' -bench 'AlertStorm/(dev|cluster)' -benchtime 1x ./test/bench/
 func BenchmarkAlertStorm(b *testing.B) {
-	p := stormParams{Alerts: 10000, Assets: inventorySize, Clients: 32, Timeout: 5 * time.Minute}
-	for range b.N {
-		res := measureAlertStorm(b, p)
-		checkStorm(b, p, res)
-		accepted := float64(p.Alerts) / res.AcceptDur.Seconds()
-		e2e := float64(p.Alerts) / res.E2EDur.Seconds()
-		b.ReportMetric(accepted, "accepted/s")
-		b.ReportMetric(e2e, "in-incidents/s")
-		b.ReportMetric(ms(percentile(res.RoundTrip, 99)), "p99-post-ms")
-		b.ReportMetric(ms(percentile(res.Handler, 99)), "p99-handler-ms")
-		b.ReportMetric(float64(res.Incidents), "incidents")
-		b.ReportMetric(float64(p.Alerts-res.Received), "alerts-lost")
-		b.ReportMetric(float64(res.Signals), "signals")
-		b.Logf("| alert storm | %d alerts, %d assets, %d clients | accepted %.0f/s, in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d |",
-			p.Alerts, p.Assets, p.Clients, accepted, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
-			percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals)
+	alerts := 10000
+	if v := os.Getenv(stormAlertsVar); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < inventorySize {
+			b.Fatalf("%s=%q: want an integer of at least %d", stormAlertsVar, v, inventorySize)
+		}
+		alerts = n
+	}
+	for _, target := range testenv.Targets {
+		b.Run(target, func(b *testing.B) {
+			p := stormParams{Alerts: alerts, Assets: inventorySize, Clients: 32, Timeout: 5 * time.Minute, Target: testenv.ByName(b, target)}
+			for range b.N {
+				res := measureAlertStorm(b, p)
+				checkStorm(b, p, res)
+				accepted := float64(p.Alerts) / res.AcceptDur.Seconds()
+				e2e := float64(p.Alerts) / res.E2EDur.Seconds()
+				b.ReportMetric(accepted, "accepted/s")
+				b.ReportMetric(e2e, "in-incidents/s")
+				b.ReportMetric(ms(percentile(res.RoundTrip, 99)), "p99-post-ms")
+				b.ReportMetric(ms(percentile(res.Handler, 99)), "p99-handler-ms")
+				b.ReportMetric(float64(res.Incidents), "incidents")
+				b.ReportMetric(float64(p.Alerts-res.Received), "alerts-lost")
+				b.ReportMetric(float64(res.Signals), "signals")
+				b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s, in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d |",
+					target, p.Alerts, p.Assets, p.Clients, accepted, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
+					percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals)
+			}
+		})
 	}
 }
+
+// stormAlertsVar sets how many alerts BenchmarkAlertStorm posts (default
+// 10,000; a shorter run for a quick comparison of the targets).
+const stormAlertsVar = "IRU_BENCH_STORM_ALERTS"
 
 // checkStorm fails unless every asset got exactly one incident and every
 // alert reached one.
@@ -101,7 +124,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := newRig(tb, rigOptions{PlaybooksDir: dir})
+	r := newRig(tb, rigOptions{PlaybooksDir: dir, Target: p.Target})
 	ir := r.openIntake(tb, filepath.Join("testdata", "storm-rules.yaml"))
 	bodies := make([][]byte, p.Alerts)
 	for j := range bodies {
