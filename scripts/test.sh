@@ -28,6 +28,6 @@ echo "== workflowcheck"
 .tools/bin/workflowcheck ./workflows/...
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
-echo "== the end-to-end, worker-crash and scale-out suites again, on the real Temporal cluster (IRU_TEST_TARGET=cluster)"
-IRU_TEST_TARGET=cluster go test -race -count=1 -timeout 20m -run 'EndToEnd' ./test/
+echo "== the end-to-end, forged-decision, worker-crash and scale-out suites again, on the real Temporal cluster (IRU_TEST_TARGET=cluster)"
+IRU_TEST_TARGET=cluster go test -race -count=1 -timeout 20m -run 'EndToEnd|TestForgedDecisions' ./test/
 IRU_TEST_TARGET=cluster go test -race -count=1 -timeout 20m -run 'TestWorkerCrashAtActivityBoundaries|TestScaleOut' ./test/resilience/

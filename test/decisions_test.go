@@ -97,7 +97,9 @@ func wantStatementRefused(t *testing.T, what string, err error, want string) {
 	}
 }
 
-// TestForgedDecisionsOnTheDevServer performs, on the dev server against the
+// TestForgedDecisions performs, on the chosen target (the dev server, or the
+// cluster with IRU_TEST_TARGET=cluster, where the platform client holds the
+// API server's own Temporal credentials) against the
 // lab, the attacks of issue 11 and 12 on a credential-compromise incident
 // about bob (an ir-lead), whose account containment disabled:
 //   - a plain Temporal client (no payload key) sends an approve Update, an
@@ -115,7 +117,7 @@ func wantStatementRefused(t *testing.T, what string, err error, want string) {
 //     refused; with otp: the step runs and bob's account is enabled again.
 //
 // Until the genuine approval the step waits and bob's account stays disabled.
-func TestForgedDecisionsOnTheDevServer(t *testing.T) {
+func TestForgedDecisions(t *testing.T) {
 	p := testplatform.New(t, testplatform.Options{})
 	ctx := context.Background()
 	start := func(key string) string {
