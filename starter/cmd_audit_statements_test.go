@@ -12,7 +12,6 @@ import (
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
-	"github.com/iru-responder/responder/internal/stores"
 )
 
 // statementLine is how the ledger stores a signed statement.
@@ -26,16 +25,8 @@ func statementLine(s decision.Signed) string {
 func seedDecisions(t *testing.T, f *storesFixture) decision.Statement {
 	t.Helper()
 	ctx := context.Background()
-	km, err := keys.Open(f.kcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = km.Close() }()
-	st, err := stores.Open(ctx, f.cfg, km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	st, km, closeStores := f.openStores(t)
+	defer closeStores()
 	now := time.Now().UTC()
 	stmt := decision.Statement{WorkflowID: "incident:k43", RunID: "r1", StepID: "restore", Decision: decision.Approve,
 		Subject: "keycloak:iru/bob", Username: "bob", Roles: []string{"ir-lead"}, SessionID: "s", TokenID: "j", AMR: []string{"pwd", "otp"},

@@ -28,6 +28,22 @@ type storesFixture struct {
 	evidenceAt string
 }
 
+// openStores opens the fixture's HSM keys and stores; the returned func
+// closes both (callers close them before the CLI opens the same files).
+func (f *storesFixture) openStores(t *testing.T) (*stores.Stores, *keys.Manager, func()) {
+	t.Helper()
+	km, err := keys.Open(f.kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stores.Open(context.Background(), f.cfg, km)
+	if err != nil {
+		_ = km.Close()
+		t.Fatal(err)
+	}
+	return st, km, func() { _ = st.Close(); _ = km.Close() }
+}
+
 // newStoresFixture seeds incident INC-42 with five ledger entries (a signed
 // checkpoint over the first four) and two evidence objects.
 func newStoresFixture(t *testing.T) *storesFixture {
@@ -46,16 +62,8 @@ func newStoresFixture(t *testing.T) *storesFixture {
 		t.Setenv(k, v)
 	}
 	ctx := context.Background()
-	km, err := keys.Open(f.kcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = km.Close() }()
-	st, err := stores.Open(ctx, f.cfg, km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	st, _, closeStores := f.openStores(t)
+	defer closeStores()
 	for seq := int64(1); seq <= 5; seq++ {
 		if _, err := st.Ledger.Append(ctx, ledger.AppendRequest{Incident: f.incident, Seq: seq, Actor: "system:workflow",
 			Action: "step", Target: "drill-canary", Params: map[string]int64{"seq": seq}, Outcome: ledger.Outcome{Status: "succeeded"},

@@ -9,9 +9,7 @@ import (
 
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
-	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
-	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -21,16 +19,8 @@ import (
 func (f *storesFixture) signDay(t *testing.T, day time.Time, sign bool) string {
 	t.Helper()
 	ctx := context.Background()
-	km, err := keys.Open(f.kcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = km.Close() }()
-	st, err := stores.Open(ctx, f.cfg, km)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	st, _, closeStores := f.openStores(t)
+	defer closeStores()
 	chain := accesslog.Chain(day)
 	for i := range 3 {
 		at := day.Add(time.Duration(i) * time.Hour)

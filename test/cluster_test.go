@@ -16,7 +16,6 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -309,7 +308,7 @@ func TestClusterAuthorizationByToken(t *testing.T) {
 	if d := desc.RawResponse; d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || d.WorkflowExecutionInfo.Execution.RunId != run.GetRunID() {
 		t.Fatalf("incident is %v in run %s, want running in run %s", d.WorkflowExecutionInfo.Status, d.WorkflowExecutionInfo.Execution.RunId, run.GetRunID())
 	}
-	for _, e := range history(t, p.Client, wfID) {
+	for _, e := range historyEvents(t, p.Client, wfID) {
 		if s := e.GetWorkflowExecutionSignaledEventAttributes(); s != nil {
 			t.Errorf("a refused signal is in the history: %s from %s", s.SignalName, s.Identity)
 		}
@@ -328,23 +327,9 @@ func TestClusterAuthorizationByToken(t *testing.T) {
 	}
 }
 
-func history(t *testing.T, c client.Client, wfID string) []*historypb.HistoryEvent {
-	t.Helper()
-	var out []*historypb.HistoryEvent
-	it := c.GetWorkflowHistory(context.Background(), wfID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 func firstWorkflowTaskCompleted(t *testing.T, c client.Client, wfID string) int64 {
 	t.Helper()
-	for _, e := range history(t, c, wfID) {
+	for _, e := range historyEvents(t, c, wfID) {
 		if e.EventType == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
 			return e.EventId
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/evidence"
@@ -198,10 +199,11 @@ func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 func equalJSON(a, b any) bool { return mustJSON(a) == mustJSON(b) }
 
-func historyEvents(t *testing.T, c client.Client, wfID string) []any {
+// historyEvents reads the whole history of the workflow's latest run.
+func historyEvents(t *testing.T, c client.Client, wfID string) []*historypb.HistoryEvent {
 	t.Helper()
 	it := c.GetWorkflowHistory(context.Background(), wfID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var out []any
+	var out []*historypb.HistoryEvent
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
