@@ -255,24 +255,18 @@ func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *acce
 		Registerer: reg.Prometheus,
 		OnRefusal:  intakeRefusalRecorder(acc),
 		OnDeadLetter: func(d spool.DeadLetter) {
-			acc.Record(accesslog.Record{Time: d.At, Actor: "system:intake", Action: actionIntakeDeadLetter, Path: "intake/" + d.Owner,
+			acc.Record(accesslog.Record{Time: d.At, Actor: "system:intake", Action: accesslog.ActionIntakeDeadLetter, Path: "intake/" + d.Owner,
 				Detail: fmt.Sprintf("dead letter %s for %s: %s", d.ID, d.Key, d.Reason)})
 			go notifyDeadLetter(context.WithoutCancel(ctx), notifier, d, log)
 		},
 	})
 }
 
-// Access-log actions of the intake's refusals and dead letters.
-const (
-	actionIntakeRefused    = "intake.refused"
-	actionIntakeDeadLetter = "intake.dead_letter"
-)
-
 // intakeRefusalRecorder records each refused request (budget, scope,
 // quota) in the access log, so the ledger shows who sent what was refused.
 func intakeRefusalRecorder(acc *accesslog.Logger) func(intake.Refusal) {
 	return func(r intake.Refusal) {
-		acc.Record(accesslog.Record{Time: r.Time, Actor: "detector:" + r.Detector + "/" + r.KeyID, Action: actionIntakeRefused,
+		acc.Record(accesslog.Record{Time: r.Time, Actor: "detector:" + r.Detector + "/" + r.KeyID, Action: accesslog.ActionIntakeRefused,
 			Path: "intake/" + r.Detector, Status: r.Status, SourceIP: r.RemoteAddr, Detail: r.Reason + ": " + r.Detail})
 	}
 }
@@ -282,7 +276,7 @@ func intakeRefusalRecorder(acc *accesslog.Logger) func(intake.Refusal) {
 func notifyDeadLetter(ctx context.Context, n *notify.Notifier, d spool.DeadLetter, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	ev := notify.Event{Kind: "intake_dead_letter", At: d.At,
+	ev := notify.Event{Kind: notify.IntakeDeadLetter, At: d.At,
 		Summary: fmt.Sprintf("an alert from detector %s was refused by Temporal for good and is in the dead-letter queue (starter intake dead-letters show %s)", d.Owner, d.ID),
 		Details: map[string]string{"id": d.ID, "key": d.Key, "detector": d.Owner, "reason": d.Reason}}
 	if _, err := n.Send(ctx, ev); err != nil {

@@ -74,6 +74,12 @@ const (
 	// ActionAnonymous aggregates the refused anonymous requests of one
 	// source address in one minute (Record.Count of them).
 	ActionAnonymous = "api.anonymous"
+	// ActionIntakeRefused is an authenticated detector's request refused
+	// for what it carried (byte budget, scope, spool quota).
+	ActionIntakeRefused = "intake.refused"
+	// ActionIntakeDeadLetter is an accepted alert Temporal refused for
+	// good, set aside in the intake's dead-letter queue.
+	ActionIntakeDeadLetter = "intake.dead_letter"
 )
 
 // ChainPrefix starts the name of every access chain; the rest is the UTC

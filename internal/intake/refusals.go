@@ -95,7 +95,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, id auth.Identit
 	}
 	if status == http.StatusServiceUnavailable {
 		h.unavailable.Add(1)
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.opts.RetryAfter.Round(time.Second)/time.Second)))
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
 		writeJSON(w, status, map[string]string{"error": body.Error()})
 		return
 	}

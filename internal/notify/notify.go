@@ -30,6 +30,9 @@ const (
 	FailedAuthThreshold = "failed_auth_threshold"
 	IncidentClosed      = "incident_closed"
 	ComplianceDeadline  = "compliance_deadline"
+	// IntakeDeadLetter is an alert Temporal refused for good, set aside in
+	// the intake's dead-letter queue.
+	IntakeDeadLetter = "intake_dead_letter"
 )
 
 // Event is one notification.
