@@ -29,7 +29,8 @@ import (
 )
 
 // Scale-out storm size: IRU_SCALEOUT_ALERTS alerts over IRU_SCALEOUT_ASSETS
-// containers (at most the 50 of testdata/inventory50.yaml). The defaults
+// containers (at most the first 50 of testdata/inventory50.yaml; its two
+// bystanders get no alert and must stay untouched). The defaults
 // are the figures.
 const (
 	scaleOutAlertsVar = "IRU_SCALEOUT_ALERTS"
