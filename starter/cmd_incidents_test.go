@@ -268,8 +268,8 @@ func TestResponderCLI(t *testing.T) {
 			wantCode int
 			wantMsg  string
 		}{
-			{"validator: wrong role", []string{"incident", "approve", key, "shutdown", "--reason", "x"}, exitRefused, workflows.ErrWrongRole.Error()},
-			{"validator: not pending", []string{"incident", "approve", key, "start"}, exitRefused, workflows.ErrNotPending.Error()},
+			{"validator: wrong role", []string{"incident", "approve", key, "shutdown", "--reason", "x"}, exitRefused, "approver lacks a required role"},
+			{"validator: not pending", []string{"incident", "approve", key, "start"}, exitRefused, "step is not waiting for approval"},
 			{"role check: abort", []string{"incident", "abort", key, "--reason", "x"}, exitAuth, "ir-lead"},
 			{"unknown incident", []string{"incident", "show", "nope"}, 1, "no incident"},
 		}

@@ -200,9 +200,9 @@ func TestForgedDecisions(t *testing.T) {
 		{"another incident's statement", workflows.DecisionInput{StepID: "enable", Statement: otherRun}, decision.ErrMisbound.Error()},
 		{"expired", workflows.DecisionInput{StepID: "enable", Statement: sign(t, p, wfID, expiredStmt)}, decision.ErrExpired.Error()},
 		{"alice writes ir-lead", workflows.DecisionInput{StepID: "enable", Approver: aliceAsLead,
-			Statement: sign(t, p, wfID, stmtBy(testplatform.Alice, decision.Approve, "enable"))}, workflows.ErrStatement.Error()},
-		{"bob, the subject", workflows.DecisionInput{StepID: "enable", Statement: sign(t, p, wfID, stmtBy(testplatform.Bob, decision.Approve, "enable"))}, workflows.ErrSubject.Error()},
-		{"risk high without otp", workflows.DecisionInput{StepID: "enable", Statement: noOTP}, workflows.ErrSecondFactor.Error()},
+			Statement: sign(t, p, wfID, stmtBy(testplatform.Alice, decision.Approve, "enable"))}, "decision statement refused"},
+		{"bob, the subject", workflows.DecisionInput{StepID: "enable", Statement: sign(t, p, wfID, stmtBy(testplatform.Bob, decision.Approve, "enable"))}, "the incident's subject cannot decide on it"},
+		{"risk high without otp", workflows.DecisionInput{StepID: "enable", Statement: noOTP}, "a second authentication factor (otp) is required"},
 	} {
 		wantStatementRefused(t, c.name, update(p.Client, wfID, workflows.ApproveUpdate, c.in), c.want)
 	}
@@ -221,7 +221,7 @@ func TestForgedDecisions(t *testing.T) {
 	}
 	incidentID := "INC-cred-bob-1"
 	rej := waitRows(t, p, incidentID, "decision_rejected", 2)
-	if len(rej) != 2 || !strings.Contains(rej[0].Outcome.Detail, decision.ErrUnknownKey.Error()) || !strings.Contains(rej[1].Outcome.Detail, workflows.ErrSubject.Error()) {
+	if len(rej) != 2 || !strings.Contains(rej[0].Outcome.Detail, decision.ErrUnknownKey.Error()) || !strings.Contains(rej[1].Outcome.Detail, "the incident's subject cannot decide on it") {
 		t.Errorf("refused signals in the incident's chain = %+v", rej)
 	}
 	st := testplatform.WaitStep(t, p.Client, wfID, "enable", workflows.StepWaitingApproval, 10*time.Second)

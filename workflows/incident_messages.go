@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
@@ -12,22 +13,81 @@ import (
 	"github.com/iru-responder/responder/playbooks"
 )
 
-// Validation errors of the approve and deny updates (and the approval signal).
-var (
-	// ErrNoIdentity rejects a decision without a verified subject.
-	ErrNoIdentity = errors.New("decision without a verified identity")
-	// ErrNotPending rejects a decision on a step that is not waiting for approval.
-	ErrNotPending = errors.New("step is not waiting for approval")
-	// ErrWrongRole rejects an approver without one of the step's roles.
-	ErrWrongRole = errors.New("approver lacks a required role")
-	// ErrFourEyes rejects an approval by whoever requested the step or
+// Types of the ApplicationErrors with which the incident workflow refuses a
+// message: the validators of the updates return them, and refused signals
+// are recorded in the ledger with their text. Clients branch on the type
+// ([RejectionType]), never on the message, which is for people.
+const (
+	// RejectNoIdentity refuses a decision without a verified subject.
+	RejectNoIdentity = "NoIdentity"
+	// RejectNotPending refuses a decision on a step that is not waiting for
+	// approval.
+	RejectNotPending = "NotPending"
+	// RejectWrongRole refuses a caller without one of the roles needed.
+	RejectWrongRole = "WrongRole"
+	// RejectFourEyes refuses an approval by whoever requested the step or
 	// escalated the incident.
-	ErrFourEyes = errors.New("four-eyes: whoever requested the step or escalated the incident cannot approve it")
-	// ErrAlreadyDecided rejects a second decision by the same person.
-	ErrAlreadyDecided = errors.New("already decided by this approver")
-	// ErrClosed rejects messages once the incident is halting or closed.
-	ErrClosed = errors.New("incident is closing")
+	RejectFourEyes = "FourEyes"
+	// RejectAlreadyDecided refuses a second decision by the same person.
+	RejectAlreadyDecided = "AlreadyDecided"
+	// RejectClosed refuses messages once the incident is halting or closed.
+	RejectClosed = "IncidentClosing"
+	// RejectNotStarted refuses messages before the playbook is loaded.
+	RejectNotStarted = "IncidentNotStarted"
+	// RejectStatement refuses a missing, forged, expired, replayed or
+	// misbound decision statement, or a message whose identity is not the
+	// statement's.
+	RejectStatement = "StatementRefused"
+	// RejectUnknownKey refuses a statement signed with a key the incident
+	// has not loaded (yet): a refresh of the decision keys may help.
+	RejectUnknownKey = "DecisionKeyUnknown"
+	// RejectSubject refuses a decision by the person the incident is about.
+	RejectSubject = "IncidentSubject"
+	// RejectSecondFactor refuses a decision that needs a second factor (a
+	// risk: high step, an ir-admin step) without one in the statement.
+	RejectSecondFactor = "SecondFactorRequired"
 )
+
+// reject returns the refusal of type typ (one of the Reject constants),
+// with a message for people.
+func reject(typ, format string, a ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, a...), typ, nil)
+}
+
+// RejectionType returns the Reject type of a refusal of the incident
+// workflow, or "" when err is none.
+func RejectionType(err error) string {
+	if app, ok := errors.AsType[*temporal.ApplicationError](err); ok {
+		return app.Type()
+	}
+	return ""
+}
+
+// rejectionText is the message of a refusal, without the SDK's type suffix.
+func rejectionText(err error) string {
+	if app, ok := errors.AsType[*temporal.ApplicationError](err); ok {
+		return app.Message()
+	}
+	return err.Error()
+}
+
+func errNotStarted() error {
+	return reject(RejectNotStarted, "incident has not started its playbook yet")
+}
+
+func errClosed() error { return reject(RejectClosed, "incident is closing") }
+
+func errNoIdentity() error {
+	return reject(RejectNoIdentity, "decision without a verified identity")
+}
+
+func errSubject(by Approver, incidentID string) error {
+	return reject(RejectSubject, "the incident's subject cannot decide on it: %s is the account incident %s acts on", by.Username, incidentID)
+}
+
+func errFourEyes(format string, a ...any) error {
+	return reject(RejectFourEyes, "four-eyes: whoever requested the step or escalated the incident cannot approve it (%s)", fmt.Sprintf(format, a...))
+}
 
 // severityRank orders severities; unknown ones rank lowest.
 func severityRank(s string) int {
@@ -103,13 +163,13 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 func (w *incident) validateCaller(ctx workflow.Context, claimed Approver, s decisionpkg.Signed, kind decisionpkg.Kind) (decisionpkg.Statement, Approver, error) {
 	switch {
 	case w.pb == nil:
-		return decisionpkg.Statement{}, Approver{}, errNotStarted
+		return decisionpkg.Statement{}, Approver{}, errNotStarted()
 	case w.st.State != StateOpen || w.halt != nil:
-		return decisionpkg.Statement{}, Approver{}, ErrClosed
+		return decisionpkg.Statement{}, Approver{}, errClosed()
 	}
 	st, by, err := w.verifyStatement(ctx, s, kind, "", claimed)
 	if err == nil && by.Subject == "" {
-		err = ErrNoIdentity
+		err = errNoIdentity()
 	}
 	return st, by, err
 }
@@ -124,10 +184,10 @@ func (w *incident) validateCaller(ctx workflow.Context, claimed Approver, s deci
 func (w *incident) validateDecision(ctx workflow.Context, in DecisionInput, approve bool) (decisionpkg.Statement, Approver, error) {
 	var none decisionpkg.Statement
 	if w.pb == nil {
-		return none, Approver{}, errNotStarted
+		return none, Approver{}, errNotStarted()
 	}
 	if (w.halt != nil && (w.compensationWaiting == "" || w.compensationWaiting != in.StepID)) || w.st.State != StateOpen {
-		return none, Approver{}, ErrClosed
+		return none, Approver{}, errClosed()
 	}
 	kind := decisionpkg.Deny
 	if approve {
@@ -138,37 +198,37 @@ func (w *incident) validateDecision(ctx workflow.Context, in DecisionInput, appr
 		return none, Approver{}, err
 	}
 	if by.Subject == "" {
-		return none, Approver{}, ErrNoIdentity
+		return none, Approver{}, errNoIdentity()
 	}
 	step := w.step(in.StepID)
 	if step == nil {
-		return none, Approver{}, fmt.Errorf("%w: no step %q", ErrNotPending, in.StepID)
+		return none, Approver{}, reject(RejectNotPending, "step is not waiting for approval: no step %q", in.StepID)
 	}
 	if step.Status != StepWaitingApproval || step.Approval == nil || step.Approval.Outcome != "" {
-		return none, Approver{}, fmt.Errorf("%w: %s is %s", ErrNotPending, in.StepID, step.Status)
+		return none, Approver{}, reject(RejectNotPending, "step is not waiting for approval: %s is %s", in.StepID, step.Status)
 	}
 	if !slices.ContainsFunc(by.Roles, func(r string) bool { return slices.Contains(step.Approval.Roles, r) }) {
-		return none, Approver{}, fmt.Errorf("%w: %s needs one of %v", ErrWrongRole, in.StepID, step.Approval.Roles)
+		return none, Approver{}, reject(RejectWrongRole, "approver lacks a required role: %s needs one of %v", in.StepID, step.Approval.Roles)
 	}
 	if w.isSubject(by) {
-		return none, Approver{}, fmt.Errorf("%w: %s is the account incident %s acts on", ErrSubject, by.Username, w.st.IncidentID)
+		return none, Approver{}, errSubject(by, w.st.IncidentID)
 	}
 	if approve && w.needsSecondFactor(in.StepID) && !st.HasSecondFactor() {
-		return none, Approver{}, fmt.Errorf("%w: approving %s (amr %v)", ErrSecondFactor, in.StepID, st.AMR)
+		return none, Approver{}, reject(RejectSecondFactor, "a second authentication factor (otp) is required: approving %s (amr %v)", in.StepID, st.AMR)
 	}
 	if approve {
 		if samePerson(by, step.Approval.RequestedBy) {
-			return none, Approver{}, fmt.Errorf("%w (%s requested it)", ErrFourEyes, step.Approval.RequestedBy)
+			return none, Approver{}, errFourEyes("%s requested it", step.Approval.RequestedBy)
 		}
 		for _, e := range w.st.EscalatedBy {
 			if samePerson(by, e) {
-				return none, Approver{}, fmt.Errorf("%w (%s escalated the incident)", ErrFourEyes, e)
+				return none, Approver{}, errFourEyes("%s escalated the incident", e)
 			}
 		}
 	}
 	for _, d := range step.Approval.Approvals {
 		if d.By.Subject == by.Subject {
-			return none, Approver{}, fmt.Errorf("%w: %s", ErrAlreadyDecided, cmpOr(by.Username, by.Subject))
+			return none, Approver{}, reject(RejectAlreadyDecided, "already decided by this approver: %s", cmpOr(by.Username, by.Subject))
 		}
 	}
 	return st, by, nil
@@ -301,11 +361,11 @@ func (w *incident) validateAbort(ctx workflow.Context, in AbortInput) (decisionp
 	case err != nil:
 		return st, by, err
 	case by.Subject == "":
-		return st, by, ErrNoIdentity
+		return st, by, errNoIdentity()
 	case !slices.ContainsFunc(by.Roles, func(r string) bool { return slices.Contains(abortRoles, r) }):
-		return st, by, fmt.Errorf("%w: aborting needs one of %v", ErrWrongRole, abortRoles)
+		return st, by, reject(RejectWrongRole, "approver lacks a required role: aborting needs one of %v", abortRoles)
 	case w.isSubject(by):
-		return st, by, fmt.Errorf("%w: %s is the account incident %s acts on", ErrSubject, by.Username, w.st.IncidentID)
+		return st, by, errSubject(by, w.st.IncidentID)
 	}
 	return st, by, nil
 }

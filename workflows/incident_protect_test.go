@@ -67,7 +67,7 @@ func TestProtectedAccountBecomesApproval(t *testing.T) {
 		!slices.Equal(waiting.Approval.Roles, []string{activities.ProtectedRole}) || !strings.Contains(waiting.Summary, "protected") {
 		t.Fatalf("disable while refused = %+v (approval %+v), want waiting for 2 ir-admin", waiting, waiting.Approval)
 	}
-	if byLead.rejected == nil || !errors.Is(byLead.rejected, ErrWrongRole) {
+	if RejectionType(byLead.rejected) != RejectWrongRole {
 		t.Errorf("a lead's approval of the protected step: rejected=%v", byLead.rejected)
 	}
 	if first.rejected != nil || second.rejected != nil {
@@ -230,7 +230,7 @@ func TestReenableCompensationNeedsApproval(t *testing.T) {
 			if res.State != StateAborted {
 				t.Fatalf("state = %s (%s)", res.State, res.Reason)
 			}
-			if self.rejected == nil || !errors.Is(self.rejected, ErrFourEyes) {
+			if RejectionType(self.rejected) != RejectFourEyes {
 				t.Errorf("whoever aborted approved the re-enable: rejected=%v", self.rejected)
 			}
 			ran := slices.Contains(h.fake.steps(activities.KCEnableUser), "disable:compensate")

@@ -16,20 +16,6 @@ import (
 	"github.com/iru-responder/responder/playbooks"
 )
 
-// Refusals of decision statements and of who may decide (updates,
-// approval and abort signals).
-var (
-	// ErrStatement refuses a missing, forged, expired, replayed or
-	// misbound decision statement, or a message whose identity is not the
-	// statement's.
-	ErrStatement = errors.New("decision statement refused")
-	// ErrSubject refuses a decision by the person the incident is about.
-	ErrSubject = errors.New("the incident's subject cannot decide on it")
-	// ErrSecondFactor refuses a decision that needs a second factor
-	// (a risk: high step, an ir-admin step) without one in the statement.
-	ErrSecondFactor = errors.New("a second authentication factor (otp) is required")
-)
-
 // Roles the workflow itself checks (as named in the Keycloak realm).
 const (
 	roleLead  = "ir-lead"
@@ -75,24 +61,28 @@ func (w *incident) loadDecisionKeys(ctx workflow.Context) {
 // the identity it proves. It writes nothing (validators call it).
 func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind decision.Kind, step string, claimed Approver) (decision.Statement, Approver, error) {
 	if w.decKeys == nil {
-		return decision.Statement{}, Approver{}, fmt.Errorf("%w: the incident has no decision keys loaded", ErrStatement)
+		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: the incident has no decision keys loaded")
 	}
 	// Verification is pure: ECDSA verification and JSON decoding of the
 	// given bytes against the given time; workflowcheck cannot see that.
 	st, err := w.decKeys.Verify(s, workflow.Now(ctx)) //workflowcheck:ignore
 	if err != nil {
-		return decision.Statement{}, Approver{}, fmt.Errorf("%w: %w", ErrStatement, err)
+		typ := RejectStatement
+		if errors.Is(err, decision.ErrUnknownKey) {
+			typ = RejectUnknownKey
+		}
+		return decision.Statement{}, Approver{}, reject(typ, "decision statement refused: %v", err)
 	}
 	if err := st.Check(decision.Binding{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, RunID: firstRunID(ctx), StepID: step, Decision: kind}); err != nil {
-		return decision.Statement{}, Approver{}, fmt.Errorf("%w: %w", ErrStatement, err)
+		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: %v", err)
 	}
 	if _, used := w.nonces[st.Nonce]; used {
-		return decision.Statement{}, Approver{}, fmt.Errorf("%w: %w: nonce %s", ErrStatement, decision.ErrReplayed, st.Nonce)
+		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: %v: nonce %s", decision.ErrReplayed, st.Nonce)
 	}
 	by := Approver{Subject: st.Subject, Username: st.Username, Roles: st.Roles, SourceIP: st.SourceIP}
 	if claimed.Subject != "" && (claimed.Subject != by.Subject || claimed.Username != by.Username || !slices.Equal(claimed.Roles, by.Roles)) {
-		return decision.Statement{}, Approver{}, fmt.Errorf("%w: the message names %s with roles %v, the signed statement %s with roles %v",
-			ErrStatement, cmpOr(claimed.Username, claimed.Subject), claimed.Roles, cmpOr(by.Username, by.Subject), by.Roles)
+		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: the message names %s with roles %v, the signed statement %s with roles %v",
+			cmpOr(claimed.Username, claimed.Subject), claimed.Roles, cmpOr(by.Username, by.Subject), by.Roles)
 	}
 	return st, by, nil
 }
@@ -170,7 +160,7 @@ func (w *incident) refused(ctx workflow.Context, kind, stepID string, claimed Ap
 		what += " on " + stepID
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "decision_rejected", Actor: cmpOr(claimed.Subject, "unknown"),
-		SourceIP: claimed.SourceIP, StepID: stepID, Outcome: "rejected", Reason: err.Error(),
+		SourceIP: claimed.SourceIP, StepID: stepID, Outcome: "rejected", Reason: rejectionText(err),
 		Detail: statementDetail(map[string]string{"message": kind, "claimed_username": claimed.Username,
 			"claimed_roles": strings.Join(claimed.Roles, ",")}, s)},
 		TimelineEntry{Actor: who, What: what})

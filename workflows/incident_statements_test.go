@@ -86,8 +86,8 @@ func TestForgedDecisionsRefused(t *testing.T) {
 		{"other workflow", h.update(72*time.Second, ApproveUpdate, in(signAt(t, h.signer, otherWF), Approver{})), decision.ErrMisbound},
 		{"deny statement on approve", h.update(73*time.Second, ApproveUpdate, in(signAt(t, h.signer, denyAsApprove), Approver{})), decision.ErrMisbound},
 		{"expired", h.update(10*time.Minute, ApproveUpdate, in(signAt(t, h.signer, stmtOf(decision.Approve, "stop", lead2, at(4*time.Minute))), Approver{})), decision.ErrExpired},
-		{"alice writes ir-lead into the message", h.update(11*time.Minute, ApproveUpdate, in(signAt(t, h.signer, stmtOf(decision.Approve, "stop", alice, at(11*time.Minute))), aliceAsLead)), ErrStatement},
-		{"alice's own statement", h.update(12*time.Minute, ApproveUpdate, in(signAt(t, h.signer, stmtOf(decision.Approve, "stop", alice, at(12*time.Minute))), Approver{})), ErrWrongRole},
+		{"alice writes ir-lead into the message", h.update(11*time.Minute, ApproveUpdate, in(signAt(t, h.signer, stmtOf(decision.Approve, "stop", alice, at(11*time.Minute))), aliceAsLead)), errors.New("decision statement refused: the message names alice")},
+		{"alice's own statement", h.update(12*time.Minute, ApproveUpdate, in(signAt(t, h.signer, stmtOf(decision.Approve, "stop", alice, at(12*time.Minute))), Approver{})), errors.New("approver lacks a required role")},
 	}
 	var waiting string
 	h.env.RegisterDelayedCallback(func() { waiting = h.status().Steps[h.stepIndex("stop")].Status }, 13*time.Minute)
@@ -177,14 +177,14 @@ func TestSubjectCannotDecide(t *testing.T) {
 	h.approve(3*time.Minute, "stop", lead)
 	res, _ := h.run(input("wf-test"))
 	for name, o := range map[string]*updateOutcome{"approve": ap, "deny": dn} {
-		if o.rejected == nil || !errors.Is(o.rejected, ErrSubject) && !strings.Contains(o.rejected.Error(), ErrSubject.Error()) {
+		if RejectionType(o.rejected) != RejectSubject {
 			t.Errorf("%s by the subject: %v", name, o.rejected)
 		}
 	}
 	if res.State != StateResolved {
 		t.Fatalf("state = %s (%s): the subject's abort was applied", res.State, res.Reason)
 	}
-	if rej := h.fake.ledgerKinds("decision_rejected"); len(rej) != 1 || !strings.Contains(rej[0].Reason, ErrSubject.Error()) {
+	if rej := h.fake.ledgerKinds("decision_rejected"); len(rej) != 1 || !strings.Contains(rej[0].Reason, "the incident's subject cannot decide on it") {
 		t.Errorf("abort refusal = %+v", rej)
 	}
 	if len(h.fake.ledgerKinds("compensation")) != 0 {
@@ -204,7 +204,7 @@ func TestHighRiskNeedsSecondFactor(t *testing.T) {
 	}, time.Minute)
 	ok := h.approve(2*time.Minute, "stop", lead2)
 	res, st := h.run(input("wf-test"))
-	if noOTP.rejected == nil || !strings.Contains(noOTP.rejected.Error(), ErrSecondFactor.Error()) {
+	if RejectionType(noOTP.rejected) != RejectSecondFactor {
 		t.Errorf("approval without otp: %v", noOTP.rejected)
 	}
 	if ok.rejected != nil || res.State != StateResolved {
@@ -233,7 +233,7 @@ func TestEscalatorCannotApprove(t *testing.T) {
 	self := h.approve(time.Minute, "stop", lead)
 	other := h.approve(2*time.Minute, "stop", lead2)
 	res, _ := h.run(input("wf-test"))
-	if self.rejected == nil || !strings.Contains(self.rejected.Error(), ErrFourEyes.Error()) {
+	if RejectionType(self.rejected) != RejectFourEyes {
 		t.Errorf("escalator's approval: %v", self.rejected)
 	}
 	if other.rejected != nil || res.State != StateResolved {

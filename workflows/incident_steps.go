@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -450,5 +449,3 @@ func (w *incident) notify(ctx workflow.Context, stepID, event, channel, message 
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "notification to " + channel + " failed", Reason: err.Error()})
 	}
 }
-
-var errNotStarted = errors.New("incident has not started its playbook yet")

@@ -66,7 +66,7 @@ func TestFollowUpWaitsForApproval(t *testing.T) {
 			t.Errorf("%s (%s) ran before anyone approved it", s, a.Action)
 		}
 	}
-	if refused.rejected == nil || !errors.Is(refused.rejected, ErrWrongRole) && !strings.Contains(refused.rejected.Error(), "role") {
+	if RejectionType(refused.rejected) != RejectWrongRole {
 		t.Errorf("approval without ir-lead: rejected = %v, want a role refusal", refused.rejected)
 	}
 	if approved.rejected != nil || approved.err != nil || denied.rejected != nil || denied.err != nil {

@@ -2,14 +2,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
-
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/decision"
@@ -116,6 +112,5 @@ func (rs *Responder) updateRefreshing(ctx context.Context, ref incidentRef, name
 }
 
 func unknownKey(err error) bool {
-	var app *temporal.ApplicationError
-	return err != nil && errors.As(err, &app) && strings.Contains(app.Message(), decision.ErrUnknownKey.Error())
+	return workflows.RejectionType(err) == workflows.RejectUnknownKey
 }

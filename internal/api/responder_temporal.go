@@ -185,21 +185,35 @@ func (rs *Responder) update(ctx context.Context, ref incidentRef, name string, i
 	return h.Get(ctx, out)
 }
 
-// rejection maps the incident workflow's validator errors onto answers.
-var rejections = []struct {
-	err    error
+// rejection is the answer to one kind of refusal of the incident workflow.
+type rejection struct {
 	status int
 	code   string
-}{
-	{workflows.ErrWrongRole, http.StatusForbidden, "wrong_role"},
-	{workflows.ErrStatement, http.StatusForbidden, "bad_statement"},
-	{workflows.ErrSubject, http.StatusForbidden, "subject"},
-	{workflows.ErrSecondFactor, http.StatusForbidden, "mfa_required"},
-	{workflows.ErrFourEyes, http.StatusForbidden, "four_eyes"},
-	{workflows.ErrNoIdentity, http.StatusForbidden, "no_identity"},
-	{workflows.ErrNotPending, http.StatusConflict, "not_pending"},
-	{workflows.ErrAlreadyDecided, http.StatusConflict, "already_decided"},
-	{workflows.ErrClosed, http.StatusConflict, "closed"},
+}
+
+// rejections maps the types of the incident workflow's refusals
+// (workflows.Reject*) onto answers.
+var rejections = map[string]rejection{
+	workflows.RejectWrongRole:      {http.StatusForbidden, "wrong_role"},
+	workflows.RejectStatement:      {http.StatusForbidden, "bad_statement"},
+	workflows.RejectUnknownKey:     {http.StatusForbidden, "bad_statement"},
+	workflows.RejectSubject:        {http.StatusForbidden, "subject"},
+	workflows.RejectSecondFactor:   {http.StatusForbidden, "mfa_required"},
+	workflows.RejectFourEyes:       {http.StatusForbidden, "four_eyes"},
+	workflows.RejectNoIdentity:     {http.StatusForbidden, "no_identity"},
+	workflows.RejectNotPending:     {http.StatusConflict, "not_pending"},
+	workflows.RejectAlreadyDecided: {http.StatusConflict, "already_decided"},
+	workflows.RejectClosed:         {http.StatusConflict, "closed"},
+	workflows.RejectNotStarted:     {http.StatusConflict, "not_started"},
+}
+
+// rejectionOf is the answer to a refusal of type typ; other application
+// errors of the workflow are conflicts.
+func rejectionOf(typ string) rejection {
+	if rj, ok := rejections[typ]; ok {
+		return rj
+	}
+	return rejection{http.StatusConflict, "rejected"}
 }
 
 // fail answers an error of Temporal or of the incident workflow.
@@ -218,15 +232,8 @@ func (rs *Responder) fail(w http.ResponseWriter, r *http.Request, ref incidentRe
 		}
 		writeError(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("no incident %q", ref.Key), Code: "not_found"})
 	case errors.As(err, &app):
-		msg := app.Message()
-		for _, rj := range rejections {
-			if strings.HasPrefix(msg, rj.err.Error()) {
-				writeError(w, rj.status, apiError{Error: msg, Code: rj.code})
-				return
-			}
-		}
-		// Another refusal of the workflow (it has not started yet, …).
-		writeError(w, http.StatusConflict, apiError{Error: msg, Code: "rejected"})
+		rj := rejectionOf(app.Type())
+		writeError(w, rj.status, apiError{Error: app.Message(), Code: rj.code})
 	case errors.Is(err, context.DeadlineExceeded) || r.Context().Err() != nil:
 		writeError(w, http.StatusGatewayTimeout, apiError{Error: "the incident workflow did not answer in time (is a worker running?)", Code: "timeout"})
 	default:

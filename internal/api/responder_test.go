@@ -253,7 +253,7 @@ func TestResponderAPI(t *testing.T) {
 	t.Run("responder cannot approve a lead step", func(t *testing.T) {
 		var e apiError
 		code, raw := s.call("POST", "/api/v1/incidents/"+a.Key+"/steps/shutdown/approve", alice, map[string]string{"reason": "looks bad"}, &e)
-		if code != http.StatusForbidden || e.Code != "wrong_role" || !strings.Contains(e.Error, workflows.ErrWrongRole.Error()) || !strings.Contains(e.Error, "ir-lead") {
+		if code != http.StatusForbidden || e.Code != "wrong_role" || !strings.Contains(e.Error, "approver lacks a required role") || !strings.Contains(e.Error, "ir-lead") {
 			t.Fatalf("status %d body %s, want 403 wrong_role with the validator's message", code, raw)
 		}
 	})
