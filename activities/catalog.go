@@ -187,6 +187,11 @@ const (
 	// ReportGenerate writes the incident report from the ledger and the
 	// evidence manifest.
 	ReportGenerate = "report.generate"
+
+	// SelfTestProbe is the activity that the self-test workflow runs on a
+	// worker: it echoes a nonce and reports what the worker can reach.
+	// Playbooks cannot use it.
+	SelfTestProbe = "selftest.probe"
 )
 
 // Stable error types. Implementations return

@@ -7,10 +7,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// SelfTestProbe is the activity that the self-test workflow runs on a
-// worker: it echoes a nonce and reports what the worker can reach.
-const SelfTestProbe = "SelfTestProbe"
-
 // SelfTestProbeInput is the input of [SelfTestProbe].
 type SelfTestProbeInput struct {
 	Nonce string

@@ -10,12 +10,6 @@ import (
 	"github.com/iru-responder/responder/activities"
 )
 
-// ResolveActivity is the registered name of [Resolver.Resolve]. The incident
-// workflow runs it as a local activity once, at the start of an incident, so
-// the resolved playbook is recorded in history: replays and later runs
-// (continue-as-new carries it) never depend on the worker's current files.
-const ResolveActivity = "playbook.resolve"
-
 // ResolveInput names the playbook to resolve.
 type ResolveInput struct {
 	Name string
@@ -28,15 +22,19 @@ type ResolveResult struct {
 	Playbook Playbook
 }
 
-// Resolver resolves playbooks from a loaded [Set]. Register it on the worker:
+// Resolver resolves playbooks from a loaded [Set]. The incident workflow
+// runs [Resolver.Resolve] as a local activity once, at the start of an
+// incident, so the resolved playbook is recorded in history: replays and
+// later runs (continue-as-new carries it) never depend on the worker's
+// current files. Register it on the worker under workflows.ResolveActivity:
 //
 //	w.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve,
-//		activity.RegisterOptions{Name: playbooks.ResolveActivity})
+//		activity.RegisterOptions{Name: workflows.ResolveActivity})
 type Resolver struct {
 	Set *Set
 }
 
-// Resolve implements [ResolveActivity]. An unknown playbook is a final
+// Resolve resolves in.Name at in.Version. An unknown playbook is a final
 // (non-retryable) error of type [activities.ErrTypeNotFound].
 func (r *Resolver) Resolve(_ context.Context, in ResolveInput) (ResolveResult, error) {
 	p, err := r.Set.Get(in.Name, in.Version)

@@ -274,7 +274,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 	testenv.Worker(t, c, workflows.TaskQueue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
 		for _, a := range activities.Catalog() {
 			if !a.Internal {
 				r.RegisterActivityWithOptions(fake.run, activity.RegisterOptions{Name: a.Name})

@@ -91,7 +91,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	}
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
 		registerDecisionKeys(r)
 		for _, a := range activities.Catalog() {
 			if a.Name == activities.LedgerAppend {

@@ -58,7 +58,7 @@ func TestHousekeepingOnTheWorker(t *testing.T) {
 		t.Errorf("ledger entry %s seq %d = %+v", o.LedgerChain, o.LedgerSeq, row)
 	}
 
-	r, err := p.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: p.TaskQueue}, workflows.SignDailyChainsWorkflowName, workflows.SignDailyChainsInput{})
+	r, err := p.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: p.TaskQueue}, workflows.SignDailyChainsWorkflow, workflows.SignDailyChainsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}

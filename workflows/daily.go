@@ -8,33 +8,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Names of the platform's daily housekeeping: signing the daily audit
+// Bounds of the platform's daily housekeeping: signing the daily audit
 // chains and sweeping expired evidence.
 const (
-	// SignDailyChainsWorkflowName is the registered name of
-	// [SignDailyChainsWorkflow].
-	SignDailyChainsWorkflowName = "SignDailyChains"
-	// SignDailyChainsScheduleID is the Temporal Schedule that runs
-	// [SignDailyChainsWorkflow] shortly after every UTC midnight.
-	SignDailyChainsScheduleID = "audit:sign-daily-chains"
-	// SignDailyChainsActivity signs the head of each ended day's daily
-	// chains (access log, key changes, configuration) with the HSM key.
-	SignDailyChainsActivity = "ledger.sign_daily_chains"
-
-	// SweepEvidenceWorkflowName is the registered name of
-	// [SweepEvidenceWorkflow].
-	SweepEvidenceWorkflowName = "SweepEvidence"
-	// SweepEvidenceScheduleID is the Temporal Schedule that runs
-	// [SweepEvidenceWorkflow] every day.
-	SweepEvidenceScheduleID = "evidence:retention-sweep"
-	// SweepEvidenceManualPrefix starts the workflow id of a sweep an
-	// operator runs (`starter evidence sweep`).
-	SweepEvidenceManualPrefix = "evidence:retention-sweep:manual:"
-	// SweepEvidenceActivity destroys the evidence whose retention ended
-	// (shredding its data keys) and records each destruction in the audit
-	// ledger.
-	SweepEvidenceActivity = "evidence.sweep"
-
 	// DailyChainLookback is how many ended days the signing looks back at,
 	// so that a day missed while the platform was down, or entries that
 	// arrived after a day was signed, are signed on a later run.
@@ -44,7 +20,7 @@ const (
 	MaxSweepListed = 100
 )
 
-// SignDailyChainsInput is the input of [SignDailyChainsWorkflow] and of
+// SignDailyChainsInput is the input of [SignDailyChains] and of
 // [SignDailyChainsActivity].
 type SignDailyChainsInput struct {
 	// Day (2006-01-02, UTC) signs only that day's chains; "" signs every
@@ -65,12 +41,12 @@ type SignedChain struct {
 	Already bool `json:",omitempty"`
 }
 
-// SignDailyChainsResult is the result of [SignDailyChainsWorkflow].
+// SignDailyChainsResult is the result of [SignDailyChains].
 type SignDailyChainsResult struct {
 	Chains []SignedChain `json:",omitempty"`
 }
 
-// SweepEvidenceInput is the input of [SweepEvidenceWorkflow] and of
+// SweepEvidenceInput is the input of [SweepEvidence] and of
 // [SweepEvidenceActivity].
 type SweepEvidenceInput struct {
 	// DryRun lists what would be destroyed and changes nothing.
@@ -90,7 +66,7 @@ type SweptObject struct {
 	LedgerSeq   int64  `json:",omitempty"`
 }
 
-// SweepEvidenceResult is the result of [SweepEvidenceWorkflow].
+// SweepEvidenceResult is the result of [SweepEvidence].
 type SweepEvidenceResult struct {
 	// Count is how many objects were destroyed (would be, in a dry run).
 	Count int
@@ -112,12 +88,12 @@ func housekeepingActivityOptions() workflow.ActivityOptions {
 	}
 }
 
-// SignDailyChainsWorkflow signs the daily audit chains of the days that
+// SignDailyChains signs the daily audit chains of the days that
 // ended: the access log, key changes and configuration loads all go to the
 // chain "access:<day>", and each ended day gets an HSM-signed checkpoint of
 // its head, as incident chains get one when they close. The activity is
 // idempotent: a head already covered is not signed again.
-func SignDailyChainsWorkflow(ctx workflow.Context, in SignDailyChainsInput) (SignDailyChainsResult, error) {
+func SignDailyChains(ctx workflow.Context, in SignDailyChainsInput) (SignDailyChainsResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, housekeepingActivityOptions())
 	var res SignDailyChainsResult
 	if err := workflow.ExecuteActivity(ctx, SignDailyChainsActivity, in).Get(ctx, &res); err != nil {
@@ -126,10 +102,10 @@ func SignDailyChainsWorkflow(ctx workflow.Context, in SignDailyChainsInput) (Sig
 	return res, nil
 }
 
-// SweepEvidenceWorkflow runs the evidence retention: every object whose
+// SweepEvidence runs the evidence retention: every object whose
 // retention ended is destroyed (its data key shredded, then its
 // ciphertext removed) and each destruction is written to the audit ledger.
-func SweepEvidenceWorkflow(ctx workflow.Context, in SweepEvidenceInput) (SweepEvidenceResult, error) {
+func SweepEvidence(ctx workflow.Context, in SweepEvidenceInput) (SweepEvidenceResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, housekeepingActivityOptions())
 	var res SweepEvidenceResult
 	if err := workflow.ExecuteActivity(ctx, SweepEvidenceActivity, in).Get(ctx, &res); err != nil {

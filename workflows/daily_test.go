@@ -46,7 +46,7 @@ func TestHousekeepingWorkflows(t *testing.T) {
 				}
 				return SweepEvidenceResult{Count: 1, DryRun: in.DryRun, Objects: []SweptObject{{Ref: "evidence://INC-1/sha256:aa"}}}, nil
 			}, activity.RegisterOptions{Name: SweepEvidenceActivity})
-			env.ExecuteWorkflow(SweepEvidenceWorkflow, SweepEvidenceInput{DryRun: true})
+			env.ExecuteWorkflow(SweepEvidence, SweepEvidenceInput{DryRun: true})
 			err := env.GetWorkflowError()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || calls.Load() != 1 {
@@ -67,7 +67,7 @@ func TestHousekeepingWorkflows(t *testing.T) {
 				}
 				return SignDailyChainsResult{Chains: []SignedChain{{Chain: "access:" + in.Day, Seq: 3}}}, nil
 			}, activity.RegisterOptions{Name: SignDailyChainsActivity})
-			env.ExecuteWorkflow(SignDailyChainsWorkflow, SignDailyChainsInput{Day: "2026-12-04"})
+			env.ExecuteWorkflow(SignDailyChains, SignDailyChainsInput{Day: "2026-12-04"})
 			var signed SignDailyChainsResult
 			if err := env.GetWorkflowError(); err != nil || env.GetWorkflowResult(&signed) != nil || signed.Chains[0].Chain != "access:2026-12-04" {
 				t.Fatalf("signed %+v, %v", signed, err)

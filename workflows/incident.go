@@ -44,7 +44,7 @@ var resolveOptions = workflow.LocalActivityOptions{
 // decision appended to the ledger.
 //
 // The playbook is resolved once, by the local activity
-// [playbooks.ResolveActivity], so it is recorded in history; replays and
+// [ResolveActivity], so it is recorded in history; replays and
 // continued runs (which carry it in [IncidentInput.Carry]) never read the
 // worker's current playbook files.
 //
@@ -177,7 +177,7 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 func (w *incident) resolve(ctx workflow.Context) error {
 	lctx := workflow.WithLocalActivityOptions(ctx, resolveOptions)
 	var res playbooks.ResolveResult
-	err := workflow.ExecuteLocalActivity(lctx, playbooks.ResolveActivity,
+	err := workflow.ExecuteLocalActivity(lctx, ResolveActivity,
 		playbooks.ResolveInput{Name: w.in.Playbook, Version: w.in.PlaybookVersion}).Get(ctx, &res)
 	if err != nil {
 		return fmt.Errorf("resolve playbook %q version %q: %w", w.in.Playbook, w.in.PlaybookVersion, err)

@@ -228,7 +228,7 @@ func newHarnessWith(t *testing.T, fake *fakeActions, extra ...string) *harness {
 		}
 		return (&playbooks.Resolver{Set: embedded}).Resolve(ctx, in)
 	}
-	env.RegisterActivityWithOptions(resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	env.RegisterActivityWithOptions(resolve, activity.RegisterOptions{Name: ResolveActivity})
 	env.RegisterWorkflowWithOptions(Incident, workflow.RegisterOptions{Name: IncidentWorkflow})
 	signer, err := decision.NewLocalSigner()
 	if err != nil {

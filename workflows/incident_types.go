@@ -121,17 +121,6 @@ type AbortInput struct {
 	Statement decision.Signed
 }
 
-// DecisionKeysSignal makes the incident re-read the decision public keys
-// from its worker (sent on rotation, or by the API server when a
-// statement's key is unknown). Its payload is ignored: the keys come from
-// the worker's configuration through [DecisionKeysActivity], never from
-// the sender.
-const DecisionKeysSignal = "decision_keys"
-
-// DecisionKeysActivity is the local activity that returns the decision
-// public keys the worker trusts ([DecisionKeysResult]).
-const DecisionKeysActivity = "decision.keys"
-
 // DecisionKeysInput is the (empty) input of [DecisionKeysActivity] and of
 // [DecisionKeysSignal].
 type DecisionKeysInput struct{}

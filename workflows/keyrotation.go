@@ -10,18 +10,8 @@ import (
 	"github.com/iru-responder/responder/activities"
 )
 
-// Names of the intake key rotation.
+// Settings of the intake key rotation.
 const (
-	// RotateIntakeKeysWorkflowName is the registered name of
-	// [RotateIntakeKeysWorkflow].
-	RotateIntakeKeysWorkflowName = "RotateIntakeKeys"
-	// IntakeKeyRotationScheduleID is the Temporal Schedule that starts
-	// [RotateIntakeKeysWorkflow] every [IntakeKeyRotationInterval]; its
-	// workflows get ids "keys:intake-rotation-<time>".
-	IntakeKeyRotationScheduleID = "keys:intake-rotation"
-	// IntakeKeyRotationManualPrefix starts the workflow id of a rotation an
-	// operator runs (`starter keys rotate-intake`).
-	IntakeKeyRotationManualPrefix = "keys:intake-rotation:manual:"
 	// IntakeKeyRotationInterval is the rotation period the security guide
 	// asks for: 90 days.
 	IntakeKeyRotationInterval = 90 * 24 * time.Hour
@@ -31,7 +21,7 @@ const (
 	IntakeKeyRefOutputPrefix = "secret_ref_"
 )
 
-// RotateIntakeKeysInput is the input of [RotateIntakeKeysWorkflow].
+// RotateIntakeKeysInput is the input of [RotateIntakeKeys].
 type RotateIntakeKeysInput struct {
 	// Source rotates only this detector ("" : every detector with API keys).
 	Source string `json:",omitempty"`
@@ -50,7 +40,7 @@ type RotatedIntakeKey struct {
 	SecretRef string
 }
 
-// RotateIntakeKeysResult is the result of [RotateIntakeKeysWorkflow].
+// RotateIntakeKeysResult is the result of [RotateIntakeKeys].
 type RotateIntakeKeysResult struct {
 	Rotated []RotatedIntakeKey `json:",omitempty"`
 	// Plan is what a dry run would do.
@@ -61,12 +51,12 @@ type RotateIntakeKeysResult struct {
 // DefaultIntakeKeyRotationReason is the reason of a scheduled rotation.
 const DefaultIntakeKeyRotationReason = "scheduled rotation of the intake API keys (every 90 days)"
 
-// RotateIntakeKeysWorkflow rotates the detector intake API keys by running
+// RotateIntakeKeys rotates the detector intake API keys by running
 // [activities.KeysRotateIntakeKeys] once, with the workflow id as its
 // idempotency key: a retried activity, or the same workflow id run again,
 // converges on the keys the first attempt minted. It records nothing in
 // incident ledgers; it is not an incident.
-func RotateIntakeKeysWorkflow(ctx workflow.Context, in RotateIntakeKeysInput) (RotateIntakeKeysResult, error) {
+func RotateIntakeKeys(ctx workflow.Context, in RotateIntakeKeysInput) (RotateIntakeKeysResult, error) {
 	act, err := activities.Lookup(activities.KeysRotateIntakeKeys)
 	if err != nil {
 		return RotateIntakeKeysResult{}, err

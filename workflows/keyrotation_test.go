@@ -68,7 +68,7 @@ func TestRotateIntakeKeysWorkflow(t *testing.T) {
 			env := s.NewTestWorkflowEnvironment()
 			env.RegisterActivityWithOptions(act, activity.RegisterOptions{Name: activities.KeysRotateIntakeKeys})
 			env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "keys:intake-rotation-2026"})
-			env.ExecuteWorkflow(RotateIntakeKeysWorkflow, tt.in)
+			env.ExecuteWorkflow(RotateIntakeKeys, tt.in)
 			if !env.IsWorkflowCompleted() {
 				t.Fatal("workflow did not complete")
 			}

@@ -21,6 +21,8 @@ const (
 
 // Defaults of a sweep.
 const (
+	// WatchInterval is how often the [WatchScheduleID] schedule sweeps.
+	WatchInterval = 30 * time.Second
 	// DefaultWatchOverlap is how far back each sweep looks before its
 	// cursor: visibility is eventually consistent, so a run may show up a
 	// little after runs that closed later. Runs seen in the overlap are

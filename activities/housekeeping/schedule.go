@@ -41,7 +41,7 @@ func Schedules(taskQueue string) []Schedule {
 			ID:   workflows.SignDailyChainsScheduleID,
 			Spec: client.ScheduleSpec{CronExpressions: []string{SignCron}, TimeZoneName: "UTC"},
 			Action: &client.ScheduleWorkflowAction{
-				ID: workflows.SignDailyChainsScheduleID, Workflow: workflows.SignDailyChainsWorkflowName,
+				ID: workflows.SignDailyChainsScheduleID, Workflow: workflows.SignDailyChainsWorkflow,
 				Args: []any{workflows.SignDailyChainsInput{}}, TaskQueue: taskQueue, WorkflowExecutionTimeout: WorkflowTimeout,
 				StaticSummary: "sign the ended days' audit chains (access log, key changes, configuration) with the HSM key",
 			},
@@ -52,7 +52,7 @@ func Schedules(taskQueue string) []Schedule {
 			ID:   workflows.SweepEvidenceScheduleID,
 			Spec: client.ScheduleSpec{CronExpressions: []string{SweepCron}, TimeZoneName: "UTC"},
 			Action: &client.ScheduleWorkflowAction{
-				ID: workflows.SweepEvidenceScheduleID, Workflow: workflows.SweepEvidenceWorkflowName,
+				ID: workflows.SweepEvidenceScheduleID, Workflow: workflows.SweepEvidenceWorkflow,
 				Args: []any{workflows.SweepEvidenceInput{}}, TaskQueue: taskQueue, WorkflowExecutionTimeout: WorkflowTimeout,
 				StaticSummary: "destroy evidence past its retention (data keys shredded) and record it in the audit ledger",
 			},
@@ -89,7 +89,7 @@ type SweepRun struct {
 func RunSweepNow(ctx context.Context, c client.Client, taskQueue string, in workflows.SweepEvidenceInput) (SweepRun, error) {
 	id := workflows.SweepEvidenceManualPrefix + uuid.NewString()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue, WorkflowExecutionTimeout: WorkflowTimeout},
-		workflows.SweepEvidenceWorkflowName, in)
+		workflows.SweepEvidenceWorkflow, in)
 	if err != nil {
 		return SweepRun{}, fmt.Errorf("start evidence sweep: %w", err)
 	}

@@ -67,8 +67,8 @@ func TestSchedulesOnDevServer(t *testing.T) {
 
 	c := testenv.Client(t, client.Options{})
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
-		r.RegisterWorkflowWithOptions(workflows.SignDailyChainsWorkflow, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflowName})
-		r.RegisterWorkflowWithOptions(workflows.SweepEvidenceWorkflow, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflowName})
+		r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
+		r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
 		f.acts.Register(r)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

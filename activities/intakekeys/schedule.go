@@ -31,7 +31,7 @@ func ScheduleParts(taskQueue string) (client.ScheduleSpec, *client.ScheduleWorkf
 	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: workflows.IntakeKeyRotationInterval}}}
 	action := &client.ScheduleWorkflowAction{
 		ID:                       workflows.IntakeKeyRotationScheduleID,
-		Workflow:                 workflows.RotateIntakeKeysWorkflowName,
+		Workflow:                 workflows.RotateIntakeKeysWorkflow,
 		Args:                     []any{workflows.RotateIntakeKeysInput{Reason: workflows.DefaultIntakeKeyRotationReason}},
 		TaskQueue:                taskQueue,
 		WorkflowExecutionTimeout: WorkflowTimeout,
@@ -59,7 +59,7 @@ func RunNow(ctx context.Context, c client.Client, taskQueue string, in workflows
 	id := workflows.IntakeKeyRotationManualPrefix + uuid.NewString()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: taskQueue, WorkflowExecutionTimeout: WorkflowTimeout,
-	}, workflows.RotateIntakeKeysWorkflowName, in)
+	}, workflows.RotateIntakeKeysWorkflow, in)
 	if err != nil {
 		return Run{}, fmt.Errorf("start intake key rotation: %w", err)
 	}

@@ -27,7 +27,7 @@ func TestScheduleOnDevServer(t *testing.T) {
 	in := newIntake(t, f)
 	c := testenv.Client(t, client.Options{})
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
-		r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
+		r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 		f.acts.Register(r)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
@@ -54,7 +54,7 @@ func TestScheduleOnDevServer(t *testing.T) {
 		t.Fatalf("policy %+v, want overlap SKIP", s.Policy)
 	}
 	action, ok := s.Action.(*client.ScheduleWorkflowAction)
-	if !ok || action.Workflow != workflows.RotateIntakeKeysWorkflowName || action.TaskQueue != queue {
+	if !ok || action.Workflow != workflows.RotateIntakeKeysWorkflow || action.TaskQueue != queue {
 		t.Fatalf("action %+v", s.Action)
 	}
 	if n := desc.Info.NextActionTimes; len(n) == 0 || n[0].Before(time.Now()) || n[0].After(time.Now().Add(90*24*time.Hour)) {

@@ -193,7 +193,7 @@ func registerIncident(t *testing.T, r worker.Registry) {
 		t.Fatal(err)
 	}
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
 	// The worker trusts the test API server's decision key.
 	r.RegisterActivityWithOptions(func(context.Context, workflows.DecisionKeysInput) (workflows.DecisionKeysResult, error) {
 		if k := workerKeys.Load(); k != nil {

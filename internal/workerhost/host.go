@@ -158,7 +158,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.platform.Temporal = c
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: playbooks.ResolveActivity})
+	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
 	r.RegisterActivityWithOptions(h.DecisionKeys, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	h.keycloak.Register(r)
 	h.pve.Register(r)
@@ -167,15 +167,15 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.intakeKeys.Register(r)
 	h.keyops.Register(r)
 	h.auditKeyChanges(r)
-	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}, Signer: h.prot.Keys.DecisionSigner()}).Register(r)
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
 	(&housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}).Register(r)
-	r.RegisterWorkflowWithOptions(workflows.SignDailyChainsWorkflow, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflowName})
-	r.RegisterWorkflowWithOptions(workflows.SweepEvidenceWorkflow, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
 }
 
 // Close releases everything Open opened.
