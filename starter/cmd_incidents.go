@@ -198,14 +198,14 @@ func printIncident(out io.Writer, v api.IncidentView) error {
 		fmt.Fprintf(tw, "Drill:\tyes\n")
 	}
 	if !st.Metrics.AcknowledgedAt.IsZero() {
-		fmt.Fprintf(tw, "Acknowledged:\tafter %s\n", st.Metrics.TimeToAcknowledge)
+		fmt.Fprintf(tw, "Acknowledged:\tafter %s\n", time.Duration(st.Metrics.TimeToAcknowledgeSeconds*float64(time.Second)).Round(time.Second))
 	}
 	if st.EscalationLevel > 0 {
 		fmt.Fprintf(tw, "Escalation:\tlevel %d\n", st.EscalationLevel)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "STEP\tPHASE\tACTION\tSTATUS\tAPPROVAL")
-	var pending []workflows.StepState
+	var pending []api.StepView
 	for _, s := range st.Steps {
 		appr := "-"
 		if a := s.Approval; a != nil {
@@ -258,7 +258,7 @@ func newIncidentDecisionCmd(verb string) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
 			var res struct {
-				Result workflows.DecisionResult `json:"result"`
+				Result api.DecisionResultView `json:"result"`
 			}
 			raw, err := c.do(ctx, "POST", incidentPath(args[0], "steps", args[1], verb), nil, map[string]string{"reason": reason}, "", &res)
 			if err != nil {
@@ -310,11 +310,11 @@ func newIncidentActionCmd(verb, route, short string, reasonRequired bool) *cobra
 			case "abort":
 				fmt.Fprintf(out, "%s: abort requested; compensations run, then the post-incident phase\n", args[0])
 			case "escalate":
-				var r workflows.EscalateResult
+				var r api.EscalationView
 				_ = json.Unmarshal(res.Result, &r)
 				fmt.Fprintf(out, "%s: escalated to %s (level %d)\n", args[0], r.Tier, r.Level)
 			default:
-				var r workflows.AcknowledgeResult
+				var r api.AcknowledgementView
 				_ = json.Unmarshal(res.Result, &r)
 				fmt.Fprintf(out, "%s: acknowledged (first acknowledgement %s)\n", args[0], r.AcknowledgedAt.Local().Format(time.RFC3339))
 			}

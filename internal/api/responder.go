@@ -177,11 +177,15 @@ func (rs *Responder) Routes() []ResponderRoute {
 		{"POST", inc + "/steps/{step}/approve", nil, "approve a pending step (the validator checks role, quorum and four-eyes)", rs.decision(workflows.ApproveUpdate)},
 		{"POST", inc + "/steps/{step}/deny", nil, "deny a pending step", rs.decision(workflows.DenyUpdate)},
 		{"POST", inc + "/abort", abortRoles, "abort the incident: compensations run", rs.abort},
-		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate[workflows.EscalateInput, workflows.EscalateResult](rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.EscalateInput {
+		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate(rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.EscalateInput {
 			return workflows.EscalateInput{By: by, Reason: reason, Statement: s}
+		}, func(key string, r workflows.EscalateResult) EscalateAnswer {
+			return EscalateAnswer{ID: key, Result: EscalationView{Level: r.Level, Tier: r.Tier}}
 		})},
-		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", callerUpdate[workflows.AcknowledgeInput, workflows.AcknowledgeResult](rs, workflows.AcknowledgeUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.AcknowledgeInput {
+		{"POST", inc + "/acknowledge", readRoles, "acknowledge the incident", callerUpdate(rs, workflows.AcknowledgeUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.AcknowledgeInput {
 			return workflows.AcknowledgeInput{By: by, Reason: reason, Statement: s}
+		}, func(key string, r workflows.AcknowledgeResult) AcknowledgeAnswer {
+			return AcknowledgeAnswer{ID: key, Result: AcknowledgementView{AcknowledgedAt: r.AcknowledgedAt}}
 		})},
 		{"POST", inc + "/notes", readRoles, "add a note (stored in the evidence locker)", rs.note},
 		{"GET", inc + "/report", readRoles, "the post-incident report (Markdown or JSON)", rs.report},
@@ -292,16 +296,6 @@ func (rs *Responder) show(w http.ResponseWriter, r *http.Request, _ auth.Identit
 	writeJSON(w, http.StatusOK, view)
 }
 
-// IncidentView is the answer of GET /incidents/{id}.
-type IncidentView struct {
-	ID         string `json:"id"`
-	WorkflowID string `json:"workflow_id"`
-	RunID      string `json:"run_id"`
-	// Execution is the workflow's execution status (Running, Completed, …).
-	Execution string                   `json:"execution"`
-	Status    workflows.IncidentStatus `json:"status"`
-}
-
 // status describes and queries the incident.
 func (rs *Responder) status(ctx context.Context, ref incidentRef) (IncidentView, error) {
 	d, err := rs.temporal.DescribeWorkflowExecution(ctx, ref.WorkflowID, ref.RunID)
@@ -317,11 +311,11 @@ func (rs *Responder) status(ctx context.Context, ref incidentRef) (IncidentView,
 	if err != nil {
 		return IncidentView{}, err
 	}
-	view := IncidentView{ID: ref.Key, WorkflowID: ref.WorkflowID, RunID: runID, Execution: executionName(info.GetStatus())}
-	if err := v.Get(&view.Status); err != nil {
+	var st workflows.IncidentStatus
+	if err := v.Get(&st); err != nil {
 		return IncidentView{}, fmt.Errorf("decode status of %s: %w", ref.WorkflowID, err)
 	}
-	return view, nil
+	return IncidentView{ID: ref.Key, WorkflowID: ref.WorkflowID, RunID: runID, Execution: executionName(info.GetStatus()), Status: statusView(st)}, nil
 }
 
 // decision approves or denies a step through the workflow Update.
@@ -350,14 +344,16 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 			rs.fail(w, r, ref, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "decision": update, "result": res})
+		writeJSON(w, http.StatusOK, DecisionAnswer{ID: ref.Key, Decision: update, Result: DecisionResultView{
+			StepID: res.StepID, Status: res.Status, Approvals: res.Approvals, Quorum: res.Quorum}})
 	}
 }
 
 // callerUpdate sends Update name whose input is made from the verified
 // caller and the request's reason (escalate, acknowledge), and answers
-// with its result.
-func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflows.Approver, reason string, s decision.Signed) In) func(http.ResponseWriter, *http.Request, auth.Identity) {
+// with the view answer makes of its result.
+func callerUpdate[In, Out, A any](rs *Responder, name string, input func(by workflows.Approver, reason string, s decision.Signed) In,
+	answer func(key string, res Out) A) func(http.ResponseWriter, *http.Request, auth.Identity) {
 	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 		ref, err := parseRef(r)
 		if err != nil {
@@ -377,7 +373,7 @@ func callerUpdate[In, Out any](rs *Responder, name string, input func(by workflo
 			rs.fail(w, r, ref, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": ref.Key, "result": res})
+		writeJSON(w, http.StatusOK, answer(ref.Key, res))
 	}
 }
 

@@ -301,6 +301,11 @@ func call(t *testing.T, base, method, path, token string, body any, out any, hdr
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		for _, k := range nonSnakeKeys(t, raw) {
+			t.Errorf("%s %s: key %s is not snake_case", method, path, k)
+		}
+	}
 	if out != nil && len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)

@@ -269,7 +269,7 @@ func TestResponderAPI(t *testing.T) {
 
 	t.Run("lead approves and the incident moves on", func(t *testing.T) {
 		var res struct {
-			Result workflows.DecisionResult `json:"result"`
+			Result DecisionResultView `json:"result"`
 		}
 		code, raw := s.call("POST", "/api/v1/incidents/"+a.Key+"/steps/shutdown/approve", bob, map[string]string{"reason": "rebuild it"}, &res)
 		if code != http.StatusOK || res.Result.StepID != "shutdown" || res.Result.Approvals != 1 || res.Result.Quorum != 1 {
@@ -278,7 +278,7 @@ func TestResponderAPI(t *testing.T) {
 		v := s.waitStatus(alice, a.Key, "the shutdown step to run", func(v IncidentView) bool {
 			return stepStatus(v, "shutdown") == workflows.StepSucceeded
 		})
-		st := v.Status.Steps[slices.IndexFunc(v.Status.Steps, func(s workflows.StepState) bool { return s.ID == "shutdown" })]
+		st := v.Status.Steps[slices.IndexFunc(v.Status.Steps, func(s StepView) bool { return s.ID == "shutdown" })]
 		if d := st.Approval.Approvals; len(d) != 1 || d[0].By.Subject != "keycloak:iru/bob" || d[0].By.Username != "bob" ||
 			d[0].By.SourceIP != "127.0.0.1" || d[0].Reason != "rebuild it" || !slices.Contains(d[0].By.Roles, "ir-lead") {
 			t.Errorf("recorded approval = %+v", d)
@@ -295,7 +295,7 @@ func TestResponderAPI(t *testing.T) {
 			t.Errorf("deny without reason: %d %+v", code, e)
 		}
 		var res struct {
-			Result workflows.DecisionResult `json:"result"`
+			Result DecisionResultView `json:"result"`
 		}
 		code, raw := s.call("POST", "/api/v1/incidents/"+b.Key+"/steps/shutdown/deny", carol, map[string]string{"reason": "false positive"}, &res)
 		if code != http.StatusOK || res.Result.Status != workflows.StepDenied {
@@ -307,13 +307,13 @@ func TestResponderAPI(t *testing.T) {
 	t.Run("acknowledge, escalate, note", func(t *testing.T) {
 		s.waitStatus(alice, c.Key, "the shutdown approval", waiting)
 		var ack struct {
-			Result workflows.AcknowledgeResult `json:"result"`
+			Result AcknowledgementView `json:"result"`
 		}
 		if code, raw := s.call("POST", "/api/v1/incidents/"+c.Key+"/acknowledge", alice, nil, &ack); code != http.StatusOK || ack.Result.AcknowledgedAt.IsZero() {
 			t.Fatalf("acknowledge: %d %s", code, raw)
 		}
 		var esc struct {
-			Result workflows.EscalateResult `json:"result"`
+			Result EscalationView `json:"result"`
 		}
 		if code, raw := s.call("POST", "/api/v1/incidents/"+c.Key+"/escalate", alice, map[string]string{"reason": "need help"}, &esc); code != http.StatusOK || esc.Result.Level != 1 {
 			t.Fatalf("escalate: %d %s", code, raw)
