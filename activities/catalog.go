@@ -264,6 +264,10 @@ type LedgerAppendInput struct {
 	Action   string `json:",omitempty"`
 	// Outcome is succeeded, failed, skipped, approved, denied, …
 	Outcome string `json:",omitempty"`
+	// Approvals and Quorum are set on an approval: the distinct approvals
+	// of the step so far and how many it needs.
+	Approvals int `json:",omitempty"`
+	Quorum    int `json:",omitempty"`
 	// Reason is the human reason or the error message.
 	Reason string `json:",omitempty"`
 	// Detail holds small extra facts (params, outputs, undo, evidence refs).

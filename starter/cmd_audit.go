@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
@@ -154,17 +153,13 @@ func verifyStatements(ctx context.Context, l *ledger.Ledger, ks decision.KeySet,
 		if bad != nil {
 			return nil
 		}
-		s, ok, err := platform.ParseDecisionLine(e.Outcome.Detail)
-		if !ok {
+		if !e.Decision.HasStatement() {
 			return nil
 		}
+		s := decision.Signed{KeyID: e.Decision.StatementKeyID, Sig: e.Decision.StatementSig, Payload: e.Decision.StatementPayload}
 		n++
 		fail := func(format string, a ...any) {
 			bad = &StatementProblem{Seq: e.Seq, Action: e.Action, Detail: fmt.Sprintf(format, a...)}
-		}
-		if err != nil {
-			fail("%v", err)
-			return nil
 		}
 		unsigned, err := decision.Decode(s.Payload)
 		if err != nil {

@@ -2,21 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
 )
 
-// statementLine is how the ledger stores a signed statement.
-func statementLine(s decision.Signed) string {
-	return platform.DecisionLinePrefix + s.KeyID + " " + base64.StdEncoding.EncodeToString(s.Sig) + " " + base64.StdEncoding.EncodeToString(s.Payload)
+// approvalOf is the ledger's record of an approval with statement s.
+func approvalOf(s decision.Signed) *ledger.Decision {
+	return &ledger.Decision{Approvals: 1, Quorum: 1, StatementKeyID: s.KeyID, StatementSig: s.Sig, StatementPayload: s.Payload}
 }
 
 // seedDecisions appends INC-43: an opening entry, then an approval whose
@@ -35,22 +34,25 @@ func seedDecisions(t *testing.T, f *storesFixture) decision.Statement {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for seq, e := range []struct{ actor, detail string }{
-		{"system:workflow", "opened"}, {"keycloak:iru/bob", "approved 1/1: rebuild" + statementLine(signed)}, {"system:workflow", "closed"},
+	for seq, e := range []struct {
+		actor, detail string
+		decision      *ledger.Decision
+	}{
+		{"system:workflow", "opened", nil}, {"keycloak:iru/bob", "rebuild", approvalOf(signed)}, {"system:workflow", "closed", nil},
 	} {
 		if _, err := st.Ledger.Append(ctx, ledger.AppendRequest{Incident: "INC-43", Seq: int64(seq + 1), Actor: e.actor, Action: "approval",
 			Target: "remediation/restore", Params: map[string]int{"seq": seq}, Outcome: ledger.Outcome{Status: "ok", Detail: e.detail},
-			IdempotencyKey: fmt.Sprint("k", seq)}); err != nil {
+			Decision: e.decision, IdempotencyKey: fmt.Sprint("k", seq)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return stmt
 }
 
-// rewrite replaces the detail of entry seq of INC-43 and recomputes the
+// rewrite replaces the decision of entry seq of INC-43 and recomputes the
 // hash chain from there, as an attacker with write access to the database
 // can (nothing keyed covers an open incident's chain).
-func (f *storesFixture) rewrite(t *testing.T, seq int64, detail string) {
+func (f *storesFixture) rewrite(t *testing.T, seq int64, d *ledger.Decision) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := ledger.Open(ctx, f.cfg.Ledger)
@@ -66,13 +68,21 @@ func (f *storesFixture) rewrite(t *testing.T, seq int64, detail string) {
 	var prev ledger.Digest
 	for _, e := range entries {
 		if e.Seq == seq {
-			e.Outcome.Detail = detail
+			e.Decision = d
 		}
 		e.PrevHash = prev
 		e.Hash = e.ComputeHash()
 		prev = e.Hash
-		stmts = append(stmts, fmt.Sprintf("UPDATE ledger_entries SET outcome_detail = '%s', prev_hash = x'%s', hash = x'%s' WHERE incident_id = 'INC-43' AND seq = %d",
-			strings.ReplaceAll(e.Outcome.Detail, "'", "''"), e.PrevHash, e.Hash, e.Seq))
+		col := "NULL"
+		if e.Decision != nil {
+			b, err := json.Marshal(e.Decision)
+			if err != nil {
+				t.Fatal(err)
+			}
+			col = "'" + strings.ReplaceAll(string(b), "'", "''") + "'"
+		}
+		stmts = append(stmts, fmt.Sprintf("UPDATE ledger_entries SET decision = %s, prev_hash = x'%s', hash = x'%s' WHERE incident_id = 'INC-43' AND seq = %d",
+			col, e.PrevHash, e.Hash, e.Seq))
 	}
 	f.tamper(t, stmts...)
 }
@@ -87,37 +97,38 @@ func TestAuditVerifyStatements(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		forge func(t *testing.T, stmt decision.Statement, orig string) string
+		forge func(t *testing.T, stmt decision.Statement, orig *ledger.Decision) *ledger.Decision
 		code  int
 		want  string
 	}{
 		{name: "intact", want: "1 decision statements verified"},
 		{name: "roles rewritten in the stored statement", code: 1, want: "first bad decision statement: seq 2 (approval): decision: signature does not verify",
-			forge: func(t *testing.T, stmt decision.Statement, orig string) string {
-				s, _, err := platform.ParseDecisionLine(orig)
-				if err != nil {
-					t.Fatal(err)
+			forge: func(t *testing.T, stmt decision.Statement, orig *ledger.Decision) *ledger.Decision {
+				if !orig.HasStatement() {
+					t.Fatalf("stored decision %+v has no statement", orig)
 				}
 				stmt.Roles = []string{"ir-admin"}
-				if s.Payload, err = stmt.Encode(); err != nil {
+				forged := *orig
+				var err error
+				if forged.StatementPayload, err = stmt.Encode(); err != nil {
 					t.Fatal(err)
 				}
-				return "approved 1/1: rebuild" + statementLine(s)
+				return &forged
 			}},
 		{name: "statement signed by another key", code: 1, want: "first bad decision statement: seq 2 (approval): decision: unknown key",
-			forge: func(t *testing.T, stmt decision.Statement, _ string) string {
+			forge: func(t *testing.T, stmt decision.Statement, _ *ledger.Decision) *ledger.Decision {
 				s, err := decision.Sign(context.Background(), attacker, stmt)
 				if err != nil {
 					t.Fatal(err)
 				}
-				return "approved 1/1: rebuild" + statementLine(s)
+				return approvalOf(s)
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newStoresFixture(t)
 			stmt := seedDecisions(t, f)
 			if tc.forge != nil {
-				f.rewrite(t, 2, tc.forge(t, stmt, f.detail(t, 2)))
+				f.rewrite(t, 2, tc.forge(t, stmt, f.decision(t, 2)))
 			}
 			out, err := runCLI(t, "audit", "verify", "INC-43")
 			wantExit(t, err, tc.code, out)
@@ -131,8 +142,8 @@ func TestAuditVerifyStatements(t *testing.T) {
 	}
 }
 
-// detail reads the stored detail of entry seq of INC-43.
-func (f *storesFixture) detail(t *testing.T, seq int64) string {
+// decision reads the stored decision of entry seq of INC-43.
+func (f *storesFixture) decision(t *testing.T, seq int64) *ledger.Decision {
 	t.Helper()
 	ctx := context.Background()
 	st, err := ledger.Open(ctx, f.cfg.Ledger)
@@ -140,10 +151,10 @@ func (f *storesFixture) detail(t *testing.T, seq int64) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = st.Close() }()
-	var d string
+	var d *ledger.Decision
 	if err := st.Entries(ctx, "INC-43", func(e ledger.Entry) error {
 		if e.Seq == seq {
-			d = e.Outcome.Detail
+			d = e.Decision
 		}
 		return nil
 	}); err != nil {

@@ -249,7 +249,7 @@ func (w *incident) decide(ctx workflow.Context, in DecisionInput, approve bool, 
 		Action: st.Action, Reason: stmt.Reason, Detail: statementDetail(map[string]string{"username": by.Username, "via": via}, in.Statement)}
 	if approve {
 		a.Approvals = append(a.Approvals, d)
-		e.Kind, e.Outcome = "approval", fmt.Sprintf("approved %d/%d", len(a.Approvals), a.Quorum)
+		e.Kind, e.Outcome, e.Approvals, e.Quorum = "approval", approvalApproved, len(a.Approvals), a.Quorum
 		if len(a.Approvals) >= a.Quorum {
 			a.Outcome = approvalApproved
 		}

@@ -20,7 +20,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
-	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
@@ -76,7 +75,7 @@ func actor(s string) string {
 	return "system:" + s
 }
 
-// status maps the workflow's outcome ("succeeded", "approved 1/2",
+// status maps the workflow's outcome ("succeeded", "approved",
 // "3 new" …) onto a ledger status: its first word, normalised.
 func status(outcome string) ledger.Status {
 	o := strings.ToLower(strings.TrimSpace(outcome))
@@ -129,17 +128,12 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 	if strings.Contains(strings.TrimSpace(in.Outcome), " ") {
 		detail = strings.TrimSpace(in.Outcome + ": " + detail)
 	}
-	if st := in.Detail["statement"]; st != "" {
-		// A decision: the signed statement is stored whole (it is what
-		// `starter audit verify` re-verifies), the reason cut to make room.
-		line := decisionLine(in.Detail["statement_key"], in.Detail["statement_sig"], st)
-		if room := ledger.MaxDetailLen - len(line); len(detail) > room {
-			detail = strings.ToValidUTF8(detail[:max(room, 0)], "")
-		}
-		detail += line
-	}
 	if len(detail) > ledger.MaxDetailLen {
-		detail = detail[:ledger.MaxDetailLen]
+		detail = strings.ToValidUTF8(detail[:ledger.MaxDetailLen], "")
+	}
+	dec, err := ledgerDecision(in)
+	if err != nil {
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeBadParams, err.Error(), err)
 	}
 	// The digest covers the entry without its time: the time is the
 	// entry's own field, and a local activity may run again with a later
@@ -156,6 +150,7 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		Target:         target,
 		Params:         params, // the whole entry but its time, hashed; the chain stores the digest
 		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
+		Decision:       dec,
 		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
 	}
 	// The workflow appends without waiting, so an entry often arrives a
@@ -352,30 +347,24 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 	}, nil
 }
 
-// DecisionLinePrefix starts the line of a ledger entry's outcome detail
-// that holds the decision statement: key id, signature and payload, each
-// base64 (standard encoding), separated by spaces.
-const DecisionLinePrefix = "\nstatement: "
-
-func decisionLine(keyID, sig, payload string) string {
-	return DecisionLinePrefix + keyID + " " + sig + " " + payload
-}
-
-// ParseDecisionLine returns the decision statement stored in a ledger
-// entry's outcome detail; ok is false when the entry holds none.
-func ParseDecisionLine(detail string) (s decision.Signed, ok bool, err error) {
-	_, line, found := strings.Cut(detail, DecisionLinePrefix)
-	if !found {
-		return decision.Signed{}, false, nil
+// ledgerDecision is the decision an entry records: the approval count of
+// an approval and the signed statement the workflow passes in the detail
+// ("statement", "statement_key", "statement_sig"; payload and signature in
+// standard base64). Entries without either record none.
+func ledgerDecision(in activities.LedgerAppendInput) (*ledger.Decision, error) {
+	st := in.Detail["statement"]
+	if st == "" && in.Approvals == 0 && in.Quorum == 0 {
+		return nil, nil
 	}
-	f := strings.Split(line, " ")
-	if len(f) != 3 {
-		return decision.Signed{}, true, fmt.Errorf("statement line has %d fields, want 3", len(f))
+	d := &ledger.Decision{Approvals: in.Approvals, Quorum: in.Quorum}
+	if st == "" {
+		return d, nil
 	}
-	sig, err1 := base64.StdEncoding.DecodeString(f[1])
-	payload, err2 := base64.StdEncoding.DecodeString(f[2])
+	payload, err1 := base64.StdEncoding.DecodeString(st)
+	sig, err2 := base64.StdEncoding.DecodeString(in.Detail["statement_sig"])
 	if err := errors.Join(err1, err2); err != nil {
-		return decision.Signed{}, true, fmt.Errorf("statement line: %w", err)
+		return nil, fmt.Errorf("ledger entry %s/%d: statement: %w", in.IncidentID, in.Seq, err)
 	}
-	return decision.Signed{KeyID: f[0], Sig: sig, Payload: payload}, true, nil
+	d.StatementKeyID, d.StatementSig, d.StatementPayload = in.Detail["statement_key"], sig, payload
+	return d, nil
 }

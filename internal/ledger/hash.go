@@ -62,8 +62,17 @@ func (w encoder) i64(v int64) {
 //  12. IdempotencyKey, UTF-8
 //  13. PrevHash, 32 bytes
 //
+// and, only on an entry with a [Decision]:
+//
+//  14. Decision.Approvals, 8 bytes big-endian two's complement
+//  15. Decision.Quorum, 8 bytes big-endian two's complement
+//  16. Decision.StatementKeyID, UTF-8
+//  17. Decision.StatementSig
+//  18. Decision.StatementPayload
+//
 // The length prefixes make the encoding unambiguous (moving bytes from one
-// field to the next changes it), so changing any field changes the hash.
+// field to the next changes it, and an entry with a decision has more
+// fields than one without), so changing any field changes the hash.
 // Stored hashes are never recomputed with a newer version: a future
 // encoding gets a new Version and both are verified.
 func (e Entry) ComputeHash() Digest {
@@ -82,6 +91,13 @@ func (e Entry) ComputeHash() Digest {
 	w.str(e.Outcome.Detail)
 	w.str(e.IdempotencyKey)
 	w.bytes(e.PrevHash[:])
+	if dec := e.Decision; dec != nil {
+		w.i64(int64(dec.Approvals))
+		w.i64(int64(dec.Quorum))
+		w.str(dec.StatementKeyID)
+		w.bytes(dec.StatementSig)
+		w.bytes(dec.StatementPayload)
+	}
 	var d Digest
 	h.Sum(d[:0])
 	return d

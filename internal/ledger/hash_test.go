@@ -59,6 +59,21 @@ func TestComputeHashEncoding(t *testing.T) {
 	if got := e.ComputeHash(); got != want {
 		t.Fatalf("ComputeHash = %s, documented encoding gives %s", got, want)
 	}
+	// An entry with a decision: fields 14 to 18 follow.
+	e.Decision = sampleDecision()
+	field(u(8, uint64(e.Decision.Approvals)))
+	field(u(8, uint64(e.Decision.Quorum)))
+	field([]byte(e.Decision.StatementKeyID))
+	field(e.Decision.StatementSig)
+	field(e.Decision.StatementPayload)
+	h.Sum(want[:0])
+	if got := e.ComputeHash(); got != want {
+		t.Fatalf("ComputeHash with a decision = %s, documented encoding gives %s", got, want)
+	}
+}
+
+func sampleDecision() *ledger.Decision {
+	return &ledger.Decision{Approvals: 1, Quorum: 2, StatementKeyID: "dk-1", StatementSig: []byte("sig"), StatementPayload: []byte(`{"sub":"alice"}`)}
 }
 
 func TestComputeHashCoversEveryField(t *testing.T) {
@@ -79,6 +94,7 @@ func TestComputeHashCoversEveryField(t *testing.T) {
 		{"detail", func(e *ledger.Entry) { e.Outcome.Detail = "isolatedx" }},
 		{"idempotency key", func(e *ledger.Entry) { e.IdempotencyKey = "wf-1/3" }},
 		{"prev hash", func(e *ledger.Entry) { e.PrevHash[0] ^= 1 }},
+		{"decision added", func(e *ledger.Entry) { e.Decision = &ledger.Decision{} }},
 		// Moving a byte across a field boundary must change the hash too.
 		{"boundary shift", func(e *ledger.Entry) { e.Action, e.Target = "contain.isolatep", "ve/node1/lxc/101" }},
 	}
@@ -90,6 +106,31 @@ func TestComputeHashCoversEveryField(t *testing.T) {
 				t.Fatalf("changing %s left the hash unchanged", tt.name)
 			}
 		})
+	}
+}
+
+func TestComputeHashCoversEveryDecisionField(t *testing.T) {
+	withDecision := func() ledger.Entry {
+		e := sampleEntry()
+		e.Decision = sampleDecision()
+		return e
+	}
+	base := withDecision().ComputeHash()
+	for name, mod := range map[string]func(d *ledger.Decision){
+		"approvals": func(d *ledger.Decision) { d.Approvals = 2 },
+		"quorum":    func(d *ledger.Decision) { d.Quorum = 1 },
+		"key id":    func(d *ledger.Decision) { d.StatementKeyID = "dk-2" },
+		"signature": func(d *ledger.Decision) { d.StatementSig = []byte("siG") },
+		"payload":   func(d *ledger.Decision) { d.StatementPayload = []byte(`{"sub":"bob"}`) },
+		"boundary": func(d *ledger.Decision) {
+			d.StatementSig, d.StatementPayload = []byte("sig{"), []byte(`"sub":"alice"}`)
+		},
+	} {
+		e := withDecision()
+		mod(e.Decision)
+		if e.ComputeHash() == base {
+			t.Errorf("changing the decision's %s left the hash unchanged", name)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -107,6 +108,34 @@ type Outcome struct {
 	Detail string `json:"detail,omitempty"` // short, human readable; no secrets
 }
 
+// Decision is what a responder decided, on the entry that records it (an
+// approval, denial, escalation, acknowledgement, abort, or a refused
+// decision): fields, not text in the outcome detail.
+type Decision struct {
+	// Approvals is the number of distinct approvals of the step so far and
+	// Quorum how many it needs (approvals only).
+	Approvals int `json:"approvals,omitempty"`
+	Quorum    int `json:"quorum,omitempty"`
+	// StatementKeyID, StatementSig and StatementPayload are the signed
+	// decision statement as the API server signed it: `starter audit
+	// verify` re-verifies it.
+	StatementKeyID   string `json:"statement_key_id,omitempty"`
+	StatementSig     []byte `json:"statement_sig,omitempty"`
+	StatementPayload []byte `json:"statement_payload,omitempty"`
+}
+
+// HasStatement reports whether d holds a signed statement.
+func (d *Decision) HasStatement() bool { return d != nil && len(d.StatementPayload) > 0 }
+
+// equal reports whether d and o hold the same decision (both may be nil).
+func (d *Decision) equal(o *Decision) bool {
+	if d == nil || o == nil {
+		return d == o
+	}
+	return d.Approvals == o.Approvals && d.Quorum == o.Quorum && d.StatementKeyID == o.StatementKeyID &&
+		bytes.Equal(d.StatementSig, o.StatementSig) && bytes.Equal(d.StatementPayload, o.StatementPayload)
+}
+
 // Field limits, in bytes.
 const (
 	MaxIncidentLen = 128
@@ -115,22 +144,25 @@ const (
 	MaxTargetLen   = 512
 	MaxDetailLen   = 8192
 	MaxKeyLen      = 256
+	// MaxStatementLen bounds a decision's statement payload and signature.
+	MaxStatementLen = 8192
 )
 
 // Entry is one link of an incident's chain.
 type Entry struct {
-	Version        int       `json:"version"`         // hash encoding version (HashVersion)
-	Incident       string    `json:"incident"`        // incident id
-	Seq            int64     `json:"seq"`             // 1, 2, 3… per incident
-	Time           time.Time `json:"time"`            // UTC, microsecond precision
-	Actor          string    `json:"actor"`           // verified identity, "issuer:subject" (keycloak:iru/alice, system:worker)
-	Action         string    `json:"action"`          // what was done (an activity name)
-	Target         string    `json:"target"`          // what it was done to
-	ParamsDigest   Digest    `json:"params_sha256"`   // SHA-256 of the canonical JSON of the parameters
-	Outcome        Outcome   `json:"outcome"`         // result
-	IdempotencyKey string    `json:"idempotency_key"` // unique per incident; retries reuse it
-	PrevHash       Digest    `json:"prev_hash"`       // Hash of entry seq-1; zero for seq 1
-	Hash           Digest    `json:"hash"`            // ComputeHash of this entry
+	Version        int       `json:"version"`            // hash encoding version (HashVersion)
+	Incident       string    `json:"incident"`           // incident id
+	Seq            int64     `json:"seq"`                // 1, 2, 3… per incident
+	Time           time.Time `json:"time"`               // UTC, microsecond precision
+	Actor          string    `json:"actor"`              // verified identity, "issuer:subject" (keycloak:iru/alice, system:worker)
+	Action         string    `json:"action"`             // what was done (an activity name)
+	Target         string    `json:"target"`             // what it was done to
+	ParamsDigest   Digest    `json:"params_sha256"`      // SHA-256 of the canonical JSON of the parameters
+	Outcome        Outcome   `json:"outcome"`            // result
+	Decision       *Decision `json:"decision,omitempty"` // a responder's decision, on the entries that record one
+	IdempotencyKey string    `json:"idempotency_key"`    // unique per incident; retries reuse it
+	PrevHash       Digest    `json:"prev_hash"`          // Hash of entry seq-1; zero for seq 1
+	Hash           Digest    `json:"hash"`               // ComputeHash of this entry
 }
 
 // sameContent reports whether e and o record the same action. Time, prev
@@ -139,7 +171,7 @@ type Entry struct {
 func (e Entry) sameContent(o Entry) bool {
 	return e.Incident == o.Incident && e.Seq == o.Seq && e.Actor == o.Actor &&
 		e.Action == o.Action && e.Target == o.Target && e.ParamsDigest == o.ParamsDigest &&
-		e.Outcome == o.Outcome && e.IdempotencyKey == o.IdempotencyKey
+		e.Outcome == o.Outcome && e.Decision.equal(o.Decision) && e.IdempotencyKey == o.IdempotencyKey
 }
 
 // seal sets the prev hash and the hash of e.
@@ -169,7 +201,8 @@ type AppendRequest struct {
 	Target         string
 	Params         any // hashed as canonical JSON (see CanonicalJSON); not stored
 	Outcome        Outcome
-	IdempotencyKey string // required; the same on every retry of the append
+	Decision       *Decision // set on the entries that record a responder's decision
+	IdempotencyKey string    // required; the same on every retry of the append
 }
 
 // entry validates r and returns the entry to store, without chain fields.
@@ -198,6 +231,15 @@ func (r AppendRequest) entry(now time.Time) (Entry, error) {
 	if iss, sub, ok := strings.Cut(r.Actor, ":"); r.Actor != "" && (!ok || iss == "" || sub == "") {
 		p = append(p, fmt.Sprintf("actor %q is not of the form issuer:subject", r.Actor))
 	}
+	if d := r.Decision; d != nil {
+		if d.Approvals < 0 || d.Quorum < 0 {
+			p = append(p, "decision approvals and quorum must not be negative")
+		}
+		if len(d.StatementKeyID) > MaxKeyLen || !utf8.ValidString(d.StatementKeyID) ||
+			len(d.StatementSig) > MaxStatementLen || len(d.StatementPayload) > MaxStatementLen {
+			p = append(p, fmt.Sprintf("decision statement must be at most %d bytes with a UTF-8 key id", MaxStatementLen))
+		}
+	}
 	if r.Seq < 1 {
 		p = append(p, fmt.Sprintf("seq %d is not positive", r.Seq))
 	}
@@ -225,6 +267,7 @@ func (r AppendRequest) entry(now time.Time) (Entry, error) {
 		Target:         r.Target,
 		ParamsDigest:   digest,
 		Outcome:        r.Outcome,
+		Decision:       r.Decision,
 		IdempotencyKey: r.IdempotencyKey,
 	}, nil
 }

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -51,12 +52,14 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 	params_sha256   bytea       NOT NULL CHECK (octet_length(params_sha256) = 32),
 	outcome         text        NOT NULL,
 	outcome_detail  text        NOT NULL,
+	decision        text,
 	idempotency_key text        NOT NULL,
 	prev_hash       bytea       NOT NULL CHECK (octet_length(prev_hash) = 32),
 	hash            bytea       NOT NULL CHECK (octet_length(hash) = 32),
 	CONSTRAINT ledger_entries_pkey PRIMARY KEY (incident_id, seq),
 	CONSTRAINT ledger_entries_idempotency_key UNIQUE (incident_id, idempotency_key)
 );
+ALTER TABLE ledger_entries ADD COLUMN IF NOT EXISTS decision text;
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
 	id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	incident_id text        NOT NULL,
@@ -135,7 +138,7 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, appRole string) er
 	return nil
 }
 
-const pgEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, idempotency_key, prev_hash, hash`
+const pgEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, idempotency_key, prev_hash, hash`
 
 // errLostRace means a concurrent append of the same slot won between our
 // read and our insert; the caller reads again.
@@ -186,11 +189,15 @@ func (s *PostgresStore) insertOnce(ctx context.Context, e Entry) (Entry, error) 
 		}
 	}
 	e = e.seal(prev)
+	dec, err := decisionColumn(e.Decision)
+	if err != nil {
+		return Entry{}, err
+	}
 	tag, err := tx.Exec(ctx, `INSERT INTO ledger_entries (`+pgEntryCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (incident_id, seq) DO NOTHING`,
 		e.Incident, e.Seq, e.Version, e.Time, e.Actor, e.Action, e.Target, e.ParamsDigest[:],
-		string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
+		string(e.Outcome.Status), e.Outcome.Detail, dec, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
@@ -264,6 +271,19 @@ func eachRow[T any](rows rowIter, what string, scan func(rowScanner) (T, error),
 	return nil
 }
 
+// decisionColumn is the stored form of a decision: its JSON, or NULL.
+func decisionColumn(d *Decision) (*string, error) {
+	if d == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("decision: %w", err)
+	}
+	s := string(b)
+	return &s, nil
+}
+
 // timeCol scans a time column: timestamptz (PostgreSQL) or an integer of
 // Unix microseconds (SQLite, micro true).
 type timeCol struct {
@@ -292,10 +312,17 @@ func scanEntry(r rowScanner, micro bool) (Entry, error) {
 		at                 = timeCol{micro: micro}
 		status             string
 		params, prev, hash []byte
+		decision           *string
 	)
 	if err := r.Scan(&e.Incident, &e.Seq, &e.Version, at.dest(), &e.Actor, &e.Action, &e.Target, &params,
-		&status, &e.Outcome.Detail, &e.IdempotencyKey, &prev, &hash); err != nil {
+		&status, &e.Outcome.Detail, &decision, &e.IdempotencyKey, &prev, &hash); err != nil {
 		return Entry{}, err
+	}
+	if decision != nil {
+		e.Decision = new(Decision)
+		if err := json.Unmarshal([]byte(*decision), e.Decision); err != nil {
+			return Entry{}, fmt.Errorf("decision of seq %d: %w", e.Seq, err)
+		}
 	}
 	e.Time = at.value()
 	e.Outcome.Status = Status(status)

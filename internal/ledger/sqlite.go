@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 	params_sha256   BLOB    NOT NULL CHECK (length(params_sha256) = 32),
 	outcome         TEXT    NOT NULL,
 	outcome_detail  TEXT    NOT NULL,
+	decision        TEXT,
 	idempotency_key TEXT    NOT NULL,
 	prev_hash       BLOB    NOT NULL CHECK (length(prev_hash) = 32),
 	hash            BLOB    NOT NULL CHECK (length(hash) = 32),
@@ -97,14 +98,32 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
-	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
+	if err := migrateSQLite(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("ledger: sqlite %s: migrate: %w", path, err)
 	}
 	return &SQLiteStore{db: db}, nil
 }
 
-const sqliteEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, idempotency_key, prev_hash, hash`
+// migrateSQLite creates the schema, and adds the decision column to a
+// table made before it existed.
+func migrateSQLite(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
+		return err
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('ledger_entries') WHERE name = 'decision'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.ExecContext(ctx, `ALTER TABLE ledger_entries ADD COLUMN decision TEXT`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const sqliteEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, idempotency_key, prev_hash, hash`
 
 // Insert implements [Store].
 func (s *SQLiteStore) Insert(ctx context.Context, e Entry) (Entry, error) {
@@ -144,9 +163,13 @@ func (s *SQLiteStore) insert(ctx context.Context, e Entry) (Entry, error) {
 		}
 	}
 	e = e.seal(prev)
-	_, err = tx.ExecContext(ctx, `INSERT INTO ledger_entries (`+sqliteEntryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	dec, err := decisionColumn(e.Decision)
+	if err != nil {
+		return Entry{}, err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO ledger_entries (`+sqliteEntryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.Incident, e.Seq, e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.ParamsDigest[:],
-		string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
+		string(e.Outcome.Status), e.Outcome.Detail, dec, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
 	if err != nil {
 		var se *sqlite.Error
 		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/ledger/ledgertest"
@@ -202,5 +203,57 @@ func TestOpenSQLiteReopen(t *testing.T) {
 	defer func() { _ = s.Close() }()
 	if _, err := ledger.New(s, nil).Append(ctx, ledgertest.Request("inc", 2)); err != nil {
 		t.Fatalf("append after reopen: %v", err)
+	}
+}
+
+// TestSQLiteMigratesDecisionColumn: a ledger file made before entries had
+// a decision column keeps its entries, which still verify, and takes
+// entries with decisions after it is opened.
+func TestSQLiteMigratesDecisionColumn(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	old, err := sql.Open("sqlite", ledger.SQLiteDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(`CREATE TABLE ledger_entries (
+	incident_id TEXT NOT NULL, seq INTEGER NOT NULL CHECK (seq >= 1), version INTEGER NOT NULL, at INTEGER NOT NULL,
+	actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+	params_sha256 BLOB NOT NULL CHECK (length(params_sha256) = 32), outcome TEXT NOT NULL, outcome_detail TEXT NOT NULL,
+	idempotency_key TEXT NOT NULL, prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32), hash BLOB NOT NULL CHECK (length(hash) = 32),
+	PRIMARY KEY (incident_id, seq), UNIQUE (incident_id, idempotency_key)) STRICT`); err != nil {
+		t.Fatal(err)
+	}
+	// One entry as the old code stored it: its hash has no decision fields.
+	e := ledger.Entry{Version: ledger.HashVersion, Incident: "inc-old", Seq: 1, Time: time.UnixMicro(0).UTC(), Actor: "system:workflow", Action: "incident_opened",
+		Outcome: ledger.Outcome{Status: ledger.StatusOK}, IdempotencyKey: "inc-old/1"}
+	e.Hash = e.ComputeHash()
+	if _, err := old.Exec(`INSERT INTO ledger_entries VALUES (?, 1, ?, 0, ?, ?, '', ?, 'ok', '', ?, ?, ?)`,
+		e.Incident, e.Version, e.Actor, e.Action, e.ParamsDigest[:], e.IdempotencyKey, e.PrevHash[:], e.Hash[:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Close()
+
+	s, err := ledger.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("open the old file: %v", err)
+	}
+	defer func() { _ = s.Close() }()
+	l := ledger.New(s, nil)
+	r := ledgertest.Request("inc-old", 2)
+	r.Decision = &ledger.Decision{Approvals: 1, Quorum: 1}
+	if _, err := l.Append(ctx, r); err != nil {
+		t.Fatalf("append with a decision after migration: %v", err)
+	}
+	rep, err := l.Verify(ctx, "inc-old", nil)
+	if err != nil || rep.Entries != 2 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	var got []ledger.Entry
+	if err := s.Entries(ctx, "inc-old", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 1 {
+		t.Fatalf("entries = %+v", got)
 	}
 }

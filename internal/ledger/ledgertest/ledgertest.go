@@ -205,6 +205,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 	}{
 		{"chain links and genesis", testChain},
 		{"entry round trips", testRoundTrip},
+		{"decision round trips and verifies", testDecision},
 		{"retry returns stored entry", testRetry},
 		{"conflicts", testConflicts},
 		{"gaps", testGaps},
@@ -269,6 +270,47 @@ func testRoundTrip(f *fixture) {
 	d, err := ledger.ParamsDigest(r.Params)
 	if err != nil || in.ParamsDigest != d {
 		f.t.Fatalf("params digest = %s, want %s (%v)", in.ParamsDigest, d, err)
+	}
+}
+
+// testDecision: an entry's decision is stored as fields, read back equal,
+// covered by the chain, and part of what a retry must repeat.
+func testDecision(f *fixture) {
+	dec := &ledger.Decision{Approvals: 1, Quorum: 2, StatementKeyID: "dk-1",
+		StatementSig: []byte{0, 1, 2, 0xff}, StatementPayload: []byte(`{"sub":"keycloak:iru/alice","roles":["ir-lead"]}`)}
+	f.append(Request("inc-dec", 1))
+	r := Request("inc-dec", 2)
+	r.Decision = dec
+	in := f.append(r)
+	f.append(Request("inc-dec", 3))
+	stored := f.entries("inc-dec")
+	if len(stored) != 3 || stored[0].Decision != nil || stored[2].Decision != nil {
+		f.t.Fatalf("stored = %+v", stored)
+	}
+	got := stored[1]
+	if d := got.Decision; d == nil || d.Approvals != 1 || d.Quorum != 2 || d.StatementKeyID != "dk-1" ||
+		string(d.StatementSig) != string(dec.StatementSig) || string(d.StatementPayload) != string(dec.StatementPayload) {
+		f.t.Fatalf("stored decision = %+v, appended %+v", got.Decision, dec)
+	}
+	if got.Hash != in.Hash || got.Hash != got.ComputeHash() {
+		f.t.Fatalf("stored hash %s, appended %s, recomputed %s", got.Hash, in.Hash, got.ComputeHash())
+	}
+	if rep, err := f.l.Verify(f.ctx, "inc-dec", f.keys); err != nil || !rep.OK() || rep.Entries != 3 {
+		f.t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	again, err := f.l.Append(f.ctx, r)
+	if err != nil || again.Hash != in.Hash {
+		f.t.Fatalf("retry with the same decision = %+v, %v; want the stored entry", again, err)
+	}
+	other := r
+	other.Decision = &ledger.Decision{Approvals: 2, Quorum: 2, StatementKeyID: dec.StatementKeyID, StatementSig: dec.StatementSig, StatementPayload: dec.StatementPayload}
+	if _, err := f.l.Append(f.ctx, other); !errors.Is(err, ledger.ErrConflict) {
+		f.t.Fatalf("retry with another approval count: err = %v, want ErrConflict", err)
+	}
+	none := r
+	none.Decision = nil
+	if _, err := f.l.Append(f.ctx, none); !errors.Is(err, ledger.ErrConflict) {
+		f.t.Fatalf("retry without the decision: err = %v, want ErrConflict", err)
 	}
 }
 
