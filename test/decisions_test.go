@@ -241,7 +241,10 @@ func TestForgedDecisions(t *testing.T) {
 		t.Error("bob's account not enabled after the genuine approval")
 	}
 	approvals := ledgerRows(t, p, incidentID, "approval:kc.enable_user")
-	if len(approvals) != 1 || approvals[0].Actor != carol.Subject || !strings.Contains(approvals[0].Outcome.Detail, "\nstatement: ") {
+	if len(approvals) != 1 || approvals[0].Actor != carol.Subject || !approvals[0].Decision.HasStatement() ||
+		approvals[0].Decision.Approvals != 1 || approvals[0].Decision.Quorum < 1 {
 		t.Errorf("approvals in the ledger = %+v", approvals)
+	} else if st, err := decision.Decode(approvals[0].Decision.StatementPayload); err != nil || st.Subject != carol.Subject {
+		t.Errorf("the approval's stored statement = %+v, %v; want carol's", st, err)
 	}
 }
