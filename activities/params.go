@@ -103,7 +103,7 @@ type PVEStartParams struct{ AssetParams }
 // PVEBackupParams are the parameters of [PVEBackup].
 type PVEBackupParams struct {
 	AssetParams
-	Storage string `param:"storage" default:"local" doc:"target storage"`
+	Storage string `param:"storage" doc:"target storage (default: the worker's IRU_PVE_BACKUP_STORAGE)"`
 	Mode    string `param:"mode" default:"snapshot" enum:"snapshot,suspend,stop" doc:"vzdump mode"`
 }
 
