@@ -314,18 +314,31 @@ func (pf paramField) set(dst reflect.Value, v string) error {
 // workflow before the action runs (checked for its kind only then).
 func Template(v string) bool { return strings.Contains(v, "{{") }
 
+// ParamError is one problem with an action's parameters.
+type ParamError struct {
+	// Name is the parameter ("" for a check that spans parameters).
+	Name string
+	// Unknown is set when the action has no parameter Name.
+	Unknown bool
+	// Missing is set when the required parameter Name is not given.
+	Missing bool
+	Err     error
+}
+
+func (e ParamError) Error() string { return e.Err.Error() }
+
 // decodeInto decodes params into the params struct dst points to: unknown
 // names, missing required parameters and malformed values are errors (all of
-// them, joined); an empty or missing value takes the declared default.
-// Template values are skipped when skipTemplates is set (the loader checks
-// them before they are rendered), and so is the struct's Validate method.
-func decodeInto(dst any, params map[string]string, skipTemplates bool) error {
+// them); an empty or missing value takes the declared default. Template
+// values are skipped when skipTemplates is set (the loader checks them
+// before they are rendered), and so is the struct's Validate method.
+func decodeInto(dst any, params map[string]string, skipTemplates bool) []ParamError {
 	v := reflect.ValueOf(dst).Elem()
 	fields := paramFields(v.Type())
-	var errs []error
+	var errs []ParamError
 	for _, k := range slices.Sorted(mapKeys(params)) {
 		if !slices.ContainsFunc(fields, func(f paramField) bool { return f.Name == k }) {
-			errs = append(errs, fmt.Errorf("no parameter %q", k))
+			errs = append(errs, ParamError{Name: k, Unknown: true, Err: fmt.Errorf("no parameter %q", k)})
 		}
 	}
 	templated := false
@@ -340,22 +353,22 @@ func decodeInto(dst any, params map[string]string, skipTemplates bool) error {
 		}
 		if raw == "" {
 			if f.Required {
-				errs = append(errs, fmt.Errorf("parameter %s is required", f.Name))
+				errs = append(errs, ParamError{Name: f.Name, Missing: true, Err: fmt.Errorf("parameter %s is required", f.Name)})
 			}
 			continue
 		}
 		if err := f.set(v, raw); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, ParamError{Name: f.Name, Err: err})
 		}
 	}
 	if len(errs) == 0 && !templated {
 		if val, ok := dst.(interface{ Validate() error }); ok {
 			if err := val.Validate(); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, ParamError{Err: err})
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func mapKeys(m map[string]string) func(func(string) bool) {
@@ -373,21 +386,27 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 // action.
 func DecodeParams[P any](in ActionInput) (P, error) {
 	var p P
-	if err := decodeInto(&p, in.Params, false); err != nil {
-		return p, NewFinalError(ErrTypeBadParams, fmt.Sprintf("%s: %v", in.Action, strings.ReplaceAll(err.Error(), "\n", "; ")), nil)
+	if errs := decodeInto(&p, in.Params, false); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return p, NewFinalError(ErrTypeBadParams, fmt.Sprintf("%s: %s", in.Action, strings.Join(msgs, "; ")), nil)
 	}
 	return p, nil
 }
 
 // CheckParams checks the parameters a playbook gives action a before they
-// are rendered: every name declared, every literal value of its kind, every
-// required one given; the cross-field checks run when no value is a template.
-func (a Action) CheckParams(params map[string]string) error {
+// are rendered, by decoding them into the action's params struct: every name
+// declared, every literal value of its kind, every required one given; the
+// struct's Validate method runs when no value is a template.
+func (a Action) CheckParams(params map[string]string) []ParamError {
 	if a.params == nil {
-		if len(params) > 0 {
-			return fmt.Errorf("action %s takes no parameters", a.Name)
+		var errs []ParamError
+		for _, k := range slices.Sorted(mapKeys(params)) {
+			errs = append(errs, ParamError{Name: k, Unknown: true, Err: fmt.Errorf("no parameter %q", k)})
 		}
-		return nil
+		return errs
 	}
 	return decodeInto(reflect.New(a.params).Interface(), params, true)
 }

@@ -475,34 +475,35 @@ func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
 	return s
 }
 
-// params checks the given parameters against the action and completes them
-// with the catalog defaults. self is the step whose own outputs may be
+// params checks the given parameters by decoding them into the action's
+// params struct (see [activities.Action.CheckParams]) and completes them
+// with the declared defaults. Templates are checked here and decoded after
+// the workflow renders them. self is the step whose own outputs may be
 // referenced (compensations only).
 func (p *parser) params(id string, act activities.Action, given map[string]string, nodes map[string]*yaml.Node, at *yaml.Node, siblings map[string]bool, self string) map[string]string {
 	out := map[string]string{}
 	for _, k := range slices.Sorted(mapsKeys(given)) {
-		v := given[k]
-		pd, ok := act.Param(k)
-		if !ok {
-			p.errorf(nodes[k], "step %s: action %s has no parameter %q", id, act.Name, k)
-			continue
+		if _, ok := act.Param(k); ok {
+			out[k] = given[k]
+			if activities.Template(given[k]) {
+				p.template(nodes[k], id, given[k], siblings, self)
+			}
 		}
-		if strings.Contains(v, "{{") {
-			p.template(nodes[k], id, v, siblings, self)
-		} else if err := pd.Validate(v); err != nil {
-			p.errorf(nodes[k], "step %s: %v", id, err)
+	}
+	for _, e := range act.CheckParams(given) {
+		switch {
+		case e.Unknown:
+			p.errorf(nodes[e.Name], "step %s: action %s has no parameter %q", id, act.Name, e.Name)
+		case e.Missing:
+			p.errorf(at, "step %s: action %s needs parameter %q", id, act.Name, e.Name)
+		case e.Name != "":
+			p.errorf(nodes[e.Name], "step %s: %v", id, e.Err)
+		default:
+			p.errorf(at, "step %s: %s: %v", id, act.Name, e.Err)
 		}
-		out[k] = v
 	}
 	for _, pd := range act.Params {
-		if _, ok := out[pd.Name]; ok {
-			continue
-		}
-		if pd.Required {
-			p.errorf(at, "step %s: action %s needs parameter %q", id, act.Name, pd.Name)
-			continue
-		}
-		if pd.Default != "" {
+		if _, ok := out[pd.Name]; !ok && pd.Default != "" {
 			out[pd.Name] = pd.Default
 		}
 	}
