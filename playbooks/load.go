@@ -197,7 +197,7 @@ func Parse(file string, src []byte) (*Playbook, []error) {
 }
 
 // fields returns the key → value nodes of a mapping, reporting unknown and
-// duplicate keys.
+// duplicate keys. The allowed keys are those of the schema (schema.go).
 func (p *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
 	if n.Kind != yaml.MappingNode {
@@ -301,7 +301,7 @@ func (p *parser) stringMap(n *yaml.Node, what string) (map[string]string, map[st
 }
 
 func (p *parser) playbook(n *yaml.Node) {
-	f := p.fields(n, "playbook", "name", "version", "description", "severity_default", "drill", "escalation", "phases")
+	f := p.fields(n, "playbook", names(playbookFields)...)
 	pb := &Playbook{File: p.file}
 	p.pb = pb
 	pb.Name = p.str(f["name"], "name")
@@ -413,7 +413,7 @@ func (p *parser) publish(s Step) {
 }
 
 func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
-	f := p.fields(n, "step", "id", "action", "params", "when", "approval", "approval_waived", "timeout", "retry", "on_failure", "compensation", "compensates", "risk")
+	f := p.fields(n, "step", names(stepFields)...)
 	s := Step{Line: n.Line}
 	s.ID = p.str(f["id"], "id")
 	switch {
@@ -454,7 +454,7 @@ func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
 	}
 	s.Timeout = p.duration(f["timeout"], "timeout")
 	if r := f["retry"]; r != nil {
-		rf := p.fields(r, "retry", "max_attempts", "initial_interval", "maximum_interval")
+		rf := p.fields(r, "retry", names(retryFields)...)
 		s.Retry = &Retry{
 			MaxAttempts:     int32(p.integer(rf["max_attempts"], "max_attempts", 1, 20)),
 			InitialInterval: p.duration(rf["initial_interval"], "initial_interval"),
@@ -548,7 +548,7 @@ func (p *parser) template(n *yaml.Node, id, text string, siblings map[string]boo
 }
 
 func (p *parser) approval(id string, n *yaml.Node) *Approval {
-	f := p.fields(n, "approval", "roles", "quorum", "timeout", "on_timeout", "drill_only", "max_escalations")
+	f := p.fields(n, "approval", names(approvalFields)...)
 	a := &Approval{
 		Roles:          p.strings(f["roles"], "roles"),
 		Quorum:         1,
@@ -599,7 +599,7 @@ func (p *parser) compensation(s Step, act activities.Action, n *yaml.Node, sibli
 	if n.Kind == yaml.ScalarNode && n.Value == "none" {
 		return nil
 	}
-	f := p.fields(n, "compensation", "action", "params")
+	f := p.fields(n, "compensation", names(compensationFields)...)
 	name := p.str(f["action"], "compensation action")
 	comp, err := activities.Lookup(name)
 	if err != nil || comp.Internal {
