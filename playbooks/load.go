@@ -103,6 +103,19 @@ func (s *Set) Get(name, version string) (*Playbook, error) {
 	return nil, fmt.Errorf("%w: %q version %q", ErrNotFound, name, version)
 }
 
+// FromFile parses and validates one playbook file as a set of one. file
+// names it in errors.
+func FromFile(file string, src []byte) (*Set, error) {
+	pb, errs := Parse(file, src)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &Set{byName: map[string][]*Playbook{pb.Name: {pb}}}, nil
+}
+
+// Versions returns the versions of playbook name, lowest first.
+func (s *Set) Versions(name string) []*Playbook { return slices.Clone(s.byName[name]) }
+
 // Names returns the playbook names, sorted.
 func (s *Set) Names() []string {
 	out := make([]string, 0, len(s.byName))
