@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/iru-responder/responder/activities"
@@ -113,29 +114,32 @@ var compensationFields = []field{
 // templateSchema matches a value the workflow renders before the action runs.
 var templateSchema = map[string]any{"type": "string", "pattern": `\{\{`}
 
-// paramSchema is the schema of one parameter value: a literal of its kind
-// or a template.
-func paramSchema(p activities.Param) map[string]any {
-	var lit map[string]any
-	switch p.Kind {
-	case activities.KindEnum:
-		lit = map[string]any{"enum": p.Allowed}
-	case activities.KindInt:
-		lit = map[string]any{"anyOf": []any{map[string]any{"type": "integer"}, map[string]any{"type": "string", "pattern": `^[+-]?[0-9]+$`}}}
-	case activities.KindBool:
-		lit = map[string]any{"anyOf": []any{map[string]any{"type": "boolean"}, map[string]any{"enum": []string{"true", "false", "1", "0", "t", "f", "TRUE", "FALSE", "True", "False", "T", "F"}}}}
-	case activities.KindDuration:
-		lit = map[string]any{"type": "string", "pattern": durationPattern}
-	case activities.KindTime:
-		lit = map[string]any{"type": "string", "format": "date-time"}
-	default:
-		lit = map[string]any{"type": "string"}
+// kindDefs are the schemas of parameter kinds ($defs/kind.KIND): a literal
+// of the kind or a template.
+func kindDefs() map[string]any {
+	lit := map[activities.ParamKind]map[string]any{
+		activities.KindInt:      {"anyOf": []any{map[string]any{"type": "integer"}, map[string]any{"type": "string", "pattern": `^[+-]?[0-9]+$`}}},
+		activities.KindBool:     {"anyOf": []any{map[string]any{"type": "boolean"}, map[string]any{"enum": []string{"true", "false", "1", "0", "t", "f", "TRUE", "FALSE", "True", "False", "T", "F"}}}},
+		activities.KindDuration: {"type": "string", "pattern": durationPattern},
+		activities.KindTime:     {"type": "string", "format": "date-time"},
 	}
+	out := map[string]any{}
+	for k, l := range lit {
+		out["kind."+string(k)] = map[string]any{"anyOf": []any{l, map[string]any{"$ref": "#/$defs/template"}}}
+	}
+	return out
+}
+
+// paramSchema is the schema of one parameter value.
+func paramSchema(p activities.Param) map[string]any {
 	s := map[string]any{"description": p.Doc}
-	if p.Kind == activities.KindString || p.Kind == activities.KindCIDRList {
+	switch p.Kind {
+	case activities.KindString, activities.KindCIDRList:
 		s["type"] = "string"
-	} else {
-		s["anyOf"] = []any{lit, map[string]any{"$ref": "#/$defs/template"}}
+	case activities.KindEnum:
+		s["anyOf"] = []any{map[string]any{"enum": p.Allowed}, map[string]any{"$ref": "#/$defs/template"}}
+	default:
+		s["$ref"] = "#/$defs/kind." + string(p.Kind)
 	}
 	if p.Default != "" {
 		s["default"] = p.Default
@@ -143,20 +147,27 @@ func paramSchema(p activities.Param) map[string]any {
 	return s
 }
 
-// actionParams is the `if action is a then params are a's` rule of a step
-// (or a compensation, whose parameters are never required: the forward
-// step's fill in).
-func actionParams(a activities.Action, step bool) map[string]any {
+// paramsDef is the schema of an action's params mapping ($defs/params.NAME).
+func paramsDef(a activities.Action) map[string]any {
 	props := map[string]any{}
-	var required []string
 	for _, p := range a.Params {
 		props[p.Name] = paramSchema(p)
+	}
+	return map[string]any{"type": "object", "properties": props, "additionalProperties": false, "description": a.Description}
+}
+
+// actionParams is the `if action is a then params are a's` rule of a step,
+// or of a compensation, whose parameters are never required (the forward
+// step's fill in).
+func actionParams(a activities.Action, step bool) map[string]any {
+	params := map[string]any{"$ref": "#/$defs/params." + a.Name}
+	then := map[string]any{"properties": map[string]any{"params": params}}
+	var required []string
+	for _, p := range a.Params {
 		if p.Required {
 			required = append(required, p.Name)
 		}
 	}
-	params := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	then := map[string]any{"properties": map[string]any{"params": params}}
 	if step && len(required) > 0 {
 		params["required"] = required
 		then["required"] = []string{"params"}
@@ -174,11 +185,13 @@ func actionParams(a activities.Action, step bool) map[string]any {
 func Schema() ([]byte, error) {
 	var actions []string
 	var stepRules, compRules []any
+	defs := kindDefs()
 	for _, a := range activities.Catalog() {
 		if a.Internal {
 			continue
 		}
 		actions = append(actions, a.Name)
+		defs["params."+a.Name] = paramsDef(a)
 		stepRules = append(stepRules, actionParams(a, true))
 		compRules = append(compRules, actionParams(a, false))
 	}
@@ -195,7 +208,7 @@ func Schema() ([]byte, error) {
 	root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	root["$id"] = SchemaID
 	root["title"] = "IRU Responder playbook"
-	root["$defs"] = map[string]any{
+	maps.Copy(defs, map[string]any{
 		"phases":       map[string]any{"type": "object", "properties": phases, "required": slices.Clone(Phases), "additionalProperties": false, "description": "the six phases, in order"},
 		"entry":        map[string]any{"oneOf": []any{map[string]any{"$ref": "#/$defs/parallel"}, map[string]any{"$ref": "#/$defs/step"}}},
 		"parallel":     parallel,
@@ -204,7 +217,8 @@ func Schema() ([]byte, error) {
 		"compensation": map[string]any{"oneOf": []any{map[string]any{"const": "none", "description": "the step is not undone"}, comp}},
 		"action":       enum("a catalog action (activities/catalog.go)", actions...),
 		"template":     templateSchema,
-	}
+	})
+	root["$defs"] = defs
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
