@@ -193,6 +193,14 @@ type KCCollectEventsParams struct {
 	Window time.Duration `param:"window" default:"24h" doc:"how far back to collect"`
 }
 
+// Validate checks the window.
+func (p KCCollectEventsParams) Validate() error {
+	if p.Window <= 0 {
+		return errors.New("parameter window: must be positive")
+	}
+	return nil
+}
+
 // KeysRotateKEKParams are the parameters of [KeysRotateKEK].
 type KeysRotateKEKParams struct {
 	KeyLabel string `param:"key_label,required" doc:"HSM key label"`
@@ -218,6 +226,14 @@ type ComplianceNotifyParams struct {
 	Deadline   time.Duration `param:"deadline" default:"72h" doc:"time allowed from awareness"`
 	AwareSince time.Time     `param:"aware_since,required" doc:"RFC 3339 time the clock starts"`
 	Message    string        `param:"message" doc:"text for people"`
+}
+
+// Validate checks the deadline.
+func (p ComplianceNotifyParams) Validate() error {
+	if p.Deadline <= 0 {
+		return errors.New("parameter deadline: must be positive")
+	}
+	return nil
 }
 
 // ReportGenerateParams are the parameters of [ReportGenerate].
@@ -382,10 +398,13 @@ func mapKeys(m map[string]string) func(func(string) bool) {
 }
 
 // DecodeParams decodes an action's rendered parameters into its params
-// struct P. Any problem is a final [ErrTypeBadParams] error naming the
-// action.
+// struct P, which must be the struct the catalog declares for in.Action.
+// Any problem is a final [ErrTypeBadParams] error naming the action.
 func DecodeParams[P any](in ActionInput) (P, error) {
 	var p P
+	if a, err := Lookup(in.Action); err == nil && a.params != reflect.TypeFor[P]() {
+		return p, NewFinalError(ErrTypeBadParams, fmt.Sprintf("%s: parameters decoded as %s, the catalog declares %v", in.Action, reflect.TypeFor[P](), a.params), nil)
+	}
 	if errs := decodeInto(&p, in.Params, false); len(errs) > 0 {
 		msgs := make([]string, len(errs))
 		for i, e := range errs {

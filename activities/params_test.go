@@ -92,6 +92,10 @@ func TestDecodeParams(t *testing.T) {
 			_, err := DecodeParams[NetHealthProbeParams](in(NetHealthProbe, map[string]string{"expect_status": "42"}))
 			return err
 		}, "parameter expect_status: 42 is not an HTTP status"},
+		{"another action's struct", func() error {
+			_, err := DecodeParams[PVEStopParams](in(PVEStart, map[string]string{"asset": "db"}))
+			return err
+		}, "pve.start: parameters decoded as activities.PVEStopParams, the catalog declares activities.PVEStartParams"},
 		{"template left unrendered", func() error {
 			_, err := DecodeParams[NetHealthProbeParams](in(NetHealthProbe, map[string]string{"retries": "{{ .Steps.x.n }}"}))
 			return err

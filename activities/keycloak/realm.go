@@ -350,9 +350,6 @@ func (a *Activities) CollectEvents(ctx context.Context, in activities.ActionInpu
 		return activities.ActionResult{}, err
 	}
 	window := p.Window
-	if window <= 0 {
-		return activities.ActionResult{}, badParams("%s: parameter window=%s must be a positive duration", activities.KCCollectEvents, window)
-	}
 	userID := ""
 	subject := "realm " + realm
 	if p.UserID != "" {
