@@ -60,7 +60,7 @@ type evidenceItem struct {
 // of the window with their logs, each stored as one JSON evidence item,
 // plus a manifest. Only references are returned.
 func (a *Activities) CollectEvidence(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVECollectEvidenceParams](in)
+	p, err := activities.DecodeParams[activities.PVECollectEvidenceParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

@@ -269,7 +269,7 @@ func (x *call) datacenterFirewall(ctx context.Context) (bool, error) {
 // tag the container "quarantine" and record the exact prior state first
 // (see the package documentation); the result is read back and verified.
 func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEIsolateParams](in)
+	p, err := activities.DecodeParams[activities.PVEIsolateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -542,7 +542,7 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 // description), removing the record last, and verifies the read-back. A
 // container without this incident's record has nothing to lift: success.
 func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEUnisolateParams](in)
+	p, err := activities.DecodeParams[activities.PVEUnisolateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

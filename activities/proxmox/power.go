@@ -125,7 +125,7 @@ func (a *Activities) power(ctx context.Context, in activities.ActionInput, op po
 // the status before the first attempt, so the compensating pve.start only
 // starts a container that was running.
 func (a *Activities) Stop(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEStopParams](in)
+	p, err := activities.DecodeParams[activities.PVEStopParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -135,7 +135,7 @@ func (a *Activities) Stop(ctx context.Context, in activities.ActionInput) (activ
 // Shutdown implements [activities.PVEShutdown]: a clean shutdown with the
 // timeout as grace period, forced after it when force is true.
 func (a *Activities) Shutdown(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEShutdownParams](in)
+	p, err := activities.DecodeParams[activities.PVEShutdownParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -151,7 +151,7 @@ func (a *Activities) Shutdown(ctx context.Context, in activities.ActionInput) (a
 // As a compensation it leaves alone a container whose Undo says it was
 // stopped before.
 func (a *Activities) Start(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEStartParams](in)
+	p, err := activities.DecodeParams[activities.PVEStartParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -162,7 +162,7 @@ func (a *Activities) Start(ctx context.Context, in activities.ActionInput) (acti
 // own node to the storage, protected, with notes "iru-forensic:<key> …". A
 // retry finds the archive by its notes or waits for the running vzdump.
 func (a *Activities) Backup(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEBackupParams](in)
+	p, err := activities.DecodeParams[activities.PVEBackupParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -247,7 +247,7 @@ func (a *Activities) Backup(ctx context.Context, in activities.ActionInput) (act
 // container quarantined by this incident stays quarantined: the isolation
 // is re-applied on the restored state (which becomes the new prior state).
 func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVERestoreParams](in)
+	p, err := activities.DecodeParams[activities.PVERestoreParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

@@ -625,11 +625,6 @@ func (x *call) requirePrivs(ctx context.Context, path string, privs ...string) e
 	return nil
 }
 
-// ---- parameters ----
-
-// decode decodes the step's parameters into the action's params struct P.
-func decode[P any](in activities.ActionInput) (P, error) { return activities.DecodeParams[P](in) }
-
 // begin resolves the step's container (parameter asset) and applies the drill rule.
 func (a *Activities) begin(ctx context.Context, in activities.ActionInput, action, asset string) (*call, error) {
 	x := a.call(action)

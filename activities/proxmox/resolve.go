@@ -188,7 +188,7 @@ func sameProps(a, b string) bool {
 // primary IP, and last_backup, the volid of the newest backup that is not
 // one of IRU's own forensic copies ("" if none).
 func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVEResolveAssetParams](in)
+	p, err := activities.DecodeParams[activities.PVEResolveAssetParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

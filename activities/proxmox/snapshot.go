@@ -80,7 +80,7 @@ func isOwnDescription(desc, incident string) bool {
 // a snapshot of that name made by anyone else is a Conflict. LXC snapshots
 // have no memory state: include_ram is reported, not honoured.
 func (a *Activities) Snapshot(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVESnapshotParams](in)
+	p, err := activities.DecodeParams[activities.PVESnapshotParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

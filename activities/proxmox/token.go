@@ -77,7 +77,7 @@ type secretReader interface {
 // this worker's own, the old token is kept, so the worker keeps working,
 // and the summary says so.
 func (a *Activities) RotateToken(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := decode[activities.PVERotateTokenParams](in)
+	p, err := activities.DecodeParams[activities.PVERotateTokenParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
