@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +24,8 @@ type ActionInput struct {
 	// Action is the catalog name of the action (e.g. [PVEIsolate]).
 	Action string
 	// Params are the step's parameters, already templated and completed with
-	// the catalog defaults. Every value is a string; [Param.Kind] says how to
-	// parse it (see [ParseDuration], [ParseCIDRList]).
+	// the catalog defaults, as text; the action decodes them into its params
+	// struct (params.go) with [DecodeParams].
 	Params map[string]string
 	// Asset is the incident's canonical asset (container) name.
 	Asset string
@@ -291,6 +292,7 @@ const (
 	KindDuration ParamKind = "duration"  // time.ParseDuration syntax
 	KindCIDRList ParamKind = "cidr-list" // comma separated CIDRs or addresses
 	KindEnum     ParamKind = "enum"      // one of Param.Allowed
+	KindTime     ParamKind = "time"      // RFC 3339
 )
 
 // Param describes one parameter of an action.
@@ -310,7 +312,11 @@ type Param struct {
 type Action struct {
 	Name        string
 	Description string
-	Params      []Param
+	// Params are the parameters, derived from the action's params struct
+	// (params.go); see [Action.ParamsType].
+	Params []Param
+	// params is the action's params struct type (nil: no parameters).
+	params reflect.Type
 	// Outputs are the keys the action always sets in [ActionResult.Outputs].
 	Outputs []string
 	// Compensation is the action that undoes this one ("" = none: the action
@@ -336,6 +342,10 @@ func (a Action) Param(name string) (Param, bool) {
 	}
 	return Param{}, false
 }
+
+// ParamsType returns the action's params struct type, nil for an action
+// without parameters.
+func (a Action) ParamsType() reflect.Type { return a.params }
 
 // HasOutput reports whether the action declares output name.
 func (a Action) HasOutput(name string) bool { return slices.Contains(a.Outputs, name) }
@@ -416,115 +426,69 @@ func Catalog() []Action {
 	return out
 }
 
-// Commonly used parameters.
-var (
-	pAsset  = Param{Name: "asset", Kind: KindString, Required: true, Doc: "canonical asset (container) name"}
-	pRealm  = Param{Name: "realm", Kind: KindString, Required: true, Doc: "Keycloak realm"}
-	pUserID = Param{Name: "user_id", Kind: KindString, Required: true, Doc: "Keycloak user id"}
-	pWindow = func(def string) Param {
-		return Param{Name: "window", Kind: KindDuration, Default: def, Doc: "how far back to collect"}
-	}
-	pReason  = Param{Name: "reason", Kind: KindString, Doc: "why (recorded with the change)"}
-	pMessage = Param{Name: "message", Kind: KindString, Doc: "text for people"}
-)
+// declare completes an action with the parameters its params struct P
+// declares (see params.go).
+func declare[P any](a Action) Action {
+	a.params, a.Params = paramsOf[P]()
+	return a
+}
 
+// catalog lists every action; each one's parameters are the fields of its
+// params struct in params.go.
 var catalog = []Action{
-	{Name: PVEResolveAsset, Description: "Resolve an asset to its Proxmox container (node, vmid, status).",
-		Params: []Param{pAsset}, Outputs: []string{"node", "vmid", "status", "ip", "last_backup"}, DryRun: true},
-	{Name: PVEIsolate, Description: "Isolate a container: enable a deny-all firewall with an allow list, or take its links down.",
-		Params: []Param{pAsset,
-			{Name: "method", Kind: KindEnum, Default: "firewall", Allowed: []string{"firewall", "link_down"}, Doc: "how to isolate"},
-			{Name: "allow", Kind: KindCIDRList, Doc: "addresses still allowed (management, evidence collection)"},
-			pReason},
-		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true},
-	{Name: PVEUnisolate, Description: "Lift an isolation, restoring the recorded prior network state.",
-		Params: []Param{pAsset,
-			{Name: "method", Kind: KindEnum, Default: "firewall", Allowed: []string{"firewall", "link_down"}, Doc: "how it was isolated"},
-			pReason},
-		Outputs: []string{"method"}, DryRun: true},
-	{Name: PVESnapshot, Description: "Take an evidence snapshot named after the incident (deterministic: retries find it).",
-		Params: []Param{pAsset,
-			{Name: "name", Kind: KindString, Doc: "snapshot name (default: derived from the incident id)"},
-			{Name: "include_ram", Kind: KindBool, Default: "false", Doc: "include memory state"}},
-		Outputs: []string{"snapshot"}, DryRun: true, Long: true},
-	{Name: PVECollectEvidence, Description: "Collect config, logs and task history of a window into the evidence locker.",
-		Params: []Param{pAsset, pWindow("1h")}, Outputs: []string{"manifest"}, DryRun: true, Long: true},
-	{Name: PVEStop, Description: "Stop a container immediately (memory state is lost).",
-		Params: []Param{pAsset, pReason}, Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true},
-	{Name: PVEShutdown, Description: "Shut a container down cleanly, optionally forcing a stop after the timeout.",
-		Params: []Param{pAsset,
-			{Name: "force", Kind: KindBool, Default: "false", Doc: "stop forcibly after the timeout"},
-			{Name: "timeout", Kind: KindDuration, Default: "2m", Doc: "grace period"},
-			pReason},
-		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true},
-	{Name: PVEStart, Description: "Start a container.",
-		Params: []Param{pAsset}, Outputs: []string{"status"}, DryRun: true, Long: true},
-	{Name: PVEBackup, Description: "Back a container up (vzdump) to a storage.",
-		Params: []Param{pAsset,
-			{Name: "storage", Kind: KindString, Default: "local", Doc: "target storage"},
-			{Name: "mode", Kind: KindEnum, Default: "snapshot", Allowed: []string{"snapshot", "suspend", "stop"}, Doc: "vzdump mode"}},
-		Outputs: []string{"volid"}, DryRun: true, Long: true},
-	{Name: PVERestore, Description: "Restore a container from a backup volume id or roll back to a snapshot.",
-		Params: []Param{pAsset,
-			{Name: "from", Kind: KindString, Required: true, Doc: "backup volid (storage:backup/…) or snapshot name"},
-			{Name: "storage", Kind: KindString, Doc: "target storage for a backup restore"}},
-		Outputs: []string{"status"}, DryRun: true, Destructive: true, Long: true},
-	{Name: PVERotateToken, Description: "Replace a Proxmox API token; the new secret goes to the secret store.",
-		Params:  []Param{{Name: "token_id", Kind: KindString, Required: true, Doc: "user@realm!tokenid"}, pReason},
-		Outputs: []string{"token_ref"}, DryRun: true, Destructive: true},
-
-	{Name: NetHealthProbe, Description: "Probe an asset's service at its inventory address (IRU_PROBE_SCHEME/PORT/PATH) or its allow-listed target: HTTP(S) (2xx/3xx) or TCP (connect).",
-		Params: []Param{{Name: "asset", Kind: KindString, Doc: "asset whose service is probed (default: the incident's asset)"},
-			{Name: "target", Kind: KindString, Doc: "a target on the allow-list IRU_PROBE_TARGETS (URL or host:port); anything else is refused"},
-			{Name: "retries", Kind: KindInt, Default: "3", Doc: "attempts before failing"},
-			{Name: "timeout", Kind: KindDuration, Default: "5s", Doc: "per attempt"}},
-		Outputs: []string{"healthy", "detail"}, DryRun: true},
-
-	{Name: KCResolveUser, Description: "Resolve a Keycloak username to its user id.",
-		Params:  []Param{pRealm, {Name: "username", Kind: KindString, Required: true, Doc: "username"}},
-		Outputs: []string{"user_id", "enabled"}, DryRun: true},
-	{Name: KCListSessions, Description: "List a user's sessions into the evidence locker.",
-		Params: []Param{pRealm, pUserID}, Outputs: []string{"count"}, DryRun: true},
-	{Name: KCDisableUser, Description: "Disable a user (prior state recorded for the undo).",
-		Params: []Param{pRealm, pUserID, pReason}, Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true},
-	{Name: KCEnableUser, Description: "Enable a user (restores the recorded prior state when compensating).",
-		Params: []Param{pRealm, pUserID, pReason}, Outputs: []string{"enabled"}, DryRun: true},
-	{Name: KCLogoutUser, Description: "End every session of a user.",
-		Params: []Param{pRealm, pUserID}, Outputs: []string{"sessions_ended"}, DryRun: true},
-	{Name: KCDeleteSession, Description: "End one session.",
-		Params: []Param{pRealm, {Name: "session_id", Kind: KindString, Required: true, Doc: "session id"}}, DryRun: true},
-	{Name: KCRevokeRealm, Description: "Set the realm's not-before to now and push the revocation to clients.",
-		Params:  []Param{pRealm, {Name: "push", Kind: KindBool, Default: "true", Doc: "push not-before to registered clients"}},
-		Outputs: []string{"not_before"}, DryRun: true, Destructive: true},
-	{Name: KCRotateClientSecret, Description: "Regenerate a client secret; the new secret goes to the secret store.",
-		Params:  []Param{pRealm, {Name: "client_id", Kind: KindString, Required: true, Doc: "clientId"}},
-		Outputs: []string{"secret_ref"}, DryRun: true, Destructive: true},
-	{Name: KCCollectEvents, Description: "Collect login and admin events of a window into the evidence locker.",
-		Params:  []Param{pRealm, {Name: "user_id", Kind: KindString, Doc: "only this user's events"}, pWindow("24h")},
-		Outputs: []string{"manifest", "failed_logins"}, DryRun: true, Long: true},
-
-	{Name: KeysRotateKEK, Description: "Rotate a key-encryption key in the HSM and rewrap the data keys.",
-		Params:  []Param{{Name: "key_label", Kind: KindString, Required: true, Doc: "HSM key label"}, pReason},
-		Outputs: []string{"key_version"}, DryRun: true, Destructive: true, Long: true},
-	{Name: KeysRotateIntakeKeys, Description: "Rotate detector intake API keys and HMAC secrets.",
-		Params:  []Param{{Name: "source", Kind: KindString, Doc: "only this detector source (default: all)"}, pReason},
-		Outputs: []string{"rotated"}, DryRun: true, Destructive: true},
-
+	declare[PVEResolveAssetParams](Action{Name: PVEResolveAsset, Description: "Resolve an asset to its Proxmox container (node, vmid, status).",
+		Outputs: []string{"node", "vmid", "status", "ip", "last_backup"}, DryRun: true}),
+	declare[PVEIsolateParams](Action{Name: PVEIsolate, Description: "Isolate a container: enable a deny-all firewall with an allow list, or take its links down.",
+		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true}),
+	declare[PVEUnisolateParams](Action{Name: PVEUnisolate, Description: "Lift an isolation, restoring the recorded prior network state.",
+		Outputs: []string{"method"}, DryRun: true}),
+	declare[PVESnapshotParams](Action{Name: PVESnapshot, Description: "Take an evidence snapshot named after the incident (deterministic: retries find it).",
+		Outputs: []string{"snapshot"}, DryRun: true, Long: true}),
+	declare[PVECollectEvidenceParams](Action{Name: PVECollectEvidence, Description: "Collect config, logs and task history of a window into the evidence locker.",
+		Outputs: []string{"manifest"}, DryRun: true, Long: true}),
+	declare[PVEStopParams](Action{Name: PVEStop, Description: "Stop a container immediately (memory state is lost).",
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+	declare[PVEShutdownParams](Action{Name: PVEShutdown, Description: "Shut a container down cleanly, optionally forcing a stop after the timeout.",
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+	declare[PVEStartParams](Action{Name: PVEStart, Description: "Start a container.",
+		Outputs: []string{"status"}, DryRun: true, Long: true}),
+	declare[PVEBackupParams](Action{Name: PVEBackup, Description: "Back a container up (vzdump) to a storage.",
+		Outputs: []string{"volid"}, DryRun: true, Long: true}),
+	declare[PVERestoreParams](Action{Name: PVERestore, Description: "Restore a container from a backup volume id or roll back to a snapshot.",
+		Outputs: []string{"status"}, DryRun: true, Destructive: true, Long: true}),
+	declare[PVERotateTokenParams](Action{Name: PVERotateToken, Description: "Replace a Proxmox API token; the new secret goes to the secret store.",
+		Outputs: []string{"token_ref"}, DryRun: true, Destructive: true}),
+	declare[NetHealthProbeParams](Action{Name: NetHealthProbe, Description: "Probe an asset's service at its inventory address (IRU_PROBE_SCHEME/PORT/PATH) or its allow-listed target: HTTP(S) (2xx/3xx) or TCP (connect).",
+		Outputs: []string{"healthy", "detail"}, DryRun: true}),
+	declare[KCResolveUserParams](Action{Name: KCResolveUser, Description: "Resolve a Keycloak username to its user id.",
+		Outputs: []string{"user_id", "enabled"}, DryRun: true}),
+	declare[KCListSessionsParams](Action{Name: KCListSessions, Description: "List a user's sessions into the evidence locker.",
+		Outputs: []string{"count"}, DryRun: true}),
+	declare[KCDisableUserParams](Action{Name: KCDisableUser, Description: "Disable a user (prior state recorded for the undo).",
+		Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true}),
+	declare[KCEnableUserParams](Action{Name: KCEnableUser, Description: "Enable a user (restores the recorded prior state when compensating).",
+		Outputs: []string{"enabled"}, DryRun: true}),
+	declare[KCLogoutUserParams](Action{Name: KCLogoutUser, Description: "End every session of a user.",
+		Outputs: []string{"sessions_ended"}, DryRun: true}),
+	declare[KCDeleteSessionParams](Action{Name: KCDeleteSession, Description: "End one session.",
+		DryRun: true}),
+	declare[KCRevokeRealmParams](Action{Name: KCRevokeRealm, Description: "Set the realm's not-before to now and push the revocation to clients.",
+		Outputs: []string{"not_before"}, DryRun: true, Destructive: true}),
+	declare[KCRotateClientSecretParams](Action{Name: KCRotateClientSecret, Description: "Regenerate a client secret; the new secret goes to the secret store.",
+		Outputs: []string{"secret_ref"}, DryRun: true, Destructive: true}),
+	declare[KCCollectEventsParams](Action{Name: KCCollectEvents, Description: "Collect login and admin events of a window into the evidence locker.",
+		Outputs: []string{"manifest", "failed_logins"}, DryRun: true, Long: true}),
+	declare[KeysRotateKEKParams](Action{Name: KeysRotateKEK, Description: "Rotate a key-encryption key in the HSM and rewrap the data keys.",
+		Outputs: []string{"key_version"}, DryRun: true, Destructive: true, Long: true}),
+	declare[KeysRotateIntakeKeysParams](Action{Name: KeysRotateIntakeKeys, Description: "Rotate detector intake API keys and HMAC secrets.",
+		Outputs: []string{"rotated"}, DryRun: true, Destructive: true}),
 	{Name: LedgerAppend, Description: "Append an entry to the audit ledger (interpreter only).", Internal: true},
-	{Name: NotifySend, Description: "Notify a channel about an incident event.",
-		Params: []Param{{Name: "event", Kind: KindString, Required: true, Doc: "opened, contained, escalation, resolved …"},
-			{Name: "channel", Kind: KindString, Default: "security-team", Doc: "notification channel or tier"},
-			pMessage},
-		Outputs: []string{"notification_id"}, DryRun: true},
-	{Name: ComplianceNotify, Description: "Open a regulatory notification with its deadline (GDPR: 72 hours from awareness).",
-		Params: []Param{{Name: "regime", Kind: KindEnum, Required: true, Allowed: []string{"gdpr", "pci-dss"}, Doc: "regulation"},
-			{Name: "deadline", Kind: KindDuration, Default: "72h", Doc: "time allowed from awareness"},
-			{Name: "aware_since", Kind: KindString, Required: true, Doc: "RFC 3339 time the clock starts"},
-			pMessage},
-		Outputs: []string{"due_at", "notice_ref"}, DryRun: true},
-	{Name: ReportGenerate, Description: "Write the incident report from the ledger and the evidence manifest.",
-		Params:  []Param{{Name: "format", Kind: KindEnum, Default: "markdown", Allowed: []string{"markdown", "json"}, Doc: "report format"}},
-		Outputs: []string{"report_ref"}, DryRun: true},
+	declare[NotifySendParams](Action{Name: NotifySend, Description: "Notify a channel about an incident event.",
+		Outputs: []string{"notification_id"}, DryRun: true}),
+	declare[ComplianceNotifyParams](Action{Name: ComplianceNotify, Description: "Open a regulatory notification with its deadline (GDPR: 72 hours from awareness).",
+		Outputs: []string{"due_at", "notice_ref"}, DryRun: true}),
+	declare[ReportGenerateParams](Action{Name: ReportGenerate, Description: "Write the incident report from the ledger and the evidence manifest.",
+		Outputs: []string{"report_ref"}, DryRun: true}),
 }
 
 // Validate checks a literal value against the parameter's kind.
@@ -547,6 +511,10 @@ func (p Param) Validate(v string) error {
 	case KindCIDRList:
 		if _, err := ParseCIDRList(v); err != nil {
 			return fmt.Errorf("parameter %s: %w", p.Name, err)
+		}
+	case KindTime:
+		if _, err := time.Parse(time.RFC3339, v); err != nil {
+			return fmt.Errorf("parameter %s: %q is not an RFC 3339 time", p.Name, v)
 		}
 	case KindEnum:
 		if !slices.Contains(p.Allowed, v) {

@@ -103,6 +103,19 @@ func (s *Set) Get(name, version string) (*Playbook, error) {
 	return nil, fmt.Errorf("%w: %q version %q", ErrNotFound, name, version)
 }
 
+// FromFile parses and validates one playbook file as a set of one. file
+// names it in errors.
+func FromFile(file string, src []byte) (*Set, error) {
+	pb, errs := Parse(file, src)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &Set{byName: map[string][]*Playbook{pb.Name: {pb}}}, nil
+}
+
+// Versions returns the versions of playbook name, lowest first.
+func (s *Set) Versions(name string) []*Playbook { return slices.Clone(s.byName[name]) }
+
 // Names returns the playbook names, sorted.
 func (s *Set) Names() []string {
 	out := make([]string, 0, len(s.byName))
@@ -197,7 +210,7 @@ func Parse(file string, src []byte) (*Playbook, []error) {
 }
 
 // fields returns the key → value nodes of a mapping, reporting unknown and
-// duplicate keys.
+// duplicate keys. The allowed keys are those of the schema (schema.go).
 func (p *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
 	if n.Kind != yaml.MappingNode {
@@ -301,7 +314,7 @@ func (p *parser) stringMap(n *yaml.Node, what string) (map[string]string, map[st
 }
 
 func (p *parser) playbook(n *yaml.Node) {
-	f := p.fields(n, "playbook", "name", "version", "description", "severity_default", "drill", "escalation", "phases")
+	f := p.fields(n, "playbook", names(playbookFields)...)
 	pb := &Playbook{File: p.file}
 	p.pb = pb
 	pb.Name = p.str(f["name"], "name")
@@ -413,7 +426,7 @@ func (p *parser) publish(s Step) {
 }
 
 func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
-	f := p.fields(n, "step", "id", "action", "params", "when", "approval", "approval_waived", "timeout", "retry", "on_failure", "compensation", "compensates", "risk")
+	f := p.fields(n, "step", names(stepFields)...)
 	s := Step{Line: n.Line}
 	s.ID = p.str(f["id"], "id")
 	switch {
@@ -454,7 +467,7 @@ func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
 	}
 	s.Timeout = p.duration(f["timeout"], "timeout")
 	if r := f["retry"]; r != nil {
-		rf := p.fields(r, "retry", "max_attempts", "initial_interval", "maximum_interval")
+		rf := p.fields(r, "retry", names(retryFields)...)
 		s.Retry = &Retry{
 			MaxAttempts:     int32(p.integer(rf["max_attempts"], "max_attempts", 1, 20)),
 			InitialInterval: p.duration(rf["initial_interval"], "initial_interval"),
@@ -475,34 +488,35 @@ func (p *parser) step(n *yaml.Node, siblings map[string]bool) Step {
 	return s
 }
 
-// params checks the given parameters against the action and completes them
-// with the catalog defaults. self is the step whose own outputs may be
+// params checks the given parameters by decoding them into the action's
+// params struct (see [activities.Action.CheckParams]) and completes them
+// with the declared defaults. Templates are checked here and decoded after
+// the workflow renders them. self is the step whose own outputs may be
 // referenced (compensations only).
 func (p *parser) params(id string, act activities.Action, given map[string]string, nodes map[string]*yaml.Node, at *yaml.Node, siblings map[string]bool, self string) map[string]string {
 	out := map[string]string{}
 	for _, k := range slices.Sorted(mapsKeys(given)) {
-		v := given[k]
-		pd, ok := act.Param(k)
-		if !ok {
-			p.errorf(nodes[k], "step %s: action %s has no parameter %q", id, act.Name, k)
-			continue
+		if _, ok := act.Param(k); ok {
+			out[k] = given[k]
+			if activities.Template(given[k]) {
+				p.template(nodes[k], id, given[k], siblings, self)
+			}
 		}
-		if strings.Contains(v, "{{") {
-			p.template(nodes[k], id, v, siblings, self)
-		} else if err := pd.Validate(v); err != nil {
-			p.errorf(nodes[k], "step %s: %v", id, err)
+	}
+	for _, e := range act.CheckParams(given) {
+		switch {
+		case e.Unknown:
+			p.errorf(nodes[e.Name], "step %s: action %s has no parameter %q", id, act.Name, e.Name)
+		case e.Missing:
+			p.errorf(at, "step %s: action %s needs parameter %q", id, act.Name, e.Name)
+		case e.Name != "":
+			p.errorf(nodes[e.Name], "step %s: %v", id, e.Err)
+		default:
+			p.errorf(at, "step %s: %s: %v", id, act.Name, e.Err)
 		}
-		out[k] = v
 	}
 	for _, pd := range act.Params {
-		if _, ok := out[pd.Name]; ok {
-			continue
-		}
-		if pd.Required {
-			p.errorf(at, "step %s: action %s needs parameter %q", id, act.Name, pd.Name)
-			continue
-		}
-		if pd.Default != "" {
+		if _, ok := out[pd.Name]; !ok && pd.Default != "" {
 			out[pd.Name] = pd.Default
 		}
 	}
@@ -547,7 +561,7 @@ func (p *parser) template(n *yaml.Node, id, text string, siblings map[string]boo
 }
 
 func (p *parser) approval(id string, n *yaml.Node) *Approval {
-	f := p.fields(n, "approval", "roles", "quorum", "timeout", "on_timeout", "drill_only", "max_escalations")
+	f := p.fields(n, "approval", names(approvalFields)...)
 	a := &Approval{
 		Roles:          p.strings(f["roles"], "roles"),
 		Quorum:         1,
@@ -598,7 +612,7 @@ func (p *parser) compensation(s Step, act activities.Action, n *yaml.Node, sibli
 	if n.Kind == yaml.ScalarNode && n.Value == "none" {
 		return nil
 	}
-	f := p.fields(n, "compensation", "action", "params")
+	f := p.fields(n, "compensation", names(compensationFields)...)
 	name := p.str(f["action"], "compensation action")
 	comp, err := activities.Lookup(name)
 	if err != nil || comp.Internal {

@@ -145,13 +145,17 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypePrecondition,
 			"rotate intake keys: the intake keys are shared by every detector, never a drill target", nil)
 	}
-	source := strings.TrimSpace(in.Params["source"])
+	p, err := activities.DecodeParams[activities.KeysRotateIntakeKeysParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	source := p.Source
 	now := a.now().UTC().Truncate(time.Second)
 	if in.DryRun {
 		return a.plan(in, source, now)
 	}
 	var done []rotation
-	err := intake.UpdateDetectorsFile(ctx, a.cfg.DetectorsFile, func(f *intake.DetectorsFile) (bool, error) {
+	err = intake.UpdateDetectorsFile(ctx, a.cfg.DetectorsFile, func(f *intake.DetectorsFile) (bool, error) {
 		targets, err := a.targets(f, source)
 		if err != nil {
 			return false, err
@@ -177,7 +181,7 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 	log := activity.GetLogger(ctx)
 	for _, r := range done {
 		log.Info("intake key rotated", "detector", r.detector, "key_id", r.keyID, "secret_ref", r.ref,
-			"already_minted", r.reused, "older_keys_ending", r.ended, "ended_keys_dropped", r.dropped, "reason", in.Params["reason"])
+			"already_minted", r.reused, "older_keys_ending", r.ended, "ended_keys_dropped", r.dropped, "reason", p.Reason)
 	}
 	return result(done), nil
 }

@@ -39,7 +39,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -348,77 +347,25 @@ var segmentRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 // not escape path segments).
 func validSegment(s string) bool { return segmentRE.MatchString(s) }
 
-// params reads and checks an action's parameters against the catalog.
-type params struct {
-	action string
-	in     activities.ActionInput
-	def    activities.Action
-}
-
-func paramsOf(action string, in activities.ActionInput) (params, error) {
-	def, err := activities.Lookup(action)
-	if err != nil {
-		return params{}, badParams("%s: %v", action, err)
-	}
-	return params{action: action, in: in, def: def}, nil
-}
-
-// get returns the value of name (or the catalog default), checked against its kind.
-func (p params) get(name string) (string, error) {
-	v := strings.TrimSpace(p.in.Params[name])
-	spec, ok := p.def.Param(name)
-	if v == "" && ok {
-		v = spec.Default
-	}
-	if v == "" {
-		if ok && spec.Required {
-			return "", badParams("%s: parameter %s is required", p.action, name)
-		}
-		return "", nil
-	}
-	if ok {
-		if err := spec.Validate(v); err != nil {
-			return "", badParams("%s: %v", p.action, err)
-		}
-	}
-	return v, nil
-}
-
-// segment returns a required parameter that ends up in a URL path.
-func (p params) segment(name string) (string, error) {
-	v, err := p.get(name)
-	if err != nil {
-		return "", err
-	}
+// segment checks a parameter that ends up in a URL path.
+func segment(action, name, v string) (string, error) {
 	if !validSegment(v) {
-		return "", badParams("%s: parameter %s=%q is not a valid Keycloak id", p.action, name, v)
+		return "", badParams("%s: parameter %s=%q is not a valid Keycloak id", action, name, v)
 	}
 	return v, nil
 }
 
-// realm returns the realm parameter, or the configured realm when a caller
-// outside the catalog left it empty. A realm outside the allowed list is
+// checkRealm checks the realm parameter. A realm outside the allowed list is
 // refused (Precondition) before any call reaches Keycloak.
-func (p params) realm(cfg Config) (string, error) {
-	v := strings.TrimSpace(p.in.Params["realm"])
-	if v == "" {
-		v = cfg.Realm
-	}
+func checkRealm(action string, p activities.RealmParams, cfg Config) (string, error) {
+	v := p.Realm
 	if !validSegment(v) {
-		return "", badParams("%s: parameter realm=%q is not a realm name", p.action, v)
+		return "", badParams("%s: parameter realm=%q is not a realm name", action, v)
 	}
 	if !cfg.realmAllowed(v) {
-		return "", precondition("%s: realm %q is not one the platform may act in (IRU_KEYCLOAK_ALLOWED_REALMS: %s); refused", p.action, v, strings.Join(cfg.allowedRealms(), ", "))
+		return "", precondition("%s: realm %q is not one the platform may act in (IRU_KEYCLOAK_ALLOWED_REALMS: %s); refused", action, v, strings.Join(cfg.allowedRealms(), ", "))
 	}
 	return v, nil
-}
-
-func (p params) boolean(name string) (bool, error) {
-	v, err := p.get(name)
-	if err != nil || v == "" {
-		return false, err
-	}
-	return strconv.ParseBool(v)
 }
 
 // ---- drills, logging, heartbeats ----

@@ -43,18 +43,15 @@ type globalRequestResult struct {
 // when the realm already has it. Outputs not_before (RFC 3339), pushed and
 // push_failed (counts of client admin URLs).
 func (a *Activities) RevokeRealm(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := paramsOf(activities.KCRevokeRealm, in)
+	p, err := activities.DecodeParams[activities.KCRevokeRealmParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, err := p.realm(a.cfg)
+	realm, err := checkRealm(activities.KCRevokeRealm, p.RealmParams, a.cfg)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	push, err := p.boolean("push")
-	if err != nil {
-		return activities.ActionResult{}, badParams("%s: parameter push: %v", activities.KCRevokeRealm, err)
-	}
+	push := p.Push
 	if in.Drill && !a.drillRealm(realm) {
 		return activities.ActionResult{}, precondition("drill: realm %s is not a drill realm (IRU_KEYCLOAK_DRILL_REALMS)", realm)
 	}
@@ -161,18 +158,15 @@ func digest(key, secret string) string {
 // valid for a while) is not handled. Rotating the worker's own client is
 // refused: it would lock the worker out.
 func (a *Activities) RotateClientSecret(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := paramsOf(activities.KCRotateClientSecret, in)
+	p, err := activities.DecodeParams[activities.KCRotateClientSecretParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, err := p.realm(a.cfg)
+	realm, err := checkRealm(activities.KCRotateClientSecret, p.RealmParams, a.cfg)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	clientID, err := p.get("client_id")
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
+	clientID := p.ClientID
 	if clientID == a.cfg.ClientID && realm == a.cfg.tokenRealm() {
 		return activities.ActionResult{}, precondition("%s: client %s is the worker's own service account; rotate it by the operator procedure", activities.KCRotateClientSecret, clientID)
 	}
@@ -347,26 +341,19 @@ var redactedPaths = []string{"/client-secret", "/reset-password", "/credentials"
 // Outputs manifest (reference of the manifest item) and failed_logins
 // (LOGIN_ERROR events in the window). It heartbeats once per page.
 func (a *Activities) CollectEvents(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := paramsOf(activities.KCCollectEvents, in)
+	p, err := activities.DecodeParams[activities.KCCollectEventsParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, err := p.realm(a.cfg)
+	realm, err := checkRealm(activities.KCCollectEvents, p.RealmParams, a.cfg)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	win, err := p.get("window")
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	window, err := activities.ParseDuration(win)
-	if err != nil || window <= 0 {
-		return activities.ActionResult{}, badParams("%s: parameter window=%q must be a positive duration", activities.KCCollectEvents, win)
-	}
+	window := p.Window
 	userID := ""
 	subject := "realm " + realm
-	if raw := strings.TrimSpace(in.Params["user_id"]); raw != "" {
-		if userID, err = p.segment("user_id"); err != nil {
+	if p.UserID != "" {
+		if userID, err = segment(activities.KCCollectEvents, "user_id", p.UserID); err != nil {
 			return activities.ActionResult{}, err
 		}
 		u, err := a.getUser(ctx, realm, userID, "collect events")

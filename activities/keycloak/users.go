@@ -23,18 +23,15 @@ const collector = "system:worker"
 // ResolveUser implements kc.resolve_user: the username parameter may hold a
 // username, an e-mail address or a user id. Outputs user_id and enabled.
 func (a *Activities) ResolveUser(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := paramsOf(activities.KCResolveUser, in)
+	p, err := activities.DecodeParams[activities.KCResolveUserParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, err := p.realm(a.cfg)
+	realm, err := checkRealm(activities.KCResolveUser, p.RealmParams, a.cfg)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	ident, err := p.get("username")
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
+	ident := p.Username
 	u, err := a.findUser(ctx, realm, ident)
 	if err != nil {
 		return activities.ActionResult{}, err
@@ -135,16 +132,12 @@ func (a *Activities) userSessions(ctx context.Context, realm string, u *gocloak.
 }
 
 // targetUser reads the user_id parameter's user and applies the drill rule.
-func (a *Activities) targetUser(ctx context.Context, action string, in activities.ActionInput) (string, *gocloak.User, error) {
-	p, err := paramsOf(action, in)
+func (a *Activities) targetUser(ctx context.Context, action string, in activities.ActionInput, p activities.UserParams) (string, *gocloak.User, error) {
+	realm, err := checkRealm(action, p.RealmParams, a.cfg)
 	if err != nil {
 		return "", nil, err
 	}
-	realm, err := p.realm(a.cfg)
-	if err != nil {
-		return "", nil, err
-	}
-	id, err := p.segment("user_id")
+	id, err := segment(action, "user_id", p.UserID)
 	if err != nil {
 		return "", nil, err
 	}
@@ -180,7 +173,11 @@ func (a *Activities) requireManage(realm string, u *gocloak.User, action string)
 // ListSessions implements kc.list_sessions: the user's sessions go to the
 // evidence locker; Outputs count.
 func (a *Activities) ListSessions(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	realm, u, err := a.targetUser(ctx, activities.KCListSessions, in)
+	p, err := activities.DecodeParams[activities.KCListSessionsParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	realm, u, err := a.targetUser(ctx, activities.KCListSessions, in, p.UserParams)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -243,7 +240,11 @@ func idemKey(action string, in activities.ActionInput) (string, error) {
 // a retry finds its own earlier effect and still reports was_enabled=true.
 // Undo carries user_id, realm, was_enabled and disabled_by for kc.enable_user.
 func (a *Activities) DisableUser(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	realm, u, err := a.targetUser(ctx, activities.KCDisableUser, in)
+	p, err := activities.DecodeParams[activities.KCDisableUserParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	realm, u, err := a.targetUser(ctx, activities.KCDisableUser, in, p.UserParams)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -313,7 +314,11 @@ func (a *Activities) DisableUser(ctx context.Context, in activities.ActionInput)
 // user (a user disabled by a platform step carries that step's marker).
 // Enabling also clears Keycloak's brute-force lockout.
 func (a *Activities) EnableUser(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	realm, u, err := a.targetUser(ctx, activities.KCEnableUser, in)
+	p, err := activities.DecodeParams[activities.KCEnableUserParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	realm, u, err := a.targetUser(ctx, activities.KCEnableUser, in, p.UserParams)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -380,7 +385,11 @@ func (a *Activities) EnableUser(ctx context.Context, in activities.ActionInput) 
 // ends and the user's not-before moves to now (POST users/{id}/logout).
 // Outputs sessions_ended. Disable the user first, or the user may log in again.
 func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	realm, u, err := a.targetUser(ctx, activities.KCLogoutUser, in)
+	p, err := activities.DecodeParams[activities.KCLogoutUserParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	realm, u, err := a.targetUser(ctx, activities.KCLogoutUser, in, p.UserParams)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -424,15 +433,15 @@ func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) 
 // attempt it means an earlier attempt already removed the session, and is
 // success once the realm is confirmed to exist.
 func (a *Activities) DeleteSession(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	p, err := paramsOf(activities.KCDeleteSession, in)
+	p, err := activities.DecodeParams[activities.KCDeleteSessionParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, err := p.realm(a.cfg)
+	realm, err := checkRealm(activities.KCDeleteSession, p.RealmParams, a.cfg)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	sid, err := p.segment("session_id")
+	sid, err := segment(activities.KCDeleteSession, "session_id", p.SessionID)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

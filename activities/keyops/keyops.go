@@ -189,10 +189,11 @@ func orNone(s []string) string {
 
 // checkInput validates the parameters and the drill rule.
 func checkInput(in activities.ActionInput) error {
-	label := in.Params["key_label"]
-	if label == "" {
-		label = KEKFamily
+	p, err := activities.DecodeParams[activities.KeysRotateKEKParams](in)
+	if err != nil {
+		return err
 	}
+	label := p.KeyLabel
 	if rest, ok := strings.CutPrefix(label, keys.KEKLabelPrefix); label != KEKFamily && (!ok || !isVersion(rest)) {
 		return activities.NewFinalError(activities.ErrTypeBadParams,
 			fmt.Sprintf("key_label %q: this HSM rotates the KEK family %q only", label, KEKFamily), nil)

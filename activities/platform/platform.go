@@ -189,9 +189,13 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 // the result, not as a failure, so a notification never blocks the
 // response.
 func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	p, err := activities.DecodeParams[activities.NotifySendParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
 	ev := notify.Event{
-		Kind: in.Params["event"], IncidentID: in.IncidentID, Asset: in.Asset,
-		Summary: in.Params["message"], At: a.now().UTC(), Details: map[string]string{"channel": in.Params["channel"], "step": in.StepID},
+		Kind: p.Event, IncidentID: in.IncidentID, Asset: in.Asset,
+		Summary: p.Message, At: a.now().UTC(), Details: map[string]string{"channel": p.Channel, "step": in.StepID},
 	}
 	if ev.Summary == "" {
 		ev.Summary = fmt.Sprintf("%s: %s on %s", in.IncidentID, ev.Kind, in.Asset)
@@ -201,7 +205,7 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	}
 	id := in.IdempotencyKey
 	if in.DryRun {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Plan: []string{fmt.Sprintf("notify %s of %s", in.Params["channel"], ev.Kind)}}, nil
+		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Plan: []string{fmt.Sprintf("notify %s of %s", p.Channel, ev.Kind)}}, nil
 	}
 	if a.Notifier == nil || len(a.Notifier.Channels) == 0 {
 		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Summary: "no notification channel configured"}, nil
@@ -230,19 +234,16 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 // (what is due, by when, under which regime) as evidence and notifies the
 // compliance channel.
 func (a *Activities) ComplianceNotify(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	aware, err := time.Parse(time.RFC3339, in.Params["aware_since"])
+	p, err := activities.DecodeParams[activities.ComplianceNotifyParams](in)
 	if err != nil {
-		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams, fmt.Sprintf("compliance.notify: aware_since %q is not RFC 3339", in.Params["aware_since"]), err)
+		return activities.ActionResult{}, err
 	}
-	window, err := activities.ParseDuration(in.Params["deadline"])
-	if err != nil {
-		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "compliance.notify: "+err.Error(), err)
-	}
-	due := aware.Add(window).UTC()
-	regime := in.Params["regime"]
+	aware := p.AwareSince
+	due := aware.Add(p.Deadline).UTC()
+	regime := p.Regime
 	notice := map[string]string{
 		"incident": in.IncidentID, "regime": regime, "aware_since": aware.UTC().Format(time.RFC3339),
-		"due_at": due.Format(time.RFC3339), "asset": in.Asset, "message": in.Params["message"],
+		"due_at": due.Format(time.RFC3339), "asset": in.Asset, "message": p.Message,
 		"basis": basis(regime),
 	}
 	out := map[string]string{"due_at": due.Format(time.RFC3339)}
@@ -259,7 +260,7 @@ func (a *Activities) ComplianceNotify(ctx context.Context, in activities.ActionI
 		return activities.ActionResult{}, fmt.Errorf("compliance.notify: store notice: %w", err)
 	}
 	out["notice_ref"] = ref
-	sum := fmt.Sprintf("%s notification due %s (%s after awareness)", strings.ToUpper(regime), due.Format(time.RFC3339), window)
+	sum := fmt.Sprintf("%s notification due %s (%s after awareness)", strings.ToUpper(regime), due.Format(time.RFC3339), p.Deadline)
 	if a.Notifier != nil && len(a.Notifier.Channels) > 0 {
 		_, _ = a.Notifier.Send(ctx, notify.Event{Kind: notify.ComplianceDeadline, IncidentID: in.IncidentID, Asset: in.Asset, Summary: sum, At: a.now().UTC(), Details: notice})
 	}
@@ -281,6 +282,10 @@ func basis(regime string) string {
 // (verified) and its evidence manifest, renders the report in Markdown and
 // JSON, and stores both in the evidence locker.
 func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	p, err := activities.DecodeParams[activities.ReportGenerateParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
 	info := activity.GetInfo(ctx)
 	q, err := a.Temporal.QueryWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, workflows.StatusQuery)
 	if err != nil {
@@ -337,7 +342,7 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 		return activities.ActionResult{}, fmt.Errorf("report.generate: store markdown: %w", err)
 	}
 	ref := mdRef
-	if in.Params["format"] == "json" {
+	if p.Format == "json" {
 		ref = jsonRef
 	}
 	return activities.ActionResult{

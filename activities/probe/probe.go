@@ -208,48 +208,21 @@ func parseTarget(s string) (target, error) {
 	return target{addr: s}, nil
 }
 
-// expectStatus parses the optional expect_status parameter (0: any 2xx/3xx).
-func expectStatus(in activities.ActionInput) (int, error) {
-	v := in.Params["expect_status"]
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 100 || n > 599 {
-		return 0, fmt.Errorf("parameter expect_status: %q is not an HTTP status", v)
-	}
-	return n, nil
-}
-
 // HealthProbe implements [activities.NetHealthProbe]. Outputs: healthy
 // ("true") and detail (what answered, on which attempt).
 func (a *Activities) HealthProbe(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	bad := func(err error) (activities.ActionResult, error) {
-		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams, activities.NetHealthProbe+": "+err.Error(), nil)
+	p, err := activities.DecodeParams[activities.NetHealthProbeParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
 	}
-	t, from, err := a.resolveTarget(ctx, in)
+	t, from, err := a.resolveTarget(ctx, in, p)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	if err := a.policy.checkLiteral(ctx, t); err != nil {
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypePrecondition, activities.NetHealthProbe+": "+err.Error(), nil)
 	}
-	retries := 3
-	if v := in.Params["retries"]; v != "" {
-		if retries, err = strconv.Atoi(v); err != nil || retries < 1 {
-			return bad(fmt.Errorf("parameter retries: %q is not a positive integer", v))
-		}
-	}
-	timeout := 5 * time.Second
-	if v := in.Params["timeout"]; v != "" {
-		if timeout, err = activities.ParseDuration(v); err != nil || timeout == 0 {
-			return bad(fmt.Errorf("parameter timeout: %q is not a positive duration", v))
-		}
-	}
-	want, err := expectStatus(in)
-	if err != nil {
-		return bad(err)
-	}
+	retries, timeout, want := p.Retries, p.Timeout, p.ExpectStatus
 	if in.DryRun {
 		p := fmt.Sprintf("probe %s (%s) up to %d times (timeout %s each)", t, from, retries, timeout)
 		return activities.ActionResult{Plan: []string{p}, Outputs: map[string]string{"healthy": "", "detail": ""}, Summary: "dry run: " + p}, nil

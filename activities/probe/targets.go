@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,8 +228,8 @@ func (l allowList) exactAddrs() []netip.AddrPort {
 // resolveTarget picks the probe's target: a `target` parameter only when it
 // is on the allow-list; otherwise the asset's entry of the allow-list, or
 // its inventory address with the configured scheme, port and path.
-func (a *Activities) resolveTarget(ctx context.Context, in activities.ActionInput) (target, string, error) {
-	if raw := strings.TrimSpace(in.Params["target"]); raw != "" {
+func (a *Activities) resolveTarget(ctx context.Context, in activities.ActionInput, p activities.NetHealthProbeParams) (target, string, error) {
+	if raw := p.Target; raw != "" {
 		t, err := parseTarget(raw)
 		if err != nil {
 			return target{}, "", activities.NewFinalError(activities.ErrTypeBadParams, activities.NetHealthProbe+": "+err.Error(), nil)
@@ -239,10 +240,7 @@ func (a *Activities) resolveTarget(ctx context.Context, in activities.ActionInpu
 		}
 		return t, "allow-list", nil
 	}
-	asset := strings.TrimSpace(in.Params["asset"])
-	if asset == "" {
-		asset = in.Asset
-	}
+	asset := cmp.Or(p.Asset, in.Asset)
 	if asset == "" {
 		return target{}, "", activities.NewFinalError(activities.ErrTypeBadParams, activities.NetHealthProbe+": no asset to probe (parameter asset)", nil)
 	}

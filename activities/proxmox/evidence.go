@@ -60,14 +60,15 @@ type evidenceItem struct {
 // of the window with their logs, each stored as one JSON evidence item,
 // plus a manifest. Only references are returned.
 func (a *Activities) CollectEvidence(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVECollectEvidence)
+	p, err := activities.DecodeParams[activities.PVECollectEvidenceParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	window, err := durationParam(in, "window", time.Hour)
+	x, err := a.begin(ctx, in, activities.PVECollectEvidence, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
+	window := p.Window
 	now := a.now().UTC()
 	since := now.Add(-window)
 	raw := func(path string) func(ctx context.Context) (any, error) {

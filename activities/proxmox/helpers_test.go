@@ -231,7 +231,10 @@ func (l *labEnv) state(t testing.TB) string {
 }
 
 func input(action, asset string, params map[string]string) activities.ActionInput {
-	p := map[string]string{"asset": asset}
+	p := map[string]string{}
+	if asset != "" {
+		p["asset"] = asset
+	}
 	for k, v := range params {
 		p[k] = v
 	}

@@ -241,18 +241,14 @@ func (r allowRule) matches(rule map[string]string, m string) bool {
 }
 
 // allowList is IRU_PVE_ALLOW_CIDRS plus the step's allow parameter.
-func (a *Activities) allowList(in activities.ActionInput) ([]string, error) {
-	extra, err := activities.ParseCIDRList(param(in, "allow", ""))
-	if err != nil {
-		return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter allow: %v", in.Action, err))
-	}
+func (a *Activities) allowList(extra activities.CIDRList) []string {
 	var out []string
 	for _, p := range append(slices.Clone(a.allow), extra...) {
 		if s := p.String(); !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // datacenterFirewall reports whether the datacenter firewall is enabled.
@@ -264,14 +260,6 @@ func (x *call) datacenterFirewall(ctx context.Context) (bool, error) {
 	return str(opts["enable"]) == "1", nil
 }
 
-func methodParam(in activities.ActionInput) (string, error) {
-	m := param(in, "method", methodFirewall)
-	if m != methodFirewall && m != methodLinkDown {
-		return "", final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter method: %q is not firewall or link_down", in.Action, m))
-	}
-	return m, nil
-}
-
 // Isolate implements [activities.PVEIsolate]. The firewall method enables
 // the container firewall with DROP policies both ways, sets firewall=1 on
 // every interface, disables the container's own rules and adds ACCEPT rules
@@ -281,21 +269,19 @@ func methodParam(in activities.ActionInput) (string, error) {
 // tag the container "quarantine" and record the exact prior state first
 // (see the package documentation); the result is read back and verified.
 func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVEIsolate)
+	p, err := activities.DecodeParams[activities.PVEIsolateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	method, err := methodParam(in)
+	x, err := a.begin(ctx, in, activities.PVEIsolate, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
+	method := p.Method
 	if in.IncidentID == "" {
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, x.what()+": no incident id")
 	}
-	allow, err := a.allowList(in)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
+	allow := a.allowList(p.Allow)
 	if method == methodFirewall {
 		on, err := x.datacenterFirewall(ctx)
 		if err != nil {
@@ -556,11 +542,12 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 // description), removing the record last, and verifies the read-back. A
 // container without this incident's record has nothing to lift: success.
 func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVEUnisolate)
+	p, err := activities.DecodeParams[activities.PVEUnisolateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	if _, err := methodParam(in); err != nil {
+	x, err := a.begin(ctx, in, activities.PVEUnisolate, p.Asset)
+	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	if in.IncidentID == "" {
@@ -612,7 +599,7 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 		return activities.ActionResult{}, err
 	}
 	if rec == nil {
-		res := activities.ActionResult{Outputs: map[string]string{"method": param(in, "method", methodFirewall)}, Summary: note}
+		res := activities.ActionResult{Outputs: map[string]string{"method": p.Method}, Summary: note}
 		if in.DryRun {
 			res.Plan = []string{note}
 		}

@@ -1,6 +1,7 @@
 package proxmox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -35,13 +36,15 @@ type powerOp struct {
 	want     string // status after the task
 	body     map[string]any
 	timeout  time.Duration // extra time the task may take (shutdown)
+	asset    string        // parameter asset
+	reason   string        // parameter reason
 }
 
 // power runs a power operation idempotently: a container already in the
 // wanted status is a success, a task an earlier attempt started is waited
 // for, and the final status is read back.
 func (a *Activities) power(ctx context.Context, in activities.ActionInput, op powerOp) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, op.action)
+	x, err := a.begin(ctx, in, op.action, op.asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -112,8 +115,8 @@ func (a *Activities) power(ctx context.Context, in activities.ActionInput, op po
 	} else {
 		res.Summary = fmt.Sprintf("%s %s: %s", op.cmd, x.ct, op.want)
 	}
-	if r := param(in, "reason", ""); r != "" {
-		res.Summary += " (" + r + ")"
+	if op.reason != "" {
+		res.Summary += " (" + op.reason + ")"
 	}
 	return res, nil
 }
@@ -122,50 +125,56 @@ func (a *Activities) power(ctx context.Context, in activities.ActionInput, op po
 // the status before the first attempt, so the compensating pve.start only
 // starts a container that was running.
 func (a *Activities) Stop(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	return a.power(ctx, in, powerOp{action: activities.PVEStop, cmd: "stop", taskType: "vzstop", want: "stopped"})
+	p, err := activities.DecodeParams[activities.PVEStopParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	return a.power(ctx, in, powerOp{action: activities.PVEStop, cmd: "stop", taskType: "vzstop", want: "stopped", asset: p.Asset, reason: p.Reason})
 }
 
 // Shutdown implements [activities.PVEShutdown]: a clean shutdown with the
 // timeout as grace period, forced after it when force is true.
 func (a *Activities) Shutdown(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	force, err := boolParam(in, "force", false)
+	p, err := activities.DecodeParams[activities.PVEShutdownParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	timeout, err := durationParam(in, "timeout", 2*time.Minute)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	body := map[string]any{"timeout": int(timeout.Seconds())}
-	if force {
+	body := map[string]any{"timeout": int(p.Timeout.Seconds())}
+	if p.Force {
 		body["forceStop"] = 1
 	}
-	return a.power(ctx, in, powerOp{action: activities.PVEShutdown, cmd: "shutdown", taskType: "vzshutdown", want: "stopped", body: body, timeout: timeout})
+	return a.power(ctx, in, powerOp{action: activities.PVEShutdown, cmd: "shutdown", taskType: "vzshutdown", want: "stopped", body: body, timeout: p.Timeout,
+		asset: p.Asset, reason: p.Reason})
 }
 
 // Start implements [activities.PVEStart]; a running container is a success.
 // As a compensation it leaves alone a container whose Undo says it was
 // stopped before.
 func (a *Activities) Start(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	return a.power(ctx, in, powerOp{action: activities.PVEStart, cmd: "start", taskType: "vzstart", want: "running"})
+	p, err := activities.DecodeParams[activities.PVEStartParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	return a.power(ctx, in, powerOp{action: activities.PVEStart, cmd: "start", taskType: "vzstart", want: "running", asset: p.Asset})
 }
 
 // Backup implements [activities.PVEBackup]: vzdump of the container on its
 // own node to the storage, protected, with notes "iru-forensic:<key> …". A
 // retry finds the archive by its notes or waits for the running vzdump.
 func (a *Activities) Backup(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVEBackup)
+	p, err := activities.DecodeParams[activities.PVEBackupParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	sid := param(in, "storage", a.cfg.BackupStorage)
+	x, err := a.begin(ctx, in, activities.PVEBackup, p.Asset)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	sid := cmp.Or(p.Storage, a.cfg.BackupStorage)
 	if !reStorageID.MatchString(sid) {
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter storage: %q is not a storage id", x.what(), sid))
 	}
-	mode := param(in, "mode", "snapshot")
-	if mode != "snapshot" && mode != "suspend" && mode != "stop" {
-		return activities.ActionResult{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter mode: %q is not snapshot, suspend or stop", x.what(), mode))
-	}
+	mode := p.Mode
 	key := in.IdempotencyKey
 	if key == "" {
 		key = in.IncidentID + "/" + in.StepID
@@ -238,14 +247,15 @@ func (a *Activities) Backup(ctx context.Context, in activities.ActionInput) (act
 // container quarantined by this incident stays quarantined: the isolation
 // is re-applied on the restored state (which becomes the new prior state).
 func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVERestore)
+	p, err := activities.DecodeParams[activities.PVERestoreParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	from := param(in, "from", "")
-	if from == "" {
-		return activities.ActionResult{}, final(activities.ErrTypeBadParams, x.what()+": parameter from is required")
+	x, err := a.begin(ctx, in, activities.PVERestore, p.Asset)
+	if err != nil {
+		return activities.ActionResult{}, err
 	}
+	from := p.From
 	st, err := x.readState(ctx)
 	if err != nil {
 		return activities.ActionResult{}, err
@@ -284,7 +294,7 @@ func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (ac
 		if strings.HasPrefix(vol.Notes, forensicNotesPrefix) {
 			return activities.ActionResult{}, final(activities.ErrTypePrecondition, fmt.Sprintf("%s: %s is a forensic copy of the compromised container (notes %q); restore from a clean backup", x.what(), from, vol.Notes))
 		}
-		target := param(in, "storage", "")
+		target := p.Storage
 		if target == "" {
 			target, _, _ = strings.Cut(str(st.conf["rootfs"]), ":")
 		}

@@ -625,43 +625,9 @@ func (x *call) requirePrivs(ctx context.Context, path string, privs ...string) e
 	return nil
 }
 
-// ---- parameters ----
-
-func param(in activities.ActionInput, name, def string) string {
-	if v, ok := in.Params[name]; ok && v != "" {
-		return v
-	}
-	return def
-}
-
-func boolParam(in activities.ActionInput, name string, def bool) (bool, error) {
-	v := param(in, name, "")
-	if v == "" {
-		return def, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter %s: %q is not a boolean", in.Action, name, v))
-	}
-	return b, nil
-}
-
-func durationParam(in activities.ActionInput, name string, def time.Duration) (time.Duration, error) {
-	v := param(in, name, "")
-	if v == "" {
-		return def, nil
-	}
-	d, err := activities.ParseDuration(v)
-	if err != nil {
-		return 0, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter %s: %v", in.Action, name, err))
-	}
-	return d, nil
-}
-
-// begin resolves the step's container and applies the drill rule.
-func (a *Activities) begin(ctx context.Context, in activities.ActionInput, action string) (*call, error) {
+// begin resolves the step's container (parameter asset) and applies the drill rule.
+func (a *Activities) begin(ctx context.Context, in activities.ActionInput, action, asset string) (*call, error) {
 	x := a.call(action)
-	asset := param(in, "asset", in.Asset)
 	if asset == "" {
 		return nil, final(activities.ErrTypeBadParams, action+": no asset given (parameter asset)")
 	}

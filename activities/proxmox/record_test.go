@@ -89,8 +89,12 @@ func TestForgedQuarantineRecordRefused(t *testing.T) {
 			l := newLab(t)
 			mustRun(t, l.acts, input(activities.PVEIsolate, "api-gateway", map[string]string{"allow": "10.10.0.0/24"}))
 			l.setDescription(t, "pve1", 100, tc.forge(t, l, l.description(t, "pve1", 100)))
-			for _, action := range []string{activities.PVEUnisolate, activities.PVEIsolate} {
-				_, err := run(t, l.acts, input(action, "api-gateway", map[string]string{"allow": "10.10.0.0/24"}))
+			for _, in := range []activities.ActionInput{
+				input(activities.PVEUnisolate, "api-gateway", nil),
+				input(activities.PVEIsolate, "api-gateway", map[string]string{"allow": "10.10.0.0/24"}),
+			} {
+				action := in.Action
+				_, err := run(t, l.acts, in)
 				if err == nil {
 					t.Fatalf("%s acted on a forged record", action)
 				}

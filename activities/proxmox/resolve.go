@@ -188,7 +188,11 @@ func sameProps(a, b string) bool {
 // primary IP, and last_backup, the volid of the newest backup that is not
 // one of IRU's own forensic copies ("" if none).
 func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVEResolveAsset)
+	p, err := activities.DecodeParams[activities.PVEResolveAssetParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	x, err := a.begin(ctx, in, activities.PVEResolveAsset, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -221,7 +225,7 @@ func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput
 	}
 	out := map[string]string{"node": x.ct.Node, "vmid": strconv.Itoa(x.ct.VMID), "status": x.ct.Status, "ip": ip, "last_backup": last}
 	return activities.ActionResult{Outputs: out,
-		Summary: fmt.Sprintf("resolved %q to %s (%s, ip %s, last backup %s)", param(in, "asset", in.Asset), x.ct, x.ct.Status, orNone(ip), orNone(last))}, nil
+		Summary: fmt.Sprintf("resolved %q to %s (%s, ip %s, last backup %s)", p.Asset, x.ct, x.ct.Status, orNone(ip), orNone(last))}, nil
 }
 
 func orNone(s string) string {

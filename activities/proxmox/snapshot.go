@@ -80,18 +80,19 @@ func isOwnDescription(desc, incident string) bool {
 // a snapshot of that name made by anyone else is a Conflict. LXC snapshots
 // have no memory state: include_ram is reported, not honoured.
 func (a *Activities) Snapshot(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	x, err := a.begin(ctx, in, activities.PVESnapshot)
+	p, err := activities.DecodeParams[activities.PVESnapshotParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	x, err := a.begin(ctx, in, activities.PVESnapshot, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	if in.IncidentID == "" {
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, x.what()+": no incident id")
 	}
-	includeRAM, err := boolParam(in, "include_ram", false)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	name := SnapshotName(param(in, "name", ""), in.IncidentID)
+	includeRAM := p.IncludeRAM
+	name := SnapshotName(p.Name, in.IncidentID)
 	if !reConfigID.MatchString(name) || len(name) > maxSnapName {
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: snapshot name %q is not a valid pve-configid", x.what(), name))
 	}

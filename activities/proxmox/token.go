@@ -77,8 +77,12 @@ type secretReader interface {
 // this worker's own, the old token is kept, so the worker keeps working,
 // and the summary says so.
 func (a *Activities) RotateToken(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	p, err := activities.DecodeParams[activities.PVERotateTokenParams](in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
 	x := a.call(activities.PVERotateToken)
-	full := param(in, "token_id", "")
+	full := p.TokenID
 	if !reTokenID.MatchString(full) {
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: parameter token_id: %q is not USER@REALM!TOKENID", x.action, full))
 	}
@@ -213,8 +217,8 @@ func (a *Activities) RotateToken(ctx context.Context, in activities.ActionInput)
 			}
 		}
 	}
-	if r := param(in, "reason", ""); r != "" {
-		summary += " (" + r + ")"
+	if p.Reason != "" {
+		summary += " (" + p.Reason + ")"
 	}
 	return activities.ActionResult{Outputs: map[string]string{"token_ref": ref, "token_id": newFull}, Summary: summary}, nil
 }
