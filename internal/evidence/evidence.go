@@ -378,7 +378,9 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	if err != nil {
 		return "", fmt.Errorf("evidence: put: %w", err)
 	}
-	if _, err := l.backend.Put(ctx, objectKey(r.Incident, blob), enc); err != nil {
+	_, err = l.backend.Put(ctx, objectKey(r.Incident, blob), enc)
+	_ = enc.Close() // no longer reads r.Body
+	if err != nil {
 		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
 	}
 	if err := putJSON(ctx, l.backend, wrapKey(r.Incident, blob), wrapped); err != nil {
@@ -507,8 +509,17 @@ func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
 		_ = obj.Close()
 		return nil, fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, m.Ref, err)
 	}
-	return &verifyingReader{r: dr, c: obj, h: sha256.New(), meta: m}, nil
+	return &verifyingReader{r: dr, c: closerFunc(func() error {
+		var err error
+		dr.close(func() { err = obj.Close() })
+		return err
+	}), h: sha256.New(), meta: m}, nil
 }
+
+// closerFunc is an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // verifyingReader hashes plaintext and checks it against the manifest at EOF.
 type verifyingReader struct {
