@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkLocker100MB measures Put and Get of a 100 MB object, each
-// against its limit measured right after it in the same run:
+// against its limit measured in the same run, alternating with it (one
+// baseline after each timed operation, so both see the same load):
 //
 //   - put against a plain write of the same pseudo-random stream to a file
 //     with io.Copy and fsync (Put syncs too);
@@ -53,43 +54,45 @@ func BenchmarkLocker100MB(b *testing.B) {
 	}
 
 	b.Run("put", func(b *testing.B) {
+		plain := filepath.Join(f.dir, "baseline.bin")
 		b.SetBytes(size)
+		var baseTime time.Duration
 		for i := range b.N {
 			put(size, byte(i))
+			b.StopTimer()
+			start := time.Now()
+			plainWrite(b, plain, randomReader(size, byte(100+i)))
+			baseTime += time.Since(start)
+			b.StartTimer()
 		}
 		b.StopTimer()
-		plain := filepath.Join(f.dir, "baseline.bin")
-		start := time.Now()
-		for i := range b.N {
-			plainWrite(b, plain, randomReader(size, byte(100+i)))
-		}
-		baseline := float64(size) * float64(b.N) / time.Since(start).Seconds() / 1e6
 		peak := peakHeap(func() { put(size, 200) })
 		peakSmall := peakHeap(func() { put(small, 201) })
-		report(b, baseline, peak, peakSmall)
+		report(b, float64(size)*float64(b.N)/baseTime.Seconds()/1e6, peak, peakSmall)
 	})
 	b.Run("get", func(b *testing.B) {
 		ref, refSmall := put(size, 250), put(small, 251)
+		block := make([]byte, 64<<10)
+		_, _ = io.ReadFull(randomReader(int64(len(block)), 7), block)
 		b.SetBytes(size)
+		var baseTime time.Duration
 		b.ResetTimer()
 		for range b.N {
 			get(ref, size)
-		}
-		b.StopTimer()
-		block := make([]byte, 64<<10)
-		_, _ = io.ReadFull(randomReader(int64(len(block)), 7), block)
-		start := time.Now()
-		for range b.N {
+			b.StopTimer()
+			start := time.Now()
 			h := sha256.New()
 			for n := 0; n < size; n += len(block) {
 				h.Write(block[:min(len(block), size-n)])
 			}
 			h.Sum(nil)
+			baseTime += time.Since(start)
+			b.StartTimer()
 		}
-		baseline := float64(size) * float64(b.N) / time.Since(start).Seconds() / 1e6
+		b.StopTimer()
 		peak := peakHeap(func() { get(ref, size) })
 		peakSmall := peakHeap(func() { get(refSmall, small) })
-		report(b, baseline, peak, peakSmall)
+		report(b, float64(size)*float64(b.N)/baseTime.Seconds()/1e6, peak, peakSmall)
 	})
 }
 

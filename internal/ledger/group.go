@@ -73,7 +73,7 @@ const (
 	// maxBatch bounds the entries of one transaction.
 	maxBatch = 512
 	// maxInFlight bounds the batches committing at the same time.
-	maxInFlight = 2
+	maxInFlight = 4
 	// maxHeads bounds the remembered chain heads; past it they are forgotten
 	// and read from the store again.
 	maxHeads = 1 << 16
