@@ -360,9 +360,31 @@ func newDecryptReader(dek []byte, src io.Reader) (*decryptReader, error) {
 }
 
 func (d *decryptReader) Read(p []byte) (int, error) {
+	if err := d.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, d.plain)
+	d.plain = d.plain[n:]
+	return n, nil
+}
+
+// chunk returns the rest of the current segment's plaintext, which stays
+// valid until the next call; at the end it returns io.EOF.
+func (d *decryptReader) chunk() ([]byte, error) {
+	if err := d.fill(); err != nil {
+		return nil, err
+	}
+	b := d.plain
+	d.plain = nil
+	return b, nil
+}
+
+// fill makes d.plain non-empty or returns the stream's error (io.EOF at
+// its end).
+func (d *decryptReader) fill() error {
 	for len(d.plain) == 0 {
 		if d.err != nil {
-			return 0, d.err
+			return d.err
 		}
 		if d.cur != nil {
 			d.pipe.release(d.cur)
@@ -382,9 +404,7 @@ func (d *decryptReader) Read(p []byte) (int, error) {
 			d.cur, d.plain, d.finished = j, j.out, j.last
 		}
 	}
-	n := copy(p, d.plain)
-	d.plain = d.plain[n:]
-	return n, nil
+	return nil
 }
 
 // Close stops the pipeline; unblock ends a read of the object it waits in.

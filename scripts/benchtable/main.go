@@ -76,7 +76,7 @@ type stat struct {
 // group is the results of one benchmark group (one NAME.txt).
 type group struct {
 	name   string
-	header map[string]string           // date, load, machine, cpu, goos, ...
+	header map[string]string          // date, load, machine, cpu, goos, ...
 	stats  map[string]map[string]stat // benchmark → unit → stat
 }
 
