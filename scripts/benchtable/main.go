@@ -272,8 +272,13 @@ func (g goal) check(gs []group, bench string) (met, ok bool, detail string) {
 // format renders a value of unit; B/s is shown in MB/s (benchstat turns
 // MB/s metrics into B/s).
 func format(v float64, unit string) string {
-	if strings.HasSuffix(unit, "B/s") {
+	switch {
+	case strings.HasSuffix(unit, "B/s"):
 		v, unit = v/1e6, strings.TrimSuffix(unit, "B/s")+"MB/s"
+	case unit == "sec/op" && v < 1e-3:
+		v, unit = v*1e6, "µs/op"
+	case unit == "sec/op" && v < 1:
+		v, unit = v*1e3, "ms/op"
 	}
 	var num string
 	switch a := math.Abs(v); {
@@ -281,8 +286,13 @@ func format(v float64, unit string) string {
 		num = commas(strconv.FormatFloat(v, 'f', 0, 64))
 	case a >= 10:
 		num = strconv.FormatFloat(v, 'f', 1, 64)
-	default:
+	case a >= 0.01 || a == 0:
 		num = strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		num = strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	if unit == "×" {
+		return num + unit
 	}
 	return num + " " + unit
 }
