@@ -1,7 +1,7 @@
 # IRU Responder. The two commands of the README:
 #   make up     the whole platform on this machine, on embedded defaults
 #   make test   every check and test, as CI runs them
-.PHONY: up test services tools build dev-server lint bench clean
+.PHONY: up test services tools build dev-server lint bench bench-profile clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/iru-responder/responder/internal/version.Version=$(VERSION)
@@ -32,8 +32,14 @@ lint: tools
 	.tools/bin/staticcheck ./...
 	.tools/bin/workflowcheck ./workflows/...
 
+# Every benchmark several times, summarised by benchstat; rewrites the tables
+# of docs/PERFORMANCE.md (see scripts/bench.sh for the knobs).
 bench: tools
-	go test -run '^$$' -bench . -benchmem ./...
+	scripts/bench.sh
+
+# CPU and allocation profiles of each platform benchmark, in .bench/profiles.
+bench-profile: tools
+	PROFILE=1 scripts/bench.sh
 
 clean:
-	rm -rf bin .iru
+	rm -rf bin .iru .bench

@@ -378,7 +378,9 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	if err != nil {
 		return "", fmt.Errorf("evidence: put: %w", err)
 	}
-	if _, err := l.backend.Put(ctx, objectKey(r.Incident, blob), enc); err != nil {
+	_, err = l.backend.Put(ctx, objectKey(r.Incident, blob), enc)
+	_ = enc.Close() // no longer reads r.Body
+	if err != nil {
 		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
 	}
 	if err := putJSON(ctx, l.backend, wrapKey(r.Incident, blob), wrapped); err != nil {
@@ -507,12 +509,21 @@ func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
 		_ = obj.Close()
 		return nil, fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, m.Ref, err)
 	}
-	return &verifyingReader{r: dr, c: obj, h: sha256.New(), meta: m}, nil
+	return &verifyingReader{r: dr, c: closerFunc(func() error {
+		var err error
+		dr.close(func() { err = obj.Close() })
+		return err
+	}), h: sha256.New(), meta: m}, nil
 }
+
+// closerFunc is an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 // verifyingReader hashes plaintext and checks it against the manifest at EOF.
 type verifyingReader struct {
-	r    io.Reader
+	r    *decryptReader
 	c    io.Closer
 	h    hash.Hash
 	n    int64
@@ -527,22 +538,56 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	v.h.Write(p[:n])
 	v.n += int64(n)
+	if err != nil {
+		return n, v.end(err)
+	}
+	return n, nil
+}
+
+// WriteTo writes the plaintext to w a whole segment at a time (io.Copy
+// uses it). Like Read, it fails with ErrIntegrity when the content does
+// not match the manifest; a short read then has already been written.
+func (v *verifyingReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for v.err == nil {
+		b, err := v.r.chunk()
+		if err != nil {
+			if err = v.end(err); errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return total, err
+		}
+		v.h.Write(b)
+		v.n += int64(len(b))
+		n, err := w.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	if errors.Is(v.err, io.EOF) {
+		return total, nil
+	}
+	return total, v.err
+}
+
+// end records the stream's end: io.EOF when everything matched the
+// manifest, else the error to return from now on.
+func (v *verifyingReader) end(err error) error {
 	switch {
 	case errors.Is(err, io.EOF):
 		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.meta.SHA256 || v.n != v.meta.Size {
 			v.err = fmt.Errorf("%w: %s: object file: content has sha256 %s and %d bytes, manifest says %s and %d bytes",
 				ErrIntegrity, v.meta.Ref, got, v.n, v.meta.SHA256, v.meta.Size)
-			return n, v.err
+		} else {
+			v.err = io.EOF
 		}
-		v.err = io.EOF
 	case errors.Is(err, errSegment):
 		v.err = fmt.Errorf("%w: %s: object file: %w", ErrIntegrity, v.meta.Ref, err)
-		return n, v.err
-	case err != nil:
+	default:
 		v.err = fmt.Errorf("evidence: read %s: %w", v.meta.Ref, err)
-		return n, v.err
 	}
-	return n, err
+	return v.err
 }
 
 func (v *verifyingReader) Close() error { return v.c.Close() }

@@ -415,6 +415,15 @@ func TestTamper(t *testing.T) {
 			if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), string(ref)) {
 				t.Fatalf("reading tampered object: err = %v, want ErrIntegrity naming %s", err, ref)
 			}
+			// io.Copy takes the whole-segment path (WriteTo): the same verdict.
+			if rc, _, err = f.locker.Get(f.ctx, ref, alice); err != nil {
+				t.Fatalf("Get again: %v", err)
+			}
+			_, err = io.Copy(io.Discard, rc)
+			_ = rc.Close()
+			if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), string(ref)) {
+				t.Fatalf("copying tampered object: err = %v, want ErrIntegrity naming %s", err, ref)
+			}
 			// The untouched object still reads.
 			if _, _, err := f.get(other); err != nil {
 				t.Fatalf("Get of untouched object: %v", err)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 )
 
 // Encrypted object format (version 1):
@@ -25,6 +27,12 @@ import (
 // boundary (the new final segment was sealed as not-last) and extension
 // (the real final segment is no longer last); the header in the AAD
 // detects an edited header. Memory use is a few segments, whatever the size.
+//
+// Both directions run as a pipeline (see segmentPipe): one goroutine reads
+// segments in order, GOMAXPROCS workers seal or open them in parallel, and
+// the reader hands them out in order. Put hashes the plaintext as the
+// pipeline reads it and Get as the caller reads it, so hashing, AES-GCM
+// and file I/O overlap on different cores.
 const (
 	streamMagic       = "IRUEV1"
 	headerLen         = len(streamMagic) + 4 + noncePrefixLen
@@ -49,44 +57,210 @@ func newGCM(dek []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// encryptReader reads plaintext from src and yields the encrypted object.
-type encryptReader struct {
-	aead    cipher.AEAD
-	src     *bufio.Reader
-	header  []byte
-	aad     []byte
-	nonce   []byte
+// segmentJob is one segment travelling through a segmentPipe: buf holds
+// the input (buf[:n]) and, once done is closed, out or err.
+type segmentJob struct {
+	buf     []byte
+	n       int
 	counter uint64
-	plain   []byte // segment plaintext buffer
-	out     []byte // pending output (header or sealed segment)
-	outBuf  []byte
-	done    bool
+	last    bool
+	out     []byte
 	err     error
+	done    chan struct{}
+}
+
+// segmentPipe reads segments in order on one goroutine, transforms them on
+// several workers, and yields them in order. It holds at most depth
+// segment buffers, whatever the stream's size.
+type segmentPipe struct {
+	ordered chan *segmentJob
+	free    chan []byte
+	stop    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+// readFunc fills buf with the next segment's input and reports whether it
+// is the stream's last segment. An error ends the stream.
+type readFunc func(buf []byte, counter uint64) (n int, last bool, err error)
+
+// transformFunc seals or opens job in place with worker w's state.
+type transformFunc func(w int, job *segmentJob)
+
+// pipeWorkers is how many segments are sealed or opened in parallel.
+func pipeWorkers() int { return max(1, runtime.GOMAXPROCS(0)) }
+
+func startSegmentPipe(bufSize, workers int, read readFunc, transform transformFunc) *segmentPipe {
+	depth := 2*workers + 2
+	p := &segmentPipe{
+		ordered: make(chan *segmentJob, depth),
+		free:    make(chan []byte, depth),
+		stop:    make(chan struct{}),
+	}
+	for range depth {
+		p.free <- make([]byte, bufSize)
+	}
+	work := make(chan *segmentJob, depth)
+	for w := range workers {
+		p.wg.Go(func() {
+			for j := range work {
+				transform(w, j)
+				close(j.done)
+			}
+		})
+	}
+	p.wg.Go(func() {
+		defer close(p.ordered)
+		defer close(work)
+		for counter := uint64(0); ; counter++ {
+			var buf []byte
+			select {
+			case buf = <-p.free:
+			case <-p.stop:
+				return
+			}
+			j := &segmentJob{buf: buf, counter: counter, done: make(chan struct{})}
+			if counter > maxSegmentCounter {
+				j.err = errors.New("evidence: object too large for one stream")
+			} else {
+				j.n, j.last, j.err = read(buf, counter)
+			}
+			end := j.err != nil || j.last // read before a worker owns j
+			if j.err != nil {
+				close(j.done)
+			} else {
+				select {
+				case work <- j:
+				case <-p.stop:
+					return
+				}
+			}
+			select {
+			case p.ordered <- j:
+			case <-p.stop:
+				return
+			}
+			if end {
+				return
+			}
+		}
+	})
+	return p
+}
+
+// next returns the next segment in order, transformed, or nil when the
+// stream has ended. Release the job's buffer with release.
+func (p *segmentPipe) next() *segmentJob {
+	j, ok := <-p.ordered
+	if !ok {
+		return nil
+	}
+	<-j.done
+	return j
+}
+
+func (p *segmentPipe) release(j *segmentJob) {
+	select {
+	case p.free <- j.buf:
+	default:
+	}
+}
+
+// close stops the pipe and waits for its goroutines. unblock (may be nil)
+// is called after the stop signal, to end a read the reader waits in.
+func (p *segmentPipe) close(unblock func()) {
+	p.once.Do(func() {
+		close(p.stop)
+		if unblock != nil {
+			unblock()
+		}
+		// Drain so that no worker or reader waits on a full channel.
+		go func() {
+			for range p.ordered {
+			}
+		}()
+		p.wg.Wait()
+	})
+}
+
+// readSegment reads one segment of size bytes from src and reports whether
+// it is the last: the stream ends within it or right after it.
+func readSegment(src *bufio.Reader, buf []byte) (n int, last bool, err error) {
+	n, err = io.ReadFull(src, buf)
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return n, true, nil
+	case err != nil:
+		return n, false, err
+	}
+	if _, perr := src.Peek(1); errors.Is(perr, io.EOF) {
+		return n, true, nil
+	} else if perr != nil {
+		return n, false, perr
+	}
+	return n, false, nil
+}
+
+// segmentCrypto is one worker's AEAD, nonce and AAD.
+type segmentCrypto struct {
+	aead  cipher.AEAD
+	nonce []byte
+	aad   []byte
+}
+
+// newSegmentCryptos returns workers independent AEAD states for header.
+func newSegmentCryptos(dek, header []byte, workers int) ([]segmentCrypto, error) {
+	cs := make([]segmentCrypto, workers)
+	for i := range cs {
+		aead, err := newGCM(dek)
+		if err != nil {
+			return nil, err
+		}
+		cs[i] = segmentCrypto{aead: aead, nonce: make([]byte, aead.NonceSize()), aad: append(append([]byte(nil), header...), 0)}
+		copy(cs[i].nonce, header[len(streamMagic)+4:])
+	}
+	return cs, nil
+}
+
+// set fills the nonce and AAD for segment counter.
+func (c *segmentCrypto) set(counter uint64, last bool) {
+	binary.BigEndian.PutUint32(c.nonce[noncePrefixLen:], uint32(counter))
+	c.aad[len(c.aad)-1] = 0
+	if last {
+		c.aad[len(c.aad)-1] = 1
+	}
+}
+
+// encryptReader reads plaintext from src and yields the encrypted object.
+// Close it to stop reading src.
+type encryptReader struct {
+	pipe *segmentPipe
+	cur  *segmentJob
+	out  []byte // pending output (header or sealed segment)
+	done bool
+	err  error
 }
 
 func newEncryptReader(dek []byte, src io.Reader, segment int) (*encryptReader, error) {
-	aead, err := newGCM(dek)
-	if err != nil {
-		return nil, err
-	}
 	header := make([]byte, headerLen)
 	copy(header, streamMagic)
 	binary.BigEndian.PutUint32(header[len(streamMagic):], uint32(segment))
 	if _, err := rand.Read(header[len(streamMagic)+4:]); err != nil {
 		return nil, fmt.Errorf("nonce prefix: %w", err)
 	}
-	e := &encryptReader{
-		aead:   aead,
-		src:    bufio.NewReaderSize(src, 16<<10),
-		header: header,
-		aad:    append(append([]byte(nil), header...), 0),
-		nonce:  make([]byte, aead.NonceSize()),
-		plain:  make([]byte, segment),
-		outBuf: make([]byte, 0, segment+tagLen),
+	workers := pipeWorkers()
+	cs, err := newSegmentCryptos(dek, header, workers)
+	if err != nil {
+		return nil, err
 	}
-	copy(e.nonce, header[len(streamMagic)+4:])
-	e.out = header
-	return e, nil
+	br := bufio.NewReaderSize(src, 16<<10)
+	read := func(buf []byte, _ uint64) (int, bool, error) { return readSegment(br, buf[:segment]) }
+	seal := func(w int, j *segmentJob) {
+		c := &cs[w]
+		c.set(j.counter, j.last)
+		j.out = c.aead.Seal(j.buf[:0], c.nonce, j.buf[:j.n], c.aad)
+	}
+	return &encryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, seal), out: header}, nil
 }
 
 func (e *encryptReader) Read(p []byte) (int, error) {
@@ -94,70 +268,46 @@ func (e *encryptReader) Read(p []byte) (int, error) {
 		if e.err != nil {
 			return 0, e.err
 		}
+		if e.cur != nil {
+			e.pipe.release(e.cur)
+			e.cur = nil
+		}
 		if e.done {
 			return 0, io.EOF
 		}
-		e.sealNext()
+		j := e.pipe.next()
+		switch {
+		case j == nil:
+			e.err = errors.New("evidence: encryption stopped")
+		case j.err != nil:
+			e.err = j.err
+		default:
+			e.cur, e.out, e.done = j, j.out, j.last
+		}
 	}
 	n := copy(p, e.out)
 	e.out = e.out[n:]
 	return n, nil
 }
 
-// sealNext reads one segment of plaintext and seals it into e.out.
-func (e *encryptReader) sealNext() {
-	n, err := io.ReadFull(e.src, e.plain)
-	last := false
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		last = true
-	case err != nil:
-		e.err = err
-		return
-	default:
-		if _, perr := e.src.Peek(1); errors.Is(perr, io.EOF) {
-			last = true
-		} else if perr != nil {
-			e.err = perr
-			return
-		}
-	}
-	if e.counter > maxSegmentCounter {
-		e.err = errors.New("evidence: object too large for one stream")
-		return
-	}
-	binary.BigEndian.PutUint32(e.nonce[noncePrefixLen:], uint32(e.counter))
-	e.aad[len(e.aad)-1] = 0
-	if last {
-		e.aad[len(e.aad)-1] = 1
-		e.done = true
-	}
-	e.out = e.aead.Seal(e.outBuf[:0], e.nonce, e.plain[:n], e.aad)
-	e.counter++
+// Close stops the pipeline and waits until it no longer reads its source.
+func (e *encryptReader) Close() error {
+	e.pipe.close(nil)
+	return nil
 }
 
 // decryptReader reads an encrypted object and yields its plaintext. Any
 // error in the stream is returned from Read and wraps errSegment when a
-// segment does not authenticate.
+// segment does not authenticate. Close it to stop reading the object.
 type decryptReader struct {
-	aead     cipher.AEAD
-	src      *bufio.Reader
-	aad      []byte
-	nonce    []byte
-	segment  int
-	counter  uint64
-	ct       []byte
+	pipe     *segmentPipe
+	cur      *segmentJob
 	plain    []byte // pending plaintext
-	plainBuf []byte
-	sawLast  bool
+	finished bool
 	err      error
 }
 
 func newDecryptReader(dek []byte, src io.Reader) (*decryptReader, error) {
-	aead, err := newGCM(dek)
-	if err != nil {
-		return nil, err
-	}
 	br := bufio.NewReaderSize(src, 16<<10)
 	header := make([]byte, headerLen)
 	if _, err := io.ReadFull(br, header); err != nil {
@@ -170,76 +320,94 @@ func newDecryptReader(dek []byte, src io.Reader) (*decryptReader, error) {
 	if segment < 1 || segment > maxSegment {
 		return nil, fmt.Errorf("header: segment size %d out of range", segment)
 	}
-	d := &decryptReader{
-		aead:     aead,
-		src:      br,
-		aad:      append(header, 0),
-		nonce:    make([]byte, aead.NonceSize()),
-		segment:  segment,
-		ct:       make([]byte, segment+tagLen),
-		plainBuf: make([]byte, 0, segment),
+	workers := pipeWorkers()
+	cs, err := newSegmentCryptos(dek, header, workers)
+	if err != nil {
+		return nil, err
 	}
-	copy(d.nonce, header[len(streamMagic)+4:])
-	return d, nil
+	read := func(buf []byte, counter uint64) (int, bool, error) {
+		n, err := io.ReadFull(br, buf)
+		switch {
+		case errors.Is(err, io.EOF):
+			return 0, false, fmt.Errorf("segment %d: %w: stream ends before the final segment", counter, errSegment)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return n, true, nil
+		case err != nil:
+			return n, false, fmt.Errorf("segment %d: %w", counter, err)
+		}
+		if _, perr := br.Peek(1); errors.Is(perr, io.EOF) {
+			return n, true, nil
+		} else if perr != nil {
+			return n, false, fmt.Errorf("segment %d: %w", counter, perr)
+		}
+		return n, false, nil
+	}
+	open := func(w int, j *segmentJob) {
+		if j.n < tagLen {
+			j.err = fmt.Errorf("segment %d: %w: short segment", j.counter, errSegment)
+			return
+		}
+		c := &cs[w]
+		c.set(j.counter, j.last)
+		out, err := c.aead.Open(j.buf[:0], c.nonce, j.buf[:j.n], c.aad)
+		if err != nil {
+			j.err = fmt.Errorf("segment %d: %w", j.counter, errSegment)
+			return
+		}
+		j.out = out
+	}
+	return &decryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, open)}, nil
 }
 
 func (d *decryptReader) Read(p []byte) (int, error) {
-	for len(d.plain) == 0 {
-		if d.err != nil {
-			return 0, d.err
-		}
-		d.openNext()
+	if err := d.fill(); err != nil {
+		return 0, err
 	}
 	n := copy(p, d.plain)
 	d.plain = d.plain[n:]
 	return n, nil
 }
 
-func (d *decryptReader) openNext() {
-	n, err := io.ReadFull(d.src, d.ct)
-	last := false
-	switch {
-	case errors.Is(err, io.EOF):
-		if d.sawLast {
+// chunk returns the rest of the current segment's plaintext, which stays
+// valid until the next call; at the end it returns io.EOF.
+func (d *decryptReader) chunk() ([]byte, error) {
+	if err := d.fill(); err != nil {
+		return nil, err
+	}
+	b := d.plain
+	d.plain = nil
+	return b, nil
+}
+
+// fill makes d.plain non-empty or returns the stream's error (io.EOF at
+// its end).
+func (d *decryptReader) fill() error {
+	for len(d.plain) == 0 {
+		if d.err != nil {
+			return d.err
+		}
+		if d.cur != nil {
+			d.pipe.release(d.cur)
+			d.cur = nil
+		}
+		if d.finished {
 			d.err = io.EOF
-		} else {
-			d.err = fmt.Errorf("segment %d: %w: stream ends before the final segment", d.counter, errSegment)
+			continue
 		}
-		return
-	case d.sawLast:
-		d.err = fmt.Errorf("segment %d: %w: data after the final segment", d.counter, errSegment)
-		return
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		last = true
-	case err != nil:
-		d.err = fmt.Errorf("segment %d: %w", d.counter, err)
-		return
-	default:
-		if _, perr := d.src.Peek(1); errors.Is(perr, io.EOF) {
-			last = true
-		} else if perr != nil {
-			d.err = fmt.Errorf("segment %d: %w", d.counter, perr)
-			return
+		j := d.pipe.next()
+		switch {
+		case j == nil:
+			d.err = errors.New("evidence: decryption stopped")
+		case j.err != nil:
+			d.err = j.err
+		default:
+			d.cur, d.plain, d.finished = j, j.out, j.last
 		}
 	}
-	if n < tagLen || d.counter > maxSegmentCounter {
-		d.err = fmt.Errorf("segment %d: %w: short segment", d.counter, errSegment)
-		return
-	}
-	binary.BigEndian.PutUint32(d.nonce[noncePrefixLen:], uint32(d.counter))
-	d.aad[len(d.aad)-1] = 0
-	if last {
-		d.aad[len(d.aad)-1] = 1
-	}
-	plain, oerr := d.aead.Open(d.plainBuf[:0], d.nonce, d.ct[:n], d.aad)
-	if oerr != nil {
-		d.err = fmt.Errorf("segment %d: %w", d.counter, errSegment)
-		return
-	}
-	d.counter++
-	d.sawLast = last
-	d.plain = plain
-	if len(plain) == 0 && last {
-		d.err = io.EOF
-	}
+	return nil
+}
+
+// Close stops the pipeline; unblock ends a read of the object it waits in.
+func (d *decryptReader) close(unblock func()) {
+	d.pipe.close(unblock)
 }

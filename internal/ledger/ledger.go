@@ -9,7 +9,9 @@
 //
 // The sequence number of an entry is chosen by the incident workflow, so
 // appends need no global lock: the store's unique (incident, seq) key orders
-// them, and the previous hash is read in the same transaction as the insert.
+// them. Appends are group-committed (many entries per transaction, see
+// group.go): an entry is chained onto a predecessor that is committed or in
+// the same transaction, and Append returns once its transaction committed.
 // A retried append with the same content returns the stored entry, an append
 // whose predecessor is not there yet fails with [ErrGap] (retry it), and an
 // append that disagrees with what is stored fails with [ErrConflict].

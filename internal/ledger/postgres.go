@@ -13,10 +13,19 @@ import (
 )
 
 // PostgresStore is a [Store] on PostgreSQL. Its tables live in the first
-// schema of the connection's search_path.
+// schema of the connection's search_path. Appends are group-committed: the
+// entries that arrive while a commit runs are inserted together by the next
+// one, in a single statement.
 type PostgresStore struct {
 	pool  *pgxpool.Pool
 	owned bool
+	group *groupCommitter
+}
+
+func newPostgresStore(pool *pgxpool.Pool, owned bool) *PostgresStore {
+	s := &PostgresStore{pool: pool, owned: owned}
+	s.group = newGroupCommitter(s)
+	return s
 }
 
 // OpenPostgres connects to dsn and returns a store that closes its pool on
@@ -30,12 +39,12 @@ func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 		pool.Close()
 		return nil, fmt.Errorf("ledger: postgres: connect: %w", err)
 	}
-	return &PostgresStore{pool: pool, owned: true}, nil
+	return newPostgresStore(pool, true), nil
 }
 
 // NewPostgresStore returns a store on pool; Close leaves the pool open.
 func NewPostgresStore(pool *pgxpool.Pool) *PostgresStore {
-	return &PostgresStore{pool: pool}
+	return newPostgresStore(pool, false)
 }
 
 // postgresSchema creates the tables, the trigger that rejects UPDATE,
@@ -147,18 +156,74 @@ var errLostRace = errors.New("ledger: concurrent append, retry")
 // maxRaceRetries bounds how often an append re-reads after losing a race.
 const maxRaceRetries = 5
 
-// Insert implements [Store].
+// Insert implements [Store], through the group commit.
 func (s *PostgresStore) Insert(ctx context.Context, e Entry) (Entry, error) {
+	out, err := s.group.append(ctx, e)
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+	}
+	return out, nil
+}
+
+// insertOne appends e alone, in its own transaction.
+func (s *PostgresStore) insertOne(ctx context.Context, e Entry) (Entry, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := s.insertOnce(ctx, e)
 		if errors.Is(err, errLostRace) && attempt < maxRaceRetries {
 			continue
 		}
-		if err != nil {
-			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
-		}
-		return out, nil
+		return out, err
 	}
+}
+
+// lookup returns the stored entries among slots, in one query.
+func (s *PostgresStore) lookup(ctx context.Context, slots []slot) (map[slot]Entry, error) {
+	incidents := make([]string, len(slots))
+	seqs := make([]int64, len(slots))
+	for i, sl := range slots {
+		incidents[i], seqs[i] = sl.incident, sl.seq
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+pgEntryCols+` FROM ledger_entries
+		WHERE (incident_id, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))`, incidents, seqs)
+	if err != nil {
+		return nil, fmt.Errorf("look up entries: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[slot]Entry, len(slots))
+	err = eachRow(rows, "look up entries", func(r rowScanner) (Entry, error) { return scanEntry(r, false) },
+		func(e Entry) error { found[slot{e.Incident, e.Seq}] = e; return nil })
+	return found, err
+}
+
+// insertAll stores es with one INSERT statement in its own implicit
+// transaction: a taken slot or idempotency key fails the statement, and
+// none of es is stored.
+func (s *PostgresStore) insertAll(ctx context.Context, es []Entry) error {
+	var (
+		incidents, actors, actions, targets, statuses, details, keys = make([]string, len(es)), make([]string, len(es)),
+			make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es))
+		seqs                  = make([]int64, len(es))
+		versions              = make([]int16, len(es))
+		times                 = make([]time.Time, len(es))
+		params, prevs, hashes = make([][]byte, len(es)), make([][]byte, len(es)), make([][]byte, len(es))
+	)
+	for i := range es {
+		e := &es[i]
+		incidents[i], seqs[i], versions[i], times[i] = e.Incident, e.Seq, int16(e.Version), e.Time
+		actors[i], actions[i], targets[i], params[i] = e.Actor, e.Action, e.Target, e.ParamsDigest[:]
+		statuses[i], details[i], keys[i], prevs[i], hashes[i] = string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:]
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO ledger_entries (`+pgEntryCols+`)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[], $6::text[],
+			$7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[])`,
+		incidents, seqs, versions, times, actors, actions, targets, params, statuses, details, keys, prevs, hashes)
+	if err != nil {
+		return fmt.Errorf("insert %d entries: %w", len(es), err)
+	}
+	if tag.RowsAffected() != int64(len(es)) {
+		return fmt.Errorf("insert %d entries: stored %d", len(es), tag.RowsAffected())
+	}
+	return nil
 }
 
 func (s *PostgresStore) insertOnce(ctx context.Context, e Entry) (Entry, error) {

@@ -19,9 +19,12 @@ import (
 // the embedded default. Writers take the database write lock at BEGIN
 // (BEGIN IMMEDIATE) and wait for it up to the busy timeout, so concurrent
 // appends queue instead of failing. The file is in WAL mode with
-// synchronous=FULL: a committed entry survives a power loss.
+// synchronous=FULL: a committed entry survives a power loss. Appends are
+// group-committed: the entries that arrive while a commit runs are inserted
+// together by the next transaction.
 type SQLiteStore struct {
-	db *sql.DB
+	db    *sql.DB
+	group *groupCommitter
 }
 
 // sqliteBusyTimeout is how long a writer waits for the write lock.
@@ -102,7 +105,9 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("ledger: sqlite %s: migrate: %w", path, err)
 	}
-	return &SQLiteStore{db: db}, nil
+	s := &SQLiteStore{db: db}
+	s.group = newGroupCommitter(s)
+	return s, nil
 }
 
 // migrateSQLite creates the schema, and adds the decision column to a
@@ -125,16 +130,68 @@ func migrateSQLite(ctx context.Context, db *sql.DB) error {
 
 const sqliteEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, idempotency_key, prev_hash, hash`
 
-// Insert implements [Store].
+// Insert implements [Store], through the group commit.
 func (s *SQLiteStore) Insert(ctx context.Context, e Entry) (Entry, error) {
-	out, err := s.insert(ctx, e)
+	out, err := s.group.append(ctx, e)
 	if err != nil {
 		return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
 	}
 	return out, nil
 }
 
-func (s *SQLiteStore) insert(ctx context.Context, e Entry) (Entry, error) {
+// lookup returns the stored entries among slots.
+func (s *SQLiteStore) lookup(ctx context.Context, slots []slot) (map[slot]Entry, error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("look up entries: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+	stmt, err := conn.PrepareContext(ctx, `SELECT `+sqliteEntryCols+` FROM ledger_entries WHERE incident_id = ? AND seq = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("look up entries: %w", err)
+	}
+	defer func() { _ = stmt.Close() }()
+	found := make(map[slot]Entry, len(slots))
+	for _, sl := range slots {
+		e, err := scanEntry(stmt.QueryRowContext(ctx, sl.incident, sl.seq), true)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("look up %s seq %d: %w", sl.incident, sl.seq, err)
+		default:
+			found[sl] = e
+		}
+	}
+	return found, nil
+}
+
+// insertAll stores es in one transaction: a taken slot or idempotency key
+// rolls it back, and none of es is stored.
+func (s *SQLiteStore) insertAll(ctx context.Context, es []Entry) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO ledger_entries (`+sqliteEntryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	defer func() { _ = stmt.Close() }()
+	for _, e := range es {
+		if _, err := stmt.ExecContext(ctx, e.Incident, e.Seq, e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target,
+			e.ParamsDigest[:], string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:]); err != nil {
+			return fmt.Errorf("insert %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// insertOne appends e alone, in its own transaction.
+func (s *SQLiteStore) insertOne(ctx context.Context, e Entry) (Entry, error) {
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: holds the write lock from here
 	if err != nil {
 		return Entry{}, fmt.Errorf("begin: %w", err)

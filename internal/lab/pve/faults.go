@@ -182,7 +182,9 @@ func taskFailure(faults []*activeFault) string {
 //
 //	GET  /_lab/faults  → active faults
 //	PUT  /_lab/faults  → replace faults (JSON array of Fault)
-//	POST /_lab/reset   → restore the inventory and clear faults
+//	GET  /_lab/tasks   → task durations (JSON TaskTimes)
+//	PUT  /_lab/tasks   → replace task durations for tasks started from now on
+//	POST /_lab/reset   → restore the inventory and the task durations, clear faults
 //	GET  /_lab/state   → canonical JSON of State()
 func (s *Server) serveControl(w http.ResponseWriter, hr *http.Request) {
 	if hr.Header.Get("Authorization") != "Bearer "+s.opts.ControlToken {
@@ -209,6 +211,16 @@ func (s *Server) serveControl(w http.ResponseWriter, hr *http.Request) {
 		}
 		s.SetFaults(fs...)
 		reply(http.StatusOK, s.Faults())
+	case hr.URL.Path == "/_lab/tasks" && hr.Method == http.MethodGet:
+		reply(http.StatusOK, s.TaskTimes())
+	case hr.URL.Path == "/_lab/tasks" && hr.Method == http.MethodPut:
+		var t TaskTimes
+		if err := json.NewDecoder(hr.Body).Decode(&t); err != nil {
+			reply(http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		s.SetTaskTimes(t)
+		reply(http.StatusOK, s.TaskTimes())
 	case hr.URL.Path == "/_lab/reset" && hr.Method == http.MethodPost:
 		if err := s.Reset(); err != nil {
 			reply(http.StatusInternalServerError, map[string]string{"error": err.Error()})

@@ -73,6 +73,7 @@ type Options struct {
 	// InstantTasks: finished when the call returns).
 	TaskDuration time.Duration
 	// TaskDurations overrides TaskDuration per task type ("vzsnapshot", "vzdump", ...).
+	// Both can be changed at run time: see SetTaskTimes and PUT /_lab/tasks.
 	TaskDurations map[string]time.Duration
 	// AuthFailureDelay delays 401 answers, as pveproxy does (3 s there); default 0.
 	AuthFailureDelay time.Duration
@@ -99,6 +100,9 @@ type Server struct {
 	faultMu sync.Mutex
 	faults  []*activeFault
 	rng     *mrand.Rand
+
+	taskTimesMu sync.Mutex
+	taskTimes   TaskTimes // see SetTaskTimes
 
 	ticketKey []byte
 	pidSeq    uint32
@@ -154,6 +158,7 @@ func New(opts Options) (*Server, error) {
 		closed: make(chan struct{}),
 		pidSeq: 0x1000,
 	}
+	s.SetTaskTimes(TaskTimes{Default: opts.TaskDuration, ByType: opts.TaskDurations})
 	s.ticketKey = make([]byte, 32)
 	if _, err := rand.Read(s.ticketKey); err != nil {
 		return nil, fmt.Errorf("generate ticket key: %w", err)
@@ -312,14 +317,8 @@ func (s *Server) Reset() error {
 	s.st = st
 	s.mu.Unlock()
 	s.SetFaults()
+	s.SetTaskTimes(TaskTimes{Default: s.opts.TaskDuration, ByType: s.opts.TaskDurations})
 	return nil
 }
 
 func (s *Server) now() time.Time { return s.opts.Now() }
-
-func (s *Server) taskDuration(typ string) time.Duration {
-	if d, ok := s.opts.TaskDurations[typ]; ok {
-		return d
-	}
-	return s.opts.TaskDuration
-}

@@ -1,0 +1,286 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Group commit.
+//
+// Both stores send their appends through a [groupCommitter]: appends that
+// arrive while commits are running queue up, and the next commit stores all
+// of them in one transaction, so they share one fsync. Up to maxInFlight
+// batches commit at the same time. Every chain stays gap-free: an entry is
+// only sealed onto a predecessor that is committed already (read from the
+// store, or remembered after its commit) or is in the same all-or-nothing
+// transaction; an append whose predecessor is still in flight in another
+// batch fails with [ErrGap] like any append that comes too early. An
+// append returns after the transaction that holds its entry has committed.
+//
+// Inside a batch the appends are ordered by (incident, seq), so concurrent
+// appenders of one chain that arrive out of order still chain in order.
+// The predecessor's hash comes from the batch itself, from the committer's
+// memory of the chain heads it stored or read (stored rows never change), or
+// from one read of the store for the whole batch. When the batch cannot be
+// stored as a whole (a slot or idempotency key taken by another process, a
+// retried append), nothing of it is stored and each append of the batch
+// runs again on its own through the store's one-entry path, which gives the
+// exact [Store.Insert] results.
+
+// slot names one entry of one chain.
+type slot struct {
+	incident string
+	seq      int64
+}
+
+// chainHead is the last entry of a chain the committer knows to be stored.
+type chainHead struct {
+	seq  int64
+	hash Digest
+}
+
+// batchStore is what the group committer needs from a store.
+type batchStore interface {
+	// lookup returns the stored entries among slots.
+	lookup(ctx context.Context, slots []slot) (map[slot]Entry, error)
+	// insertAll stores es, in this order, in one transaction: all or none.
+	// It fails when any slot or idempotency key is taken.
+	insertAll(ctx context.Context, es []Entry) error
+	// insertOne appends e alone, with the results of [Store.Insert].
+	insertOne(ctx context.Context, e Entry) (Entry, error)
+}
+
+// pendingAppend is one queued append and, once done is closed, its result.
+type pendingAppend struct {
+	ctx  context.Context
+	e    Entry
+	out  Entry
+	err  error
+	done chan struct{}
+}
+
+func (p *pendingAppend) finish(out Entry, err error) {
+	p.out, p.err = out, err
+	close(p.done)
+}
+
+// Group commit limits.
+const (
+	// maxBatch bounds the entries of one transaction.
+	maxBatch = 512
+	// maxInFlight bounds the batches committing at the same time.
+	maxInFlight = 4
+	// maxHeads bounds the remembered chain heads; past it they are forgotten
+	// and read from the store again.
+	maxHeads = 1 << 16
+	// commitTimeout bounds one batch's work on the store.
+	commitTimeout = time.Minute
+)
+
+// groupCommitter batches appends to a [batchStore]. While appends are
+// queued, up to maxInFlight goroutines drain the queue, and exit when it is
+// empty.
+type groupCommitter struct {
+	store batchStore
+
+	mu       sync.Mutex
+	queue    []*pendingAppend
+	draining int                  // goroutines draining the queue
+	heads    map[string]chainHead // incident → newest entry known stored
+}
+
+func newGroupCommitter(store batchStore) *groupCommitter {
+	return &groupCommitter{store: store, heads: make(map[string]chainHead)}
+}
+
+// append queues e and waits until the transaction holding it committed. If
+// ctx ends first it returns ctx's error; the entry may still be committed,
+// and a retry of the same append returns it.
+func (g *groupCommitter) append(ctx context.Context, e Entry) (Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	p := &pendingAppend{ctx: ctx, e: e, done: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	start := g.draining < maxInFlight
+	if start {
+		g.draining++
+	}
+	g.mu.Unlock()
+	if start {
+		go g.drain()
+	}
+	select {
+	case <-p.done:
+		return p.out, p.err
+	case <-ctx.Done():
+		return Entry{}, fmt.Errorf("waiting for the group commit: %w", ctx.Err())
+	}
+}
+
+// drain commits queued batches until the queue is empty.
+func (g *groupCommitter) drain() {
+	for {
+		g.mu.Lock()
+		batch := g.queue
+		if len(batch) > maxBatch {
+			batch, g.queue = batch[:maxBatch:maxBatch], batch[maxBatch:]
+		} else {
+			g.queue = nil
+		}
+		if len(batch) == 0 {
+			g.draining--
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		g.commit(batch)
+	}
+}
+
+// prevOf returns the hash entry (incident, seq-1) has according to the
+// batch so far, the remembered heads or the store's rows in found. The
+// caller holds g.mu.
+func (g *groupCommitter) prevOf(s slot, batch, found map[slot]Entry) (Digest, bool) {
+	if s.seq == 1 {
+		return Digest{}, true
+	}
+	p := slot{s.incident, s.seq - 1}
+	if e, ok := batch[p]; ok {
+		return e.Hash, true
+	}
+	if h, ok := g.heads[s.incident]; ok && h.seq == p.seq {
+		return h.hash, true
+	}
+	if e, ok := found[p]; ok {
+		return e.Hash, true
+	}
+	return Digest{}, false
+}
+
+// commit stores one batch and finishes every append in it.
+func (g *groupCommitter) commit(batch []*pendingAppend) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	live := make([]*pendingAppend, 0, len(batch))
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.finish(Entry{}, err)
+			continue
+		}
+		live = append(live, p)
+	}
+	slices.SortStableFunc(live, func(a, b *pendingAppend) int {
+		return cmp.Or(cmp.Compare(a.e.Incident, b.e.Incident), cmp.Compare(a.e.Seq, b.e.Seq))
+	})
+
+	// One read for every append whose predecessor is neither earlier in the
+	// batch nor a remembered head: its own slot (a retry) and the slot before.
+	requested := make(map[slot]bool, len(live))
+	var need []slot
+	g.mu.Lock()
+	for _, p := range live {
+		s := slot{p.e.Incident, p.e.Seq}
+		h, ok := g.heads[s.incident]
+		known := s.seq == 1 || requested[slot{s.incident, s.seq - 1}] || (ok && h.seq == s.seq-1)
+		if !known {
+			need = append(need, s, slot{s.incident, s.seq - 1})
+		}
+		requested[s] = true
+	}
+	g.mu.Unlock()
+	found := map[slot]Entry{}
+	if len(need) > 0 {
+		var err error
+		if found, err = g.store.lookup(ctx, need); err != nil {
+			g.oneByOne(ctx, live)
+			return
+		}
+	}
+
+	type result struct {
+		out Entry
+		err error
+	}
+	results := make([]result, len(live))
+	sealed := make(map[slot]Entry, len(live))
+	keys := make(map[[2]string]int64, len(live)) // (incident, idempotency key) → seq
+	var inserts []Entry
+	g.mu.Lock()
+	for i, p := range live {
+		e := p.e
+		s := slot{e.Incident, e.Seq}
+		if prior, ok := sealed[s]; ok {
+			results[i].out, results[i].err = resolve(prior, e)
+			continue
+		}
+		if stored, ok := found[s]; ok {
+			results[i].out, results[i].err = resolve(stored, e)
+			if results[i].err == nil {
+				sealed[s] = stored
+			}
+			continue
+		}
+		prev, ok := g.prevOf(s, sealed, found)
+		if !ok {
+			results[i].err = fmt.Errorf("%w: entry %d not appended yet", ErrGap, e.Seq-1)
+			continue
+		}
+		k := [2]string{e.Incident, e.IdempotencyKey}
+		if seq, ok := keys[k]; ok {
+			results[i].err = fmt.Errorf("%w: idempotency key %q is already recorded at seq %d", ErrConflict, e.IdempotencyKey, seq)
+			continue
+		}
+		keys[k] = e.Seq
+		e = e.seal(prev)
+		sealed[s] = e
+		inserts = append(inserts, e)
+		results[i].out = e
+	}
+	g.mu.Unlock()
+	if len(inserts) > 0 {
+		if err := g.store.insertAll(ctx, inserts); err != nil {
+			g.oneByOne(ctx, live)
+			return
+		}
+	}
+	g.mu.Lock()
+	for _, e := range sealed {
+		g.remember(e)
+	}
+	g.mu.Unlock()
+	for i, p := range live {
+		p.finish(results[i].out, results[i].err)
+	}
+}
+
+// oneByOne runs each append of a batch that could not be stored as a whole
+// through the store's one-entry path, in (incident, seq) order.
+func (g *groupCommitter) oneByOne(ctx context.Context, live []*pendingAppend) {
+	for _, p := range live {
+		out, err := g.store.insertOne(ctx, p.e)
+		if err == nil {
+			g.mu.Lock()
+			g.remember(out)
+			g.mu.Unlock()
+		}
+		p.finish(out, err)
+	}
+}
+
+// remember records e as stored, when it is the newest entry of its chain
+// the committer has seen. The caller holds g.mu.
+func (g *groupCommitter) remember(e Entry) {
+	if h, ok := g.heads[e.Incident]; ok && h.seq >= e.Seq {
+		return
+	}
+	if len(g.heads) >= maxHeads {
+		clear(g.heads)
+	}
+	g.heads[e.Incident] = chainHead{seq: e.Seq, hash: e.Hash}
+}

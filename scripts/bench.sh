@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every benchmark several times, summarises each group with benchstat
+# and rewrites the generated tables of docs/PERFORMANCE.md (make bench).
+#
+#   BENCH_COUNT            runs of each component benchmark (default 6: benchstat
+#                          gives a 95 % confidence interval from 6 runs)
+#   BENCH_PLATFORM_COUNT   runs of each platform benchmark in test/bench and
+#                          test/ (default 3; each run takes minutes)
+#   BENCH_GROUPS           groups to run (default all; see the list below);
+#                          results of groups not run are kept from earlier runs
+#   BENCH_OUT              results folder (default .bench)
+#
+# With PROFILE=1 (make bench-profile) the platform benchmarks run once each
+# and write CPU and allocation profiles to $BENCH_OUT/profiles instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/tools.sh
+export IRU_TEMPORAL_CLI="$PWD/.tools/bin/temporal"
+export IRU_TEMPORAL_SERVER_BIN="$PWD/.tools/bin/temporal-server"
+export IRU_TEMPORAL_SQL_TOOL="$PWD/.tools/bin/temporal-sql-tool"
+out=${BENCH_OUT:-.bench}
+count=${BENCH_COUNT:-6}
+pcount=${BENCH_PLATFORM_COUNT:-3}
+mkdir -p "$out"
+
+# group name, count, then the go test arguments.
+groups=(
+  "ledger|$count|-bench BenchmarkAppend -benchtime 2s ./internal/ledger/"
+  "evidence|$count|-bench BenchmarkLocker100MB -benchtime 2x ./internal/evidence/"
+  "pve|$count|-bench . -benchtime 2s ./internal/lab/pve/"
+  "keycloak|$count|-bench . -benchtime 2s ./internal/lab/keycloak/"
+  "proxmox|$count|-bench Containment -benchtime 10x ./activities/proxmox/"
+  "codec|$count|-bench . -benchtime 1s ./internal/codec/"
+  "intake|$count|-bench IntakeStorm -benchtime 5000x ./internal/intake/"
+  "accesslog|$count|-bench BenchmarkRecordAndAppend -benchtime 2000x ./internal/accesslog/"
+  "storm|$pcount|-bench AlertStorm -benchtime 1x -timeout 60m ./test/bench/"
+  "contain|$pcount|-bench TimeToContain -benchtime 1x -timeout 90m ./test/bench/"
+  "capacity|$pcount|-bench Capacity -benchtime 1x -timeout 60m ./test/"
+)
+platform=(storm contain capacity)
+
+selected() { # name
+  [[ -z "${BENCH_GROUPS:-}" ]] && return 0
+  [[ " $BENCH_GROUPS " == *" $1 "* ]]
+}
+
+if [[ "${PROFILE:-}" == 1 ]]; then
+  mkdir -p "$out/profiles"
+  for g in "${groups[@]}"; do
+    IFS='|' read -r name _ args <<<"$g"
+    [[ " ${platform[*]} " == *" $name "* ]] && selected "$name" || continue
+    echo "== profile $name" >&2
+    # shellcheck disable=SC2086 # args is a word list
+    go test -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
+      -cpuprofile "$out/profiles/$name.cpu.pprof" -memprofile "$out/profiles/$name.alloc.pprof" -memprofilerate 65536 \
+      | tee "$out/profiles/$name.txt"
+    go tool pprof -top -nodecount 30 "$out/profiles/$name.test" "$out/profiles/$name.cpu.pprof" > "$out/profiles/$name.cpu.top" 2>/dev/null
+    go tool pprof -sample_index alloc_space -top -nodecount 30 "$out/profiles/$name.test" "$out/profiles/$name.alloc.pprof" > "$out/profiles/$name.alloc.top" 2>/dev/null
+  done
+  echo "profiles in $out/profiles (go tool pprof -http : $out/profiles/NAME.test $out/profiles/NAME.cpu.pprof)" >&2
+  exit 0
+fi
+
+for g in "${groups[@]}"; do
+  IFS='|' read -r name n args <<<"$g"
+  selected "$name" || continue
+  echo "== $name ($n runs)" >&2
+  {
+    echo "date: $(date -u '+%Y-%m-%d %H:%M')"
+    echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go env GOVERSION)"
+    # shellcheck disable=SC2086 # args is a word list
+    go test -run '^$' $args -count "$n"
+  } > "$out/$name.txt.new"
+  mv "$out/$name.txt.new" "$out/$name.txt"
+  .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv"
+done
+for f in "$out"/*.txt; do .tools/bin/benchstat "$f"; done > "$out/benchstat.txt" 2>&1
+go run ./scripts/benchtable -dir "$out" -doc docs/PERFORMANCE.md
+echo "docs/PERFORMANCE.md rewritten from $out (benchstat summaries: $out/benchstat.txt)" >&2

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// benchstatCSV is `benchstat -format csv` output for two benchmarks.
+const benchstatCSV = `,ledger.txt,
+,sec/op,CI
+Append/postgres/clients1-2,0.005,3%
+Append/postgres/clients8-2,0.0016,8%
+geomean,0.003,
+
+,ledger.txt,
+,appends/s,CI
+Append/postgres/clients1-2,180.5,3%
+Append/postgres/clients8-2,640,8%
+Append/sqlite/clients1-2,80,1%
+geomean,300,
+
+,ledger.txt,
+,x-baseline,CI
+Append/postgres/clients1-2,0.77,5%
+Append/postgres/clients8-2,0.9,∞
+geomean,0.8,
+`
+
+func TestParseBenchstatCSV(t *testing.T) {
+	got, err := parseBenchstatCSV(strings.NewReader(benchstatCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		bench, unit string
+		want        stat
+	}{
+		{"Append/postgres/clients1", "appends/s", stat{180.5, "3%"}},
+		{"Append/postgres/clients8", "x-baseline", stat{0.9, "∞"}},
+		{"Append/postgres/clients1", "sec/op", stat{0.005, "3%"}},
+	}
+	for _, tt := range tests {
+		if s := got[tt.bench][tt.unit]; s != tt.want {
+			t.Errorf("%s %s = %+v, want %+v", tt.bench, tt.unit, s, tt.want)
+		}
+	}
+	if _, ok := got["geomean"]; ok {
+		t.Errorf("geomean parsed as a benchmark")
+	}
+}
+
+func TestGoalCheck(t *testing.T) {
+	stats, err := parseBenchstatCSV(strings.NewReader(benchstatCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := []group{{name: "ledger", stats: stats}}
+	tests := []struct {
+		name          string
+		g             goal
+		bench         string
+		met, measured bool
+	}{
+		{"ratio met", goal{unit: "x-baseline", op: ">=", value: 0.5}, "Append/postgres/clients1", true, true},
+		{"absolute missed", goal{unit: "appends/s", op: ">=", value: 10000}, "Append/postgres/clients8", false, true},
+		{"relative to another benchmark, missed", goal{unit: "appends/s", op: ">=", value: 0.5,
+			of: [2]string{"Append/postgres/clients1", "appends/s"}}, "Append/sqlite/clients1", false, true},
+		{"relative, met", goal{unit: "appends/s", op: ">=", value: 0.4,
+			of: [2]string{"Append/postgres/clients1", "appends/s"}}, "Append/sqlite/clients1", true, true},
+		{"equality", goal{unit: "x-baseline", op: "==", value: 0.9}, "Append/postgres/clients8", true, true},
+		{"not run", goal{unit: "appends/s", op: ">=", value: 1}, "Append/sqlite/clients8", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			met, measured, detail := tt.g.check(gs, tt.bench)
+			if met != tt.met || measured != tt.measured {
+				t.Fatalf("check = met %v measured %v (%s), want %v %v", met, measured, detail, tt.met, tt.measured)
+			}
+		})
+	}
+}
+
+func TestRunRewritesOnlyTheSections(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ledger.csv", benchstatCSV)
+	write("ledger.txt", "date: 2026-12-05 14:00\nload: 1.0 2.0 3.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkAppend/postgres/clients1-2 1 1 ns/op\n")
+	doc := filepath.Join(dir, "PERFORMANCE.md")
+	write("PERFORMANCE.md", "intro\n<!-- benchtable:machine -->\nold machine\n<!-- /benchtable:machine -->\nmiddle\n<!-- benchtable:results -->\nold\n<!-- /benchtable:results -->\nend\n")
+	if err := run(dir, doc); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(doc)
+	out := string(b)
+	for _, want := range []string{
+		"intro\n", "\nmiddle\n", "\nend\n",
+		"| ledger | 2026-12-05 14:00 | 2 cores | Test CPU | 1.0 2.0 3.0 |",
+		"| Ledger | one chain, PostgreSQL (`Append/postgres/clients1`) | **180 appends/s ± 3%** |",
+		"yes (0.77 x-baseline)",
+		"**no** (640 appends/s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("document lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "old machine") || strings.Contains(out, "\nold\n") {
+		t.Errorf("old tables left:\n%s", out)
+	}
+	write("bad.md", "no markers\n")
+	if err := run(dir, filepath.Join(dir, "bad.md")); err == nil {
+		t.Errorf("a document without markers was accepted")
+	}
+}
