@@ -251,3 +251,41 @@ func TestOpenPostgresUnreachable(t *testing.T) {
 		t.Fatalf("OpenPostgres on a closed port: err = %v", err)
 	}
 }
+
+// TestPostgresMigratesDecisionColumn: a schema made before entries had a
+// decision column keeps its entries, which still verify, and takes entries
+// with decisions after the migration runs again.
+func TestPostgresMigratesDecisionColumn(t *testing.T) {
+	ctx := context.Background()
+	env := newPGEnv(t)
+	if _, err := env.owner.Exec(ctx, `ALTER TABLE ledger_entries DROP COLUMN decision`); err != nil {
+		t.Fatalf("make the old table: %v", err)
+	}
+	e := ledger.Entry{Version: ledger.HashVersion, Incident: "inc-old", Seq: 1, Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		Actor: "system:workflow", Action: "incident_opened", Outcome: ledger.Outcome{Status: ledger.StatusOK}, IdempotencyKey: "inc-old/1"}
+	e.Hash = e.ComputeHash()
+	if _, err := env.owner.Exec(ctx, `INSERT INTO ledger_entries (incident_id, seq, version, at, actor, action, target, params_sha256,
+		outcome, outcome_detail, idempotency_key, prev_hash, hash) VALUES ($1, 1, $2, $3, $4, $5, '', $6, 'ok', '', $7, $8, $9)`,
+		e.Incident, e.Version, e.Time, e.Actor, e.Action, e.ParamsDigest[:], e.IdempotencyKey, e.PrevHash[:], e.Hash[:]); err != nil {
+		t.Fatalf("old entry: %v", err)
+	}
+	if err := ledger.MigratePostgres(ctx, env.owner, env.role); err != nil {
+		t.Fatalf("migrate the old table: %v", err)
+	}
+	l := ledger.New(ledger.NewPostgresStore(env.app), nil)
+	r := ledgertest.Request("inc-old", 2)
+	r.Decision = &ledger.Decision{Approvals: 1, Quorum: 2, StatementKeyID: "dk-1", StatementSig: []byte{9}, StatementPayload: []byte(`{}`)}
+	if _, err := l.Append(ctx, r); err != nil {
+		t.Fatalf("append with a decision after migration: %v", err)
+	}
+	if rep, err := l.Verify(ctx, "inc-old", nil); err != nil || rep.Entries != 2 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+	var got []ledger.Entry
+	if err := l.Store().Entries(ctx, "inc-old", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 2 || got[1].Decision.StatementKeyID != "dk-1" {
+		t.Fatalf("entries = %+v", got)
+	}
+}
