@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"context"
 	"crypto/sha256"
 	"io"
 	"os"
@@ -27,6 +28,7 @@ import (
 func BenchmarkLocker100MB(b *testing.B) {
 	const size, small = 100_000_000, 10_000_000
 	f := newFixture(b, 0)
+	f.ctx = context.Background() // the fixture's one-minute deadline is for tests; a run of several 100 MB puts on a busy machine takes longer
 	put := func(n int64, seed byte) Ref {
 		// A distinct stream each time, so no put is a dedup.
 		ref, err := f.locker.Put(f.ctx, request("inc-bench", "disk.img", ClassOperational, randomReader(n, seed)))
