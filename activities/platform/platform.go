@@ -17,7 +17,6 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/decision"
@@ -107,15 +106,12 @@ func status(outcome string) ledger.Status {
 	}
 }
 
-// gapWait bounds how long an append waits for its predecessor before it
-// returns the retryable gap error.
-const gapWait = 3 * time.Second
-
 // LedgerAppend implements [activities.LedgerAppend]. The sequence number
-// comes from the workflow: a retry of the same entry returns the stored
-// one, an entry that arrives before its predecessor fails with the
-// retryable [activities.ErrTypeLedgerGap]. When the incident closes, the
-// chain head is checkpointed and signed with the HSM key.
+// comes from the workflow, whose one writer sends an incident's entries in
+// order: a retry of the same entry returns the stored one, an entry whose
+// predecessor is missing fails with the final [activities.ErrTypeLedgerGap].
+// When the incident closes, the chain head is checkpointed and signed with
+// the HSM key.
 func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
 	action := in.Kind
 	if in.Action != "" {
@@ -158,22 +154,10 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
 		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
 	}
-	// The workflow appends without waiting, so an entry often arrives a
-	// moment before its predecessor: wait for it here briefly rather than
-	// going through a whole activity retry.
 	e, err := a.Ledger.Append(ctx, req)
-	for wait, waited := 5*time.Millisecond, time.Duration(0); errors.Is(err, ledger.ErrGap) && waited < gapWait; waited += wait {
-		select {
-		case <-ctx.Done():
-			return activities.LedgerAppendResult{}, ctx.Err()
-		case <-time.After(wait):
-		}
-		e, err = a.Ledger.Append(ctx, req)
-		wait = min(2*wait, 200*time.Millisecond)
-	}
 	switch {
 	case errors.Is(err, ledger.ErrGap):
-		return activities.LedgerAppendResult{}, temporal.NewApplicationError(err.Error(), activities.ErrTypeLedgerGap)
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeLedgerGap, err.Error(), err)
 	case errors.Is(err, ledger.ErrConflict):
 		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeConflict, err.Error(), nil)
 	case errors.Is(err, ledger.ErrInvalid):

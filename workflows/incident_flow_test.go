@@ -1,0 +1,97 @@
+package workflows
+
+import (
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/iru-responder/responder/activities"
+)
+
+// TestLedgerInOrderUnderConcurrentSteps runs the shipped container playbook
+// (containment in parallel, approvals as updates) against a ledger whose
+// appends take longer the lower their sequence number, so appends started
+// together would land out of order. The ledger must still receive 1..n in
+// order, each once, with no append refused for a gap.
+func TestLedgerInOrderUnderConcurrentSteps(t *testing.T) {
+	h := newHarness(t)
+	h.fake.ledgerDelay = func(e activities.LedgerAppendInput) time.Duration {
+		return time.Duration(max(0, 8-e.Seq%8)) * 2 * time.Millisecond
+	}
+	h.approve(time.Minute, "shutdown", lead)
+	h.approve(2*time.Minute, "restore", lead2)
+	h.update(90*time.Second, AcknowledgeUpdate, AcknowledgeInput{By: officer})
+	res, st := h.run(input("container-compromise"))
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if res.LedgerFailures != 0 {
+		t.Errorf("%d ledger failures", res.LedgerFailures)
+	}
+	h.fake.checkLedger(t, st.LedgerSeq)
+	kinds := []string{}
+	for _, e := range h.fake.ledger {
+		kinds = append(kinds, e.Kind)
+	}
+	if kinds[0] != "incident_opened" || kinds[len(kinds)-1] != "incident_closed" {
+		t.Errorf("ledger kinds %v: want incident_opened first and incident_closed last", kinds)
+	}
+	if !slices.Contains(kinds, "acknowledgement") {
+		t.Errorf("ledger kinds %v: the acknowledgement is missing", kinds)
+	}
+}
+
+// TestEscalateAnswersBeforeNotification: the escalate update answers while
+// the notification it triggers is still being delivered (a slow notifier),
+// and the incident still waits for the delivery before it closes.
+func TestEscalateAnswersBeforeNotification(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	release := make(chan struct{})
+	var delivered, timedOut atomic.Bool
+	h.fake.before[activities.NotifySend] = func(in activities.ActionInput) {
+		if in.StepID != "escalation-1" {
+			return
+		}
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+			timedOut.Store(true)
+		}
+		delivered.Store(true)
+	}
+	var answeredBeforeDelivery atomic.Bool
+	var answered atomic.Bool
+	h.env.RegisterDelayedCallback(func() {
+		arg := h.signed(EscalateUpdate, EscalateInput{By: lead, Reason: "need the CISO"})
+		h.env.UpdateWorkflow(EscalateUpdate, "esc-1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(error) { close(release) },
+			OnComplete: func(_ any, err error) {
+				answered.Store(err == nil)
+				answeredBeforeDelivery.Store(!delivered.Load())
+				close(release)
+			},
+		}, arg)
+	}, 50*time.Second)
+	h.approve(time.Minute, "stop", lead2)
+	res, _ := h.run(input("wf-test"))
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if !answered.Load() {
+		t.Fatal("the escalate update did not answer")
+	}
+	if !answeredBeforeDelivery.Load() || timedOut.Load() {
+		t.Errorf("the escalate update waited for the notification (answered before delivery: %v, notifier timed out: %v)",
+			answeredBeforeDelivery.Load(), timedOut.Load())
+	}
+	if !delivered.Load() {
+		t.Error("the incident closed before the escalation notification was delivered")
+	}
+	if slices.IndexFunc(h.fake.calls, func(c activities.ActionInput) bool { return c.StepID == "escalation-1" }) < 0 {
+		t.Error("no escalation notification was sent")
+	}
+}
