@@ -161,6 +161,7 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
 		w.onAlerts(ctx, w.in.Alerts)
+		w.takeStartAlerts(ctx)
 	}
 	// Signals wait in their channels until the playbook is resolved, so the
 	// ledger starts with incident_opened.
@@ -174,6 +175,21 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 		return IncidentResult{}, err
 	}
 	return w.finish(ctx), nil
+}
+
+// takeStartAlerts handles the alert signals already received: the intake
+// starts an incident with its alerts in the start's signal (the input
+// carries none), so the first steps see them.
+func (w *incident) takeStartAlerts(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, AlertSignal)
+	for ch.Len() > 0 {
+		var in AlertSignalInput
+		if !ch.ReceiveAsync(&in) {
+			return
+		}
+		w.messages++
+		w.onAlerts(ctx, in.Alerts)
+	}
 }
 
 // resolve fetches the playbook through the local activity and fills the

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,5 +94,35 @@ func TestEscalateAnswersBeforeNotification(t *testing.T) {
 	}
 	if slices.IndexFunc(h.fake.calls, func(c activities.ActionInput) bool { return c.StepID == "escalation-1" }) < 0 {
 		t.Error("no escalation notification was sent")
+	}
+}
+
+// TestStartAlertsTakenOnce: the intake starts an incident with its alerts
+// in the start's signal only. The new incident counts each alert once,
+// records one alert entry right after it opens, and its first step already
+// sees the alert (its labels render into the step's parameters).
+func TestStartAlertsTakenOnce(t *testing.T) {
+	pb := strings.Replace(makePlaybook(pbOpts{}), `params: {asset: "{{ .Asset }}"}`, `params: {asset: "{{ .Labels.host }}"}`, 1)
+	h := newHarness(t, pb)
+	in := input("wf-test")
+	alerts := in.Alerts
+	alerts[0].Labels["host"] = "web-1.lab"
+	in.Alerts = nil
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(AlertSignal, AlertSignalInput{Alerts: alerts})
+	}, 0)
+	h.approve(time.Minute, "stop", lead)
+	res, st := h.run(in)
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if res.AlertsReceived != 1 || len(st.Alerts) != 1 || st.Alerts[0].Count != 1 {
+		t.Errorf("received %d alerts, %d distinct, %+v; want the one alert once", res.AlertsReceived, len(st.Alerts), st.Alerts)
+	}
+	if c, ok := h.fake.call("resolve"); !ok || c.Params["asset"] != "web-1.lab" {
+		t.Errorf("first step params = %v: it did not see the start's alert", c.Params)
+	}
+	if e := h.fake.ledgerKinds("alert"); len(e) != 1 || e[0].Seq != 2 {
+		t.Errorf("alert ledger entries = %+v, want one, right after incident_opened", e)
 	}
 }
