@@ -166,7 +166,6 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.platform.Register(r)
 	h.intakeKeys.Register(r)
 	h.keyops.Register(r)
-	h.auditKeyChanges(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeysWorkflow, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}, Signer: h.prot.Keys.DecisionSigner()}).Register(r)
