@@ -126,3 +126,40 @@ func TestStartAlertsTakenOnce(t *testing.T) {
 		t.Errorf("alert ledger entries = %+v, want one, right after incident_opened", e)
 	}
 }
+
+// TestDrillIdentityRefusedOutsideDrills performs the attack: a validly
+// signed approval by the drill identity, with the ir-lead role, sent to an
+// incident that is not a drill. The validator refuses it and the step keeps
+// waiting; the same approval on a drill incident is accepted.
+func TestDrillIdentityRefusedOutsideDrills(t *testing.T) {
+	drillBot := Approver{Subject: DrillApproverSubject, Username: DrillApproverUsername, Roles: []string{"ir-lead"}}
+	for _, tt := range []struct {
+		name  string
+		drill bool
+	}{{"incident", false}, {"drill", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, makePlaybook(pbOpts{approval: "{roles: [ir-lead], quorum: 1, timeout: 30m, on_timeout: deny}"}))
+			forged := h.approve(time.Minute, "stop", drillBot)
+			var waiting string
+			h.env.RegisterDelayedCallback(func() { waiting = stepStatus(h.status(), "stop") }, 2*time.Minute)
+			in := input("wf-test")
+			in.Drill = tt.drill
+			res, st := h.run(in)
+			if !tt.drill {
+				if forged.rejected == nil || !strings.Contains(forged.rejected.Error(), ErrDrillOnly.Error()) {
+					t.Fatalf("drill identity on a real incident: rejected = %v, want %v", forged.rejected, ErrDrillOnly)
+				}
+				if waiting != StepWaitingApproval || stepStatus(st, "stop") != StepDenied {
+					t.Errorf("step stop: %s after the refused approval, %s at the end; want waiting, then denied by the timeout", waiting, stepStatus(st, "stop"))
+				}
+				if slices.ContainsFunc(h.fake.ledgerKinds("approval"), func(e activities.LedgerAppendInput) bool { return e.Actor == DrillApproverSubject }) {
+					t.Error("the refused approval reached the ledger as an approval")
+				}
+				return
+			}
+			if forged.rejected != nil || forged.err != nil || stepStatus(st, "stop") != StepSucceeded || res.State != StateResolved {
+				t.Errorf("drill identity on a drill: rejected %v, err %v, stop %s, state %s", forged.rejected, forged.err, stepStatus(st, "stop"), res.State)
+			}
+		})
+	}
+}

@@ -28,6 +28,9 @@ var (
 	// ErrSecondFactor refuses a decision that needs a second factor
 	// (a risk: high step, an ir-admin step) without one in the statement.
 	ErrSecondFactor = errors.New("a second authentication factor (otp) is required")
+	// ErrDrillOnly refuses a decision by the drill identity
+	// ([DrillApproverSubject]) on an incident that is not a drill.
+	ErrDrillOnly = errors.New("the drill identity decides only on drill incidents")
 )
 
 // Roles the workflow itself checks (as named in the Keycloak realm).
@@ -70,8 +73,9 @@ func (w *incident) loadDecisionKeys(ctx workflow.Context) {
 
 // verifyStatement checks a message's statement: a trusted key valid now,
 // the signature, expiry, binding to this workflow, its first run, the step
-// and the decision, a nonce not used before, and that the identity the
-// message names (if any) is the statement's. It returns the statement and
+// and the decision, a nonce not used before, that the identity the message
+// names (if any) is the statement's, and that the drill identity decides
+// only on a drill. It returns the statement and
 // the identity it proves. It writes nothing (validators call it).
 func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind decision.Kind, step string, claimed Approver) (decision.Statement, Approver, error) {
 	if w.decKeys == nil {
@@ -90,6 +94,9 @@ func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind
 		return decision.Statement{}, Approver{}, fmt.Errorf("%w: %w: nonce %s", ErrStatement, decision.ErrReplayed, st.Nonce)
 	}
 	by := Approver{Subject: st.Subject, Username: st.Username, Roles: st.Roles, SourceIP: st.SourceIP}
+	if by.Subject == DrillApproverSubject && !w.drill() {
+		return decision.Statement{}, Approver{}, fmt.Errorf("%w (%s)", ErrDrillOnly, w.st.IncidentID)
+	}
 	if claimed.Subject != "" && (claimed.Subject != by.Subject || claimed.Username != by.Username || !slices.Equal(claimed.Roles, by.Roles)) {
 		return decision.Statement{}, Approver{}, fmt.Errorf("%w: the message names %s with roles %v, the signed statement %s with roles %v",
 			ErrStatement, cmpOr(claimed.Username, claimed.Subject), claimed.Roles, cmpOr(by.Username, by.Subject), by.Roles)
