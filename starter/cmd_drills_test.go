@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/playbooks"
@@ -254,7 +255,6 @@ const triggerTestDrills = `drills:
     mode: live
     objectives: {contain_within: 60s, recover_within: 10m, report_within: 15m}
     auto_approve: [shutdown, restore]
-    poll_interval: 1s
     timeout: 5m
 `
 
@@ -281,7 +281,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 			}
 		}
 		r.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
-		(&drills.Activities{Temporal: c, Evidence: fake, Signer: testDecisionSigner}).Register(r)
+		(&drillreport.Activities{Evidence: fake}).Register(r)
 		registerDecisionKeys(r)
 	})
 

@@ -1,19 +1,11 @@
 package workflows
 
-// Names of the drill workflow, its activities and its schedules. The starter
+// Names of the drill workflow, its activity and its schedules. The starter
 // (drills sync, drill run), the worker and the workflow use these and
 // nothing else.
 const (
 	// DrillWorkflow is the registered name of [Drill].
 	DrillWorkflow = "Drill"
-	// DrillChildStatusActivity reads the status of a drill's incident (a
-	// query through the Temporal client): [DrillChildStatusInput] in,
-	// [DrillChildStatus] out.
-	DrillChildStatusActivity = "drill.child_status"
-	// DrillApproveActivity sends the approve update to a drill's incident
-	// on behalf of the drill identity: [DrillApproveInput] in,
-	// [DrillApproveResult] out.
-	DrillApproveActivity = "drill.approve"
 	// DrillReportActivity stores a drill report (Markdown and JSON) in the
 	// evidence locker: [DrillReportInput] in, [DrillReportResult] out.
 	DrillReportActivity = "drill.report"

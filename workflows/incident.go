@@ -360,11 +360,15 @@ func (w *incident) finish(ctx workflow.Context) IncidentResult {
 	// the ledger so the audit trail is complete when the workflow closes.
 	_ = workflow.Await(disconnected(ctx), func() bool { return workflow.AllHandlersFinished(ctx) && w.settled() })
 	res := IncidentResult{
-		IncidentID: w.st.IncidentID, State: state, Reason: reason, Metrics: w.st.Metrics,
+		IncidentID: w.st.IncidentID, State: state, Reason: reason, OpenedAt: w.st.OpenedAt, ClosedAt: now, Metrics: w.st.Metrics,
 		AlertsReceived: w.st.AlertsReceived, LedgerSeq: w.st.LedgerSeq, LedgerFailures: w.st.LedgerFailures,
 	}
 	for _, s := range w.st.Steps {
-		res.Steps = append(res.Steps, StepOutcome{ID: s.ID, Status: s.Status, Error: s.Error})
+		o := StepOutcome{ID: s.ID, Phase: s.Phase, Action: s.Action, Status: s.Status, Error: s.Error, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+		if s.Approval != nil {
+			o.Approval = s.Approval.Outcome
+		}
+		res.Steps = append(res.Steps, o)
 		if s.Action == activities.ReportGenerate && s.Outputs["report_ref"] != "" {
 			res.ReportRefs = append(res.ReportRefs, s.Outputs["report_ref"])
 		}

@@ -163,3 +163,31 @@ func TestDrillIdentityRefusedOutsideDrills(t *testing.T) {
 		})
 	}
 }
+
+// TestAutoApproveOnlyOnDrills: a drill's incident approves the steps its
+// AutoApprove lists as the drill identity, without any message; the same
+// list on an incident that is not a drill approves nothing.
+func TestAutoApproveOnlyOnDrills(t *testing.T) {
+	for _, drill := range []bool{true, false} {
+		h := newHarness(t, makePlaybook(pbOpts{approval: "{roles: [ir-lead], quorum: 1, timeout: 30m, on_timeout: deny}"}))
+		in := input("wf-test")
+		in.Drill, in.AutoApprove = drill, []string{"stop"}
+		res, st := h.run(in)
+		var got string
+		for _, s := range res.Steps {
+			if s.ID == "stop" {
+				got = s.Approval
+			}
+		}
+		approvals := h.fake.ledgerKinds("approval")
+		if drill {
+			if got != approvalDrillApproved || stepStatus(st, "stop") != StepSucceeded || len(approvals) != 1 || approvals[0].Actor != DrillApproverSubject {
+				t.Errorf("drill: stop approval %q, status %s, ledger %+v; want drill_approved by %s", got, stepStatus(st, "stop"), approvals, DrillApproverSubject)
+			}
+			continue
+		}
+		if got != approvalDenied || stepStatus(st, "stop") != StepDenied || len(approvals) != 0 {
+			t.Errorf("not a drill: stop approval %q, status %s, ledger %+v; want denied by the timeout", got, stepStatus(st, "stop"), approvals)
+		}
+	}
+}
