@@ -47,7 +47,7 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 		return activities.ActionResult{}, fmt.Errorf("report.generate: evidence manifest: %w", err)
 	}
 	for _, o := range objs {
-		if strings.HasPrefix(o.Name, "report/") {
+		if strings.HasPrefix(o.Name, report.ObjectPrefix) {
 			continue
 		}
 		ri.Evidence = append(ri.Evidence, report.Evidence{Ref: string(o.Ref), Name: o.Name, SHA256: o.SHA256, Size: o.Size,
@@ -66,11 +66,11 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 		return a.Sink.PutEvidence(ctx, activities.EvidenceItem{IncidentID: in.IncidentID, Name: name, Class: activities.ClassOperational,
 			MediaType: media, CollectedBy: "system:worker", Source: "iru:report", Body: bytes.NewReader(body)})
 	}
-	jsonRef, err := put("report/report.json", "application/json", js)
+	jsonRef, err := put(report.JSONName, "application/json", js)
 	if err != nil {
 		return activities.ActionResult{}, fmt.Errorf("report.generate: store json: %w", err)
 	}
-	mdRef, err := put("report/report.md", "text/markdown", md)
+	mdRef, err := put(report.MarkdownName, "text/markdown", md)
 	if err != nil {
 		return activities.ActionResult{}, fmt.Errorf("report.generate: store markdown: %w", err)
 	}

@@ -13,6 +13,14 @@ import (
 	"time"
 )
 
+// Names of the report's objects in the evidence locker: every object of
+// the report lives under ObjectPrefix.
+const (
+	ObjectPrefix = "report/"
+	MarkdownName = ObjectPrefix + "report.md"
+	JSONName     = ObjectPrefix + "report.json"
+)
+
 // Evidence is one object of the incident's evidence manifest.
 type Evidence struct {
 	Ref         string    `json:"ref"`
