@@ -221,9 +221,10 @@ const (
 	ErrTypeProtected = "ProtectedAccount"
 )
 
-// ErrTypeLedgerGap is returned (retryable) by [LedgerAppend] when an entry
-// arrives before its predecessor: parallel appends may arrive out of order,
-// and retries converge once the gap is filled.
+// ErrTypeLedgerGap is returned (final) by [LedgerAppend] when an entry
+// arrives before its predecessor. The interpreter's one ledger writer sends
+// an incident's entries in order, each after its predecessor is stored, so
+// a gap is a defect, not a race: retrying cannot fill it.
 const ErrTypeLedgerGap = "LedgerGap"
 
 // FinalErrorTypes lists the error types that are never retried.
@@ -245,9 +246,9 @@ func NewProtectedError(msg string, r ProtectedRefusal) error {
 
 // LedgerAppendInput is the input of [LedgerAppend]. Seq is assigned by the
 // workflow (a deterministic counter starting at 1 per incident); the store
-// must accept the same (IncidentID, Seq, content) again idempotently, return
-// [ErrTypeLedgerGap] while Seq-1 is missing, and [ErrTypeConflict] for a
-// different entry at an existing Seq.
+// must accept the same (IncidentID, Seq, content) again idempotently, and
+// refuse an entry whose Seq-1 is missing ([ErrTypeLedgerGap]) or a
+// different entry at an existing Seq ([ErrTypeConflict]).
 type LedgerAppendInput struct {
 	IncidentID string
 	Seq        int64
@@ -376,8 +377,8 @@ func (a Action) Options() workflow.ActivityOptions {
 }
 
 // LedgerAppendOptions are the options of [LedgerAppend]: the audit trail must
-// be complete, so appends retry (with backoff, [ErrTypeLedgerGap] included)
-// until they land; only bad input and conflicts are final.
+// be complete, so appends retry (with backoff) until they land; only bad
+// input, conflicts and gaps are final.
 func LedgerAppendOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
@@ -385,7 +386,7 @@ func LedgerAppendOptions() workflow.ActivityOptions {
 			InitialInterval:        200 * time.Millisecond,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeBadParams, ErrTypeConflict},
+			NonRetryableErrorTypes: []string{ErrTypeBadParams, ErrTypeConflict, ErrTypeLedgerGap},
 		},
 	}
 }

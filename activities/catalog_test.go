@@ -87,12 +87,9 @@ func TestCatalogIntegrity(t *testing.T) {
 			if rp.InitialInterval <= 0 || rp.MaximumInterval < rp.InitialInterval || rp.BackoffCoefficient < 1 {
 				t.Errorf("retry intervals not sane: %+v", rp)
 			}
-			if slices.Contains(rp.NonRetryableErrorTypes, ErrTypeLedgerGap) {
-				t.Error("LedgerGap must stay retryable")
-			}
 			want := FinalErrorTypes()
 			if a.Internal {
-				want = []string{ErrTypeBadParams, ErrTypeConflict}
+				want = []string{ErrTypeBadParams, ErrTypeConflict, ErrTypeLedgerGap}
 			}
 			for _, et := range want {
 				if !slices.Contains(rp.NonRetryableErrorTypes, et) {

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/playbooks"
@@ -254,7 +255,6 @@ const triggerTestDrills = `drills:
     mode: live
     objectives: {contain_within: 60s, recover_within: 10m, report_within: 15m}
     auto_approve: [shutdown, restore]
-    poll_interval: 1s
     timeout: 5m
 `
 
@@ -281,7 +281,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 			}
 		}
 		r.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
-		(&drills.Activities{Temporal: c, Evidence: fake, Signer: testDecisionSigner}).Register(r)
+		(&drillreport.Activities{Evidence: fake}).Register(r)
 		registerDecisionKeys(r)
 	})
 
@@ -354,8 +354,8 @@ func TestScheduledDrillRuns(t *testing.T) {
 		rep.MarkdownRef != "evidence://"+rep.IncidentID+"/drill/trigger-canary/report.md" {
 		t.Errorf("stored report: md %q…, refs %s %s", md[:min(len(md), 80)], rep.MarkdownRef, rep.JSONRef)
 	}
-	// The incident acted as a drill, on the target only, and approvals
-	// came from the drill identity (the incident records them).
+	// The incident acted as a drill, on the target only, and approved the
+	// listed steps itself as the drill identity.
 	for _, call := range fake.calls {
 		if !call.Drill || call.Asset != "drill-canary" || call.DryRun {
 			t.Errorf("action %s ran with Drill=%v DryRun=%v on %s", call.StepID, call.Drill, call.DryRun, call.Asset)
@@ -371,8 +371,8 @@ func TestScheduledDrillRuns(t *testing.T) {
 	}
 	for _, s := range st.Steps {
 		if s.ID == "shutdown" || s.ID == "restore" {
-			if s.Approval == nil || len(s.Approval.Approvals) != 1 || s.Approval.Approvals[0].By.Subject != workflows.DrillApproverSubject || s.Approval.Approvals[0].Via != "update" {
-				t.Errorf("step %s approval = %+v, want one approval by %s via update", s.ID, s.Approval, workflows.DrillApproverSubject)
+			if s.Approval == nil || len(s.Approval.Approvals) != 1 || s.Approval.Approvals[0].By.Subject != workflows.DrillApproverSubject || s.Approval.Approvals[0].Via != "drill" {
+				t.Errorf("step %s approval = %+v, want one approval by %s, given by the drill incident itself", s.ID, s.Approval, workflows.DrillApproverSubject)
 			}
 		}
 	}

@@ -55,6 +55,10 @@ type IncidentInput struct {
 	PlaybookVersion string
 	// Drill marks a drill: acts only on drill targets.
 	Drill bool
+	// AutoApprove lists the step ids a drill approves as soon as they wait
+	// for approval, as the drill identity ([DrillApproverSubject]). It is
+	// honoured only on a drill, and never for a protected account.
+	AutoApprove []string `json:",omitempty"`
 	// OpenedBy is the verified identity or component that opened the incident.
 	OpenedBy string
 	// DryRun runs every action as a plan: nothing changes.

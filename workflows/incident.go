@@ -81,8 +81,11 @@ type incident struct {
 	halt     *halt
 	// running counts step activities in flight.
 	running int
-	// ledgerPending counts ledger appends in flight.
-	ledgerPending int
+	// ledgerQueue holds the ledger entries not yet appended, in sequence
+	// order; its head is the append in flight (see writeLedger).
+	ledgerQueue []activities.LedgerAppendInput
+	// notifying counts notifications in flight (see notify).
+	notifying int
 	// messages counts signals and updates handled in this run.
 	messages int
 	canAfter int
@@ -148,6 +151,7 @@ func (w *incident) index() {
 func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 	// Every run reads the worker's decision keys before it accepts a decision.
 	w.loadDecisionKeys(ctx)
+	workflow.Go(disconnected(ctx), w.writeLedger)
 	if w.pb == nil {
 		if err := w.resolve(ctx); err != nil {
 			return IncidentResult{}, err
@@ -157,6 +161,7 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
 		w.onAlerts(ctx, w.in.Alerts)
+		w.takeStartAlerts(ctx)
 	}
 	// Signals wait in their channels until the playbook is resolved, so the
 	// ledger starts with incident_opened.
@@ -170,6 +175,21 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 		return IncidentResult{}, err
 	}
 	return w.finish(ctx), nil
+}
+
+// takeStartAlerts handles the alert signals already received: the intake
+// starts an incident with its alerts in the start's signal (the input
+// carries none), so the first steps see them.
+func (w *incident) takeStartAlerts(ctx workflow.Context) {
+	ch := workflow.GetSignalChannel(ctx, AlertSignal)
+	for ch.Len() > 0 {
+		var in AlertSignalInput
+		if !ch.ReceiveAsync(&in) {
+			return
+		}
+		w.messages++
+		w.onAlerts(ctx, in.Alerts)
+	}
 }
 
 // resolve fetches the playbook through the local activity and fills the
@@ -298,13 +318,13 @@ func (w *incident) canNow(ctx workflow.Context) bool {
 	return w.messages >= w.canAfter || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 }
 
-// continueAsNew waits for handlers and ledger appends, drains the signal
+// continueAsNew waits for handlers, ledger appends and notifications, drains the signal
 // channels, and continues as new carrying the state.
 func (w *incident) continueAsNew(ctx workflow.Context) (IncidentResult, error) {
 	for {
 		w.drainSignals(ctx)
 		if err := workflow.Await(disconnected(ctx), func() bool {
-			return workflow.AllHandlersFinished(ctx) && w.ledgerPending == 0
+			return workflow.AllHandlersFinished(ctx) && w.settled()
 		}); err != nil {
 			return IncidentResult{}, fmt.Errorf("wait for handlers before continue-as-new: %w", err)
 		}
@@ -320,8 +340,8 @@ func (w *incident) continueAsNew(ctx workflow.Context) (IncidentResult, error) {
 	return IncidentResult{}, workflow.NewContinueAsNewError(ctx, IncidentWorkflow, next)
 }
 
-// finish closes the incident: marks unreached steps, waits for handlers
-// and ledger appends, records the close.
+// finish closes the incident: marks unreached steps, records the close,
+// waits for handlers, notifications and ledger appends.
 func (w *incident) finish(ctx workflow.Context) IncidentResult {
 	now := workflow.Now(ctx).UTC()
 	for i := range w.st.Steps {
@@ -336,15 +356,19 @@ func (w *incident) finish(ctx workflow.Context) IncidentResult {
 	w.st.State, w.st.Reason, w.st.ClosedAt = state, reason, now
 	w.record(ctx, activities.LedgerAppendInput{Kind: "incident_closed", Actor: actorWorkflow, Outcome: state, Reason: reason},
 		TimelineEntry{What: "incident " + state, Reason: reason})
-	// Updates may still be running; wait for them and for the ledger so
-	// the audit trail is complete when the workflow closes.
-	_ = workflow.Await(disconnected(ctx), func() bool { return workflow.AllHandlersFinished(ctx) && w.ledgerPending == 0 })
+	// Updates may still be running; wait for them, the notifications and
+	// the ledger so the audit trail is complete when the workflow closes.
+	_ = workflow.Await(disconnected(ctx), func() bool { return workflow.AllHandlersFinished(ctx) && w.settled() })
 	res := IncidentResult{
-		IncidentID: w.st.IncidentID, State: state, Reason: reason, Metrics: w.st.Metrics,
+		IncidentID: w.st.IncidentID, State: state, Reason: reason, OpenedAt: w.st.OpenedAt, ClosedAt: now, Metrics: w.st.Metrics,
 		AlertsReceived: w.st.AlertsReceived, LedgerSeq: w.st.LedgerSeq, LedgerFailures: w.st.LedgerFailures,
 	}
 	for _, s := range w.st.Steps {
-		res.Steps = append(res.Steps, StepOutcome{ID: s.ID, Status: s.Status, Error: s.Error})
+		o := StepOutcome{ID: s.ID, Phase: s.Phase, Action: s.Action, Status: s.Status, Error: s.Error, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt}
+		if s.Approval != nil {
+			o.Approval = s.Approval.Outcome
+		}
+		res.Steps = append(res.Steps, o)
 		if s.Action == activities.ReportGenerate && s.Outputs["report_ref"] != "" {
 			res.ReportRefs = append(res.ReportRefs, s.Outputs["report_ref"])
 		}
@@ -378,8 +402,8 @@ func (w *incident) timeline(e TimelineEntry) {
 	}
 }
 
-// record appends a ledger entry (asynchronously, with the next sequence
-// number) and the matching timeline entry.
+// record queues a ledger entry with the next sequence number for
+// writeLedger and appends the matching timeline entry.
 func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, t TimelineEntry) {
 	now := workflow.Now(ctx).UTC()
 	w.st.LedgerSeq++
@@ -401,27 +425,35 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 		t.Reason = e.Reason
 	}
 	w.timeline(t)
-	w.ledgerPending++
-	dctx := disconnected(ctx)
-	var f workflow.Future
-	// Version 1: appends run as local activities on the worker that runs
-	// the workflow (a marker in history, no round trip through the server);
-	// the append is short and idempotent, which is what local activities are for.
-	if workflow.GetVersion(ctx, "ledger-local-activity", workflow.DefaultVersion, 1) >= 1 {
-		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, activities.LedgerAppendLocalOptions()), activities.LedgerAppend, e)
-	} else {
-		f = workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, activities.LedgerAppendOptions()), activities.LedgerAppend, e)
-	}
-	workflow.Go(dctx, func(gctx workflow.Context) {
-		defer func() { w.ledgerPending-- }()
+	w.ledgerQueue = append(w.ledgerQueue, e)
+}
+
+// writeLedger is the incident's one ledger writer, for the life of the
+// run: it appends the queued entries one after the other, in sequence
+// order, each as a local activity (a marker in history, no round trip
+// through the server). An entry is sent only once its predecessor is
+// stored, so the ledger never sees a gap. An entry that fails for good is
+// counted and recorded in the timeline; the next ones still go.
+func (w *incident) writeLedger(ctx workflow.Context) {
+	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
+			return
+		}
+		e := w.ledgerQueue[0]
 		var res activities.LedgerAppendResult
-		if err := f.Get(gctx, &res); err != nil {
+		if err := workflow.ExecuteLocalActivity(lctx, activities.LedgerAppend, e).Get(ctx, &res); err != nil {
 			w.st.LedgerFailures++
 			w.logger.Error("ledger append failed", "seq", e.Seq, "kind", e.Kind, "error", err)
-			w.timeline(TimelineEntry{At: workflow.Now(gctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
+			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
 		}
-	})
+		w.ledgerQueue = w.ledgerQueue[1:]
+	}
 }
+
+// settled reports whether no ledger entry and no notification is still on
+// its way.
+func (w *incident) settled() bool { return len(w.ledgerQueue) == 0 && w.notifying == 0 }
 
 // disconnected returns a context that is not cancelled with ctx, for work
 // that must finish whatever happens (ledger appends, compensations, waits

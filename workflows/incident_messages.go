@@ -46,6 +46,9 @@ const (
 	// RejectSecondFactor refuses a decision that needs a second factor (a
 	// risk: high step, an ir-admin step) without one in the statement.
 	RejectSecondFactor = "SecondFactorRequired"
+	// RejectDrillOnly refuses a decision by the drill identity
+	// ([DrillApproverSubject]) on an incident that is not a drill.
+	RejectDrillOnly = "DrillIdentityOutsideDrill"
 )
 
 // reject returns the refusal of type typ (one of the Reject constants),

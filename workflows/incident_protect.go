@@ -107,9 +107,7 @@ func (w *incident) requestProtectedApproval(ctx workflow.Context, s playbooks.St
 			"realm": r.Realm, "user_id": r.UserID, "username": r.Username, "protected_because": why}},
 		TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d): protected account %s", s.ID, strings.Join(a.Roles, "|"), a.Quorum, account)})
 	msg := fmt.Sprintf("%s; approve before %s", reason, st.Approval.Deadline.Format(time.RFC3339))
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		w.notify(gctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
-	})
+	w.notify(ctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
 }
 
 // protectedDenied records the denial of a protected-account approval: the
@@ -156,10 +154,8 @@ func (w *incident) approveCompensation(ctx workflow.Context, c PendingCompensati
 		Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String(),
 			"realm": c.Params["realm"], "user_id": c.Params["user_id"]}},
 		TimelineEntry{What: fmt.Sprintf("approval requested for the compensation of %s (%s, quorum %d)", c.StepID, strings.Join(a.Roles, "|"), a.Quorum)})
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		w.notify(gctx, "approval-"+c.StepID+"-compensate", "approval_needed", strings.Join(a.Roles, ","),
-			fmt.Sprintf("%s; approve step %s before %s or the account stays disabled", reason, c.StepID, st.Approval.Deadline.Format(time.RFC3339)))
-	})
+	w.notify(ctx, "approval-"+c.StepID+"-compensate", "approval_needed", strings.Join(a.Roles, ","),
+		fmt.Sprintf("%s; approve step %s before %s or the account stays disabled", reason, c.StepID, st.Approval.Deadline.Format(time.RFC3339)))
 	ok, err := workflow.AwaitWithTimeout(ctx, a.Timeout, func() bool { return st.Approval.Outcome != "" })
 	st.Status = prev
 	if err == nil && ok && st.Approval.Outcome == approvalApproved {

@@ -56,8 +56,9 @@ func (w *incident) loadDecisionKeys(ctx workflow.Context) {
 
 // verifyStatement checks a message's statement: a trusted key valid now,
 // the signature, expiry, binding to this workflow, its first run, the step
-// and the decision, a nonce not used before, and that the identity the
-// message names (if any) is the statement's. It returns the statement and
+// and the decision, a nonce not used before, that the identity the message
+// names (if any) is the statement's, and that the drill identity decides
+// only on a drill. It returns the statement and
 // the identity it proves. It writes nothing (validators call it).
 func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind decision.Kind, step string, claimed Approver) (decision.Statement, Approver, error) {
 	if w.decKeys == nil {
@@ -80,6 +81,9 @@ func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind
 		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: %v: nonce %s", decision.ErrReplayed, st.Nonce)
 	}
 	by := Approver{Subject: st.Subject, Username: st.Username, Roles: st.Roles, SourceIP: st.SourceIP}
+	if by.Subject == DrillApproverSubject && !w.drill() {
+		return decision.Statement{}, Approver{}, reject(RejectDrillOnly, "the drill identity decides only on drill incidents (%s)", w.st.IncidentID)
+	}
 	if claimed.Subject != "" && (claimed.Subject != by.Subject || claimed.Username != by.Username || !slices.Equal(claimed.Roles, by.Roles)) {
 		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: the message names %s with roles %v, the signed statement %s with roles %v",
 			cmpOr(claimed.Username, claimed.Subject), claimed.Roles, cmpOr(by.Username, by.Subject), by.Roles)

@@ -17,6 +17,7 @@ import (
 const (
 	approvalApproved        = "approved"
 	approvalAutoApproved    = "auto_approved"
+	approvalDrillApproved   = "drill_approved"
 	approvalDenied          = "denied"
 	approvalEscalatedFailed = "escalated_failed"
 )
@@ -140,7 +141,7 @@ func (w *incident) runStep(ctx workflow.Context, phase string, s playbooks.Step)
 				return err
 			}
 			switch st.Approval.Outcome {
-			case approvalApproved, approvalAutoApproved:
+			case approvalApproved, approvalAutoApproved, approvalDrillApproved:
 			case approvalDenied:
 				if protected {
 					w.protectedDenied(ctx, s, st)
@@ -271,8 +272,7 @@ func (w *incident) fail(ctx workflow.Context, s playbooks.Step, st *StepState, e
 	// to (an isolation that failed at its last call). Its compensation is
 	// idempotent and works from what the action recorded, so it is
 	// registered too: an abort then undoes the part that was done.
-	if !st.StartedAt.IsZero() && s.Compensation != nil &&
-		workflow.GetVersion(ctx, "compensate-failed-steps", workflow.DefaultVersion, 1) >= 1 {
+	if !st.StartedAt.IsZero() && s.Compensation != nil {
 		w.registerCompensation(ctx, s, st, nil)
 	}
 	w.applyFailurePolicy(ctx, s, fmt.Sprintf("step %s (%s) failed: %v", s.ID, s.Action, err))
@@ -356,13 +356,13 @@ func (w *incident) awaitApproval(ctx workflow.Context, s playbooks.Step, st *Ste
 			Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String()}},
 			TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d)", s.ID, strings.Join(a.Roles, "|"), a.Quorum)})
 		// Tell the approvers, without waiting for the delivery.
-		if workflow.GetVersion(ctx, "notify-approval-needed", workflow.DefaultVersion, 1) >= 1 {
-			msg := fmt.Sprintf("step %s (%s) needs %d approval(s) from %s before %s", s.ID, s.Action, a.Quorum,
-				strings.Join(a.Roles, " or "), st.Approval.Deadline.Format(time.RFC3339))
-			workflow.Go(ctx, func(gctx workflow.Context) {
-				w.notify(gctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
-			})
+		if w.drillApproves(s.ID) {
+			w.drillApprove(ctx, s, st)
+			return nil
 		}
+		msg := fmt.Sprintf("step %s (%s) needs %d approval(s) from %s before %s", s.ID, s.Action, a.Quorum,
+			strings.Join(a.Roles, " or "), st.Approval.Deadline.Format(time.RFC3339))
+		w.notify(ctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
 	}
 	for st.Approval.Outcome == "" {
 		if w.halt != nil {
@@ -385,6 +385,23 @@ func (w *incident) awaitApproval(ctx workflow.Context, s playbooks.Step, st *Ste
 		w.approvalTimedOut(ctx, s, st)
 	}
 	return nil
+}
+
+// drillApproves reports whether the drill that started this incident
+// approves step id itself ([IncidentInput.AutoApprove]; drills only).
+func (w *incident) drillApproves(id string) bool {
+	return w.drill() && slices.Contains(w.in.AutoApprove, id)
+}
+
+// drillApprove approves a step the drill listed, as the drill identity.
+func (w *incident) drillApprove(ctx workflow.Context, s playbooks.Step, st *StepState) {
+	now := workflow.Now(ctx).UTC()
+	by := Approver{Subject: DrillApproverSubject, Username: DrillApproverUsername}
+	reason := "drill: step listed in auto_approve"
+	st.Approval.Approvals = append(st.Approval.Approvals, Decision{By: by, Reason: reason, At: now, Via: "drill"})
+	st.Approval.Outcome = approvalDrillApproved
+	w.record(ctx, activities.LedgerAppendInput{Kind: "approval", Actor: DrillApproverSubject, StepID: s.ID, Action: s.Action,
+		Outcome: approvalDrillApproved, Reason: reason}, TimelineEntry{Actor: DrillApproverUsername, What: "approved " + s.ID + " (drill)"})
 }
 
 // approvalTimedOut applies the step's on_timeout policy.
@@ -431,21 +448,26 @@ func (w *incident) escalate(ctx workflow.Context, by Approver, reason string) (i
 	return level, tier
 }
 
-// notify sends a notification from the interpreter itself (escalations).
-// A failure is recorded, never fatal.
+// notify sends a notification from the interpreter itself (approvals
+// needed, escalations) without waiting for its delivery: the activity runs
+// in its own coroutine, and the run waits for it only before it closes or
+// continues as new. A failure is recorded, never fatal.
 func (w *incident) notify(ctx workflow.Context, stepID, event, channel, message string) {
-	ctx = disconnected(ctx)
-	act, err := activities.Lookup(activities.NotifySend)
-	if err == nil {
-		in := activities.ActionInput{
-			IncidentID: w.st.IncidentID, StepID: stepID, Action: activities.NotifySend, Asset: w.st.Asset, Drill: w.drill(),
-			DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + stepID, LedgerSeq: w.st.LedgerSeq,
-			Params: map[string]string{"event": event, "channel": channel,
-				"message": fmt.Sprintf("%s incident %s (%s on %s): %s", w.st.Severity, w.st.IncidentID, w.st.Playbook, w.st.Asset, message)},
+	in := activities.ActionInput{
+		IncidentID: w.st.IncidentID, StepID: stepID, Action: activities.NotifySend, Asset: w.st.Asset, Drill: w.drill(),
+		DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + stepID, LedgerSeq: w.st.LedgerSeq,
+		Params: map[string]string{"event": event, "channel": channel,
+			"message": fmt.Sprintf("%s incident %s (%s on %s): %s", w.st.Severity, w.st.IncidentID, w.st.Playbook, w.st.Asset, message)},
+	}
+	w.notifying++
+	workflow.Go(disconnected(ctx), func(gctx workflow.Context) {
+		defer func() { w.notifying-- }()
+		act, err := activities.Lookup(activities.NotifySend)
+		if err == nil {
+			err = workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, act.Options()), activities.NotifySend, in).Get(gctx, nil)
 		}
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, act.Options()), activities.NotifySend, in).Get(ctx, nil)
-	}
-	if err != nil {
-		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "notification to " + channel + " failed", Reason: err.Error()})
-	}
+		if err != nil {
+			w.timeline(TimelineEntry{At: workflow.Now(gctx).UTC(), What: "notification to " + channel + " failed", Reason: err.Error()})
+		}
+	})
 }

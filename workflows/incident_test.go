@@ -35,6 +35,11 @@ type fakeActions struct {
 	fail map[string]error
 	// before runs before an action (by name) returns, outside the lock.
 	before map[string]func(activities.ActionInput)
+	// ledgerDelay, if set, is how long an append takes before it lands.
+	ledgerDelay func(activities.LedgerAppendInput) time.Duration
+	// gaps are the sequence numbers of appends refused for a missing
+	// predecessor.
+	gaps []int64
 }
 
 func newFake() *fakeActions {
@@ -70,9 +75,25 @@ func (f *fakeActions) run(_ context.Context, in activities.ActionInput) (activit
 	return res, nil
 }
 
+// append stores an entry like the ledger does: a retry of a stored entry
+// is accepted again, an entry whose predecessor is missing is refused
+// (final), and every refusal is kept in gaps.
 func (f *fakeActions) append(_ context.Context, in activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
 	f.mu.Lock()
+	delay := f.ledgerDelay
+	f.mu.Unlock()
+	if delay != nil {
+		time.Sleep(delay(in))
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
+	if in.Seq <= int64(len(f.ledger)) {
+		return activities.LedgerAppendResult{Hash: fmt.Sprintf("h%d", in.Seq)}, nil
+	}
+	if in.Seq != int64(len(f.ledger))+1 {
+		f.gaps = append(f.gaps, in.Seq)
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeLedgerGap, fmt.Sprintf("entry %d before %d", in.Seq, len(f.ledger)+1), nil)
+	}
 	f.ledger = append(f.ledger, in)
 	return activities.LedgerAppendResult{Hash: fmt.Sprintf("h%d", in.Seq)}, nil
 }
@@ -101,7 +122,8 @@ func (f *fakeActions) call(stepID string) (activities.ActionInput, bool) {
 	return activities.ActionInput{}, false
 }
 
-// checkLedger asserts the ledger holds exactly the sequence 1..n once each.
+// checkLedger asserts the ledger received exactly the sequence 1..n, in
+// that order, once each, and refused nothing for a gap.
 func (f *fakeActions) checkLedger(t *testing.T, wantLast int64) {
 	t.Helper()
 	f.mu.Lock()
@@ -113,10 +135,12 @@ func (f *fakeActions) checkLedger(t *testing.T, wantLast int64) {
 			t.Errorf("ledger entry %d incomplete: %+v", e.Seq, e)
 		}
 	}
-	slices.Sort(seqs)
+	if len(f.gaps) > 0 {
+		t.Errorf("appends refused for a missing predecessor: %v", f.gaps)
+	}
 	for i, s := range seqs {
 		if s != int64(i+1) {
-			t.Fatalf("ledger sequence %v is not 1..n", seqs)
+			t.Fatalf("ledger received %v, want 1..n in order", seqs)
 		}
 	}
 	if int64(len(seqs)) != wantLast {

@@ -292,17 +292,28 @@ type IncidentCarry struct {
 // StepOutcome is a step's final status, for [IncidentResult].
 type StepOutcome struct {
 	ID     string
+	Phase  string
+	Action string
 	Status string
 	Error  string `json:",omitempty"`
+	// StartedAt and FinishedAt are the step's action's start and end.
+	StartedAt  time.Time `json:",omitzero"`
+	FinishedAt time.Time `json:",omitzero"`
+	// Approval is the outcome of the step's approval ("" when it needed
+	// none): approved, denied, auto_approved, drill_approved or
+	// escalated_failed.
+	Approval string `json:",omitempty"`
 }
 
 // IncidentResult is the result of [IncidentWorkflow].
 type IncidentResult struct {
 	IncidentID string
 	// State is resolved, aborted or escalated_failed.
-	State  string
-	Reason string
-	Steps  []StepOutcome
+	State    string
+	Reason   string
+	OpenedAt time.Time
+	ClosedAt time.Time
+	Steps    []StepOutcome
 	// ReportRefs are the outputs of report.generate steps.
 	ReportRefs     []string `json:",omitempty"`
 	Metrics        Metrics

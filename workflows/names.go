@@ -72,14 +72,6 @@ const (
 	// public keys the worker trusts: [DecisionKeysInput] in,
 	// [DecisionKeysResult] out.
 	DecisionKeysActivity = "decision.keys"
-	// DrillChildStatusActivity reads the status of a drill's incident (a
-	// query through the Temporal client): [DrillChildStatusInput] in,
-	// [DrillChildStatus] out.
-	DrillChildStatusActivity = "drill.child_status"
-	// DrillApproveActivity sends the approve update to a drill's incident
-	// on behalf of the drill identity: [DrillApproveInput] in,
-	// [DrillApproveResult] out.
-	DrillApproveActivity = "drill.approve"
 	// DrillReportActivity stores a drill report (Markdown and JSON) in the
 	// evidence locker: [DrillReportInput] in, [DrillReportResult] out.
 	DrillReportActivity = "drill.report"

@@ -56,11 +56,7 @@ func (a *Activities) Register(r interface {
 	r.RegisterActivityWithOptions(a.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 }
 
-func heartbeat(ctx context.Context, details ...any) {
-	if activity.IsActivity(ctx) {
-		activity.RecordHeartbeat(ctx, details...)
-	}
-}
+func heartbeat(ctx context.Context, details ...any) { activity.RecordHeartbeat(ctx, details...) }
 
 // SignDailyChains implements [workflows.SignDailyChainsActivity]: for each
 // ended day asked for (in.Day, or the last [workflows.DailyChainLookback]

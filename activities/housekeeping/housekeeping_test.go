@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/evidence"
@@ -79,6 +83,34 @@ func newFixture(t *testing.T, start time.Time) *fixture {
 	return f
 }
 
+// sign runs SignDailyChains in Temporal's activity test environment.
+func (f *fixture) sign(t *testing.T, in workflows.SignDailyChainsInput) (workflows.SignDailyChainsResult, error) {
+	var out workflows.SignDailyChainsResult
+	return out, f.exec(t, workflows.SignDailyChainsActivity, in, &out)
+}
+
+// sweep runs SweepEvidence in Temporal's activity test environment.
+func (f *fixture) sweep(t *testing.T, in workflows.SweepEvidenceInput) (workflows.SweepEvidenceResult, error) {
+	var out workflows.SweepEvidenceResult
+	return out, f.exec(t, workflows.SweepEvidenceActivity, in, &out)
+}
+
+func (f *fixture) exec(t *testing.T, name string, in, out any) error {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := s.NewTestActivityEnvironment()
+	f.acts.Register(env)
+	v, err := env.ExecuteActivity(name, in)
+	if err != nil {
+		return err
+	}
+	if err := v.Get(out); err != nil {
+		t.Fatal(err)
+	}
+	return nil
+}
+
 // record appends n access-log entries to the day of the clock, as the API
 // server's access log does.
 func (f *fixture) record(t *testing.T, n int) {
@@ -107,7 +139,7 @@ func TestSignDailyChains(t *testing.T) {
 		t.Fatalf("before: %+v, %v", rep, err)
 	}
 
-	res, err := f.acts.SignDailyChains(f.ctx, workflows.SignDailyChainsInput{})
+	res, err := f.sign(t, workflows.SignDailyChainsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +158,7 @@ func TestSignDailyChains(t *testing.T) {
 	}
 
 	// Idempotent: a second run signs nothing new.
-	res, err = f.acts.SignDailyChains(f.ctx, workflows.SignDailyChainsInput{})
+	res, err = f.sign(t, workflows.SignDailyChainsInput{})
 	if err != nil || len(res.Chains) != 2 || !res.Chains[0].Already || !res.Chains[1].Already {
 		t.Fatalf("second run %+v, %v", res, err)
 	}
@@ -134,14 +166,14 @@ func TestSignDailyChains(t *testing.T) {
 	f.clock.Set(time.Date(2026, 12, 4, 23, 59, 59, 0, time.UTC))
 	f.record(t, 1)
 	f.clock.Set(time.Date(2026, 12, 5, 0, 10, 0, 0, time.UTC))
-	res, err = f.acts.SignDailyChains(f.ctx, workflows.SignDailyChainsInput{Day: "2026-12-04"})
+	res, err = f.sign(t, workflows.SignDailyChainsInput{Day: "2026-12-04"})
 	if err != nil || len(res.Chains) != 1 || res.Chains[0].Already || res.Chains[0].Seq != 3 {
 		t.Fatalf("late entry run %+v, %v", res, err)
 	}
 	if rep, err := f.ledger.Verify(f.ctx, "access:2026-12-04", f.signer); err != nil || rep.Checkpoints != 2 || rep.CheckpointSeq != 3 {
 		t.Errorf("12-04 after the late entry: %+v, %v", rep, err)
 	}
-	if _, err := f.acts.SignDailyChains(f.ctx, workflows.SignDailyChainsInput{Day: "2026-12-05"}); err == nil {
+	if _, err := f.sign(t, workflows.SignDailyChainsInput{Day: "2026-12-05"}); err == nil {
 		t.Error("signing today was accepted")
 	}
 }
@@ -176,7 +208,7 @@ func TestSweepEvidence(t *testing.T) {
 
 	// Dry run: lists the two pii objects, changes nothing.
 	custody, _ := f.locker.Manifest(f.ctx, "INC-7")
-	res, err := f.acts.SweepEvidence(f.ctx, workflows.SweepEvidenceInput{DryRun: true})
+	res, err := f.sweep(t, workflows.SweepEvidenceInput{DryRun: true})
 	if err != nil || res.Count != 2 || !res.DryRun || res.Objects[0].Ref != string(pii1) || res.Objects[1].Ref != string(pii2) {
 		t.Fatalf("dry run = %+v, %v", res, err)
 	}
@@ -196,7 +228,7 @@ func TestSweepEvidence(t *testing.T) {
 	}
 
 	// The sweep: both pii objects are shredded, one ledger entry each.
-	res, err = f.acts.SweepEvidence(f.ctx, workflows.SweepEvidenceInput{})
+	res, err = f.sweep(t, workflows.SweepEvidenceInput{})
 	if err != nil || res.Count != 2 || res.DryRun {
 		t.Fatalf("sweep = %+v, %v", res, err)
 	}
@@ -229,7 +261,7 @@ func TestSweepEvidence(t *testing.T) {
 		t.Errorf("the chain with the destruction rows: %+v, %v", rep, err)
 	}
 	// A second sweep finds nothing and writes nothing.
-	if res, err := f.acts.SweepEvidence(f.ctx, workflows.SweepEvidenceInput{}); err != nil || res.Count != 0 {
+	if res, err := f.sweep(t, workflows.SweepEvidenceInput{}); err != nil || res.Count != 0 {
 		t.Errorf("second sweep = %+v, %v", res, err)
 	}
 	if h, _ := f.ledger.Store().Head(f.ctx, chain); h.Seq != 2 {
@@ -251,7 +283,7 @@ func TestSweepStopsWhenTheLedgerFails(t *testing.T) {
 	}
 	f.clock.Set(start.Add(2 * time.Hour))
 	_ = f.ledger.Store().Close() // the ledger is down
-	res, err := f.acts.SweepEvidence(f.ctx, workflows.SweepEvidenceInput{})
+	res, err := f.sweep(t, workflows.SweepEvidenceInput{})
 	if err == nil {
 		t.Fatal("the sweep succeeded without its ledger")
 	}

@@ -242,9 +242,7 @@ func (a *Activities) HealthProbe(ctx context.Context, in activities.ActionInput)
 				fmt.Sprintf("%s %s: %v", activities.NetHealthProbe, t, rerr), nil)
 		}
 		detail = fmt.Sprintf("%s (attempt %d/%d)", detail, i, retries)
-		if activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, detail)
-		}
+		activity.RecordHeartbeat(ctx, detail)
 		if ok {
 			return activities.ActionResult{Outputs: map[string]string{"healthy": "true", "detail": detail}, Summary: "healthy: " + detail}, nil
 		}

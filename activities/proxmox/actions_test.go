@@ -457,7 +457,7 @@ func TestLockWait(t *testing.T) {
 	l := newLab(t, withTaskDurations(map[string]time.Duration{"vzsnapshot": 300 * time.Millisecond}))
 	done := make(chan error, 1)
 	go func() {
-		_, err := l.acts.Snapshot(context.Background(), input(activities.PVESnapshot, "api-gateway", nil))
+		_, err := run(t, l.acts, input(activities.PVESnapshot, "api-gateway", nil))
 		done <- err
 	}()
 	time.Sleep(50 * time.Millisecond) // the snapshot task holds "lock: snapshot"

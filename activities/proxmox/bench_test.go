@@ -1,7 +1,6 @@
 package proxmox
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,13 +57,12 @@ func inventory100(tb testing.TB, n int) string {
 
 // isolateAndSnapshot runs the containment of one container as the
 // playbooks do: isolate and evidence snapshot in parallel.
-func isolateAndSnapshot(a *Activities, asset string) error {
+func isolateAndSnapshot(tb testing.TB, a *Activities, asset string) error {
 	in := input(activities.PVEIsolate, asset, map[string]string{"allow": "10.10.0.0/24"})
 	sn := input(activities.PVESnapshot, asset, nil)
-	ctx := context.Background()
 	errs := make(chan error, 2)
-	go func() { _, err := a.Isolate(ctx, in); errs <- err }()
-	go func() { _, err := a.Snapshot(ctx, sn); errs <- err }()
+	go func() { _, err := run(tb, a, in); errs <- err }()
+	go func() { _, err := run(tb, a, sn); errs <- err }()
 	return firstErr(<-errs, <-errs)
 }
 
@@ -102,7 +100,7 @@ func BenchmarkContainment(b *testing.B) {
 				var wg sync.WaitGroup
 				errs := make(chan error, tc.n)
 				for i := range tc.n {
-					wg.Go(func() { errs <- isolateAndSnapshot(l.acts, fmt.Sprintf("bench-%d", i)) })
+					wg.Go(func() { errs <- isolateAndSnapshot(b, l.acts, fmt.Sprintf("bench-%d", i)) })
 				}
 				wg.Wait()
 				b.StopTimer()

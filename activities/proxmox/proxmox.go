@@ -438,7 +438,7 @@ func (x *call) beat(ctx context.Context) { heartbeat(ctx, x.prog) }
 // earlier returns the progress heartbeated by an earlier attempt.
 func earlier(ctx context.Context) progress {
 	var p progress
-	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
+	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &p)
 	}
 	return p
@@ -467,12 +467,8 @@ func (x *call) del(ctx context.Context, path string, v any) error {
 	return classify(x.what(), http.MethodDelete, path, x.c.Delete(ctx, path, v))
 }
 
-// heartbeat records a heartbeat when running as an activity.
-func heartbeat(ctx context.Context, details ...any) {
-	if activity.IsActivity(ctx) {
-		activity.RecordHeartbeat(ctx, details...)
-	}
-}
+// heartbeat records a heartbeat of the activity.
+func heartbeat(ctx context.Context, details ...any) { activity.RecordHeartbeat(ctx, details...) }
 
 // sleep waits d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {

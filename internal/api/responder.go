@@ -21,6 +21,7 @@ import (
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/report"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -442,12 +443,6 @@ func (rs *Responder) note(w http.ResponseWriter, r *http.Request, id auth.Identi
 	writeJSON(w, http.StatusCreated, map[string]any{"id": ref.Key, "incident_id": incidentID, "name": name, "ref": string(eref)})
 }
 
-// Report object names, as report.generate writes them.
-const (
-	reportMarkdown = "report/report.md"
-	reportJSON     = "report/report.json"
-)
-
 // maxReport bounds a report read into memory (it is verified to the end
 // before the first byte is sent).
 const maxReport = 32 << 20
@@ -460,10 +455,10 @@ func (rs *Responder) report(w http.ResponseWriter, r *http.Request, id auth.Iden
 		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
 		return
 	}
-	name, media := reportMarkdown, "text/markdown; charset=utf-8"
+	name, media := report.MarkdownName, "text/markdown; charset=utf-8"
 	switch f := r.URL.Query().Get("format"); {
 	case f == "json" || (f == "" && strings.Contains(r.Header.Get("Accept"), "application/json")):
-		name, media = reportJSON, "application/json"
+		name, media = report.JSONName, "application/json"
 	case f == "" || f == "markdown" || f == "md":
 	default:
 		writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("format %q: want markdown or json", f), Code: "bad_format"})

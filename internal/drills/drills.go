@@ -72,8 +72,6 @@ type Definition struct {
 	Labels      map[string]string `json:",omitempty"`
 	// Timeout bounds the drill's incident (0: workflows.DefaultDrillTimeout).
 	Timeout time.Duration `json:",omitempty"`
-	// PollInterval is how often the drill reads its incident's status.
-	PollInterval time.Duration `json:",omitempty"`
 	// Paused creates the schedule paused.
 	Paused bool `json:",omitempty"`
 	// Line is the drill's line in the file.
@@ -85,7 +83,7 @@ func (d Definition) Input(triggeredBy string) workflows.DrillInput {
 	return workflows.DrillInput{
 		Name: d.Name, Playbook: d.Playbook, PlaybookVersion: d.PlaybookVersion, Target: d.Target, Mode: d.Mode,
 		Objectives: slices.Clone(d.Objectives), AutoApprove: slices.Clone(d.AutoApprove), Labels: d.Labels,
-		PollInterval: d.PollInterval, Timeout: d.Timeout, TriggeredBy: triggeredBy,
+		Timeout: d.Timeout, TriggeredBy: triggeredBy,
 	}
 }
 
@@ -260,7 +258,7 @@ func (p *parser) drill(n *yaml.Node) (Definition, bool) {
 		}
 	}
 	f := p.fields(n, label, "name", "description", "playbook", "playbook_version", "target", "schedule", "mode",
-		"objectives", "auto_approve", "labels", "timeout", "poll_interval", "paused")
+		"objectives", "auto_approve", "labels", "timeout", "paused")
 	d := Definition{Line: n.Line}
 	d.Name = p.str(f["name"], "name")
 	what := "drill"
@@ -318,10 +316,6 @@ func (p *parser) drill(n *yaml.Node) (Definition, bool) {
 	d.Timeout = p.duration(f["timeout"], what+": timeout")
 	if d.Timeout > MaxTimeout {
 		p.errorf(f["timeout"], "%s: timeout %s is over %s", what, d.Timeout, MaxTimeout)
-	}
-	d.PollInterval = p.duration(f["poll_interval"], what+": poll_interval")
-	if d.PollInterval != 0 && d.PollInterval < workflows.MinDrillPollInterval {
-		p.errorf(f["poll_interval"], "%s: poll_interval %s is under %s", what, d.PollInterval, workflows.MinDrillPollInterval)
 	}
 	if v := f["paused"]; v != nil {
 		b, err := strconv.ParseBool(p.str(v, what+": paused"))

@@ -102,7 +102,7 @@ func TestParse(t *testing.T) {
 		{"quorum two", strings.Replace(strings.Replace(valid, "container-compromise", "key-compromise", 1), "[shutdown]", "[rotate_kek]", 1),
 			[]string{`:8: `, "needs a quorum of 2"}},
 		{"twice", strings.Replace(valid, "[shutdown]", "[shutdown, shutdown]", 1), []string{`:8: drill "canary": auto_approve lists "shutdown" twice`}},
-		{"short poll", strings.Replace(valid, "    mode: live\n", "    mode: live\n    poll_interval: 100ms\n", 1), []string{`:7: `, "poll_interval 100ms is under 1s"}},
+		{"poll_interval is no field", strings.Replace(valid, "    mode: live\n", "    mode: live\n    poll_interval: 100ms\n", 1), []string{`:7: `, `unknown field "poll_interval"`}},
 		{"long timeout", strings.Replace(valid, "    mode: live\n", "    mode: live\n    timeout: 48h\n", 1), []string{`:7: `, "timeout 48h0m0s is over 24h0m0s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

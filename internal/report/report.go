@@ -11,8 +11,14 @@ import (
 	"sort"
 	"strings"
 	"time"
+)
 
-	"github.com/iru-responder/responder/workflows"
+// Names of the report's objects in the evidence locker: every object of
+// the report lives under ObjectPrefix.
+const (
+	ObjectPrefix = "report/"
+	MarkdownName = ObjectPrefix + "report.md"
+	JSONName     = ObjectPrefix + "report.json"
 )
 
 // Evidence is one object of the incident's evidence manifest.
@@ -39,9 +45,82 @@ type LedgerEntry struct {
 	Hash    string    `json:"hash"`
 }
 
+// Incident states the report tells apart.
+const (
+	// StateOpen is an incident still running (the report is written in
+	// its post-incident phase).
+	StateOpen = "open"
+	// stepSucceeded is the status of a step that ran and succeeded.
+	stepSucceeded = "succeeded"
+)
+
+// Incident is the incident's own account of itself, as the caller read it.
+type Incident struct {
+	ID              string
+	Playbook        string
+	PlaybookVersion string
+	Asset           string
+	Severity        string
+	Drill           bool
+	// State is open, resolved, aborted or escalated_failed.
+	State    string
+	Reason   string
+	OpenedAt time.Time
+	ClosedAt time.Time
+	Alerts   []Alert
+	Steps    []Step
+	Timeline []TimelineEntry
+	// TimeToAcknowledge, TimeToContain and TimeToRecover are measured from
+	// the opening (0: not reached).
+	TimeToAcknowledge, TimeToContain, TimeToRecover time.Duration
+}
+
+// Alert is one distinct alert of the incident.
+type Alert struct {
+	Source    string    `json:"source"`
+	Rule      string    `json:"rule"`
+	Severity  string    `json:"severity"`
+	Summary   string    `json:"summary,omitempty"`
+	Count     int       `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// ObservedAt is when the detector saw the event, ReceivedAt when the
+	// intake accepted the alert (their difference is the time to detect).
+	ObservedAt time.Time `json:"observed_at,omitzero"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+}
+
+// Step is one step of the playbook and what became of it.
+type Step struct {
+	ID           string            `json:"id"`
+	Phase        string            `json:"phase"`
+	Action       string            `json:"action"`
+	Status       string            `json:"status"`
+	StartedAt    time.Time         `json:"started_at,omitzero"`
+	FinishedAt   time.Time         `json:"finished_at,omitzero"`
+	Params       map[string]string `json:"params,omitempty"`
+	Outputs      map[string]string `json:"outputs,omitempty"`
+	EvidenceRefs []string          `json:"evidence_refs,omitempty"`
+	Summary      string            `json:"summary,omitempty"`
+	Error        string            `json:"error,omitempty"`
+	Compensation string            `json:"compensation,omitempty"`
+	// Decisions are the approvals and the denial of the step.
+	Decisions []Approval `json:"-"`
+}
+
+// TimelineEntry is one event of the incident.
+type TimelineEntry struct {
+	At       time.Time `json:"at"`
+	Actor    string    `json:"actor"`
+	SourceIP string    `json:"source_ip,omitempty"`
+	What     string    `json:"what"`
+	StepID   string    `json:"step_id,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
 // Input is everything the report is made from.
 type Input struct {
-	Status   workflows.IncidentStatus
+	Incident Incident
 	Ledger   []LedgerEntry
 	Evidence []Evidence
 	// LedgerVerified says whether the chain verified when the report was made.
@@ -70,62 +149,56 @@ type Approval struct {
 
 // Report is the JSON form of the report.
 type Report struct {
-	IncidentID     string                    `json:"incident_id"`
-	Playbook       string                    `json:"playbook"`
-	Asset          string                    `json:"asset"`
-	Severity       string                    `json:"severity"`
-	Drill          bool                      `json:"drill"`
-	State          string                    `json:"state"`
-	Reason         string                    `json:"reason,omitempty"`
-	OpenedAt       time.Time                 `json:"opened_at"`
-	ClosedAt       time.Time                 `json:"closed_at,omitzero"`
-	Alerts         []workflows.AlertRecord   `json:"alerts"`
-	Steps          []workflows.StepState     `json:"steps"`
-	Approvals      []Approval                `json:"approvals"`
-	Timeline       []workflows.TimelineEntry `json:"timeline"`
-	Ledger         []LedgerEntry             `json:"ledger"`
-	LedgerVerified bool                      `json:"ledger_verified"`
-	LedgerProblem  string                    `json:"ledger_problem,omitempty"`
-	Evidence       []Evidence                `json:"evidence"`
-	Metrics        Metrics                   `json:"metrics"`
-	GeneratedAt    time.Time                 `json:"generated_at"`
+	IncidentID     string          `json:"incident_id"`
+	Playbook       string          `json:"playbook"`
+	Asset          string          `json:"asset"`
+	Severity       string          `json:"severity"`
+	Drill          bool            `json:"drill"`
+	State          string          `json:"state"`
+	Reason         string          `json:"reason,omitempty"`
+	OpenedAt       time.Time       `json:"opened_at"`
+	ClosedAt       time.Time       `json:"closed_at,omitzero"`
+	Alerts         []Alert         `json:"alerts"`
+	Steps          []Step          `json:"steps"`
+	Approvals      []Approval      `json:"approvals"`
+	Timeline       []TimelineEntry `json:"timeline"`
+	Ledger         []LedgerEntry   `json:"ledger"`
+	LedgerVerified bool            `json:"ledger_verified"`
+	LedgerProblem  string          `json:"ledger_problem,omitempty"`
+	Evidence       []Evidence      `json:"evidence"`
+	Metrics        Metrics         `json:"metrics"`
+	GeneratedAt    time.Time       `json:"generated_at"`
 }
 
 // Build assembles the report.
 func Build(in Input) Report {
-	st := in.Status
+	st := in.Incident
 	r := Report{
-		IncidentID: st.IncidentID, Playbook: st.Playbook + " v" + st.PlaybookVersion, Asset: st.Asset, Severity: st.Severity,
+		IncidentID: st.ID, Playbook: st.Playbook + " v" + st.PlaybookVersion, Asset: st.Asset, Severity: st.Severity,
 		Drill: st.Drill, State: st.State, Reason: st.Reason, OpenedAt: st.OpenedAt, ClosedAt: st.ClosedAt,
 		Alerts: st.Alerts, Steps: st.Steps, Timeline: st.Timeline, Ledger: in.Ledger,
 		LedgerVerified: in.LedgerVerified, LedgerProblem: in.LedgerProblem, Evidence: in.Evidence, GeneratedAt: in.GeneratedAt,
 	}
 	for _, s := range st.Steps {
-		if s.Approval == nil {
-			continue
-		}
-		for _, d := range s.Approval.Approvals {
-			r.Approvals = append(r.Approvals, Approval{Step: s.ID, Decision: "approved", By: d.By.Username, SourceIP: d.By.SourceIP, Reason: d.Reason, At: d.At})
-		}
-		if d := s.Approval.Denial; d != nil {
-			r.Approvals = append(r.Approvals, Approval{Step: s.ID, Decision: "denied", By: d.By.Username, SourceIP: d.By.SourceIP, Reason: d.Reason, At: d.At})
+		for _, d := range s.Decisions {
+			d.Step = s.ID
+			r.Approvals = append(r.Approvals, d)
 		}
 	}
 	sort.SliceStable(r.Approvals, func(i, j int) bool { return r.Approvals[i].At.Before(r.Approvals[j].At) })
-	m := st.Metrics
 	if d := timeToDetect(st.Alerts); d > 0 {
 		r.Metrics.TimeToDetect = d.Round(time.Millisecond).String()
 	}
-	r.Metrics.TimeToAcknowledge = dur(m.TimeToAcknowledge)
-	r.Metrics.TimeToContain = dur(m.TimeToContain)
-	r.Metrics.TimeToRecover = dur(m.TimeToRecover)
+	r.Metrics.TimeToAcknowledge = dur(st.TimeToAcknowledge)
+	r.Metrics.TimeToContain = dur(st.TimeToContain)
+	r.Metrics.TimeToRecover = dur(st.TimeToRecover)
 	return r
 }
 
 // timeToDetect is from the detector's observation of the first event to
 // the platform's acceptance of its alert.
-func timeToDetect(alerts []workflows.AlertRecord) time.Duration {
-	var first workflows.AlertRecord
+func timeToDetect(alerts []Alert) time.Duration {
+	var first Alert
 	for _, a := range alerts {
 		if a.ObservedAt.IsZero() || a.ReceivedAt.IsZero() {
 			continue
@@ -158,7 +231,7 @@ func Markdown(r Report) []byte {
 	w("# %s report: %s\n\n", kind, cell(r.IncidentID))
 	w("| | |\n|---|---|\n")
 	outcome := r.State
-	if outcome == workflows.StateOpen {
+	if outcome == StateOpen {
 		outcome = "post-incident (report written before closing)"
 	}
 	w("| Playbook | %s |\n| Asset | %s |\n| Severity | %s |\n| Outcome | %s |\n", cell(r.Playbook), cell(r.Asset), cell(r.Severity), cell(outcome))
@@ -171,11 +244,11 @@ func Markdown(r Report) []byte {
 	}
 	w("\n## Summary\n\n")
 	ending := "the incident ended " + r.State
-	if r.State == workflows.StateOpen {
+	if r.State == StateOpen {
 		ending = "the incident was in its post-incident phase when this report was written"
 	}
 	w("%d alert(s) from %s led to the %s playbook on %s. %d of %d steps succeeded; %s.\n",
-		countAlerts(r.Alerts), cell(sources(r.Alerts)), cell(r.Playbook), cell(r.Asset), countStatus(r.Steps, workflows.StepSucceeded), len(r.Steps), ending)
+		countAlerts(r.Alerts), cell(sources(r.Alerts)), cell(r.Playbook), cell(r.Asset), countStatus(r.Steps, stepSucceeded), len(r.Steps), ending)
 
 	w("\n## Metrics\n\n| metric | value |\n|---|---|\n")
 	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
@@ -236,7 +309,7 @@ func Markdown(r Report) []byte {
 	return []byte(b.String())
 }
 
-func countAlerts(a []workflows.AlertRecord) int {
+func countAlerts(a []Alert) int {
 	n := 0
 	for _, x := range a {
 		n += x.Count
@@ -244,7 +317,7 @@ func countAlerts(a []workflows.AlertRecord) int {
 	return n
 }
 
-func sources(a []workflows.AlertRecord) string {
+func sources(a []Alert) string {
 	seen := map[string]bool{}
 	var out []string
 	for _, x := range a {
@@ -259,7 +332,7 @@ func sources(a []workflows.AlertRecord) string {
 	return strings.Join(out, ", ")
 }
 
-func countStatus(steps []workflows.StepState, status string) int {
+func countStatus(steps []Step, status string) int {
 	n := 0
 	for _, s := range steps {
 		if s.Status == status {

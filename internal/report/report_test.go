@@ -9,8 +9,6 @@ import (
 	"github.com/yuin/goldmark"
 	"github.com/yuin/goldmark/extension"
 	"golang.org/x/net/html"
-
-	"github.com/iru-responder/responder/workflows"
 )
 
 // hostile are strings a detector can put into an alert (rule, summary,
@@ -43,14 +41,14 @@ func TestMarkdownHostileText(t *testing.T) {
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	for _, h := range hostile {
 		t.Run(h, func(t *testing.T) {
-			st := workflows.IncidentStatus{
-				IncidentID: "INC-1", Playbook: "container-compromise", PlaybookVersion: "1", Asset: h, Severity: h, State: workflows.StateResolved,
+			st := Incident{
+				ID: "INC-1", Playbook: "container-compromise", PlaybookVersion: "1", Asset: h, Severity: h, State: "resolved",
 				Reason: h, OpenedAt: at, ClosedAt: at,
-				Alerts:   []workflows.AlertRecord{{Source: h, Rule: h, Severity: "critical", Count: 1, FirstSeen: at}},
-				Steps:    []workflows.StepState{{ID: "contain", Phase: "containment", Action: "pve.isolate", Status: "succeeded", Summary: h, Approval: &workflows.ApprovalState{Approvals: []workflows.Decision{{By: workflows.Approver{Username: h}, Reason: h, At: at}}}}},
-				Timeline: []workflows.TimelineEntry{{At: at, Actor: h, What: h, StepID: "contain", Reason: h}},
+				Alerts:   []Alert{{Source: h, Rule: h, Severity: "critical", Count: 1, FirstSeen: at}},
+				Steps:    []Step{{ID: "contain", Phase: "containment", Action: "pve.isolate", Status: "succeeded", Summary: h, Decisions: []Approval{{Decision: "approved", By: h, Reason: h, At: at}}}},
+				Timeline: []TimelineEntry{{At: at, Actor: h, What: h, StepID: "contain", Reason: h}},
 			}
-			r := Build(Input{Status: st, GeneratedAt: at, LedgerProblem: h,
+			r := Build(Input{Incident: st, GeneratedAt: at, LedgerProblem: h,
 				Evidence: []Evidence{{Name: h, SHA256: "ab`c|d", Size: 1, Class: "pii", CollectedBy: h, Source: h, CollectedAt: at}}})
 			doc := render(t, Markdown(r))
 

@@ -114,7 +114,7 @@ func New(t testing.TB, opts Options) *Platform {
 	t.Cleanup(host.Close)
 	copts := client.Options{DataConverter: host.DataConverter(),
 		// The worker built on this client records refused decision Updates.
-		Interceptors: []interceptor.ClientInterceptor{host.DecisionAudit()},
+		Interceptors: []interceptor.ClientInterceptor{host.Audit()},
 		// As every client the platform creates (internal/temporalclient).
 		FailureConverter: temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
 			DataConverter: host.DataConverter(), EncodeCommonAttributes: true})}

@@ -59,26 +59,7 @@ func (h *Host) DecisionKeys(_ context.Context, _ workflows.DecisionKeysInput) (w
 	return workflows.DecisionKeysResult{Keys: ks}, nil
 }
 
-// DecisionAudit returns the interceptor that records refused decision
-// Updates in the ledger's daily security chain. It sits in the worker, so
-// a refusal is recorded whoever sent the message (the API server or anyone
-// else holding Temporal credentials). Use it as a worker interceptor, or
-// as a client interceptor of the client the worker is built on.
-func (h *Host) DecisionAudit() interceptor.Interceptor {
-	return &decisionAudit{record: h.audit.Record}
-}
-
-type decisionAudit struct {
-	interceptor.InterceptorBase
-	record func(accesslog.Record) bool
-}
-
-func (d *decisionAudit) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	i := &decisionAuditInbound{record: d.record}
-	i.Next = next
-	return i
-}
-
+// decisionAuditInbound records refused decision Updates (part of [Host.Audit]).
 type decisionAuditInbound struct {
 	interceptor.WorkflowInboundInterceptorBase
 	record func(accesslog.Record) bool

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/intakekeys"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
@@ -25,7 +26,6 @@ import (
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
@@ -166,10 +166,9 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.platform.Register(r)
 	h.intakeKeys.Register(r)
 	h.keyops.Register(r)
-	h.auditKeyChanges(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-	(&drills.Activities{Temporal: c, Evidence: stores.EvidenceSink{L: h.stores.Evidence}, Signer: h.prot.Keys.DecisionSigner()}).Register(r)
+	(&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.

@@ -147,7 +147,7 @@ func TestIsPermanent(t *testing.T) {
 
 // TestSignalsBoundedInBytes: alerts at the intake's byte budget, many for
 // one key, go in calls each under 256 KB as the platform's converter
-// encodes them (a start carries its alerts twice: input and signal).
+// encodes them (start input and signal together).
 func TestSignalsBoundedInBytes(t *testing.T) {
 	sp := spoolWith(t)
 	var want []string

@@ -34,10 +34,9 @@ type Options struct {
 	// MaxAlertsPerSignal bounds one signal's alerts (default 100).
 	MaxAlertsPerSignal int
 	// MaxCallBytes bounds the encoded alerts one call carries (default
-	// DefaultMaxCallBytes): a SignalWithStart carries its alerts twice (in
-	// the signal and in the start input) and is charged twice. A single
-	// alert over it is still sent alone (the intake's byte budget keeps
-	// alerts far smaller).
+	// DefaultMaxCallBytes); a SignalWithStart carries them once, in the
+	// signal. A single alert over it is still sent alone (the intake's byte
+	// budget keeps alerts far smaller).
 	MaxCallBytes int
 	// DeadLetters receives items Temporal refuses for good; nil keeps them
 	// in the spool, retried with backoff (only their key waits).
@@ -239,8 +238,7 @@ func (f *Forwarder) round(ctx context.Context) (int, time.Time) {
 // appearance) the leading run of items of one kind (firing or resolved).
 // Later items of a key wait for the next round, keeping per-key order.
 //
-// A batch is also closed by bytes (Options.MaxCallBytes, a start charged
-// twice) and, for a key whose batch Temporal refused for good, after one
+// A batch is also closed by bytes (Options.MaxCallBytes) and, for a key whose batch Temporal refused for good, after one
 // item (see refused). An item that cannot be decoded is dead-lettered
 // when it leads its key (never expected: the intake wrote it).
 func (f *Forwarder) group(items []spool.Item) []*batch {
@@ -273,27 +271,19 @@ func (f *Forwarder) group(items []spool.Item) []*batch {
 			b = &batch{key: it.Key, resolved: rec.Resolved}
 			byKey[it.Key] = b
 			out = append(out, b)
-		} else if b.resolved != rec.Resolved || single[it.Key] > 0 || b.bytes+callBytes(size, rec.Resolved) > f.opts.MaxCallBytes {
+		} else if b.resolved != rec.Resolved || single[it.Key] > 0 || b.bytes+size > f.opts.MaxCallBytes {
 			closed[it.Key] = true
 			continue
 		}
 		b.items = append(b.items, it)
 		b.records = append(b.records, rec)
-		b.bytes += callBytes(size, rec.Resolved)
+		b.bytes += size
 	}
 	return out
 }
 
-// callBytes is what one alert of size encoded bytes adds to a call.
-func callBytes(size int, resolved bool) int {
-	if resolved {
-		return size
-	}
-	return 2 * size
-}
-
-// DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, a
-// start's input and the largest signal stay well under 256 KB.
+// DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, with
+// the start's input and the largest signal, stays well under 256 KB.
 const DefaultMaxCallBytes = 200 << 10
 
 // errUndecodable marks a spooled record that cannot be decoded.
@@ -395,7 +385,8 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 
 // Deliver sends records of one key and one kind (all firing or all
 // resolved) in one call: a SignalWithStart of the key's incident for
-// firing alerts, a Signal of the running incident for resolved ones (none
+// firing alerts (the alerts travel in the signal only; the start input
+// names the incident), a Signal of the running incident for resolved ones (none
 // running: nothing to do). The forwarder uses it; so does the replay of a
 // dead letter.
 func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record) error {
@@ -415,7 +406,7 @@ func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record)
 	if taskQueue == "" {
 		taskQueue = workflows.TaskQueue
 	}
-	return sig.SignalWithStart(ctx, Start{WorkflowID: id, TaskQueue: taskQueue, Signal: in, Input: incidentInput(recs[0].Key, recs, alerts)})
+	return sig.SignalWithStart(ctx, Start{WorkflowID: id, TaskQueue: taskQueue, Signal: in, Input: incidentInput(recs[0].Key, recs)})
 }
 
 // settle records the outcome of a call for key: success clears its
@@ -441,8 +432,10 @@ func (f *Forwarder) settle(key string, err error) {
 	r.until = time.Now().Add(r.delay + jitter)
 }
 
-// incidentInput builds the start input from a key's first alerts.
-func incidentInput(key string, recs []Record, alerts []workflows.Alert) workflows.IncidentInput {
+// incidentInput builds the start input from a key's first alerts: the
+// incident's id, asset, severity and playbook. The alerts themselves go in
+// the start's signal, which a new incident takes before its first step.
+func incidentInput(key string, recs []Record) workflows.IncidentInput {
 	first := recs[0]
 	sev := ""
 	for _, r := range recs {
@@ -453,7 +446,6 @@ func incidentInput(key string, recs []Record, alerts []workflows.Alert) workflow
 	return workflows.IncidentInput{
 		IncidentID: IncidentID(first.Alert),
 		Key:        key,
-		Alerts:     alerts,
 		Asset:      first.Alert.Asset,
 		Severity:   sev,
 		Playbook:   first.Playbook,

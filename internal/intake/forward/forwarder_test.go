@@ -168,8 +168,12 @@ func TestCoalescesPerKey(t *testing.T) {
 		if s.TaskQueue != "tq" || s.Input.Key == "" || workflows.IncidentWorkflowID(s.Input.Key) != s.WorkflowID {
 			t.Errorf("start %+v", s)
 		}
-		if len(s.Input.Alerts) != 10 || s.Input.Playbook != "container-compromise" || s.Input.Severity != "high" || s.Input.OpenedBy != "am/k1" {
+		if s.Input.Playbook != "container-compromise" || s.Input.Severity != "high" || s.Input.OpenedBy != "am/k1" {
 			t.Errorf("incident input %+v", s.Input)
+		}
+		// Each alert travels once: in the signal, not again in the input.
+		if len(s.Signal.Alerts) != 10 || len(s.Input.Alerts) != 0 {
+			t.Errorf("start carries %d alerts in the signal and %d in the input, want 10 and 0", len(s.Signal.Alerts), len(s.Input.Alerts))
 		}
 	}
 	for id, ids := range want {

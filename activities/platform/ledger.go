@@ -1,0 +1,140 @@
+package platform
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/ledger"
+)
+
+// actor turns the workflow's actor into the ledger's issuer:subject form.
+func actor(s string) string {
+	if s == "" {
+		return "system:workflow"
+	}
+	if strings.Contains(s, ":") {
+		return s
+	}
+	return "system:" + s
+}
+
+// status maps the workflow's outcome ("succeeded", "approved",
+// "3 new" …) onto a ledger status: its first word, normalised.
+func status(outcome string) ledger.Status {
+	o := strings.ToLower(strings.TrimSpace(outcome))
+	if f := strings.Fields(o); len(f) > 1 {
+		if _, err := fmt.Sscan(f[0], new(int)); err == nil {
+			return ledger.StatusOK // "3 new": a count of new alerts
+		}
+		o = f[0]
+	}
+	switch {
+	case o == "", o == "ok", o == "succeeded", o == "approved", o == "resolved", o == "opened", o == "acknowledged":
+		return ledger.StatusOK
+	case o == "denied", o == "rejected", o == "aborted":
+		return ledger.StatusDenied
+	case o == "skipped":
+		return ledger.StatusSkipped
+	case o == "timed_out", o == "timeout":
+		return ledger.StatusTimedOut
+	case o == "cancelled", o == "canceled":
+		return ledger.StatusCancelled
+	case o == "failed", o == "escalated_failed", o == "error":
+		return ledger.StatusFailed
+	default:
+		if strings.Trim(o, "abcdefghijklmnopqrstuvwxyz_") == "" {
+			return ledger.Status(o)
+		}
+		return ledger.StatusOK
+	}
+}
+
+// LedgerAppend implements [activities.LedgerAppend]. The sequence number
+// comes from the workflow, whose one writer sends an incident's entries in
+// order: a retry of the same entry returns the stored one, an entry whose
+// predecessor is missing fails with the final [activities.ErrTypeLedgerGap].
+// When the incident closes, the chain head is checkpointed and signed with
+// the HSM key.
+func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
+	action := in.Kind
+	if in.Action != "" {
+		action += ":" + in.Action
+	}
+	target := in.Phase
+	if in.StepID != "" {
+		target = strings.Trim(target+"/"+in.StepID, "/")
+	}
+	detail := in.Reason
+	if strings.Contains(strings.TrimSpace(in.Outcome), " ") {
+		detail = strings.TrimSpace(in.Outcome + ": " + detail)
+	}
+	if len(detail) > ledger.MaxDetailLen {
+		detail = strings.ToValidUTF8(detail[:ledger.MaxDetailLen], "")
+	}
+	dec, err := ledgerDecision(in)
+	if err != nil {
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeBadParams, err.Error(), err)
+	}
+	// The digest covers the entry without its time: the time is the
+	// entry's own field, and a local activity may run again with a later
+	// workflow time when the workflow task that ran it was lost (a worker
+	// crash); the retry must find its entry, not conflict with it.
+	params := in
+	params.At = time.Time{}
+	req := ledger.AppendRequest{
+		Incident:       in.IncidentID,
+		Seq:            in.Seq,
+		Time:           in.At,
+		Actor:          actor(in.Actor),
+		Action:         action,
+		Target:         target,
+		Params:         params, // the whole entry but its time, hashed; the chain stores the digest
+		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
+		Decision:       dec,
+		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
+	}
+	e, err := a.Ledger.Append(ctx, req)
+	switch {
+	case errors.Is(err, ledger.ErrGap):
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeLedgerGap, err.Error(), err)
+	case errors.Is(err, ledger.ErrConflict):
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeConflict, err.Error(), nil)
+	case errors.Is(err, ledger.ErrInvalid):
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeBadParams, err.Error(), nil)
+	case err != nil:
+		return activities.LedgerAppendResult{}, fmt.Errorf("ledger append %s seq %d: %w", in.IncidentID, in.Seq, err)
+	}
+	if in.Kind == "incident_closed" && a.Signer != nil {
+		if _, err := a.Ledger.Checkpoint(ctx, in.IncidentID, a.Signer); err != nil {
+			return activities.LedgerAppendResult{}, fmt.Errorf("ledger checkpoint %s: %w", in.IncidentID, err)
+		}
+	}
+	return activities.LedgerAppendResult{Hash: e.Hash.String()}, nil
+}
+
+// ledgerDecision is the decision an entry records: the approval count of
+// an approval and the signed statement the workflow passes in the detail
+// ("statement", "statement_key", "statement_sig"; payload and signature in
+// standard base64). Entries without either record none.
+func ledgerDecision(in activities.LedgerAppendInput) (*ledger.Decision, error) {
+	st := in.Detail["statement"]
+	if st == "" && in.Approvals == 0 && in.Quorum == 0 {
+		return nil, nil
+	}
+	d := &ledger.Decision{Approvals: in.Approvals, Quorum: in.Quorum}
+	if st == "" {
+		return d, nil
+	}
+	payload, err1 := base64.StdEncoding.DecodeString(st)
+	sig, err2 := base64.StdEncoding.DecodeString(in.Detail["statement_sig"])
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("ledger entry %s/%d: statement: %w", in.IncidentID, in.Seq, err)
+	}
+	d.StatementKeyID, d.StatementSig, d.StatementPayload = in.Detail["statement_key"], sig, payload
+	return d, nil
+}

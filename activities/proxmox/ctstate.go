@@ -1,0 +1,123 @@
+package proxmox
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// ctState is what isolation reads of a container.
+type ctState struct {
+	conf    map[string]any
+	options map[string]string
+	rules   []map[string]string
+}
+
+// readState reads config, firewall options and rules.
+func (x *call) readState(ctx context.Context) (*ctState, error) {
+	st := &ctState{}
+	if err := x.get(ctx, x.ct.path("/config"), &st.conf); err != nil {
+		return nil, err
+	}
+	var opts map[string]any
+	if err := x.get(ctx, x.ct.path("/firewall/options"), &opts); err != nil {
+		return nil, err
+	}
+	st.options = map[string]string{}
+	for k, v := range opts {
+		if k != "digest" {
+			st.options[k] = str(v)
+		}
+	}
+	var rules []map[string]any
+	if err := x.get(ctx, x.ct.path("/firewall/rules"), &rules); err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		m := map[string]string{}
+		for k, v := range r {
+			switch k {
+			case "pos", "digest", "ipversion":
+			default:
+				m[k] = str(v)
+			}
+		}
+		st.rules = append(st.rules, m)
+	}
+	return st, nil
+}
+
+func (s *ctState) digest() string      { return str(s.conf["digest"]) }
+func (s *ctState) tags() string        { return str(s.conf["tags"]) }
+func (s *ctState) description() string { return str(s.conf["description"]) }
+
+func (s *ctState) nets() map[string]string {
+	out := map[string]string{}
+	for _, k := range netKeys(s.conf) {
+		out[k] = str(s.conf[k])
+	}
+	return out
+}
+
+func (s *ctState) prior() priorState {
+	rules := make([]map[string]string, 0, len(s.rules))
+	for _, r := range s.rules {
+		rules = append(rules, maps.Clone(r))
+	}
+	return priorState{Options: maps.Clone(s.options), Rules: rules, Nets: s.nets(), Tags: s.tags(), Description: s.description()}
+}
+
+// recordLines returns the encoded record and its signature line in the
+// description ("" when absent).
+func (s *ctState) recordLines() (enc, sig string) {
+	for _, l := range strings.Split(s.description(), "\n") {
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, recordPrefix); ok && enc == "" {
+			enc = v
+		}
+		if v, ok := strings.CutPrefix(l, recordSigPrefix); ok && sig == "" {
+			sig = v
+		}
+	}
+	return enc, sig
+}
+
+// record decodes the quarantine record in the description (nil if none)
+// WITHOUT checking its signature: only for reading back what this call
+// wrote. Anything acted upon goes through [call.trustedRecord].
+func (s *ctState) record() (*quarantineRecord, error) {
+	if enc, _ := s.recordLines(); enc != "" {
+		return decodeRecord(enc)
+	}
+	return nil, nil
+}
+
+func (s *ctState) hasMarkerRules(m string) bool {
+	return slices.ContainsFunc(s.rules, func(r map[string]string) bool { return r["comment"] == m })
+}
+
+// change is one planned modification: described for dry runs, applied otherwise.
+type change struct {
+	desc string
+	do   func(ctx context.Context) error
+}
+
+func apply(ctx context.Context, changes []change) error {
+	for _, c := range changes {
+		if err := c.do(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func describe(changes []change) []string {
+	out := make([]string, 0, len(changes))
+	for _, c := range changes {
+		out = append(out, c.desc)
+	}
+	return out
+}
+
+// allowRule is one rule kept open during a firewall isolation.

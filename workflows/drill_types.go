@@ -1,0 +1,245 @@
+package workflows
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/iru-responder/responder/playbooks"
+)
+
+// Drill modes ([DrillInput.Mode]).
+const (
+	// DrillModeLive runs the playbook's actions for real, on the drill
+	// target only (activities refuse anything that is not a drill target).
+	DrillModeLive = "live"
+	// DrillModeDryRun runs every action as a plan: nothing changes.
+	DrillModeDryRun = "dry-run"
+)
+
+// Objective names ([DrillObjective.Name]). Besides these, "<phase>_within"
+// (for example "investigation_within") bounds one phase's own duration.
+const (
+	// ObjectiveContain bounds the time from opening the incident to the end
+	// of the containment phase ([Metrics.TimeToContain]).
+	ObjectiveContain = "contain_within"
+	// ObjectiveRecover bounds the time from opening to the end of the
+	// recovery phase ([Metrics.TimeToRecover]).
+	ObjectiveRecover = "recover_within"
+	// ObjectiveReport bounds the time from opening until the incident report
+	// (the first report.generate step) is written.
+	ObjectiveReport = "report_within"
+)
+
+// PhaseObjective returns the objective name that bounds the duration of
+// phase ("containment_within").
+func PhaseObjective(phase string) string { return phase + "_within" }
+
+// ObjectiveNames lists every valid objective name.
+func ObjectiveNames() []string {
+	out := []string{ObjectiveContain, ObjectiveRecover, ObjectiveReport}
+	for _, p := range playbooks.Phases {
+		out = append(out, PhaseObjective(p))
+	}
+	return out
+}
+
+// DefaultDrillTimeout bounds a drill's incident.
+const DefaultDrillTimeout = time.Hour
+
+// DrillNameRE is what a drill name looks like: it becomes part of schedule,
+// workflow and incident ids.
+var DrillNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// DrillObjective is one time objective of a drill.
+type DrillObjective struct {
+	// Name is one of [ObjectiveNames].
+	Name string
+	// Within is the longest acceptable time.
+	Within time.Duration
+}
+
+// DrillInput starts a [Drill]. The drills file (package internal/drills)
+// turns each drill definition into one.
+type DrillInput struct {
+	// Name is the drill's name ([DrillNameRE]).
+	Name string
+	// Playbook and PlaybookVersion select the playbook ("" version: current).
+	Playbook        string
+	PlaybookVersion string `json:",omitempty"`
+	// Target is the drill asset (for example the canary container).
+	Target string
+	// Mode is [DrillModeLive] or [DrillModeDryRun].
+	Mode       string
+	Objectives []DrillObjective
+	// AutoApprove lists the step ids the drill's incident approves as the
+	// drill identity as soon as they wait for approval
+	// ([IncidentInput.AutoApprove]). No other step is approved by the drill.
+	AutoApprove []string `json:",omitempty"`
+	// Labels are given to the drill's synthetic alert (templates see them
+	// as .Labels, for example health_url).
+	Labels map[string]string `json:",omitempty"`
+	// Timeout bounds the incident (0: [DefaultDrillTimeout]).
+	Timeout time.Duration `json:",omitempty"`
+	// TriggeredBy is who started the drill (a schedule, an operator).
+	TriggeredBy string `json:",omitempty"`
+}
+
+// Validate checks the input; the drills file loader checks the same with
+// line numbers, so this only catches hand-made inputs.
+func (in DrillInput) Validate() error {
+	var p []string
+	if !DrillNameRE.MatchString(in.Name) {
+		p = append(p, fmt.Sprintf("name %q: want %s", in.Name, DrillNameRE))
+	}
+	if in.Playbook == "" {
+		p = append(p, "no playbook")
+	}
+	if in.Target == "" {
+		p = append(p, "no target")
+	}
+	if in.Mode != DrillModeLive && in.Mode != DrillModeDryRun {
+		p = append(p, fmt.Sprintf("mode %q: want %s or %s", in.Mode, DrillModeLive, DrillModeDryRun))
+	}
+	names := ObjectiveNames()
+	for _, o := range in.Objectives {
+		if !slices.Contains(names, o.Name) {
+			p = append(p, fmt.Sprintf("objective %q: want one of %s", o.Name, strings.Join(names, ", ")))
+		}
+		if o.Within <= 0 {
+			p = append(p, fmt.Sprintf("objective %s: %s is not positive", o.Name, o.Within))
+		}
+	}
+	if in.Timeout < 0 {
+		p = append(p, fmt.Sprintf("timeout %s is negative", in.Timeout))
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("drill input: %s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+// DrillIncidentID is the incident id of a drill run: readable, unique per
+// run, and valid as a ledger and evidence incident id.
+func DrillIncidentID(name string, started time.Time, runID string) string {
+	var short []byte
+	for i := 0; i < len(runID) && len(short) < 8; i++ {
+		if c := runID[i]; c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			short = append(short, c)
+		}
+	}
+	return "drill-" + name + "-" + started.UTC().Format("20060102T150405Z") + "-" + string(short)
+}
+
+// DrillChildStatus is what a drill measures of its incident: the
+// incident's result, seen as phases and steps with their times.
+type DrillChildStatus struct {
+	State    string
+	Reason   string `json:",omitempty"`
+	OpenedAt time.Time
+	ClosedAt time.Time `json:",omitzero"`
+	Metrics  Metrics
+	Steps    []DrillStepStatus
+}
+
+// DrillStepStatus is one step of a [DrillChildStatus].
+type DrillStepStatus struct {
+	ID         string
+	Phase      string
+	Action     string
+	Status     string
+	StartedAt  time.Time `json:",omitzero"`
+	FinishedAt time.Time `json:",omitzero"`
+}
+
+// drillStatusOf is the drill's view of its incident's result.
+func drillStatusOf(res IncidentResult) DrillChildStatus {
+	out := DrillChildStatus{State: res.State, Reason: res.Reason, OpenedAt: res.OpenedAt, ClosedAt: res.ClosedAt, Metrics: res.Metrics}
+	for _, s := range res.Steps {
+		out.Steps = append(out.Steps, DrillStepStatus{ID: s.ID, Phase: s.Phase, Action: s.Action, Status: s.Status, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt})
+	}
+	return out
+}
+
+// DrillReportInput is the input of [DrillReportActivity].
+type DrillReportInput struct {
+	Report DrillReport
+}
+
+// DrillReportResult is the result of [DrillReportActivity]: evidence refs.
+type DrillReportResult struct {
+	MarkdownRef string
+	JSONRef     string
+}
+
+// DrillPhase is one phase's measured duration.
+type DrillPhase struct {
+	Name     string
+	Reached  bool
+	Start    time.Time     `json:",omitzero"`
+	End      time.Time     `json:",omitzero"`
+	Duration time.Duration `json:",omitempty"`
+}
+
+// ObjectiveResult is one objective, measured.
+type ObjectiveResult struct {
+	Name   string
+	Within time.Duration
+	// Reached is false when the measured point never came (for example
+	// containment did not complete); the objective then fails.
+	Reached  bool
+	Measured time.Duration `json:",omitempty"`
+	Pass     bool
+	Detail   string `json:",omitempty"`
+}
+
+// DrillApproval is the approval of one step the drill listed.
+type DrillApproval struct {
+	StepID string
+	// At is when the step's action started after the approval.
+	At time.Time `json:",omitzero"`
+	// Accepted is true when the drill identity approved the step; else
+	// Rejection says how the step's approval ended instead.
+	Accepted  bool
+	Rejection string `json:",omitempty"`
+}
+
+// DrillReport is the result of a [Drill]: how each phase went against the
+// objectives. It is also stored in the evidence locker (Markdown and JSON).
+type DrillReport struct {
+	Drill       string
+	Playbook    string
+	Target      string
+	Mode        string
+	TriggeredBy string `json:",omitempty"`
+	// IncidentID and the incident workflow's execution.
+	IncidentID         string
+	IncidentWorkflowID string
+	IncidentRunID      string `json:",omitempty"`
+	StartedAt          time.Time
+	FinishedAt         time.Time
+	// State and Reason are the incident's final state.
+	State  string
+	Reason string `json:",omitempty"`
+	Phases []DrillPhase
+	// Objectives are evaluated in the order the drill lists them.
+	Objectives []ObjectiveResult
+	// AutoApproved are the approvals of the listed steps that waited.
+	AutoApproved []DrillApproval `json:",omitempty"`
+	// WaitedForPeople are steps that waited for approval but are not in the
+	// drill's auto_approve list: the drill left them to people (or to the
+	// step's own timeout policy).
+	WaitedForPeople []string `json:",omitempty"`
+	// Passed is true when the incident resolved, every objective passed
+	// and every auto-approval was accepted; Failures say what did not.
+	Passed   bool
+	Failures []string `json:",omitempty"`
+	// Notes are problems that did not decide the outcome (a listed step
+	// that never waited, a report that could not be stored, …).
+	Notes []string `json:",omitempty"`
+	// MarkdownRef and JSONRef reference the stored report.
+	MarkdownRef string `json:",omitempty"`
+	JSONRef     string `json:",omitempty"`
+}
