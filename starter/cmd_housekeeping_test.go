@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
@@ -32,7 +36,15 @@ func (f *storesFixture) signDay(t *testing.T, day time.Time, sign bool) string {
 	}
 	if sign {
 		acts := &housekeeping.Activities{Ledger: st.Ledger, Signer: st.Signer, Evidence: st.Evidence}
-		res, err := acts.SignDailyChains(ctx, workflows.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
+		var s testsuite.WorkflowTestSuite
+		s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+		env := s.NewTestActivityEnvironment()
+		acts.Register(env)
+		var res workflows.SignDailyChainsResult
+		v, err := env.ExecuteActivity(workflows.SignDailyChainsActivity, workflows.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
+		if err == nil {
+			err = v.Get(&res)
+		}
 		if err != nil || len(res.Chains) != 1 || res.Chains[0].Seq != 3 {
 			t.Fatalf("SignDailyChains = %+v, %v", res, err)
 		}
