@@ -1,12 +1,12 @@
 # IRU Responder. The two commands of the README:
 #   make up     the whole platform on this machine, on embedded defaults
 #   make test   every check and test, as CI runs them
-.PHONY: up test services tools build dev-server lint bench clean
+.PHONY: up test services tools build build-local dev-server lint bench clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/iru-responder/responder/internal/version.Version=$(VERSION)
 
-up: services tools build
+up: services tools build-local
 	bin/starter up $(UP_FLAGS)
 
 test:
@@ -19,8 +19,14 @@ services:
 tools:
 	scripts/tools.sh
 
+# The production binaries: no lab simulator, no demo scenario.
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/ ./worker ./starter
+
+# The binaries of the local stack: the starter with the localstack tag
+# (starter up, starter cluster, starter lab).
+build-local:
+	go build -tags localstack -ldflags "$(LDFLAGS)" -o bin/ ./worker ./starter
 
 # The dev server alone (SQLite state in .iru/, Web UI, search attributes).
 dev-server: tools build

@@ -26,7 +26,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newDrillsCmd, newDrillCmd) }
 
 // Schedule policies of every drill schedule.
 const (

@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newEvidenceCmd) }
 
 // cliIdentity is the identity the CLI records in the custody log: the
 // operating system user, as system:cli:<user>.

@@ -21,7 +21,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newKeysCmd) }
 
 // keysFileConfig locates the detectors file for `starter keys add-detector`.
 type keysFileConfig struct {

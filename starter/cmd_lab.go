@@ -1,3 +1,5 @@
+//go:build localstack
+
 package main
 
 import (
@@ -16,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 )
 
-func init() { commands = append(commands, newLabCmd) }
 
 func newLabCmd() *cobra.Command {
 	cmd := &cobra.Command{

@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newPreflightCmd) }
 
 // preflightApprover approves the gated steps of a dry run: nothing changes
 // in a dry run, so its approvals only let the plan reach every phase.

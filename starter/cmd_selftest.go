@@ -16,7 +16,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newSelfTestCmd) }
 
 func newSelfTestCmd() *cobra.Command {
 	var (

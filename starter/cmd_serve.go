@@ -77,7 +77,6 @@ func (c *serveConfig) Validate() error {
 	return errors.Join(p...)
 }
 
-func init() { commands = append(commands, newServeCmd) }
 
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{

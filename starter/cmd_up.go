@@ -1,3 +1,5 @@
+//go:build localstack
+
 package main
 
 import (
@@ -40,7 +42,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newUpCmd) }
 
 func newUpCmd() *cobra.Command {
 	var exitWhenDone, noDemo bool

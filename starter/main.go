@@ -1,9 +1,12 @@
 // Command starter is the IRU Responder operator CLI and API server.
 //
-//	starter up        the whole local stack: dev server, worker, API server, self-test
 //	starter serve     the API server
 //	starter selftest  run the end-to-end self-test workflow (alias: trigger)
 //	starter version   print the build version
+//
+// The local stack's commands (up, cluster, lab), which link the lab's
+// simulators and the demo scenario, are only in builds with the localstack
+// tag (make up); see localstack.go.
 //
 // Configuration comes from environment variables; see the README.
 package main
@@ -38,12 +41,32 @@ func newRoot() *cobra.Command {
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
+	for _, c := range localStackCommands {
+		root.AddCommand(c())
+	}
 	return root
 }
 
-// commands are the subcommands; each command's file adds its constructor
-// in an init function.
-var commands []func() *cobra.Command
+// commands are the subcommands of every build, in the order help lists
+// them. Adding a command is adding its constructor here.
+var commands = []func() *cobra.Command{
+	newServeCmd,
+	newSelfTestCmd,
+	newIncidentsCmd, newIncidentCmd,
+	newAuditCmd,
+	newEvidenceCmd,
+	newLedgerCmd,
+	newLoginCmd,
+	newKeysCmd,
+	newIntakeCmd,
+	newRulesCmd,
+	newDrillsCmd, newDrillCmd,
+	newPreflightCmd,
+	newCodecServerCmd,
+	newDevServerCmd,
+	newConfigCmd,
+	newVersionCmd,
+}
 
 // exitError carries a specific exit status.
 type exitError struct {
