@@ -20,7 +20,6 @@ import (
 	"github.com/iru-responder/responder/internal/stores"
 )
 
-
 // storesConfig configures the commands that open the ledger and the
 // evidence locker with the HSM keys (audit, evidence), like the worker.
 type storesConfig struct {

@@ -19,7 +19,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // clusterConfig configures `starter cluster`: `starter up`'s settings and
 // the cluster's.
 type clusterConfig struct {

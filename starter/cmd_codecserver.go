@@ -26,7 +26,6 @@ type codecServerConfig struct {
 // Validate implements config.Validator.
 func (c *codecServerConfig) Validate() error { return c.Protection.validate() }
 
-
 func newCodecServerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "codec-server",

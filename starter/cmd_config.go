@@ -63,7 +63,6 @@ func configReference() (string, error) {
 	return b.String(), nil
 }
 
-
 func newConfigCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "config",

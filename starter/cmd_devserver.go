@@ -12,7 +12,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 func newDevServerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "devserver",

@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // cliIdentity is the identity the CLI records in the custody log: the
 // operating system user, as system:cli:<user>.
 func cliIdentity() string { return "system:cli:" + osUser() }

@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // apiCommand loads the CLI configuration and an API client, then runs fn.
 func apiCommand(fn func(ctx context.Context, c *apiClient, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {

@@ -17,7 +17,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // deadLetterSource names the dead-letter queue: the spool directory, given
 // directly or through the intake configuration file.
 type deadLetterSource struct {

@@ -21,7 +21,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // keysFileConfig locates the detectors file for `starter keys add-detector`.
 type keysFileConfig struct {
 	intake.DetectorsFileConfig

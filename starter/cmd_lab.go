@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 )
 
-
 func newLabCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lab",

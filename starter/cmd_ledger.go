@@ -11,7 +11,6 @@ import (
 	"github.com/iru-responder/responder/internal/ledger"
 )
 
-
 func newLedgerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ledger",

@@ -20,7 +20,6 @@ import (
 	"github.com/iru-responder/responder/internal/config"
 )
 
-
 func newLoginCmd() *cobra.Command {
 	var username, otp string
 	cmd := &cobra.Command{

@@ -18,7 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 // preflightApprover approves the gated steps of a dry run: nothing changes
 // in a dry run, so its approvals only let the plan reach every phase.
 var preflightApprover = workflows.Approver{Subject: "system:preflight-approver", Username: "preflight"}

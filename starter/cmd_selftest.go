@@ -16,7 +16,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 func newSelfTestCmd() *cobra.Command {
 	var (
 		asJSON  bool

@@ -77,7 +77,6 @@ func (c *serveConfig) Validate() error {
 	return errors.Join(p...)
 }
 
-
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",

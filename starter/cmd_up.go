@@ -42,7 +42,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-
 func newUpCmd() *cobra.Command {
 	var exitWhenDone, noDemo bool
 	cmd := &cobra.Command{

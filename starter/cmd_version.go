@@ -8,7 +8,6 @@ import (
 	"github.com/iru-responder/responder/internal/version"
 )
 
-
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
