@@ -2,9 +2,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +20,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/fsutil"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // Exit statuses of the responder commands.
@@ -78,13 +80,9 @@ func (c *cliConfig) tokenPath() (string, error) {
 func (c *cliConfig) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := tlsutil.CertPool(c.CAFile, false)
 		if err != nil {
 			return nil, fmt.Errorf("IRU_API_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("IRU_API_CA=%s: no PEM certificate", c.CAFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -131,7 +129,7 @@ func passwordLogin(ctx context.Context, cfg *cliConfig, username, password, otp 
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			return nil, authErr("login as %s refused: %s", username, cmpOr(re.ErrorDescription, re.ErrorCode, re.Response.Status))
+			return nil, authErr("login as %s refused: %s", username, cmp.Or(re.ErrorDescription, re.ErrorCode, re.Response.Status))
 		}
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -160,21 +158,7 @@ func saveToken(cfg *cliConfig, ct *cachedToken) error {
 	if err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".token-*")
-	if err != nil {
-		return fmt.Errorf("token cache: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("token cache: %w", err)
-	}
-	_, werr := f.Write(b)
-	serr := f.Sync()
-	if err := errors.Join(werr, serr, f.Close()); err != nil {
-		return fmt.Errorf("token cache: write %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := fsutil.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
 	return nil
@@ -223,7 +207,7 @@ func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			return "", authErr("session expired (%s): run `starter login`", cmpOr(re.ErrorDescription, re.ErrorCode))
+			return "", authErr("session expired (%s): run `starter login`", cmp.Or(re.ErrorDescription, re.ErrorCode))
 		}
 		return "", fmt.Errorf("refresh token: %w", err)
 	}
@@ -304,7 +288,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", cmpOr(accept, "application/json"))
+	req.Header.Set("Accept", cmp.Or(accept, "application/json"))
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("responder API %s: %w", c.base, err)
@@ -329,7 +313,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 func answerError(status int, raw []byte) error {
 	var e apiErrorBody
 	_ = json.Unmarshal(raw, &e)
-	msg := cmpOr(e.Error, strings.TrimSpace(string(raw)), http.StatusText(status))
+	msg := cmp.Or(e.Error, strings.TrimSpace(string(raw)), http.StatusText(status))
 	switch {
 	case status == http.StatusUnauthorized:
 		return authErr("the API refused the token (%s): run `starter login`", msg)
@@ -339,13 +323,4 @@ func answerError(status int, raw []byte) error {
 		return &exitError{code: exitRefused, err: fmt.Errorf("refused: %s", msg)}
 	}
 	return fmt.Errorf("%s (HTTP %d)", msg, status)
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/temporalclient"
+	"github.com/iru-responder/responder/internal/tlsutil"
 	"github.com/iru-responder/responder/internal/version"
 	"github.com/iru-responder/responder/internal/workerhost"
 )
@@ -215,13 +215,9 @@ func serverTLS(t ServerTLS) (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
 	if t.ClientCA != "" {
-		pem, err := os.ReadFile(t.ClientCA)
+		pool, err := tlsutil.CertPool(t.ClientCA, false)
 		if err != nil {
 			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA=%s: no PEM certificate", t.ClientCA)
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/drills"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
@@ -457,7 +458,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 		return "", err
 	}
 	path := filepath.Join(s.cfg.StateDir, "intake.yaml")
-	return path, writeFile0600(path, string(b))
+	return path, fsutil.WriteFile(path, b, 0o600)
 }
 
 func (s *stack) summary(reportPath string) {
@@ -539,5 +540,5 @@ func readOrCreate(path string, mint func() (string, error)) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return v, writeFile0600(path, v+"\n")
+	return v, fsutil.WriteFile(path, []byte(v+"\n"), 0o600)
 }

@@ -31,6 +31,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/parse"
 )
@@ -158,50 +159,7 @@ func WriteDetectorsFile(path string, f DetectorsFile) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, b)
-}
-
-// writeAtomic writes b to a temporary file next to path, syncs it, renames
-// it over path and syncs the folder, so that path holds either the old or
-// the new content after a crash.
-func writeAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("intake: write detectors file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("intake: write detectors file: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("intake: write detectors file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("intake: sync detectors file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("intake: write detectors file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("intake: replace detectors file: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("intake: sync detectors folder: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("intake: sync detectors folder: %w", err)
-	}
-	return nil
+	return fsutil.WriteFile(path, b, 0o600)
 }
 
 // UpdateDetectorsFile changes the detectors file under an exclusive lock:

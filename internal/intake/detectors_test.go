@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake/auth"
 )
 
@@ -325,7 +326,7 @@ func TestReloaderKeepsDetectorsOnBadFile(t *testing.T) {
 
 func writeRaw(t *testing.T, path, content string) {
 	t.Helper()
-	if err := writeAtomic(path, []byte(content)); err != nil {
+	if err := fsutil.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -299,14 +300,14 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		}
 		met = append(met, fmt.Sprintf("label %s=%q", k, m.Labels[k]))
 	}
-	for _, k := range sortedKeys(r.labelRe) {
+	for _, k := range slices.Sorted(maps.Keys(r.labelRe)) {
 		v, ok := in.Labels[k]
 		if !ok || !r.labelRe[k].MatchString(v) {
 			return fmt.Sprintf("label %s does not match /%s/", k, m.LabelRegex[k]), false
 		}
 		met = append(met, fmt.Sprintf("label %s matches /%s/", k, m.LabelRegex[k]))
 	}
-	for _, k := range sortedKeys(m.LabelAtLeast) {
+	for _, k := range slices.Sorted(maps.Keys(m.LabelAtLeast)) {
 		min := m.LabelAtLeast[k]
 		n, err := strconv.ParseFloat(strings.TrimSpace(in.Labels[k]), 64)
 		if err != nil || n < min {
@@ -330,13 +331,4 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		return "no conditions", true
 	}
 	return strings.Join(met, ", "), true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
