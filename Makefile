@@ -32,14 +32,12 @@ build-local:
 dev-server: tools build
 	bin/starter devserver
 
+# The static checks of make test, without the tests.
 lint: tools
-	gofmt -l $$(git ls-files '*.go')
-	go vet ./...
-	.tools/bin/staticcheck ./...
-	.tools/bin/workflowcheck ./workflows/...
+	scripts/test.sh lint
 
 bench: tools
-	go test -run '^$$' -bench . -benchmem ./...
+	go test -tags integration -run '^$$' -bench . -benchmem ./...
 
 clean:
 	rm -rf bin .iru

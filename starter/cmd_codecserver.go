@@ -46,7 +46,7 @@ IRU_CODEC_TOKEN when one is set.`,
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			var authn codec.Authenticator = oidcCodecAuth{v: auth.NewVerifier(cfg.OIDC, nil)}
 			if tok := cfg.Protection.Codec.Token; tok != "" {
 				static, err := codec.NewStaticTokenAuthenticator(tok, "codec-token")

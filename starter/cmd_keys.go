@@ -48,7 +48,7 @@ func keysDial(ctx context.Context, run func(ctx context.Context, c client.Client
 	if err != nil {
 		return err
 	}
-	defer prot.Close()
+	defer func() { _ = prot.Close() }()
 	defer c.Close()
 	return run(ctx, c)
 }

@@ -56,7 +56,7 @@ the preflight itself (a dry run changes nothing). It exits 1 if a step would fai
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			defer c.Close()
 			st, err := preflight(ctx, c, prot.Keys.DecisionSigner(), args[0], asset, severity, lbl)
 			if err != nil {

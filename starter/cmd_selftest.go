@@ -37,7 +37,7 @@ func newSelfTestCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			defer c.Close()
 			res, err := runSelfTest(ctx, c)
 			if err != nil {

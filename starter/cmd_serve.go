@@ -92,7 +92,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			return serve(cmd.Context(), cfg, prot, log, nil)
 		},
 	}
@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	accOpts := cfg.API.Access.Options()
 	accOpts.Log, accOpts.Registerer = log, reg.Prometheus
 	acc, err := accesslog.New(accesslog.LedgerOf(st.Ledger), accOpts)
@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		if svc, err = openIntake(ctx, cfg, c, acc, log, reg, notifier); err != nil {
 			return err
 		}
-		defer svc.Close()
+		defer func() { _ = svc.Close() }()
 		srv.Intake, srv.IntakePattern = svc.Handler, intake.Pattern
 		go func() {
 			if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
@@ -190,7 +190,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	acc.Close(sctx)
+	_ = acc.Close(sctx)
 	return err
 }
 

@@ -371,7 +371,7 @@ func (s *stack) startAPI(ctx context.Context) error {
 	}()
 	s.defer_(func() {
 		stop()
-		<-done
+		_ = <-done
 	})
 	select {
 	case s.apiAddr = <-ready:

@@ -560,7 +560,7 @@ func DropDatabases(ctx context.Context, db DB) error {
 	if err != nil {
 		return fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	for _, name := range []string{db.Name, db.VisibilityName} {
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			return fmt.Errorf("cluster: drop %s: %w", name, err)
@@ -584,7 +584,7 @@ func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
 		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)

@@ -181,7 +181,7 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log,
 		Limits: cfg.Limits, Budget: cfg.Budget, Metrics: m, OnRefusal: deps.OnRefusal})
 	if err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, err
 	}
 	onDead := func(d spool.DeadLetter) {
@@ -194,7 +194,7 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{Handler: h, Spool: sp, DeadLetters: dl, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
 	if cfg.DetectorsFile != "" {
 		if s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log); err != nil {
-			sp.Close()
+			_ = sp.Close()
 			return nil, err
 		}
 	}

@@ -617,7 +617,7 @@ func (s *Spool) rotate() error {
 	}
 	if err := s.syncDir(); err != nil {
 		f.Close()
-		os.Remove(seg.path)
+		_ = os.Remove(seg.path)
 		return err
 	}
 	s.segs = append(s.segs, seg)
