@@ -20,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/intake"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/intake/spool"
@@ -61,7 +62,7 @@ type serveConfig struct {
 	// IntakeConfig is the detector intake's YAML file; "" serves no intake.
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
-	Detectors intake.DetectorsFileConfig
+	Detectors detectorsfile.Config
 	// IntakeLimits are the intake's per-source and per-detector limits.
 	IntakeLimits intake.LimitsConfig
 	// PVE is read for the intake's asset inventory.

@@ -34,6 +34,7 @@ import (
 	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
@@ -438,7 +439,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 	}
 	detFile := filepath.Join(s.cfg.StateDir, "detectors.yaml")
 	if _, err := os.Stat(detFile); errors.Is(err, os.ErrNotExist) {
-		var df intake.DetectorsFile
+		var df detectorsfile.File
 		for _, d := range labDetectors {
 			key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
 			if err != nil {
@@ -447,7 +448,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 			df.Detectors = append(df.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
 				APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
 		}
-		if err := intake.WriteDetectorsFile(detFile, df); err != nil {
+		if err := detectorsfile.Write(detFile, df); err != nil {
 			return "", err
 		}
 	}

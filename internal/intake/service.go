@@ -40,7 +40,7 @@ type Config struct {
 	InventoryRefresh time.Duration `yaml:"inventory_refresh"`
 	// Detectors are the detectors allowed to post.
 	Detectors []auth.Detector `yaml:"detectors"`
-	// DetectorsFile, if set, is a detectors file (see LoadDetectorsFile):
+	// DetectorsFile, if set, is a detectors file (see detectorsfile.Load):
 	// its detectors are served together with Detectors (a name in both is
 	// an error), only they are rotated, and the service reloads the file
 	// when it changes (see Reloader).
