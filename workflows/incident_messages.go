@@ -9,6 +9,7 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	decisionpkg "github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/internal/severity"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -28,11 +29,6 @@ var (
 	// ErrClosed rejects messages once the incident is halting or closed.
 	ErrClosed = errors.New("incident is closing")
 )
-
-// severityRank orders severities; unknown ones rank lowest.
-func severityRank(s string) int {
-	return slices.Index([]string{"info", "low", "medium", "high", "critical"}, s)
-}
 
 func (w *incident) setupUpdates(ctx workflow.Context) error {
 	decision := func(approve bool, via string) (func(workflow.Context, DecisionInput) (DecisionResult, error), func(workflow.Context, DecisionInput) error) {
@@ -365,7 +361,7 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			w.alertIdx[fp] = len(w.st.Alerts)
 			w.st.Alerts = append(w.st.Alerts, rec)
 		}
-		if severityRank(a.Severity) > severityRank(w.st.Severity) {
+		if severity.Rank(a.Severity) > severity.Rank(w.st.Severity) {
 			w.st.Severity, raised = a.Severity, true
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/internal/intake/parse"
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 //go:embed default_rules.yaml
@@ -215,7 +216,7 @@ func compile(r Rule) (compiled, error) {
 		}
 		c.labelRe[k] = re
 	}
-	if m.MinSeverity != "" && parse.SeverityRank(m.MinSeverity) < 0 {
+	if m.MinSeverity != "" && severity.Rank(m.MinSeverity) < 0 {
 		return c, fmt.Errorf("min_severity %q: want critical, high, medium, low or info", m.MinSeverity)
 	}
 	if len(c.CorrelateBy) == 0 {
@@ -316,7 +317,7 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		met = append(met, fmt.Sprintf("label %s=%s at least %g", k, in.Labels[k], min))
 	}
 	if m.MinSeverity != "" {
-		if parse.SeverityRank(in.Severity) < parse.SeverityRank(m.MinSeverity) {
+		if severity.Rank(in.Severity) < severity.Rank(m.MinSeverity) {
 			return fmt.Sprintf("severity %s below %s", in.Severity, m.MinSeverity), false
 		}
 		met = append(met, fmt.Sprintf("severity %s at least %s", in.Severity, m.MinSeverity))
