@@ -104,7 +104,7 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-// Deps are what the lead provides: the asset source (Proxmox), the
+// Deps are the service's dependencies: the asset source (Proxmox), the
 // signaler (forward.TemporalSignaler over the process's client) and an
 // optional observer of authentication events (the audit ledger).
 type Deps struct {
