@@ -44,6 +44,15 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
+// upConfig configures `starter up`.
+type upConfig struct {
+	config.Up
+	Codec codec.Config
+}
+
+// Validate implements config.Validator.
+func (c *upConfig) Validate() error { return errors.Join(c.Up.Validate(), c.Codec.Validate()) }
+
 func newUpCmd() *cobra.Command {
 	var exitWhenDone, noDemo bool
 	cmd := &cobra.Command{
@@ -372,7 +381,9 @@ func (s *stack) startAPI(ctx context.Context) error {
 	}()
 	s.defer_(func() {
 		stop()
-		_ = <-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			s.say("API server: %v", err)
+		}
 	})
 	select {
 	case s.apiAddr = <-ready:
