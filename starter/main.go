@@ -13,12 +13,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/iru-responder/responder/internal/apiclient"
 )
 
 func main() {
@@ -68,6 +71,17 @@ var commands = []func() *cobra.Command{
 	newVersionCmd,
 }
 
+// Exit statuses of the responder commands.
+const (
+	// exitRefused: the incident workflow's validator (or the incident's
+	// state) refused the request: wrong role, four-eyes, not pending,
+	// already decided, closed.
+	exitRefused = 3
+	// exitAuth: not logged in, the session expired, or the token lacks a
+	// role the route needs.
+	exitAuth = 4
+)
+
 // exitError carries a specific exit status.
 type exitError struct {
 	code int
@@ -78,8 +92,14 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	if e, ok := err.(*exitError); ok {
+	var e *exitError
+	switch {
+	case errors.As(err, &e):
 		return e.code
+	case errors.Is(err, apiclient.ErrAuth):
+		return exitAuth
+	case errors.Is(err, apiclient.ErrRefused):
+		return exitRefused
 	}
 	return 1
 }
