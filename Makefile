@@ -1,12 +1,12 @@
 # IRU Responder. The two commands of the README:
 #   make up     the whole platform on this machine, on embedded defaults
 #   make test   every check and test, as CI runs them
-.PHONY: up test services tools build dev-server lint bench bench-profile clean
+.PHONY: up test services tools build build-local dev-server lint bench bench-profile clean
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/iru-responder/responder/internal/version.Version=$(VERSION)
 
-up: services tools build
+up: services tools build-local
 	bin/starter up $(UP_FLAGS)
 
 test:
@@ -19,18 +19,22 @@ services:
 tools:
 	scripts/tools.sh
 
+# The production binaries: no lab simulator, no demo scenario.
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/ ./worker ./starter
+
+# The binaries of the local stack: the starter with the localstack tag
+# (starter up, starter cluster, starter lab).
+build-local:
+	go build -tags localstack -ldflags "$(LDFLAGS)" -o bin/ ./worker ./starter
 
 # The dev server alone (SQLite state in .iru/, Web UI, search attributes).
 dev-server: tools build
 	bin/starter devserver
 
+# The static checks of make test, without the tests.
 lint: tools
-	gofmt -l $$(git ls-files '*.go')
-	go vet ./...
-	.tools/bin/staticcheck ./...
-	.tools/bin/workflowcheck ./workflows/...
+	scripts/test.sh lint
 
 # Every benchmark several times, summarised by benchstat; rewrites the tables
 # of docs/PERFORMANCE.md (see scripts/bench.sh for the knobs).

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 //go:embed *.yaml
@@ -330,7 +331,7 @@ func (p *parser) playbook(n *yaml.Node) {
 		p.errorf(cmp.Or(f["description"], n), "description is required")
 	}
 	pb.SeverityDefault = p.str(f["severity_default"], "severity_default")
-	if !slices.Contains([]string{"critical", "high", "medium", "low", "info"}, pb.SeverityDefault) {
+	if !severity.Valid(pb.SeverityDefault) {
 		p.errorf(cmp.Or(f["severity_default"], n), "severity_default %q must be critical, high, medium, low or info", pb.SeverityDefault)
 	}
 	pb.Drill = p.boolean(f["drill"], "drill")

@@ -51,7 +51,7 @@ if [[ "${PROFILE:-}" == 1 ]]; then
     [[ " ${platform[*]} " == *" $name "* ]] && selected "$name" || continue
     echo "== profile $name" >&2
     # shellcheck disable=SC2086 # args is a word list
-    go test -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
+    go test -tags integration -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
       -cpuprofile "$out/profiles/$name.cpu.pprof" -memprofile "$out/profiles/$name.alloc.pprof" -memprofilerate 65536 \
       | tee "$out/profiles/$name.txt"
     go tool pprof -top -nodecount 30 "$out/profiles/$name.test" "$out/profiles/$name.cpu.pprof" > "$out/profiles/$name.cpu.top" 2>/dev/null
@@ -70,7 +70,7 @@ for g in "${groups[@]}"; do
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go env GOVERSION)"
     # shellcheck disable=SC2086 # args is a word list
-    go test -run '^$' $args -count "$n"
+    go test -tags integration -run '^$' $args -count "$n"
   } > "$out/$name.txt.new"
   mv "$out/$name.txt.new" "$out/$name.txt"
   .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv"

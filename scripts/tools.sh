@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the project's pinned tools into .tools/bin when missing:
 # the Temporal CLI (dev server), the Temporal server and its SQL schema tool
-# (cluster mode: `starter cluster`), staticcheck, workflowcheck and benchstat
-# (make bench).
+# (cluster mode: `starter cluster`), staticcheck, errcheck, workflowcheck and
+# benchstat (make bench).
 # The Temporal CLI and server are built from source with `go install` (about
 # 3 minutes and 250 MB, and about 2 minutes and 130 MB, the first time);
 # later CLI releases cannot be installed that way, so the versions are pinned.
@@ -43,5 +43,6 @@ install temporal      github.com/temporalio/cli/cmd/temporal@v1.5.1
 install_as temporal-server     go.temporal.io/server/cmd/server@v1.29.1
 install_as temporal-sql-tool   go.temporal.io/server/cmd/tools/sql@v1.29.1
 install staticcheck   honnef.co/go/tools/cmd/staticcheck@v0.8.2
+install errcheck      github.com/kisielk/errcheck@v1.30.0
 install workflowcheck go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 install benchstat     golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da

@@ -7,19 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/stores"
 )
-
-func init() { commands = append(commands, newAuditCmd) }
 
 // storesConfig configures the commands that open the ledger and the
 // evidence locker with the HSM keys (audit, evidence), like the worker.
@@ -231,27 +229,5 @@ func auditExport(ctx context.Context, l *ledger.Ledger, incident, path string, o
 	if path == "" || path == "-" {
 		return l.Export(ctx, incident, out)
 	}
-	return writeFileAtomic(path, 0o600, func(w io.Writer) error { return l.Export(ctx, incident, w) })
-}
-
-// writeFileAtomic writes path through a temporary file in its folder,
-// renamed into place only when write succeeded.
-func writeFileAtomic(path string, mode os.FileMode, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
-	if err := write(f); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := errors.Join(f.Chmod(mode), f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.WriteFileFunc(path, 0o600, func(w io.Writer) error { return l.Export(ctx, incident, w) })
 }

@@ -1,3 +1,5 @@
+//go:build localstack
+
 package main
 
 import (
@@ -16,8 +18,6 @@ import (
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/workflows"
 )
-
-func init() { commands = append(commands, newClusterCmd) }
 
 // clusterConfig configures `starter cluster`: `starter up`'s settings and
 // the cluster's.

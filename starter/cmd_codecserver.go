@@ -26,8 +26,6 @@ type codecServerConfig struct {
 // Validate implements config.Validator.
 func (c *codecServerConfig) Validate() error { return c.Protection.validate() }
 
-func init() { commands = append(commands, newCodecServerCmd) }
-
 func newCodecServerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "codec-server",
@@ -48,7 +46,7 @@ IRU_CODEC_TOKEN when one is set.`,
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			var authn codec.Authenticator = oidcCodecAuth{v: auth.NewVerifier(cfg.OIDC, nil)}
 			if tok := cfg.Protection.Codec.Token; tok != "" {
 				static, err := codec.NewStaticTokenAuthenticator(tok, "codec-token")

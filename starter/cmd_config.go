@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iru-responder/responder/internal/apiclient"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/evidence"
@@ -28,7 +29,7 @@ func configSections() []struct {
 		{"Temporal, logging, worker, API server", []any{&config.Worker{}, &config.Server{}}},
 		{"Worker: stores, Proxmox VE, Keycloak, probes, notifications, playbooks", []any{&workerhost.Config{}}},
 		{"API server: TLS, detector intake, responder API, access log", []any{&serveConfig{}}},
-		{"Responder CLI", []any{&cliConfig{}}},
+		{"Responder CLI", []any{&apiclient.Config{}}},
 		{"Routing rules check (starter rules test)", []any{&rulesConfig{}}},
 		{"Local stack (`starter up`, `starter devserver`) and lab", []any{&config.Up{}}},
 		{"Temporal cluster (`starter cluster`)", []any{&config.Cluster{}}},
@@ -62,8 +63,6 @@ func configReference() (string, error) {
 	fmt.Fprintf(&b, "Any variable may also come from the env file named by `%s`; variables set in the environment win.\n", config.EnvFileVar)
 	return b.String(), nil
 }
-
-func init() { commands = append(commands, newConfigCmd) }
 
 func newConfigCmd() *cobra.Command {
 	return &cobra.Command{

@@ -12,8 +12,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newDevServerCmd) }
-
 func newDevServerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "devserver",

@@ -26,8 +26,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newDrillsCmd, newDrillCmd) }
-
 // Schedule policies of every drill schedule.
 const (
 	// drillCatchupWindow is how late a missed drill may still start (after

@@ -14,11 +14,10 @@ import (
 
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/workflows"
 )
-
-func init() { commands = append(commands, newEvidenceCmd) }
 
 // cliIdentity is the identity the CLI records in the custody log: the
 // operating system user, as system:cli:<user>.
@@ -187,7 +186,7 @@ func evidenceGet(ctx context.Context, l *evidence.Locker, ref evidence.Ref, path
 	}
 	defer func() { _ = rc.Close() }()
 	var n int64
-	err = writeFileAtomic(path, 0o600, func(w io.Writer) error {
+	err = fsutil.WriteFileFunc(path, 0o600, func(w io.Writer) error {
 		var err error
 		n, err = io.Copy(w, rc)
 		if err != nil {

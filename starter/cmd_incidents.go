@@ -14,20 +14,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/api"
+	"github.com/iru-responder/responder/internal/apiclient"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newIncidentsCmd, newIncidentCmd) }
-
 // apiCommand loads the CLI configuration and an API client, then runs fn.
-func apiCommand(fn func(ctx context.Context, c *apiClient, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+func apiCommand(fn func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		var cfg cliConfig
+		var cfg apiclient.Config
 		if err := config.Load(&cfg); err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		c, err := newAPIClient(cmd.Context(), &cfg)
+		c, err := apiclient.New(cmd.Context(), &cfg)
 		if err != nil {
 			return err
 		}
@@ -57,7 +56,7 @@ func newIncidentsCmd() *cobra.Command {
 		Use:   "incidents",
 		Short: "List and search incidents (responder API)",
 		Args:  cobra.NoArgs,
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, _ []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, _ []string) error {
 			q := url.Values{}
 			switch {
 			case open && closed:
@@ -76,7 +75,7 @@ func newIncidentsCmd() *cobra.Command {
 				q.Set("limit", fmt.Sprint(limit))
 			}
 			var l api.IncidentList
-			raw, err := c.do(ctx, "GET", "/api/v1/incidents", q, nil, "", &l)
+			raw, err := c.Do(ctx, "GET", "/api/v1/incidents", q, nil, "", &l)
 			if err != nil {
 				return err
 			}
@@ -163,9 +162,9 @@ func newIncidentShowCmd() *cobra.Command {
 		Use:   "show ID",
 		Short: "Show an incident: steps, pending approvals, timeline",
 		Args:  cobra.ExactArgs(1),
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error {
 			var v api.IncidentView
-			raw, err := c.do(ctx, "GET", incidentPath(args[0]), nil, nil, "", &v)
+			raw, err := c.Do(ctx, "GET", apiclient.IncidentPath(args[0]), nil, nil, "", &v)
 			if err != nil {
 				return err
 			}
@@ -256,11 +255,11 @@ func newIncidentDecisionCmd(verb string) *cobra.Command {
 		Use:   verb + " ID STEP",
 		Short: short,
 		Args:  cobra.ExactArgs(2),
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error {
 			var res struct {
 				Result api.DecisionResultView `json:"result"`
 			}
-			raw, err := c.do(ctx, "POST", incidentPath(args[0], "steps", args[1], verb), nil, map[string]string{"reason": reason}, "", &res)
+			raw, err := c.Do(ctx, "POST", apiclient.IncidentPath(args[0], "steps", args[1], verb), nil, map[string]string{"reason": reason}, "", &res)
 			if err != nil {
 				return err
 			}
@@ -294,12 +293,12 @@ func newIncidentActionCmd(verb, route, short string, reasonRequired bool) *cobra
 		Use:   verb + " ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error {
 			var res struct {
 				Status string          `json:"status"`
 				Result json.RawMessage `json:"result"`
 			}
-			raw, err := c.do(ctx, "POST", incidentPath(args[0], route), nil, map[string]string{"reason": reason}, "", &res)
+			raw, err := c.Do(ctx, "POST", apiclient.IncidentPath(args[0], route), nil, map[string]string{"reason": reason}, "", &res)
 			if err != nil {
 				return err
 			}
@@ -344,12 +343,12 @@ func newIncidentNoteCmd() *cobra.Command {
 				}
 				text = string(b)
 			}
-			return apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, _ []string) error {
+			return apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, _ []string) error {
 				var res struct {
 					Ref  string `json:"ref"`
 					Name string `json:"name"`
 				}
-				raw, err := c.do(ctx, "POST", incidentPath(args[0], "notes"), nil, map[string]string{"text": text}, "", &res)
+				raw, err := c.Do(ctx, "POST", apiclient.IncidentPath(args[0], "notes"), nil, map[string]string{"text": text}, "", &res)
 				if err != nil {
 					return err
 				}
@@ -371,7 +370,7 @@ func newIncidentReportCmd() *cobra.Command {
 		Use:   "report ID",
 		Short: "Fetch the post-incident report (Markdown or JSON)",
 		Args:  cobra.ExactArgs(1),
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error {
 			accept := "text/markdown"
 			switch format {
 			case "markdown", "md":
@@ -381,7 +380,7 @@ func newIncidentReportCmd() *cobra.Command {
 			default:
 				return &exitError{code: 2, err: fmt.Errorf("--format %q: want markdown or json", format)}
 			}
-			raw, err := c.do(ctx, "GET", incidentPath(args[0], "report"), url.Values{"format": {format}}, nil, accept, nil)
+			raw, err := c.Do(ctx, "GET", apiclient.IncidentPath(args[0], "report"), url.Values{"format": {format}}, nil, accept, nil)
 			if err != nil {
 				return err
 			}
@@ -407,7 +406,7 @@ func newIncidentEvidenceCmd() *cobra.Command {
 		Use:   "evidence ID",
 		Short: "List the incident's evidence (manifest and custody log)",
 		Args:  cobra.ExactArgs(1),
-		RunE: apiCommand(func(ctx context.Context, c *apiClient, out io.Writer, args []string) error {
+		RunE: apiCommand(func(ctx context.Context, c *apiclient.Client, out io.Writer, args []string) error {
 			var res struct {
 				IncidentID string `json:"incident_id"`
 				Manifest   struct {
@@ -422,7 +421,7 @@ func newIncidentEvidenceCmd() *cobra.Command {
 					Head string `json:"head"`
 				} `json:"manifest"`
 			}
-			raw, err := c.do(ctx, "GET", incidentPath(args[0], "evidence"), nil, nil, "", &res)
+			raw, err := c.Do(ctx, "GET", apiclient.IncidentPath(args[0], "evidence"), nil, nil, "", &res)
 			if err != nil {
 				return err
 			}

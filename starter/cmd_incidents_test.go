@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/api"
+	"github.com/iru-responder/responder/internal/apiclient"
 	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/evidence"
@@ -174,13 +177,13 @@ func (e *cliEnv) must(stdin string, args ...string) string {
 	return out
 }
 
-func (e *cliEnv) cache() cachedToken {
+func (e *cliEnv) cache() apiclient.CachedToken {
 	e.t.Helper()
 	b, err := os.ReadFile(e.tokens)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var ct cachedToken
+	var ct apiclient.CachedToken
 	if err := json.Unmarshal(b, &ct); err != nil {
 		e.t.Fatal(err)
 	}
@@ -315,7 +318,7 @@ func TestResponderCLI(t *testing.T) {
 		ct := e.cache()
 		old := ct.AccessToken
 		ct.Expiry = time.Now().Add(-time.Minute)
-		if err := saveToken(&cliConfig{TokenFile: e.tokens}, &ct); err != nil {
+		if err := apiclient.SaveToken(&apiclient.Config{TokenFile: e.tokens}, &ct); err != nil {
 			t.Fatal(err)
 		}
 		e.must("", "incidents")
@@ -326,7 +329,7 @@ func TestResponderCLI(t *testing.T) {
 	t.Run("rejected token", func(t *testing.T) {
 		ct := e.cache()
 		ct.AccessToken = "garbage"
-		if err := saveToken(&cliConfig{TokenFile: e.tokens}, &ct); err != nil {
+		if err := apiclient.SaveToken(&apiclient.Config{TokenFile: e.tokens}, &ct); err != nil {
 			t.Fatal(err)
 		}
 		if _, code, err := e.run("", "incidents"); code != exitAuth {

@@ -17,8 +17,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newIntakeCmd) }
-
 // deadLetterSource names the dead-letter queue: the spool directory, given
 // directly or through the intake configuration file.
 type deadLetterSource struct {

@@ -14,22 +14,20 @@ import (
 
 	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newKeysCmd) }
-
 // keysFileConfig locates the detectors file for `starter keys add-detector`.
 type keysFileConfig struct {
-	intake.DetectorsFileConfig
+	detectorsfile.Config
 }
 
 // Validate implements config.Validator.
-func (c *keysFileConfig) Validate() error { return c.DetectorsFileConfig.Validate() }
+func (c *keysFileConfig) Validate() error { return c.Config.Validate() }
 
 func newKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -50,7 +48,7 @@ func keysDial(ctx context.Context, run func(ctx context.Context, c client.Client
 	if err != nil {
 		return err
 	}
-	defer prot.Close()
+	defer func() { _ = prot.Close() }()
 	defer c.Close()
 	return run(ctx, c)
 }
@@ -174,7 +172,7 @@ func addDetector(ctx context.Context, file, name, format string, now time.Time) 
 	if key, err = auth.GenerateKey(); err != nil {
 		return "", "", fmt.Errorf("add detector: %w", err)
 	}
-	err = intake.UpdateDetectorsFile(ctx, file, func(f *intake.DetectorsFile) (bool, error) {
+	err = detectorsfile.Update(ctx, file, func(f *detectorsfile.File) (bool, error) {
 		if f.Detector(name) >= 0 {
 			return false, fmt.Errorf("detector %q is already in %s; rotate its keys with `starter keys rotate-intake --source %s`", name, file, name)
 		}

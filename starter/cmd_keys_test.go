@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/activities/intakekeys"
-	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -84,7 +84,7 @@ func TestKeysAddDetector(t *testing.T) {
 			if strings.Contains(string(raw), key) {
 				t.Fatal("the key is in the detectors file")
 			}
-			df, err := intake.LoadDetectorsFile(tt.file)
+			df, err := detectorsfile.Load(tt.file)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +104,7 @@ func TestKeysAddDetector(t *testing.T) {
 		})
 	}
 	// Both detectors of the flag file survived the second addition.
-	if df, err := intake.LoadDetectorsFile(flagFile); err != nil || len(df.Detectors) != 2 {
+	if df, err := detectorsfile.Load(flagFile); err != nil || len(df.Detectors) != 2 {
 		t.Fatalf("flag file: %+v, %v", df, err)
 	}
 }

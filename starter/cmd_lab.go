@@ -1,9 +1,10 @@
+//go:build localstack
+
 package main
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -12,11 +13,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 )
-
-func init() { commands = append(commands, newLabCmd) }
 
 func newLabCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -88,12 +88,5 @@ func startLab(ctx context.Context, stateDir string, cfg config.Lab) (*lab.Lab, s
 }
 
 func writeEnvFile(path string, lines []string) error {
-	return writeFile0600(path, strings.Join(lines, "\n")+"\n")
-}
-
-func writeFile0600(path, content string) error {
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }

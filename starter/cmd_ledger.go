@@ -11,8 +11,6 @@ import (
 	"github.com/iru-responder/responder/internal/ledger"
 )
 
-func init() { commands = append(commands, newLedgerCmd) }
-
 func newLedgerCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ledger",

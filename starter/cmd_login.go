@@ -2,25 +2,18 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/oauth2"
 	"golang.org/x/sys/unix"
 
+	"github.com/iru-responder/responder/internal/apiclient"
 	"github.com/iru-responder/responder/internal/config"
 )
-
-func init() { commands = append(commands, newLoginCmd) }
 
 func newLoginCmd() *cobra.Command {
 	var username, otp string
@@ -43,7 +36,7 @@ The access and refresh tokens are cached in ~/.config/iru/token.json
 (IRU_TOKEN_FILE; mode 0600, folder 0700) and refreshed when they expire.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg cliConfig
+			var cfg apiclient.Config
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -52,11 +45,11 @@ The access and refresh tokens are cached in ~/.config/iru/token.json
 			if err != nil {
 				return err
 			}
-			ct, err := passwordLogin(cmd.Context(), &cfg, user, pass, code)
+			ct, err := apiclient.Login(cmd.Context(), &cfg, user, pass, code)
 			if err != nil {
 				return err
 			}
-			path, _ := cfg.tokenPath()
+			path, _ := cfg.TokenPath()
 			fmt.Fprintf(cmd.OutOrStdout(), "logged in as %s (token cached in %s, valid until %s)\n", ct.Username, path, ct.Expiry.Local().Format("15:04:05"))
 			return nil
 		},
@@ -153,59 +146,4 @@ func readNoEcho(f *os.File, br *bufio.Reader) (string, error) {
 		err = nil
 	}
 	return line, err
-}
-
-// passwordGrant runs the password grant for the public client. Keycloak's
-// direct grant takes a second factor's one-time code as the form parameter
-// totp, which oauth2's PasswordCredentialsToken cannot send; with a code the
-// request is made here, with the same fields and the same error type.
-func passwordGrant(ctx context.Context, hc *http.Client, oc *oauth2.Config, username, password, otp string) (*oauth2.Token, error) {
-	if otp == "" {
-		tok, err := oc.PasswordCredentialsToken(context.WithValue(ctx, oauth2.HTTPClient, hc), username, password)
-		if err != nil {
-			return nil, fmt.Errorf("password grant: %w", err)
-		}
-		return tok, nil
-	}
-	form := url.Values{
-		"grant_type": {"password"}, "client_id": {oc.ClientID}, "username": {username},
-		"password": {password}, "totp": {otp}, "scope": {strings.Join(oc.Scopes, " ")},
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, oc.Endpoint.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("password grant: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("password grant: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("password grant: read response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		_ = json.Unmarshal(body, &e)
-		return nil, &oauth2.RetrieveError{Response: resp, Body: body, ErrorCode: e.Error, ErrorDescription: e.Description}
-	}
-	var t struct {
-		AccessToken  string `json:"access_token"`
-		TokenType    string `json:"token_type"`
-		RefreshToken string `json:"refresh_token"`
-		ExpiresIn    int64  `json:"expires_in"`
-	}
-	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
-		return nil, fmt.Errorf("password grant: token response without access_token: %w", err)
-	}
-	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken}
-	if t.ExpiresIn > 0 {
-		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
-	}
-	return tok, nil
 }

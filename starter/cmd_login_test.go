@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iru-responder/responder/internal/apiclient"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 )
@@ -65,7 +66,7 @@ func (e *loginEnv) cachedAMR() []string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var ct cachedToken
+	var ct apiclient.CachedToken
 	if err := json.Unmarshal(b, &ct); err != nil {
 		e.t.Fatal(err)
 	}

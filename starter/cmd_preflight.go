@@ -18,8 +18,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newPreflightCmd) }
-
 // preflightApprover approves the gated steps of a dry run: nothing changes
 // in a dry run, so its approvals only let the plan reach every phase.
 var preflightApprover = workflows.Approver{Subject: "system:preflight-approver", Username: "preflight"}
@@ -58,7 +56,7 @@ the preflight itself (a dry run changes nothing). It exits 1 if a step would fai
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			defer c.Close()
 			st, err := preflight(ctx, c, prot.Keys.DecisionSigner(), args[0], asset, severity, lbl)
 			if err != nil {

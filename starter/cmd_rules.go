@@ -25,8 +25,6 @@ type rulesConfig struct {
 	PVE          pveact.Config
 }
 
-func init() { commands = append(commands, newRulesCmd) }
-
 func newRulesCmd() *cobra.Command {
 	rules := &cobra.Command{Use: "rules", Short: "The routing rules that map alerts to playbooks"}
 	var format, rulesFile string

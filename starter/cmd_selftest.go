@@ -16,8 +16,6 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newSelfTestCmd) }
-
 func newSelfTestCmd() *cobra.Command {
 	var (
 		asJSON  bool
@@ -39,7 +37,7 @@ func newSelfTestCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			defer c.Close()
 			res, err := runSelfTest(ctx, c)
 			if err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/intake"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/intake/spool"
@@ -29,6 +29,7 @@ import (
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/temporalclient"
+	"github.com/iru-responder/responder/internal/tlsutil"
 	"github.com/iru-responder/responder/internal/version"
 	"github.com/iru-responder/responder/internal/workerhost"
 )
@@ -61,7 +62,7 @@ type serveConfig struct {
 	// IntakeConfig is the detector intake's YAML file; "" serves no intake.
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
-	Detectors intake.DetectorsFileConfig
+	Detectors detectorsfile.Config
 	// IntakeLimits are the intake's per-source and per-detector limits.
 	IntakeLimits intake.LimitsConfig
 	// PVE is read for the intake's asset inventory.
@@ -76,8 +77,6 @@ func (c *serveConfig) Validate() error {
 	}
 	return errors.Join(p...)
 }
-
-func init() { commands = append(commands, newServeCmd) }
 
 func newServeCmd() *cobra.Command {
 	return &cobra.Command{
@@ -94,7 +93,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer prot.Close()
+			defer func() { _ = prot.Close() }()
 			return serve(cmd.Context(), cfg, prot, log, nil)
 		},
 	}
@@ -143,7 +142,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	accOpts := cfg.API.Access.Options()
 	accOpts.Log, accOpts.Registerer = log, reg.Prometheus
 	acc, err := accesslog.New(accesslog.LedgerOf(st.Ledger), accOpts)
@@ -166,7 +165,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		if svc, err = openIntake(ctx, cfg, c, acc, log, reg, notifier); err != nil {
 			return err
 		}
-		defer svc.Close()
+		defer func() { _ = svc.Close() }()
 		srv.Intake, srv.IntakePattern = svc.Handler, intake.Pattern
 		go func() {
 			if err := svc.Run(ctx); err != nil && ctx.Err() == nil {
@@ -192,7 +191,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
-	acc.Close(sctx)
+	_ = acc.Close(sctx)
 	return err
 }
 
@@ -217,13 +216,9 @@ func serverTLS(t ServerTLS) (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
 	if t.ClientCA != "" {
-		pem, err := os.ReadFile(t.ClientCA)
+		pool, err := tlsutil.CertPool(t.ClientCA, false)
 		if err != nil {
 			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("IRU_API_TLS_CLIENT_CA=%s: no PEM certificate", t.ClientCA)
 		}
 		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}

@@ -1,3 +1,5 @@
+//go:build localstack
+
 package main
 
 import (
@@ -29,8 +31,10 @@ import (
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/drills"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/keys/softhsm"
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
@@ -40,7 +44,14 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-func init() { commands = append(commands, newUpCmd) }
+// upConfig configures `starter up`.
+type upConfig struct {
+	config.Up
+	Codec codec.Config
+}
+
+// Validate implements config.Validator.
+func (c *upConfig) Validate() error { return errors.Join(c.Up.Validate(), c.Codec.Validate()) }
 
 func newUpCmd() *cobra.Command {
 	var exitWhenDone, noDemo bool
@@ -370,7 +381,9 @@ func (s *stack) startAPI(ctx context.Context) error {
 	}()
 	s.defer_(func() {
 		stop()
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			s.say("API server: %v", err)
+		}
 	})
 	select {
 	case s.apiAddr = <-ready:
@@ -437,7 +450,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 	}
 	detFile := filepath.Join(s.cfg.StateDir, "detectors.yaml")
 	if _, err := os.Stat(detFile); errors.Is(err, os.ErrNotExist) {
-		var df intake.DetectorsFile
+		var df detectorsfile.File
 		for _, d := range labDetectors {
 			key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
 			if err != nil {
@@ -446,7 +459,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 			df.Detectors = append(df.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
 				APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
 		}
-		if err := intake.WriteDetectorsFile(detFile, df); err != nil {
+		if err := detectorsfile.Write(detFile, df); err != nil {
 			return "", err
 		}
 	}
@@ -457,7 +470,7 @@ func (s *stack) writeIntakeConfig() (string, error) {
 		return "", err
 	}
 	path := filepath.Join(s.cfg.StateDir, "intake.yaml")
-	return path, writeFile0600(path, string(b))
+	return path, fsutil.WriteFile(path, b, 0o600)
 }
 
 func (s *stack) summary(reportPath string) {
@@ -539,5 +552,5 @@ func readOrCreate(path string, mint func() (string, error)) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return v, writeFile0600(path, v+"\n")
+	return v, fsutil.WriteFile(path, []byte(v+"\n"), 0o600)
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/iru-responder/responder/internal/version"
 )
 
-func init() { commands = append(commands, newVersionCmd) }
-
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

@@ -33,15 +33,6 @@ func (c *clientConfig) Validate() error {
 	return errors.Join(c.Client.Validate(), c.Protection.validate())
 }
 
-// upConfig configures `starter up`.
-type upConfig struct {
-	config.Up
-	Codec codec.Config
-}
-
-// Validate implements config.Validator.
-func (c *upConfig) Validate() error { return errors.Join(c.Up.Validate(), c.Codec.Validate()) }
-
 // dial opens the payload protection and a Temporal client that uses it.
 // The caller closes both.
 func dial(ctx context.Context, t config.Temporal, p ProtectionConfig, log *slog.Logger) (client.Client, *codec.Protection, error) {

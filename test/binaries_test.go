@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -39,7 +41,7 @@ func binaries(t *testing.T) (worker, starter string) {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./worker", "./starter")
+		cmd := exec.Command("go", "build", "-tags", "localstack", "-o", binDir+"/", "./worker", "./starter")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

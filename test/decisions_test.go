@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -100,7 +102,7 @@ func wantStatementRefused(t *testing.T, what string, err error, want string) {
 // TestForgedDecisions performs, on the chosen target (the dev server, or the
 // cluster with IRU_TEST_TARGET=cluster, where the platform client holds the
 // API server's own Temporal credentials) against the
-// lab, the attacks of issue 11 and 12 on a credential-compromise incident
+// lab, the forged-decision and hostile-input attacks on a credential-compromise incident
 // about bob (an ir-lead), whose account containment disabled:
 //   - a plain Temporal client (no payload key) sends an approve Update, an
 //     approval signal and an abort signal as a made-up ir-lead: refused,

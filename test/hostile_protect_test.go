@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -27,7 +29,7 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-// Hostile inputs, protected identities and scopes (issue 12): nothing an
+// Hostile inputs, protected identities and scopes: nothing an
 // alert carries makes the platform act on its own people, outside its
 // realms, against probe targets it must not reach, or on a quarantine
 // record someone edited. Each test runs the shipped playbooks on the dev

@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -13,8 +15,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/accesslog"
-	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -74,7 +76,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 			env: func(t *testing.T) []string {
 				// The intake's detectors file, whose API keys the playbook rotates.
 				f := filepath.Join(t.TempDir(), "detectors.yaml")
-				err := intake.WriteDetectorsFile(f, intake.DetectorsFile{Detectors: []intakeauth.Detector{{Name: "falco", Format: "falco",
+				err := detectorsfile.Write(f, detectorsfile.File{Detectors: []intakeauth.Detector{{Name: "falco", Format: "falco",
 					APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", "iru_old-key")}}}}})
 				if err != nil {
 					t.Fatal(err)

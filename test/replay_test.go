@@ -10,27 +10,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/iru-responder/responder/workflows"
 )
 
-func historyFromIterator(it client.HistoryEventIterator) ([]byte, error) {
-	var h historypb.History
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			return nil, err
-		}
-		h.Events = append(h.Events, e)
-	}
-	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&h)
-}
-
 // TestReplayRecordedHistories replays the committed histories of full
 // playbook runs against the current workflow code: a change that is not
 // deterministic (without workflow.GetVersion) fails here. Record new ones
-// with IRU_RECORD_HISTORIES=1 go test -run EndToEnd ./test/.
+// with IRU_RECORD_HISTORIES=1 go test -tags integration -run EndToEnd ./test/.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package test
 
 import (
@@ -118,7 +120,7 @@ func followUpStarts(t *testing.T, c client.Client, wfID string) int {
 	return len(resp.GetExecutions())
 }
 
-// TestWatchTerminatedIncident is the attack of issue 11: an operator with
+// TestWatchTerminatedIncident performs this attack: an operator with
 // admin rights on Temporal, past the responder API, terminates an incident
 // whose containment is in place. The watch writes who (the identity the
 // client declared), when (Temporal's own event time) and why to the ledger;

@@ -3,8 +3,8 @@ package workflows
 import "time"
 
 // Alert is one detector alert as the intake hands it to an incident: parsed,
-// authenticated, mapped to an asset. Raw payloads stay in the intake's
-// spool/evidence store; RawRef points at them.
+// authenticated, mapped to an asset. The raw request body is not kept;
+// RawDigest identifies it.
 type Alert struct {
 	// ID is unique per accepted alert (assigned by the intake).
 	ID string
@@ -27,8 +27,10 @@ type Alert struct {
 	ObservedAt time.Time
 	// ReceivedAt is when the intake durably accepted the alert.
 	ReceivedAt time.Time
-	// RawRef references the raw payload kept by the intake.
-	RawRef string `json:",omitempty"`
+	// RawDigest is "sha256:<hex>#<index>": the SHA-256 of the raw request
+	// body the alert came in, and the alert's index among the body's alerts.
+	// Two alerts with the same digest came in the same request.
+	RawDigest string `json:",omitempty"`
 }
 
 // AlertSignalInput is the payload of [AlertSignal]: alerts for one

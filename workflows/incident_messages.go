@@ -10,6 +10,7 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	decisionpkg "github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/internal/severity"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -90,11 +91,6 @@ func errSubject(by Approver, incidentID string) error {
 
 func errFourEyes(format string, a ...any) error {
 	return reject(RejectFourEyes, "four-eyes: whoever requested the step or escalated the incident cannot approve it (%s)", fmt.Sprintf(format, a...))
-}
-
-// severityRank orders severities; unknown ones rank lowest.
-func severityRank(s string) int {
-	return slices.Index([]string{"info", "low", "medium", "high", "critical"}, s)
 }
 
 func (w *incident) setupUpdates(ctx workflow.Context) error {
@@ -428,7 +424,7 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			w.alertIdx[fp] = len(w.st.Alerts)
 			w.st.Alerts = append(w.st.Alerts, rec)
 		}
-		if severityRank(a.Severity) > severityRank(w.st.Severity) {
+		if severity.Rank(a.Severity) > severity.Rank(w.st.Severity) {
 			w.st.Severity, raised = a.Severity, true
 		}
 	}

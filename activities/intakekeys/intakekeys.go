@@ -1,7 +1,7 @@
 // Package intakekeys implements keys.rotate_intake_keys
 // ([activities.KeysRotateIntakeKeys]): it rotates the API keys detectors
 // use to post alerts to the intake, in the detectors file the API server
-// reloads (see [intake.UpdateDetectorsFile] and [intake.Reloader]).
+// reloads (see [detectorsfile.Update] and [intake.Reloader]).
 //
 // For each detector of the file that uses API keys (or only the one named
 // by the source parameter) a rotation mints a key, stores it in the secret
@@ -36,8 +36,8 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/iru-responder/responder/activities"
-	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -155,7 +155,7 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 		return a.plan(in, source, now)
 	}
 	var done []rotation
-	err = intake.UpdateDetectorsFile(ctx, a.cfg.DetectorsFile, func(f *intake.DetectorsFile) (bool, error) {
+	err = detectorsfile.Update(ctx, a.cfg.DetectorsFile, func(f *detectorsfile.File) (bool, error) {
 		targets, err := a.targets(f, source)
 		if err != nil {
 			return false, err
@@ -187,7 +187,7 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 }
 
 // targets returns the indexes of the detectors to rotate.
-func (a *Activities) targets(f *intake.DetectorsFile, source string) ([]int, error) {
+func (a *Activities) targets(f *detectorsfile.File, source string) ([]int, error) {
 	if len(f.Detectors) == 0 {
 		return nil, activities.NewFinalError(activities.ErrTypePrecondition,
 			fmt.Sprintf("rotate intake keys: detectors file %s is missing or lists no detectors", a.cfg.DetectorsFile), nil)
@@ -258,7 +258,7 @@ func (a *Activities) rotate(ctx context.Context, d *auth.Detector, idem string, 
 
 // plan describes the rotation without changing anything.
 func (a *Activities) plan(in activities.ActionInput, source string, now time.Time) (activities.ActionResult, error) {
-	f, err := intake.LoadDetectorsFile(a.cfg.DetectorsFile)
+	f, err := detectorsfile.Load(a.cfg.DetectorsFile)
 	if err != nil {
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypePrecondition,
 			fmt.Sprintf("rotate intake keys: %v", err), nil)

@@ -26,6 +26,7 @@ import (
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/intake/route"
 	"github.com/iru-responder/responder/internal/intake/spool"
@@ -95,7 +96,7 @@ func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
 	f := &fixture{path: filepath.Join(dir, "detectors.yaml"), sink: secretsink.File{Dir: filepath.Join(dir, "secrets")},
 		clock: &clock{t: t0}, logs: &syncBuffer{}}
-	if err := intake.WriteDetectorsFile(f.path, intake.DetectorsFile{Detectors: startDetectors()}); err != nil {
+	if err := detectorsfile.Write(f.path, detectorsfile.File{Detectors: startDetectors()}); err != nil {
 		t.Fatal(err)
 	}
 	f.acts = f.with(t, f.sink)
@@ -129,9 +130,9 @@ func (f *fixture) run(t *testing.T, a *Activities, in activities.ActionInput) (a
 	return res, nil
 }
 
-func (f *fixture) load(t *testing.T) intake.DetectorsFile {
+func (f *fixture) load(t *testing.T) detectorsfile.File {
 	t.Helper()
-	df, err := intake.LoadDetectorsFile(f.path)
+	df, err := detectorsfile.Load(f.path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@
 package accesslog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -594,7 +595,7 @@ func (a *Logger) nextSeq(ctx context.Context, chain string) (int64, error) {
 func (a *Logger) request(r Record) ledger.AppendRequest {
 	actor := r.Actor
 	if actor == "" {
-		actor = Anonymous + ":" + cmpOr(r.SourceIP, "unknown")
+		actor = Anonymous + ":" + cmp.Or(r.SourceIP, "unknown")
 	}
 	target := strings.TrimSpace(r.Method + " " + r.Path)
 	detail := []string{}
@@ -650,11 +651,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "")
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -1,6 +1,7 @@
 package accesslog
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -55,7 +56,7 @@ func (g *aggregator) add(r Record) {
 	g.total.Add(1)
 	g.counter.WithLabelValues(strconv.Itoa(r.Status)).Inc()
 	t := r.Time.UTC()
-	k := aggKey{source: cmpOr(r.SourceIP, "unknown"), minute: t.Truncate(time.Minute)}
+	k := aggKey{source: cmp.Or(r.SourceIP, "unknown"), minute: t.Truncate(time.Minute)}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b := g.buckets[k]

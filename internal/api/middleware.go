@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -145,7 +146,7 @@ func (s *Server) observe(route Route) http.Handler {
 			}
 			s.log().Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path, "route", route.Pattern,
 				"status", status, "bytes", sw.bytes, "duration_ms", float64(dur.Microseconds())/1000, "ip", ip,
-				"actor", cmpOr(slot.Actor(), accesslog.Anonymous), "request_id", rid, "user_agent", r.UserAgent())
+				"actor", cmp.Or(slot.Actor(), accesslog.Anonymous), "request_id", rid, "user_agent", r.UserAgent())
 			slot.Finish(accesslog.Record{Time: start, Action: accesslog.ActionRequest, SourceIP: ip,
 				Method: r.Method, Path: r.URL.Path, Status: status, RequestID: rid, UserAgent: r.UserAgent(), Duration: dur})
 		}()
@@ -229,7 +230,7 @@ func (rs *Responder) authSucceeded(r *http.Request, ip string, id auth.Identity)
 		return nil
 	}
 	day := rs.now().UTC().Format(time.DateOnly)
-	key := id.Actor() + "|" + cmpOr(id.SessionID, ip)
+	key := id.Actor() + "|" + cmp.Or(id.SessionID, ip)
 	rs.mu.Lock()
 	if len(rs.sessions) > 10000 {
 		clear(rs.sessions)
@@ -321,13 +322,4 @@ func decodeBody(r *http.Request, v any) error {
 		return &errBadBody{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", tooBig.Limit)}
 	}
 	return &errBadBody{http.StatusBadRequest, "body: " + err.Error()}
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

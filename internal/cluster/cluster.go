@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +43,7 @@ import (
 
 	temporaldeploy "github.com/iru-responder/responder/deploy/temporal"
 	"github.com/iru-responder/responder/internal/pki"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // ErrBinaryMissing is returned when the server or the SQL tool is not
@@ -456,12 +456,10 @@ func (c *Cluster) ClientTLS(name string) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(c.pki.CA())
+	pool, err := tlsutil.CertPool(c.pki.CA(), false)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: pki.FrontendServerName,
 		Certificates: []tls.Certificate{cert}}, nil
 }
@@ -562,7 +560,7 @@ func DropDatabases(ctx context.Context, db DB) error {
 	if err != nil {
 		return fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	for _, name := range []string{db.Name, db.VisibilityName} {
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			return fmt.Errorf("cluster: drop %s: %w", name, err)
@@ -586,7 +584,7 @@ func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
 		return false, fmt.Errorf("cluster: PostgreSQL %s:%d: %w", db.Host, db.Port, err)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/keys"
 )
 
@@ -130,33 +131,8 @@ func (s *FileKeyStore) write(k StoredDataKey) error {
 	if err != nil {
 		return fmt.Errorf("codec: encode data key %s: %w", k.ID, err)
 	}
-	f, err := os.CreateTemp(s.dir, ".tmp-"+k.ID+"-*")
-	if err != nil {
-		return fmt.Errorf("codec: write data key %s: %w", k.ID, err)
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("codec: write data key %s: %w", k.ID, err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("codec: write data key %s: %w", k.ID, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("codec: sync data key %s: %w", k.ID, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("codec: write data key %s: %w", k.ID, err)
-	}
-	if err := os.Rename(tmp, s.path(k.ID)); err != nil {
+	if err := fsutil.WriteFile(s.path(k.ID), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("codec: store data key %s: %w", k.ID, err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort on filesystems without directory sync
-		_ = d.Close()
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/intake/parse"
@@ -342,10 +343,10 @@ func TestDetectorsFileScopeAndQuota(t *testing.T) {
 	path := t.TempDir() + "/detectors.yaml"
 	det := budgetDetectors(1 << 20)[3]
 	det.SpoolQuotaBytes = 1 << 20
-	if err := WriteDetectorsFile(path, DetectorsFile{Detectors: []auth.Detector{det}}); err != nil {
+	if err := detectorsfile.Write(path, detectorsfile.File{Detectors: []auth.Detector{det}}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := LoadDetectorsFile(path)
+	f, err := detectorsfile.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +362,7 @@ func TestDetectorsFileScopeAndQuota(t *testing.T) {
 		d := det
 		d.Scope = auth.Scope{Assets: slices.Clone(det.Scope.Assets), Accounts: slices.Clone(det.Scope.Accounts)}
 		bad(&d)
-		if err := WriteDetectorsFile(path, DetectorsFile{Detectors: []auth.Detector{d}}); err == nil || !strings.Contains(err.Error(), "scoped") {
+		if err := detectorsfile.Write(path, detectorsfile.File{Detectors: []auth.Detector{d}}); err == nil || !strings.Contains(err.Error(), "scoped") {
 			t.Errorf("invalid detector %+v written: %v", d, err)
 		}
 	}

@@ -80,7 +80,7 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 	if falco.ObservedAt.UnixNano() != 1714566896789012345 || falco.Labels["evt.time"] != "1714566896789012345" {
 		t.Errorf("falco evt.time lost precision: %d %q", falco.ObservedAt.UnixNano(), falco.Labels["evt.time"])
 	}
-	if !strings.HasPrefix(falco.RawRef, "sha256:") || falco.ID == "" || falco.ReceivedAt.IsZero() {
+	if !strings.HasPrefix(falco.RawDigest, "sha256:") || falco.ID == "" || falco.ReceivedAt.IsZero() {
 		t.Errorf("falco alert %+v", falco)
 	}
 	ghost := alerts["incident:container-compromise:ghost-9"][0]

@@ -255,7 +255,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now = now.UTC()
-	rawRef := rawRef(body)
+	digest := rawDigest(body)
 	items := make([]spool.Item, 0, len(alerts))
 	ids := make([]string, 0, len(alerts))
 	scope := h.scopeOf(id)
@@ -267,7 +267,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rec := d.Record(id.String(), now)
-		rec.Alert.RawRef = rawRef + "#" + strconv.Itoa(i)
+		rec.Alert.RawDigest = digest + "#" + strconv.Itoa(i)
 		data, err := rec.Marshal()
 		if err != nil {
 			h.opts.Log.Error("intake: encode alert", "err", err)
@@ -372,9 +372,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// rawRef names the raw payload by content: "sha256:<hex>" (the alert's
-// index in the payload is appended).
-func rawRef(body []byte) string {
+// rawDigest names the raw request body by content: "sha256:<hex>" (the
+// alert's index in the body is appended).
+func rawDigest(body []byte) string {
 	s := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(s[:])
 }

@@ -40,7 +40,7 @@ type Config struct {
 	InventoryRefresh time.Duration `yaml:"inventory_refresh"`
 	// Detectors are the detectors allowed to post.
 	Detectors []auth.Detector `yaml:"detectors"`
-	// DetectorsFile, if set, is a detectors file (see LoadDetectorsFile):
+	// DetectorsFile, if set, is a detectors file (see detectorsfile.Load):
 	// its detectors are served together with Detectors (a name in both is
 	// an error), only they are rotated, and the service reloads the file
 	// when it changes (see Reloader).
@@ -104,7 +104,7 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
-// Deps are what the lead provides: the asset source (Proxmox), the
+// Deps are the service's dependencies: the asset source (Proxmox), the
 // signaler (forward.TemporalSignaler over the process's client) and an
 // optional observer of authentication events (the audit ledger).
 type Deps struct {
@@ -181,7 +181,7 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log,
 		Limits: cfg.Limits, Budget: cfg.Budget, Metrics: m, OnRefusal: deps.OnRefusal})
 	if err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, err
 	}
 	onDead := func(d spool.DeadLetter) {
@@ -194,7 +194,7 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{Handler: h, Spool: sp, DeadLetters: dl, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
 	if cfg.DetectorsFile != "" {
 		if s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log); err != nil {
-			sp.Close()
+			_ = sp.Close()
 			return nil, err
 		}
 	}

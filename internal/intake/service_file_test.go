@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 )
 
 // TestServiceDetectorsFile opens the intake from a configuration naming a
@@ -18,7 +19,7 @@ import (
 func TestServiceDetectorsFile(t *testing.T) {
 	dir := t.TempDir()
 	df := filepath.Join(dir, "detectors.yaml")
-	if err := WriteDetectorsFile(df, DetectorsFile{Detectors: []auth.Detector{{Name: "generic", Format: "generic", APIKeys: []auth.APIKey{apiKey("g1", "k1")}}}}); err != nil {
+	if err := detectorsfile.Write(df, detectorsfile.File{Detectors: []auth.Detector{{Name: "generic", Format: "generic", APIKeys: []auth.APIKey{apiKey("g1", "k1")}}}}); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "intake.yaml")
@@ -45,7 +46,7 @@ func TestServiceDetectorsFile(t *testing.T) {
 	if s := post("k1"); s != http.StatusAccepted {
 		t.Fatalf("file key: %d", s)
 	}
-	UpdateDetectorsFile(ctx, df, func(f *DetectorsFile) (bool, error) {
+	detectorsfile.Update(ctx, df, func(f *detectorsfile.File) (bool, error) {
 		f.Detectors[0].APIKeys = append(f.Detectors[0].APIKeys, apiKey("g2", "k2"))
 		return true, nil
 	})

@@ -24,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/iru-responder/responder/internal/fsutil"
 )
 
 // Names of the certificates in a [Layout]. The server names are the DNS
@@ -218,7 +220,7 @@ func (a *Authority) issue(p Pair, s leafSpec, now time.Time, d time.Duration) er
 	if err := writeKey(p.Key, key); err != nil {
 		return err
 	}
-	return writeFile(p.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return fsutil.WriteFile(p.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
 func loadOrCreateCA(l Layout, now time.Time) (*Authority, error) {
@@ -234,7 +236,7 @@ func loadOrCreateCA(l Layout, now time.Time) (*Authority, error) {
 		if err := writeKey(l.CAKey(), a.Key); err != nil {
 			return nil, err
 		}
-		return a, writeFile(l.CA(), a.PEM, 0o644)
+		return a, fsutil.WriteFile(l.CA(), a.PEM, 0o644)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
@@ -305,31 +307,7 @@ func writeKey(path string, k *ecdsa.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
-	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-// writeFile replaces path atomically with data in mode perm.
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("pki: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("pki: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	return nil
+	return fsutil.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 func serial() *big.Int {

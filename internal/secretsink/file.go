@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/fsutil"
 )
 
 // File stores secrets as files under Dir.
@@ -38,27 +39,7 @@ func (f File) StoreSecret(_ context.Context, item activities.SecretItem) (string
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("secretsink: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("secretsink: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("secretsink: %w", err)
-	}
-	if _, err := tmp.Write(item.Value); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("secretsink: write: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("secretsink: sync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("secretsink: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := fsutil.WriteFile(path, item.Value, 0o600); err != nil {
 		return "", fmt.Errorf("secretsink: %w", err)
 	}
 	return "secret://" + filepath.ToSlash(rel), nil

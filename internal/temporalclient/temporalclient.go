@@ -7,12 +7,10 @@ package temporalclient
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -21,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // Options are what a process adds to the configuration when it dials.
@@ -79,13 +78,9 @@ func TLSConfig(cfg config.Temporal) (*tls.Config, error) {
 		tc.ServerName = host
 	}
 	if cfg.TLSCA != "" {
-		pem, err := os.ReadFile(cfg.TLSCA)
+		pool, err := tlsutil.CertPool(cfg.TLSCA, false)
 		if err != nil {
 			return nil, fmt.Errorf("temporalclient: IRU_TEMPORAL_TLS_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("temporalclient: IRU_TEMPORAL_TLS_CA=%s: no PEM certificate found", cfg.TLSCA)
 		}
 		tc.RootCAs = pool
 	}

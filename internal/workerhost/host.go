@@ -181,7 +181,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 func (h *Host) Close() {
 	if h.audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		h.audit.Close(ctx)
+		_ = h.audit.Close(ctx)
 		cancel()
 	}
 	if h.stores != nil {

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/intake/spool"
+	"github.com/iru-responder/responder/internal/severity"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -439,7 +439,7 @@ func incidentInput(key string, recs []Record) workflows.IncidentInput {
 	first := recs[0]
 	sev := ""
 	for _, r := range recs {
-		if parse.SeverityRank(r.Alert.Severity) > parse.SeverityRank(sev) {
+		if severity.Rank(r.Alert.Severity) > severity.Rank(sev) {
 			sev = r.Alert.Severity
 		}
 	}

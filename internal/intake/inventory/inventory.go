@@ -37,8 +37,8 @@ type Asset struct {
 	Tags []string
 }
 
-// Source lists all assets; the lead implements it over the Proxmox cluster
-// resources and container configuration.
+// Source lists all assets (the API server's is built over the Proxmox
+// cluster resources and container configuration).
 type Source interface {
 	Assets(ctx context.Context) ([]Asset, error)
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 // amPayload is the Alertmanager webhook payload, version 4
@@ -147,16 +149,16 @@ func amConvert(p *amPayload, a *amAlert, field string) (Alert, error) {
 func amSeverity(s string) string {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "critical", "page", "emergency", "fatal", "disaster":
-		return SeverityCritical
+		return severity.Critical
 	case "high", "error", "major":
-		return SeverityHigh
+		return severity.High
 	case "low", "minor":
-		return SeverityLow
+		return severity.Low
 	case "info", "informational", "information", "none", "debug":
-		return SeverityInfo
+		return severity.Info
 	}
 	// warning, medium, and a missing or unknown label.
-	return SeverityMedium
+	return severity.Medium
 }
 
 func amHints(l map[string]string) []AssetHint {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 // falcoPayload is one Falco alert as Falcosidekick's webhook output posts
@@ -104,15 +106,15 @@ func ParseFalco(body []byte) ([]Alert, error) {
 func falcoSeverity(p string) (string, bool) {
 	switch strings.ToLower(p) {
 	case "emergency", "alert", "critical":
-		return SeverityCritical, true
+		return severity.Critical, true
 	case "error":
-		return SeverityHigh, true
+		return severity.High, true
 	case "warning":
-		return SeverityMedium, true
+		return severity.Medium, true
 	case "notice":
-		return SeverityLow, true
+		return severity.Low, true
 	case "informational", "info", "debug":
-		return SeverityInfo, true
+		return severity.Info, true
 	}
 	return "", false
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
+
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 // genericAlert is the platform's own alert format, documented in GENERIC.md.
@@ -69,7 +71,7 @@ func genericOne(raw []byte, field string) (Alert, error) {
 			return Alert{}, err
 		}
 	}
-	if SeverityRank(g.Severity) < 0 {
+	if severity.Rank(g.Severity) < 0 {
 		return Alert{}, errf(join(field, "severity"), "must be critical, high, medium, low or info")
 	}
 	observed, err := time.Parse(time.RFC3339Nano, g.ObservedAt)

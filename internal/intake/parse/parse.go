@@ -26,32 +26,6 @@ const (
 	SourceGeneric      = "generic"
 )
 
-// Severities, from most to least severe.
-const (
-	SeverityCritical = "critical"
-	SeverityHigh     = "high"
-	SeverityMedium   = "medium"
-	SeverityLow      = "low"
-	SeverityInfo     = "info"
-)
-
-// SeverityRank orders severities: critical 4 … info 0; -1 for an unknown one.
-func SeverityRank(s string) int {
-	switch s {
-	case SeverityCritical:
-		return 4
-	case SeverityHigh:
-		return 3
-	case SeverityMedium:
-		return 2
-	case SeverityLow:
-		return 1
-	case SeverityInfo:
-		return 0
-	}
-	return -1
-}
-
 // Limits bound what one payload may carry.
 const (
 	// MaxAlerts is the most alerts one payload may carry.

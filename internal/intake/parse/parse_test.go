@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 func fixture(t testing.TB, name string) []byte {
@@ -32,7 +34,7 @@ func TestFixtures(t *testing.T) {
 				t.Errorf("startsAt = %v, want %v", a[0].ObservedAt, want)
 			}
 			eq(t, "rule", a[0].Rule, "ContainerHighEgress")
-			eq(t, "severity", a[0].Severity, SeverityCritical)
+			eq(t, "severity", a[0].Severity, severity.Critical)
 			eq(t, "summary", a[0].Summary, "web-1 sends 48 MiB/s to the internet")
 			eq(t, "fingerprint", a[0].Fingerprint, "5b3c8a0e1f2d4c6b")
 			eq(t, "label vmid", a[0].Labels["vmid"], "121")
@@ -50,11 +52,11 @@ func TestFixtures(t *testing.T) {
 			if !a[0].Resolved {
 				t.Error("resolved alert not marked resolved")
 			}
-			eq(t, "severity", a[0].Severity, SeverityMedium)
+			eq(t, "severity", a[0].Severity, severity.Medium)
 			hints(t, a[0].AssetHints, "name=keycloak-1")
 		}},
 		{"alertmanager_grafana.json", ParseAlertmanager, 1, func(t *testing.T, a []Alert) {
-			eq(t, "severity", a[0].Severity, SeverityHigh)
+			eq(t, "severity", a[0].Severity, severity.High)
 			eq(t, "summary", a[0].Summary, "Long random subdomains queried at a high rate")
 			hints(t, a[0].AssetHints, "hostname=app-3")
 		}},
@@ -66,7 +68,7 @@ func TestFixtures(t *testing.T) {
 				t.Errorf("evt.time = %v, want %v", a[0].ObservedAt.UnixNano(), want.UnixNano())
 			}
 			eq(t, "evt.time label", a[0].Labels["evt.time"], "1714566896789012345")
-			eq(t, "severity", a[0].Severity, SeverityLow)
+			eq(t, "severity", a[0].Severity, severity.Low)
 			eq(t, "fingerprint", a[0].Fingerprint, "7b1f0f4e-3c3a-4d61-9a31-2d5e0f7f0a11")
 			eq(t, "tags", a[0].Labels["tags"], "container,maturity_stable,mitre_execution,shell,T1059")
 			eq(t, "array field", a[0].Labels["evt.arg.flags"], "O_RDONLY,O_CLOEXEC")
@@ -77,7 +79,7 @@ func TestFixtures(t *testing.T) {
 			hints(t, a[0].AssetHints, "name=web-1 name=3ad7b26ded6d hostname=pve1")
 		}},
 		{"falco_minimal.json", ParseFalco, 1, func(t *testing.T, a []Alert) {
-			eq(t, "severity", a[0].Severity, SeverityMedium)
+			eq(t, "severity", a[0].Severity, severity.Medium)
 			if got := a[0].ObservedAt.UnixNano(); got != 1714567200000000001 {
 				t.Errorf("evt.time = %d", got)
 			}
@@ -88,7 +90,7 @@ func TestFixtures(t *testing.T) {
 				t.Errorf("timestamp = %v", a[0].ObservedAt)
 			}
 			eq(t, "rule", a[0].Rule, "5712")
-			eq(t, "severity", a[0].Severity, SeverityMedium)
+			eq(t, "severity", a[0].Severity, severity.Medium)
 			eq(t, "groups", a[0].Labels["rule.groups"], "syslog,sshd,authentication_failures")
 			eq(t, "mitre", a[0].Labels["rule.mitre.id"], "T1110")
 			eq(t, "data", a[0].Labels["data.srcip"], "203.0.113.7")
@@ -99,13 +101,13 @@ func TestFixtures(t *testing.T) {
 			if !a[0].ObservedAt.Equal(time.Date(2024, 5, 1, 15, 30, 0, 0, time.UTC)) {
 				t.Errorf("timestamp with -0230 = %v", a[0].ObservedAt.UTC())
 			}
-			eq(t, "severity", a[0].Severity, SeverityMedium)
+			eq(t, "severity", a[0].Severity, severity.Medium)
 			hints(t, a[0].AssetHints, "name=kc-1")
 		}},
 		{"generic_single.json", ParseGeneric, 1, func(t *testing.T, a []Alert) {
 			eq(t, "source", a[0].Source, SourceGeneric)
 			eq(t, "source label", a[0].Labels["source"], "hsm-monitor")
-			eq(t, "severity", a[0].Severity, SeverityCritical)
+			eq(t, "severity", a[0].Severity, severity.Critical)
 			eq(t, "fingerprint", a[0].Fingerprint, "hsm-export-0001")
 			hints(t, a[0].AssetHints, "name=vault-1")
 		}},
@@ -226,9 +228,9 @@ func TestRejects(t *testing.T) {
 
 func TestSeverityMaps(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
-		{"Emergency", SeverityCritical}, {"Alert", SeverityCritical}, {"Critical", SeverityCritical},
-		{"Error", SeverityHigh}, {"Warning", SeverityMedium}, {"Notice", SeverityLow},
-		{"Informational", SeverityInfo}, {"Debug", SeverityInfo},
+		{"Emergency", severity.Critical}, {"Alert", severity.Critical}, {"Critical", severity.Critical},
+		{"Error", severity.High}, {"Warning", severity.Medium}, {"Notice", severity.Low},
+		{"Informational", severity.Info}, {"Debug", severity.Info},
 	} {
 		t.Run("falco "+tt.in, func(t *testing.T) {
 			got, ok := falcoSeverity(tt.in)
@@ -237,7 +239,7 @@ func TestSeverityMaps(t *testing.T) {
 			}
 		})
 	}
-	for level, want := range map[int64]string{0: SeverityInfo, 2: SeverityInfo, 3: SeverityLow, 6: SeverityLow, 7: SeverityMedium, 10: SeverityMedium, 11: SeverityHigh, 13: SeverityHigh, 14: SeverityCritical, 15: SeverityCritical} {
+	for level, want := range map[int64]string{0: severity.Info, 2: severity.Info, 3: severity.Low, 6: severity.Low, 7: severity.Medium, 10: severity.Medium, 11: severity.High, 13: severity.High, 14: severity.Critical, 15: severity.Critical} {
 		if got := wazuhSeverity(level); got != want {
 			t.Errorf("wazuhSeverity(%d) = %q, want %q", level, got, want)
 		}
@@ -262,7 +264,7 @@ func invariants(a *Alert) error {
 		return errors.New("unknown source " + a.Source)
 	case strings.TrimSpace(a.Rule) == "":
 		return errors.New("empty rule")
-	case SeverityRank(a.Severity) < 0:
+	case severity.Rank(a.Severity) < 0:
 		return errors.New("bad severity " + a.Severity)
 	case a.Fingerprint == "":
 		return errors.New("empty fingerprint")

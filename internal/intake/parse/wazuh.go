@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 // wazuhAlert is a Wazuh alert as the manager writes it to alerts.json and
@@ -163,15 +165,15 @@ func parseWazuhTime(s string) (time.Time, error) {
 func wazuhSeverity(level int64) string {
 	switch {
 	case level >= 14:
-		return SeverityCritical
+		return severity.Critical
 	case level >= 11:
-		return SeverityHigh
+		return severity.High
 	case level >= 7:
-		return SeverityMedium
+		return severity.Medium
 	case level >= 3:
-		return SeverityLow
+		return severity.Low
 	}
-	return SeverityInfo
+	return severity.Info
 }
 
 func wazuhHints(name, ip string) []AssetHint {

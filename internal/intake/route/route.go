@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/iru-responder/responder/internal/intake/parse"
+	"github.com/iru-responder/responder/internal/severity"
 )
 
 //go:embed default_rules.yaml
@@ -214,7 +216,7 @@ func compile(r Rule) (compiled, error) {
 		}
 		c.labelRe[k] = re
 	}
-	if m.MinSeverity != "" && parse.SeverityRank(m.MinSeverity) < 0 {
+	if m.MinSeverity != "" && severity.Rank(m.MinSeverity) < 0 {
 		return c, fmt.Errorf("min_severity %q: want critical, high, medium, low or info", m.MinSeverity)
 	}
 	if len(c.CorrelateBy) == 0 {
@@ -299,14 +301,14 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		}
 		met = append(met, fmt.Sprintf("label %s=%q", k, m.Labels[k]))
 	}
-	for _, k := range sortedKeys(r.labelRe) {
+	for _, k := range slices.Sorted(maps.Keys(r.labelRe)) {
 		v, ok := in.Labels[k]
 		if !ok || !r.labelRe[k].MatchString(v) {
 			return fmt.Sprintf("label %s does not match /%s/", k, m.LabelRegex[k]), false
 		}
 		met = append(met, fmt.Sprintf("label %s matches /%s/", k, m.LabelRegex[k]))
 	}
-	for _, k := range sortedKeys(m.LabelAtLeast) {
+	for _, k := range slices.Sorted(maps.Keys(m.LabelAtLeast)) {
 		min := m.LabelAtLeast[k]
 		n, err := strconv.ParseFloat(strings.TrimSpace(in.Labels[k]), 64)
 		if err != nil || n < min {
@@ -315,7 +317,7 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		met = append(met, fmt.Sprintf("label %s=%s at least %g", k, in.Labels[k], min))
 	}
 	if m.MinSeverity != "" {
-		if parse.SeverityRank(in.Severity) < parse.SeverityRank(m.MinSeverity) {
+		if severity.Rank(in.Severity) < severity.Rank(m.MinSeverity) {
 			return fmt.Sprintf("severity %s below %s", in.Severity, m.MinSeverity), false
 		}
 		met = append(met, fmt.Sprintf("severity %s at least %s", in.Severity, m.MinSeverity))
@@ -330,13 +332,4 @@ func (r *compiled) match(in Input) (why string, ok bool) {
 		return "no conditions", true
 	}
 	return strings.Join(met, ", "), true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

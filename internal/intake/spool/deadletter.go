@@ -120,7 +120,7 @@ func (d *DeadLetters) Add(dl DeadLetter) error {
 		err = os.Rename(tmp.Name(), p)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("spool: write dead letter: %w", err)
 	}
 	return d.syncDir()

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,7 +65,7 @@ func realmRep(r *realm) realmRepresentation {
 // adminListRealms serves GET /admin/realms: the realms the caller may see.
 func (s *Server) adminListRealms(w http.ResponseWriter, _ *http.Request, a *adminCall) {
 	out := []any{}
-	for _, name := range sortedKeys(s.realms) {
+	for _, name := range slices.Sorted(maps.Keys(s.realms)) {
 		r := s.realms[name]
 		if a.authRealm != r && a.authRealm.name != MasterRealm {
 			continue
@@ -162,7 +164,7 @@ func pushResult(clients ...*client) globalRequestResult {
 
 func realmClients(r *realm) []*client {
 	out := make([]*client, 0, len(r.clients))
-	for _, id := range sortedKeys(r.clients) {
+	for _, id := range slices.Sorted(maps.Keys(r.clients)) {
 		out = append(out, r.clients[id])
 	}
 	return out

@@ -3,6 +3,7 @@ package keycloak
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -257,7 +258,7 @@ func (r *realm) mapperClaims(c *client, u *user, sess *session, realmRoles []str
 				break
 			}
 			// No client named: every client's roles, each under its own ${client_id}.
-			for _, cid := range sortedKeys(clientRoles) {
+			for _, cid := range slices.Sorted(maps.Keys(clientRoles)) {
 				cv, cerr := mapValues(m, prefixed(prefix, clientRoles[cid]))
 				if cerr != nil {
 					return nil, fmt.Errorf("protocol mapper %q: %w", m.name, cerr)

@@ -3,7 +3,8 @@ package keycloak
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -204,10 +205,10 @@ func (r *realm) effectiveRoles(u *user) ([]string, map[string][]string) {
 			addClient(cid, n)
 		}
 	}
-	realmRoles := sortedKeys(realmSet)
+	realmRoles := slices.Sorted(maps.Keys(realmSet))
 	clientRoles := map[string][]string{}
 	for cid, set := range clientSet {
-		clientRoles[cid] = sortedKeys(set)
+		clientRoles[cid] = slices.Sorted(maps.Keys(set))
 	}
 	return realmRoles, clientRoles
 }
@@ -250,15 +251,6 @@ func (r *realm) expireSessions(now time.Time) {
 			delete(r.usedCodes, k)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // stableID derives a deterministic UUID so built-in objects keep their ids across restarts.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -125,7 +126,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 	// Audience: clients named by audience mappers, then every other client whose roles the token
 	// carries (Keycloak's audience resolve mapper).
 	aud := slices.Clone(c.audiences)
-	for _, cid := range sortedKeys(clientRoles) {
+	for _, cid := range slices.Sorted(maps.Keys(clientRoles)) {
 		if cid != c.clientID && !slices.Contains(aud, cid) {
 			aud = append(aud, cid)
 		}

@@ -2,7 +2,9 @@ package pve
 
 import (
 	"crypto/subtle"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,7 +105,7 @@ func hUsers(s *Server, r *request) (result, *apiError) {
 		}
 		if full {
 			var toks []map[string]any
-			for _, tid := range sortedKeys(u.tokens) {
+			for _, tid := range slices.Sorted(maps.Keys(u.tokens)) {
 				ti := tokenInfo(u.tokens[tid])
 				ti["tokenid"] = tid
 				toks = append(toks, ti)
@@ -121,15 +123,6 @@ func realmType(userid string) string {
 		return realm
 	}
 	return "openid"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func hUserGet(s *Server, r *request) (result, *apiError) {
@@ -211,7 +204,7 @@ func hTokenList(s *Server, r *request) (result, *apiError) {
 		return result{}, aerr
 	}
 	out := []map[string]any{}
-	for _, id := range sortedKeys(u.tokens) {
+	for _, id := range slices.Sorted(maps.Keys(u.tokens)) {
 		m := tokenInfo(u.tokens[id])
 		m["tokenid"] = id
 		out = append(out, m)

@@ -3,6 +3,8 @@ package pve
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -86,7 +88,7 @@ func (s *Server) State() StateSnapshot {
 			}
 			cs.Firewall.IPSets[name] = entries
 		}
-		for _, name := range sortedKeys(ct.snapshots) {
+		for _, name := range slices.Sorted(maps.Keys(ct.snapshots)) {
 			sn := ct.snapshots[name]
 			cs.Snapshots = append(cs.Snapshots, SnapshotSnapshot{Name: sn.name, Parent: sn.parent, Description: sn.description, Config: cloneMap(sn.conf)})
 		}
@@ -96,9 +98,9 @@ func (s *Server) State() StateSnapshot {
 		out.Backups = append(out.Backups, BackupSnapshot{Node: v.node, VolID: v.volid, VMID: v.vmid, Protected: v.protected})
 	}
 	sort.Slice(out.Backups, func(i, j int) bool { return out.Backups[i].VolID < out.Backups[j].VolID })
-	for _, id := range sortedKeys(st.users) {
+	for _, id := range slices.Sorted(maps.Keys(st.users)) {
 		u := st.users[id]
-		out.Users = append(out.Users, UserSnapshot{UserID: id, Enable: u.enable, Tokens: sortedKeys(u.tokens)})
+		out.Users = append(out.Users, UserSnapshot{UserID: id, Enable: u.enable, Tokens: slices.Sorted(maps.Keys(u.tokens))})
 	}
 	return out
 }

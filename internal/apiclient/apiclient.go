@@ -1,10 +1,13 @@
-package main
+// Package apiclient is the responder CLI's client of the responder API:
+// its configuration, the Keycloak login and the token cache, and requests
+// whose error answers become [ErrAuth] or [ErrRefused].
+package apiclient
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,21 +23,22 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/fsutil"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
-// Exit statuses of the responder commands.
-const (
-	// exitRefused: the incident workflow's validator (or the incident's
-	// state) refused the request: wrong role, four-eyes, not pending,
-	// already decided, closed.
-	exitRefused = 3
-	// exitAuth: not logged in, the session expired, or the token lacks a
-	// role the route needs.
-	exitAuth = 4
+var (
+	// ErrAuth is an authentication problem: not logged in, the session
+	// expired, or the token lacks a role the route needs.
+	ErrAuth = errors.New("authentication")
+	// ErrRefused is a refusal of the incident workflow's validator (or of
+	// the incident's state): wrong role, four-eyes, not pending, already
+	// decided, closed.
+	ErrRefused = errors.New("refused")
 )
 
-// cliConfig configures the responder commands (login, incidents, incident).
-type cliConfig struct {
+// Config configures the responder commands (login, incidents, incident).
+type Config struct {
 	OIDC      auth.OIDCConfig
 	APIURL    string `env:"IRU_API_URL" envDefault:"http://127.0.0.1:8080" doc:"Responder API that starter incidents / incident talk to (http or https)."`
 	ClientID  string `env:"IRU_CLI_CLIENT_ID" envDefault:"iru-console" doc:"Public Keycloak client starter login uses (password grant)."`
@@ -43,7 +47,7 @@ type cliConfig struct {
 }
 
 // Validate implements config.Validator.
-func (c *cliConfig) Validate() error {
+func (c *Config) Validate() error {
 	var p []error
 	for name, v := range map[string]string{"IRU_API_URL": c.APIURL, "IRU_OIDC_ISSUER": c.OIDC.IssuerURL} {
 		u, err := url.Parse(v)
@@ -62,8 +66,8 @@ func (c *cliConfig) Validate() error {
 	return errors.Join(p...)
 }
 
-// tokenPath is the token cache's path.
-func (c *cliConfig) tokenPath() (string, error) {
+// TokenPath is the token cache's path.
+func (c *Config) TokenPath() (string, error) {
 	if c.TokenFile != "" {
 		return c.TokenFile, nil
 	}
@@ -74,25 +78,21 @@ func (c *cliConfig) tokenPath() (string, error) {
 	return filepath.Join(dir, "iru", "token.json"), nil
 }
 
-// httpClient is the CLI's HTTP client (the configured CA, a timeout).
-func (c *cliConfig) httpClient() (*http.Client, error) {
+// HTTPClient is the CLI's HTTP client (the configured CA, a timeout).
+func (c *Config) HTTPClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := tlsutil.CertPool(c.CAFile, false)
 		if err != nil {
 			return nil, fmt.Errorf("IRU_API_CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("IRU_API_CA=%s: no PEM certificate", c.CAFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
 }
 
-// cachedToken is the token cache file.
-type cachedToken struct {
+// CachedToken is the token cache file.
+type CachedToken struct {
 	Issuer       string    `json:"issuer"`
 	ClientID     string    `json:"client_id"`
 	Username     string    `json:"username"`
@@ -103,11 +103,11 @@ type cachedToken struct {
 
 // authErr marks an authentication problem (exit 4).
 func authErr(format string, args ...any) error {
-	return &exitError{code: exitAuth, err: fmt.Errorf(format, args...)}
+	return fmt.Errorf("%w: %s", ErrAuth, fmt.Sprintf(format, args...))
 }
 
 // oauthConfig discovers the issuer's token endpoint.
-func oauthConfig(ctx context.Context, cfg *cliConfig, hc *http.Client) (*oauth2.Config, error) {
+func oauthConfig(ctx context.Context, cfg *Config, hc *http.Client) (*oauth2.Config, error) {
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, hc), cfg.OIDC.IssuerURL)
 	if err != nil {
 		return nil, fmt.Errorf("identity provider %s: %w", cfg.OIDC.IssuerURL, err)
@@ -117,9 +117,9 @@ func oauthConfig(ctx context.Context, cfg *cliConfig, hc *http.Client) (*oauth2.
 	return &oauth2.Config{ClientID: cfg.ClientID, Endpoint: ep, Scopes: []string{oidc.ScopeOpenID}}, nil
 }
 
-// passwordLogin runs the password grant and caches the tokens.
-func passwordLogin(ctx context.Context, cfg *cliConfig, username, password, otp string) (*cachedToken, error) {
-	hc, err := cfg.httpClient()
+// Login runs the password grant and caches the tokens.
+func Login(ctx context.Context, cfg *Config, username, password, otp string) (*CachedToken, error) {
+	hc, err := cfg.HTTPClient()
 	if err != nil {
 		return nil, err
 	}
@@ -131,21 +131,21 @@ func passwordLogin(ctx context.Context, cfg *cliConfig, username, password, otp 
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			return nil, authErr("login as %s refused: %s", username, cmpOr(re.ErrorDescription, re.ErrorCode, re.Response.Status))
+			return nil, authErr("login as %s refused: %s", username, cmp.Or(re.ErrorDescription, re.ErrorCode, re.Response.Status))
 		}
 		return nil, fmt.Errorf("login: %w", err)
 	}
-	ct := &cachedToken{Issuer: cfg.OIDC.IssuerURL, ClientID: cfg.ClientID, Username: username,
+	ct := &CachedToken{Issuer: cfg.OIDC.IssuerURL, ClientID: cfg.ClientID, Username: username,
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
-	if err := saveToken(cfg, ct); err != nil {
+	if err := SaveToken(cfg, ct); err != nil {
 		return nil, err
 	}
 	return ct, nil
 }
 
-// saveToken writes the cache with mode 0600 in a 0700 folder, atomically.
-func saveToken(cfg *cliConfig, ct *cachedToken) error {
-	path, err := cfg.tokenPath()
+// SaveToken writes the cache with mode 0600 in a 0700 folder, atomically.
+func SaveToken(cfg *Config, ct *CachedToken) error {
+	path, err := cfg.TokenPath()
 	if err != nil {
 		return err
 	}
@@ -160,30 +160,16 @@ func saveToken(cfg *cliConfig, ct *cachedToken) error {
 	if err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".token-*")
-	if err != nil {
-		return fmt.Errorf("token cache: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("token cache: %w", err)
-	}
-	_, werr := f.Write(b)
-	serr := f.Sync()
-	if err := errors.Join(werr, serr, f.Close()); err != nil {
-		return fmt.Errorf("token cache: write %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := fsutil.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("token cache: %w", err)
 	}
 	return nil
 }
 
-// loadToken returns a valid access token, refreshing (and re-caching) it
+// LoadToken returns a valid access token, refreshing (and re-caching) it
 // when it expired.
-func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
-	path, err := cfg.tokenPath()
+func LoadToken(ctx context.Context, cfg *Config) (string, error) {
+	path, err := cfg.TokenPath()
 	if err != nil {
 		return "", err
 	}
@@ -197,7 +183,7 @@ func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return "", authErr("token cache %s is readable by others (mode %v): delete it and run `starter login`", path, fi.Mode().Perm())
 	}
-	var ct cachedToken
+	var ct CachedToken
 	if err := json.Unmarshal(b, &ct); err != nil {
 		return "", authErr("token cache %s is damaged (%v): run `starter login`", path, err)
 	}
@@ -210,7 +196,7 @@ func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
 	if ct.RefreshToken == "" {
 		return "", authErr("session expired: run `starter login`")
 	}
-	hc, err := cfg.httpClient()
+	hc, err := cfg.HTTPClient()
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +209,7 @@ func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			return "", authErr("session expired (%s): run `starter login`", cmpOr(re.ErrorDescription, re.ErrorCode))
+			return "", authErr("session expired (%s): run `starter login`", cmp.Or(re.ErrorDescription, re.ErrorCode))
 		}
 		return "", fmt.Errorf("refresh token: %w", err)
 	}
@@ -231,34 +217,34 @@ func loadToken(ctx context.Context, cfg *cliConfig) (string, error) {
 	if tok.RefreshToken != "" {
 		ct.RefreshToken = tok.RefreshToken
 	}
-	if err := saveToken(cfg, &ct); err != nil {
+	if err := SaveToken(cfg, &ct); err != nil {
 		return "", err
 	}
 	return ct.AccessToken, nil
 }
 
-// apiClient talks to the responder API.
-type apiClient struct {
+// Client talks to the responder API.
+type Client struct {
 	base  *url.URL
 	hc    *http.Client
 	token string
 }
 
-// newAPIClient loads the configuration and the cached token.
-func newAPIClient(ctx context.Context, cfg *cliConfig) (*apiClient, error) {
+// New loads the configuration and the cached token.
+func New(ctx context.Context, cfg *Config) (*Client, error) {
 	base, err := url.Parse(strings.TrimRight(cfg.APIURL, "/"))
 	if err != nil {
 		return nil, fmt.Errorf("IRU_API_URL: %w", err)
 	}
-	tok, err := loadToken(ctx, cfg)
+	tok, err := LoadToken(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	hc, err := cfg.httpClient()
+	hc, err := cfg.HTTPClient()
 	if err != nil {
 		return nil, err
 	}
-	return &apiClient{base: base, hc: hc, token: tok}, nil
+	return &Client{base: base, hc: hc, token: tok}, nil
 }
 
 // apiErrorBody is the API's error answer.
@@ -268,8 +254,8 @@ type apiErrorBody struct {
 	Need  []string `json:"need"`
 }
 
-// incidentPath is the API path of incident id plus rest.
-func incidentPath(id string, rest ...string) string {
+// IncidentPath is the API path of incident id plus rest.
+func IncidentPath(id string, rest ...string) string {
 	p := "/api/v1/incidents/" + url.PathEscape(id)
 	for _, r := range rest {
 		p += "/" + url.PathEscape(r)
@@ -280,7 +266,7 @@ func incidentPath(id string, rest ...string) string {
 // do sends a request; a non-2xx answer becomes an error with the exit
 // status of its kind. With out set, the JSON answer is decoded into it;
 // otherwise the raw body is returned.
-func (c *apiClient) do(ctx context.Context, method, path string, query url.Values, body any, accept string, out any) ([]byte, error) {
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body any, accept string, out any) ([]byte, error) {
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + path
 	u.RawPath = ""
@@ -304,7 +290,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", cmpOr(accept, "application/json"))
+	req.Header.Set("Accept", cmp.Or(accept, "application/json"))
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("responder API %s: %w", c.base, err)
@@ -329,23 +315,69 @@ func (c *apiClient) do(ctx context.Context, method, path string, query url.Value
 func answerError(status int, raw []byte) error {
 	var e apiErrorBody
 	_ = json.Unmarshal(raw, &e)
-	msg := cmpOr(e.Error, strings.TrimSpace(string(raw)), http.StatusText(status))
+	msg := cmp.Or(e.Error, strings.TrimSpace(string(raw)), http.StatusText(status))
 	switch {
 	case status == http.StatusUnauthorized:
 		return authErr("the API refused the token (%s): run `starter login`", msg)
 	case status == http.StatusForbidden && e.Code == "":
 		return authErr("forbidden: this needs one of the roles %s", strings.Join(e.Need, ", "))
 	case status == http.StatusForbidden || status == http.StatusConflict:
-		return &exitError{code: exitRefused, err: fmt.Errorf("refused: %s", msg)}
+		return fmt.Errorf("%w: %s", ErrRefused, msg)
 	}
 	return fmt.Errorf("%s (HTTP %d)", msg, status)
 }
 
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
+// passwordGrant runs the password grant for the public client. Keycloak's
+// direct grant takes a second factor's one-time code as the form parameter
+// totp, which oauth2's PasswordCredentialsToken cannot send; with a code the
+// request is made here, with the same fields and the same error type.
+func passwordGrant(ctx context.Context, hc *http.Client, oc *oauth2.Config, username, password, otp string) (*oauth2.Token, error) {
+	if otp == "" {
+		tok, err := oc.PasswordCredentialsToken(context.WithValue(ctx, oauth2.HTTPClient, hc), username, password)
+		if err != nil {
+			return nil, fmt.Errorf("password grant: %w", err)
 		}
+		return tok, nil
 	}
-	return ""
+	form := url.Values{
+		"grant_type": {"password"}, "client_id": {oc.ClientID}, "username": {username},
+		"password": {password}, "totp": {otp}, "scope": {strings.Join(oc.Scopes, " ")},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, oc.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("password grant: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("password grant: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("password grant: read response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		_ = json.Unmarshal(body, &e)
+		return nil, &oauth2.RetrieveError{Response: resp, Body: body, ErrorCode: e.Error, ErrorDescription: e.Description}
+	}
+	var t struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type"`
+		RefreshToken string `json:"refresh_token"`
+		ExpiresIn    int64  `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+		return nil, fmt.Errorf("password grant: token response without access_token: %w", err)
+	}
+	tok := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken}
+	if t.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
+	}
+	return tok, nil
 }

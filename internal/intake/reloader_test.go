@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 )
 
 func apiKey(id, key string) auth.APIKey { return auth.APIKey{ID: id, SHA256: auth.HashKey(id, key)} }
@@ -24,117 +26,6 @@ func fileDetectors() []auth.Detector {
 	return []auth.Detector{
 		{Name: "generic", Format: "generic", APIKeys: []auth.APIKey{apiKey("g1", "generic-key-1")}},
 		{Name: "falco", Format: "falco", APIKeys: []auth.APIKey{apiKey("f1", "falco-key-1")}},
-	}
-}
-
-func TestDetectorsFileRoundTrip(t *testing.T) {
-	for _, name := range []string{"detectors.yaml", "detectors.json"} {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, name)
-			in := DetectorsFile{Detectors: fileDetectors()}
-			in.Detectors[0].APIKeys[0].NotAfter = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-			in.Detectors[0].APIKeys[0].SecretRef = "secret://intake/generic/g1/abcd"
-			if err := WriteDetectorsFile(path, in); err != nil {
-				t.Fatal(err)
-			}
-			fi, err := os.Stat(path)
-			if err != nil || fi.Mode().Perm() != 0o600 {
-				t.Fatalf("mode %v, %v; want 0600", fi.Mode(), err)
-			}
-			if left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(left) != 0 {
-				t.Fatalf("temporary files left: %v", left)
-			}
-			out, err := LoadDetectorsFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k := out.Detectors[0].APIKeys[0]
-			if out.Version != DetectorsFileVersion || len(out.Detectors) != 2 || !k.NotAfter.Equal(in.Detectors[0].APIKeys[0].NotAfter) ||
-				k.SecretRef != "secret://intake/generic/g1/abcd" || k.SHA256 != auth.HashKey("g1", "generic-key-1") {
-				t.Fatalf("read back %+v", out)
-			}
-		})
-	}
-}
-
-func TestLoadDetectorsFileRefuses(t *testing.T) {
-	good := fmt.Sprintf("version: 1\ndetectors:\n  - name: generic\n    format: generic\n    api_keys:\n      - id: g1\n        sha256: %s\n", auth.HashKey("g1", "k"))
-	tests := []struct {
-		name, file, content, want string
-	}{
-		{"unknown key", "d.yaml", good + "extra: 1\n", "extra"},
-		{"unknown json key", "d.json", `{"version":1,"detectors":[],"x":1}`, "unknown field"},
-		{"empty", "d.yaml", "version: 1\ndetectors: []\n", "no detectors"},
-		{"bad hash", "d.yaml", strings.Replace(good, auth.HashKey("g1", "k"), "abc", 1), "64 hex"},
-		{"future version", "d.yaml", strings.Replace(good, "version: 1", "version: 2", 1), "version 2"},
-		{"not yaml", "d.yaml", "{{{", "parse"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), tt.file)
-			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := LoadDetectorsFile(p); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %v, want %q", err, tt.want)
-			}
-		})
-	}
-	p := filepath.Join(t.TempDir(), "d.yaml")
-	os.WriteFile(p, []byte(good), 0o600)
-	if _, err := LoadDetectorsFile(p); err != nil {
-		t.Fatalf("good file refused: %v", err)
-	}
-	if err := WriteDetectorsFile(p, DetectorsFile{}); err == nil {
-		t.Fatal("wrote an empty detectors file")
-	}
-}
-
-// TestUpdateDetectorsFileLocks adds detectors from many goroutines at once:
-// none is lost.
-func TestUpdateDetectorsFileLocks(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "detectors.yaml")
-	const n = 12
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			name := fmt.Sprintf("d%02d", i)
-			err := UpdateDetectorsFile(context.Background(), path, func(f *DetectorsFile) (bool, error) {
-				f.Detectors = append(f.Detectors, auth.Detector{Name: name, Format: "generic", APIKeys: []auth.APIKey{apiKey("k", name)}})
-				return true, nil
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	f, err := LoadDetectorsFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Detectors) != n {
-		t.Fatalf("%d detectors after %d concurrent additions", len(f.Detectors), n)
-	}
-	// An unchanged update does not rewrite the file.
-	before, _ := os.Stat(path)
-	if err := UpdateDetectorsFile(context.Background(), path, func(*DetectorsFile) (bool, error) { return false, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if after, _ := os.Stat(path); !os.SameFile(before, after) {
-		t.Fatal("an update without a change rewrote the file")
-	}
-	// A lock that cannot be had ends with the context.
-	unlock, err := lockFile(context.Background(), path+".lock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := UpdateDetectorsFile(ctx, path, func(*DetectorsFile) (bool, error) { return true, nil }); err == nil || !strings.Contains(err.Error(), "deadline") {
-		t.Fatalf("update while locked: %v", err)
 	}
 }
 
@@ -180,7 +71,7 @@ func newReloadEnv(t *testing.T) *reloadEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := &reloadEnv{path: filepath.Join(dir, "detectors.yaml"), log: &syncBuffer{}}
-	if err := WriteDetectorsFile(e.path, DetectorsFile{Detectors: fileDetectors()}); err != nil {
+	if err := detectorsfile.Write(e.path, detectorsfile.File{Detectors: fileDetectors()}); err != nil {
 		t.Fatal(err)
 	}
 	inline := []auth.Detector{{Name: "wazuh", Format: "wazuh", HMACSecrets: []auth.HMACSecret{{ID: "w1", Secret: wazuhHMAC}}}}
@@ -218,9 +109,9 @@ func (e *reloadEnv) authed(t *testing.T, detector, key string) bool {
 	return e.status(t, detector, key) != http.StatusUnauthorized
 }
 
-func (e *reloadEnv) update(t *testing.T, change func(f *DetectorsFile)) {
+func (e *reloadEnv) update(t *testing.T, change func(f *detectorsfile.File)) {
 	t.Helper()
-	err := UpdateDetectorsFile(context.Background(), e.path, func(f *DetectorsFile) (bool, error) { change(f); return true, nil })
+	err := detectorsfile.Update(context.Background(), e.path, func(f *detectorsfile.File) (bool, error) { change(f); return true, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +123,7 @@ func TestReloaderAppliesChanges(t *testing.T) {
 		t.Fatalf("first key: %d", s)
 	}
 	// Rotation: a second key, the first one ended.
-	e.update(t, func(f *DetectorsFile) {
+	e.update(t, func(f *detectorsfile.File) {
 		d := &f.Detectors[f.Detector("generic")]
 		d.APIKeys[0].NotAfter = time.Now().Add(-time.Second)
 		d.APIKeys = append(d.APIKeys, apiKey("g2", "generic-key-2"))
@@ -253,7 +144,7 @@ func TestReloaderAppliesChanges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.rl.Run(ctx); close(done) }()
-	e.update(t, func(f *DetectorsFile) {
+	e.update(t, func(f *detectorsfile.File) {
 		f.Detectors[f.Detector("falco")].APIKeys = []auth.APIKey{apiKey("f2", "falco-key-2")}
 	})
 	eventually(t, "poll reload", 5*time.Second, func() bool { return e.authed(t, "falco", "falco-key-2") })
@@ -308,7 +199,7 @@ func TestReloaderKeepsDetectorsOnBadFile(t *testing.T) {
 				t.Fatalf("logged the refusal %d times:\n%s", got, e.log.String())
 			}
 			// A fixed file is applied.
-			if err := WriteDetectorsFile(e.path, DetectorsFile{Detectors: []auth.Detector{
+			if err := detectorsfile.Write(e.path, detectorsfile.File{Detectors: []auth.Detector{
 				{Name: "generic", Format: "generic", APIKeys: []auth.APIKey{apiKey("g3", "generic-key-3")}},
 			}}); err != nil {
 				t.Fatal(err)
@@ -325,7 +216,7 @@ func TestReloaderKeepsDetectorsOnBadFile(t *testing.T) {
 
 func writeRaw(t *testing.T, path, content string) {
 	t.Helper()
-	if err := writeAtomic(path, []byte(content)); err != nil {
+	if err := fsutil.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -335,7 +226,7 @@ func writeRaw(t *testing.T, path, content string) {
 // detector's previous definition, and the rest of the file still applies.
 func TestReloaderServesOnlyWhatTheHandlerCan(t *testing.T) {
 	e := newReloadEnv(t)
-	e.update(t, func(f *DetectorsFile) {
+	e.update(t, func(f *detectorsfile.File) {
 		f.Detectors = append(f.Detectors, auth.Detector{Name: "newcomer", Format: "generic", APIKeys: []auth.APIKey{apiKey("n1", "new-key")}})
 		f.Detectors = append(f.Detectors, auth.Detector{Name: "bogus", Format: "no-such-format", APIKeys: []auth.APIKey{apiKey("b1", "bogus-key")}})
 		f.Detectors[f.Detector("falco")].Format = "generic"
@@ -389,7 +280,7 @@ func TestReloadDuringTraffic(t *testing.T) {
 		})
 	}
 	for i := range 30 {
-		e.update(t, func(f *DetectorsFile) {
+		e.update(t, func(f *detectorsfile.File) {
 			d := &f.Detectors[f.Detector("generic")]
 			d.APIKeys = append(d.APIKeys[:1], apiKey(fmt.Sprintf("extra%d", i), fmt.Sprintf("extra-key-%d", i)))
 		})
