@@ -8,11 +8,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"go.temporal.io/sdk/activity"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
@@ -291,7 +296,17 @@ func containSequentially(ctx context.Context, pv *pveact.Activities, kc *kcact.A
 	call := func(fn func(context.Context, activities.ActionInput) (activities.ActionResult, error), action, step string, params map[string]string) (activities.ActionResult, error) {
 		in := activities.ActionInput{IncidentID: id, StepID: step, Action: action, Asset: asset(i),
 			Params: withDefaults(action, params), IdempotencyKey: id + "/" + step}
-		res, err := fn(ctx, in)
+		// The implementations heartbeat, so they run in an activity
+		// context: Temporal's test environment, without a server.
+		var s testsuite.WorkflowTestSuite
+		s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: action})
+		var res activities.ActionResult
+		v, err := env.ExecuteActivity(action, in)
+		if err == nil {
+			err = v.Get(&res)
+		}
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", action, err)
 		}
