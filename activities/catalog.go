@@ -264,8 +264,11 @@ type LedgerAppendInput struct {
 	Phase    string `json:",omitempty"`
 	StepID   string `json:",omitempty"`
 	Action   string `json:",omitempty"`
-	// Outcome is succeeded, failed, skipped, approved, denied, …
+	// Outcome is the workflow's word for what happened: succeeded,
+	// failed, skipped, approved, denied, "3 new" …
 	Outcome string `json:",omitempty"`
+	// Status is the entry's outcome class in the ledger (empty: [LedgerOK]).
+	Status LedgerStatus `json:",omitempty"`
 	// Approvals and Quorum are set on an approval: the distinct approvals
 	// of the step so far and how many it needs.
 	Approvals int `json:",omitempty"`
@@ -275,6 +278,18 @@ type LedgerAppendInput struct {
 	// Detail holds small extra facts (params, outputs, undo, evidence refs).
 	Detail map[string]string `json:",omitempty"`
 }
+
+// LedgerStatus is the outcome class of a ledger entry: a lowercase token
+// ([a-z][a-z_]*, at most 32 bytes). The constants are the common ones.
+type LedgerStatus string
+
+// Ledger outcome classes.
+const (
+	LedgerOK      LedgerStatus = "ok"      // done as asked
+	LedgerFailed  LedgerStatus = "failed"  // tried and failed
+	LedgerDenied  LedgerStatus = "denied"  // refused: approval, policy, abort
+	LedgerSkipped LedgerStatus = "skipped" // deliberately not run
+)
 
 // LedgerAppendResult is the result of [LedgerAppend].
 type LedgerAppendResult struct {
