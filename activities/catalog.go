@@ -29,6 +29,11 @@ type ActionInput struct {
 	Params map[string]string
 	// Asset is the incident's canonical asset (container) name.
 	Asset string
+	// Resolved is where the intake found Asset in the operator's inventory
+	// (nil: the incident was opened without one). An action whose asset
+	// parameter names Asset acts on this container instead of resolving the
+	// name again.
+	Resolved *AssetRef `json:",omitempty"`
 	// Drill is true in a drill: implementations must act on drill targets only
 	// and refuse anything else with [ErrTypePrecondition].
 	Drill bool
@@ -50,6 +55,18 @@ type ActionInput struct {
 	// lets an action run against a protected account (see
 	// [ErrTypeProtected]). Nothing an alert carries can set it.
 	Override *Override `json:",omitempty"`
+}
+
+// AssetRef locates a canonical asset: the container the operator's
+// inventory lists under Name. Only the intake's inventory fills it; nothing
+// an alert's labels say does.
+type AssetRef struct {
+	// Name is the canonical asset (container) name.
+	Name string
+	// Node is the Proxmox node the container runs on.
+	Node string
+	// VMID is the container's Proxmox VMID.
+	VMID int
 }
 
 // Override is the approval that lets an action act on a protected account:

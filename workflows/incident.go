@@ -121,7 +121,7 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		}
 	} else {
 		w.st = IncidentStatus{
-			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, Severity: in.Severity,
+			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, AssetRef: in.AssetRef, Severity: in.Severity,
 			Drill: in.Drill, DryRun: in.DryRun, OpenedBy: in.OpenedBy,
 			Playbook: in.Playbook, PlaybookVersion: in.PlaybookVersion,
 			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),

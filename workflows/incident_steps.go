@@ -194,7 +194,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 		opts.RetryPolicy = &rp
 	}
 	in := activities.ActionInput{
-		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset,
+		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset, Resolved: w.st.AssetRef,
 		Drill: w.drill(), DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + s.ID, LedgerSeq: w.st.LedgerSeq,
 	}
 	w.inheritInput(s.ID, &in)
@@ -321,7 +321,7 @@ func (w *incident) compensate(ctx workflow.Context) {
 		if err == nil {
 			in := activities.ActionInput{
 				IncidentID: w.st.IncidentID, StepID: c.StepID + ":compensate", Action: c.Action, Params: c.Params,
-				Asset: w.st.Asset, Drill: w.drill(), IdempotencyKey: w.st.IncidentID + "/" + c.StepID + "/compensate",
+				Asset: w.st.Asset, Resolved: w.st.AssetRef, Drill: w.drill(), IdempotencyKey: w.st.IncidentID + "/" + c.StepID + "/compensate",
 				LedgerSeq: w.st.LedgerSeq, Undo: c.Undo,
 			}
 			var res activities.ActionResult

@@ -77,6 +77,23 @@ func (x *call) resolve(ctx context.Context, asset string) (*ctRef, error) {
 	return ct, nil
 }
 
+// verify checks that the container the intake resolved still carries the
+// asset's name, with one read of its config, and returns it with its tags
+// (its status is read when needed: [call.status]).
+func (x *call) verify(ctx context.Context, r *activities.AssetRef) (*ctRef, error) {
+	ct := &ctRef{Node: r.Node, VMID: r.VMID}
+	x.ct = ct
+	var conf map[string]any
+	if err := x.get(ctx, ct.path("/config"), &conf); err != nil {
+		return nil, err
+	}
+	ct.Name, ct.Tags = str(conf["hostname"]), str(conf["tags"])
+	if !strings.EqualFold(ct.Name, r.Name) {
+		return nil, final(activities.ErrTypePrecondition, fmt.Sprintf("%s: %s is no longer asset %q (the intake resolved it there)", x.action, ct, r.Name))
+	}
+	return ct, nil
+}
+
 // resolveIP finds the container with a static address ip in its config.
 func (x *call) resolveIP(ctx context.Context, cts []*ctRef, ip netip.Addr, asset string) (*ctRef, error) {
 	var hits []*ctRef
@@ -199,6 +216,11 @@ func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput
 	var conf map[string]any
 	if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
 		return activities.ActionResult{}, err
+	}
+	if x.ct.Status == "" {
+		if x.ct.Status, err = x.status(ctx); err != nil {
+			return activities.ActionResult{}, err
+		}
 	}
 	ip := ""
 	for _, n := range netKeys(conf) {
