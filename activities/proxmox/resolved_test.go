@@ -1,6 +1,7 @@
 package proxmox
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,4 +59,27 @@ func TestResolvedAsset(t *testing.T) {
 			t.Fatalf("outputs %v", o)
 		}
 	})
+}
+
+// TestContainers: the inventory listing carries each container's location,
+// status, tags and the static addresses of all its interfaces.
+func TestContainers(t *testing.T) {
+	l := newLab(t)
+	cts, err := l.acts.Containers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Container
+	for i := range cts {
+		if i > 0 && cts[i-1].VMID >= cts[i].VMID {
+			t.Fatalf("not in vmid order: %d before %d", cts[i-1].VMID, cts[i].VMID)
+		}
+		if cts[i].VMID == 102 {
+			got = &cts[i]
+		}
+	}
+	if got == nil || got.Name != "iru-services" || got.Node != "pve2" || got.Status != "running" ||
+		!slices.Equal(got.Tags, []string{"iru", "services"}) || !slices.Contains(got.IPs, "10.20.20.12") || !slices.Contains(got.IPs, "10.20.40.12") {
+		t.Fatalf("CT 102 = %+v", got)
+	}
 }
