@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/testsuite"
+
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -32,7 +34,14 @@ func (f *storesFixture) signDay(t *testing.T, day time.Time, sign bool) string {
 	}
 	if sign {
 		acts := &housekeeping.Activities{Ledger: st.Ledger, Signer: st.Signer, Evidence: st.Evidence}
-		res, err := acts.SignDailyChains(ctx, workflows.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestActivityEnvironment()
+		env.RegisterActivity(acts.SignDailyChains)
+		var res workflows.SignDailyChainsResult
+		v, err := env.ExecuteActivity(acts.SignDailyChains, workflows.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
+		if err == nil {
+			err = v.Get(&res)
+		}
 		if err != nil || len(res.Chains) != 1 || res.Chains[0].Seq != 3 {
 			t.Fatalf("SignDailyChains = %+v, %v", res, err)
 		}
