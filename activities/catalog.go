@@ -29,6 +29,11 @@ type ActionInput struct {
 	Params map[string]string
 	// Asset is the incident's canonical asset (container) name.
 	Asset string
+	// Resolved is where the intake found Asset in the operator's inventory
+	// (nil: the incident was opened without one). An action whose asset
+	// parameter names Asset acts on this container instead of resolving the
+	// name again.
+	Resolved *AssetRef `json:",omitempty"`
 	// Drill is true in a drill: implementations must act on drill targets only
 	// and refuse anything else with [ErrTypePrecondition].
 	Drill bool
@@ -50,6 +55,18 @@ type ActionInput struct {
 	// lets an action run against a protected account (see
 	// [ErrTypeProtected]). Nothing an alert carries can set it.
 	Override *Override `json:",omitempty"`
+}
+
+// AssetRef locates a canonical asset: the container the operator's
+// inventory lists under Name. Only the intake's inventory fills it; nothing
+// an alert's labels say does.
+type AssetRef struct {
+	// Name is the canonical asset (container) name.
+	Name string
+	// Node is the Proxmox node the container runs on.
+	Node string
+	// VMID is the container's Proxmox VMID.
+	VMID int
 }
 
 // Override is the approval that lets an action act on a protected account:
@@ -264,8 +281,11 @@ type LedgerAppendInput struct {
 	Phase    string `json:",omitempty"`
 	StepID   string `json:",omitempty"`
 	Action   string `json:",omitempty"`
-	// Outcome is succeeded, failed, skipped, approved, denied, …
+	// Outcome is the workflow's word for what happened: succeeded,
+	// failed, skipped, approved, denied, "3 new" …
 	Outcome string `json:",omitempty"`
+	// Status is the entry's outcome class in the ledger (empty: [LedgerOK]).
+	Status LedgerStatus `json:",omitempty"`
 	// Approvals and Quorum are set on an approval: the distinct approvals
 	// of the step so far and how many it needs.
 	Approvals int `json:",omitempty"`
@@ -275,6 +295,18 @@ type LedgerAppendInput struct {
 	// Detail holds small extra facts (params, outputs, undo, evidence refs).
 	Detail map[string]string `json:",omitempty"`
 }
+
+// LedgerStatus is the outcome class of a ledger entry: a lowercase token
+// ([a-z][a-z_]*, at most 32 bytes). The constants are the common ones.
+type LedgerStatus string
+
+// Ledger outcome classes.
+const (
+	LedgerOK      LedgerStatus = "ok"      // done as asked
+	LedgerFailed  LedgerStatus = "failed"  // tried and failed
+	LedgerDenied  LedgerStatus = "denied"  // refused: approval, policy, abort
+	LedgerSkipped LedgerStatus = "skipped" // deliberately not run
+)
 
 // LedgerAppendResult is the result of [LedgerAppend].
 type LedgerAppendResult struct {

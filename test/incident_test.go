@@ -16,6 +16,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
@@ -51,11 +52,13 @@ func TestContainerCompromiseEndToEnd(t *testing.T) {
 	stateBefore := p.Lab.PVE.State()
 	before := containerByName(t, stateBefore, asset)
 
+	// The intake's inventory located the asset; the pve.* steps act there.
+	ref := &activities.AssetRef{Name: asset, Node: before.Node, VMID: before.VMID}
 	in := workflows.IncidentInput{
-		IncidentID: "INC-E2E-1", Key: "container-compromise:" + asset, Asset: asset, Severity: "critical",
+		IncidentID: "INC-E2E-1", Key: "container-compromise:" + asset, Asset: asset, AssetRef: ref, Severity: "critical",
 		Playbook: "container-compromise", OpenedBy: "system:intake",
 		Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "falco:shell:" + asset, Source: "falco", Rule: "Terminal shell in container",
-			Severity: "critical", Asset: asset, Summary: "shell spawned in api-gateway",
+			Severity: "critical", Asset: asset, AssetRef: ref, Summary: "shell spawned in api-gateway",
 			Labels:     map[string]string{"health_url": p.Lab.HealthURL(asset), "username": "jdoe", "realm": keycloak.Realm},
 			ObservedAt: time.Now().Add(-2 * time.Second), ReceivedAt: time.Now()}},
 	}

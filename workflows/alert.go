@@ -1,6 +1,10 @@
 package workflows
 
-import "time"
+import (
+	"time"
+
+	"github.com/iru-responder/responder/activities"
+)
 
 // Alert is one detector alert as the intake hands it to an incident: parsed,
 // authenticated, mapped to an asset. The raw request body is not kept;
@@ -19,6 +23,9 @@ type Alert struct {
 	Severity string
 	// Asset is the canonical asset (container) name from the inventory.
 	Asset string
+	// AssetRef is where the intake's inventory found Asset (nil: the
+	// inventory did not know it).
+	AssetRef *activities.AssetRef `json:",omitempty"`
 	// Summary is a one-line description for people.
 	Summary string
 	// Labels are the detector's labels and fields, flattened.
@@ -50,6 +57,9 @@ type IncidentInput struct {
 	Alerts []Alert
 	// Asset is the canonical asset (container) name.
 	Asset string
+	// AssetRef is where the intake's inventory found Asset (nil: unknown;
+	// actions then resolve the name themselves).
+	AssetRef *activities.AssetRef `json:",omitempty"`
 	// Severity is critical, high, medium, low or info.
 	Severity string
 	// Playbook and PlaybookVersion select the playbook ("" version: current).

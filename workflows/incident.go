@@ -121,7 +121,7 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		}
 	} else {
 		w.st = IncidentStatus{
-			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, Severity: in.Severity,
+			IncidentID: in.IncidentID, Key: in.Key, Asset: in.Asset, AssetRef: in.AssetRef, Severity: in.Severity,
 			Drill: in.Drill, DryRun: in.DryRun, OpenedBy: in.OpenedBy,
 			Playbook: in.Playbook, PlaybookVersion: in.PlaybookVersion,
 			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),
@@ -354,7 +354,7 @@ func (w *incident) finish(ctx workflow.Context) IncidentResult {
 		state, reason = w.halt.state, w.halt.reason
 	}
 	w.st.State, w.st.Reason, w.st.ClosedAt = state, reason, now
-	w.record(ctx, activities.LedgerAppendInput{Kind: "incident_closed", Actor: actorWorkflow, Outcome: state, Reason: reason},
+	w.record(ctx, activities.LedgerAppendInput{Kind: "incident_closed", Actor: actorWorkflow, Outcome: state, Status: closedStatus(state), Reason: reason},
 		TimelineEntry{What: "incident " + state, Reason: reason})
 	// Updates may still be running; wait for them, the notifications and
 	// the ledger so the audit trail is complete when the workflow closes.
@@ -472,4 +472,15 @@ func cmpOr(a ...string) string {
 		}
 	}
 	return ""
+}
+
+// closedStatus is the ledger outcome class of an incident's final state.
+func closedStatus(state string) activities.LedgerStatus {
+	switch state {
+	case StateAborted:
+		return activities.LedgerDenied
+	case StateEscalatedFailed:
+		return activities.LedgerFailed
+	}
+	return activities.LedgerOK
 }

@@ -255,7 +255,7 @@ func (w *incident) decide(ctx workflow.Context, in DecisionInput, approve bool, 
 		w.record(ctx, e, TimelineEntry{Actor: who, What: fmt.Sprintf("approved %s (%d/%d)", in.StepID, len(a.Approvals), a.Quorum)})
 	} else {
 		a.Denial, a.Outcome = &d, approvalDenied
-		e.Kind, e.Outcome = "denial", approvalDenied
+		e.Kind, e.Outcome, e.Status = "denial", approvalDenied, activities.LedgerDenied
 		w.record(ctx, e, TimelineEntry{Actor: who, What: "denied " + in.StepID})
 	}
 	w.acknowledge(ctx, by)

@@ -102,7 +102,7 @@ func (w *incident) requestProtectedApproval(ctx workflow.Context, s playbooks.St
 		Deadline: workflow.Now(ctx).UTC().Add(a.Timeout)}
 	st.Status, st.StartedAt, st.Summary = StepWaitingApproval, time.Time{}, reason
 	w.record(ctx, activities.LedgerAppendInput{Kind: "approval_requested", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-		Outcome: "protected_account", Reason: reason,
+		Outcome: "protected_account", Status: "protected_account", Reason: reason,
 		Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String(),
 			"realm": r.Realm, "user_id": r.UserID, "username": r.Username, "protected_because": why}},
 		TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d): protected account %s", s.ID, strings.Join(a.Roles, "|"), a.Quorum, account)})
@@ -150,7 +150,7 @@ func (w *incident) approveCompensation(ctx workflow.Context, c PendingCompensati
 	defer func() { w.compensationWaiting = "" }()
 	reason := fmt.Sprintf("the compensation of %s (%s) re-enables an account; it runs only when approved", c.StepID, c.Action)
 	w.record(ctx, activities.LedgerAppendInput{Kind: "approval_requested", Actor: actorWorkflow, StepID: c.StepID, Action: c.Action,
-		Outcome: "compensation", Reason: reason,
+		Outcome: "compensation", Status: "compensation", Reason: reason,
 		Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String(),
 			"realm": c.Params["realm"], "user_id": c.Params["user_id"]}},
 		TimelineEntry{What: fmt.Sprintf("approval requested for the compensation of %s (%s, quorum %d)", c.StepID, strings.Join(a.Roles, "|"), a.Quorum)})
@@ -170,7 +170,7 @@ func (w *incident) approveCompensation(ctx workflow.Context, c PendingCompensati
 		why = fmt.Sprintf("denied by %s: %s", cmpOr(d.By.Username, d.By.Subject), d.Reason)
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "denial", Actor: actorWorkflow, StepID: c.StepID, Action: c.Action,
-		Outcome: approvalDenied, Reason: "compensation " + why + "; the account stays disabled"},
+		Outcome: approvalDenied, Status: activities.LedgerDenied, Reason: "compensation " + why + "; the account stays disabled"},
 		TimelineEntry{What: "compensation of " + c.StepID + " not run (" + c.Action + ")"})
 	return false
 }

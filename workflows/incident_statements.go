@@ -164,7 +164,7 @@ func (w *incident) refused(ctx workflow.Context, kind, stepID string, claimed Ap
 		what += " on " + stepID
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "decision_rejected", Actor: cmpOr(claimed.Subject, "unknown"),
-		SourceIP: claimed.SourceIP, StepID: stepID, Outcome: "rejected", Reason: rejectionText(err),
+		SourceIP: claimed.SourceIP, StepID: stepID, Outcome: "rejected", Status: activities.LedgerDenied, Reason: rejectionText(err),
 		Detail: statementDetail(map[string]string{"message": kind, "claimed_username": claimed.Username,
 			"claimed_roles": strings.Join(claimed.Roles, ",")}, s)},
 		TimelineEntry{Actor: who, What: what})

@@ -117,7 +117,7 @@ func (w *incident) runStep(ctx workflow.Context, phase string, s playbooks.Step)
 		if !ok {
 			st.Status, st.FinishedAt, st.Summary = StepSkipped, workflow.Now(ctx).UTC(), "condition is false"
 			w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-				Outcome: StepSkipped, Reason: "condition is false"}, TimelineEntry{What: "skipped " + s.ID})
+				Outcome: StepSkipped, Status: activities.LedgerSkipped, Reason: "condition is false"}, TimelineEntry{What: "skipped " + s.ID})
 			return nil
 		}
 	}
@@ -175,7 +175,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	if w.in.DryRun && !act.DryRun {
 		st.Status, st.FinishedAt, st.Summary = StepSkipped, workflow.Now(ctx).UTC(), "dry run: the action cannot plan"
 		w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-			Outcome: StepSkipped, Reason: st.Summary}, TimelineEntry{What: "skipped " + s.ID})
+			Outcome: StepSkipped, Status: activities.LedgerSkipped, Reason: st.Summary}, TimelineEntry{What: "skipped " + s.ID})
 		return false
 	}
 	opts := act.Options()
@@ -194,7 +194,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 		opts.RetryPolicy = &rp
 	}
 	in := activities.ActionInput{
-		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset,
+		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset, Resolved: w.st.AssetRef,
 		Drill: w.drill(), DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + s.ID, LedgerSeq: w.st.LedgerSeq,
 	}
 	w.inheritInput(s.ID, &in)
@@ -267,7 +267,7 @@ func (w *incident) registerCompensation(ctx workflow.Context, s playbooks.Step, 
 func (w *incident) fail(ctx workflow.Context, s playbooks.Step, st *StepState, err error) {
 	st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), err.Error()
 	w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-		Outcome: StepFailed, Reason: err.Error()}, TimelineEntry{What: "failed " + s.ID + " (" + s.Action + ")"})
+		Outcome: StepFailed, Status: activities.LedgerFailed, Reason: err.Error()}, TimelineEntry{What: "failed " + s.ID + " (" + s.Action + ")"})
 	// A step that ran and failed may have changed part of what it was asked
 	// to (an isolation that failed at its last call). Its compensation is
 	// idempotent and works from what the action recorded, so it is
@@ -321,16 +321,16 @@ func (w *incident) compensate(ctx workflow.Context) {
 		if err == nil {
 			in := activities.ActionInput{
 				IncidentID: w.st.IncidentID, StepID: c.StepID + ":compensate", Action: c.Action, Params: c.Params,
-				Asset: w.st.Asset, Drill: w.drill(), IdempotencyKey: w.st.IncidentID + "/" + c.StepID + "/compensate",
+				Asset: w.st.Asset, Resolved: w.st.AssetRef, Drill: w.drill(), IdempotencyKey: w.st.IncidentID + "/" + c.StepID + "/compensate",
 				LedgerSeq: w.st.LedgerSeq, Undo: c.Undo,
 			}
 			var res activities.ActionResult
 			err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, act.Options()), c.Action, in).Get(ctx, &res)
 		}
 		st := w.step(c.StepID)
-		outcome, reason := compCompensated, ""
+		outcome, status, reason := compCompensated, activities.LedgerStatus(compCompensated), ""
 		if err != nil {
-			outcome, reason = compFailed, err.Error()
+			outcome, status, reason = compFailed, activities.LedgerFailed, err.Error()
 		}
 		if st != nil {
 			st.Compensation = outcome
@@ -339,7 +339,7 @@ func (w *incident) compensate(ctx workflow.Context) {
 			}
 		}
 		w.record(ctx, activities.LedgerAppendInput{Kind: "compensation", Actor: actorWorkflow, StepID: c.StepID, Action: c.Action,
-			Outcome: outcome, Reason: reason}, TimelineEntry{What: "compensated " + c.StepID + " (" + c.Action + ")"})
+			Outcome: outcome, Status: status, Reason: reason}, TimelineEntry{What: "compensated " + c.StepID + " (" + c.Action + ")"})
 	}
 }
 
@@ -401,7 +401,7 @@ func (w *incident) drillApprove(ctx workflow.Context, s playbooks.Step, st *Step
 	st.Approval.Approvals = append(st.Approval.Approvals, Decision{By: by, Reason: reason, At: now, Via: "drill"})
 	st.Approval.Outcome = approvalDrillApproved
 	w.record(ctx, activities.LedgerAppendInput{Kind: "approval", Actor: DrillApproverSubject, StepID: s.ID, Action: s.Action,
-		Outcome: approvalDrillApproved, Reason: reason}, TimelineEntry{Actor: DrillApproverUsername, What: "approved " + s.ID + " (drill)"})
+		Outcome: approvalDrillApproved, Status: approvalDrillApproved, Reason: reason}, TimelineEntry{Actor: DrillApproverUsername, What: "approved " + s.ID + " (drill)"})
 }
 
 // approvalTimedOut applies the step's on_timeout policy.
@@ -411,13 +411,13 @@ func (w *incident) approvalTimedOut(ctx workflow.Context, s playbooks.Step, st *
 	case a.OnTimeout == playbooks.TimeoutAutoApprove && w.drill() && (a.DrillOnly || w.pb.Drill):
 		st.Approval.Outcome = approvalAutoApproved
 		w.record(ctx, activities.LedgerAppendInput{Kind: "approval", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-			Outcome: approvalAutoApproved, Reason: "drill: approval timed out, auto-approved"},
+			Outcome: approvalAutoApproved, Status: approvalAutoApproved, Reason: "drill: approval timed out, auto-approved"},
 			TimelineEntry{What: "auto-approved " + s.ID + " (drill)"})
 	case a.OnTimeout == playbooks.TimeoutDeny:
 		st.Approval.Denial = &Decision{By: Approver{Subject: actorWorkflow}, Reason: "approval timed out", At: now, Via: "timeout"}
 		st.Approval.Outcome = approvalDenied
 		w.record(ctx, activities.LedgerAppendInput{Kind: "denial", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-			Outcome: approvalDenied, Reason: "approval timed out"}, TimelineEntry{What: "denied " + s.ID + " (timeout)"})
+			Outcome: approvalDenied, Status: activities.LedgerDenied, Reason: "approval timed out"}, TimelineEntry{What: "denied " + s.ID + " (timeout)"})
 	case st.Approval.Escalations < a.MaxEscalations:
 		// escalate (also auto_approve outside a drill): notify the next
 		// tier and extend the wait.
@@ -427,7 +427,7 @@ func (w *incident) approvalTimedOut(ctx workflow.Context, s playbooks.Step, st *
 	default:
 		st.Approval.Outcome = approvalEscalatedFailed
 		w.record(ctx, activities.LedgerAppendInput{Kind: "approval", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-			Outcome: approvalEscalatedFailed, Reason: "no decision after every escalation"},
+			Outcome: approvalEscalatedFailed, Status: activities.LedgerFailed, Reason: "no decision after every escalation"},
 			TimelineEntry{What: "approval of " + s.ID + " ran out of escalations"})
 	}
 }

@@ -598,7 +598,10 @@ func TestDenyCompensatesInReverse(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
 	d := h.update(time.Minute, DenyUpdate, DecisionInput{StepID: "stop", Approver: lead, Reason: "production hours"})
 	h.approve(2*time.Minute, "disable", lead2)
-	res, st := h.run(input("wf-test"))
+	in := input("wf-test")
+	ref := activities.AssetRef{Name: "web-1", Node: "pve1", VMID: 121}
+	in.AssetRef = &ref
+	res, st := h.run(in)
 	if d.rejected != nil || !d.done {
 		t.Fatalf("deny: %+v", d)
 	}
@@ -618,6 +621,12 @@ func TestDenyCompensatesInReverse(t *testing.T) {
 	c, _ := h.fake.call("isolate:compensate")
 	if c.Action != activities.PVEUnisolate || c.Undo["prior"] != "state-of-isolate" || c.Params["asset"] != "web-1" {
 		t.Errorf("isolate compensation input = %+v", c)
+	}
+	// Actions and compensations act on where the intake found the asset.
+	for _, id := range []string{"isolate", "isolate:compensate"} {
+		if c, _ := h.fake.call(id); c.Resolved == nil || *c.Resolved != ref {
+			t.Errorf("%s resolved asset = %+v, want %+v", id, c.Resolved, ref)
+		}
 	}
 	for id, want := range map[string]string{"isolate": StepCompensated, "disable": StepCompensated, "stop": StepDenied, "enable": StepSkipped, "report": StepSucceeded} {
 		if got := stepStatus(st, id); got != want {

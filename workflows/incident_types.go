@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
@@ -141,10 +142,12 @@ type IncidentStatus struct {
 	Playbook        string
 	PlaybookVersion string
 	Asset           string
-	Severity        string
-	Drill           bool
-	DryRun          bool
-	OpenedBy        string
+	// AssetRef is where the intake's inventory found Asset (nil: unknown).
+	AssetRef *activities.AssetRef `json:",omitempty"`
+	Severity string
+	Drill    bool
+	DryRun   bool
+	OpenedBy string
 	// Labels are the first alert's labels (templates see them as .Labels).
 	Labels map[string]string `json:",omitempty"`
 	// Phase is the current (or last) phase.

@@ -24,7 +24,7 @@ func actionCalls(e *env) map[string]func() error {
 	alice := e.userID("alice")
 	sid := e.login("jdoe").SessionState
 	run := func(fn activities.Func, in activities.ActionInput) func() error {
-		return func() error { _, err := fn(e.ctx, in); return err }
+		return func() error { _, err := e.run(fn, in); return err }
 	}
 	return map[string]func() error{
 		"resolve":  run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"username": "alice"})),
@@ -84,7 +84,7 @@ func TestFaultClassification(t *testing.T) {
 func TestTokenHandling(t *testing.T) {
 	e := newEnv(t)
 	resolve := func() error {
-		_, err := e.acts.ResolveUser(e.ctx, input(activities.KCResolveUser, map[string]string{"username": "alice"}))
+		_, err := e.run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"username": "alice"}))
 		return err
 	}
 	for range 3 {
@@ -122,7 +122,7 @@ func TestTokenHandling(t *testing.T) {
 
 	t.Run("wrong secret", func(t *testing.T) {
 		bad := newEnv(t, func(c *Config) { c.ClientSecret = "wrong-secret-value" })
-		_, err := bad.acts.ResolveUser(bad.ctx, input(activities.KCResolveUser, map[string]string{"username": "alice"}))
+		_, err := bad.run(bad.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"username": "alice"}))
 		wantErr(t, err, activities.ErrTypePermission, true)
 		if strings.Contains(err.Error(), "wrong-secret-value") {
 			t.Fatal("error carries the client secret")
@@ -136,17 +136,17 @@ func TestServiceAccountWithoutRoles(t *testing.T) {
 	alice := e.userID("alice")
 	for name, call := range map[string]func() error{
 		"resolve": func() error {
-			_, err := e.acts.ResolveUser(e.ctx, input(activities.KCResolveUser, map[string]string{"username": alice}))
+			_, err := e.run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"username": alice}))
 			return err
 		},
 		"dry-run disable": func() error {
 			in := input(activities.KCDisableUser, map[string]string{"user_id": alice})
 			in.DryRun = true
-			_, err := e.acts.DisableUser(e.ctx, in)
+			_, err := e.run(e.acts.DisableUser, in)
 			return err
 		},
 		"revoke": func() error {
-			_, err := e.acts.RevokeRealm(e.ctx, input(activities.KCRevokeRealm, map[string]string{}))
+			_, err := e.run(e.acts.RevokeRealm, input(activities.KCRevokeRealm, map[string]string{}))
 			return err
 		},
 	} {

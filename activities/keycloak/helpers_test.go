@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/Nerzal/gocloak/v13"
+	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	kclab "github.com/iru-responder/responder/internal/lab/keycloak"
@@ -354,5 +357,23 @@ func wantErr(t *testing.T, err error, errType string, nonRetryable bool) {
 	}
 }
 
-// attemptOne is the attempt function outside a retry.
-func attemptOne(context.Context) int32 { return 1 }
+// run executes one action through Temporal's activity test environment,
+// as a worker would: with an activity context (logger, heartbeats, attempt
+// info), and its errors converted as a workflow receives them.
+func (e *env) run(fn activities.Func, in activities.ActionInput) (activities.ActionResult, error) {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(quietLogger)
+	te := s.NewTestActivityEnvironment()
+	te.RegisterActivity(fn)
+	v, err := te.ExecuteActivity(fn, in)
+	if err != nil {
+		return activities.ActionResult{}, err
+	}
+	var res activities.ActionResult
+	if err := v.Get(&res); err != nil {
+		return activities.ActionResult{}, fmt.Errorf("decode result: %w", err)
+	}
+	return res, nil
+}
+
+var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))

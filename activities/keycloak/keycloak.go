@@ -120,12 +120,7 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 	}
 	return &Activities{
 		cfg: cfg, gc: gc, evidence: evidence, secrets: secrets, now: time.Now,
-		attempt: func(ctx context.Context) int32 {
-			if activity.IsActivity(ctx) {
-				return activity.GetInfo(ctx).Attempt
-			}
-			return 1
-		},
+		attempt: func(ctx context.Context) int32 { return activity.GetInfo(ctx).Attempt },
 	}, nil
 }
 
@@ -388,25 +383,9 @@ func userAttrs(u *gocloak.User) map[string][]string {
 
 func (a *Activities) drillRealm(realm string) bool { return slices.Contains(a.cfg.DrillRealms, realm) }
 
-func logger(ctx context.Context) log.Logger {
-	if activity.IsActivity(ctx) {
-		return activity.GetLogger(ctx)
-	}
-	return nopLogger{}
-}
+func logger(ctx context.Context) log.Logger { return activity.GetLogger(ctx) }
 
-type nopLogger struct{}
-
-func (nopLogger) Debug(string, ...any) {}
-func (nopLogger) Info(string, ...any)  {}
-func (nopLogger) Warn(string, ...any)  {}
-func (nopLogger) Error(string, ...any) {}
-
-func heartbeat(ctx context.Context, details ...any) {
-	if activity.IsActivity(ctx) {
-		activity.RecordHeartbeat(ctx, details...)
-	}
-}
+func heartbeat(ctx context.Context, details ...any) { activity.RecordHeartbeat(ctx, details...) }
 
 // Ping checks that the service account can log in and read its realm; the
 // worker's self-test uses it.

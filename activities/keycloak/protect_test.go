@@ -69,11 +69,11 @@ func TestProtectedAccounts(t *testing.T) {
 				fn     func() error
 			}{
 				{activities.KCDisableUser, func() error {
-					_, err := e.acts.DisableUser(e.ctx, input(activities.KCDisableUser, map[string]string{"user_id": id}))
+					_, err := e.run(e.acts.DisableUser, input(activities.KCDisableUser, map[string]string{"user_id": id}))
 					return err
 				}},
 				{activities.KCLogoutUser, func() error {
-					_, err := e.acts.LogoutUser(e.ctx, input(activities.KCLogoutUser, map[string]string{"user_id": id}))
+					_, err := e.run(e.acts.LogoutUser, input(activities.KCLogoutUser, map[string]string{"user_id": id}))
 					return err
 				}},
 			} {
@@ -91,7 +91,7 @@ func TestProtectedAccounts(t *testing.T) {
 	t.Run("delete one session of a lead", func(t *testing.T) {
 		sid := e.login("bob").SessionState
 		n := len(e.sessions("bob"))
-		_, err := e.acts.DeleteSession(e.ctx, input(activities.KCDeleteSession, map[string]string{"session_id": sid}))
+		_, err := e.run(e.acts.DeleteSession, input(activities.KCDeleteSession, map[string]string{"session_id": sid}))
 		refusal(t, err)
 		if len(e.sessions("bob")) != n {
 			t.Fatal("bob's session ended without approval")
@@ -113,14 +113,14 @@ func TestProtectedAccounts(t *testing.T) {
 				{Subject: "a", Roles: []string{"ir-lead"}}, {Subject: "b", Roles: []string{"ir-lead"}}}}},
 		} {
 			in.Override = bad.o
-			_, err := e.acts.LogoutUser(e.ctx, in)
+			_, err := e.run(e.acts.LogoutUser, in)
 			refusal(t, err)
 			if len(e.sessions("bob")) == 0 {
 				t.Fatalf("%s: bob logged out", bad.name)
 			}
 		}
 		in.Override = admins(in.StepID, "carol", "dave")
-		if _, err := e.acts.LogoutUser(e.ctx, in); err != nil {
+		if _, err := e.run(e.acts.LogoutUser, in); err != nil {
 			t.Fatalf("logout with two ir-admins' approval: %v", err)
 		}
 		if n := len(e.sessions("bob")); n != 0 {
@@ -130,7 +130,7 @@ func TestProtectedAccounts(t *testing.T) {
 
 	t.Run("ordinary account runs on its own", func(t *testing.T) {
 		e.login("jdoe")
-		if _, err := e.acts.DisableUser(e.ctx, input(activities.KCDisableUser, map[string]string{"user_id": e.userID("jdoe")})); err != nil {
+		if _, err := e.run(e.acts.DisableUser, input(activities.KCDisableUser, map[string]string{"user_id": e.userID("jdoe")})); err != nil {
 			t.Fatalf("disable jdoe: %v", err)
 		}
 		if e.enabled("jdoe") {
@@ -141,7 +141,7 @@ func TestProtectedAccounts(t *testing.T) {
 	t.Run("dry run plans the approval", func(t *testing.T) {
 		in := input(activities.KCDisableUser, map[string]string{"user_id": e.userID("carol")})
 		in.DryRun = true
-		res, err := e.acts.DisableUser(e.ctx, in)
+		res, err := e.run(e.acts.DisableUser, in)
 		if err != nil || len(res.Plan) < 2 || !strings.Contains(res.Plan[0], "protected") {
 			t.Fatalf("dry run = %+v, %v; want a plan that names the protection", res, err)
 		}
@@ -157,19 +157,19 @@ func TestRealmsOutsideTheAllowList(t *testing.T) {
 	for _, realm := range []string{kclab.MasterRealm, "other"} {
 		for name, run := range map[string]func() error{
 			"resolve": func() error {
-				_, err := e.acts.ResolveUser(e.ctx, input(activities.KCResolveUser, map[string]string{"realm": realm, "username": "admin"}))
+				_, err := e.run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"realm": realm, "username": "admin"}))
 				return err
 			},
 			"disable": func() error {
-				_, err := e.acts.DisableUser(e.ctx, input(activities.KCDisableUser, map[string]string{"realm": realm, "user_id": "admin"}))
+				_, err := e.run(e.acts.DisableUser, input(activities.KCDisableUser, map[string]string{"realm": realm, "user_id": "admin"}))
 				return err
 			},
 			"logout": func() error {
-				_, err := e.acts.LogoutUser(e.ctx, input(activities.KCLogoutUser, map[string]string{"realm": realm, "user_id": "admin"}))
+				_, err := e.run(e.acts.LogoutUser, input(activities.KCLogoutUser, map[string]string{"realm": realm, "user_id": "admin"}))
 				return err
 			},
 			"revoke": func() error {
-				_, err := e.acts.RevokeRealm(e.ctx, input(activities.KCRevokeRealm, map[string]string{"realm": realm}))
+				_, err := e.run(e.acts.RevokeRealm, input(activities.KCRevokeRealm, map[string]string{"realm": realm}))
 				return err
 			},
 		} {

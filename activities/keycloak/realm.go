@@ -71,7 +71,7 @@ func (a *Activities) RevokeRealm(ctx context.Context, in activities.ActionInput)
 		return activities.ActionResult{Plan: plan}, nil
 	}
 	nb := a.now().Unix()
-	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
+	if activity.HasHeartbeatDetails(ctx) {
 		var prev int64
 		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil && prev > 0 {
 			nb = prev

@@ -22,7 +22,7 @@ func TestRevokeRealm(t *testing.T) {
 	in := input(activities.KCRevokeRealm, map[string]string{"push": "true"})
 	var first string
 	for i := range 2 {
-		res, err := e.acts.RevokeRealm(e.ctx, in)
+		res, err := e.run(e.acts.RevokeRealm, in)
 		if err != nil {
 			t.Fatalf("RevokeRealm #%d: %v", i, err)
 		}
@@ -66,7 +66,7 @@ func TestRotateClientSecret(t *testing.T) {
 	e := newEnv(t)
 	oldSecret := e.clientSecret(kclab.APIClientID)
 	in := input(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID})
-	res, err := e.acts.RotateClientSecret(e.ctx, in)
+	res, err := e.run(e.acts.RotateClientSecret, in)
 	if err != nil {
 		t.Fatalf("RotateClientSecret: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestRotateClientSecret(t *testing.T) {
 	}
 
 	t.Run("same step again does not rotate twice", func(t *testing.T) {
-		again, err := e.acts.RotateClientSecret(e.ctx, in)
+		again, err := e.run(e.acts.RotateClientSecret, in)
 		if err != nil {
 			t.Fatalf("RotateClientSecret again: %v", err)
 		}
@@ -103,7 +103,7 @@ func TestRotateClientSecret(t *testing.T) {
 		in2.IdempotencyKey = "inc-1/rotate-2"
 		before := e.clientSecret(kclab.APIClientID)
 		e.secrets.failNext = true
-		_, err := e.acts.RotateClientSecret(e.ctx, in2)
+		_, err := e.run(e.acts.RotateClientSecret, in2)
 		wantErr(t, err, "SecretSink", false)
 		regenerated := e.clientSecret(kclab.APIClientID)
 		if regenerated == before {
@@ -112,7 +112,7 @@ func TestRotateClientSecret(t *testing.T) {
 		if strings.Contains(err.Error(), regenerated) {
 			t.Fatalf("error carries the secret: %v", err)
 		}
-		res, err := e.acts.RotateClientSecret(e.ctx, in2) // the retry
+		res, err := e.run(e.acts.RotateClientSecret, in2) // the retry
 		if err != nil {
 			t.Fatalf("retry: %v", err)
 		}
@@ -129,12 +129,12 @@ func TestRotateClientSecret(t *testing.T) {
 		in3.IdempotencyKey = "inc-1/rotate-3"
 		before := e.clientSecret(kclab.APIClientID)
 		e.faults(kclab.Fault{Method: "POST", Path: "/admin/realms/iru/clients/*", Status: 503, Times: 1})
-		_, err := e.acts.RotateClientSecret(e.ctx, in3)
+		_, err := e.run(e.acts.RotateClientSecret, in3)
 		wantErr(t, err, ErrTypeUnavailable, false)
 		if e.clientSecret(kclab.APIClientID) != before {
 			t.Fatal("secret changed although the regenerate call failed")
 		}
-		res, err := e.acts.RotateClientSecret(e.ctx, in3)
+		res, err := e.run(e.acts.RotateClientSecret, in3)
 		if err != nil {
 			t.Fatalf("retry: %v", err)
 		}
@@ -144,15 +144,15 @@ func TestRotateClientSecret(t *testing.T) {
 		}
 	})
 	t.Run("refusals", func(t *testing.T) {
-		_, err := e.acts.RotateClientSecret(e.ctx, input(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.WorkerClientID}))
+		_, err := e.run(e.acts.RotateClientSecret, input(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.WorkerClientID}))
 		wantErr(t, err, activities.ErrTypePrecondition, true)
-		_, err = e.acts.RotateClientSecret(e.ctx, input(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.ConsoleClientID}))
+		_, err = e.run(e.acts.RotateClientSecret, input(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.ConsoleClientID}))
 		wantErr(t, err, activities.ErrTypePrecondition, true)
-		_, err = e.acts.RotateClientSecret(e.ctx, input(activities.KCRotateClientSecret, map[string]string{"client_id": "nope"}))
+		_, err = e.run(e.acts.RotateClientSecret, input(activities.KCRotateClientSecret, map[string]string{"client_id": "nope"}))
 		wantErr(t, err, activities.ErrTypeNotFound, true)
 	})
 	t.Run("events evidence redacts the secret", func(t *testing.T) {
-		res, err := e.acts.CollectEvents(e.ctx, input(activities.KCCollectEvents, map[string]string{"window": "1h"}))
+		res, err := e.run(e.acts.CollectEvents, input(activities.KCCollectEvents, map[string]string{"window": "1h"}))
 		if err != nil {
 			t.Fatalf("CollectEvents: %v", err)
 		}
@@ -203,7 +203,7 @@ func TestCollectEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := e.acts.CollectEvents(e.ctx, input(activities.KCCollectEvents, tt.params))
+			res, err := e.run(e.acts.CollectEvents, input(activities.KCCollectEvents, tt.params))
 			if err != nil {
 				t.Fatalf("CollectEvents: %v", err)
 			}
@@ -233,6 +233,6 @@ func TestCollectEvents(t *testing.T) {
 			}
 		})
 	}
-	_, err := e.acts.CollectEvents(e.ctx, input(activities.KCCollectEvents, map[string]string{"window": "-1h"}))
+	_, err := e.run(e.acts.CollectEvents, input(activities.KCCollectEvents, map[string]string{"window": "-1h"}))
 	wantErr(t, err, activities.ErrTypeBadParams, true)
 }

@@ -30,7 +30,7 @@ func TestResolveUser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for range 2 { // twice in a row: same answer
-				res, err := e.acts.ResolveUser(e.ctx, input(activities.KCResolveUser, map[string]string{"username": tt.ident}))
+				res, err := e.run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{"username": tt.ident}))
 				if tt.wantErrType != "" {
 					wantErr(t, err, tt.wantErrType, true)
 					continue
@@ -45,7 +45,7 @@ func TestResolveUser(t *testing.T) {
 		})
 	}
 	t.Run("missing parameter", func(t *testing.T) {
-		_, err := e.acts.ResolveUser(e.ctx, input(activities.KCResolveUser, map[string]string{}))
+		_, err := e.run(e.acts.ResolveUser, input(activities.KCResolveUser, map[string]string{}))
 		wantErr(t, err, activities.ErrTypeBadParams, true)
 	})
 }
@@ -56,7 +56,7 @@ func TestListSessions(t *testing.T) {
 	e.login("alice")
 	in := input(activities.KCListSessions, map[string]string{"user_id": e.userID("alice")})
 	for i := range 2 {
-		res, err := e.acts.ListSessions(e.ctx, in)
+		res, err := e.run(e.acts.ListSessions, in)
 		if err != nil {
 			t.Fatalf("ListSessions #%d: %v", i, err)
 		}
@@ -76,9 +76,9 @@ func TestListSessions(t *testing.T) {
 			t.Fatalf("evidence item = %+v", ev.item)
 		}
 	}
-	_, err := e.acts.ListSessions(e.ctx, input(activities.KCListSessions, map[string]string{"user_id": "00000000-0000-0000-0000-000000000000"}))
+	_, err := e.run(e.acts.ListSessions, input(activities.KCListSessions, map[string]string{"user_id": "00000000-0000-0000-0000-000000000000"}))
 	wantErr(t, err, activities.ErrTypeNotFound, true)
-	_, err = e.acts.ListSessions(e.ctx, input(activities.KCListSessions, map[string]string{"user_id": "../../master"}))
+	_, err = e.run(e.acts.ListSessions, input(activities.KCListSessions, map[string]string{"user_id": "../../master"}))
 	wantErr(t, err, activities.ErrTypeBadParams, true)
 }
 
@@ -90,7 +90,7 @@ func TestDisableEnableUser(t *testing.T) {
 
 	var undo map[string]string
 	for i := range 2 { // the second call is a retry after the first one's effect
-		res, err := e.acts.DisableUser(e.ctx, in)
+		res, err := e.run(e.acts.DisableUser, in)
 		if err != nil {
 			t.Fatalf("DisableUser #%d: %v", i, err)
 		}
@@ -112,7 +112,7 @@ func TestDisableEnableUser(t *testing.T) {
 	enable := input(activities.KCEnableUser, map[string]string{"user_id": id})
 	enable.Undo = undo
 	for i := range 2 {
-		res, err := e.acts.EnableUser(e.ctx, enable)
+		res, err := e.run(e.acts.EnableUser, enable)
 		if err != nil {
 			t.Fatalf("EnableUser #%d: %v", i, err)
 		}
@@ -136,7 +136,7 @@ func TestEnableUserRestoresPriorState(t *testing.T) {
 
 	t.Run("already disabled stays disabled", func(t *testing.T) {
 		e.setEnabled("jdoe", false)
-		res, err := e.acts.DisableUser(e.ctx, disable)
+		res, err := e.run(e.acts.DisableUser, disable)
 		if err != nil {
 			t.Fatalf("DisableUser: %v", err)
 		}
@@ -145,7 +145,7 @@ func TestEnableUserRestoresPriorState(t *testing.T) {
 		}
 		enable := input(activities.KCEnableUser, map[string]string{"user_id": id})
 		enable.Undo = res.Undo
-		out, err := e.acts.EnableUser(e.ctx, enable)
+		out, err := e.run(e.acts.EnableUser, enable)
 		if err != nil {
 			t.Fatalf("EnableUser: %v", err)
 		}
@@ -155,28 +155,28 @@ func TestEnableUserRestoresPriorState(t *testing.T) {
 		e.setEnabled("jdoe", true)
 	})
 	t.Run("disabled again by another step", func(t *testing.T) {
-		res, err := e.acts.DisableUser(e.ctx, disable)
+		res, err := e.run(e.acts.DisableUser, disable)
 		if err != nil {
 			t.Fatalf("DisableUser: %v", err)
 		}
 		e.setAttr("jdoe", DisabledByAttribute, "other-incident/step")
 		enable := input(activities.KCEnableUser, map[string]string{"user_id": id})
 		enable.Undo = res.Undo
-		_, err = e.acts.EnableUser(e.ctx, enable)
+		_, err = e.run(e.acts.EnableUser, enable)
 		wantErr(t, err, activities.ErrTypePrecondition, true)
 		if e.enabled("jdoe") {
 			t.Fatal("jdoe re-enabled over another step's containment")
 		}
 		e.setAttr("jdoe", DisabledByAttribute)
-		_, err = e.acts.EnableUser(e.ctx, enable)
+		_, err = e.run(e.acts.EnableUser, enable)
 		wantErr(t, err, activities.ErrTypePrecondition, true) // disabled outside the platform
 		e.setEnabled("jdoe", true)
 	})
 	t.Run("recovery step without undo uses the marker", func(t *testing.T) {
-		if _, err := e.acts.DisableUser(e.ctx, disable); err != nil {
+		if _, err := e.run(e.acts.DisableUser, disable); err != nil {
 			t.Fatalf("DisableUser: %v", err)
 		}
-		res, err := e.acts.EnableUser(e.ctx, input(activities.KCEnableUser, map[string]string{"user_id": id}))
+		res, err := e.run(e.acts.EnableUser, input(activities.KCEnableUser, map[string]string{"user_id": id}))
 		if err != nil {
 			t.Fatalf("EnableUser: %v", err)
 		}
@@ -194,7 +194,7 @@ func TestLogoutUser(t *testing.T) {
 		t.Fatal("fresh token inactive")
 	}
 	in := input(activities.KCLogoutUser, map[string]string{"user_id": e.userID("asmith")})
-	res, err := e.acts.LogoutUser(e.ctx, in)
+	res, err := e.run(e.acts.LogoutUser, in)
 	if err != nil {
 		t.Fatalf("LogoutUser: %v", err)
 	}
@@ -212,7 +212,7 @@ func TestLogoutUser(t *testing.T) {
 			t.Fatal("refresh token still works after logout")
 		}
 	}
-	res, err = e.acts.LogoutUser(e.ctx, in)
+	res, err = e.run(e.acts.LogoutUser, in)
 	if err != nil {
 		t.Fatalf("LogoutUser again: %v", err)
 	}
@@ -226,7 +226,7 @@ func TestDeleteSession(t *testing.T) {
 	keep := e.login("jdoe")
 	kill := e.login("jdoe")
 	in := input(activities.KCDeleteSession, map[string]string{"session_id": kill.SessionState})
-	if _, err := e.acts.DeleteSession(e.ctx, in); err != nil {
+	if _, err := e.run(e.acts.DeleteSession, in); err != nil {
 		t.Fatalf("DeleteSession: %v", err)
 	}
 	ss := e.sessions("jdoe")
@@ -238,13 +238,14 @@ func TestDeleteSession(t *testing.T) {
 	}
 
 	t.Run("first attempt: 404 is final", func(t *testing.T) {
-		_, err := e.acts.DeleteSession(e.ctx, in)
+		_, err := e.run(e.acts.DeleteSession, in)
 		wantErr(t, err, activities.ErrTypeNotFound, true)
 	})
 	t.Run("retried attempt: 404 means done", func(t *testing.T) {
+		prev := e.acts.attempt
 		e.acts.attempt = func(context.Context) int32 { return 2 }
-		defer func() { e.acts.attempt = attemptOne }()
-		res, err := e.acts.DeleteSession(e.ctx, in)
+		defer func() { e.acts.attempt = prev }()
+		res, err := e.run(e.acts.DeleteSession, in)
 		if err != nil {
 			t.Fatalf("retried DeleteSession: %v", err)
 		}
@@ -253,7 +254,7 @@ func TestDeleteSession(t *testing.T) {
 		}
 		bad := in
 		bad.Params = map[string]string{"realm": "nosuchrealm", "session_id": kill.SessionState}
-		_, err = e.acts.DeleteSession(e.ctx, bad)
+		_, err = e.run(e.acts.DeleteSession, bad)
 		wantErr(t, err, activities.ErrTypeNotFound, true)
 	})
 }
@@ -272,31 +273,31 @@ func TestDrillTargets(t *testing.T) {
 		run  func() error
 	}{
 		{"resolve", func() error {
-			_, err := e.acts.ResolveUser(e.ctx, drill(activities.KCResolveUser, map[string]string{"username": "alice"}))
+			_, err := e.run(e.acts.ResolveUser, drill(activities.KCResolveUser, map[string]string{"username": "alice"}))
 			return err
 		}},
 		{"disable", func() error {
-			_, err := e.acts.DisableUser(e.ctx, drill(activities.KCDisableUser, map[string]string{"user_id": alice}))
+			_, err := e.run(e.acts.DisableUser, drill(activities.KCDisableUser, map[string]string{"user_id": alice}))
 			return err
 		}},
 		{"logout", func() error {
-			_, err := e.acts.LogoutUser(e.ctx, drill(activities.KCLogoutUser, map[string]string{"user_id": alice}))
+			_, err := e.run(e.acts.LogoutUser, drill(activities.KCLogoutUser, map[string]string{"user_id": alice}))
 			return err
 		}},
 		{"delete session", func() error {
-			_, err := e.acts.DeleteSession(e.ctx, drill(activities.KCDeleteSession, map[string]string{"session_id": e.login("alice").SessionState}))
+			_, err := e.run(e.acts.DeleteSession, drill(activities.KCDeleteSession, map[string]string{"session_id": e.login("alice").SessionState}))
 			return err
 		}},
 		{"revoke realm", func() error {
-			_, err := e.acts.RevokeRealm(e.ctx, drill(activities.KCRevokeRealm, map[string]string{}))
+			_, err := e.run(e.acts.RevokeRealm, drill(activities.KCRevokeRealm, map[string]string{}))
 			return err
 		}},
 		{"rotate client", func() error {
-			_, err := e.acts.RotateClientSecret(e.ctx, drill(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
+			_, err := e.run(e.acts.RotateClientSecret, drill(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
 			return err
 		}},
 		{"collect realm events", func() error {
-			_, err := e.acts.CollectEvents(e.ctx, drill(activities.KCCollectEvents, map[string]string{}))
+			_, err := e.run(e.acts.CollectEvents, drill(activities.KCCollectEvents, map[string]string{}))
 			return err
 		}},
 	}
@@ -309,7 +310,7 @@ func TestDrillTargets(t *testing.T) {
 		t.Fatal("a refused drill action changed alice")
 	}
 	t.Run("acts on a drill target", func(t *testing.T) {
-		res, err := e.acts.DisableUser(e.ctx, drill(activities.KCDisableUser, map[string]string{"user_id": asmith}))
+		res, err := e.run(e.acts.DisableUser, drill(activities.KCDisableUser, map[string]string{"user_id": asmith}))
 		if err != nil {
 			t.Fatalf("DisableUser: %v", err)
 		}
@@ -317,12 +318,12 @@ func TestDrillTargets(t *testing.T) {
 			t.Fatalf("asmith not disabled: %+v", res)
 		}
 		e.setClientAttr(kclab.APIClientID, DrillAttribute, "true")
-		rot, err := e.acts.RotateClientSecret(e.ctx, drill(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
+		rot, err := e.run(e.acts.RotateClientSecret, drill(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
 		if err != nil || rot.Outputs["secret_ref"] == "" {
 			t.Fatalf("RotateClientSecret on a drill client: %v (%+v)", err, rot)
 		}
 		sid := e.login("jdoe").SessionState // jdoe is no target
-		_, err = e.acts.DeleteSession(e.ctx, drill(activities.KCDeleteSession, map[string]string{"session_id": sid}))
+		_, err = e.run(e.acts.DeleteSession, drill(activities.KCDeleteSession, map[string]string{"session_id": sid}))
 		wantErr(t, err, activities.ErrTypePrecondition, true)
 	})
 }
@@ -347,28 +348,28 @@ func TestDryRunChangesNothing(t *testing.T) {
 		run  func() (activities.ActionResult, error)
 	}{
 		{"disable", func() (activities.ActionResult, error) {
-			return e.acts.DisableUser(e.ctx, dry(activities.KCDisableUser, map[string]string{"user_id": alice}))
+			return e.run(e.acts.DisableUser, dry(activities.KCDisableUser, map[string]string{"user_id": alice}))
 		}},
 		{"enable", func() (activities.ActionResult, error) {
-			return e.acts.EnableUser(e.ctx, dry(activities.KCEnableUser, map[string]string{"user_id": e.userID("carol")}))
+			return e.run(e.acts.EnableUser, dry(activities.KCEnableUser, map[string]string{"user_id": e.userID("carol")}))
 		}},
 		{"logout", func() (activities.ActionResult, error) {
-			return e.acts.LogoutUser(e.ctx, dry(activities.KCLogoutUser, map[string]string{"user_id": bob}))
+			return e.run(e.acts.LogoutUser, dry(activities.KCLogoutUser, map[string]string{"user_id": bob}))
 		}},
 		{"delete session", func() (activities.ActionResult, error) {
-			return e.acts.DeleteSession(e.ctx, dry(activities.KCDeleteSession, map[string]string{"session_id": sid}))
+			return e.run(e.acts.DeleteSession, dry(activities.KCDeleteSession, map[string]string{"session_id": sid}))
 		}},
 		{"list sessions", func() (activities.ActionResult, error) {
-			return e.acts.ListSessions(e.ctx, dry(activities.KCListSessions, map[string]string{"user_id": alice}))
+			return e.run(e.acts.ListSessions, dry(activities.KCListSessions, map[string]string{"user_id": alice}))
 		}},
 		{"revoke realm", func() (activities.ActionResult, error) {
-			return e.acts.RevokeRealm(e.ctx, dry(activities.KCRevokeRealm, map[string]string{}))
+			return e.run(e.acts.RevokeRealm, dry(activities.KCRevokeRealm, map[string]string{}))
 		}},
 		{"rotate secret", func() (activities.ActionResult, error) {
-			return e.acts.RotateClientSecret(e.ctx, dry(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
+			return e.run(e.acts.RotateClientSecret, dry(activities.KCRotateClientSecret, map[string]string{"client_id": kclab.APIClientID}))
 		}},
 		{"collect events", func() (activities.ActionResult, error) {
-			return e.acts.CollectEvents(e.ctx, dry(activities.KCCollectEvents, map[string]string{"window": "1h"}))
+			return e.run(e.acts.CollectEvents, dry(activities.KCCollectEvents, map[string]string{"window": "1h"}))
 		}},
 	}
 	for _, s := range steps {

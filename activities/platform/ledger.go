@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -21,37 +22,6 @@ func actor(s string) string {
 		return s
 	}
 	return "system:" + s
-}
-
-// status maps the workflow's outcome ("succeeded", "approved",
-// "3 new" …) onto a ledger status: its first word, normalised.
-func status(outcome string) ledger.Status {
-	o := strings.ToLower(strings.TrimSpace(outcome))
-	if f := strings.Fields(o); len(f) > 1 {
-		if _, err := fmt.Sscan(f[0], new(int)); err == nil {
-			return ledger.StatusOK // "3 new": a count of new alerts
-		}
-		o = f[0]
-	}
-	switch {
-	case o == "", o == "ok", o == "succeeded", o == "approved", o == "resolved", o == "opened", o == "acknowledged":
-		return ledger.StatusOK
-	case o == "denied", o == "rejected", o == "aborted":
-		return ledger.StatusDenied
-	case o == "skipped":
-		return ledger.StatusSkipped
-	case o == "timed_out", o == "timeout":
-		return ledger.StatusTimedOut
-	case o == "cancelled", o == "canceled":
-		return ledger.StatusCancelled
-	case o == "failed", o == "escalated_failed", o == "error":
-		return ledger.StatusFailed
-	default:
-		if strings.Trim(o, "abcdefghijklmnopqrstuvwxyz_") == "" {
-			return ledger.Status(o)
-		}
-		return ledger.StatusOK
-	}
 }
 
 // LedgerAppend implements [activities.LedgerAppend]. The sequence number
@@ -94,7 +64,7 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		Action:         action,
 		Target:         target,
 		Params:         params, // the whole entry but its time, hashed; the chain stores the digest
-		Outcome:        ledger.Outcome{Status: status(in.Outcome), Detail: detail},
+		Outcome:        ledger.Outcome{Status: ledger.Status(cmp.Or(in.Status, activities.LedgerOK)), Detail: detail},
 		Decision:       dec,
 		IdempotencyKey: fmt.Sprintf("%s/%d", in.IncidentID, in.Seq),
 	}

@@ -12,31 +12,6 @@ import (
 	"github.com/iru-responder/responder/internal/ledger"
 )
 
-func TestStatus(t *testing.T) {
-	tests := []struct {
-		in   string
-		want ledger.Status
-	}{
-		{"", ledger.StatusOK},
-		{"succeeded", ledger.StatusOK},
-		{"approved 1/1", ledger.StatusOK},
-		{"3 new", ledger.StatusOK},
-		{"denied", ledger.StatusDenied},
-		{"failed", ledger.StatusFailed},
-		{"escalated_failed", ledger.StatusFailed},
-		{"skipped", ledger.StatusSkipped},
-		{"compensated", ledger.Status("compensated")},
-		{"Weird-Thing!", ledger.StatusOK},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			if got := status(tt.in); got != tt.want {
-				t.Errorf("status(%q) = %q, want %q", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestActor(t *testing.T) {
 	for in, want := range map[string]string{"": "system:workflow", "workflow": "system:workflow", "keycloak:iru/bob": "keycloak:iru/bob", "system:intake": "system:intake"} {
 		if got := actor(in); got != want {
@@ -69,5 +44,47 @@ func TestLedgerAppendRerun(t *testing.T) {
 	in.Outcome = "failed" // a different entry at the same seq is a conflict
 	if _, err := a.LedgerAppend(ctx, in); err == nil || !strings.Contains(err.Error(), "already holds") {
 		t.Fatalf("conflicting entry: err = %v", err)
+	}
+}
+
+// TestLedgerAppendStatus: the ledger stores the status the workflow sends,
+// whatever the outcome's wording; no status is ok.
+func TestLedgerAppendStatus(t *testing.T) {
+	ctx := context.Background()
+	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := &Activities{Ledger: ledger.New(st, nil)}
+	tests := []struct {
+		outcome string
+		status  activities.LedgerStatus
+		want    ledger.Status
+	}{
+		{"3 new", "", ledger.StatusOK},
+		{"failed", "", ledger.StatusOK}, // the wording alone decides nothing
+		{"succeeded", activities.LedgerFailed, ledger.StatusFailed},
+		{"denied", activities.LedgerDenied, ledger.StatusDenied},
+		{"compensated", "compensated", ledger.Status("compensated")},
+	}
+	for i, tt := range tests {
+		in := activities.LedgerAppendInput{IncidentID: "INC-1", Seq: int64(i + 1), At: time.Unix(1700000000, 0), Kind: "step", Actor: "workflow",
+			Outcome: tt.outcome, Status: tt.status}
+		if _, err := a.LedgerAppend(ctx, in); err != nil {
+			t.Fatalf("append %d: %v", i+1, err)
+		}
+	}
+	var got []ledger.Status
+	if err := st.Entries(ctx, "INC-1", func(e ledger.Entry) error { got = append(got, e.Outcome.Status); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(tests) {
+		t.Fatalf("%d entries, want %d", len(got), len(tests))
+	}
+	for i, tt := range tests {
+		if got[i] != tt.want {
+			t.Errorf("entry %d (outcome %q, status %q): stored %q, want %q", i+1, tt.outcome, tt.status, got[i], tt.want)
+		}
 	}
 }

@@ -48,6 +48,10 @@ func TestResolveAsset(t *testing.T) {
 	if typ, fin := errType(t, err); typ != activities.ErrTypeNotFound || !fin {
 		t.Fatalf("unknown asset: %s %v", typ, fin)
 	}
+	_, err = run(t, l.acts, input(activities.PVEResolveAsset, "tag:iru", nil)) // four containers carry it
+	if typ, fin := errType(t, err); typ != activities.ErrTypeBadParams || !fin || !contains(err.Error(), "ambiguous") {
+		t.Fatalf("ambiguous tag: %s %v: %v", typ, fin, err)
+	}
 }
 
 // TestActionsIdempotent runs each action twice: the second run succeeds

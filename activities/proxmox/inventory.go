@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 
 	goprox "github.com/luthermonson/go-proxmox"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/asset"
 )
 
 // Container is one LXC container as an asset inventory sees it.
@@ -31,28 +31,21 @@ func (a *Activities) Containers(ctx context.Context) ([]Container, error) {
 	if err := x.get(ctx, "/cluster/resources?type=vm", &res); err != nil {
 		return nil, err
 	}
-	var out []Container
+	var list []asset.Asset
+	var status []string
 	for _, r := range res {
 		if r.Type != "lxc" {
 			continue
 		}
-		ref := &ctRef{Node: r.Node, VMID: int(r.VMID), Name: r.Name, Tags: r.Tags, Status: r.Status}
-		c := Container{Name: r.Name, Node: r.Node, VMID: int(r.VMID), Status: r.Status}
-		c.Tags = strings.FieldsFunc(r.Tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
-		x.ct = ref
-		var conf map[string]any
-		if err := x.get(ctx, ref.path("/config"), &conf); err != nil {
-			return nil, err
-		}
-		for _, n := range netKeys(conf) {
-			kv := parseProps(str(conf[n]))
-			for _, k := range []string{"ip", "ip6"} {
-				if p, err := netip.ParsePrefix(kv[k]); err == nil {
-					c.IPs = append(c.IPs, p.Addr().String())
-				}
-			}
-		}
-		out = append(out, c)
+		list = append(list, asset.Asset{Name: r.Name, Node: r.Node, VMID: int(r.VMID), Tags: splitTags(r.Tags)})
+		status = append(status, r.Status)
+	}
+	if err := x.addresses(ctx, list); err != nil {
+		return nil, err
+	}
+	out := make([]Container, len(list))
+	for i, c := range list {
+		out[i] = Container{Name: c.Name, Node: c.Node, VMID: c.VMID, Status: status[i], Tags: c.Tags, IPs: c.IPs}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out, nil

@@ -627,7 +627,13 @@ func (a *Activities) begin(ctx context.Context, in activities.ActionInput, actio
 	if asset == "" {
 		return nil, final(activities.ErrTypeBadParams, action+": no asset given (parameter asset)")
 	}
-	ct, err := x.resolve(ctx, asset)
+	var ct *ctRef
+	var err error
+	if r := in.Resolved; r != nil && strings.EqualFold(r.Name, asset) {
+		ct, err = x.verify(ctx, r)
+	} else {
+		ct, err = x.resolve(ctx, asset)
+	}
 	if err != nil {
 		return nil, err
 	}

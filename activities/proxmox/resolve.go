@@ -12,99 +12,103 @@ import (
 	goprox "github.com/luthermonson/go-proxmox"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/asset"
 )
 
 var reNetKey = regexp.MustCompile(`^net[0-9]+$`)
 
 // resolve finds the container of an asset: a vmid ("100"), a hostname
 // ("api-gateway"), "tag:<tag>" (exactly one container with the tag) or an
-// IP address of one of its interfaces.
-func (x *call) resolve(ctx context.Context, asset string) (*ctRef, error) {
+// IP address of one of its interfaces, through the same [asset.Index] the
+// intake's inventory uses.
+func (x *call) resolve(ctx context.Context, name string) (*ctRef, error) {
 	var res []goprox.ClusterResource
 	if err := x.get(ctx, "/cluster/resources?type=vm", &res); err != nil {
 		return nil, err
 	}
-	var cts []*ctRef
+	var list []asset.Asset
+	status := map[int]string{}
 	for _, r := range res {
 		if r.Type != "lxc" { // PVE has no type=lxc filter
 			continue
 		}
-		cts = append(cts, &ctRef{Node: r.Node, VMID: int(r.VMID), Name: r.Name, Tags: r.Tags, Status: r.Status})
+		list = append(list, asset.Asset{Name: r.Name, Node: r.Node, VMID: int(r.VMID), Tags: splitTags(r.Tags)})
+		status[int(r.VMID)] = r.Status
 	}
-	sort.Slice(cts, func(i, j int) bool { return cts[i].VMID < cts[j].VMID })
-	pick := func(match func(*ctRef) bool, how string) (*ctRef, error) {
-		var hits []*ctRef
-		for _, c := range cts {
-			if match(c) {
-				hits = append(hits, c)
-			}
-		}
-		switch len(hits) {
-		case 0:
-			return nil, nil
-		case 1:
-			return hits[0], nil
-		}
-		names := make([]string, len(hits))
-		for i, h := range hits {
-			names[i] = h.String()
-		}
-		return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: asset %q is ambiguous (%s): %s", x.action, asset, how, strings.Join(names, ", ")))
-	}
-	var ct *ctRef
-	var err error
+	sort.Slice(list, func(i, j int) bool { return list[i].VMID < list[j].VMID })
+	ix := asset.NewIndex(list)
+	var hits []asset.Asset
+	how := "name"
 	switch {
-	case isDigits(asset):
-		id, _ := strconv.Atoi(asset)
-		ct, err = pick(func(c *ctRef) bool { return c.VMID == id }, "vmid")
-	case strings.HasPrefix(asset, "tag:"):
-		tag := strings.TrimPrefix(asset, "tag:")
-		ct, err = pick(func(c *ctRef) bool { return hasTag(c.Tags, tag) }, "tag")
+	case isDigits(name):
+		hits, how = ix.ByVMID(name), "vmid"
+	case strings.HasPrefix(name, "tag:"):
+		hits, how = ix.ByTag(strings.TrimPrefix(name, "tag:")), "tag"
 	default:
-		ct, err = pick(func(c *ctRef) bool { return strings.EqualFold(c.Name, asset) }, "name")
-		if ct == nil && err == nil {
-			if ip, perr := netip.ParseAddr(asset); perr == nil {
-				ct, err = x.resolveIP(ctx, cts, ip, asset)
+		hits = ix.ByName(name)
+		if _, err := netip.ParseAddr(name); len(hits) == 0 && err == nil {
+			if err := x.addresses(ctx, list); err != nil {
+				return nil, err
 			}
+			hits, how = asset.NewIndex(list).ByIP(name), "address"
 		}
 	}
-	if err != nil {
-		return nil, err
+	refs := make([]*ctRef, len(hits))
+	for i, h := range hits {
+		refs[i] = &ctRef{Node: h.Node, VMID: h.VMID, Name: h.Name, Tags: strings.Join(h.Tags, ";"), Status: status[h.VMID]}
 	}
-	if ct == nil {
-		return nil, final(activities.ErrTypeNotFound, fmt.Sprintf("%s: no container matches asset %q (by vmid, name, tag: or IP address)", x.action, asset))
+	switch len(refs) {
+	case 0:
+		return nil, final(activities.ErrTypeNotFound, fmt.Sprintf("%s: no container matches asset %q (by vmid, name, tag: or IP address)", x.action, name))
+	case 1:
+		return refs[0], nil
 	}
-	return ct, nil
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.String()
+	}
+	return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: asset %q is ambiguous (%s): %s", x.action, name, how, strings.Join(names, ", ")))
 }
 
-// resolveIP finds the container with a static address ip in its config.
-func (x *call) resolveIP(ctx context.Context, cts []*ctRef, ip netip.Addr, asset string) (*ctRef, error) {
-	var hits []*ctRef
-	for _, c := range cts {
+// addresses fills in each container's static addresses (netN ip=, ip6=)
+// from its config.
+func (x *call) addresses(ctx context.Context, list []asset.Asset) error {
+	prev := x.ct
+	defer func() { x.ct = prev }()
+	for i := range list {
+		c := &list[i]
+		x.ct = &ctRef{Node: c.Node, VMID: c.VMID, Name: c.Name}
 		var conf map[string]any
-		prev := x.ct
-		x.ct = c
-		err := x.get(ctx, c.path("/config"), &conf)
-		x.ct = prev
-		if err != nil {
-			return nil, err
+		if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
+			return err
 		}
 		for _, n := range netKeys(conf) {
 			kv := parseProps(str(conf[n]))
 			for _, k := range []string{"ip", "ip6"} {
-				if p, err := netip.ParsePrefix(kv[k]); err == nil && p.Addr() == ip {
-					hits = append(hits, c)
+				if p, err := netip.ParsePrefix(kv[k]); err == nil {
+					c.IPs = append(c.IPs, p.Addr().String())
 				}
 			}
 		}
 	}
-	if len(hits) > 1 {
-		return nil, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: asset %q is ambiguous (address on %s and %s)", x.action, asset, hits[0], hits[1]))
+	return nil
+}
+
+// verify checks that the container the intake resolved still carries the
+// asset's name, with one read of its config, and returns it with its tags
+// (its status is read when needed: [call.status]).
+func (x *call) verify(ctx context.Context, r *activities.AssetRef) (*ctRef, error) {
+	ct := &ctRef{Node: r.Node, VMID: r.VMID}
+	x.ct = ct
+	var conf map[string]any
+	if err := x.get(ctx, ct.path("/config"), &conf); err != nil {
+		return nil, err
 	}
-	if len(hits) == 1 {
-		return hits[0], nil
+	ct.Name, ct.Tags = str(conf["hostname"]), str(conf["tags"])
+	if !strings.EqualFold(ct.Name, r.Name) {
+		return nil, final(activities.ErrTypePrecondition, fmt.Sprintf("%s: %s is no longer asset %q (the intake resolved it there)", x.action, ct, r.Name))
 	}
-	return nil, nil
+	return ct, nil
 }
 
 func isDigits(s string) bool {
@@ -199,6 +203,11 @@ func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput
 	var conf map[string]any
 	if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
 		return activities.ActionResult{}, err
+	}
+	if x.ct.Status == "" {
+		if x.ct.Status, err = x.status(ctx); err != nil {
+			return activities.ActionResult{}, err
+		}
 	}
 	ip := ""
 	for _, n := range netKeys(conf) {

@@ -3,11 +3,13 @@ package intake
 import (
 	"bytes"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/spool"
 )
@@ -30,6 +32,9 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 		{"generic", fixture(t, "generic_single.json"), bearer(genericKey), 1},
 		{"generic", fixture(t, "generic_batch.json"), bearer(genericKey), 2},
 		{"generic", genericAlert("ghost-9", 1), bearer(genericKey), 1},
+		// Labels that name another container's node and vmid locate nothing.
+		{"generic", []byte(`{"source":"storm","rule":"ContainerShell","severity":"high","asset":"web-1","summary":"forged",` +
+			`"labels":{"node":"pve2","vmid":"122","pve_node":"pve2","proxmox_vmid":"122"},"observed_at":"2024-05-01T12:00:00Z"}`), bearer(genericKey), 1},
 	}
 	for _, p := range posts {
 		r := e.post(p.detector, p.body, p.hdr...)
@@ -54,7 +59,7 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 	want := map[string]int{
 		"incident:data-exfiltration:web-1":          1,
 		"incident:data-exfiltration:db-1":           2, // Alertmanager by hostname, generic by IP
-		"incident:container-compromise:web-1":       1,
+		"incident:container-compromise:web-1":       2, // falco + the forged labels
 		"incident:failed-auth-threshold:web-1":      1,
 		"incident:key-compromise:vault-1":           1,
 		"incident:failed-auth-threshold:keycloak-1": 2, // firing (generic) + resolved
@@ -75,6 +80,16 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 		if "incident:"+in.Key != id || in.IncidentID == "" || in.Playbook == "" || in.Asset == "" || !strings.Contains(in.OpenedBy, "/") {
 			t.Errorf("%s start input %+v", id, in)
 		}
+		// The asset's location is the inventory's, whatever the labels say.
+		want := inventoryRef(in.Asset)
+		if !reflect.DeepEqual(in.AssetRef, want) {
+			t.Errorf("%s start asset ref %+v, want %+v", id, in.AssetRef, want)
+		}
+		for _, a := range alerts[id] {
+			if !reflect.DeepEqual(a.AssetRef, inventoryRef(a.Asset)) {
+				t.Errorf("%s alert %q asset ref %+v, want %+v", id, a.Summary, a.AssetRef, inventoryRef(a.Asset))
+			}
+		}
 	}
 	falco := alerts["incident:container-compromise:web-1"][0]
 	if falco.ObservedAt.UnixNano() != 1714566896789012345 || falco.Labels["evt.time"] != "1714566896789012345" {
@@ -90,9 +105,19 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 	if starts["incident:failed-auth-threshold:web-1"].OpenedBy != "wazuh/w1" {
 		t.Errorf("opened by %q", starts["incident:failed-auth-threshold:web-1"].OpenedBy)
 	}
-	if st := e.h.Stats(); st.Accepted != 10 || st.Rejected != 0 || st.Unauthorized != 0 {
+	if st := e.h.Stats(); st.Accepted != 11 || st.Rejected != 0 || st.Unauthorized != 0 {
 		t.Errorf("handler stats %+v", st)
 	}
+}
+
+// inventoryRef is where testAssets put an asset (nil: not listed).
+func inventoryRef(name string) *activities.AssetRef {
+	for _, a := range testAssets {
+		if a.Name == name {
+			return &activities.AssetRef{Name: a.Name, Node: a.Node, VMID: a.VMID}
+		}
+	}
+	return nil
 }
 
 func mapsKeys[V any](m map[string]V) func(func(string) bool) {

@@ -45,6 +45,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
@@ -430,8 +431,6 @@ func (d Decision) Record(openedBy string, now time.Time) forward.Record {
 		Playbook: d.Route.Playbook,
 		RuleName: d.Route.RuleName,
 		Mapped:   d.Asset.Mapped,
-		Node:     d.Asset.Asset.Node,
-		VMID:     d.Asset.Asset.VMID,
 		Resolved: d.Alert.Resolved,
 		OpenedBy: openedBy,
 		Alert: workflows.Alert{
@@ -441,12 +440,23 @@ func (d Decision) Record(openedBy string, now time.Time) forward.Record {
 			Rule:        d.Alert.Rule,
 			Severity:    d.Alert.Severity,
 			Asset:       d.Asset.Asset.Name,
+			AssetRef:    d.assetRef(),
 			Summary:     d.Alert.Summary,
 			Labels:      d.Labels,
 			ObservedAt:  d.Alert.ObservedAt,
 			ReceivedAt:  now,
 		},
 	}
+}
+
+// assetRef is where the inventory found the alert's asset; nil when the
+// inventory did not know it (the alert's own names never locate a target).
+func (d Decision) assetRef() *activities.AssetRef {
+	a := d.Asset.Asset
+	if !d.Asset.Mapped || a.Node == "" || a.VMID <= 0 {
+		return nil
+	}
+	return &activities.AssetRef{Name: a.Name, Node: a.Node, VMID: a.VMID}
 }
 
 func newID() string {

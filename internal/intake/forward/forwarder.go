@@ -447,6 +447,7 @@ func incidentInput(key string, recs []Record) workflows.IncidentInput {
 		IncidentID: IncidentID(first.Alert),
 		Key:        key,
 		Asset:      first.Alert.Asset,
+		AssetRef:   first.Alert.AssetRef,
 		Severity:   sev,
 		Playbook:   first.Playbook,
 		OpenedBy:   first.OpenedBy,

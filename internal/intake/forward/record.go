@@ -26,9 +26,6 @@ type Record struct {
 	// (Alert.Asset is then the raw name; the alert carries label
 	// "iru.unmapped"="true").
 	Mapped bool `json:"mapped"`
-	// Node and VMID locate a mapped asset.
-	Node string `json:"node,omitempty"`
-	VMID int    `json:"vmid,omitempty"`
 	// Resolved alerts update a running incident but never open one.
 	Resolved bool `json:"resolved,omitempty"`
 	// OpenedBy is the authenticated detector identity.

@@ -10,32 +10,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/iru-responder/responder/internal/asset"
 	"github.com/iru-responder/responder/internal/intake/parse"
 )
 
 // Asset is one canonical asset: an LXC container on a Proxmox node.
-type Asset struct {
-	// Name is the canonical container name (the incident's asset).
-	Name string
-	// Node is the Proxmox node the container runs on.
-	Node string
-	// VMID is the Proxmox VMID (0: none).
-	VMID int
-	// Hostname is the container's host name, if it differs from Name.
-	Hostname string
-	// IPs are the container's addresses.
-	IPs []string
-	// Aliases are other names detectors use: container ids, DNS names.
-	Aliases []string
-	// Tags are the asset's tags (Proxmox tags), for routing rules.
-	Tags []string
-}
+type Asset = asset.Asset
 
 // Source lists all assets (the API server's is built over the Proxmox
 // cluster resources and container configuration).
@@ -89,12 +74,8 @@ type Inventory struct {
 	lastErr     error
 }
 
-type index struct {
-	names map[string]*Asset // lower-cased name, hostname, alias; nil: ambiguous
-	ips   map[netip.Addr]*Asset
-	vmids map[int]*Asset
-	n     int
-}
+// index is the inventory's current asset index.
+type index struct{ *asset.Index }
 
 // New returns an empty inventory over src; call [Inventory.Refresh] or
 // [Inventory.Run] to fill it. Resolve refreshes on a miss by itself.
@@ -120,7 +101,7 @@ func New(src Source, opts Options) *Inventory {
 }
 
 // Len returns the number of assets known.
-func (inv *Inventory) Len() int { return inv.idx.Load().n }
+func (inv *Inventory) Len() int { return inv.idx.Load().Len() }
 
 // Refresh reloads the assets from the source now. Concurrent callers share
 // one source call.
@@ -228,57 +209,7 @@ func unmapped(hints []parse.AssetHint) Match {
 	return Match{Asset: Asset{Name: Unknown}}
 }
 
-func build(assets []Asset) *index {
-	ix := &index{
-		names: make(map[string]*Asset),
-		ips:   make(map[netip.Addr]*Asset),
-		vmids: make(map[int]*Asset),
-	}
-	for i := range assets {
-		a := &assets[i]
-		if a.Name == "" {
-			continue
-		}
-		ix.n++
-		seen := map[string]bool{}
-		for _, n := range append([]string{a.Name, a.Hostname}, a.Aliases...) {
-			key := strings.ToLower(strings.TrimSpace(n))
-			if key == "" || seen[key] {
-				continue
-			}
-			seen[key] = true
-			claim(ix.names, key, a)
-		}
-		for _, s := range a.IPs {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(stripPrefix(s))); err == nil {
-				claim(ix.ips, ip.Unmap(), a)
-			}
-		}
-		if a.VMID > 0 {
-			claim(ix.vmids, a.VMID, a)
-		}
-	}
-	return ix
-}
-
-// claim records that key names a; a key two assets claim is ambiguous and
-// maps to nothing.
-func claim[K comparable](m map[K]*Asset, key K, a *Asset) {
-	if prev, ok := m[key]; ok && prev != a {
-		m[key] = nil
-		return
-	}
-	m[key] = a
-}
-
-// stripPrefix turns "10.0.0.5/24" (Proxmox interface notation) into the
-// address.
-func stripPrefix(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
+func build(assets []Asset) *index { return &index{asset.NewIndex(assets)} }
 
 func (ix *index) lookup(hints []parse.AssetHint) (Match, bool) {
 	for _, h := range hints {
@@ -289,49 +220,41 @@ func (ix *index) lookup(hints []parse.AssetHint) (Match, bool) {
 	return Match{}, false
 }
 
+// find returns the one asset a hint names (nil: none, or ambiguous).
 func (ix *index) find(h parse.AssetHint) *Asset {
 	v := strings.TrimSpace(h.Value)
 	switch h.Kind {
 	case parse.HintNode:
 		return nil // a node names many assets
 	case parse.HintVMID:
-		return ix.byVMID(v)
+		return one(ix.ByVMID(v))
 	case parse.HintIP:
-		return ix.byIP(v)
+		return one(ix.ByIP(v))
 	}
-	key := strings.ToLower(v)
-	if a := ix.names[key]; a != nil {
+	if a := one(ix.ByName(v)); a != nil {
 		return a
 	}
-	if a := ix.byIP(v); a != nil {
+	if a := one(ix.ByIP(v)); a != nil {
 		return a
 	}
 	if h.Kind == parse.HintName {
-		if a := ix.byVMID(v); a != nil {
+		if a := one(ix.ByVMID(v)); a != nil {
 			return a
 		}
 	}
 	// A fully qualified name whose first label is a known name.
-	if short, _, ok := strings.Cut(key, "."); ok && short != "" {
+	if short, _, ok := strings.Cut(v, "."); ok && short != "" {
 		if _, err := netip.ParseAddr(v); err != nil {
-			return ix.names[short]
+			return one(ix.ByName(short))
 		}
 	}
 	return nil
 }
 
-func (ix *index) byVMID(v string) *Asset {
-	id, err := strconv.Atoi(v)
-	if err != nil || id <= 0 {
+// one returns the only asset of l (nil: none, or ambiguous).
+func one(l []Asset) *Asset {
+	if len(l) != 1 {
 		return nil
 	}
-	return ix.vmids[id]
-}
-
-func (ix *index) byIP(v string) *Asset {
-	ip, err := netip.ParseAddr(v)
-	if err != nil {
-		return nil
-	}
-	return ix.ips[ip.Unmap()]
+	return &l[0]
 }

@@ -1,0 +1,85 @@
+package proxmox
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/lab/pve"
+)
+
+// TestResolvedAsset: an action whose asset is the incident's acts on the
+// container the intake resolved (no cluster-wide lookup), but only while
+// that container still carries the asset's name; an asset parameter that
+// names another container is resolved as before.
+func TestResolvedAsset(t *testing.T) {
+	l := newLab(t)
+	withRef := func(action, asset string, ref activities.AssetRef) activities.ActionInput {
+		in := input(action, asset, nil)
+		in.Asset, in.Resolved = ref.Name, &ref
+		return in
+	}
+	gateway := activities.AssetRef{Name: "api-gateway", Node: "pve1", VMID: 100}
+
+	t.Run("no lookup", func(t *testing.T) {
+		l.srv.SetFaults(pve.Fault{Method: "GET", Path: "/cluster/resources", ErrorRate: 1, ErrorStatus: 500})
+		defer l.srv.SetFaults()
+		res := mustRun(t, l.acts, withRef(activities.PVEResolveAsset, "api-gateway", gateway))
+		if o := res.Outputs; o["vmid"] != "100" || o["node"] != "pve1" || o["status"] != "running" || o["ip"] != "10.20.10.10" {
+			t.Fatalf("outputs %v", o)
+		}
+	})
+	t.Run("vmid no longer the asset", func(t *testing.T) {
+		forged := activities.AssetRef{Name: "api-gateway", Node: "pve2", VMID: 103} // the database
+		before := l.state(t)
+		_, err := run(t, l.acts, withRef(activities.PVEIsolate, "api-gateway", forged))
+		if typ, fin := errType(t, err); typ != activities.ErrTypePrecondition || !fin || !strings.Contains(err.Error(), "no longer asset") {
+			t.Fatalf("got %s/%v: %v", typ, fin, err)
+		}
+		if l.state(t) != before {
+			t.Fatal("a refused isolation changed the lab state")
+		}
+	})
+	t.Run("drill tag read from the config", func(t *testing.T) {
+		in := withRef(activities.PVEIsolate, "api-gateway", gateway)
+		in.Drill = true
+		before := l.state(t)
+		_, err := run(t, l.acts, in)
+		if typ, fin := errType(t, err); typ != activities.ErrTypePrecondition || !fin || !strings.Contains(err.Error(), "drill tag") {
+			t.Fatalf("got %s/%v: %v", typ, fin, err)
+		}
+		if l.state(t) != before {
+			t.Fatal("a refused drill isolation changed the lab state")
+		}
+	})
+	t.Run("another asset is resolved", func(t *testing.T) {
+		res := mustRun(t, l.acts, withRef(activities.PVEResolveAsset, "database", gateway))
+		if o := res.Outputs; o["vmid"] != "103" || o["node"] != "pve2" {
+			t.Fatalf("outputs %v", o)
+		}
+	})
+}
+
+// TestContainers: the inventory listing carries each container's location,
+// status, tags and the static addresses of all its interfaces.
+func TestContainers(t *testing.T) {
+	l := newLab(t)
+	cts, err := l.acts.Containers(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Container
+	for i := range cts {
+		if i > 0 && cts[i-1].VMID >= cts[i].VMID {
+			t.Fatalf("not in vmid order: %d before %d", cts[i-1].VMID, cts[i].VMID)
+		}
+		if cts[i].VMID == 102 {
+			got = &cts[i]
+		}
+	}
+	if got == nil || got.Name != "iru-services" || got.Node != "pve2" || got.Status != "running" ||
+		!slices.Equal(got.Tags, []string{"iru", "services"}) || !slices.Contains(got.IPs, "10.20.20.12") || !slices.Contains(got.IPs, "10.20.40.12") {
+		t.Fatalf("CT 102 = %+v", got)
+	}
+}
