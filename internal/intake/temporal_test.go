@@ -77,7 +77,7 @@ func temporalSetup(tb testing.TB) (client.Client, string) {
 
 func queryCount(tb testing.TB, c client.Client, workflowID string) alertCount {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	v, err := c.QueryWorkflow(ctx, workflowID, "", countQuery)
 	if err != nil {
