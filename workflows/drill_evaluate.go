@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,7 +31,7 @@ func EvaluateDrill(rep *DrillReport, in DrillInput, res *IncidentResult, final *
 		rep.Phases = measurePhases(*final, metrics)
 	}
 	if rep.State != StateResolved {
-		rep.Failures = append(rep.Failures, fmt.Sprintf("incident ended %s, want %s: %s", cmpOr(rep.State, "unknown"), StateResolved, rep.Reason))
+		rep.Failures = append(rep.Failures, fmt.Sprintf("incident ended %s, want %s: %s", cmp.Or(rep.State, "unknown"), StateResolved, rep.Reason))
 	}
 	for _, a := range rep.AutoApproved {
 		if !a.Accepted {
