@@ -118,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	h.platform = &platform.Activities{
 		Ledger: h.stores.Ledger, Signer: h.stores.Signer, Verifier: h.stores.Signer, Evidence: h.stores.Evidence, Sink: sink,
-		Notifier: &notify.Notifier{Channels: cfg.Notify.Channels()}, UIBaseURL: cfg.UIBaseURL,
+		Notifier: &notify.Notifier{Channels: cfg.Notify.Channels()}, IncidentLink: incidentLink(cfg.UIBaseURL),
 	}
 	h.selftest = &selftest.Activities{
 		Order: []string{"hsm", "ledger", "evidence", "keycloak"},
@@ -155,7 +155,7 @@ func (h *Host) DataConverter() converter.DataConverter {
 // Register registers every workflow and activity on r; c is the worker's
 // own client (the report activity queries the incident through it).
 func (h *Host) Register(r Registry, c client.Client) {
-	h.platform.Temporal = c
+	h.platform.Status = incidentStatus(c)
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
