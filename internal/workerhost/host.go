@@ -168,7 +168,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.keyops.Register(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-	(&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
+	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
