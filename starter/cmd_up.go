@@ -424,7 +424,7 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch schedule: %w", err)
 	}
-	hk, err := housekeeping.EnsureSchedules(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	hk, err := schedules.EnsureHousekeeping(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
 		return fmt.Errorf("housekeeping schedules: %w", err)
 	}

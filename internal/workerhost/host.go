@@ -172,7 +172,9 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
-	(&housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}).Register(r)
+	hk := &housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}
+	r.RegisterActivityWithOptions(hk.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
+	r.RegisterActivityWithOptions(hk.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
 }
