@@ -23,7 +23,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/codec"
