@@ -81,13 +81,13 @@ func TestSchedulesOnDevServer(t *testing.T) {
 	defer cancel()
 	changes, err := schedules.EnsureHousekeeping(ctx, c.ScheduleClient(), queue)
 	if err != nil || changes[workflows.SignDailyChainsScheduleID] != "created" || changes[workflows.SweepEvidenceScheduleID] != "created" {
-		t.Fatalf("EnsureSchedules = %v, %v", changes, err)
+		t.Fatalf("EnsureHousekeeping = %v, %v", changes, err)
 	}
 	for _, id := range []string{workflows.SignDailyChainsScheduleID, workflows.SweepEvidenceScheduleID} {
 		t.Cleanup(func() { _ = c.ScheduleClient().GetHandle(context.Background(), id).Delete(context.Background()) })
 	}
 	if changes, err = schedules.EnsureHousekeeping(ctx, c.ScheduleClient(), queue); err != nil || changes[workflows.SweepEvidenceScheduleID] != "updated" {
-		t.Fatalf("second EnsureSchedules = %v, %v", changes, err)
+		t.Fatalf("second EnsureHousekeeping = %v, %v", changes, err)
 	}
 	for id, cron := range map[string]string{workflows.SignDailyChainsScheduleID: schedules.SignCron, workflows.SweepEvidenceScheduleID: schedules.SweepCron} {
 		d, err := c.ScheduleClient().GetHandle(ctx, id).Describe(ctx)
@@ -128,6 +128,6 @@ func TestSchedulesOnDevServer(t *testing.T) {
 	// On demand, as `starter evidence sweep` runs it: nothing left.
 	run, err := schedules.RunSweep(ctx, c, queue, housekeeping.SweepEvidenceInput{DryRun: true})
 	if err != nil || run.Result.Count != 0 || !strings.HasPrefix(run.WorkflowID, workflows.SweepEvidenceManualPrefix) {
-		t.Fatalf("RunSweepNow = %+v, %v", run, err)
+		t.Fatalf("RunSweep = %+v, %v", run, err)
 	}
 }
