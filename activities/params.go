@@ -207,6 +207,11 @@ type KeysRotateKEKParams struct {
 	ReasonParams
 }
 
+// IntakeKeyRefOutputPrefix prefixes the per-detector outputs of
+// [KeysRotateIntakeKeys]: "secret_ref_<detector>" is the secret reference
+// of the detector's new key.
+const IntakeKeyRefOutputPrefix = "secret_ref_"
+
 // KeysRotateIntakeKeysParams are the parameters of [KeysRotateIntakeKeys].
 type KeysRotateIntakeKeysParams struct {
 	Source string `param:"source" doc:"only this detector source (default: all)"`

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/logging"
@@ -430,7 +431,7 @@ func runDrillNow(ctx context.Context, c client.Client, d drills.Definition, by s
 		fmt.Fprintf(out, "drill %s started: workflow %s run %s\n", d.Name, run.GetID(), run.GetRunID())
 		return nil
 	}
-	var rep workflows.DrillReport
+	var rep drillreport.Report
 	if err := run.Get(ctx, &rep); err != nil {
 		return fmt.Errorf("drill %s (workflow %s): %w (is a worker running on task queue %q?)", d.Name, run.GetID(), err, workflows.TaskQueue)
 	}
@@ -441,7 +442,7 @@ func runDrillNow(ctx context.Context, c client.Client, d drills.Definition, by s
 			return err
 		}
 	} else {
-		fmt.Fprint(out, drills.Markdown(rep))
+		fmt.Fprint(out, drillreport.Markdown(rep))
 		if rep.MarkdownRef != "" {
 			fmt.Fprintf(out, "\nStored as %s and %s\n", rep.MarkdownRef, rep.JSONRef)
 		}

@@ -283,7 +283,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 			}
 		}
 		r.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
-		(&drillreport.Activities{Evidence: fake}).Register(r)
+		r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: fake}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 		registerDecisionKeys(r)
 	})
 
@@ -313,7 +313,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 	if !strings.HasPrefix(run.WorkflowID, "drill:trigger-canary") {
 		t.Errorf("drill workflow id %s", run.WorkflowID)
 	}
-	var rep workflows.DrillReport
+	var rep drillreport.Report
 	if err := c.GetWorkflow(ctx, run.WorkflowID, run.FirstExecutionRunID).Get(ctx, &rep); err != nil {
 		t.Fatalf("drill: %v", err)
 	}

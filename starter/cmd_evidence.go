@@ -15,6 +15,7 @@ import (
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/fsutil"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -93,7 +94,7 @@ func newEvidenceSweepCmd() *cobra.Command {
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				defer cancel()
 				return keysDial(ctx, func(ctx context.Context, c client.Client) error {
-					run, err := housekeeping.RunSweepNow(ctx, c, workflows.TaskQueue, workflows.SweepEvidenceInput{})
+					run, err := schedules.RunSweep(ctx, c, workflows.TaskQueue, housekeeping.SweepEvidenceInput{})
 					if err != nil {
 						return err
 					}
@@ -129,16 +130,16 @@ func evidenceSweepDryRun(ctx context.Context, l *evidence.Locker, at time.Time, 
 	if err != nil {
 		return err
 	}
-	res := workflows.SweepEvidenceResult{DryRun: true, Count: len(objs)}
+	res := housekeeping.SweepEvidenceResult{DryRun: true, Count: len(objs)}
 	for _, o := range objs {
-		res.Objects = append(res.Objects, workflows.SweptObject{Ref: string(o.Ref), Name: o.Name, Class: string(o.Class), RetainUntil: o.RetainUntil})
+		res.Objects = append(res.Objects, housekeeping.SweptObject{Ref: string(o.Ref), Name: o.Name, Class: string(o.Class), RetainUntil: o.RetainUntil})
 	}
 	fmt.Fprintf(out, "dry run at %s: nothing changed\n", at.UTC().Format(time.RFC3339))
 	printSweep(out, res)
 	return nil
 }
 
-func printSweep(w io.Writer, r workflows.SweepEvidenceResult) {
+func printSweep(w io.Writer, r housekeeping.SweepEvidenceResult) {
 	verb := "destroyed"
 	if r.DryRun {
 		verb = "would destroy"

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
@@ -39,9 +40,10 @@ func (f *storesFixture) signDay(t *testing.T, day time.Time, sign bool) string {
 		var s testsuite.WorkflowTestSuite
 		s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 		env := s.NewTestActivityEnvironment()
-		acts.Register(env)
-		var res workflows.SignDailyChainsResult
-		v, err := env.ExecuteActivity(workflows.SignDailyChainsActivity, workflows.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
+		env.RegisterActivityWithOptions(acts.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
+		env.RegisterActivityWithOptions(acts.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
+		var res housekeeping.SignDailyChainsResult
+		v, err := env.ExecuteActivity(workflows.SignDailyChainsActivity, housekeeping.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
 		if err == nil {
 			err = v.Get(&res)
 		}

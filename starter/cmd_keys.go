@@ -12,12 +12,12 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/logging"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -60,7 +60,7 @@ func newKeysScheduleCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return keysDial(cmd.Context(), func(ctx context.Context, c client.Client) error {
-				change, err := intakekeys.EnsureSchedule(ctx, c.ScheduleClient(), workflows.TaskQueue)
+				change, err := schedules.EnsureIntakeKeyRotation(ctx, c.ScheduleClient(), workflows.TaskQueue)
 				if err != nil {
 					return err
 				}
@@ -91,7 +91,7 @@ func newKeysRotateIntakeCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			return keysDial(ctx, func(ctx context.Context, c client.Client) error {
-				run, err := intakekeys.RunNow(ctx, c, workflows.TaskQueue, in)
+				run, err := schedules.RunIntakeKeyRotation(ctx, c, workflows.TaskQueue, in)
 				if err != nil {
 					return err
 				}
@@ -107,7 +107,7 @@ func newKeysRotateIntakeCmd() *cobra.Command {
 	return cmd
 }
 
-func printRotation(w io.Writer, r intakekeys.Run) {
+func printRotation(w io.Writer, r schedules.IntakeKeyRotationRun) {
 	fmt.Fprintf(w, "workflow %s\n", r.WorkflowID)
 	for _, p := range r.Result.Plan {
 		fmt.Fprintf(w, "  plan: %s\n", p)

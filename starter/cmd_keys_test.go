@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -123,7 +123,7 @@ func TestKeysAddDetectorNeedsAFile(t *testing.T) {
 
 func TestPrintRotation(t *testing.T) {
 	var b bytes.Buffer
-	printRotation(&b, intakekeys.Run{WorkflowID: "keys:intake-rotation:manual:1", Result: workflows.RotateIntakeKeysResult{
+	printRotation(&b, schedules.IntakeKeyRotationRun{WorkflowID: "keys:intake-rotation:manual:1", Result: workflows.RotateIntakeKeysResult{
 		Rotated: []workflows.RotatedIntakeKey{{Detector: "am", KeyID: "rot-1", SecretRef: "secret://intake/am/rot-1/aa"}},
 		Summary: "rotated the intake API keys of am",
 	}})

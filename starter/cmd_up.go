@@ -23,8 +23,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/iru-responder/responder/activities/housekeeping"
-	"github.com/iru-responder/responder/activities/intakekeys"
 	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/codec"
@@ -39,6 +37,7 @@ import (
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/logging"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
@@ -404,7 +403,7 @@ func (s *stack) startAPI(ctx context.Context) error {
 // incidents stopped outside the platform, and the daily housekeeping
 // (signing the ended days' audit chains, the evidence retention sweep).
 func (s *stack) schedules(ctx context.Context) error {
-	change, err := intakekeys.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	change, err := schedules.EnsureIntakeKeyRotation(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
 		return fmt.Errorf("intake key rotation schedule: %w", err)
 	}
@@ -424,7 +423,7 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch schedule: %w", err)
 	}
-	hk, err := housekeeping.EnsureSchedules(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	hk, err := schedules.EnsureHousekeeping(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
 		return fmt.Errorf("housekeeping schedules: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -34,14 +35,14 @@ func TestHousekeepingOnTheWorker(t *testing.T) {
 	}
 	time.Sleep(10 * time.Millisecond)
 
-	dry, err := housekeeping.RunSweepNow(ctx, p.Client, p.TaskQueue, workflows.SweepEvidenceInput{DryRun: true})
+	dry, err := schedules.RunSweep(ctx, p.Client, p.TaskQueue, housekeeping.SweepEvidenceInput{DryRun: true})
 	if err != nil || dry.Result.Count != 1 || dry.Result.Objects[0].Ref != string(ref) {
 		t.Fatalf("dry run = %+v, %v", dry, err)
 	}
 	if objs, _ := st.Evidence.List(ctx, "INC-RET"); len(objs) != 1 {
 		t.Fatalf("the dry run destroyed evidence: %d objects left", len(objs))
 	}
-	run, err := housekeeping.RunSweepNow(ctx, p.Client, p.TaskQueue, workflows.SweepEvidenceInput{})
+	run, err := schedules.RunSweep(ctx, p.Client, p.TaskQueue, housekeeping.SweepEvidenceInput{})
 	if err != nil || run.Result.Count != 1 {
 		t.Fatalf("sweep = %+v, %v", run, err)
 	}
@@ -60,11 +61,11 @@ func TestHousekeepingOnTheWorker(t *testing.T) {
 		t.Errorf("ledger entry %s seq %d = %+v", o.LedgerChain, o.LedgerSeq, row)
 	}
 
-	r, err := p.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: p.TaskQueue}, workflows.SignDailyChainsWorkflow, workflows.SignDailyChainsInput{})
+	r, err := p.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: p.TaskQueue}, workflows.SignDailyChainsWorkflow, housekeeping.SignDailyChainsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var signed workflows.SignDailyChainsResult
+	var signed housekeeping.SignDailyChainsResult
 	if err := r.Get(ctx, &signed); err != nil {
 		t.Fatalf("sign daily chains on the worker: %v", err)
 	}

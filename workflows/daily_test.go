@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/iru-responder/responder/activities/housekeeping"
 )
 
 // TestHousekeepingWorkflows runs both daily workflows with their
@@ -40,13 +42,13 @@ func TestHousekeepingWorkflows(t *testing.T) {
 				}
 				return nil
 			}
-			env.RegisterActivityWithOptions(func(_ context.Context, in SweepEvidenceInput) (SweepEvidenceResult, error) {
+			env.RegisterActivityWithOptions(func(_ context.Context, in housekeeping.SweepEvidenceInput) (housekeeping.SweepEvidenceResult, error) {
 				if err := fail(); err != nil {
-					return SweepEvidenceResult{}, err
+					return housekeeping.SweepEvidenceResult{}, err
 				}
-				return SweepEvidenceResult{Count: 1, DryRun: in.DryRun, Objects: []SweptObject{{Ref: "evidence://INC-1/sha256:aa"}}}, nil
+				return housekeeping.SweepEvidenceResult{Count: 1, DryRun: in.DryRun, Objects: []housekeeping.SweptObject{{Ref: "evidence://INC-1/sha256:aa"}}}, nil
 			}, activity.RegisterOptions{Name: SweepEvidenceActivity})
-			env.ExecuteWorkflow(SweepEvidence, SweepEvidenceInput{DryRun: true})
+			env.ExecuteWorkflow(SweepEvidence, housekeeping.SweepEvidenceInput{DryRun: true})
 			err := env.GetWorkflowError()
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || calls.Load() != 1 {
@@ -54,21 +56,21 @@ func TestHousekeepingWorkflows(t *testing.T) {
 				}
 				return
 			}
-			var res SweepEvidenceResult
+			var res housekeeping.SweepEvidenceResult
 			if err != nil || env.GetWorkflowResult(&res) != nil || res.Count != 1 || !res.DryRun || calls.Load() != tc.failures+1 {
 				t.Fatalf("result %+v, %v after %d calls", res, err, calls.Load())
 			}
 
 			env = s.NewTestWorkflowEnvironment()
 			calls.Store(0)
-			env.RegisterActivityWithOptions(func(_ context.Context, in SignDailyChainsInput) (SignDailyChainsResult, error) {
+			env.RegisterActivityWithOptions(func(_ context.Context, in housekeeping.SignDailyChainsInput) (housekeeping.SignDailyChainsResult, error) {
 				if err := fail(); err != nil {
-					return SignDailyChainsResult{}, err
+					return housekeeping.SignDailyChainsResult{}, err
 				}
-				return SignDailyChainsResult{Chains: []SignedChain{{Chain: "access:" + in.Day, Seq: 3}}}, nil
+				return housekeeping.SignDailyChainsResult{Chains: []housekeeping.SignedChain{{Chain: "access:" + in.Day, Seq: 3}}}, nil
 			}, activity.RegisterOptions{Name: SignDailyChainsActivity})
-			env.ExecuteWorkflow(SignDailyChains, SignDailyChainsInput{Day: "2026-12-04"})
-			var signed SignDailyChainsResult
+			env.ExecuteWorkflow(SignDailyChains, housekeeping.SignDailyChainsInput{Day: "2026-12-04"})
+			var signed housekeeping.SignDailyChainsResult
 			if err := env.GetWorkflowError(); err != nil || env.GetWorkflowResult(&signed) != nil || signed.Chains[0].Chain != "access:2026-12-04" {
 				t.Fatalf("signed %+v, %v", signed, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/drillreport"
 )
 
 // drillReportOptions bound the drill's one activity, storing its report.
@@ -30,15 +31,15 @@ var drillReportOptions = workflow.ActivityOptions{
 //
 // The drill completes with the report whether the objectives passed or
 // not; it fails only for an invalid input.
-func Drill(ctx workflow.Context, in DrillInput) (DrillReport, error) {
+func Drill(ctx workflow.Context, in DrillInput) (drillreport.Report, error) {
 	if err := in.Validate(); err != nil {
-		return DrillReport{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadParams, nil)
+		return drillreport.Report{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadParams, nil)
 	}
 	info := workflow.GetInfo(ctx)
 	started := workflow.Now(ctx).UTC()
 	d := &drillRun{in: in, logger: log.With(workflow.GetLogger(ctx), "drill", in.Name), timeout: cmpDuration(in.Timeout, DefaultDrillTimeout)}
 	incidentID := DrillIncidentID(in.Name, started, info.WorkflowExecution.RunID)
-	d.rep = DrillReport{
+	d.rep = drillreport.Report{
 		Drill: in.Name, Playbook: in.Playbook, Target: in.Target, Mode: in.Mode, TriggeredBy: in.TriggeredBy,
 		IncidentID: incidentID, IncidentWorkflowID: IncidentWorkflowID(incidentID), StartedAt: started,
 	}
@@ -76,7 +77,7 @@ type drillRun struct {
 	in      DrillInput
 	logger  log.Logger
 	timeout time.Duration
-	rep     DrillReport
+	rep     drillreport.Report
 }
 
 func cmpDuration(d, def time.Duration) time.Duration {
@@ -125,7 +126,7 @@ func (d *drillRun) approvals(res IncidentResult) {
 			d.rep.WaitedForPeople = append(d.rep.WaitedForPeople, s.ID)
 			continue
 		}
-		a := DrillApproval{StepID: s.ID, At: s.StartedAt, Accepted: s.Approval == approvalDrillApproved}
+		a := drillreport.Approval{StepID: s.ID, At: s.StartedAt, Accepted: s.Approval == approvalDrillApproved}
 		if !a.Accepted {
 			a.Rejection = "the step's approval ended " + s.Approval
 		}
@@ -134,13 +135,13 @@ func (d *drillRun) approvals(res IncidentResult) {
 }
 
 // finish evaluates the run, stores the report and returns it.
-func (d *drillRun) finish(ctx workflow.Context, res *IncidentResult, final *DrillChildStatus) DrillReport {
+func (d *drillRun) finish(ctx workflow.Context, res *IncidentResult, final *DrillChildStatus) drillreport.Report {
 	rep := d.rep
 	rep.FinishedAt = workflow.Now(ctx).UTC()
 	EvaluateDrill(&rep, d.in, res, final)
-	var stored DrillReportResult
+	var stored drillreport.Result
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, drillReportOptions), DrillReportActivity,
-		DrillReportInput{Report: rep}).Get(ctx, &stored)
+		drillreport.Input{Report: rep}).Get(ctx, &stored)
 	if err != nil {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("report not stored in the evidence locker: %v", err))
 	} else {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -18,7 +20,7 @@ var ErrNoObjectives = errors.New("the drill has no objectives")
 // from the incident's result (nil if the incident failed) and its final
 // status (nil if it could not be read). It is a pure function, so the
 // workflow and tests share it.
-func EvaluateDrill(rep *DrillReport, in DrillInput, res *IncidentResult, final *DrillChildStatus) {
+func EvaluateDrill(rep *drillreport.Report, in DrillInput, res *IncidentResult, final *DrillChildStatus) {
 	var metrics Metrics
 	switch {
 	case res != nil:
@@ -30,7 +32,7 @@ func EvaluateDrill(rep *DrillReport, in DrillInput, res *IncidentResult, final *
 		rep.Phases = measurePhases(*final, metrics)
 	}
 	if rep.State != StateResolved {
-		rep.Failures = append(rep.Failures, fmt.Sprintf("incident ended %s, want %s: %s", cmpOr(rep.State, "unknown"), StateResolved, rep.Reason))
+		rep.Failures = append(rep.Failures, fmt.Sprintf("incident ended %s, want %s: %s", cmp.Or(rep.State, "unknown"), StateResolved, rep.Reason))
 	}
 	for _, a := range rep.AutoApproved {
 		if !a.Accepted {
@@ -38,7 +40,7 @@ func EvaluateDrill(rep *DrillReport, in DrillInput, res *IncidentResult, final *
 		}
 	}
 	for _, id := range in.AutoApprove {
-		if !slices.ContainsFunc(rep.AutoApproved, func(a DrillApproval) bool { return a.StepID == id }) && final != nil &&
+		if !slices.ContainsFunc(rep.AutoApproved, func(a drillreport.Approval) bool { return a.StepID == id }) && final != nil &&
 			slices.ContainsFunc(final.Steps, func(s DrillStepStatus) bool { return s.ID == id && s.Status != StepSkipped && s.Status != StepPending }) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("step %s is in auto_approve but never waited for approval", id))
 		}
@@ -60,11 +62,11 @@ func EvaluateDrill(rep *DrillReport, in DrillInput, res *IncidentResult, final *
 // when its last step finished (containment and recovery: when the
 // incident recorded them), and starts where the previous reached phase
 // ended (the incident's opening for the first), so approval waits count.
-func measurePhases(st DrillChildStatus, m Metrics) []DrillPhase {
-	var out []DrillPhase
+func measurePhases(st DrillChildStatus, m Metrics) []drillreport.Phase {
+	var out []drillreport.Phase
 	prevEnd := st.OpenedAt
 	for _, name := range playbooks.Phases {
-		p := DrillPhase{Name: name}
+		p := drillreport.Phase{Name: name}
 		var end time.Time
 		for _, s := range st.Steps {
 			if s.Phase != name {
@@ -98,8 +100,8 @@ func measurePhases(st DrillChildStatus, m Metrics) []DrillPhase {
 }
 
 // measureObjective measures one objective.
-func measureObjective(o DrillObjective, m Metrics, phases []DrillPhase, final *DrillChildStatus) ObjectiveResult {
-	r := ObjectiveResult{Name: o.Name, Within: o.Within}
+func measureObjective(o DrillObjective, m Metrics, phases []drillreport.Phase, final *DrillChildStatus) drillreport.ObjectiveResult {
+	r := drillreport.ObjectiveResult{Name: o.Name, Within: o.Within}
 	switch o.Name {
 	case ObjectiveContain:
 		r.Reached, r.Measured = !m.ContainedAt.IsZero(), m.TimeToContain

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/playbooks"
 )
 
@@ -39,7 +40,7 @@ type scriptedIncident struct {
 
 	mu      sync.Mutex
 	in      IncidentInput
-	reports []DrillReport
+	reports []drillreport.Report
 }
 
 func (f *scriptedIncident) run(ctx workflow.Context, in IncidentInput) (IncidentResult, error) {
@@ -85,11 +86,11 @@ func (f *scriptedIncident) run(ctx workflow.Context, in IncidentInput) (Incident
 	return res, nil
 }
 
-func (f *scriptedIncident) report(_ context.Context, in DrillReportInput) (DrillReportResult, error) {
+func (f *scriptedIncident) report(_ context.Context, in drillreport.Input) (drillreport.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reports = append(f.reports, in.Report)
-	return DrillReportResult{MarkdownRef: "evidence://" + in.Report.IncidentID + "/md", JSONRef: "evidence://" + in.Report.IncidentID + "/json"}, nil
+	return drillreport.Result{MarkdownRef: "evidence://" + in.Report.IncidentID + "/md", JSONRef: "evidence://" + in.Report.IncidentID + "/json"}, nil
 }
 
 // containerScript is a container-compromise-like script; containment takes
@@ -106,7 +107,7 @@ func containerScript(containTook time.Duration) []scriptStep {
 	}
 }
 
-func runDrill(t *testing.T, f *scriptedIncident, in DrillInput) DrillReport {
+func runDrill(t *testing.T, f *scriptedIncident, in DrillInput) drillreport.Report {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
@@ -121,7 +122,7 @@ func runDrill(t *testing.T, f *scriptedIncident, in DrillInput) DrillReport {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("drill failed: %v", err)
 	}
-	var rep DrillReport
+	var rep drillreport.Report
 	if err := env.GetWorkflowResult(&rep); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func drillInput() DrillInput {
 	}
 }
 
-func objective(t *testing.T, rep DrillReport, name string) ObjectiveResult {
+func objective(t *testing.T, rep drillreport.Report, name string) drillreport.ObjectiveResult {
 	t.Helper()
 	for _, o := range rep.Objectives {
 		if o.Name == name {
@@ -150,7 +151,7 @@ func objective(t *testing.T, rep DrillReport, name string) ObjectiveResult {
 		}
 	}
 	t.Fatalf("report has no objective %s: %+v", name, rep.Objectives)
-	return ObjectiveResult{}
+	return drillreport.ObjectiveResult{}
 }
 
 func TestDrillObjectivesPassAndOnlyListedStepsApproved(t *testing.T) {
@@ -308,7 +309,7 @@ func TestEvaluateDrill(t *testing.T) {
 		{"no objectives", &IncidentResult{State: StateResolved, Metrics: contained}, &final, nil, false, ErrNoObjectives.Error()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var rep DrillReport
+			var rep drillreport.Report
 			EvaluateDrill(&rep, DrillInput{Objectives: tc.objectives}, tc.res, tc.final)
 			if rep.Passed != tc.pass {
 				t.Errorf("Passed = %v, want %v (failures %v)", rep.Passed, tc.pass, rep.Failures)
@@ -318,7 +319,7 @@ func TestEvaluateDrill(t *testing.T) {
 			}
 		})
 	}
-	var rep DrillReport
+	var rep drillreport.Report
 	EvaluateDrill(&rep, DrillInput{Objectives: []DrillObjective{{Name: ObjectiveContain, Within: time.Minute}}}, &IncidentResult{State: StateResolved, Metrics: contained}, &final)
 	want := map[string]time.Duration{playbooks.PhaseDetection: 2 * time.Second, playbooks.PhaseContainment: 28 * time.Second, playbooks.PhasePostIncident: 10*time.Minute - 30*time.Second}
 	for _, p := range rep.Phases {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -156,7 +157,7 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 		if err := w.resolve(ctx); err != nil {
 			return IncidentResult{}, err
 		}
-		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmpOr(w.in.OpenedBy, actorWorkflow),
+		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmp.Or(w.in.OpenedBy, actorWorkflow),
 			Detail: w.inheritedDetail(map[string]string{"playbook": w.pb.Name, "version": w.pb.Version, "asset": w.st.Asset, "severity": w.st.Severity,
 				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
@@ -463,17 +464,6 @@ func disconnected(ctx workflow.Context) workflow.Context {
 	d, _ := workflow.NewDisconnectedContext(ctx)
 	return d
 }
-
-// cmpOr returns the first non-empty string.
-func cmpOr(a ...string) string {
-	for _, s := range a {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
 // closedStatus is the ledger outcome class of an incident's final state.
 func closedStatus(state string) activities.LedgerStatus {
 	switch state {

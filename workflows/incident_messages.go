@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -126,7 +127,7 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 			if !slices.Contains(w.st.EscalatedBy, by.Subject) {
 				w.st.EscalatedBy = append(w.st.EscalatedBy, by.Subject)
 			}
-			level, tier := w.escalateBy(ctx, by, cmpOr(st.Reason, "escalated by a responder"), in.Statement)
+			level, tier := w.escalateBy(ctx, by, cmp.Or(st.Reason, "escalated by a responder"), in.Statement)
 			return EscalateResult{Level: level, Tier: tier}, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in EscalateInput) error {
@@ -227,7 +228,7 @@ func (w *incident) validateDecision(ctx workflow.Context, in DecisionInput, appr
 	}
 	for _, d := range step.Approval.Approvals {
 		if d.By.Subject == by.Subject {
-			return none, Approver{}, reject(RejectAlreadyDecided, "already decided by this approver: %s", cmpOr(by.Username, by.Subject))
+			return none, Approver{}, reject(RejectAlreadyDecided, "already decided by this approver: %s", cmp.Or(by.Username, by.Subject))
 		}
 	}
 	return st, by, nil
@@ -243,7 +244,7 @@ func (w *incident) decide(ctx workflow.Context, in DecisionInput, approve bool, 
 	st := w.step(in.StepID)
 	a := st.Approval
 	d := Decision{By: by, Reason: stmt.Reason, At: workflow.Now(ctx).UTC(), Via: via, AMR: stmt.AMR}
-	who := cmpOr(by.Username, by.Subject)
+	who := cmp.Or(by.Username, by.Subject)
 	e := activities.LedgerAppendInput{Actor: by.Subject, SourceIP: by.SourceIP, StepID: in.StepID,
 		Action: st.Action, Reason: stmt.Reason, Detail: statementDetail(map[string]string{"username": by.Username, "via": via}, in.Statement)}
 	if approve {
@@ -273,7 +274,7 @@ func (w *incident) acknowledge(ctx workflow.Context, by Approver) {
 	}
 	now := workflow.Now(ctx).UTC()
 	w.st.Metrics.AcknowledgedAt, w.st.Metrics.TimeToAcknowledge = now, now.Sub(w.st.OpenedAt)
-	w.timeline(TimelineEntry{At: now, Actor: cmpOr(by.Username, by.Subject), SourceIP: by.SourceIP, What: "acknowledged"})
+	w.timeline(TimelineEntry{At: now, Actor: cmp.Or(by.Username, by.Subject), SourceIP: by.SourceIP, What: "acknowledged"})
 }
 
 // receiveSignals handles the alert, approval and abort signals for the life
@@ -376,8 +377,8 @@ func (w *incident) onAbort(ctx workflow.Context, in AbortInput) {
 		return
 	}
 	w.useNonce(stmt)
-	who := cmpOr(by.Username, by.Subject)
-	reason := cmpOr(stmt.Reason, "aborted")
+	who := cmp.Or(by.Username, by.Subject)
+	reason := cmp.Or(stmt.Reason, "aborted")
 	if w.halt != nil || w.st.State != StateOpen || w.st.Phase == playbooks.PhasePostIncident {
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), Actor: who, SourceIP: by.SourceIP, What: "abort ignored: incident already closing", Reason: reason})
 		return
@@ -406,7 +407,7 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			w.alertIDs[a.ID] = true
 		}
 		w.st.AlertsReceived++
-		fp := stateFingerprint(cmpOr(a.Fingerprint, a.ID))
+		fp := stateFingerprint(cmp.Or(a.Fingerprint, a.ID))
 		if i, ok := w.alertIdx[fp]; ok {
 			w.st.Alerts[i].Count++
 			w.st.Alerts[i].LastSeen = now

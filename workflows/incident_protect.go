@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -91,13 +92,13 @@ func protectedRefusal(err error) (activities.ProtectedRefusal, bool) {
 // and the timeline say why, and the approvers are notified.
 func (w *incident) requestProtectedApproval(ctx workflow.Context, s playbooks.Step, st *StepState, r activities.ProtectedRefusal, cause error) {
 	a := protectedApproval
-	account := cmpOr(r.Username, r.UserID, "the target account")
+	account := cmp.Or(r.Username, r.UserID, "the target account")
 	why := strings.Join(r.Reasons, ", ")
 	if why == "" {
 		why = cause.Error()
 	}
 	reason := fmt.Sprintf("%s (%s) did not run: account %s in realm %s is protected (%s); it runs only with %d approvals from %s",
-		s.ID, s.Action, account, cmpOr(r.Realm, "?"), why, a.Quorum, strings.Join(a.Roles, "|"))
+		s.ID, s.Action, account, cmp.Or(r.Realm, "?"), why, a.Quorum, strings.Join(a.Roles, "|"))
 	st.Approval = &ApprovalState{Roles: slices.Clone(a.Roles), Quorum: a.Quorum, RequestedBy: w.st.OpenedBy,
 		Deadline: workflow.Now(ctx).UTC().Add(a.Timeout)}
 	st.Status, st.StartedAt, st.Summary = StepWaitingApproval, time.Time{}, reason
@@ -117,7 +118,7 @@ func (w *incident) protectedDenied(ctx workflow.Context, s playbooks.Step, st *S
 	st.Status, st.FinishedAt = StepDenied, workflow.Now(ctx).UTC()
 	reason := "protected account left alone"
 	if d := st.Approval.Denial; d != nil {
-		reason = fmt.Sprintf("protected account left alone: denied by %s: %s", cmpOr(d.By.Username, d.By.Subject), d.Reason)
+		reason = fmt.Sprintf("protected account left alone: denied by %s: %s", cmp.Or(d.By.Username, d.By.Subject), d.Reason)
 	}
 	w.timeline(TimelineEntry{At: st.FinishedAt, What: "did not run " + s.ID + " (" + s.Action + ")", StepID: s.ID, Reason: reason})
 }
@@ -167,7 +168,7 @@ func (w *incident) approveCompensation(ctx workflow.Context, c PendingCompensati
 	}
 	why := "not approved before the timeout"
 	if d := st.Approval.Denial; d != nil && d.Via != "timeout" {
-		why = fmt.Sprintf("denied by %s: %s", cmpOr(d.By.Username, d.By.Subject), d.Reason)
+		why = fmt.Sprintf("denied by %s: %s", cmp.Or(d.By.Username, d.By.Subject), d.Reason)
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "denial", Actor: actorWorkflow, StepID: c.StepID, Action: c.Action,
 		Outcome: approvalDenied, Status: activities.LedgerDenied, Reason: "compensation " + why + "; the account stays disabled"},

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func (w *incident) verifyStatement(ctx workflow.Context, s decision.Signed, kind
 	}
 	if claimed.Subject != "" && (claimed.Subject != by.Subject || claimed.Username != by.Username || !slices.Equal(claimed.Roles, by.Roles)) {
 		return decision.Statement{}, Approver{}, reject(RejectStatement, "decision statement refused: the message names %s with roles %v, the signed statement %s with roles %v",
-			cmpOr(claimed.Username, claimed.Subject), claimed.Roles, cmpOr(by.Username, by.Subject), by.Roles)
+			cmp.Or(claimed.Username, claimed.Subject), claimed.Roles, cmp.Or(by.Username, by.Subject), by.Roles)
 	}
 	return st, by, nil
 }
@@ -159,11 +160,11 @@ func statementDetail(d map[string]string, s decision.Signed) map[string]string {
 // refused records a refused signal (approval or abort): the ledger and the
 // timeline say who it claimed to be and why it was refused.
 func (w *incident) refused(ctx workflow.Context, kind, stepID string, claimed Approver, s decision.Signed, err error) {
-	who, what := cmpOr(claimed.Username, claimed.Subject, "unknown"), "rejected "+kind
+	who, what := cmp.Or(claimed.Username, claimed.Subject, "unknown"), "rejected "+kind
 	if stepID != "" {
 		what += " on " + stepID
 	}
-	w.record(ctx, activities.LedgerAppendInput{Kind: "decision_rejected", Actor: cmpOr(claimed.Subject, "unknown"),
+	w.record(ctx, activities.LedgerAppendInput{Kind: "decision_rejected", Actor: cmp.Or(claimed.Subject, "unknown"),
 		SourceIP: claimed.SourceIP, StepID: stepID, Outcome: "rejected", Status: activities.LedgerDenied, Reason: rejectionText(err),
 		Detail: statementDetail(map[string]string{"message": kind, "claimed_username": claimed.Username,
 			"claimed_roles": strings.Join(claimed.Roles, ",")}, s)},
@@ -182,7 +183,7 @@ func (w *incident) escalateBy(ctx workflow.Context, by Approver, reason string, 
 	tier := tiers[min(level, len(tiers)-1)]
 	w.record(ctx, activities.LedgerAppendInput{Kind: "escalation", Actor: by.Subject, SourceIP: by.SourceIP,
 		Outcome: tier, Reason: reason, Detail: statementDetail(map[string]string{"level": fmt.Sprint(level), "username": by.Username}, s)},
-		TimelineEntry{Actor: cmpOr(by.Username, by.Subject), What: fmt.Sprintf("escalated to %s (level %d)", tier, level)})
+		TimelineEntry{Actor: cmp.Or(by.Username, by.Subject), What: fmt.Sprintf("escalated to %s (level %d)", tier, level)})
 	w.notify(ctx, fmt.Sprintf("escalation-%d", level), "escalation", tier, reason)
 	return level, tier
 }
@@ -191,7 +192,7 @@ func (w *incident) escalateBy(ctx workflow.Context, by Approver, reason string, 
 // the ledger, the first one sets the time to acknowledge.
 func (w *incident) acknowledgeBy(ctx workflow.Context, by Approver, st decision.Statement, s decision.Signed) {
 	w.record(ctx, activities.LedgerAppendInput{Kind: "acknowledgement", Actor: by.Subject, SourceIP: by.SourceIP, Reason: st.Reason,
-		Detail: statementDetail(map[string]string{"username": by.Username}, s)}, TimelineEntry{Actor: cmpOr(by.Username, by.Subject), What: "acknowledgement recorded"})
+		Detail: statementDetail(map[string]string{"username": by.Username}, s)}, TimelineEntry{Actor: cmp.Or(by.Username, by.Subject), What: "acknowledgement recorded"})
 	w.acknowledge(ctx, by)
 }
 
@@ -200,5 +201,5 @@ func (w *incident) acknowledgeBy(ctx workflow.Context, by Approver, st decision.
 // that reuses the workflow id).
 func firstRunID(ctx workflow.Context) string {
 	info := workflow.GetInfo(ctx)
-	return cmpOr(info.FirstRunID, info.WorkflowExecution.RunID)
+	return cmp.Or(info.FirstRunID, info.WorkflowExecution.RunID)
 }

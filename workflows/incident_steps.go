@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -284,7 +285,7 @@ func (w *incident) denied(ctx workflow.Context, s playbooks.Step, st *StepState)
 	d := st.Approval.Denial
 	reason := fmt.Sprintf("step %s denied", s.ID)
 	if d != nil {
-		reason = fmt.Sprintf("step %s denied by %s: %s", s.ID, cmpOr(d.By.Username, d.By.Subject), d.Reason)
+		reason = fmt.Sprintf("step %s denied by %s: %s", s.ID, cmp.Or(d.By.Username, d.By.Subject), d.Reason)
 	}
 	w.applyFailurePolicy(ctx, s, reason)
 }
@@ -441,9 +442,9 @@ func (w *incident) escalate(ctx workflow.Context, by Approver, reason string) (i
 		tiers = playbooks.DefaultEscalation
 	}
 	tier := tiers[min(level, len(tiers)-1)]
-	w.record(ctx, activities.LedgerAppendInput{Kind: "escalation", Actor: cmpOr(by.Subject, actorWorkflow), SourceIP: by.SourceIP,
+	w.record(ctx, activities.LedgerAppendInput{Kind: "escalation", Actor: cmp.Or(by.Subject, actorWorkflow), SourceIP: by.SourceIP,
 		Outcome: tier, Reason: reason, Detail: map[string]string{"level": fmt.Sprint(level)}},
-		TimelineEntry{Actor: cmpOr(by.Username, by.Subject), What: fmt.Sprintf("escalated to %s (level %d)", tier, level)})
+		TimelineEntry{Actor: cmp.Or(by.Username, by.Subject), What: fmt.Sprintf("escalated to %s (level %d)", tier, level)})
 	w.notify(ctx, fmt.Sprintf("escalation-%d", level), "escalation", tier, reason)
 	return level, tier
 }

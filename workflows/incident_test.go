@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,8 +204,8 @@ phases:
 type pbOpts struct{ policy, approval, drill string }
 
 func makePlaybook(o pbOpts) string {
-	return strings.NewReplacer("POLICY", cmpOr(o.policy, "abort"),
-		"APPROVAL", cmpOr(o.approval, "{roles: [ir-lead], quorum: 1, timeout: 30m}"),
+	return strings.NewReplacer("POLICY", cmp.Or(o.policy, "abort"),
+		"APPROVAL", cmp.Or(o.approval, "{roles: [ir-lead], quorum: 1, timeout: 30m}"),
 		"DRILL", o.drill).Replace(testPlaybook)
 }
 

@@ -15,10 +15,6 @@ const (
 	// IntakeKeyRotationInterval is the rotation period the security guide
 	// asks for: 90 days.
 	IntakeKeyRotationInterval = 90 * 24 * time.Hour
-	// IntakeKeyRefOutputPrefix prefixes the per-detector outputs of
-	// [activities.KeysRotateIntakeKeys]: "secret_ref_<detector>" is the
-	// secret reference of the detector's new key.
-	IntakeKeyRefOutputPrefix = "secret_ref_"
 )
 
 // RotateIntakeKeysInput is the input of [RotateIntakeKeys].
@@ -100,7 +96,7 @@ func RotateIntakeKeys(ctx workflow.Context, in RotateIntakeKeysInput) (RotateInt
 		if !ok {
 			return RotateIntakeKeysResult{}, fmt.Errorf("rotate intake keys: malformed rotated output %q", item)
 		}
-		ref := res.Outputs[IntakeKeyRefOutputPrefix+det]
+		ref := res.Outputs[activities.IntakeKeyRefOutputPrefix+det]
 		if ref == "" {
 			return RotateIntakeKeysResult{}, fmt.Errorf("rotate intake keys: no secret reference for detector %q", det)
 		}

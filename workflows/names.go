@@ -1,6 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/temporal"
+import (
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iru-responder/responder/activities/drillreport"
+)
 
 // This file declares every name the platform gives Temporal: the task
 // queue, workflow types, signals, queries and updates, schedules, search
@@ -73,7 +77,7 @@ const (
 	// [DecisionKeysResult] out.
 	DecisionKeysActivity = "decision.keys"
 	// DrillReportActivity stores a drill report (Markdown and JSON) in the
-	// evidence locker: [DrillReportInput] in, [DrillReportResult] out.
+	// evidence locker: [drillreport.Input] in, [drillreport.Result] out.
 	DrillReportActivity = "drill.report"
 	// WatchListActivity lists incident runs closed as terminated since a
 	// cursor: [WatchListInput] in, [WatchListResult] out.
@@ -179,7 +183,7 @@ const (
 	WatchActor = "system:watch"
 	// DrillApproverSubject is the subject of the identity that approves the
 	// steps a drill lists in auto_approve.
-	DrillApproverSubject = "system:drill"
+	DrillApproverSubject = drillreport.ApproverSubject
 	// DrillApproverUsername is that identity's username.
 	DrillApproverUsername = "drill"
 	// DrillOpenedBy opens drill incidents. It differs from the approver so

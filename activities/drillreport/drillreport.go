@@ -1,5 +1,6 @@
-// Package drillreport implements the drill workflow's one activity:
-// storing a drill's report (Markdown and JSON) in the evidence locker.
+// Package drillreport holds a drill's report (the drill workflow's result),
+// renders it for people, and implements the drill workflow's one activity:
+// storing the report (Markdown and JSON) in the evidence locker.
 package drillreport
 
 import (
@@ -8,11 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"go.temporal.io/sdk/activity"
-
 	"github.com/iru-responder/responder/activities"
-	"github.com/iru-responder/responder/internal/drills"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // Activities store drill reports.
@@ -21,30 +18,21 @@ type Activities struct {
 	Evidence activities.EvidenceStore
 }
 
-// Registry is the part of a worker that registration needs.
-type Registry interface {
-	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
-}
-
-// Register registers the activity under its name in package workflows.
-func (a *Activities) Register(r Registry) {
-	r.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
-}
-
 // ReportCollector is the evidence collector recorded for drill reports.
 const ReportCollector = "system:drill"
 
-// Report implements [workflows.DrillReportActivity]: it stores the report
-// as Markdown and JSON in the evidence locker, under the drill's incident.
+// Report is the drill workflow's report activity (registered under
+// workflows.DrillReportActivity): it stores the report as Markdown and JSON
+// in the evidence locker, under the drill's incident.
 // The content depends only on the report, so a retry stores nothing new.
-func (a *Activities) Report(ctx context.Context, in workflows.DrillReportInput) (workflows.DrillReportResult, error) {
+func (a *Activities) Report(ctx context.Context, in Input) (Result, error) {
 	rep := in.Report
 	if rep.IncidentID == "" {
-		return workflows.DrillReportResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "drill report without an incident id", nil)
+		return Result{}, activities.NewFinalError(activities.ErrTypeBadParams, "drill report without an incident id", nil)
 	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
-		return workflows.DrillReportResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "encode drill report: "+err.Error(), err)
+		return Result{}, activities.NewFinalError(activities.ErrTypeBadParams, "encode drill report: "+err.Error(), err)
 	}
 	put := func(name, media string, body []byte) (string, error) {
 		ref, err := a.Evidence.PutEvidence(ctx, activities.EvidenceItem{
@@ -56,12 +44,12 @@ func (a *Activities) Report(ctx context.Context, in workflows.DrillReportInput) 
 		}
 		return ref, nil
 	}
-	var out workflows.DrillReportResult
-	if out.MarkdownRef, err = put("drill/"+rep.Drill+"/report.md", "text/markdown; charset=utf-8", []byte(drills.Markdown(rep))); err != nil {
-		return workflows.DrillReportResult{}, err
+	var out Result
+	if out.MarkdownRef, err = put("drill/"+rep.Drill+"/report.md", "text/markdown; charset=utf-8", []byte(Markdown(rep))); err != nil {
+		return Result{}, err
 	}
 	if out.JSONRef, err = put("drill/"+rep.Drill+"/report.json", "application/json", append(js, '\n')); err != nil {
-		return workflows.DrillReportResult{}, err
+		return Result{}, err
 	}
 	return out, nil
 }

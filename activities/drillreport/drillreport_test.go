@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/activities"
-	"github.com/iru-responder/responder/workflows"
 )
 
 type recordingStore struct {
@@ -41,19 +40,19 @@ func (r *recordingStore) PutEvidence(_ context.Context, item activities.Evidence
 
 func TestReport(t *testing.T) {
 	at := time.Date(2025, 3, 3, 3, 0, 0, 0, time.UTC)
-	rep := workflows.DrillReport{
+	rep := Report{
 		Drill: "canary", Playbook: "container-compromise", Target: "drill-canary", Mode: "live", IncidentID: "drill-canary-20250303T030000Z-abc",
-		StartedAt: at, FinishedAt: at.Add(5 * time.Minute), State: workflows.StateResolved, Reason: "all phases|completed",
-		Phases: []workflows.DrillPhase{{Name: "containment", Reached: true, Start: at, End: at.Add(75 * time.Second), Duration: 75 * time.Second}, {Name: "recovery"}},
-		Objectives: []workflows.ObjectiveResult{{Name: "contain_within", Within: time.Minute, Reached: true, Measured: 75 * time.Second,
+		StartedAt: at, FinishedAt: at.Add(5 * time.Minute), State: "resolved", Reason: "all phases|completed",
+		Phases: []Phase{{Name: "containment", Reached: true, Start: at, End: at.Add(75 * time.Second), Duration: 75 * time.Second}, {Name: "recovery"}},
+		Objectives: []ObjectiveResult{{Name: "contain_within", Within: time.Minute, Reached: true, Measured: 75 * time.Second,
 			Detail: "took 1m15s, over 1m0s by 15s"}},
-		AutoApproved:    []workflows.DrillApproval{{StepID: "shutdown", At: at, Accepted: true}},
+		AutoApproved:    []Approval{{StepID: "shutdown", At: at, Accepted: true}},
 		WaitedForPeople: []string{"restore"},
 		Failures:        []string{"objective contain_within 1m0s: took 1m15s | over"},
 	}
 	store := &recordingStore{}
 	a := &Activities{Evidence: store}
-	res, err := a.Report(context.Background(), workflows.DrillReportInput{Report: rep})
+	res, err := a.Report(context.Background(), Input{Report: rep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,16 +71,16 @@ func TestReport(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	var back workflows.DrillReport
+	var back Report
 	if err := json.Unmarshal([]byte(store.body["drill/canary/report.json"]), &back); err != nil || back.Objectives[0].Measured != 75*time.Second {
 		t.Errorf("JSON report = %+v, %v", back, err)
 	}
 
-	if _, err := a.Report(context.Background(), workflows.DrillReportInput{}); err == nil {
+	if _, err := a.Report(context.Background(), Input{}); err == nil {
 		t.Error("a report without incident id was stored")
 	}
 	store.fail = errors.New("disk full")
-	if _, err := a.Report(context.Background(), workflows.DrillReportInput{Report: rep}); err == nil || !strings.Contains(err.Error(), "disk full") {
+	if _, err := a.Report(context.Background(), Input{Report: rep}); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("err = %v, want the store's error", err)
 	}
 }

@@ -3,8 +3,8 @@
 // configuration) with the HSM key once their day ended, and running the
 // evidence retention (destroying expired objects by shredding their data
 // keys, one audit ledger entry per destroyed object). Temporal Schedules
-// run them every day ([EnsureSchedules]); `starter evidence sweep` runs the
-// sweep on demand ([RunSweepNow]).
+// (kept by internal/schedules) run them every day; `starter evidence sweep`
+// runs the sweep on demand.
 package housekeeping
 
 import (
@@ -20,7 +20,6 @@ import (
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // DailyChainPrefixes are the prefixes of the daily chains: each is followed
@@ -48,39 +47,32 @@ func (a *Activities) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Register registers the activities under their names.
-func (a *Activities) Register(r interface {
-	RegisterActivityWithOptions(any, activity.RegisterOptions)
-}) {
-	r.RegisterActivityWithOptions(a.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
-	r.RegisterActivityWithOptions(a.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
-}
-
 func heartbeat(ctx context.Context, details ...any) { activity.RecordHeartbeat(ctx, details...) }
 
-// SignDailyChains implements [workflows.SignDailyChainsActivity]: for each
-// ended day asked for (in.Day, or the last [workflows.DailyChainLookback]
+// SignDailyChains is the daily chain signing activity (registered under
+// workflows.SignDailyChainsActivity): for each
+// ended day asked for (in.Day, or the last [DailyChainLookback]
 // days), each daily chain with entries whose head no checkpoint covers
 // yet gets a checkpoint signed by the HSM key. The current day is never
 // signed (it has not ended).
-func (a *Activities) SignDailyChains(ctx context.Context, in workflows.SignDailyChainsInput) (workflows.SignDailyChainsResult, error) {
+func (a *Activities) SignDailyChains(ctx context.Context, in SignDailyChainsInput) (SignDailyChainsResult, error) {
 	today := a.now().Truncate(24 * time.Hour)
 	var days []string
 	if in.Day != "" {
 		d, err := time.Parse(time.DateOnly, in.Day)
 		if err != nil {
-			return workflows.SignDailyChainsResult{}, fmt.Errorf("sign daily chains: day %q: want 2006-01-02", in.Day)
+			return SignDailyChainsResult{}, fmt.Errorf("sign daily chains: day %q: want 2006-01-02", in.Day)
 		}
 		if !d.Before(today) {
-			return workflows.SignDailyChainsResult{}, fmt.Errorf("sign daily chains: day %s has not ended (now %s)", in.Day, a.now().Format(time.RFC3339))
+			return SignDailyChainsResult{}, fmt.Errorf("sign daily chains: day %s has not ended (now %s)", in.Day, a.now().Format(time.RFC3339))
 		}
 		days = []string{in.Day}
 	} else {
-		for i := workflows.DailyChainLookback; i >= 1; i-- {
+		for i := DailyChainLookback; i >= 1; i-- {
 			days = append(days, today.AddDate(0, 0, -i).Format(time.DateOnly))
 		}
 	}
-	var res workflows.SignDailyChainsResult
+	var res SignDailyChainsResult
 	for _, day := range days {
 		for _, prefix := range DailyChainPrefixes {
 			heartbeat(ctx, prefix+day)
@@ -98,14 +90,14 @@ func (a *Activities) SignDailyChains(ctx context.Context, in workflows.SignDaily
 
 // signChain signs chain's head unless a checkpoint covers it already; ok is
 // false for a chain without entries.
-func (a *Activities) signChain(ctx context.Context, chain string) (workflows.SignedChain, bool, error) {
+func (a *Activities) signChain(ctx context.Context, chain string) (SignedChain, bool, error) {
 	st := a.Ledger.Store()
 	head, err := st.Head(ctx, chain)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return workflows.SignedChain{}, false, nil
+		return SignedChain{}, false, nil
 	}
 	if err != nil {
-		return workflows.SignedChain{}, false, fmt.Errorf("sign %s: head: %w", chain, err)
+		return SignedChain{}, false, fmt.Errorf("sign %s: head: %w", chain, err)
 	}
 	var last *ledger.Checkpoint
 	if err := st.Checkpoints(ctx, chain, func(c ledger.Checkpoint) error {
@@ -114,28 +106,29 @@ func (a *Activities) signChain(ctx context.Context, chain string) (workflows.Sig
 		}
 		return nil
 	}); err != nil {
-		return workflows.SignedChain{}, false, fmt.Errorf("sign %s: checkpoints: %w", chain, err)
+		return SignedChain{}, false, fmt.Errorf("sign %s: checkpoints: %w", chain, err)
 	}
 	if last != nil && last.Seq == head.Seq && last.HeadHash == head.Hash {
-		return workflows.SignedChain{Chain: chain, Seq: last.Seq, HeadHash: last.HeadHash.String(), KeyID: last.Signature.KeyID, Already: true}, true, nil
+		return SignedChain{Chain: chain, Seq: last.Seq, HeadHash: last.HeadHash.String(), KeyID: last.Signature.KeyID, Already: true}, true, nil
 	}
 	c, err := a.Ledger.Checkpoint(ctx, chain, a.Signer)
 	if err != nil {
-		return workflows.SignedChain{}, false, err
+		return SignedChain{}, false, err
 	}
-	return workflows.SignedChain{Chain: chain, Seq: c.Seq, HeadHash: c.HeadHash.String(), KeyID: c.Signature.KeyID}, true, nil
+	return SignedChain{Chain: chain, Seq: c.Seq, HeadHash: c.HeadHash.String(), KeyID: c.Signature.KeyID}, true, nil
 }
 
-// SweepEvidence implements [workflows.SweepEvidenceActivity]. A dry run
+// SweepEvidence is the evidence retention activity (registered under
+// workflows.SweepEvidenceActivity). A dry run
 // lists the expired objects and changes nothing. Otherwise each expired
 // object is destroyed (data key shredded first, then the ciphertext) and,
 // right after, one entry is appended to the day's daily chain (actor
 // system:evidence-sweeper, action evidence.destroyed, target the object's
 // reference); if that append fails the sweep stops, so nothing more is
 // destroyed unrecorded, and the retry carries on.
-func (a *Activities) SweepEvidence(ctx context.Context, in workflows.SweepEvidenceInput) (workflows.SweepEvidenceResult, error) {
+func (a *Activities) SweepEvidence(ctx context.Context, in SweepEvidenceInput) (SweepEvidenceResult, error) {
 	now := a.now()
-	res := workflows.SweepEvidenceResult{DryRun: in.DryRun}
+	res := SweepEvidenceResult{DryRun: in.DryRun}
 	if in.DryRun {
 		objs, err := a.Evidence.Expired(ctx, now)
 		if err != nil {
@@ -143,7 +136,7 @@ func (a *Activities) SweepEvidence(ctx context.Context, in workflows.SweepEviden
 		}
 		for _, o := range objs {
 			res.Count++
-			if len(res.Objects) < workflows.MaxSweepListed {
+			if len(res.Objects) < MaxSweepListed {
 				res.Objects = append(res.Objects, swept(o))
 			}
 		}
@@ -156,7 +149,7 @@ func (a *Activities) SweepEvidence(ctx context.Context, in workflows.SweepEviden
 			return err
 		}
 		res.Count++
-		if len(res.Objects) < workflows.MaxSweepListed {
+		if len(res.Objects) < MaxSweepListed {
 			o := swept(m)
 			o.LedgerChain, o.LedgerSeq = e.Incident, e.Seq
 			res.Objects = append(res.Objects, o)
@@ -169,8 +162,8 @@ func (a *Activities) SweepEvidence(ctx context.Context, in workflows.SweepEviden
 	return res, nil
 }
 
-func swept(m evidence.Meta) workflows.SweptObject {
-	return workflows.SweptObject{Ref: string(m.Ref), Name: m.Name, Class: string(m.Class), RetainUntil: m.RetainUntil}
+func swept(m evidence.Meta) SweptObject {
+	return SweptObject{Ref: string(m.Ref), Name: m.Name, Class: string(m.Class), RetainUntil: m.RetainUntil}
 }
 
 // destroyedParams are the hashed parameters of an evidence.destroyed entry.

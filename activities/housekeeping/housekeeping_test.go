@@ -1,4 +1,4 @@
-package housekeeping
+package housekeeping_test
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/keys"
@@ -52,7 +54,7 @@ type fixture struct {
 	ledger   *ledger.Ledger
 	locker   *evidence.Locker
 	signer   stores.Signer
-	acts     *Activities
+	acts     *housekeeping.Activities
 	dbPath   string
 	evidence string
 }
@@ -79,19 +81,19 @@ func newFixture(t *testing.T, start time.Time) *fixture {
 		t.Fatal(err)
 	}
 	f.signer = stores.Signer{M: km}
-	f.acts = &Activities{Ledger: f.ledger, Signer: f.signer, Evidence: f.locker, Now: f.clock.Now}
+	f.acts = &housekeeping.Activities{Ledger: f.ledger, Signer: f.signer, Evidence: f.locker, Now: f.clock.Now}
 	return f
 }
 
 // sign runs SignDailyChains in Temporal's activity test environment.
-func (f *fixture) sign(t *testing.T, in workflows.SignDailyChainsInput) (workflows.SignDailyChainsResult, error) {
-	var out workflows.SignDailyChainsResult
+func (f *fixture) sign(t *testing.T, in housekeeping.SignDailyChainsInput) (housekeeping.SignDailyChainsResult, error) {
+	var out housekeeping.SignDailyChainsResult
 	return out, f.exec(t, workflows.SignDailyChainsActivity, in, &out)
 }
 
 // sweep runs SweepEvidence in Temporal's activity test environment.
-func (f *fixture) sweep(t *testing.T, in workflows.SweepEvidenceInput) (workflows.SweepEvidenceResult, error) {
-	var out workflows.SweepEvidenceResult
+func (f *fixture) sweep(t *testing.T, in housekeeping.SweepEvidenceInput) (housekeeping.SweepEvidenceResult, error) {
+	var out housekeeping.SweepEvidenceResult
 	return out, f.exec(t, workflows.SweepEvidenceActivity, in, &out)
 }
 
@@ -100,7 +102,8 @@ func (f *fixture) exec(t *testing.T, name string, in, out any) error {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	env := s.NewTestActivityEnvironment()
-	f.acts.Register(env)
+	env.RegisterActivityWithOptions(f.acts.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
+	env.RegisterActivityWithOptions(f.acts.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	v, err := env.ExecuteActivity(name, in)
 	if err != nil {
 		return err
@@ -116,7 +119,7 @@ func (f *fixture) exec(t *testing.T, name string, in, out any) error {
 func (f *fixture) record(t *testing.T, n int) {
 	t.Helper()
 	for range n {
-		if _, err := AppendNext(f.ctx, f.ledger, ledger.AppendRequest{Incident: accesslog.Chain(f.clock.Now()), Time: f.clock.Now(),
+		if _, err := housekeeping.AppendNext(f.ctx, f.ledger, ledger.AppendRequest{Incident: accesslog.Chain(f.clock.Now()), Time: f.clock.Now(),
 			Actor: "keycloak:iru/bob", Action: accesslog.ActionRequest, Target: "GET /api/v1/incidents", Params: map[string]string{"n": "x"},
 			Outcome: ledger.Outcome{Status: ledger.StatusOK, Detail: "status=200"}, IdempotencyKey: "access/" + time.Now().Format(time.RFC3339Nano)}); err != nil {
 			t.Fatal(err)
@@ -139,7 +142,7 @@ func TestSignDailyChains(t *testing.T) {
 		t.Fatalf("before: %+v, %v", rep, err)
 	}
 
-	res, err := f.sign(t, workflows.SignDailyChainsInput{})
+	res, err := f.sign(t, housekeeping.SignDailyChainsInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +161,7 @@ func TestSignDailyChains(t *testing.T) {
 	}
 
 	// Idempotent: a second run signs nothing new.
-	res, err = f.sign(t, workflows.SignDailyChainsInput{})
+	res, err = f.sign(t, housekeeping.SignDailyChainsInput{})
 	if err != nil || len(res.Chains) != 2 || !res.Chains[0].Already || !res.Chains[1].Already {
 		t.Fatalf("second run %+v, %v", res, err)
 	}
@@ -166,14 +169,14 @@ func TestSignDailyChains(t *testing.T) {
 	f.clock.Set(time.Date(2026, 12, 4, 23, 59, 59, 0, time.UTC))
 	f.record(t, 1)
 	f.clock.Set(time.Date(2026, 12, 5, 0, 10, 0, 0, time.UTC))
-	res, err = f.sign(t, workflows.SignDailyChainsInput{Day: "2026-12-04"})
+	res, err = f.sign(t, housekeeping.SignDailyChainsInput{Day: "2026-12-04"})
 	if err != nil || len(res.Chains) != 1 || res.Chains[0].Already || res.Chains[0].Seq != 3 {
 		t.Fatalf("late entry run %+v, %v", res, err)
 	}
 	if rep, err := f.ledger.Verify(f.ctx, "access:2026-12-04", f.signer); err != nil || rep.Checkpoints != 2 || rep.CheckpointSeq != 3 {
 		t.Errorf("12-04 after the late entry: %+v, %v", rep, err)
 	}
-	if _, err := f.sign(t, workflows.SignDailyChainsInput{Day: "2026-12-05"}); err == nil {
+	if _, err := f.sign(t, housekeeping.SignDailyChainsInput{Day: "2026-12-05"}); err == nil {
 		t.Error("signing today was accepted")
 	}
 }
@@ -208,7 +211,7 @@ func TestSweepEvidence(t *testing.T) {
 
 	// Dry run: lists the two pii objects, changes nothing.
 	custody, _ := f.locker.Manifest(f.ctx, "INC-7")
-	res, err := f.sweep(t, workflows.SweepEvidenceInput{DryRun: true})
+	res, err := f.sweep(t, housekeeping.SweepEvidenceInput{DryRun: true})
 	if err != nil || res.Count != 2 || !res.DryRun || res.Objects[0].Ref != string(pii1) || res.Objects[1].Ref != string(pii2) {
 		t.Fatalf("dry run = %+v, %v", res, err)
 	}
@@ -228,7 +231,7 @@ func TestSweepEvidence(t *testing.T) {
 	}
 
 	// The sweep: both pii objects are shredded, one ledger entry each.
-	res, err = f.sweep(t, workflows.SweepEvidenceInput{})
+	res, err = f.sweep(t, housekeeping.SweepEvidenceInput{})
 	if err != nil || res.Count != 2 || res.DryRun {
 		t.Fatalf("sweep = %+v, %v", res, err)
 	}
@@ -252,7 +255,7 @@ func TestSweepEvidence(t *testing.T) {
 	}
 	for i, ref := range []evidence.Ref{pii1, pii2} {
 		e := rows[i]
-		if e.Action != ActionEvidenceDestroyed || e.Target != string(ref) || e.Actor != evidence.SweeperIdentity ||
+		if e.Action != housekeeping.ActionEvidenceDestroyed || e.Target != string(ref) || e.Actor != evidence.SweeperIdentity ||
 			!strings.Contains(e.Outcome.Detail, "shredded") || res.Objects[i].LedgerSeq != e.Seq || res.Objects[i].LedgerChain != chain {
 			t.Errorf("row %d = %+v (result %+v)", i, e, res.Objects[i])
 		}
@@ -261,7 +264,7 @@ func TestSweepEvidence(t *testing.T) {
 		t.Errorf("the chain with the destruction rows: %+v, %v", rep, err)
 	}
 	// A second sweep finds nothing and writes nothing.
-	if res, err := f.sweep(t, workflows.SweepEvidenceInput{}); err != nil || res.Count != 0 {
+	if res, err := f.sweep(t, housekeeping.SweepEvidenceInput{}); err != nil || res.Count != 0 {
 		t.Errorf("second sweep = %+v, %v", res, err)
 	}
 	if h, _ := f.ledger.Store().Head(f.ctx, chain); h.Seq != 2 {
@@ -283,7 +286,7 @@ func TestSweepStopsWhenTheLedgerFails(t *testing.T) {
 	}
 	f.clock.Set(start.Add(2 * time.Hour))
 	_ = f.ledger.Store().Close() // the ledger is down
-	res, err := f.sweep(t, workflows.SweepEvidenceInput{})
+	res, err := f.sweep(t, housekeeping.SweepEvidenceInput{})
 	if err == nil {
 		t.Fatal("the sweep succeeded without its ledger")
 	}

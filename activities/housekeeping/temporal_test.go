@@ -1,6 +1,6 @@
 //go:build integration
 
-package housekeeping
+package housekeeping_test
 
 import (
 	"context"
@@ -10,12 +10,15 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -71,21 +74,22 @@ func TestSchedulesOnDevServer(t *testing.T) {
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 		r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
-		f.acts.Register(r)
+		r.RegisterActivityWithOptions(f.acts.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
+		r.RegisterActivityWithOptions(f.acts.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	changes, err := EnsureSchedules(ctx, c.ScheduleClient(), queue)
+	changes, err := schedules.EnsureHousekeeping(ctx, c.ScheduleClient(), queue)
 	if err != nil || changes[workflows.SignDailyChainsScheduleID] != "created" || changes[workflows.SweepEvidenceScheduleID] != "created" {
-		t.Fatalf("EnsureSchedules = %v, %v", changes, err)
+		t.Fatalf("EnsureHousekeeping = %v, %v", changes, err)
 	}
 	for _, id := range []string{workflows.SignDailyChainsScheduleID, workflows.SweepEvidenceScheduleID} {
 		t.Cleanup(func() { _ = c.ScheduleClient().GetHandle(context.Background(), id).Delete(context.Background()) })
 	}
-	if changes, err = EnsureSchedules(ctx, c.ScheduleClient(), queue); err != nil || changes[workflows.SweepEvidenceScheduleID] != "updated" {
-		t.Fatalf("second EnsureSchedules = %v, %v", changes, err)
+	if changes, err = schedules.EnsureHousekeeping(ctx, c.ScheduleClient(), queue); err != nil || changes[workflows.SweepEvidenceScheduleID] != "updated" {
+		t.Fatalf("second EnsureHousekeeping = %v, %v", changes, err)
 	}
-	for id, cron := range map[string]string{workflows.SignDailyChainsScheduleID: SignCron, workflows.SweepEvidenceScheduleID: SweepCron} {
+	for id, cron := range map[string]string{workflows.SignDailyChainsScheduleID: schedules.SignCron, workflows.SweepEvidenceScheduleID: schedules.SweepCron} {
 		d, err := c.ScheduleClient().GetHandle(ctx, id).Describe(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -99,7 +103,7 @@ func TestSchedulesOnDevServer(t *testing.T) {
 		}
 	}
 
-	var signed workflows.SignDailyChainsResult
+	var signed housekeeping.SignDailyChainsResult
 	trigger(t, ctx, c, workflows.SignDailyChainsScheduleID, &signed)
 	if len(signed.Chains) != 1 || signed.Chains[0].Chain != yesterday || signed.Chains[0].Seq != 2 {
 		t.Fatalf("signed %+v, want %s up to seq 2", signed, yesterday)
@@ -108,7 +112,7 @@ func TestSchedulesOnDevServer(t *testing.T) {
 		t.Errorf("%s: %+v, %v", yesterday, rep, err)
 	}
 
-	var swept workflows.SweepEvidenceResult
+	var swept housekeeping.SweepEvidenceResult
 	wfID := trigger(t, ctx, c, workflows.SweepEvidenceScheduleID, &swept)
 	if !strings.HasPrefix(wfID, workflows.SweepEvidenceScheduleID) || swept.Count != 1 || swept.Objects[0].Ref != string(ref) {
 		t.Fatalf("scheduled sweep %s: %+v", wfID, swept)
@@ -117,13 +121,13 @@ func TestSchedulesOnDevServer(t *testing.T) {
 		t.Errorf("%s after the scheduled sweep: %v, want ErrDeleted", ref, err)
 	}
 	e, err := f.ledger.Store().Head(f.ctx, swept.Objects[0].LedgerChain)
-	if err != nil || e.Action != ActionEvidenceDestroyed || e.Target != string(ref) {
+	if err != nil || e.Action != housekeeping.ActionEvidenceDestroyed || e.Target != string(ref) {
 		t.Errorf("ledger head of %s: %+v, %v", swept.Objects[0].LedgerChain, e, err)
 	}
 
 	// On demand, as `starter evidence sweep` runs it: nothing left.
-	run, err := RunSweepNow(ctx, c, queue, workflows.SweepEvidenceInput{DryRun: true})
+	run, err := schedules.RunSweep(ctx, c, queue, housekeeping.SweepEvidenceInput{DryRun: true})
 	if err != nil || run.Result.Count != 0 || !strings.HasPrefix(run.WorkflowID, workflows.SweepEvidenceManualPrefix) {
-		t.Fatalf("RunSweepNow = %+v, %v", run, err)
+		t.Fatalf("RunSweep = %+v, %v", run, err)
 	}
 }

@@ -19,8 +19,8 @@
 // file; the retry mints and stores another one (the orphaned secret was
 // never valid) and writes that.
 //
-// The package also keeps the Temporal Schedule that runs the rotation
-// every 90 days ([EnsureSchedule]) and runs it on demand ([RunNow]).
+// The Temporal Schedule that runs the rotation every 90 days is kept by
+// internal/schedules.
 package intakekeys
 
 import (
@@ -38,7 +38,6 @@ import (
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // Config configures the rotation on the worker.
@@ -129,7 +128,7 @@ type rotation struct {
 // Parameters: source (only this detector; default every detector of the
 // detectors file that uses API keys) and reason. Outputs: rotated, the
 // comma separated "detector:key-id" list, and "secret_ref_<detector>" per
-// detector ([workflows.IntakeKeyRefOutputPrefix]). A dry run returns the
+// detector ([activities.IntakeKeyRefOutputPrefix]). A dry run returns the
 // plan. In a live drill it refuses (Precondition): intake keys are shared,
 // never a drill target. The key is never in results, errors or logs.
 func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
@@ -309,7 +308,7 @@ func result(done []rotation) activities.ActionResult {
 	names := make([]string, 0, len(done))
 	var end time.Time
 	for _, r := range done {
-		out[workflows.IntakeKeyRefOutputPrefix+r.detector] = r.ref
+		out[activities.IntakeKeyRefOutputPrefix+r.detector] = r.ref
 		names = append(names, r.detector)
 		if end.IsZero() || r.end.Before(end) {
 			end = r.end

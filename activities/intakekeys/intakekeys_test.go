@@ -31,7 +31,6 @@ import (
 	"github.com/iru-responder/responder/internal/intake/route"
 	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/internal/secretsink"
-	"github.com/iru-responder/responder/workflows"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -245,8 +244,8 @@ func TestRotation(t *testing.T) {
 	if got, want := res.Outputs["rotated"], "generic:"+gid+",falco:"+fid; got != want {
 		t.Fatalf("rotated = %q, want %q", got, want)
 	}
-	genRef, falcoRef := res.Outputs[workflows.IntakeKeyRefOutputPrefix+"generic"], res.Outputs[workflows.IntakeKeyRefOutputPrefix+"falco"]
-	if genRef == "" || falcoRef == "" || res.Outputs[workflows.IntakeKeyRefOutputPrefix+"wazuh"] != "" {
+	genRef, falcoRef := res.Outputs[activities.IntakeKeyRefOutputPrefix+"generic"], res.Outputs[activities.IntakeKeyRefOutputPrefix+"falco"]
+	if genRef == "" || falcoRef == "" || res.Outputs[activities.IntakeKeyRefOutputPrefix+"wazuh"] != "" {
 		t.Fatalf("outputs %v", res.Outputs)
 	}
 	genKey, falcoKey := f.secret(t, genRef), f.secret(t, falcoRef)
@@ -405,7 +404,7 @@ func TestRetryConverges(t *testing.T) {
 			if n != 1 || len(gen.APIKeys) != 5 {
 				t.Fatalf("%d keys %s among %d keys; want one", n, id, len(gen.APIKeys))
 			}
-			ref := res.Outputs[workflows.IntakeKeyRefOutputPrefix+"generic"]
+			ref := res.Outputs[activities.IntakeKeyRefOutputPrefix+"generic"]
 			if ref != gen.APIKeys[4].SecretRef {
 				t.Fatalf("returned ref %s, file has %s", ref, gen.APIKeys[4].SecretRef)
 			}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -36,12 +37,12 @@ func TestScheduleOnDevServer(t *testing.T) {
 	defer cancel()
 
 	sc := c.ScheduleClient()
-	if change, err := EnsureSchedule(ctx, sc, queue); err != nil || change != "created" {
+	if change, err := schedules.EnsureIntakeKeyRotation(ctx, sc, queue); err != nil || change != "created" {
 		t.Fatalf("EnsureSchedule = %q, %v", change, err)
 	}
 	h := sc.GetHandle(ctx, workflows.IntakeKeyRotationScheduleID)
 	t.Cleanup(func() { _ = h.Delete(context.Background()) })
-	if change, err := EnsureSchedule(ctx, sc, queue); err != nil || change != "updated" {
+	if change, err := schedules.EnsureIntakeKeyRotation(ctx, sc, queue); err != nil || change != "updated" {
 		t.Fatalf("second EnsureSchedule = %q, %v", change, err)
 	}
 	desc, err := h.Describe(ctx)
@@ -104,7 +105,7 @@ func TestScheduleOnDevServer(t *testing.T) {
 	}
 
 	// On demand, one detector; its scheduled key becomes an older key.
-	run, err := RunNow(ctx, c, queue, workflows.RotateIntakeKeysInput{Source: "generic", Reason: "test"})
+	run, err := schedules.RunIntakeKeyRotation(ctx, c, queue, workflows.RotateIntakeKeysInput{Source: "generic", Reason: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

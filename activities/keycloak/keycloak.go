@@ -33,10 +33,8 @@ package keycloak
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -50,6 +48,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // ErrTypeUnavailable is the (retryable) error type of a Keycloak call that
@@ -105,16 +104,9 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 	}
 	gc := gocloak.NewClient(cfg.URL)
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := tlsutil.CertPool(cfg.CAFile, true)
 		if err != nil {
-			return nil, fmt.Errorf("keycloak activities: read IRU_KEYCLOAK_CA_FILE: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("keycloak activities: IRU_KEYCLOAK_CA_FILE %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("keycloak activities: IRU_KEYCLOAK_CA_FILE: %w", err)
 		}
 		gc.RestyClient().SetTLSClientConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/keys"
 )
 
@@ -146,7 +147,7 @@ func (e *EvidenceKeys) ReplaceWrappedKey(ctx context.Context, ref string, old, u
 		return fmt.Errorf("keyops: encode evidence key %s: %w", ref, err)
 	}
 	path := e.backend.Path(ref)
-	if err := replaceFile(path, body); err != nil {
+	if err := fsutil.WriteFile(path, body, 0o440); err != nil {
 		return fmt.Errorf("keyops: replace evidence key %s: %w", ref, err)
 	}
 	// The object may have been destroyed (key shredded, ciphertext
@@ -159,32 +160,4 @@ func (e *EvidenceKeys) ReplaceWrappedKey(ctx context.Context, ref string, old, u
 		return fmt.Errorf("keyops: replace evidence key %s: object destroyed meanwhile: %w", ref, keys.ErrWrappedKeyChanged)
 	}
 	return nil
-}
-
-// replaceFile atomically replaces path with body (read-only, like the
-// locker's blobs).
-func replaceFile(path string, body []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-rewrap-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
-	_, werr := f.Write(body)
-	cherr := f.Chmod(0o440)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, cherr, serr, cerr); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
 }

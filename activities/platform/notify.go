@@ -8,7 +8,6 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/notify"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // NotifySend implements [activities.NotifySend]. Delivery retries with
@@ -27,8 +26,8 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	if ev.Summary == "" {
 		ev.Summary = fmt.Sprintf("%s: %s on %s", in.IncidentID, ev.Kind, in.Asset)
 	}
-	if a.UIBaseURL != "" {
-		ev.Link = a.UIBaseURL + "/namespaces/default/workflows/" + workflows.IncidentWorkflowID(in.IncidentID)
+	if a.IncidentLink != nil {
+		ev.Link = a.IncidentLink(in.IncidentID)
 	}
 	id := in.IdempotencyKey
 	if in.DryRun {

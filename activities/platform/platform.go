@@ -10,19 +10,18 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/report"
 )
 
-// StatusQuerier reads an incident's status; the worker's Temporal client
-// implements it.
-type StatusQuerier interface {
-	QueryWorkflow(ctx context.Context, workflowID, runID, queryType string, args ...any) (converter.EncodedValue, error)
-}
+// IncidentStatus returns the report's view of the incident that the
+// workflow execution (workflowID, runID) runs; the worker answers it with
+// the incident workflow's status query.
+type IncidentStatus func(ctx context.Context, workflowID, runID string) (report.Incident, error)
 
 // Activities holds the platform activities' dependencies.
 type Activities struct {
@@ -32,10 +31,13 @@ type Activities struct {
 	Evidence *evidence.Locker
 	Sink     activities.EvidenceStore
 	Notifier *notify.Notifier
-	Temporal StatusQuerier
-	// UIBaseURL, if set, links notifications to the incident in the Web UI.
-	UIBaseURL string
-	Now       func() time.Time
+	// Status reads the incident that the report activity reports on (the
+	// one whose workflow runs the activity).
+	Status IncidentStatus
+	// IncidentLink, if set, returns the address (in the Web UI) that a
+	// notification about an incident links to.
+	IncidentLink func(incidentID string) string
+	Now          func() time.Time
 }
 
 func (a *Activities) now() time.Time {

@@ -19,7 +19,6 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +35,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/redact"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // ErrTypeUnhealthy is the (retryable) error type of a probe whose target
@@ -94,20 +95,6 @@ func (c *Config) Validate() error {
 	return errors.Join(p...)
 }
 
-// withDefaults fills what a caller that bypassed the loader left empty.
-func (c Config) withDefaults() Config {
-	if c.Scheme == "" {
-		c.Scheme = "tcp"
-	}
-	if c.Port == 0 {
-		c.Port = 22
-	}
-	if c.Path == "" {
-		c.Path = "/healthz"
-	}
-	return c
-}
-
 // Activities holds the net.health_probe action.
 type Activities struct {
 	cfg    Config
@@ -122,7 +109,9 @@ type Activities struct {
 // addresses; platform lists the worker's own listen addresses (metrics,
 // codec server), refused like IRU_API_ADDR.
 func New(cfg Config, inv Inventory, platform ...string) (*Activities, error) {
-	cfg = cfg.withDefaults()
+	if err := config.FillDefaults(&cfg); err != nil {
+		return nil, fmt.Errorf("probe activities: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("probe activities: %w", err)
 	}
@@ -140,16 +129,9 @@ func New(cfg Config, inv Inventory, platform ...string) (*Activities, error) {
 		}}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := tlsutil.CertPool(cfg.CAFile, true)
 		if err != nil {
-			return nil, fmt.Errorf("probe activities: read IRU_PROBE_CA_FILE: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("probe activities: IRU_PROBE_CA_FILE %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("probe activities: IRU_PROBE_CA_FILE: %w", err)
 		}
 		tlsCfg.RootCAs = pool
 	}

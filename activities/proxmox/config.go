@@ -33,26 +33,6 @@ var reTokenID = regexp.MustCompile(`^[^\s:/!]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z]
 var reTag = regexp.MustCompile(`(?i)^[a-z0-9_][a-z0-9_\-+.]*$`)
 var reStorageID = regexp.MustCompile(`(?i)^[a-z][a-z0-9\-_.]*[a-z0-9]$`)
 
-// withDefaults fills the zero values a caller that bypassed the loader left.
-func (c Config) withDefaults() Config {
-	if c.BackupStorage == "" {
-		c.BackupStorage = "local"
-	}
-	if c.DrillTag == "" {
-		c.DrillTag = "drill"
-	}
-	if c.TaskPoll <= 0 {
-		c.TaskPoll = 500 * time.Millisecond
-	}
-	if c.HTTPTimeout <= 0 {
-		c.HTTPTimeout = 30 * time.Second
-	}
-	if c.LockWait <= 0 {
-		c.LockWait = time.Minute
-	}
-	return c
-}
-
 // Validate checks the configuration (it implements internal/config.Validator).
 func (c *Config) Validate() error {
 	var p []error

@@ -3,8 +3,8 @@ package proxmox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -193,7 +193,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 		key = "link_down"
 	}
 	nets := st.nets()
-	for _, k := range sortedKeys(nets) {
+	for _, k := range slices.Sorted(maps.Keys(nets)) {
 		if parseProps(nets[k])[key] != "1" {
 			body[k] = setProp(nets[k], key, "1")
 			what = append(what, fmt.Sprintf("set %s %s=1", k, key))
@@ -258,7 +258,7 @@ func isolationProblems(st *ctState, rec *quarantineRecord) []string {
 		key = "link_down"
 	}
 	nets := st.nets()
-	for _, k := range sortedKeys(nets) {
+	for _, k := range slices.Sorted(maps.Keys(nets)) {
 		if parseProps(nets[k])[key] != "1" {
 			p = append(p, fmt.Sprintf("%s has no %s=1", k, key))
 		}
@@ -302,13 +302,4 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

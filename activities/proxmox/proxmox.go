@@ -37,7 +37,6 @@ package proxmox
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +45,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +55,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
 // Retryable error types (the workflow retries them under the catalog's
@@ -113,7 +113,9 @@ func WithClock(now func() time.Time) Option {
 // New returns the activities for cfg. evidence receives prior states and
 // collected evidence; secrets receives rotated API token secrets.
 func New(cfg Config, evidence activities.EvidenceStore, secrets activities.SecretSink, opts ...Option) (*Activities, error) {
-	cfg = cfg.withDefaults()
+	if err := config.FillDefaults(&cfg); err != nil {
+		return nil, fmt.Errorf("proxmox activities: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("proxmox activities: %w", err)
 	}
@@ -134,7 +136,9 @@ func New(cfg Config, evidence activities.EvidenceStore, secrets activities.Secre
 // API server's detector intake maps alerts to containers with it. Its
 // actions must not be registered (they have no evidence store).
 func NewInventory(cfg Config, opts ...Option) (*Activities, error) {
-	cfg = cfg.withDefaults()
+	if err := config.FillDefaults(&cfg); err != nil {
+		return nil, fmt.Errorf("proxmox inventory: %w", err)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("proxmox inventory: %w", err)
 	}
@@ -152,16 +156,9 @@ func newActivities(cfg Config, evidence activities.EvidenceStore, secrets activi
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // documented opt-in
 	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
+		pool, err := tlsutil.CertPool(cfg.CAFile, true)
 		if err != nil {
-			return nil, fmt.Errorf("proxmox activities: read IRU_PVE_CA_FILE: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("proxmox activities: IRU_PVE_CA_FILE %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("proxmox activities: IRU_PVE_CA_FILE: %w", err)
 		}
 		tlsCfg.RootCAs = pool
 	}

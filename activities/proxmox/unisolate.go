@@ -145,7 +145,7 @@ func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, err
 	body := map[string]any{}
 	var del, what []string
 	cur := st.nets()
-	for _, k := range sortedKeys(prior.Nets) {
+	for _, k := range slices.Sorted(maps.Keys(prior.Nets)) {
 		if c, ok := cur[k]; !ok || !sameProps(c, prior.Nets[k]) {
 			body[k] = prior.Nets[k]
 			what = append(what, "restore "+k)
@@ -185,7 +185,7 @@ func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, err
 // drop enable=0), extra keys deleted.
 func optionsBody(cur, want map[string]string) map[string]any {
 	body := map[string]any{}
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if cur[k] != want[k] {
 			if n, err := strconv.Atoi(want[k]); err == nil && isDigits(want[k]) {
 				body[k] = n
@@ -195,7 +195,7 @@ func optionsBody(cur, want map[string]string) map[string]any {
 		}
 	}
 	var del []string
-	for _, k := range sortedKeys(cur) {
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
 		if _, ok := want[k]; !ok {
 			del = append(del, k)
 		}
@@ -211,7 +211,7 @@ func fmtOptions(o map[string]string) string {
 		return "(none: PVE defaults)"
 	}
 	var parts []string
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		parts = append(parts, k+"="+o[k])
 	}
 	return strings.Join(parts, " ")
@@ -254,7 +254,7 @@ func priorDiff(st *ctState, prior priorState) []string {
 		}
 	}
 	cur := st.nets()
-	for _, k := range sortedKeys(prior.Nets) {
+	for _, k := range slices.Sorted(maps.Keys(prior.Nets)) {
 		if !sameProps(cur[k], prior.Nets[k]) {
 			d = append(d, fmt.Sprintf("%s is %q, recorded %q", k, cur[k], prior.Nets[k]))
 		}

@@ -118,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	h.platform = &platform.Activities{
 		Ledger: h.stores.Ledger, Signer: h.stores.Signer, Verifier: h.stores.Signer, Evidence: h.stores.Evidence, Sink: sink,
-		Notifier: &notify.Notifier{Channels: cfg.Notify.Channels()}, UIBaseURL: cfg.UIBaseURL,
+		Notifier: &notify.Notifier{Channels: cfg.Notify.Channels()}, IncidentLink: incidentLink(cfg.UIBaseURL),
 	}
 	h.selftest = &selftest.Activities{
 		Order: []string{"hsm", "ledger", "evidence", "keycloak"},
@@ -155,7 +155,7 @@ func (h *Host) DataConverter() converter.DataConverter {
 // Register registers every workflow and activity on r; c is the worker's
 // own client (the report activity queries the incident through it).
 func (h *Host) Register(r Registry, c client.Client) {
-	h.platform.Temporal = c
+	h.platform.Status = incidentStatus(c)
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
@@ -168,11 +168,13 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.keyops.Register(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
-	(&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Register(r)
+	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	(&watch.Activities{Temporal: c, DataConverter: h.DataConverter(), Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
-	(&housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}).Register(r)
+	hk := &housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}
+	r.RegisterActivityWithOptions(hk.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
+	r.RegisterActivityWithOptions(hk.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
 }

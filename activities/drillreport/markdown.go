@@ -1,4 +1,4 @@
-package drills
+package drillreport
 
 import (
 	"fmt"
@@ -7,11 +7,10 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/internal/report"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // Markdown renders a drill report for people.
-func Markdown(rep workflows.DrillReport) string {
+func Markdown(rep Report) string {
 	var b strings.Builder
 	verdict := "PASSED"
 	if !rep.Passed {
@@ -64,9 +63,9 @@ func Markdown(rep workflows.DrillReport) string {
 	}
 	for _, a := range rep.AutoApproved {
 		if a.Accepted {
-			fmt.Fprintf(&b, "- %s approved by %s at %s\n", a.StepID, workflows.DrillApproverSubject, formatTime(a.At))
+			fmt.Fprintf(&b, "- %s approved by %s at %s\n", a.StepID, ApproverSubject, formatTime(a.At))
 		} else {
-			fmt.Fprintf(&b, "- %s: approval by %s NOT accepted: %s\n", a.StepID, workflows.DrillApproverSubject, mdCell(a.Rejection))
+			fmt.Fprintf(&b, "- %s: approval by %s NOT accepted: %s\n", a.StepID, ApproverSubject, mdCell(a.Rejection))
 		}
 	}
 	for _, s := range rep.WaitedForPeople {
