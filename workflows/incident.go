@@ -464,6 +464,7 @@ func disconnected(ctx workflow.Context) workflow.Context {
 	d, _ := workflow.NewDisconnectedContext(ctx)
 	return d
 }
+
 // closedStatus is the ledger outcome class of an incident's final state.
 func closedStatus(state string) activities.LedgerStatus {
 	switch state {
