@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -626,4 +627,28 @@ func TestComposePostgres(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestComposeKeycloakSupportsRealm: the realm file's protocol mappers must exist in the
+// Keycloak the compose file runs. The amr mapper (oidc-amr-mapper) arrived in Keycloak 24;
+// an older server imports the realm but issues tokens without amr, and every approval of a
+// risky step is then refused with mfa_required.
+func TestComposeKeycloakSupportsRealm(t *testing.T) {
+	c := loadCompose(t)
+	kc := c.service(t, "keycloak")
+	_, tag, ok := strings.Cut(kc.Image, ":")
+	if !ok {
+		t.Fatalf("keycloak image %q has no tag", kc.Image)
+	}
+	major, err := strconv.Atoi(strings.SplitN(tag, ".", 2)[0])
+	if err != nil {
+		t.Fatalf("keycloak image tag %q: %v", tag, err)
+	}
+	realm, err := os.ReadFile(filepath.Join(c.root, "deploy", "keycloak", "iru-realm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(realm), `"oidc-amr-mapper"`) && major < 24 {
+		t.Errorf("the realm uses oidc-amr-mapper (Keycloak 24+), compose runs %s", kc.Image)
+	}
 }
