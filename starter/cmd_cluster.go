@@ -3,26 +3,18 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/lab/keycloak"
-	"github.com/iru-responder/responder/internal/pki"
-	"github.com/iru-responder/responder/internal/temporalclient"
-	"github.com/iru-responder/responder/workflows"
+	"github.com/iru-responder/responder/internal/localstack"
 )
 
 // clusterConfig configures `starter cluster`: `starter up`'s settings and
 // the cluster's.
 type clusterConfig struct {
-	Up      upConfig
+	Up      localstack.Config
 	Cluster config.Cluster
 }
 
@@ -56,100 +48,10 @@ There is no Web UI in this mode.`,
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			s := &stack{cfg: cfg.Up, out: cmd.OutOrStdout(), clusterCfg: &cfg.Cluster}
-			defer s.close()
-			return s.up(cmd.Context(), exitWhenDone, noDemo)
+			return localstack.Run(cmd.Context(), cfg.Up, &cfg.Cluster, stackHooks(), cmd.OutOrStdout(), localstack.RunOptions{ExitWhenDone: exitWhenDone, NoDemo: noDemo})
 		},
 	}
 	cmd.Flags().BoolVar(&exitWhenDone, "exit-when-done", false, "stop the stack after the scenario's report; exit non-zero if a step failed")
 	cmd.Flags().BoolVar(&noDemo, "no-demo", false, "do not play the scenario (a compromised container) against the lab")
 	return cmd
-}
-
-// clusterIdentity is where the processes' Temporal tokens come from.
-type clusterIdentity struct {
-	issuer                                  string
-	workerSecret, apiSecret, operatorSecret string
-}
-
-func (s *stack) clusterIdentity() clusterIdentity {
-	cc := s.clusterCfg
-	id := clusterIdentity{issuer: cc.Issuer, workerSecret: cc.WorkerSecret, apiSecret: cc.APISecret, operatorSecret: cc.OperatorSecret}
-	if s.lab != nil {
-		if id.issuer == "" {
-			id.issuer = s.lab.Keycloak.URL() + "/realms/" + keycloak.Realm
-		}
-		for _, f := range []struct {
-			v   *string
-			lab string
-		}{{&id.workerSecret, keycloak.WorkerClientSecret}, {&id.apiSecret, keycloak.APIClientSecret}, {&id.operatorSecret, keycloak.OperatorClientSecret}} {
-			if *f.v == "" {
-				*f.v = f.lab
-			}
-		}
-	}
-	id.issuer = strings.TrimRight(id.issuer, "/")
-	return id
-}
-
-func (id clusterIdentity) tokenURL() string { return id.issuer + "/protocol/openid-connect/token" }
-
-// tokenEnv is the configuration of a process's Temporal token.
-func (id clusterIdentity) tokenEnv(clientID, secret string) []string {
-	return []string{"IRU_TEMPORAL_TOKEN_URL=" + id.tokenURL(), "IRU_TEMPORAL_CLIENT_ID=" + clientID, "IRU_TEMPORAL_CLIENT_SECRET=" + secret}
-}
-
-// startCluster starts the real Temporal server and gives the worker and the
-// API server their certificates and tokens.
-func (s *stack) startCluster(ctx context.Context) error {
-	logf, err := s.openLog("temporal.log")
-	if err != nil {
-		return err
-	}
-	id := s.clusterIdentity()
-	cc := s.clusterCfg
-	dir := filepath.Join(s.cfg.StateDir, "cluster")
-	operator := temporalclient.NewTokenHeaders(config.Temporal{TokenURL: id.tokenURL(), ClientID: keycloak.OperatorClientID, ClientSecret: id.operatorSecret})
-	s.say("starting Temporal cluster (%s) on PostgreSQL %s:%d", cc.ServerBin, cc.DBHost, cc.DBPort)
-	t0 := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{
-		ServerBin: cc.ServerBin, SQLTool: cc.SQLTool, Dir: dir, PKIDir: cc.PKIDir,
-		FrontendPort: s.cfg.FrontendPort,
-		DB: cluster.DB{Host: cc.DBHost, Port: cc.DBPort, User: cc.DBUser, Password: cc.DBPassword,
-			Name: cc.DBName, VisibilityName: cc.VisibilityDB},
-		JWKSURL:          id.issuer + "/protocol/openid-connect/certs",
-		SearchAttributes: workflows.SearchAttributeFlags(),
-		Operator:         operator,
-		Log:              logf,
-	})
-	if err != nil {
-		return err
-	}
-	s.cluster = c
-	s.defer_(func() {
-		s.say("stopping Temporal cluster")
-		_ = c.Stop()
-	})
-	s.temporalAddr, s.namespace = c.Address(), c.Namespace()
-	// Other shells (iru.env) act as the operator; the worker and the API
-	// server as themselves.
-	s.env = append(s.env, c.ClientEnv(pki.Operator)...)
-	s.env = append(s.env, id.tokenEnv(keycloak.OperatorClientID, id.operatorSecret)...)
-	s.workerEnv = append(c.ClientEnv(pki.Worker), id.tokenEnv(keycloak.WorkerClientID, id.workerSecret)...)
-	s.apiEnv = append(c.ClientEnv(pki.API), id.tokenEnv(keycloak.APIClientID, id.apiSecret)...)
-	schema := "schema present"
-	if len(c.Migrated.Created) > 0 {
-		schema = "created databases " + strings.Join(c.Migrated.Created, ", ")
-	}
-	s.say("Temporal cluster frontend %s (mTLS, authorization by %s), ready in %s (%s); certificates in %s",
-		c.Address(), id.issuer, time.Since(t0).Round(time.Millisecond), schema, c.PKI().Dir)
-	return nil
-}
-
-func (s *stack) clusterSummary(w func(string, ...any)) {
-	l := s.cluster.PKI()
-	op := l.Pair(pki.Operator)
-	w("  # the temporal CLI as the operator (client certificate and an iru-operator token):")
-	w("  .tools/bin/temporal workflow list --address %s --tls-ca-path %s --tls-cert-path %s --tls-key-path %s --tls-server-name %s --api-key \"$TOKEN\"",
-		s.cluster.Address(), l.CA(), op.Cert, op.Key, pki.FrontendServerName)
 }

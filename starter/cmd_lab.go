@@ -3,9 +3,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -13,9 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/fsutil"
-	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/internal/localstack"
 )
 
 func newLabCmd() *cobra.Command {
@@ -32,7 +29,7 @@ and public: never use them for anything but the lab.`,
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			l, envFile, err := startLab(cmd.Context(), cfg.StateDir, cfg.Lab)
+			l, envFile, err := localstack.StartLab(cmd.Context(), cfg.StateDir, cfg.Lab)
 			if err != nil {
 				return err
 			}
@@ -66,27 +63,4 @@ func labTOTPUsers() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// startLab starts the simulators and writes lab.env into stateDir.
-func startLab(ctx context.Context, stateDir string, cfg config.Lab) (*lab.Lab, string, error) {
-	l, err := lab.Start(ctx, lab.Options{
-		PVEAddr:         cfg.PVEAddr,
-		KeycloakAddr:    cfg.KeycloakAddr,
-		PVETaskDuration: cfg.TaskDuration,
-		StateDir:        stateDir,
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	envFile := filepath.Join(stateDir, "lab.env")
-	if err := writeEnvFile(envFile, l.Env()); err != nil {
-		l.Close()
-		return nil, "", err
-	}
-	return l, envFile, nil
-}
-
-func writeEnvFile(path string, lines []string) error {
-	return fsutil.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }

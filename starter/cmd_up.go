@@ -4,53 +4,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
-	"go.yaml.in/yaml/v3"
 
-	"github.com/iru-responder/responder/activities/watch"
-	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/drills"
-	"github.com/iru-responder/responder/internal/fsutil"
-	"github.com/iru-responder/responder/internal/intake"
-	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
-	"github.com/iru-responder/responder/internal/intake/detectorsfile"
-	"github.com/iru-responder/responder/internal/keys/softhsm"
-	"github.com/iru-responder/responder/internal/lab"
-	"github.com/iru-responder/responder/internal/lab/keycloak"
-	"github.com/iru-responder/responder/internal/logging"
-	"github.com/iru-responder/responder/internal/schedules"
-	"github.com/iru-responder/responder/internal/temporalclient"
-	"github.com/iru-responder/responder/playbooks"
-	"github.com/iru-responder/responder/workflows"
+	"github.com/iru-responder/responder/internal/localstack"
 )
-
-// upConfig configures `starter up`.
-type upConfig struct {
-	config.Up
-	Codec codec.Config
-}
-
-// Validate implements config.Validator.
-func (c *upConfig) Validate() error { return errors.Join(c.Up.Validate(), c.Codec.Validate()) }
 
 func newUpCmd() *cobra.Command {
 	var exitWhenDone, noDemo bool
@@ -66,13 +30,11 @@ self-test, prints the addresses and keeps the stack up until Ctrl-C. With
 failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg upConfig
+			var cfg localstack.Config
 			if err := config.Load(&cfg); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			s := &stack{cfg: cfg, out: cmd.OutOrStdout()}
-			defer s.close()
-			return s.up(cmd.Context(), exitWhenDone, noDemo)
+			return localstack.Run(cmd.Context(), cfg, nil, stackHooks(), cmd.OutOrStdout(), localstack.RunOptions{ExitWhenDone: exitWhenDone, NoDemo: noDemo})
 		},
 	}
 	cmd.Flags().BoolVar(&exitWhenDone, "exit-when-done", false, "stop the stack after the scenario's report; exit non-zero if a step failed")
@@ -80,476 +42,34 @@ failed.`,
 	return cmd
 }
 
-// stack is the local stack of `starter up`.
-type stack struct {
-	cfg     upConfig
-	out     io.Writer
-	logDir  string
-	closers []func() // run in reverse order by close
-
-	prot     *codec.Protection
-	lab      *lab.Lab
-	codecURL string
-	codecTok string
-	dev      *devserver.Server
-	// cluster is set by `starter cluster` (clusterCfg non-nil) instead of dev.
-	cluster    *cluster.Cluster
-	clusterCfg *config.Cluster
-	// Where Temporal is, whichever runs it; uiURL is "" without a Web UI.
-	temporalAddr, namespace, uiURL string
-	env                            []string // the platform's configuration for child processes
-	// workerEnv and apiEnv are added to env for the worker and the API
-	// server only (their own certificate and token in cluster mode).
-	workerEnv, apiEnv []string
-	apiAddr           string
-	// intakeFile is the intake configuration the API server reads.
-	intakeFile string
-	client     client.Client
-	workerErr  chan error
-}
-
-func (s *stack) say(format string, args ...any) { fmt.Fprintf(s.out, "==> "+format+"\n", args...) }
-
-func (s *stack) defer_(f func()) { s.closers = append(s.closers, f) }
-
-func (s *stack) close() {
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		s.closers[i]()
-	}
-}
-
-func (s *stack) openLog(name string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(s.logDir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err == nil {
-		s.defer_(func() { f.Close() })
-	}
-	return f, err
-}
-
-func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
-	cfg := s.cfg
-	s.logDir = filepath.Join(cfg.StateDir, "logs")
-	if err := os.MkdirAll(s.logDir, 0o700); err != nil {
-		return fmt.Errorf("IRU_STATE_DIR=%s: %w", cfg.StateDir, err)
-	}
-	if s.cfg.UIPort == 0 { // the codec server's CORS origin needs it before the dev server starts
-		p, err := devserver.FreePort("127.0.0.1")
-		if err != nil {
-			return err
-		}
-		s.cfg.UIPort = p
-	}
-	for _, st := range s.steps() {
-		if err := st.run(ctx); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
-		}
-	}
-	stCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	res, err := runSelfTest(stCtx, s.client)
-	cancel()
-	if err != nil {
-		s.say("self-test FAILED: %v (worker log: %s)", err, filepath.Join(s.logDir, "worker.log"))
-		return &exitError{code: 1, err: err}
-	}
-	printSelfTest(s.out, res)
-	if err := s.schedules(ctx); err != nil {
-		s.say("schedules: %v", err)
-		if exitWhenDone {
-			return &exitError{code: 1, err: err}
-		}
-	}
-	if !res.Result.Healthy && exitWhenDone {
-		return &exitError{code: 1, err: errors.New("self-test reported an unhealthy dependency")}
-	}
-	reportPath := ""
-	if s.lab != nil && !noDemo {
-		d := &demo{s: s, lab: s.lab, asset: "api-gateway", user: "jdoe", key: "container-compromise:api-gateway"}
-		if reportPath, err = d.run(ctx); err != nil {
-			s.say("scenario FAILED: %v (logs in %s)", err, s.logDir)
-			if exitWhenDone {
-				return &exitError{code: 1, err: err}
+// stackHooks are the starter's pieces the local stack runs: the API server
+// as `starter serve` runs it, the self-test as `starter selftest` runs it,
+// and the drill schedules as `starter drills sync` makes them.
+func stackHooks() localstack.Hooks {
+	return localstack.Hooks{
+		APIServer: func(env []string) (localstack.APIServer, error) {
+			var cfg serveConfig
+			if err := config.LoadFrom(&cfg, env); err != nil {
+				return localstack.APIServer{}, err
 			}
-		}
-	}
-	s.summary(reportPath)
-	if exitWhenDone {
-		s.say("--exit-when-done: stopping")
-		return nil
-	}
-	s.say("press Ctrl-C to stop")
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-s.workerErr:
-		return fmt.Errorf("worker exited: %v (see %s)", err, filepath.Join(s.logDir, "worker.log"))
-	}
-}
-
-type stackStep struct {
-	name string
-	run  func(context.Context) error
-}
-
-// steps are the stack's pieces in start order. The cluster trusts the
-// lab's Keycloak, so in cluster mode the lab comes first.
-func (s *stack) steps() []stackStep {
-	if s.clusterCfg != nil {
-		return []stackStep{
-			{"keys", s.startKeys},
-			{"codec server", s.startCodecServer},
-			{"lab", s.startLab},
-			{"Temporal cluster", s.startCluster},
-			{"worker", s.startWorker},
-			{"API server", s.startAPI},
-		}
-	}
-	return []stackStep{
-		{"keys", s.startKeys},
-		{"codec server", s.startCodecServer},
-		{"Temporal dev server", s.startDevServer},
-		{"lab", s.startLab},
-		{"worker", s.startWorker},
-		{"API server", s.startAPI},
-	}
-}
-
-// startKeys prepares the development HSM token and opens the payload key
-// ring before any other process does, so keys are created exactly once.
-func (s *stack) startKeys(ctx context.Context) error {
-	tok, err := softhsm.Ensure(filepath.Join(s.cfg.StateDir, "softhsm"), "iru")
-	if err != nil {
-		return err
-	}
-	ccfg := s.cfg.Codec
-	ccfg.KeyDir = filepath.Join(s.cfg.StateDir, "codec-keys")
-	s.prot, err = codec.OpenProtection(ctx, tok.Config, ccfg)
-	if err != nil {
-		return err
-	}
-	s.defer_(func() { _ = s.prot.Close() })
-	s.env = append(s.env, tok.Env()...)
-	s.env = append(s.env, "IRU_CODEC_KEY_DIR="+ccfg.KeyDir,
-		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(s.cfg.StateDir, "ledger.db"),
-		"IRU_EVIDENCE_DIR="+filepath.Join(s.cfg.StateDir, "evidence"),
-		"IRU_SECRETS_DIR="+filepath.Join(s.cfg.StateDir, "secrets"))
-	s.say("keys in SoftHSM2 token %q (%s); payload key %s", tok.Config.TokenLabel, tok.Conf, s.prot.Ring.CurrentKeyID())
-	return nil
-}
-
-// startCodecServer serves /encode and /decode for the Temporal CLI and Web UI.
-func (s *stack) startCodecServer(context.Context) error {
-	tokFile := filepath.Join(s.cfg.StateDir, "codec-token")
-	tok, err := readOrCreateSecret(tokFile)
-	if err != nil {
-		return err
-	}
-	static, err := codec.NewStaticTokenAuthenticator(tok, "codec-token")
-	if err != nil {
-		return err
-	}
-	uiOrigin := fmt.Sprintf("http://127.0.0.1:%d", s.cfg.UIPort)
-	var auth codec.Authenticator = static
-	if s.cfg.Lab.Enabled {
-		// The dev server's Web UI has no login, so it cannot send a token:
-		// in the lab only, its own origin on loopback may decode.
-		auth = labUIAuthenticator{origin: uiOrigin, next: static}
-	}
-	h, err := codec.NewServer(codec.ServerOptions{Codec: codec.NewDisplayCodec(s.prot.Ring), Authenticator: auth, AllowedOrigins: []string{uiOrigin}})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", s.cfg.Codec.ServerAddr)
-	if err != nil {
-		return fmt.Errorf("IRU_CODEC_SERVER_ADDR=%s: %w", s.cfg.Codec.ServerAddr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	s.defer_(func() { _ = srv.Close() })
-	s.codecURL, s.codecTok = "http://"+ln.Addr().String(), tok
-	s.say("codec server on %s (token in %s)", s.codecURL, tokFile)
-	return nil
-}
-
-func (s *stack) startDevServer(ctx context.Context) error {
-	devLog, err := s.openLog("temporal.log")
-	if err != nil {
-		return err
-	}
-	s.say("starting Temporal dev server (%s)", s.cfg.TemporalCLI)
-	t0 := time.Now()
-	s.dev, err = devserver.Start(ctx, devserver.Options{
-		Binary:           s.cfg.TemporalCLI,
-		DBFile:           filepath.Join(s.cfg.StateDir, "temporal.db"),
-		Port:             s.cfg.FrontendPort,
-		UI:               true,
-		UIPort:           s.cfg.UIPort,
-		CodecEndpoint:    s.codecURL,
-		SearchAttributes: workflows.SearchAttributeFlags(),
-		Log:              devLog,
-	})
-	if err != nil {
-		return err
-	}
-	s.defer_(func() {
-		s.say("stopping Temporal dev server")
-		_ = s.dev.Stop()
-	})
-	s.temporalAddr, s.namespace, s.uiURL = s.dev.Address(), s.dev.Namespace(), s.dev.UIURL()
-	s.env = append(s.env, "IRU_TEMPORAL_ADDRESS="+s.dev.Address(), "IRU_TEMPORAL_NAMESPACE="+s.dev.Namespace(), "IRU_UI_URL="+s.dev.UIURL())
-	s.say("Temporal frontend %s, Web UI %s (ready in %s)", s.dev.Address(), s.dev.UIURL(), time.Since(t0).Round(time.Millisecond))
-	return nil
-}
-
-func (s *stack) startLab(ctx context.Context) error {
-	if !s.cfg.Lab.Enabled {
-		s.say("lab off (IRU_LAB=false): using the configured Proxmox VE and Keycloak")
-		return nil
-	}
-	l, _, err := startLab(ctx, s.cfg.StateDir, s.cfg.Lab)
-	if err != nil {
-		return err
-	}
-	s.defer_(func() {
-		s.say("stopping the lab")
-		l.Close()
-	})
-	s.lab = l
-	s.env = append(s.env, l.Env()...)
-	s.say("lab up: Proxmox VE %s, Keycloak %s", l.PVE.URL(), l.Keycloak.URL())
-	return nil
-}
-
-// startWorker runs the real worker binary, as in production.
-func (s *stack) startWorker(context.Context) error {
-	var err error
-	if s.intakeFile, err = s.writeIntakeConfig(); err != nil {
-		return err
-	}
-	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
-	if err := writeEnvFile(envFile, s.env); err != nil {
-		return err
-	}
-	workerLog, err := s.openLog("worker.log")
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(s.cfg.WorkerBin)
-	cmd.Env = append(os.Environ(), append(append(s.env, s.workerEnv...), "IRU_WORKER_HTTP_ADDR="+s.cfg.WorkerAddr)...)
-	cmd.Stdout, cmd.Stderr = workerLog, workerLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s (IRU_WORKER_BIN): %w", s.cfg.WorkerBin, err)
-	}
-	done := make(chan error, 1)
-	s.workerErr = done
-	exited := make(chan struct{})
-	go func() { done <- cmd.Wait(); close(exited) }()
-	s.defer_(func() {
-		s.say("stopping worker")
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(40 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-	s.say("worker started (pid %d), health and metrics on http://%s", cmd.Process.Pid, s.cfg.WorkerAddr)
-	return nil
-}
-
-// startAPI runs the API server in this process and dials the client the
-// self-test and the scenario use.
-func (s *stack) startAPI(ctx context.Context) error {
-	apiLog, err := s.openLog("api.log")
-	if err != nil {
-		return err
-	}
-	// The API server is configured from the same variables as the worker,
-	// exactly as `starter serve` would be.
-	env := append(os.Environ(), s.env...)
-	env = append(env, s.apiEnv...)
-	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+s.intakeFile)
-	var cfg serveConfig
-	if err := config.LoadFrom(&cfg, env); err != nil {
-		return err
-	}
-	apiCtx, stop := context.WithCancel(context.Background())
-	ready, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- serve(apiCtx, cfg, s.prot, logging.New(apiLog, s.cfg.Log, "starter-serve"), ready)
-	}()
-	s.defer_(func() {
-		stop()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			s.say("API server: %v", err)
-		}
-	})
-	select {
-	case s.apiAddr = <-ready:
-	case err := <-done:
-		return err
-	}
-	s.say("API server on http://%s (detector intake /v1/alerts/{detector}, responder API /api/v1, /healthz, /readyz); /metrics on the internal listener IRU_API_INTERNAL_ADDR", s.apiAddr)
-	s.client, err = temporalclient.Dial(ctx, cfg.Temporal, temporalclient.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DataConverter: s.prot.DataConverter()})
-	if err != nil {
-		return err
-	}
-	s.defer_(s.client.Close)
-	return nil
-}
-
-// schedules creates the platform's Temporal Schedules: the 90-day intake
-// API key rotation, the drills of drills/drills.yaml, the watch on
-// incidents stopped outside the platform, and the daily housekeeping
-// (signing the ended days' audit chains, the evidence retention sweep).
-func (s *stack) schedules(ctx context.Context) error {
-	change, err := schedules.EnsureIntakeKeyRotation(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
-	if err != nil {
-		return fmt.Errorf("intake key rotation schedule: %w", err)
-	}
-	set, err := playbooks.Embedded()
-	if err != nil {
-		return err
-	}
-	f, err := drills.Embedded(set)
-	if err != nil {
-		return err
-	}
-	changes, err := syncDrills(ctx, s.client, f, syncOptions{}, io.Discard)
-	if err != nil {
-		return fmt.Errorf("drill schedules: %w", err)
-	}
-	wchange, err := watch.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
-	if err != nil {
-		return fmt.Errorf("watch schedule: %w", err)
-	}
-	hk, err := schedules.EnsureHousekeeping(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
-	if err != nil {
-		return fmt.Errorf("housekeeping schedules: %w", err)
-	}
-	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s), daily audit chain signing at 00:10 UTC (%s), evidence retention sweep at 02:30 UTC (%s)",
-		change, len(changes), workflows.WatchInterval, wchange, hk[workflows.SignDailyChainsScheduleID], hk[workflows.SweepEvidenceScheduleID])
-	return nil
-}
-
-// labDetectors are the detectors the local stack accepts alerts from.
-var labDetectors = []struct{ name, format string }{
-	{"alertmanager", "alertmanager"}, {"falco", "falco"}, {"wazuh", "wazuh"}, {"generic", "generic"},
-}
-
-// writeIntakeConfig writes the local intake configuration: a spool in the
-// state folder, and a detectors file with one API key per detector (minted
-// once, kept 0600 in detector-keys/; only its hash is in the file). The
-// detectors file is what keys.rotate_intake_keys rotates and the API
-// server reloads.
-func (s *stack) writeIntakeConfig() (string, error) {
-	keyDir := filepath.Join(s.cfg.StateDir, "detector-keys")
-	if err := os.MkdirAll(keyDir, 0o700); err != nil {
-		return "", err
-	}
-	detFile := filepath.Join(s.cfg.StateDir, "detectors.yaml")
-	if _, err := os.Stat(detFile); errors.Is(err, os.ErrNotExist) {
-		var df detectorsfile.File
-		for _, d := range labDetectors {
-			key, err := readOrCreate(filepath.Join(keyDir, d.name), intakeauth.GenerateKey)
+			return localstack.APIServer{
+				Temporal: cfg.Temporal,
+				Run: func(ctx context.Context, prot *codec.Protection, log *slog.Logger, ready chan<- string) error {
+					return serve(ctx, cfg, prot, log, ready)
+				},
+			}, nil
+		},
+		SelfTest: func(ctx context.Context, c client.Client, out io.Writer) (bool, error) {
+			res, err := runSelfTest(ctx, c)
 			if err != nil {
-				return "", err
+				return false, err
 			}
-			df.Detectors = append(df.Detectors, intakeauth.Detector{Name: d.name, Format: d.format,
-				APIKeys: []intakeauth.APIKey{{ID: "local", SHA256: intakeauth.HashKey("local", key)}}})
-		}
-		if err := detectorsfile.Write(detFile, df); err != nil {
-			return "", err
-		}
+			printSelfTest(out, res)
+			return res.Result.Healthy, nil
+		},
+		SyncDrills: func(ctx context.Context, c client.Client, f *drills.File) (int, error) {
+			changes, err := syncDrills(ctx, c, f, syncOptions{}, io.Discard)
+			return len(changes), err
+		},
 	}
-	s.env = append(s.env, "IRU_INTAKE_DETECTORS_FILE="+detFile)
-	icfg := intake.Config{SpoolDir: filepath.Join(s.cfg.StateDir, "spool")}
-	b, err := yaml.Marshal(icfg)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(s.cfg.StateDir, "intake.yaml")
-	return path, fsutil.WriteFile(path, b, 0o600)
-}
-
-func (s *stack) summary(reportPath string) {
-	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
-	w := func(format string, args ...any) { fmt.Fprintf(s.out, format+"\n", args...) }
-	w("\nIRU Responder is up.")
-	if s.uiURL != "" {
-		w("  Temporal Web UI   %s (payloads decoded by the codec server)", s.uiURL)
-	}
-	w("  Temporal frontend %s (namespace %s)", s.temporalAddr, s.namespace)
-	w("  Codec server      %s (token in %s)", s.codecURL, filepath.Join(s.cfg.StateDir, "codec-token"))
-	w("  API server        http://%s (detector keys in %s)", s.apiAddr, filepath.Join(s.cfg.StateDir, "detector-keys"))
-	w("  Worker metrics    http://%s/metrics", s.cfg.WorkerAddr)
-	if s.lab != nil {
-		w("  Lab               Proxmox VE %s, Keycloak %s; lab credentials:", s.lab.PVE.URL(), s.lab.Keycloak.URL())
-		for _, line := range strings.Split(strings.TrimRight(s.lab.Credentials(), "\n"), "\n") {
-			w("    %s", line)
-		}
-	}
-	if reportPath != "" {
-		w("  Incident report   %s", reportPath)
-	}
-	w("  Logs              %s", s.logDir)
-	w("Try (IRU_ENV_FILE=%s points the commands at this stack):", envFile)
-	w("  export IRU_ENV_FILE=%s IRU_API_URL=http://%s", envFile, s.apiAddr)
-	w("  bin/starter login --username bob          # password %s, then bob's one-time code: bin/starter lab totp bob", keycloak.UserPassword)
-	w("  bin/starter incidents                     # the incidents, open and closed")
-	w("  bin/starter incident show container-compromise:api-gateway")
-	w("  bin/starter audit verify <INC-id>         # recompute the hash chain, check the HSM signature")
-	w("  bin/starter evidence list <INC-id>")
-	if s.cluster != nil {
-		s.clusterSummary(w)
-		return
-	}
-	w("  .tools/bin/temporal workflow list --address %s", s.dev.Address())
-}
-
-// labUIAuthenticator lets the lab's Web UI (which has no login) decode
-// payloads through the codec server from loopback; encoding (which would
-// let any local client make payloads the platform decrypts) and everything
-// else need a token.
-type labUIAuthenticator struct {
-	origin string
-	next   codec.Authenticator
-}
-
-func (a labUIAuthenticator) Authenticate(r *http.Request) (codec.Identity, error) {
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && r.Header.Get("Origin") == a.origin && r.Header.Get("Authorization") == "" &&
-		strings.HasSuffix(r.URL.Path, "/decode") {
-		return codec.Identity{Subject: "lab:web-ui"}, nil
-	}
-	return a.next.Authenticate(r)
-}
-
-// readOrCreateSecret returns the secret in path, creating a random one
-// (0600) the first time.
-func readOrCreateSecret(path string) (string, error) {
-	return readOrCreate(path, func() (string, error) {
-		raw := make([]byte, 24)
-		if _, err := rand.Read(raw); err != nil {
-			return "", err
-		}
-		return hex.EncodeToString(raw), nil
-	})
-}
-
-// readOrCreate returns the secret in path, or makes one with mint and
-// keeps it there (0600).
-func readOrCreate(path string, mint func() (string, error)) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return strings.TrimSpace(string(b)), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	v, err := mint()
-	if err != nil {
-		return "", err
-	}
-	return v, fsutil.WriteFile(path, []byte(v+"\n"), 0o600)
 }

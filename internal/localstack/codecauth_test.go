@@ -1,6 +1,6 @@
 //go:build localstack
 
-package main
+package localstack
 
 import (
 	"net/http/httptest"

@@ -1,6 +1,9 @@
 //go:build localstack
 
-package main
+// Package demo plays the scripted incident of the README (a compromised
+// container, and the Keycloak account seen in it) against a running local
+// stack and its lab. It is only in builds with the localstack tag.
+package demo
 
 import (
 	"bytes"
@@ -18,35 +21,66 @@ import (
 
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/workflows"
 )
 
-// demo plays the README's scenario against the running stack, through the
+// Options are the running stack the scenario plays against.
+type Options struct {
+	// Out receives the scenario's progress.
+	Out io.Writer
+	// Lab is the stack's lab; the scenario checks it at each step.
+	Lab *lab.Lab
+	// Client queries the incident's status.
+	Client client.Client
+	// APIAddr is the API server's host:port (intake and responder API).
+	APIAddr string
+	// StateDir is the stack's state folder: the detectors' API keys are in
+	// its detector-keys/, the report is written to its reports/.
+	StateDir string
+	// Asset is the lab container the alert names, User the Keycloak
+	// account logged in to it.
+	Asset, User string
+	// Key is the incident's correlation key: its id in the API.
+	Key string
+}
+
+// Run plays the README's scenario against the running stack, through the
 // same doors a detector and a responder use: a Falco alert posted to the
 // intake with the detector's API key, and a lead who logs in through
 // Keycloak and approves through the responder API. It reports progress in
-// plain words and checks the lab at each step.
+// plain words, checks the lab at each step and returns the path of the
+// post-incident report it wrote.
+func Run(ctx context.Context, o Options) (reportPath string, err error) {
+	d := &demo{out: o.Out, lab: o.Lab, client: o.Client, apiAddr: o.APIAddr, stateDir: o.StateDir, asset: o.Asset, user: o.User, key: o.Key}
+	return d.run(ctx)
+}
+
+// demo is one play of the scenario.
 type demo struct {
-	s     *stack
-	lab   *lab.Lab
-	asset string
-	user  string
-	key   string // correlation key: the incident's id in the API
-	token string // bob's access token
+	out      io.Writer
+	lab      *lab.Lab
+	client   client.Client
+	apiAddr  string
+	stateDir string
+	asset    string
+	user     string
+	key      string // correlation key: the incident's id in the API
+	token    string // bob's access token
 	// since is when the alert was posted: an earlier incident with the
 	// same key (a previous `starter up`) is not this one.
 	since time.Time
 }
 
-func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.s.out, "  · "+format+"\n", args...) }
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, "  · "+format+"\n", args...) }
 
 func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	d.s.say("scenario: a compromised container, and the Keycloak account seen in it")
+	fmt.Fprintln(d.out, "==> scenario: a compromised container, and the Keycloak account seen in it")
 	pveState := d.lab.PVE.State()
 	var vmid int
 	for _, ct := range pveState.Containers {
@@ -127,7 +161,7 @@ func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(d.s.cfg.StateDir, "reports")
+	dir := filepath.Join(d.stateDir, "reports")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
@@ -140,7 +174,7 @@ func (d *demo) run(ctx context.Context) (reportPath string, err error) {
 }
 
 func (d *demo) postFalcoAlert(ctx context.Context) error {
-	key, err := os.ReadFile(filepath.Join(d.s.cfg.StateDir, "detector-keys", "falco"))
+	key, err := os.ReadFile(filepath.Join(d.stateDir, "detector-keys", "falco"))
 	if err != nil {
 		return err
 	}
@@ -157,7 +191,7 @@ func (d *demo) postFalcoAlert(ctx context.Context) error {
 		},
 	}
 	body, _ := json.Marshal(alert)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+d.s.apiAddr+"/v1/alerts/falco", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+d.apiAddr+"/v1/alerts/falco", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -177,7 +211,7 @@ func (d *demo) postFalcoAlert(ctx context.Context) error {
 }
 
 func (d *demo) approve(ctx context.Context, step string) error {
-	u := fmt.Sprintf("http://%s/api/v1/incidents/%s/steps/%s/approve", d.s.apiAddr, url.PathEscape(d.key), step)
+	u := fmt.Sprintf("http://%s/api/v1/incidents/%s/steps/%s/approve", d.apiAddr, url.PathEscape(d.key), step)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(`{"reason":"evidence preserved; rebuild from the last clean backup"}`))
 	if err != nil {
 		return err
@@ -197,7 +231,7 @@ func (d *demo) approve(ctx context.Context, step string) error {
 }
 
 func (d *demo) fetchReport(ctx context.Context) ([]byte, error) {
-	u := fmt.Sprintf("http://%s/api/v1/incidents/%s/report?format=markdown", d.s.apiAddr, url.PathEscape(d.key))
+	u := fmt.Sprintf("http://%s/api/v1/incidents/%s/report?format=markdown", d.apiAddr, url.PathEscape(d.key))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -220,7 +254,7 @@ func (d *demo) fetchReport(ctx context.Context) ([]byte, error) {
 func (d *demo) waitFor(ctx context.Context, wfID, what string, done func(workflows.IncidentStatus) bool) (workflows.IncidentStatus, error) {
 	var st workflows.IncidentStatus
 	for {
-		v, err := d.s.client.QueryWorkflow(ctx, wfID, "", workflows.StatusQuery)
+		v, err := d.client.QueryWorkflow(ctx, wfID, "", workflows.StatusQuery)
 		if err == nil && v.Get(&st) == nil && !st.OpenedAt.After(d.since) && st.State == workflows.StateOpen {
 			return st, fmt.Errorf("incident %s, opened %s by an earlier run, is still open (phase %s): the alert joined it; close it (starter incident abort %s) or use a fresh IRU_STATE_DIR",
 				st.IncidentID, st.OpenedAt.Format(time.RFC3339), st.Phase, d.key)
