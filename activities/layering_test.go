@@ -11,7 +11,6 @@ import (
 // activities' contracts and never the reverse.
 const workflowsPkg = "github.com/iru-responder/responder/workflows"
 
-
 // TestNoPackageImportsWorkflows fails when a package under activities/
 // (its non-test files, directly or through another package) depends on the
 // workflows package.
