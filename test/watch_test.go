@@ -351,11 +351,11 @@ func TestWatchSchedule(t *testing.T) {
 	_ = h.Delete(ctx) // a worker binary started by another test creates it too
 	change, err := schedules.EnsureWatch(ctx, sc, p.TaskQueue)
 	if err != nil || change != "created" {
-		t.Fatalf("EnsureSchedule: %s %v", change, err)
+		t.Fatalf("EnsureWatch: %s %v", change, err)
 	}
 	t.Cleanup(func() { _ = h.Delete(context.Background()) })
 	if change, err := schedules.EnsureWatch(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
-		t.Fatalf("EnsureSchedule again: %s %v", change, err)
+		t.Fatalf("EnsureWatch again: %s %v", change, err)
 	}
 
 	// Sweep (the first one at creation, more by trigger) until one has
