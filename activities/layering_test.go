@@ -11,17 +11,9 @@ import (
 // activities' contracts and never the reverse.
 const workflowsPkg = "github.com/iru-responder/responder/workflows"
 
-// importsWorkflows lists the packages under activities/ that still import
-// the workflows package, with what they need from it: the watch reads the
-// incident workflow's status and input and starts follow-up incidents.
-var importsWorkflows = []string{
-	"github.com/iru-responder/responder/activities/watch",
-}
-
 // TestNoPackageImportsWorkflows fails when a package under activities/
 // (its non-test files, directly or through another package) depends on the
-// workflows package, except those listed in importsWorkflows; it also fails
-// when a listed package no longer does, so that the list only shrinks.
+// workflows package.
 func TestNoPackageImportsWorkflows(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
 	if err != nil {
@@ -33,12 +25,8 @@ func TestNoPackageImportsWorkflows(t *testing.T) {
 	}
 	for _, line := range lines {
 		pkg, deps, _ := strings.Cut(line, " ")
-		imports := slices.Contains(strings.Fields(deps), workflowsPkg)
-		switch listed := slices.Contains(importsWorkflows, pkg); {
-		case imports && !listed:
+		if slices.Contains(strings.Fields(deps), workflowsPkg) {
 			t.Errorf("%s depends on %s: move what it needs into the activities layer", pkg, workflowsPkg)
-		case !imports && listed:
-			t.Errorf("%s no longer depends on %s: drop it from importsWorkflows", pkg, workflowsPkg)
 		}
 	}
 }

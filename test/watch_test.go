@@ -20,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
@@ -47,7 +48,7 @@ func startIncident(t *testing.T, p *testplatform.Platform, id, playbook, asset, 
 
 // sweep runs one watch sweep with no state carried from an earlier one
 // (as after a restart that lost the cursor) until it has reported runID.
-func sweep(t *testing.T, p *testplatform.Platform, runID string) workflows.WatchReportResult {
+func sweep(t *testing.T, p *testplatform.Platform, runID string) watch.ReportResult {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -147,7 +148,7 @@ func TestWatchTerminatedIncident(t *testing.T) {
 	}
 
 	rep := sweep(t, p, runID)
-	if rep.How != workflows.StoppedTerminated || rep.By != "mallory-cli" || rep.Reason != reason || !rep.At.Equal(at) ||
+	if rep.How != watch.StoppedTerminated || rep.By != "mallory-cli" || rep.Reason != reason || !rep.At.Equal(at) ||
 		rep.IncidentID != "INC-WATCH-T" || rep.Compensations != 1 || rep.FollowUpWorkflowID == "" {
 		t.Fatalf("report: %+v", rep)
 	}
@@ -244,7 +245,7 @@ func TestWatchResetIncident(t *testing.T) {
 	at, _, reason := terminatedEvent(t, p.Client, wfID, runID)
 
 	rep := sweep(t, p, runID)
-	if rep.How != workflows.StoppedReset || rep.NewRunID != resp.GetRunId() || rep.Reason != reason || !rep.At.Equal(at) ||
+	if rep.How != watch.StoppedReset || rep.NewRunID != resp.GetRunId() || rep.Reason != reason || !rep.At.Equal(at) ||
 		rep.Compensations != 1 || rep.FollowUpWorkflowID == "" {
 		t.Fatalf("report: %+v (new run %s)", rep, resp.GetRunId())
 	}
@@ -281,7 +282,7 @@ func TestWatchResetIncident(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep2 := sweep(t, p, fuRun)
-	if rep2.How != workflows.StoppedTerminated || rep2.By != "mallory-cli" || rep2.Compensations != 1 || rep2.FollowUpWorkflowID == "" || rep2.FollowUpWorkflowID == fu {
+	if rep2.How != watch.StoppedTerminated || rep2.By != "mallory-cli" || rep2.Compensations != 1 || rep2.FollowUpWorkflowID == "" || rep2.FollowUpWorkflowID == fu {
 		t.Fatalf("report of the terminated follow-up: %+v", rep2)
 	}
 	if es := watchEntries(t, p, rep.FollowUpIncidentID, fuRun); len(es) != 1 || es[0].Actor != "temporal-client:mallory-cli" {
@@ -348,13 +349,13 @@ func TestWatchSchedule(t *testing.T) {
 	sc := p.Client.ScheduleClient()
 	h := sc.GetHandle(ctx, workflows.WatchScheduleID)
 	_ = h.Delete(ctx) // a worker binary started by another test creates it too
-	change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue)
+	change, err := schedules.EnsureWatch(ctx, sc, p.TaskQueue)
 	if err != nil || change != "created" {
-		t.Fatalf("EnsureSchedule: %s %v", change, err)
+		t.Fatalf("EnsureWatch: %s %v", change, err)
 	}
 	t.Cleanup(func() { _ = h.Delete(context.Background()) })
-	if change, err := watch.EnsureSchedule(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
-		t.Fatalf("EnsureSchedule again: %s %v", change, err)
+	if change, err := schedules.EnsureWatch(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
+		t.Fatalf("EnsureWatch again: %s %v", change, err)
 	}
 
 	// Sweep (the first one at creation, more by trigger) until one has
@@ -363,7 +364,7 @@ func TestWatchSchedule(t *testing.T) {
 	for deadline := time.Now().Add(60 * time.Second); reportedBy < 0; {
 		results, _ := scheduledResults(t, p, h)
 		for i, r := range results {
-			if slices.ContainsFunc(r.Reported, func(x workflows.WatchReportResult) bool { return x.RunID == runID }) {
+			if slices.ContainsFunc(r.Reported, func(x watch.ReportResult) bool { return x.RunID == runID }) {
 				reportedBy = i
 			}
 		}
@@ -393,7 +394,7 @@ func TestWatchSchedule(t *testing.T) {
 			t.Fatal("the triggered sweep did not run")
 		}
 	}
-	if slices.ContainsFunc(next.Reported, func(x workflows.WatchReportResult) bool { return x.RunID == runID }) || !slices.Contains(next.Seen, runID) {
+	if slices.ContainsFunc(next.Reported, func(x watch.ReportResult) bool { return x.RunID == runID }) || !slices.Contains(next.Seen, runID) {
 		t.Errorf("the next sweep did not start from the cursor: reported %+v, seen %v", next.Reported, next.Seen)
 	}
 	at, _, _ := terminatedEvent(t, p.Client, wfID, runID)

@@ -24,10 +24,10 @@ import (
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
+	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/internal/version"
 	"github.com/iru-responder/responder/internal/workerhost"
@@ -121,7 +121,7 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	// The watch on incidents terminated or reset outside the platform runs
 	// wherever a worker runs; a failure here is logged, not fatal (`starter
 	// up` creates the schedule too).
-	if change, err := watch.EnsureSchedule(ctx, c.ScheduleClient(), workflows.TaskQueue); err != nil {
+	if change, err := schedules.EnsureWatch(ctx, c.ScheduleClient(), workflows.TaskQueue); err != nil {
 		log.Error("watch schedule", "schedule", workflows.WatchScheduleID, "err", err)
 	} else {
 		log.Info("watch schedule", "schedule", workflows.WatchScheduleID, "change", change, "every", workflows.WatchInterval)

@@ -79,12 +79,6 @@ const (
 	// DrillReportActivity stores a drill report (Markdown and JSON) in the
 	// evidence locker: [drillreport.Input] in, [drillreport.Result] out.
 	DrillReportActivity = "drill.report"
-	// WatchListActivity lists incident runs closed as terminated since a
-	// cursor: [WatchListInput] in, [WatchListResult] out.
-	WatchListActivity = "watch.list"
-	// WatchReportActivity records one such run in the ledger and opens its
-	// follow-up incident: [WatchReportInput] in, [WatchReportResult] out.
-	WatchReportActivity = "watch.report"
 	// SignDailyChainsActivity signs the head of each ended day's daily
 	// chains (access log, key changes, configuration) with the HSM key.
 	SignDailyChainsActivity = "ledger.sign_daily_chains"

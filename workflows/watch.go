@@ -8,15 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
-)
-
-// How a run was stopped outside the platform ([StoppedRun.How]).
-const (
-	// StoppedTerminated: an operator terminated the run (Web UI, CLI, SDK).
-	StoppedTerminated = "terminated"
-	// StoppedReset: an operator reset the workflow; Temporal terminated
-	// this run and started a new one from the reset point.
-	StoppedReset = "reset"
+	"github.com/iru-responder/responder/activities/watch"
 )
 
 // Defaults of a sweep.
@@ -60,66 +52,9 @@ type WatchResult struct {
 	// Cursor: the next sweep lists them again and skips them.
 	Seen []string `json:",omitempty"`
 	// Retry are runs whose report failed; the next sweep tries them again.
-	Retry []StoppedRun `json:",omitempty"`
+	Retry []watch.StoppedRun `json:",omitempty"`
 	// Reported are this sweep's reports.
-	Reported []WatchReportResult `json:",omitempty"`
-}
-
-// StoppedRun is an incident run that closed as terminated.
-type StoppedRun struct {
-	WorkflowID string
-	RunID      string
-	// TaskQueue is the run's task queue (the follow-up incident runs there).
-	TaskQueue string
-	CloseTime time.Time
-}
-
-// WatchListInput is the input of [WatchListActivity].
-type WatchListInput struct {
-	// Since lists runs that closed at or after it.
-	Since     time.Time `json:",omitzero"`
-	TaskQueue string    `json:",omitempty"`
-	// Limit bounds the runs returned (the oldest first).
-	Limit int
-}
-
-// WatchListResult is the result of [WatchListActivity]: runs in close
-// time order, oldest first.
-type WatchListResult struct {
-	Runs []StoppedRun `json:",omitempty"`
-}
-
-// WatchReportInput is the input of [WatchReportActivity].
-type WatchReportInput struct {
-	Run StoppedRun
-}
-
-// WatchReportResult is what [WatchReportActivity] found and did.
-type WatchReportResult struct {
-	WorkflowID string
-	RunID      string
-	// IncidentID is the stopped incident's id.
-	IncidentID string `json:",omitempty"`
-	// How is [StoppedTerminated] or [StoppedReset].
-	How string
-	// By is the identity Temporal recorded for the termination, as the
-	// client declared it; Reason is the operator's reason; At is when.
-	By     string
-	Reason string `json:",omitempty"`
-	At     time.Time
-	// NewRunID is the run a reset started.
-	NewRunID string `json:",omitempty"`
-	// Compensations are the undo actions the run left pending.
-	Compensations int
-	// FollowUpWorkflowID is the follow-up incident's workflow ("": none,
-	// nothing was pending).
-	FollowUpWorkflowID string `json:",omitempty"`
-	FollowUpIncidentID string `json:",omitempty"`
-	// Chains are the ledger chains the report was written to.
-	Chains []string `json:",omitempty"`
-	// Problem says what could not be read (the run's pending compensations
-	// when its status cannot be replayed).
-	Problem string `json:",omitempty"`
+	Reported []watch.ReportResult `json:",omitempty"`
 }
 
 // InheritedCompensations are the compensations a stopped run left pending,
@@ -132,7 +67,8 @@ type InheritedCompensations struct {
 	// stopped incident or, when a follow-up was stopped in turn, the
 	// incident it followed. The compensations act as that incident.
 	IncidentID string
-	// How, By, Reason and At say how it was stopped, by whom, why and when.
+	// How ([watch.StoppedTerminated] or [watch.StoppedReset]), By, Reason
+	// and At say how it was stopped, by whom, why and when.
 	How    string
 	By     string
 	Reason string `json:",omitempty"`
@@ -160,7 +96,7 @@ func watchOptions() workflow.ActivityOptions {
 // platform, registered as [WatchWorkflow] and run by the schedule
 // [WatchScheduleID]. It lists the incident runs that closed as terminated
 // since the previous sweep (terminated by an operator, or by a reset), and
-// reports each once: [WatchReportActivity] writes who stopped it, when and
+// reports each once: [watch.ReportActivity] writes who stopped it, when and
 // why to the audit ledger from the run's own history, and opens a
 // follow-up incident with the compensations the run left pending, each
 // waiting for a responder's approval.
@@ -191,8 +127,8 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 	if !prev.Cursor.IsZero() {
 		since = prev.Cursor.Add(-overlap)
 	}
-	var list WatchListResult
-	if err := workflow.ExecuteActivity(actx, WatchListActivity, WatchListInput{Since: since, TaskQueue: in.TaskQueue, Limit: limit}).Get(ctx, &list); err != nil {
+	var list watch.ListResult
+	if err := workflow.ExecuteActivity(actx, watch.ListActivity, watch.ListInput{Since: since, TaskQueue: in.TaskQueue, Limit: limit}).Get(ctx, &list); err != nil {
 		return WatchResult{}, fmt.Errorf("list stopped incidents: %w", err)
 	}
 
@@ -201,7 +137,7 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 		seen[id] = true
 	}
 	// Runs to report: the previous sweep's failures first, then the new ones.
-	var todo []StoppedRun
+	var todo []watch.StoppedRun
 	for _, r := range prev.Retry {
 		if !seen[r.RunID] {
 			seen[r.RunID] = true
@@ -223,8 +159,8 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 	}
 	logger := workflow.GetLogger(ctx)
 	for _, r := range todo {
-		var rep WatchReportResult
-		if err := workflow.ExecuteActivity(actx, WatchReportActivity, WatchReportInput{Run: r}).Get(ctx, &rep); err != nil {
+		var rep watch.ReportResult
+		if err := workflow.ExecuteActivity(actx, watch.ReportActivity, watch.ReportInput{Run: r}).Get(ctx, &rep); err != nil {
 			logger.Error("report of a stopped incident failed; the next sweep tries again", "workflowID", r.WorkflowID, "runID", r.RunID, "error", err)
 			if len(out.Retry) < maxWatchRetry {
 				out.Retry = append(out.Retry, r)

@@ -14,13 +14,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/watch"
 )
 
 // inherited is what a container-compromise run stopped after containment
 // leaves: the isolation and the disabled account.
 func inherited() *InheritedCompensations {
 	return &InheritedCompensations{
-		WorkflowID: "incident:k7", RunID: "run-1", IncidentID: "INC-7", How: StoppedTerminated, By: "mallory-cli",
+		WorkflowID: "incident:k7", RunID: "run-1", IncidentID: "INC-7", How: watch.StoppedTerminated, By: "mallory-cli",
 		Reason: "cleanup", At: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC),
 		Compensations: []PendingCompensation{
 			{StepID: "isolate", Action: activities.PVEUnisolate, Params: map[string]string{"asset": "web-1", "method": "firewall", "reason": "{{ not a template }}"},
@@ -137,30 +138,30 @@ func TestInheritedCompensationsRefused(t *testing.T) {
 
 // watchFake stands in for the watch activities.
 type watchFake struct {
-	runs     []StoppedRun
+	runs     []watch.StoppedRun
 	fail     map[string]bool
 	reported []string
 	since    []time.Time
 }
 
-func (f *watchFake) list(_ context.Context, in WatchListInput) (WatchListResult, error) {
+func (f *watchFake) list(_ context.Context, in watch.ListInput) (watch.ListResult, error) {
 	f.since = append(f.since, in.Since)
-	var out []StoppedRun
+	var out []watch.StoppedRun
 	for _, r := range f.runs {
 		if !r.CloseTime.Before(in.Since) {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b StoppedRun) int { return a.CloseTime.Compare(b.CloseTime) })
-	return WatchListResult{Runs: out}, nil
+	slices.SortFunc(out, func(a, b watch.StoppedRun) int { return a.CloseTime.Compare(b.CloseTime) })
+	return watch.ListResult{Runs: out}, nil
 }
 
-func (f *watchFake) report(_ context.Context, in WatchReportInput) (WatchReportResult, error) {
+func (f *watchFake) report(_ context.Context, in watch.ReportInput) (watch.ReportResult, error) {
 	f.reported = append(f.reported, in.Run.RunID)
 	if f.fail[in.Run.RunID] {
-		return WatchReportResult{}, temporal.NewNonRetryableApplicationError("history unavailable", "Test", nil)
+		return watch.ReportResult{}, temporal.NewNonRetryableApplicationError("history unavailable", "Test", nil)
 	}
-	return WatchReportResult{WorkflowID: in.Run.WorkflowID, RunID: in.Run.RunID, How: StoppedTerminated}, nil
+	return watch.ReportResult{WorkflowID: in.Run.WorkflowID, RunID: in.Run.RunID, How: watch.StoppedTerminated}, nil
 }
 
 func (f *watchFake) sweep(t *testing.T, last *WatchResult) WatchResult {
@@ -168,8 +169,8 @@ func (f *watchFake) sweep(t *testing.T, last *WatchResult) WatchResult {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Watch, workflow.RegisterOptions{Name: WatchWorkflow})
-	env.RegisterActivityWithOptions(f.list, activity.RegisterOptions{Name: WatchListActivity})
-	env.RegisterActivityWithOptions(f.report, activity.RegisterOptions{Name: WatchReportActivity})
+	env.RegisterActivityWithOptions(f.list, activity.RegisterOptions{Name: watch.ListActivity})
+	env.RegisterActivityWithOptions(f.report, activity.RegisterOptions{Name: watch.ReportActivity})
 	if last != nil {
 		env.SetLastCompletionResult(*last)
 	}
@@ -189,7 +190,7 @@ func (f *watchFake) sweep(t *testing.T, last *WatchResult) WatchResult {
 // not dropped; runs older than the overlap are not listed again.
 func TestWatchSweeps(t *testing.T) {
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	f := &watchFake{fail: map[string]bool{"r2": true}, runs: []StoppedRun{
+	f := &watchFake{fail: map[string]bool{"r2": true}, runs: []watch.StoppedRun{
 		{WorkflowID: "incident:a", RunID: "r1", CloseTime: t0},
 		{WorkflowID: "incident:b", RunID: "r2", CloseTime: t0.Add(10 * time.Second)},
 	}}
@@ -203,8 +204,8 @@ func TestWatchSweeps(t *testing.T) {
 	// but shows up late in visibility (inside the overlap it is found).
 	delete(f.fail, "r2")
 	f.runs = append(f.runs,
-		StoppedRun{WorkflowID: "incident:c", RunID: "r3", CloseTime: t0.Add(20 * time.Second)},
-		StoppedRun{WorkflowID: "incident:d", RunID: "r4", CloseTime: t0.Add(-30 * time.Second)})
+		watch.StoppedRun{WorkflowID: "incident:c", RunID: "r3", CloseTime: t0.Add(20 * time.Second)},
+		watch.StoppedRun{WorkflowID: "incident:d", RunID: "r4", CloseTime: t0.Add(-30 * time.Second)})
 	f.reported = nil
 	second := f.sweep(t, &first)
 	if !slices.Equal(f.reported, []string{"r2", "r4", "r3"}) {

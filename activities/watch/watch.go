@@ -1,5 +1,5 @@
 // Package watch implements the activities of the watch on incidents stopped
-// outside the platform (workflow [workflows.Watch]): an operator with admin
+// outside the platform (the watch workflow): an operator with admin
 // rights on Temporal terminated or reset an incident run directly (Web UI,
 // CLI, SDK), past the responder API and its approvals.
 //
@@ -8,9 +8,10 @@
 // declared to Temporal), why and when; writes that to the audit ledger (the
 // day's security chain, and the incident's own chain after a termination);
 // reads the compensations the run left pending (its status query, replayed
-// on the closed run) and opens a follow-up incident, playbook
-// [workflows.OrphanedCompensationsPlaybook], that offers each of them to the
-// responders behind an approval. Everything is keyed by the stopped run's
+// on the closed run) and opens a follow-up incident that offers each of
+// them to the responders behind an approval. What it needs of the incident
+// workflow (its status, its input, starting a follow-up) comes through
+// [Incidents]. Everything is keyed by the stopped run's
 // id, so a run is reported once however often it is seen.
 package watch
 
@@ -30,12 +31,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
-	"github.com/iru-responder/responder/workflows"
 )
 
 // ResetterIdentity is the identity Temporal's history service records on
@@ -61,8 +60,6 @@ type Temporal interface {
 	ListWorkflow(ctx context.Context, request *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
 	DescribeWorkflow(ctx context.Context, workflowID, runID string) (*client.WorkflowExecutionDescription, error)
 	GetWorkflowHistory(ctx context.Context, workflowID, runID string, isLongPoll bool, filterType enumspb.HistoryEventFilterType) client.HistoryEventIterator
-	QueryWorkflow(ctx context.Context, workflowID, runID, queryType string, args ...any) (converter.EncodedValue, error)
-	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
 }
 
 // Ledger is the part of the audit ledger the watch uses.
@@ -89,10 +86,9 @@ func (l ledgerOf) Entries(ctx context.Context, chain string, fn func(ledger.Entr
 // Activities holds the watch's dependencies.
 type Activities struct {
 	Temporal Temporal
-	// DataConverter decodes the stopped run's input (the worker's
-	// encrypting converter).
-	DataConverter converter.DataConverter
-	Ledger        Ledger
+	// Incidents reads the stopped runs and opens their follow-ups.
+	Incidents Incidents
+	Ledger    Ledger
 	// Signer, if set, signs the head of a terminated incident's chain
 	// after the watch's entry (the run never closed it).
 	Signer ledger.Signer
@@ -110,15 +106,15 @@ func (a *Activities) now() time.Time {
 func (a *Activities) Register(r interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }) {
-	r.RegisterActivityWithOptions(a.List, activity.RegisterOptions{Name: workflows.WatchListActivity})
-	r.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: workflows.WatchReportActivity})
+	r.RegisterActivityWithOptions(a.List, activity.RegisterOptions{Name: ListActivity})
+	r.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: ReportActivity})
 }
 
-// listQuery is the visibility query of incident runs closed as terminated
-// at or after since (a reset terminates the run it replaces, so resets are
-// in it too).
-func listQuery(since time.Time, taskQueue string) string {
-	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Terminated'", workflows.IncidentWorkflow)
+// listQuery is the visibility query of runs of workflowType closed as
+// terminated at or after since (a reset terminates the run it replaces, so
+// resets are in it too).
+func listQuery(workflowType string, since time.Time, taskQueue string) string {
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Terminated'", workflowType)
 	if !since.IsZero() {
 		q += fmt.Sprintf(" AND CloseTime >= '%s'", since.UTC().Format(time.RFC3339Nano))
 	}
@@ -128,22 +124,22 @@ func listQuery(since time.Time, taskQueue string) string {
 	return q
 }
 
-// List implements [workflows.WatchListActivity]: the incident runs closed
+// List implements [ListActivity]: the incident runs closed
 // as terminated since in.Since, oldest first, at most in.Limit.
-func (a *Activities) List(ctx context.Context, in workflows.WatchListInput) (workflows.WatchListResult, error) {
+func (a *Activities) List(ctx context.Context, in ListInput) (ListResult, error) {
 	if in.Limit <= 0 {
-		return workflows.WatchListResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "watch.list: limit must be positive", nil)
+		return ListResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "watch.list: limit must be positive", nil)
 	}
-	q := listQuery(in.Since, in.TaskQueue)
-	var runs []workflows.StoppedRun
+	q := listQuery(a.Incidents.WorkflowType(), in.Since, in.TaskQueue)
+	var runs []StoppedRun
 	var token []byte
 	for {
 		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
 		if err != nil {
-			return workflows.WatchListResult{}, fmt.Errorf("watch.list: %s: %w", q, err)
+			return ListResult{}, fmt.Errorf("watch.list: %s: %w", q, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			runs = append(runs, workflows.StoppedRun{
+			runs = append(runs, StoppedRun{
 				WorkflowID: e.GetExecution().GetWorkflowId(), RunID: e.GetExecution().GetRunId(),
 				TaskQueue: e.GetTaskQueue(), CloseTime: e.GetCloseTime().AsTime().UTC(),
 			})
@@ -162,7 +158,7 @@ func (a *Activities) List(ctx context.Context, in workflows.WatchListInput) (wor
 	if len(runs) > in.Limit {
 		runs = runs[:in.Limit]
 	}
-	return workflows.WatchListResult{Runs: runs}, nil
+	return ListResult{Runs: runs}, nil
 }
 
 // stop is how a run was stopped, from its history.
@@ -171,22 +167,22 @@ type stop struct {
 	at                        time.Time
 }
 
-// Report implements [workflows.WatchReportActivity] for one stopped run:
+// Report implements [ReportActivity] for one stopped run:
 // the ledger entries and the follow-up incident, each at most once.
-func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) (workflows.WatchReportResult, error) {
+func (a *Activities) Report(ctx context.Context, in ReportInput) (ReportResult, error) {
 	r := in.Run
 	if r.WorkflowID == "" || r.RunID == "" {
-		return workflows.WatchReportResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "watch.report: workflow id and run id are required", nil)
+		return ReportResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "watch.report: workflow id and run id are required", nil)
 	}
 	s, err := a.stopOf(ctx, r)
 	if err != nil {
-		return workflows.WatchReportResult{}, err
+		return ReportResult{}, err
 	}
-	out := workflows.WatchReportResult{WorkflowID: r.WorkflowID, RunID: r.RunID, How: s.how, By: s.by, Reason: s.reason, At: s.at, NewRunID: s.newRunID}
+	out := ReportResult{WorkflowID: r.WorkflowID, RunID: r.RunID, How: s.how, By: s.by, Reason: s.reason, At: s.at, NewRunID: s.newRunID}
 
 	st, pending, owner, problem, err := a.pending(ctx, r)
 	if err != nil {
-		return workflows.WatchReportResult{}, err
+		return ReportResult{}, err
 	}
 	out.IncidentID, out.Compensations, out.Problem = st.IncidentID, len(pending), problem
 
@@ -197,7 +193,7 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 	if len(pending) > 0 {
 		out.FollowUpWorkflowID, out.FollowUpIncidentID, err = a.followUp(ctx, r, s, st, owner, pending)
 		if err != nil {
-			return workflows.WatchReportResult{}, err
+			return ReportResult{}, err
 		}
 	}
 
@@ -213,7 +209,7 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 		Outcome:        ledger.Outcome{Status: ledger.Status(s.how), Detail: truncate(detail, ledger.MaxDetailLen)},
 		IdempotencyKey: "watch/" + r.RunID,
 	}
-	if s.how == workflows.StoppedReset {
+	if s.how == StoppedReset {
 		req.Action = ActionReset
 	}
 	chains := []string{accesslog.Chain(s.at)}
@@ -221,19 +217,19 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 	// entry goes there too, and its head is signed. After a reset the
 	// new run goes on appending to it with its own sequence numbers, so
 	// the entry stays out of it.
-	if s.how == workflows.StoppedTerminated && out.IncidentID != "" {
+	if s.how == StoppedTerminated && out.IncidentID != "" {
 		chains = append(chains, out.IncidentID)
 	}
 	for _, c := range chains {
 		req.Incident = c
 		if _, err := a.appendOnce(ctx, req); err != nil {
-			return workflows.WatchReportResult{}, fmt.Errorf("watch.report: ledger %s: %w", c, err)
+			return ReportResult{}, fmt.Errorf("watch.report: ledger %s: %w", c, err)
 		}
 		out.Chains = append(out.Chains, c)
 	}
-	if s.how == workflows.StoppedTerminated && out.IncidentID != "" && a.Signer != nil {
+	if s.how == StoppedTerminated && out.IncidentID != "" && a.Signer != nil {
 		if _, err := a.Ledger.Checkpoint(ctx, out.IncidentID, a.Signer); err != nil {
-			return workflows.WatchReportResult{}, fmt.Errorf("watch.report: checkpoint %s: %w", out.IncidentID, err)
+			return ReportResult{}, fmt.Errorf("watch.report: checkpoint %s: %w", out.IncidentID, err)
 		}
 	}
 	activity.GetLogger(ctx).Warn("incident stopped outside the platform", "workflowID", r.WorkflowID, "runID", r.RunID,
@@ -243,21 +239,21 @@ func (a *Activities) Report(ctx context.Context, in workflows.WatchReportInput) 
 
 // reportParams are the facts of a report, hashed into the ledger entry.
 type reportParams struct {
-	Run          workflows.StoppedRun
+	Run          StoppedRun
 	How          string
 	By           string
 	Reason       string
 	At           time.Time
 	NewRunID     string
 	IncidentID   string
-	Pending      []workflows.PendingCompensation
+	Pending      []Compensation
 	HeldByNewRun []string
 	FollowUp     string
 	Problem      string
 }
 
 // stopOf reads how r was stopped from its close event.
-func (a *Activities) stopOf(ctx context.Context, r workflows.StoppedRun) (stop, error) {
+func (a *Activities) stopOf(ctx context.Context, r StoppedRun) (stop, error) {
 	it := a.Temporal.GetWorkflowHistory(ctx, r.WorkflowID, r.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
 	var closeEvent *historypb.HistoryEvent
 	for it.HasNext() {
@@ -272,9 +268,9 @@ func (a *Activities) stopOf(ctx context.Context, r workflows.StoppedRun) (stop, 
 		return stop{}, activities.NewFinalError(activities.ErrTypePrecondition,
 			fmt.Sprintf("watch.report: %s/%s did not close by termination (%s)", r.WorkflowID, r.RunID, closeEvent.GetEventType()), nil)
 	}
-	s := stop{how: workflows.StoppedTerminated, by: attrs.GetIdentity(), reason: attrs.GetReason(), at: closeEvent.GetEventTime().AsTime().UTC()}
+	s := stop{how: StoppedTerminated, by: attrs.GetIdentity(), reason: attrs.GetReason(), at: closeEvent.GetEventTime().AsTime().UTC()}
 	if s.by == ResetterIdentity {
-		s.how = workflows.StoppedReset
+		s.how = StoppedReset
 		d, err := a.Temporal.DescribeWorkflow(ctx, r.WorkflowID, r.RunID)
 		if err != nil {
 			return stop{}, fmt.Errorf("watch.report: describe %s/%s: %w", r.WorkflowID, r.RunID, err)
@@ -291,25 +287,25 @@ func (a *Activities) stopOf(ctx context.Context, r workflows.StoppedRun) (stop, 
 // Other errors (no worker polls the run's task queue yet) are retried.
 // owner is the incident whose changes the compensations undo: the stopped
 // incident, or for a stopped follow-up the incident it follows.
-func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (st workflows.IncidentStatus, pending []workflows.PendingCompensation, owner, problem string, err error) {
-	in, inErr := a.input(ctx, r)
+func (a *Activities) pending(ctx context.Context, r StoppedRun) (st Status, pending []Compensation, owner, problem string, err error) {
+	in, inErr := a.Incidents.Input(ctx, r.WorkflowID, r.RunID)
+	if inErr != nil {
+		inErr = fmt.Errorf("input: %w", inErr)
+	}
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	v, err := a.Temporal.QueryWorkflow(qctx, r.WorkflowID, r.RunID, workflows.StatusQuery)
-	if err == nil {
-		err = v.Get(&st)
-	}
+	st, err = a.Incidents.Status(qctx, r.WorkflowID, r.RunID)
 	var qf *serviceerror.QueryFailed
 	switch {
 	case errors.As(err, &qf):
 		if inErr != nil {
-			return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w; input: %w", r.WorkflowID, r.RunID, err, inErr)
+			return st, nil, "", "", fmt.Errorf("watch.report: status of %s/%s: %w; %w", r.WorkflowID, r.RunID, err, inErr)
 		}
-		st = workflows.IncidentStatus{IncidentID: in.IncidentID, Asset: in.Asset, Severity: in.Severity, Drill: in.Drill, Playbook: in.Playbook}
-		if in.Carry != nil {
+		st = Status{IncidentID: in.IncidentID, Asset: in.Asset, Severity: in.Severity, Drill: in.Drill}
+		if in.Carried != nil {
 			// A continued run carries its predecessor's state: the last
 			// compensations known without replaying this run.
-			st = in.Carry.Status
+			st = *in.Carried
 			return st, slices.Clone(st.Compensations), st.IncidentID,
 				fmt.Sprintf("the status of the stopped run cannot be replayed (%v): pending compensations as of its start (continue-as-new)", err), nil
 		}
@@ -323,55 +319,22 @@ func (a *Activities) pending(ctx context.Context, r workflows.StoppedRun) (st wo
 	// decided on yet: they are pending again.
 	if inErr == nil && in.Inherited != nil {
 		owner = in.Inherited.IncidentID
-		for i, c := range in.Inherited.Compensations {
-			id := workflows.InheritedStepID(i, c)
-			done := slices.ContainsFunc(st.Steps, func(s workflows.StepState) bool {
-				return s.ID == id && (s.Status == workflows.StepSucceeded || s.Status == workflows.StepDenied)
-			})
-			if !done {
-				pending = append(pending, c)
+		for _, s := range in.Inherited.Steps {
+			if !slices.Contains(st.Settled, s.StepID) {
+				pending = append(pending, s.Compensation)
 			}
 		}
 	}
 	return st, pending, owner, "", nil
 }
 
-// input decodes the run's input from its first event.
-func (a *Activities) input(ctx context.Context, r workflows.StoppedRun) (workflows.IncidentInput, error) {
-	var in workflows.IncidentInput
-	it := a.Temporal.GetWorkflowHistory(ctx, r.WorkflowID, r.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !it.HasNext() {
-		return in, fmt.Errorf("no history")
-	}
-	e, err := it.Next()
-	if err != nil {
-		return in, err
-	}
-	attrs := e.GetWorkflowExecutionStartedEventAttributes()
-	if attrs == nil {
-		return in, fmt.Errorf("first event is %s", e.GetEventType())
-	}
-	dc := a.DataConverter
-	if dc == nil {
-		dc = converter.GetDefaultDataConverter()
-	}
-	if err := dc.FromPayloads(attrs.GetInput(), &in); err != nil {
-		return in, fmt.Errorf("decode input: %w", err)
-	}
-	return in, nil
-}
-
 // heldBy lists the step ids whose compensation the run a reset started
-// holds now (best effort: "" when it cannot be read).
+// holds now (best effort: none when they cannot be read).
 func (a *Activities) heldBy(ctx context.Context, workflowID, runID string) []string {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := a.Temporal.QueryWorkflow(qctx, workflowID, runID, workflows.StatusQuery)
+	st, err := a.Incidents.Status(qctx, workflowID, runID)
 	if err != nil {
-		return nil
-	}
-	var st workflows.IncidentStatus
-	if v.Get(&st) != nil {
 		return nil
 	}
 	var ids []string
@@ -389,9 +352,7 @@ func FollowUpIncidentID(id, runID string) string {
 
 // followUp opens the follow-up incident once: its workflow id derives from
 // the stopped run's id and is never reused.
-func (a *Activities) followUp(ctx context.Context, r workflows.StoppedRun, s stop, st workflows.IncidentStatus, owner string, pending []workflows.PendingCompensation) (string, string, error) {
-	key := workflows.FollowUpKey(r.RunID)
-	wfID := workflows.IncidentWorkflowID(key)
+func (a *Activities) followUp(ctx context.Context, r StoppedRun, s stop, st Status, owner string, pending []Compensation) (string, string, error) {
 	base := cmp.Or(st.IncidentID, r.WorkflowID)
 	owner = cmp.Or(owner, base)
 	id := FollowUpIncidentID(owner, r.RunID)
@@ -409,32 +370,14 @@ func (a *Activities) followUp(ctx context.Context, r workflows.StoppedRun, s sto
 	if s.newRunID != "" {
 		labels["reset_run"] = s.newRunID
 	}
-	in := workflows.IncidentInput{
-		IncidentID: id, Key: key, Asset: st.Asset, Severity: severity, Drill: st.Drill,
-		Playbook: workflows.OrphanedCompensationsPlaybook, OpenedBy: workflows.WatchActor,
-		Alerts: []workflows.Alert{{
-			ID: "watch:" + r.RunID, Fingerprint: "watch:" + r.RunID, Source: "temporal", Rule: "incident-stopped-outside-platform",
-			Severity: severity, Asset: st.Asset, Summary: summary, Labels: labels, ObservedAt: s.at, ReceivedAt: a.now().UTC(),
-		}},
-		Inherited: &workflows.InheritedCompensations{
-			WorkflowID: r.WorkflowID, RunID: r.RunID, IncidentID: owner, How: s.how, By: s.by, Reason: s.reason, At: s.at,
-			NewRunID: s.newRunID, Compensations: pending,
-		},
-	}
-	tq := r.TaskQueue
-	if tq == "" {
-		tq = workflows.TaskQueue
-	}
-	_, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: wfID, TaskQueue: tq,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            "follow-up: compensations left by " + base,
-	}, workflows.IncidentWorkflow, in)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
-		return "", "", fmt.Errorf("watch.report: open follow-up %s: %w", wfID, err)
+	wfID, err := a.Incidents.OpenFollowUp(ctx, FollowUp{
+		Run: r, IncidentID: id, Stopped: base, Owner: owner,
+		How: s.how, By: s.by, Reason: s.reason, At: s.at, NewRunID: s.newRunID,
+		Asset: st.Asset, Severity: severity, Drill: st.Drill,
+		Summary: summary, Labels: labels, ReceivedAt: a.now().UTC(), Pending: pending,
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("watch.report: open follow-up of %s: %w", r.RunID, err)
 	}
 	return wfID, id, nil
 }
@@ -514,10 +457,10 @@ func actor(identity string) string {
 }
 
 // describe is the entry's human-readable detail.
-func describe(r workflows.WatchReportResult, pending []workflows.PendingCompensation, held []string) string {
+func describe(r ReportResult, pending []Compensation, held []string) string {
 	var b strings.Builder
 	switch r.How {
-	case workflows.StoppedReset:
+	case StoppedReset:
 		fmt.Fprintf(&b, "incident %s reset outside the platform at %s (the requester's identity is not recorded by Temporal); reason: %s; new run %s",
 			orNone(r.IncidentID), r.At.Format(time.RFC3339Nano), orNone(r.Reason), orNone(r.NewRunID))
 	default:

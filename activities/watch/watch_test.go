@@ -2,10 +2,10 @@ package watch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,14 +17,12 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/ledger/ledgertest"
-	"github.com/iru-responder/responder/workflows"
 )
 
 func openLedger(t *testing.T) *ledger.Ledger {
@@ -124,7 +122,7 @@ func TestListQuery(t *testing.T) {
 		{time.Time{}, "q' OR WorkflowType = 'Watch", "WorkflowType = 'Incident' AND ExecutionStatus = 'Terminated' AND TaskQueue = 'q OR WorkflowType = Watch'"},
 	}
 	for _, tt := range tests {
-		if got := listQuery(tt.since, tt.tq); got != tt.want {
+		if got := listQuery("Incident", tt.since, tt.tq); got != tt.want {
 			t.Errorf("listQuery(%s, %q) = %s, want %s", tt.since, tt.tq, got, tt.want)
 		}
 	}
@@ -132,18 +130,18 @@ func TestListQuery(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	pending := []workflows.PendingCompensation{{StepID: "isolate", Action: "pve.unisolate"}}
+	pending := []Compensation{{StepID: "isolate", Action: "pve.unisolate"}}
 	tests := []struct {
 		name string
-		r    workflows.WatchReportResult
+		r    ReportResult
 		held []string
 		want []string
 	}{
-		{"terminated", workflows.WatchReportResult{IncidentID: "INC-1", How: workflows.StoppedTerminated, By: "mallory-cli", Reason: "cleanup", At: at,
+		{"terminated", ReportResult{IncidentID: "INC-1", How: StoppedTerminated, By: "mallory-cli", Reason: "cleanup", At: at,
 			FollowUpIncidentID: "INC-1-FU-r", FollowUpWorkflowID: "incident:followup:r"}, nil,
 			[]string{"INC-1 terminated outside the platform by mallory-cli (identity declared by the client) at 2026-12-05T10:00:00Z", "reason: cleanup",
 				"pending compensations isolate:pve.unisolate offered in follow-up INC-1-FU-r (incident:followup:r)"}},
-		{"reset", workflows.WatchReportResult{IncidentID: "INC-2", How: workflows.StoppedReset, By: ResetterIdentity, At: at, NewRunID: "r2",
+		{"reset", ReportResult{IncidentID: "INC-2", How: StoppedReset, By: ResetterIdentity, At: at, NewRunID: "r2",
 			FollowUpIncidentID: "INC-2-FU-r"}, []string{"isolate"},
 			[]string{"INC-2 reset outside the platform", "identity is not recorded by Temporal", "reason: (none)", "new run r2",
 				"the new run holds the compensations of isolate again"}},
@@ -166,13 +164,9 @@ func TestDescribe(t *testing.T) {
 	}
 }
 
-// fakeTemporal serves one stopped run.
+// fakeTemporal serves one stopped run's close event.
 type fakeTemporal struct {
 	closeEvent *historypb.HistoryEvent
-	input      workflows.IncidentInput
-	status     *workflows.IncidentStatus // nil: the query fails
-	starts     []workflows.IncidentInput
-	startErr   error
 }
 
 type events []*historypb.HistoryEvent
@@ -184,17 +178,6 @@ func (e *events) Next() (*historypb.HistoryEvent, error) {
 	return ev, nil
 }
 
-type value struct{ v any }
-
-func (v value) HasValue() bool { return v.v != nil }
-func (v value) Get(ptr any) error {
-	b, err := json.Marshal(v.v)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, ptr)
-}
-
 func (f *fakeTemporal) ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
 	return &workflowservice.ListWorkflowExecutionsResponse{}, nil
 }
@@ -204,27 +187,37 @@ func (f *fakeTemporal) DescribeWorkflow(context.Context, string, string) (*clien
 }
 
 func (f *fakeTemporal) GetWorkflowHistory(_ context.Context, _, _ string, _ bool, filter enumspb.HistoryEventFilterType) client.HistoryEventIterator {
-	if filter == enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT {
-		return &events{f.closeEvent}
+	if filter != enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT {
+		panic("the watch reads only the close event itself")
 	}
-	p, err := converter.GetDefaultDataConverter().ToPayloads(f.input)
-	if err != nil {
-		panic(err)
-	}
-	return &events{{EventId: 1, EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, Attributes: &historypb.HistoryEvent_WorkflowExecutionStartedEventAttributes{
-		WorkflowExecutionStartedEventAttributes: &historypb.WorkflowExecutionStartedEventAttributes{Input: p}}}}
+	return &events{f.closeEvent}
 }
 
-func (f *fakeTemporal) QueryWorkflow(context.Context, string, string, string, ...any) (converter.EncodedValue, error) {
+// fakeIncidents is the incident workflow of one stopped run.
+type fakeIncidents struct {
+	input   Input
+	status  *Status // nil: the status query fails (the run cannot be replayed)
+	opened  []FollowUp
+	openErr error
+}
+
+func (f *fakeIncidents) WorkflowType() string { return "Incident" }
+
+func (f *fakeIncidents) Status(context.Context, string, string) (Status, error) {
 	if f.status == nil {
-		return nil, serviceerror.NewQueryFailed("nondeterministic workflow: history event is ActivityTaskScheduled, replay command is TimerStarted")
+		return Status{}, serviceerror.NewQueryFailed("nondeterministic workflow: history event is ActivityTaskScheduled, replay command is TimerStarted")
 	}
-	return value{*f.status}, nil
+	return *f.status, nil
 }
 
-func (f *fakeTemporal) ExecuteWorkflow(_ context.Context, _ client.StartWorkflowOptions, _ any, args ...any) (client.WorkflowRun, error) {
-	f.starts = append(f.starts, args[0].(workflows.IncidentInput))
-	return nil, f.startErr
+func (f *fakeIncidents) Input(context.Context, string, string) (Input, error) { return f.input, nil }
+
+func (f *fakeIncidents) OpenFollowUp(_ context.Context, fu FollowUp) (string, error) {
+	if f.openErr != nil {
+		return "", f.openErr
+	}
+	f.opened = append(f.opened, fu)
+	return "incident:followup:" + fu.Run.RunID, nil
 }
 
 func terminated(identity, reason string, at time.Time) *historypb.HistoryEvent {
@@ -234,41 +227,52 @@ func terminated(identity, reason string, at time.Time) *historypb.HistoryEvent {
 }
 
 // TestReportFallbacks: what the watch does when the stopped run cannot be
-// replayed (its code changed since), when the follow-up exists already,
-// and when the run did not close by termination.
+// replayed (its code changed since), when the follow-up cannot be opened,
+// when the stopped run was a follow-up itself, and when the run did not
+// close by termination.
 func TestReportFallbacks(t *testing.T) {
 	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
-	run := workflows.StoppedRun{WorkflowID: "incident:k", RunID: "r-1", TaskQueue: "tq", CloseTime: at}
-	carried := workflows.IncidentStatus{IncidentID: "INC-C", Asset: "web-1", Severity: "critical",
-		Compensations: []workflows.PendingCompensation{{StepID: "isolate", Action: "pve.unisolate", Undo: map[string]string{"prior_ref": "ev"}}}}
+	run := StoppedRun{WorkflowID: "incident:k", RunID: "r-1", TaskQueue: "tq", CloseTime: at}
+	isolate := Compensation{StepID: "isolate", Action: "pve.unisolate", Undo: map[string]string{"prior_ref": "ev"}}
+	disable := Compensation{StepID: "disable", Action: "kc.enable"}
+	carried := Status{IncidentID: "INC-C", Asset: "web-1", Severity: "critical", Compensations: []Compensation{isolate}}
+	// A stopped follow-up of INC-C: it settled its first inherited step,
+	// not the second.
+	followUp := Status{IncidentID: "INC-C-FU-r0", Settled: []string{"undo_1_isolate"}}
 	tests := []struct {
 		name        string
-		f           *fakeTemporal
-		wantPending int
+		inc         *fakeIncidents
+		close       *historypb.HistoryEvent
+		wantPending []string
+		wantOwner   string
 		wantProblem string
 		wantErr     string
 	}{
-		{"query fails, continued run: the carried compensations", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at),
-			input: workflows.IncidentInput{IncidentID: "INC-C", Carry: &workflows.IncidentCarry{Status: carried}}}, 1, "as of its start", ""},
-		{"query fails, first run: compensations unknown, said so", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at),
-			input: workflows.IncidentInput{IncidentID: "INC-C"}}, 0, "pending compensations unknown", ""},
-		{"follow-up already opened by an earlier report", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at), status: &carried,
-			startErr: serviceerror.NewWorkflowExecutionAlreadyStarted("exists", "", "")}, 1, "", ""},
-		{"follow-up cannot be opened: retried", &fakeTemporal{closeEvent: terminated("mallory-cli", "x", at), status: &carried,
-			startErr: errors.New("unavailable")}, 0, "", "open follow-up"},
-		{"not a termination", &fakeTemporal{closeEvent: &historypb.HistoryEvent{EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-			Attributes: &historypb.HistoryEvent_WorkflowExecutionCompletedEventAttributes{WorkflowExecutionCompletedEventAttributes: &historypb.WorkflowExecutionCompletedEventAttributes{}}}},
-			0, "", "did not close by termination"},
+		{"query fails, continued run: the carried compensations", &fakeIncidents{input: Input{IncidentID: "INC-C", Carried: &carried}},
+			terminated("mallory-cli", "x", at), []string{"isolate"}, "INC-C", "as of its start", ""},
+		{"query fails, first run: compensations unknown, said so", &fakeIncidents{input: Input{IncidentID: "INC-C"}},
+			terminated("mallory-cli", "x", at), nil, "", "pending compensations unknown", ""},
+		{"status answers: its compensations", &fakeIncidents{status: &carried},
+			terminated("mallory-cli", "x", at), []string{"isolate"}, "INC-C", "", ""},
+		{"stopped follow-up: the inherited compensations not settled yet", &fakeIncidents{status: &followUp,
+			input: Input{IncidentID: "INC-C-FU-r0", Inherited: &Inherited{IncidentID: "INC-C",
+				Steps: []InheritedStep{{StepID: "undo_1_isolate", Compensation: isolate}, {StepID: "undo_2_disable", Compensation: disable}}}}},
+			terminated("mallory-cli", "x", at), []string{"disable"}, "INC-C", "", ""},
+		{"follow-up cannot be opened: retried", &fakeIncidents{status: &carried, openErr: errors.New("unavailable")},
+			terminated("mallory-cli", "x", at), nil, "", "", "open follow-up"},
+		{"not a termination", &fakeIncidents{}, &historypb.HistoryEvent{EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+			Attributes: &historypb.HistoryEvent_WorkflowExecutionCompletedEventAttributes{WorkflowExecutionCompletedEventAttributes: &historypb.WorkflowExecutionCompletedEventAttributes{}}},
+			nil, "", "", "did not close by termination"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openLedger(t)
-			a := &Activities{Temporal: tt.f, Ledger: LedgerOf(l)}
+			a := &Activities{Temporal: &fakeTemporal{closeEvent: tt.close}, Incidents: tt.inc, Ledger: LedgerOf(l)}
 			var suite testsuite.WorkflowTestSuite
 			env := suite.NewTestActivityEnvironment()
-			env.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: workflows.WatchReportActivity})
-			var rep workflows.WatchReportResult
-			v, err := env.ExecuteActivity(workflows.WatchReportActivity, workflows.WatchReportInput{Run: run})
+			env.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: ReportActivity})
+			var rep ReportResult
+			v, err := env.ExecuteActivity(ReportActivity, ReportInput{Run: run})
 			if err == nil {
 				err = v.Get(&rep)
 			}
@@ -284,18 +288,30 @@ func TestReportFallbacks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Compensations != tt.wantPending || !strings.Contains(rep.Problem, tt.wantProblem) || rep.IncidentID != "INC-C" {
+			if rep.Compensations != len(tt.wantPending) || !strings.Contains(rep.Problem, tt.wantProblem) || !strings.HasPrefix(rep.IncidentID, "INC-C") {
 				t.Errorf("report: %+v", rep)
 			}
-			if tt.wantPending > 0 {
-				if len(tt.f.starts) != 1 || tt.f.starts[0].Inherited == nil || tt.f.starts[0].Inherited.Compensations[0].Undo["prior_ref"] != "ev" ||
-					rep.FollowUpWorkflowID != workflows.IncidentWorkflowID(workflows.FollowUpKey("r-1")) {
-					t.Errorf("follow-up: %+v, starts %+v", rep, tt.f.starts)
+			if len(tt.wantPending) > 0 {
+				if len(tt.inc.opened) != 1 {
+					t.Fatalf("follow-ups opened: %+v", tt.inc.opened)
 				}
-			} else if len(tt.f.starts) != 0 {
-				t.Errorf("follow-up opened with nothing to offer: %+v", tt.f.starts)
+				fu := tt.inc.opened[0]
+				var steps []string
+				for _, c := range fu.Pending {
+					steps = append(steps, c.StepID)
+				}
+				if !slices.Equal(steps, tt.wantPending) || fu.Owner != tt.wantOwner || fu.Run != run || fu.How != StoppedTerminated || fu.By != "mallory-cli" ||
+					fu.IncidentID != FollowUpIncidentID(tt.wantOwner, "r-1") || rep.FollowUpWorkflowID != "incident:followup:r-1" || rep.FollowUpIncidentID != fu.IncidentID {
+					t.Errorf("follow-up: %+v, report %+v", fu, rep)
+				}
+				if fu.Pending[0].StepID == "isolate" && fu.Pending[0].Undo["prior_ref"] != "ev" {
+					t.Errorf("follow-up lost the undo parameters: %+v", fu.Pending)
+				}
+			} else if len(tt.inc.opened) != 0 {
+				t.Errorf("follow-up opened with nothing to offer: %+v", tt.inc.opened)
 			}
-			for _, chain := range []string{accesslog.Chain(at), "INC-C"} {
+			chains := []string{accesslog.Chain(at), rep.IncidentID}
+			for _, chain := range chains {
 				var got []ledger.Entry
 				_ = l.Store().Entries(context.Background(), chain, func(e ledger.Entry) error { got = append(got, e); return nil })
 				if len(got) != 1 || !strings.Contains(got[0].Outcome.Detail, tt.wantProblem) || got[0].Actor != "temporal-client:mallory-cli" {

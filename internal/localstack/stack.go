@@ -28,7 +28,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
@@ -447,7 +446,7 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("drill schedules: %w", err)
 	}
-	wchange, err := watch.EnsureSchedule(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	wchange, err := schedules.EnsureWatch(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
 	if err != nil {
 		return fmt.Errorf("watch schedule: %w", err)
 	}
