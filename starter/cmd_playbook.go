@@ -14,8 +14,6 @@ import (
 	"github.com/iru-responder/responder/playbooks"
 )
 
-func init() { commands = append(commands, newPlaybookCmd) }
-
 func newPlaybookCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "playbook",

@@ -63,6 +63,7 @@ var commands = []func() *cobra.Command{
 	newKeysCmd,
 	newIntakeCmd,
 	newRulesCmd,
+	newPlaybookCmd,
 	newDrillsCmd, newDrillCmd,
 	newPreflightCmd,
 	newCodecServerCmd,
