@@ -1,6 +1,7 @@
 package proxmox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -235,7 +236,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 	if o["enable"] != "1" || o["policy_in"] != "DROP" || o["policy_out"] != "DROP" {
 		changes = append(changes, change{
 			desc: fmt.Sprintf("set firewall options enable=1 policy_in=DROP policy_out=DROP (now enable=%s policy_in=%s policy_out=%s)",
-				orDefault(o["enable"], "0"), orDefault(o["policy_in"], "DROP"), orDefault(o["policy_out"], "ACCEPT")),
+				cmp.Or(o["enable"], "0"), cmp.Or(o["policy_in"], "DROP"), cmp.Or(o["policy_out"], "ACCEPT")),
 			do: func(ctx context.Context) error {
 				return x.put(ctx, x.ct.path("/firewall/options"), map[string]any{"enable": 1, "policy_in": "DROP", "policy_out": "DROP"}, nil)
 			},
@@ -295,11 +296,4 @@ func ruleText(r map[string]string) string {
 		parts = append(parts, strconv.Quote(c))
 	}
 	return strings.Join(parts, " ")
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

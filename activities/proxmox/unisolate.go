@@ -1,6 +1,7 @@
 package proxmox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -133,7 +134,7 @@ func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, err
 			x.what(), len(own), len(prior.Rules), orNone(rec.EvidenceRef)))
 	}
 	for pos, r := range own {
-		if want := orDefault(prior.Rules[pos]["enable"], "0"); orDefault(r["enable"], "0") != want {
+		if want := cmp.Or(prior.Rules[pos]["enable"], "0"); cmp.Or(r["enable"], "0") != want {
 			p := x.ct.path("/firewall/rules/" + strconv.Itoa(pos))
 			n, _ := strconv.Atoi(want)
 			changes = append(changes, change{
