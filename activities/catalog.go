@@ -261,11 +261,16 @@ func NewProtectedError(msg string, r ProtectedRefusal) error {
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeProtected, nil, r)
 }
 
-// LedgerAppendInput is the input of [LedgerAppend]. Seq is assigned by the
+// LedgerAppendInput is the input of [LedgerAppend] and the record the
+// ledger keeps of the event: the entry stores it (without At, the entry's
+// own time) as canonical JSON, and the entry hash covers it, so the
+// incident report is built from the ledger alone. Seq is assigned by the
 // workflow (a deterministic counter starting at 1 per incident); the store
 // must accept the same (IncidentID, Seq, content) again idempotently, and
 // refuse an entry whose Seq-1 is missing ([ErrTypeLedgerGap]) or a
-// different entry at an existing Seq ([ErrTypeConflict]).
+// different entry at an existing Seq ([ErrTypeConflict]). Secrets never go
+// into it: actions return references to secrets, and the append activity
+// redacts URLs in its texts.
 type LedgerAppendInput struct {
 	IncidentID string
 	Seq        int64
@@ -276,11 +281,15 @@ type LedgerAppendInput struct {
 	Kind string
 	// Actor is who did it: a verified subject or "workflow".
 	Actor string
+	// ActorName is the human actor's username, when it differs from Actor.
+	ActorName string `json:",omitempty"`
 	// SourceIP is the verified client address of a human actor.
 	SourceIP string `json:",omitempty"`
 	Phase    string `json:",omitempty"`
 	StepID   string `json:",omitempty"`
 	Action   string `json:",omitempty"`
+	// What is the event in words, as the incident's timeline shows it.
+	What string `json:",omitempty"`
 	// Outcome is the workflow's word for what happened: succeeded,
 	// failed, skipped, approved, denied, "3 new" …
 	Outcome string `json:",omitempty"`
@@ -290,10 +299,57 @@ type LedgerAppendInput struct {
 	// of the step so far and how many it needs.
 	Approvals int `json:",omitempty"`
 	Quorum    int `json:",omitempty"`
-	// Reason is the human reason or the error message.
+	// Reason is the human reason, a step's summary or the error message.
 	Reason string `json:",omitempty"`
-	// Detail holds small extra facts (params, outputs, undo, evidence refs).
+	// StartedAt is when a step's action started (step entries of steps
+	// that ran).
+	StartedAt time.Time `json:",omitzero"`
+	// Params are a step's rendered parameters, Outputs and EvidenceRefs
+	// what its action returned, and Compensation the state of its undo
+	// (registered, failed) when the step ended.
+	Params       map[string]string `json:",omitempty"`
+	Outputs      map[string]string `json:",omitempty"`
+	EvidenceRefs []string          `json:",omitempty"`
+	Compensation string            `json:",omitempty"`
+	// Alerts are the alerts of an alert entry: the new ones with their
+	// fields, the repeats of known ones with their fingerprint and count.
+	Alerts []LedgerAlert `json:",omitempty"`
+	// Opening is set on the incident_opened entry.
+	Opening *LedgerOpening `json:",omitempty"`
+	// Detail holds small extra facts (undo values, statements, roles).
 	Detail map[string]string `json:",omitempty"`
+}
+
+// LedgerAlert is one alert as an alert entry records it.
+type LedgerAlert struct {
+	Fingerprint string
+	Source      string    `json:",omitempty"`
+	Rule        string    `json:",omitempty"`
+	Severity    string    `json:",omitempty"`
+	Summary     string    `json:",omitempty"`
+	ObservedAt  time.Time `json:",omitzero"`
+	ReceivedAt  time.Time `json:",omitzero"`
+	// Count is how many times the incident has received the alert so far.
+	Count int
+}
+
+// LedgerOpening is what the incident_opened entry records of the incident.
+type LedgerOpening struct {
+	Playbook        string
+	PlaybookVersion string
+	Asset           string
+	Severity        string
+	Drill           bool `json:",omitempty"`
+	DryRun          bool `json:",omitempty"`
+	// Steps are the playbook's steps, in order.
+	Steps []LedgerPlannedStep
+}
+
+// LedgerPlannedStep is one step of the playbook an incident runs.
+type LedgerPlannedStep struct {
+	ID     string
+	Phase  string
+	Action string
 }
 
 // LedgerStatus is the outcome class of a ledger entry: a lowercase token
@@ -364,6 +420,10 @@ type Action struct {
 	Internal bool
 	// Long actions wait on tasks (Proxmox vzdump, restore …) and heartbeat.
 	Long bool
+	// Contains is true for the actions that contain an incident when they
+	// take effect (isolate, stop, disable or log out a user, revoke
+	// sessions): the time to contain is when the last of them finished.
+	Contains bool
 }
 
 // Param returns the parameter called name.
@@ -472,7 +532,7 @@ var catalog = []Action{
 	declare[PVEResolveAssetParams](Action{Name: PVEResolveAsset, Description: "Resolve an asset to its Proxmox container (node, vmid, status).",
 		Outputs: []string{"node", "vmid", "status", "ip", "last_backup"}, DryRun: true}),
 	declare[PVEIsolateParams](Action{Name: PVEIsolate, Description: "Isolate a container: enable a deny-all firewall with an allow list, or take its links down.",
-		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true}),
+		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true, Contains: true}),
 	declare[PVEUnisolateParams](Action{Name: PVEUnisolate, Description: "Lift an isolation, restoring the recorded prior network state.",
 		Outputs: []string{"method"}, DryRun: true}),
 	declare[PVESnapshotParams](Action{Name: PVESnapshot, Description: "Take an evidence snapshot named after the incident (deterministic: retries find it).",
@@ -480,9 +540,9 @@ var catalog = []Action{
 	declare[PVECollectEvidenceParams](Action{Name: PVECollectEvidence, Description: "Collect config, logs and task history of a window into the evidence locker.",
 		Outputs: []string{"manifest"}, DryRun: true, Long: true}),
 	declare[PVEStopParams](Action{Name: PVEStop, Description: "Stop a container immediately (memory state is lost).",
-		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true, Contains: true}),
 	declare[PVEShutdownParams](Action{Name: PVEShutdown, Description: "Shut a container down cleanly, optionally forcing a stop after the timeout.",
-		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true, Contains: true}),
 	declare[PVEStartParams](Action{Name: PVEStart, Description: "Start a container.",
 		Outputs: []string{"status"}, DryRun: true, Long: true}),
 	declare[PVEBackupParams](Action{Name: PVEBackup, Description: "Back a container up (vzdump) to a storage.",
@@ -498,15 +558,15 @@ var catalog = []Action{
 	declare[KCListSessionsParams](Action{Name: KCListSessions, Description: "List a user's sessions into the evidence locker.",
 		Outputs: []string{"count"}, DryRun: true}),
 	declare[KCDisableUserParams](Action{Name: KCDisableUser, Description: "Disable a user (prior state recorded for the undo).",
-		Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true}),
+		Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true, Contains: true}),
 	declare[KCEnableUserParams](Action{Name: KCEnableUser, Description: "Enable a user (restores the recorded prior state when compensating).",
 		Outputs: []string{"enabled"}, DryRun: true}),
 	declare[KCLogoutUserParams](Action{Name: KCLogoutUser, Description: "End every session of a user.",
-		Outputs: []string{"sessions_ended"}, DryRun: true}),
+		Outputs: []string{"sessions_ended"}, DryRun: true, Contains: true}),
 	declare[KCDeleteSessionParams](Action{Name: KCDeleteSession, Description: "End one session.",
-		DryRun: true}),
+		DryRun: true, Contains: true}),
 	declare[KCRevokeRealmParams](Action{Name: KCRevokeRealm, Description: "Set the realm's not-before to now and push the revocation to clients.",
-		Outputs: []string{"not_before"}, DryRun: true, Destructive: true}),
+		Outputs: []string{"not_before"}, DryRun: true, Destructive: true, Contains: true}),
 	declare[KCRotateClientSecretParams](Action{Name: KCRotateClientSecret, Description: "Regenerate a client secret; the new secret goes to the secret store.",
 		Outputs: []string{"secret_ref"}, DryRun: true, Destructive: true}),
 	declare[KCCollectEventsParams](Action{Name: KCCollectEvents, Description: "Collect login and admin events of a window into the evidence locker.",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func forkRace(t *testing.T, ledgers [2]*ledger.Ledger) {
 		want := stored[r.req.Seq-1]
 		switch {
 		case r.err == nil:
-			if r.e != want {
+			if !reflect.DeepEqual(r.e, want) {
 				t.Errorf("seq %d: append returned %+v, stored %+v", r.req.Seq, r.e, want)
 			}
 			if r.req.IdempotencyKey != want.IdempotencyKey {

@@ -126,7 +126,7 @@ func (c Checkpoint) Digest() Digest {
 // encoding/json, then re-encoded with object keys sorted, no insignificant
 // whitespace, no HTML escaping, and numbers exactly as first written. Two
 // values that marshal to the same JSON document (whatever the struct field
-// or map order) give the same bytes. Only the digest is kept in the ledger.
+// or map order) give the same bytes. It is an entry's record.
 func CanonicalJSON(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {

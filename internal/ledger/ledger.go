@@ -3,9 +3,11 @@
 // Every action taken on an incident is appended as an [Entry] to a chain
 // kept per incident: each entry carries the SHA-256 hash of the previous one
 // (the first entry points at 32 zero bytes), and its own hash covers all its
-// fields (see [Entry.ComputeHash] for the exact encoding). Changing, removing
-// or reordering a stored entry therefore breaks the chain, and [Ledger.Verify]
-// names the first entry where it breaks.
+// fields (see [Entry.ComputeHash] for the exact encoding). An entry keeps
+// its record, the structured account of the event as canonical JSON, and
+// hashes the record's SHA-256. Changing, removing or reordering a stored
+// entry or editing its record therefore breaks the chain, and
+// [Ledger.Verify] names the first entry where it breaks.
 //
 // The sequence number of an entry is chosen by the incident workflow, so
 // appends need no global lock: the store's unique (incident, seq) key orders
@@ -27,6 +29,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -148,6 +151,8 @@ const (
 	MaxKeyLen      = 256
 	// MaxStatementLen bounds a decision's statement payload and signature.
 	MaxStatementLen = 8192
+	// MaxRecordLen bounds an entry's record (its canonical JSON).
+	MaxRecordLen = 4 << 20
 )
 
 // Entry is one link of an incident's chain.
@@ -159,17 +164,28 @@ type Entry struct {
 	Actor          string    `json:"actor"`              // verified identity, "issuer:subject" (keycloak:iru/alice, system:worker)
 	Action         string    `json:"action"`             // what was done (an activity name)
 	Target         string    `json:"target"`             // what it was done to
-	ParamsDigest   Digest    `json:"params_sha256"`      // SHA-256 of the canonical JSON of the parameters
+	ParamsDigest   Digest    `json:"params_sha256"`      // SHA-256 of Record, the canonical JSON of the request's Params
 	Outcome        Outcome   `json:"outcome"`            // result
 	Decision       *Decision `json:"decision,omitempty"` // a responder's decision, on the entries that record one
 	IdempotencyKey string    `json:"idempotency_key"`    // unique per incident; retries reuse it
 	PrevHash       Digest    `json:"prev_hash"`          // Hash of entry seq-1; zero for seq 1
 	Hash           Digest    `json:"hash"`               // ComputeHash of this entry
+	// Record is the canonical JSON of the request's Params; nil on the
+	// entries of stores made before records were kept, which hold only
+	// the digest.
+	Record json.RawMessage `json:"record,omitempty"`
+}
+
+// recordMatches reports whether e's record is the one its digest (and so
+// its hash) covers; an entry without a record has nothing to check.
+func (e Entry) recordMatches() bool {
+	return e.Record == nil || sha256.Sum256(e.Record) == e.ParamsDigest
 }
 
 // sameContent reports whether e and o record the same action. Time, prev
 // hash and hash are not compared: a retried append carries a new time, and
-// the chain fields are the store's.
+// the chain fields are the store's. The record is compared through its
+// digest.
 func (e Entry) sameContent(o Entry) bool {
 	return e.Incident == o.Incident && e.Seq == o.Seq && e.Actor == o.Actor &&
 		e.Action == o.Action && e.Target == o.Target && e.ParamsDigest == o.ParamsDigest &&
@@ -201,7 +217,7 @@ type AppendRequest struct {
 	Actor          string    // verified identity, "issuer:subject"
 	Action         string
 	Target         string
-	Params         any // hashed as canonical JSON (see CanonicalJSON); not stored
+	Params         any // the entry's record: stored as canonical JSON (see CanonicalJSON) and hashed
 	Outcome        Outcome
 	Decision       *Decision // set on the entries that record a responder's decision
 	IdempotencyKey string    // required; the same on every retry of the append
@@ -248,9 +264,12 @@ func (r AppendRequest) entry(now time.Time) (Entry, error) {
 	if !r.Outcome.Status.valid() {
 		p = append(p, fmt.Sprintf("outcome status %q is not a lowercase token", r.Outcome.Status))
 	}
-	digest, err := ParamsDigest(r.Params)
-	if err != nil {
-		p = append(p, err.Error())
+	record, err := CanonicalJSON(r.Params)
+	switch {
+	case err != nil:
+		p = append(p, "params: "+err.Error())
+	case len(record) > MaxRecordLen:
+		p = append(p, fmt.Sprintf("params are %d bytes of JSON, more than %d", len(record), MaxRecordLen))
 	}
 	if len(p) > 0 {
 		return Entry{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(p, "; "))
@@ -267,7 +286,8 @@ func (r AppendRequest) entry(now time.Time) (Entry, error) {
 		Actor:          r.Actor,
 		Action:         r.Action,
 		Target:         r.Target,
-		ParamsDigest:   digest,
+		ParamsDigest:   sha256.Sum256(record),
+		Record:         record,
 		Outcome:        r.Outcome,
 		Decision:       r.Decision,
 		IdempotencyKey: r.IdempotencyKey,

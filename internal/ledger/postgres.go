@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 	outcome         text        NOT NULL,
 	outcome_detail  text        NOT NULL,
 	decision        text,
+	record          text,
 	idempotency_key text        NOT NULL,
 	prev_hash       bytea       NOT NULL CHECK (octet_length(prev_hash) = 32),
 	hash            bytea       NOT NULL CHECK (octet_length(hash) = 32),
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 	CONSTRAINT ledger_entries_idempotency_key UNIQUE (incident_id, idempotency_key)
 );
 ALTER TABLE ledger_entries ADD COLUMN IF NOT EXISTS decision text;
+ALTER TABLE ledger_entries ADD COLUMN IF NOT EXISTS record text;
 CREATE TABLE IF NOT EXISTS ledger_checkpoints (
 	id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	incident_id text        NOT NULL,
@@ -147,7 +149,7 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, appRole string) er
 	return nil
 }
 
-const pgEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, idempotency_key, prev_hash, hash`
+const pgEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, record, idempotency_key, prev_hash, hash`
 
 // errLostRace means a concurrent append of the same slot won between our
 // read and our insert; the caller reads again.
@@ -202,6 +204,7 @@ func (s *PostgresStore) insertAll(ctx context.Context, es []Entry) error {
 	var (
 		incidents, actors, actions, targets, statuses, details, keys = make([]string, len(es)), make([]string, len(es)),
 			make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es))
+		decisions, records    = make([]*string, len(es)), make([]*string, len(es))
 		seqs                  = make([]int64, len(es))
 		versions              = make([]int16, len(es))
 		times                 = make([]time.Time, len(es))
@@ -209,14 +212,19 @@ func (s *PostgresStore) insertAll(ctx context.Context, es []Entry) error {
 	)
 	for i := range es {
 		e := &es[i]
+		dec, err := decisionColumn(e.Decision)
+		if err != nil {
+			return err
+		}
 		incidents[i], seqs[i], versions[i], times[i] = e.Incident, e.Seq, int16(e.Version), e.Time
 		actors[i], actions[i], targets[i], params[i] = e.Actor, e.Action, e.Target, e.ParamsDigest[:]
-		statuses[i], details[i], keys[i], prevs[i], hashes[i] = string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:]
+		statuses[i], details[i], decisions[i], records[i] = string(e.Outcome.Status), e.Outcome.Detail, dec, recordColumn(e.Record)
+		keys[i], prevs[i], hashes[i] = e.IdempotencyKey, e.PrevHash[:], e.Hash[:]
 	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO ledger_entries (`+pgEntryCols+`)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::timestamptz[], $5::text[], $6::text[],
-			$7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[])`,
-		incidents, seqs, versions, times, actors, actions, targets, params, statuses, details, keys, prevs, hashes)
+			$7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[])`,
+		incidents, seqs, versions, times, actors, actions, targets, params, statuses, details, decisions, records, keys, prevs, hashes)
 	if err != nil {
 		return fmt.Errorf("insert %d entries: %w", len(es), err)
 	}
@@ -259,10 +267,10 @@ func (s *PostgresStore) insertOnce(ctx context.Context, e Entry) (Entry, error) 
 		return Entry{}, err
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO ledger_entries (`+pgEntryCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (incident_id, seq) DO NOTHING`,
 		e.Incident, e.Seq, e.Version, e.Time, e.Actor, e.Action, e.Target, e.ParamsDigest[:],
-		string(e.Outcome.Status), e.Outcome.Detail, dec, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
+		string(e.Outcome.Status), e.Outcome.Detail, dec, recordColumn(e.Record), e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
@@ -349,6 +357,16 @@ func decisionColumn(d *Decision) (*string, error) {
 	return &s, nil
 }
 
+// recordColumn is the stored form of a record: its JSON text, or NULL for
+// an entry without one.
+func recordColumn(r []byte) *string {
+	if r == nil {
+		return nil
+	}
+	s := string(r)
+	return &s
+}
+
 // timeCol scans a time column: timestamptz (PostgreSQL) or an integer of
 // Unix microseconds (SQLite, micro true).
 type timeCol struct {
@@ -377,11 +395,14 @@ func scanEntry(r rowScanner, micro bool) (Entry, error) {
 		at                 = timeCol{micro: micro}
 		status             string
 		params, prev, hash []byte
-		decision           *string
+		decision, record   *string
 	)
 	if err := r.Scan(&e.Incident, &e.Seq, &e.Version, at.dest(), &e.Actor, &e.Action, &e.Target, &params,
-		&status, &e.Outcome.Detail, &decision, &e.IdempotencyKey, &prev, &hash); err != nil {
+		&status, &e.Outcome.Detail, &decision, &record, &e.IdempotencyKey, &prev, &hash); err != nil {
 		return Entry{}, err
+	}
+	if record != nil {
+		e.Record = []byte(*record)
 	}
 	if decision != nil {
 		e.Decision = new(Decision)

@@ -174,10 +174,15 @@ func (s *pgTamperStore) CorruptEntry(t testing.TB, incident string, seq int64, c
 func (s *pgTamperStore) ReplaceEntry(t testing.TB, e ledger.Entry) {
 	s.tamper(t, "ledger_entries", "ledger_entries_append_only",
 		`UPDATE ledger_entries SET version = $3, at = $4, actor = $5, action = $6, target = $7, params_sha256 = $8,
-			outcome = $9, outcome_detail = $10, idempotency_key = $11, prev_hash = $12, hash = $13
+			outcome = $9, outcome_detail = $10, idempotency_key = $11, prev_hash = $12, hash = $13, record = $14
 		WHERE incident_id = $1 AND seq = $2`,
 		e.Incident, e.Seq, e.Version, e.Time, e.Actor, e.Action, e.Target, e.ParamsDigest[:],
-		string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
+		string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:], recordText(e.Record))
+}
+
+func (s *pgTamperStore) EditRecord(t testing.TB, incident string, seq int64, old, new string) {
+	s.tamper(t, "ledger_entries", "ledger_entries_append_only",
+		`UPDATE ledger_entries SET record = replace(record, $3, $4) WHERE incident_id = $1 AND seq = $2`, incident, seq, old, new)
 }
 
 func (s *pgTamperStore) DeleteEntry(t testing.TB, incident string, seq int64) {
@@ -254,13 +259,13 @@ func TestOpenPostgresUnreachable(t *testing.T) {
 	}
 }
 
-// TestPostgresMigratesDecisionColumn: a schema made before entries had a
-// decision column keeps its entries, which still verify, and takes entries
-// with decisions after the migration runs again.
+// TestPostgresMigratesDecisionColumn: a schema made before entries had
+// decision and record columns keeps its entries, which still verify, and
+// takes entries with decisions and records after the migration runs again.
 func TestPostgresMigratesDecisionColumn(t *testing.T) {
 	ctx := context.Background()
 	env := newPGEnv(t)
-	if _, err := env.owner.Exec(ctx, `ALTER TABLE ledger_entries DROP COLUMN decision`); err != nil {
+	if _, err := env.owner.Exec(ctx, `ALTER TABLE ledger_entries DROP COLUMN decision, DROP COLUMN record`); err != nil {
 		t.Fatalf("make the old table: %v", err)
 	}
 	e := ledger.Entry{Version: ledger.HashVersion, Incident: "inc-old", Seq: 1, Time: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
@@ -287,7 +292,12 @@ func TestPostgresMigratesDecisionColumn(t *testing.T) {
 	if err := l.Store().Entries(ctx, "inc-old", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 2 || got[1].Decision.StatementKeyID != "dk-1" {
+	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 2 || got[1].Decision.StatementKeyID != "dk-1" ||
+		got[0].Record != nil || !strings.Contains(string(got[1].Record), "suspicious egress") {
 		t.Fatalf("entries = %+v", got)
 	}
+}
+
+func TestPostgresBatchInsert(t *testing.T) {
+	testBatchInsert(t, ledger.NewPostgresStore(newPGEnv(t).app))
 }

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 	outcome         TEXT    NOT NULL,
 	outcome_detail  TEXT    NOT NULL,
 	decision        TEXT,
+	record          TEXT,
 	idempotency_key TEXT    NOT NULL,
 	prev_hash       BLOB    NOT NULL CHECK (length(prev_hash) = 32),
 	hash            BLOB    NOT NULL CHECK (length(hash) = 32),
@@ -110,25 +111,40 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	return s, nil
 }
 
-// migrateSQLite creates the schema, and adds the decision column to a
-// table made before it existed.
+// migrateSQLite creates the schema, and adds the decision and record
+// columns to a table made before they existed (its entries keep NULL).
 func migrateSQLite(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, sqliteSchema); err != nil {
 		return err
 	}
-	var n int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('ledger_entries') WHERE name = 'decision'`).Scan(&n); err != nil {
-		return err
-	}
-	if n == 0 {
-		if _, err := db.ExecContext(ctx, `ALTER TABLE ledger_entries ADD COLUMN decision TEXT`); err != nil {
+	for _, col := range []string{"decision", "record"} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('ledger_entries') WHERE name = ?`, col).Scan(&n); err != nil {
 			return err
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, `ALTER TABLE ledger_entries ADD COLUMN `+col+` TEXT`); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-const sqliteEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, idempotency_key, prev_hash, hash`
+const sqliteEntryCols = `incident_id, seq, version, at, actor, action, target, params_sha256, outcome, outcome_detail, decision, record, idempotency_key, prev_hash, hash`
+
+// sqliteInsert inserts one entry: sqliteEntryCols, in order.
+const sqliteInsert = `INSERT INTO ledger_entries (` + sqliteEntryCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// sqliteArgs are e's values for sqliteInsert.
+func sqliteArgs(e Entry) ([]any, error) {
+	dec, err := decisionColumn(e.Decision)
+	if err != nil {
+		return nil, err
+	}
+	return []any{e.Incident, e.Seq, e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.ParamsDigest[:],
+		string(e.Outcome.Status), e.Outcome.Detail, dec, recordColumn(e.Record), e.IdempotencyKey, e.PrevHash[:], e.Hash[:]}, nil
+}
 
 // Insert implements [Store], through the group commit.
 func (s *SQLiteStore) Insert(ctx context.Context, e Entry) (Entry, error) {
@@ -173,14 +189,17 @@ func (s *SQLiteStore) insertAll(ctx context.Context, es []Entry) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO ledger_entries (`+sqliteEntryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	stmt, err := tx.PrepareContext(ctx, sqliteInsert)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	defer func() { _ = stmt.Close() }()
 	for _, e := range es {
-		if _, err := stmt.ExecContext(ctx, e.Incident, e.Seq, e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target,
-			e.ParamsDigest[:], string(e.Outcome.Status), e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:]); err != nil {
+		args, err := sqliteArgs(e)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("insert %s seq %d: %w", e.Incident, e.Seq, err)
 		}
 	}
@@ -220,14 +239,11 @@ func (s *SQLiteStore) insertOne(ctx context.Context, e Entry) (Entry, error) {
 		}
 	}
 	e = e.seal(prev)
-	dec, err := decisionColumn(e.Decision)
+	args, err := sqliteArgs(e)
 	if err != nil {
 		return Entry{}, err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO ledger_entries (`+sqliteEntryCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Incident, e.Seq, e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.ParamsDigest[:],
-		string(e.Outcome.Status), e.Outcome.Detail, dec, e.IdempotencyKey, e.PrevHash[:], e.Hash[:])
-	if err != nil {
+	if _, err = tx.ExecContext(ctx, sqliteInsert, args...); err != nil {
 		var se *sqlite.Error
 		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
 			var seq int64

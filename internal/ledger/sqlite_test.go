@@ -129,10 +129,25 @@ func (s *sqliteTamperStore) CorruptEntry(t testing.TB, incident string, seq int6
 func (s *sqliteTamperStore) ReplaceEntry(t testing.TB, e ledger.Entry) {
 	s.tamper(t, "ledger_entries", func(tx *sql.Tx) error {
 		return exactlyOne(tx.Exec(`UPDATE ledger_entries SET version = ?, at = ?, actor = ?, action = ?, target = ?,
-			params_sha256 = ?, outcome = ?, outcome_detail = ?, idempotency_key = ?, prev_hash = ?, hash = ?
+			params_sha256 = ?, outcome = ?, outcome_detail = ?, idempotency_key = ?, prev_hash = ?, hash = ?, record = ?
 			WHERE incident_id = ? AND seq = ?`,
 			e.Version, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.ParamsDigest[:], string(e.Outcome.Status),
-			e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:], e.Incident, e.Seq))
+			e.Outcome.Detail, e.IdempotencyKey, e.PrevHash[:], e.Hash[:], recordText(e.Record), e.Incident, e.Seq))
+	})
+}
+
+// recordText is a record as the record column holds it (NULL: none).
+func recordText(r []byte) *string {
+	if r == nil {
+		return nil
+	}
+	s := string(r)
+	return &s
+}
+
+func (s *sqliteTamperStore) EditRecord(t testing.TB, incident string, seq int64, old, new string) {
+	s.tamper(t, "ledger_entries", func(tx *sql.Tx) error {
+		return exactlyOne(tx.Exec(`UPDATE ledger_entries SET record = replace(record, ?, ?) WHERE incident_id = ? AND seq = ?`, old, new, incident, seq))
 	})
 }
 
@@ -207,8 +222,8 @@ func TestOpenSQLiteReopen(t *testing.T) {
 }
 
 // TestSQLiteMigratesDecisionColumn: a ledger file made before entries had
-// a decision column keeps its entries, which still verify, and takes
-// entries with decisions after it is opened.
+// decision and record columns keeps its entries, which still verify, and
+// takes entries with decisions and records after it is opened.
 func TestSQLiteMigratesDecisionColumn(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ledger.db")
@@ -253,7 +268,46 @@ func TestSQLiteMigratesDecisionColumn(t *testing.T) {
 	if err := s.Entries(ctx, "inc-old", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 1 {
+	if len(got) != 2 || got[0].Decision != nil || got[1].Decision == nil || got[1].Decision.Quorum != 1 ||
+		got[0].Record != nil || !strings.Contains(string(got[1].Record), "suspicious egress") {
 		t.Fatalf("entries = %+v", got)
 	}
 }
+
+// testBatchInsert stores entries with a decision and a record through the
+// batch path of the group commit and reads them back: every column of an
+// entry goes into the one statement, and the chain verifies.
+func testBatchInsert(t *testing.T, s ledger.Store) {
+	t.Helper()
+	ctx := context.Background()
+	var rs []ledger.AppendRequest
+	for seq := int64(1); seq <= 3; seq++ {
+		r := ledgertest.Request("inc-batch", seq)
+		r.Time = time.Date(2026, 12, 5, 10, 0, int(seq), 0, time.UTC)
+		if seq == 2 {
+			r.Decision = &ledger.Decision{Approvals: 1, Quorum: 2, StatementKeyID: "dk-1", StatementSig: []byte{1}, StatementPayload: []byte(`{}`)}
+		}
+		rs = append(rs, r)
+	}
+	if err := ledger.InsertBatch(ctx, s, rs); err != nil {
+		t.Fatalf("batch insert: %v", err)
+	}
+	var got []ledger.Entry
+	if err := s.Entries(ctx, "inc-batch", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[1].Decision == nil || got[1].Decision.Quorum != 2 || got[0].Decision != nil {
+		t.Fatalf("stored %+v", got)
+	}
+	for _, e := range got {
+		want, _ := ledger.CanonicalJSON(rs[e.Seq-1].Params)
+		if string(e.Record) != string(want) {
+			t.Errorf("seq %d: record %s, want %s", e.Seq, e.Record, want)
+		}
+	}
+	if rep, err := ledger.New(s, nil).Verify(ctx, "inc-batch", nil); err != nil || rep.Entries != 3 {
+		t.Fatalf("Verify = %+v, %v", rep, err)
+	}
+}
+
+func TestSQLiteBatchInsert(t *testing.T) { testBatchInsert(t, newSQLiteStore(t).SQLiteStore) }

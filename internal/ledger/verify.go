@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ type ProblemKind string
 // Problem kinds.
 const (
 	ProblemHashMismatch       ProblemKind = "hash_mismatch"       // stored hash differs from the recomputed one
+	ProblemRecordMismatch     ProblemKind = "record_mismatch"     // the record is not the one the entry's digest covers
 	ProblemPrevMismatch       ProblemKind = "prev_mismatch"       // prev hash differs from the previous entry's hash
 	ProblemGap                ProblemKind = "gap"                 // an entry is missing
 	ProblemOrder              ProblemKind = "order"               // an entry is duplicated or out of order
@@ -88,6 +90,8 @@ func (v *chainVerifier) entry(e Entry) {
 	default:
 		if got := e.ComputeHash(); got != e.Hash {
 			v.fail(e.Seq, ProblemHashMismatch, "stored hash %s, recomputed %s", e.Hash, got)
+		} else if !e.recordMatches() {
+			v.fail(e.Seq, ProblemRecordMismatch, "record has SHA-256 %s, the entry's hash covers %s", Digest(sha256.Sum256(e.Record)), e.ParamsDigest)
 		} else {
 			v.hashes[e.Seq] = e.Hash
 		}

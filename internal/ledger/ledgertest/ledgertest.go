@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -66,7 +67,7 @@ func (k *Keys) Verify(_ context.Context, digest []byte, sig ledger.Signature) er
 // Tamperer changes stored rows behind the store's back. Column names are
 // the SQL column names shared by both stores: incident_id, seq, version,
 // at, actor, action, target, params_sha256, outcome, outcome_detail,
-// idempotency_key, prev_hash, hash (entries) and head_hash, signature, seq
+// record, idempotency_key, prev_hash, hash (entries) and head_hash, signature, seq
 // (checkpoints).
 type Tamperer interface {
 	// CorruptEntry changes one byte (one microsecond for at, one for
@@ -74,6 +75,8 @@ type Tamperer interface {
 	CorruptEntry(t testing.TB, incident string, seq int64, column string)
 	// ReplaceEntry overwrites every column of entry (e.Incident, e.Seq).
 	ReplaceEntry(t testing.TB, e ledger.Entry)
+	// EditRecord replaces old by new in the record of entry (incident, seq).
+	EditRecord(t testing.TB, incident string, seq int64, old, new string)
 	// DeleteEntry removes entry (incident, seq).
 	DeleteEntry(t testing.TB, incident string, seq int64)
 	// CorruptCheckpoint changes one byte of column of the latest checkpoint
@@ -208,6 +211,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 		{"decision round trips and verifies", testDecision},
 		{"retry returns stored entry", testRetry},
 		{"conflicts", testConflicts},
+		{"a different record conflicts", testRecordConflict},
 		{"gaps", testGaps},
 		{"invalid requests", testInvalid},
 		{"incidents are independent", testIndependent},
@@ -216,6 +220,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 		{"checkpoint and verify", testCheckpoint},
 		{"export and verify export", testExport},
 		{"tampered column is named", testTamperColumns},
+		{"edited record is named", testTamperRecord},
 		{"deleted entry is a gap", testTamperDelete},
 		{"rewritten chain is caught by checkpoint", testTamperRewrite},
 		{"forged checkpoint", testTamperCheckpoint},
@@ -241,7 +246,7 @@ func testChain(f *fixture) {
 		}
 	}
 	head, err := f.store.Head(f.ctx, "inc-chain")
-	if err != nil || head != got[4] {
+	if err != nil || !reflect.DeepEqual(head, got[4]) {
 		f.t.Fatalf("Head = %+v, %v; want %+v", head, err, got[4])
 	}
 	if _, err := f.store.Head(f.ctx, "inc-none"); !errors.Is(err, ledger.ErrNotFound) {
@@ -261,7 +266,7 @@ func testRoundTrip(f *fixture) {
 	r.Actor = "keycloak:iru/alice"
 	in := f.append(r)
 	stored := f.entries("inc-rt")
-	if len(stored) != 1 || stored[0] != in {
+	if len(stored) != 1 || !reflect.DeepEqual(stored[0], in) {
 		f.t.Fatalf("stored %+v, appended %+v", stored, in)
 	}
 	if want := at.UTC().Truncate(time.Microsecond); !in.Time.Equal(want) || in.Time.Location() != time.UTC {
@@ -270,6 +275,50 @@ func testRoundTrip(f *fixture) {
 	d, err := ledger.ParamsDigest(r.Params)
 	if err != nil || in.ParamsDigest != d {
 		f.t.Fatalf("params digest = %s, want %s (%v)", in.ParamsDigest, d, err)
+	}
+	want, err := ledger.CanonicalJSON(r.Params)
+	if err != nil || !bytes.Equal(stored[0].Record, want) {
+		f.t.Fatalf("stored record = %s, want the canonical params %s (%v)", stored[0].Record, want, err)
+	}
+}
+
+// testRecordConflict: a retry whose record differs (the same action with
+// other parameters) is a conflict, not a silent second version.
+func testRecordConflict(f *fixture) {
+	f.append(Request("inc-rec", 1))
+	r := Request("inc-rec", 1)
+	r.Params = map[string]any{"vmid": 101, "reason": "other", "seq": 1}
+	if _, err := f.l.Append(f.ctx, r); !errors.Is(err, ledger.ErrConflict) {
+		f.t.Fatalf("append with another record: err = %v, want ErrConflict", err)
+	}
+}
+
+// testTamperRecord edits the stored record of an entry, as valid JSON, the
+// way an attacker would rewrite history: Verify names that entry.
+func testTamperRecord(f *fixture) {
+	tm := f.tamperer()
+	f.chain("inc-tamper-record", 4)
+	f.checkpoint("inc-tamper-record")
+	tm.EditRecord(f.t, "inc-tamper-record", 3, "suspicious egress", "routine egress")
+	got := f.entries("inc-tamper-record")
+	if !strings.Contains(string(got[2].Record), "routine egress") {
+		f.t.Fatalf("the tamperer did not change the record: %s", got[2].Record)
+	}
+	f.wantBroken("inc-tamper-record", 3, ledger.ProblemRecordMismatch)
+
+	// The same edit in an export is caught as well.
+	var buf bytes.Buffer
+	f.chain("inc-tamper-export", 2)
+	if err := f.l.Export(f.ctx, "inc-tamper-export", &buf); err != nil {
+		f.t.Fatal(err)
+	}
+	edited := strings.Replace(buf.String(), "suspicious egress", "routine egress", 1)
+	if edited == buf.String() {
+		f.t.Fatal("the export holds no record to edit")
+	}
+	rep, err := ledger.VerifyExport(f.ctx, "inc-tamper-export", strings.NewReader(edited), f.keys)
+	if !errors.Is(err, ledger.ErrBroken) || rep.Problem.Seq != 1 || rep.Problem.Kind != ledger.ProblemRecordMismatch {
+		f.t.Fatalf("VerifyExport of an edited record = %+v, %v", rep, err)
 	}
 }
 
@@ -319,11 +368,11 @@ func testRetry(f *fixture) {
 	r := Request("inc-retry", 1)
 	r.Time = time.Now().Add(time.Hour) // a retry happens later
 	again := f.append(r)
-	if again != first {
+	if !reflect.DeepEqual(again, first) {
 		f.t.Fatalf("retry returned %+v, want the stored %+v", again, first)
 	}
 	second := f.append(Request("inc-retry", 2))
-	if got := f.append(Request("inc-retry", 2)); got != second {
+	if got := f.append(Request("inc-retry", 2)); !reflect.DeepEqual(got, second) {
 		f.t.Fatalf("retry of seq 2 returned %+v, want %+v", got, second)
 	}
 	if n := len(f.entries("inc-retry")); n != 2 {
@@ -479,7 +528,7 @@ func testConverge(f *fixture) {
 	}
 	for a := range attempts {
 		for _, s := range stored {
-			if got[a][s.Seq] != s {
+			if !reflect.DeepEqual(got[a][s.Seq], s) {
 				f.t.Fatalf("attempt %d got %+v for seq %d, stored %+v", a, got[a][s.Seq], s.Seq, s)
 			}
 		}
