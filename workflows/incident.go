@@ -158,8 +158,7 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 			return IncidentResult{}, err
 		}
 		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmp.Or(w.in.OpenedBy, actorWorkflow),
-			Detail: w.inheritedDetail(map[string]string{"playbook": w.pb.Name, "version": w.pb.Version, "asset": w.st.Asset, "severity": w.st.Severity,
-				"drill": fmt.Sprint(w.drill()), "dry_run": fmt.Sprint(w.in.DryRun)})},
+			Opening: w.opening(), Detail: w.inheritedDetail(map[string]string{})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
 		w.onAlerts(ctx, w.in.Alerts)
 		w.takeStartAlerts(ctx)
@@ -404,13 +403,18 @@ func (w *incident) timeline(e TimelineEntry) {
 }
 
 // record queues a ledger entry with the next sequence number for
-// writeLedger and appends the matching timeline entry.
+// writeLedger and appends the matching timeline entry; the entry records
+// the timeline's words and the actor's name.
 func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, t TimelineEntry) {
 	now := workflow.Now(ctx).UTC()
 	w.st.LedgerSeq++
 	e.IncidentID, e.Seq, e.At = w.st.IncidentID, w.st.LedgerSeq, now
 	if e.Phase == "" {
 		e.Phase = w.st.Phase
+	}
+	e.What = cmp.Or(e.What, t.What)
+	if t.Actor != "" && t.Actor != e.Actor {
+		e.ActorName = t.Actor
 	}
 	t.At = now
 	if t.Actor == "" {
@@ -463,6 +467,17 @@ func (w *incident) settled() bool { return len(w.ledgerQueue) == 0 && w.notifyin
 func disconnected(ctx workflow.Context) workflow.Context {
 	d, _ := workflow.NewDisconnectedContext(ctx)
 	return d
+}
+
+// opening is what the incident_opened ledger entry records: the playbook,
+// the asset and the steps the playbook plans.
+func (w *incident) opening() *activities.LedgerOpening {
+	o := &activities.LedgerOpening{Playbook: w.pb.Name, PlaybookVersion: w.pb.Version, Asset: w.st.Asset, Severity: w.st.Severity,
+		Drill: w.drill(), DryRun: w.in.DryRun}
+	for _, s := range w.st.Steps {
+		o.Steps = append(o.Steps, activities.LedgerPlannedStep{ID: s.ID, Phase: s.Phase, Action: s.Action})
+	}
+	return o
 }
 
 // closedStatus is the ledger outcome class of an incident's final state.

@@ -398,6 +398,7 @@ func (w *incident) onAbort(ctx workflow.Context, in AbortInput) {
 func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 	now := workflow.Now(ctx).UTC()
 	var fresh []string
+	var recorded []activities.LedgerAlert
 	raised := false
 	for _, a := range alerts {
 		if a.ID != "" {
@@ -411,6 +412,7 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 		if i, ok := w.alertIdx[fp]; ok {
 			w.st.Alerts[i].Count++
 			w.st.Alerts[i].LastSeen = now
+			recorded = append(recorded, activities.LedgerAlert{Fingerprint: fp, Count: w.st.Alerts[i].Count})
 			continue
 		}
 		if w.st.Labels == nil && len(a.Labels) > 0 {
@@ -420,7 +422,10 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			}
 		}
 		fresh = append(fresh, fp)
-		if rec := stateAlertRecord(a, fp); len(w.st.Alerts) < maxAlertRecords && w.alertFits(rec) {
+		rec := stateAlertRecord(a, fp)
+		recorded = append(recorded, activities.LedgerAlert{Fingerprint: fp, Source: rec.Source, Rule: rec.Rule, Severity: rec.Severity,
+			Summary: rec.Summary, ObservedAt: rec.ObservedAt, ReceivedAt: rec.ReceivedAt, Count: 1})
+		if len(w.st.Alerts) < maxAlertRecords && w.alertFits(rec) {
 			rec.Count, rec.FirstSeen, rec.LastSeen = 1, now, now
 			w.alertIdx[fp] = len(w.st.Alerts)
 			w.st.Alerts = append(w.st.Alerts, rec)
@@ -430,7 +435,7 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 		}
 	}
 	if len(fresh) > 0 {
-		w.record(ctx, activities.LedgerAppendInput{Kind: "alert", Actor: actorWorkflow, Outcome: fmt.Sprintf("%d new", len(fresh)),
+		w.record(ctx, activities.LedgerAppendInput{Kind: "alert", Actor: actorWorkflow, Outcome: fmt.Sprintf("%d new", len(fresh)), Alerts: recorded,
 			Detail: map[string]string{"fingerprints": joinMax(fresh, 20), "received_total": fmt.Sprint(w.st.AlertsReceived)}},
 			TimelineEntry{What: fmt.Sprintf("%d new alert(s)", len(fresh))})
 	}

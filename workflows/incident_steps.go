@@ -221,12 +221,6 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	st.Status, st.FinishedAt = StepSucceeded, workflow.Now(ctx).UTC()
 	st.Outputs, st.EvidenceRefs, st.Plan, st.Summary = res.Outputs, res.EvidenceRefs, res.Plan, res.Summary
 	detail := map[string]string{}
-	for _, k := range workflow.DeterministicKeys(res.Outputs) {
-		detail["out."+k] = res.Outputs[k]
-	}
-	if len(res.EvidenceRefs) > 0 {
-		detail["evidence"] = strings.Join(res.EvidenceRefs, ",")
-	}
 	for _, k := range workflow.DeterministicKeys(res.Undo) {
 		detail["undo."+k] = res.Undo[k]
 	}
@@ -234,7 +228,8 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 		w.registerCompensation(ctx, s, st, res.Undo)
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-		Outcome: StepSucceeded, Reason: res.Summary, Detail: detail}, TimelineEntry{What: "ran " + s.ID + " (" + s.Action + ")"})
+		Outcome: StepSucceeded, Reason: res.Summary, StartedAt: st.StartedAt, Params: st.Params, Outputs: res.Outputs,
+		EvidenceRefs: res.EvidenceRefs, Compensation: st.Compensation, Detail: detail}, TimelineEntry{What: "ran " + s.ID + " (" + s.Action + ")"})
 	return false
 }
 
@@ -268,7 +263,8 @@ func (w *incident) registerCompensation(ctx workflow.Context, s playbooks.Step, 
 func (w *incident) fail(ctx workflow.Context, s playbooks.Step, st *StepState, err error) {
 	st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), err.Error()
 	w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-		Outcome: StepFailed, Status: activities.LedgerFailed, Reason: err.Error()}, TimelineEntry{What: "failed " + s.ID + " (" + s.Action + ")"})
+		Outcome: StepFailed, Status: activities.LedgerFailed, Reason: err.Error(), StartedAt: st.StartedAt, Params: st.Params},
+		TimelineEntry{What: "failed " + s.ID + " (" + s.Action + ")"})
 	// A step that ran and failed may have changed part of what it was asked
 	// to (an isolation that failed at its last call). Its compensation is
 	// idempotent and works from what the action recorded, so it is

@@ -6,7 +6,6 @@
 package platform
 
 import (
-	"context"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -15,13 +14,7 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
-	"github.com/iru-responder/responder/internal/report"
 )
-
-// IncidentStatus returns the report's view of the incident that the
-// workflow execution (workflowID, runID) runs; the worker answers it with
-// the incident workflow's status query.
-type IncidentStatus func(ctx context.Context, workflowID, runID string) (report.Incident, error)
 
 // Activities holds the platform activities' dependencies.
 type Activities struct {
@@ -31,9 +24,6 @@ type Activities struct {
 	Evidence *evidence.Locker
 	Sink     activities.EvidenceStore
 	Notifier *notify.Notifier
-	// Status reads the incident that the report activity reports on (the
-	// one whose workflow runs the activity).
-	Status IncidentStatus
 	// IncidentLink, if set, returns the address (in the Web UI) that a
 	// notification about an incident links to.
 	IncidentLink func(incidentID string) string

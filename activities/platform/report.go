@@ -5,8 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
-
-	"go.temporal.io/sdk/activity"
+	"time"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -14,33 +13,41 @@ import (
 )
 
 // ReportGenerate implements [activities.ReportGenerate]: it reads the
-// incident's status (from the running workflow, through
-// [Activities.Status]), its ledger chain (verified) and its evidence
-// manifest, renders the report in Markdown and JSON, and stores both in the
-// evidence locker.
+// incident's ledger chain, verifies it, folds its records into the account
+// of the incident ([report.FromLedger]), adds the evidence manifest, renders
+// the report in Markdown and JSON, and stores both in the evidence locker.
+// The workflow schedules the step after issuing entries up to
+// in.LedgerSeq; the activity waits (up to ledgerWait) for the ledger to
+// hold them, and otherwise reports the entries that are missing.
 func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.ReportGenerateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	info := activity.GetInfo(ctx)
-	inc, err := a.Status(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID)
-	if err != nil {
-		return activities.ActionResult{}, fmt.Errorf("report.generate: status of %s: %w", info.WorkflowExecution.ID, err)
-	}
-	ri := report.Input{Incident: inc, GeneratedAt: a.now().UTC()}
-	err = a.Ledger.Store().Entries(ctx, in.IncidentID, func(e ledger.Entry) error {
-		ri.Ledger = append(ri.Ledger, report.LedgerEntry{Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
-			Outcome: string(e.Outcome.Status), Detail: e.Outcome.Detail, Hash: e.Hash.String()})
-		return nil
-	})
+	started := a.now().UTC()
+	entries, err := a.ledgerUpTo(ctx, in.IncidentID, in.LedgerSeq)
 	if err != nil {
 		return activities.ActionResult{}, fmt.Errorf("report.generate: read ledger: %w", err)
+	}
+	inc, err := report.FromLedger(entries)
+	if err != nil {
+		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams, err.Error(), err)
+	}
+	inc.MarkRunning(in.StepID, started)
+	ri := report.Input{Incident: inc, GeneratedAt: started}
+	for _, e := range entries {
+		ri.Ledger = append(ri.Ledger, report.LedgerEntry{Seq: e.Seq, Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
+			Outcome: string(e.Outcome.Status), Detail: e.Outcome.Detail, Hash: e.Hash.String()})
 	}
 	if rep, err := a.Ledger.Verify(ctx, in.IncidentID, a.Verifier); err != nil {
 		ri.LedgerProblem = err.Error()
 	} else {
 		ri.LedgerVerified = rep.OK()
+	}
+	if n := int64(len(entries)); n < in.LedgerSeq {
+		ri.LedgerVerified = false
+		ri.LedgerProblem = strings.TrimPrefix(ri.LedgerProblem+"; ", "; ") +
+			fmt.Sprintf("the workflow issued %d entries, the ledger held %d when the report was written", in.LedgerSeq, n)
 	}
 	objs, err := a.Evidence.List(ctx, in.IncidentID)
 	if err != nil {
@@ -83,4 +90,35 @@ func (a *Activities) ReportGenerate(ctx context.Context, in activities.ActionInp
 		EvidenceRefs: []string{mdRef, jsonRef},
 		Summary:      fmt.Sprintf("report written: %d steps, %d ledger entries, %d evidence objects", len(r.Steps), len(r.Ledger), len(r.Evidence)),
 	}, nil
+}
+
+// ledgerWait bounds how long the report waits for the ledger to hold the
+// entries the workflow issued before the report step; ledgerPoll is how
+// often it looks.
+const (
+	ledgerWait = 30 * time.Second
+	ledgerPoll = 50 * time.Millisecond
+)
+
+// ledgerUpTo returns the incident's entries once the ledger holds at least
+// seq of them, or what it holds after ledgerWait.
+func (a *Activities) ledgerUpTo(ctx context.Context, incident string, seq int64) ([]ledger.Entry, error) {
+	deadline := time.Now().Add(ledgerWait)
+	for {
+		var entries []ledger.Entry
+		if err := a.Ledger.Store().Entries(ctx, incident, func(e ledger.Entry) error {
+			entries = append(entries, e)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if int64(len(entries)) >= seq || time.Now().After(deadline) {
+			return entries, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(ledgerPoll):
+		}
+	}
 }

@@ -153,9 +153,8 @@ func (h *Host) DataConverter() converter.DataConverter {
 }
 
 // Register registers every workflow and activity on r; c is the worker's
-// own client (the report activity queries the incident through it).
+// own client (the watch activities read incidents through it).
 func (h *Host) Register(r Registry, c client.Client) {
-	h.platform.Status = incidentStatus(c)
 	Register(r, Deps{SelfTest: h.selftest})
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
