@@ -268,9 +268,9 @@ func NewProtectedError(msg string, r ProtectedRefusal) error {
 // workflow (a deterministic counter starting at 1 per incident); the store
 // must accept the same (IncidentID, Seq, content) again idempotently, and
 // refuse an entry whose Seq-1 is missing ([ErrTypeLedgerGap]) or a
-// different entry at an existing Seq ([ErrTypeConflict]). Secrets never go
-// into it: actions return references to secrets, and the append activity
-// redacts URLs in its texts.
+// different entry at an existing Seq ([ErrTypeConflict]). It holds what
+// the incident's state holds (actions return references to secrets, never
+// secrets), and the ledger keeps it for good.
 type LedgerAppendInput struct {
 	IncidentID string
 	Seq        int64

@@ -6,13 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/ledger"
-	"github.com/iru-responder/responder/internal/redact"
 )
 
 // actor turns the workflow's actor into the ledger's issuer:subject form.
@@ -33,7 +31,6 @@ func actor(s string) string {
 // When the incident closes, the chain head is checkpointed and signed with
 // the HSM key.
 func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
-	in = redacted(in)
 	action := in.Kind
 	if in.Action != "" {
 		action += ":" + in.Action
@@ -110,31 +107,4 @@ func ledgerDecision(in activities.LedgerAppendInput) (*ledger.Decision, error) {
 	}
 	d.StatementKeyID, d.StatementSig, d.StatementPayload = in.Detail["statement_key"], sig, payload
 	return d, nil
-}
-
-// redacted returns in with every URL credential in its texts redacted
-// (see [redact.String]): error messages and summaries may quote an address
-// with a token in it, and the ledger keeps what it is given for good.
-func redacted(in activities.LedgerAppendInput) activities.LedgerAppendInput {
-	in.Reason, in.What, in.Outcome = redact.String(in.Reason), redact.String(in.What), redact.String(in.Outcome)
-	in.Params, in.Outputs, in.Detail = redactedMap(in.Params), redactedMap(in.Outputs), redactedMap(in.Detail)
-	if len(in.Alerts) > 0 {
-		in.Alerts = slices.Clone(in.Alerts)
-		for i := range in.Alerts {
-			in.Alerts[i].Rule, in.Alerts[i].Summary = redact.String(in.Alerts[i].Rule), redact.String(in.Alerts[i].Summary)
-		}
-	}
-	return in
-}
-
-// redactedMap is m with its values redacted; nil stays nil.
-func redactedMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = redact.String(v)
-	}
-	return out
 }
