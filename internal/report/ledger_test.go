@@ -1,0 +1,101 @@
+package report
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/ledger"
+)
+
+// chain makes ledger entries from records, one second apart from t0, the
+// first one the incident's opening.
+func chain(t *testing.T, t0 time.Time, rs ...activities.LedgerAppendInput) []ledger.Entry {
+	t.Helper()
+	rs = append([]activities.LedgerAppendInput{{Kind: kindOpened, Actor: "workflow", Opening: &activities.LedgerOpening{Playbook: "pb"}}}, rs...)
+	out := make([]ledger.Entry, len(rs))
+	for i, r := range rs {
+		r.IncidentID, r.Seq = "INC-1", int64(i+1)
+		b, err := ledger.CanonicalJSON(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = ledger.Entry{Incident: "INC-1", Seq: int64(i + 1), Time: t0.Add(time.Duration(i) * time.Second), Record: b}
+	}
+	return out
+}
+
+func step(phase, id, action, outcome string) activities.LedgerAppendInput {
+	return activities.LedgerAppendInput{Kind: kindStep, Actor: "workflow", Phase: phase, StepID: id, Action: action, Outcome: outcome}
+}
+
+// TestFromLedgerMetrics: the response times come from the entries that
+// mark them, and only from those.
+func TestFromLedgerMetrics(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	approve := func(actor string) activities.LedgerAppendInput {
+		return activities.LedgerAppendInput{Kind: kindApproval, Actor: actor, StepID: "isolate", Outcome: outcomeApproved, Approvals: 1, Quorum: 1}
+	}
+	tests := []struct {
+		name                     string
+		records                  []activities.LedgerAppendInput
+		ack, contain, recoverDur time.Duration
+	}{
+		{"contained when the isolation finished, not the snapshot after it", []activities.LedgerAppendInput{
+			step("containment", "isolate", activities.PVEIsolate, "succeeded"),   // 1s
+			step("containment", "revoke", activities.KCLogoutUser, "succeeded"),  // 2s
+			step("containment", "snapshot", activities.PVESnapshot, "succeeded"), // 3s
+			step("recovery", "start", activities.PVEStart, "succeeded"),          // 4s
+			step("recovery", "probe", activities.NetHealthProbe, "succeeded")},   // 5s
+			0, 2 * time.Second, 5 * time.Second},
+		{"a failed isolation does not contain", []activities.LedgerAppendInput{
+			step("containment", "isolate", activities.PVEIsolate, "failed")},
+			0, 0, 0},
+		{"a person's approval acknowledges; the drill's does not", []activities.LedgerAppendInput{
+			approve("system:drill"), approve("keycloak:iru/bob")},
+			2 * time.Second, 0, 0},
+		{"a failed recovery step means not recovered", []activities.LedgerAppendInput{
+			step("recovery", "start", activities.PVEStart, "failed"), step("recovery", "probe", activities.NetHealthProbe, "succeeded")},
+			0, 0, 0},
+		{"an abort means not recovered", []activities.LedgerAppendInput{
+			step("recovery", "start", activities.PVEStart, "succeeded"),
+			{Kind: kindAbort, Actor: "keycloak:iru/alice", Reason: "stop"}},
+			2 * time.Second, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inc, err := FromLedger(chain(t, t0, tt.records...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inc.TimeToAcknowledge != tt.ack || inc.TimeToContain != tt.contain || inc.TimeToRecover != tt.recoverDur {
+				t.Errorf("ack, contain, recover = %v, %v, %v; want %v, %v, %v",
+					inc.TimeToAcknowledge, inc.TimeToContain, inc.TimeToRecover, tt.ack, tt.contain, tt.recoverDur)
+			}
+		})
+	}
+}
+
+// TestFromLedgerEntriesAndStates: entries without a record (an old store)
+// are left out, a record that is not JSON is an error, and the closing
+// entry sets the state.
+func TestFromLedgerEntriesAndStates(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	es := chain(t, t0, step("containment", "isolate", activities.PVEIsolate, "succeeded"),
+		activities.LedgerAppendInput{Kind: kindClosed, Actor: "workflow", Outcome: "resolved", Reason: "all phases completed"})
+	old := ledger.Entry{Incident: "INC-1", Seq: 4, Time: t0.Add(time.Hour)}
+	inc, err := FromLedger(append(es, old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.State != "resolved" || inc.Reason != "all phases completed" || !inc.ClosedAt.Equal(t0.Add(2*time.Second)) || len(inc.Steps) != 1 {
+		t.Errorf("incident = %+v", inc)
+	}
+	bad := es[1]
+	bad.Record = json.RawMessage(`{"Kind":`)
+	if _, err := FromLedger([]ledger.Entry{es[0], bad}); err == nil || !strings.Contains(err.Error(), "entry 2") {
+		t.Errorf("malformed record: err = %v, want one naming entry 2", err)
+	}
+}
