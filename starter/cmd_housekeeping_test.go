@@ -3,18 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -37,16 +35,11 @@ func (f *storesFixture) signDay(t *testing.T, day time.Time, sign bool) string {
 	}
 	if sign {
 		acts := &housekeeping.Activities{Ledger: st.Ledger, Signer: st.Signer, Evidence: st.Evidence}
-		var s testsuite.WorkflowTestSuite
-		s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-		env := s.NewTestActivityEnvironment()
+		env := activitytest.New(nil)
 		env.RegisterActivityWithOptions(acts.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
 		env.RegisterActivityWithOptions(acts.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
-		var res housekeeping.SignDailyChainsResult
-		v, err := env.ExecuteActivity(workflows.SignDailyChainsActivity, housekeeping.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
-		if err == nil {
-			err = v.Get(&res)
-		}
+		res, err := activitytest.Run[housekeeping.SignDailyChainsResult](env, workflows.SignDailyChainsActivity,
+			housekeeping.SignDailyChainsInput{Day: day.Format(time.DateOnly)})
 		if err != nil || len(res.Chains) != 1 || res.Chains[0].Seq != 3 {
 			t.Fatalf("SignDailyChains = %+v, %v", res, err)
 		}

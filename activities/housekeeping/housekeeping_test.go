@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities/housekeeping"
 	"github.com/iru-responder/responder/internal/accesslog"
@@ -23,6 +20,7 @@ import (
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/stores"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -99,9 +97,7 @@ func (f *fixture) sweep(t *testing.T, in housekeeping.SweepEvidenceInput) (house
 
 func (f *fixture) exec(t *testing.T, name string, in, out any) error {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := s.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	env.RegisterActivityWithOptions(f.acts.SignDailyChains, activity.RegisterOptions{Name: workflows.SignDailyChainsActivity})
 	env.RegisterActivityWithOptions(f.acts.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	v, err := env.ExecuteActivity(name, in)

@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/intake"
@@ -31,6 +29,7 @@ import (
 	"github.com/iru-responder/responder/internal/intake/route"
 	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/internal/secretsink"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -114,19 +113,9 @@ func (f *fixture) with(t *testing.T, sink activities.SecretSink) *Activities {
 // run executes the activity in the SDK's activity test environment.
 func (f *fixture) run(t *testing.T, a *Activities, in activities.ActionInput) (activities.ActionResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(f.logs, nil))))
-	env := s.NewTestActivityEnvironment()
+	env := activitytest.New(slog.NewTextHandler(f.logs, nil))
 	env.RegisterActivityWithOptions(a.RotateIntakeKeys, activity.RegisterOptions{Name: activities.KeysRotateIntakeKeys})
-	v, err := env.ExecuteActivity(activities.KeysRotateIntakeKeys, in)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	var res activities.ActionResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res, nil
+	return activitytest.Run[activities.ActionResult](env, activities.KeysRotateIntakeKeys, in)
 }
 
 func (f *fixture) load(t *testing.T) detectorsfile.File {

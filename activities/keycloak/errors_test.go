@@ -17,6 +17,7 @@ import (
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/config"
 	kclab "github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 // actionCalls runs every action once against the lab users of e.
@@ -156,9 +157,8 @@ func TestServiceAccountWithoutRoles(t *testing.T) {
 
 func TestActivityEnvironment(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Timeout = 300 * time.Millisecond })
-	var s testsuite.WorkflowTestSuite
 	newTestEnv := func() *testsuite.TestActivityEnvironment {
-		te := s.NewTestActivityEnvironment()
+		te := activitytest.New(nil)
 		e.acts.Register(te)
 		return te
 	}

@@ -19,10 +19,10 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	kclab "github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 // memEvidence is an in-memory EvidenceStore.
@@ -361,19 +361,9 @@ func wantErr(t *testing.T, err error, errType string, nonRetryable bool) {
 // as a worker would: with an activity context (logger, heartbeats, attempt
 // info), and its errors converted as a workflow receives them.
 func (e *env) run(fn activities.Func, in activities.ActionInput) (activities.ActionResult, error) {
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(quietLogger)
-	te := s.NewTestActivityEnvironment()
+	te := activitytest.New(nil)
 	te.RegisterActivity(fn)
-	v, err := te.ExecuteActivity(fn, in)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	var res activities.ActionResult
-	if err := v.Get(&res); err != nil {
-		return activities.ActionResult{}, fmt.Errorf("decode result: %w", err)
-	}
-	return res, nil
+	return activitytest.Run[activities.ActionResult](te, fn, in)
 }
 
 var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -19,7 +19,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/codec"
@@ -27,6 +26,7 @@ import (
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/stores"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 // watchedKeys wraps the key manager and checks, whenever a KEK is retired,
@@ -169,8 +169,7 @@ func rotateInput() activities.ActionInput {
 
 func TestRotateKEK(t *testing.T) {
 	f := newFixture(t, 5, 7)
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	env.RegisterActivity(f.act.RotateKEK)
 	var mu sync.Mutex
 	var beats []Progress
@@ -254,8 +253,7 @@ func TestRotateKEKResumesAfterCrash(t *testing.T) {
 	f.check2Versions()
 
 	// The retried attempt reads the heartbeat details and finishes.
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	env.RegisterActivity(f.act.RotateKEK)
 	env.SetHeartbeatDetails(last)
 	val, err := env.ExecuteActivity(f.act.RotateKEK, rotateInput())

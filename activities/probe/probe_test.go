@@ -3,7 +3,6 @@ package probe
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,28 +11,18 @@ import (
 	"testing"
 	"time"
 
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 func run(t *testing.T, a *Activities, params map[string]string, dry bool) (activities.ActionResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	env := s.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	a.Register(env)
-	v, err := env.ExecuteActivity(activities.NetHealthProbe, activities.ActionInput{Action: activities.NetHealthProbe, Params: params, DryRun: dry})
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	var res activities.ActionResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res, nil
+	return activitytest.Run[activities.ActionResult](env, activities.NetHealthProbe,
+		activities.ActionInput{Action: activities.NetHealthProbe, Params: params, DryRun: dry})
 }
 
 func TestHealthProbe(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 func TestResolveAsset(t *testing.T) {
@@ -156,9 +157,7 @@ func TestPowerUndo(t *testing.T) {
 	}
 	// A retry of the stop whose first attempt stopped the CT (heartbeat
 	// details of that attempt say "running") still reports running as prior.
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(quietLogger)
-	env := s.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	l.acts.Register(env)
 	env.SetHeartbeatDetails(progress{PriorStatus: "running"})
 	v, err := env.ExecuteActivity(activities.PVEStop, input(activities.PVEStop, "database", nil))
@@ -514,9 +513,7 @@ func TestHeartbeats(t *testing.T) {
 		withConfig(func(c *Config) { c.TaskPoll = 40 * time.Millisecond; c.HTTPTimeout = 2 * time.Second }))
 
 	t.Run("heartbeat on every poll", func(t *testing.T) {
-		var s testsuite.WorkflowTestSuite
-		s.SetLogger(quietLogger)
-		env := s.NewTestActivityEnvironment()
+		env := activitytest.New(nil)
 		hb := &heartbeatCounter{}
 		env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{hb}})
 		l.acts.Register(env)

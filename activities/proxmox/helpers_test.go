@@ -28,11 +28,11 @@ import (
 
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 // memEvidence is a content-addressed in-memory evidence store.
@@ -248,19 +248,9 @@ func input(action, asset string, params map[string]string) activities.ActionInpu
 // so errors come back as they would to a workflow.
 func run(t testing.TB, a *Activities, in activities.ActionInput) (activities.ActionResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(quietLogger)
-	env := s.NewTestActivityEnvironment()
+	env := activitytest.New(nil)
 	a.Register(env)
-	v, err := env.ExecuteActivity(in.Action, in)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	var res activities.ActionResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
-	return res, nil
+	return activitytest.Run[activities.ActionResult](env, in.Action, in)
 }
 
 func mustRun(t testing.TB, a *Activities, in activities.ActionInput) activities.ActionResult {

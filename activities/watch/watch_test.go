@@ -17,12 +17,12 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/ledger/ledgertest"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 )
 
 func openLedger(t *testing.T) *ledger.Ledger {
@@ -268,14 +268,9 @@ func TestReportFallbacks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openLedger(t)
 			a := &Activities{Temporal: &fakeTemporal{closeEvent: tt.close}, Incidents: tt.inc, Ledger: LedgerOf(l)}
-			var suite testsuite.WorkflowTestSuite
-			env := suite.NewTestActivityEnvironment()
+			env := activitytest.New(nil)
 			env.RegisterActivityWithOptions(a.Report, activity.RegisterOptions{Name: ReportActivity})
-			var rep ReportResult
-			v, err := env.ExecuteActivity(ReportActivity, ReportInput{Run: run})
-			if err == nil {
-				err = v.Get(&rep)
-			}
+			rep, err := activitytest.Run[ReportResult](env, ReportActivity, ReportInput{Run: run})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iru-responder/responder/activities"
 	kcact "github.com/iru-responder/responder/activities/keycloak"
@@ -28,6 +25,7 @@ import (
 	"github.com/iru-responder/responder/internal/secretsink"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/testenv/activitytest"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -298,15 +296,9 @@ func containSequentially(ctx context.Context, pv *pveact.Activities, kc *kcact.A
 			Params: withDefaults(action, params), IdempotencyKey: id + "/" + step}
 		// The implementations heartbeat, so they run in an activity
 		// context: Temporal's test environment, without a server.
-		var s testsuite.WorkflowTestSuite
-		s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-		env := s.NewTestActivityEnvironment()
+		env := activitytest.New(nil)
 		env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: action})
-		var res activities.ActionResult
-		v, err := env.ExecuteActivity(action, in)
-		if err == nil {
-			err = v.Get(&res)
-		}
+		res, err := activitytest.Run[activities.ActionResult](env, action, in)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", action, err)
 		}
