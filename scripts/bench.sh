@@ -33,7 +33,9 @@ groups=(
   "codec|$count|-bench . -benchtime 1s ./internal/codec/"
   "intake|$count|-bench IntakeStorm -benchtime 5000x ./internal/intake/"
   "accesslog|$count|-bench BenchmarkRecordAndAppend -benchtime 2000x ./internal/accesslog/"
-  "storm|$pcount|-bench AlertStorm -benchtime 1x -timeout 60m ./test/bench/"
+  "storm|$pcount|-bench ^BenchmarkAlertStorm$ -benchtime 1x -timeout 60m ./test/bench/"
+  "storm-large|1|-bench ^BenchmarkAlertStormLarge$/^dev$ -benchtime 1x -timeout 60m ./test/bench/"
+  "list|$count|-bench ListIncidents -benchtime 3x -timeout 30m ./internal/api/"
   "contain|$pcount|-bench TimeToContain -benchtime 1x -timeout 90m ./test/bench/"
   "capacity|$pcount|-bench Capacity -benchtime 1x -timeout 60m ./test/"
 )

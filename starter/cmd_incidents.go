@@ -115,7 +115,7 @@ func newIncidentsCmd() *cobra.Command {
 	f.StringVar(&playbook, "playbook", "", "only this playbook")
 	f.StringVar(&phase, "phase", "", "only incidents in this phase")
 	f.StringVar(&drill, "drill", "", "true: only drills; false: no drills")
-	f.IntVar(&limit, "limit", 0, "at most this many (API default 50, at most 500)")
+	f.IntVar(&limit, "limit", 0, "at most this many (API default 50, at most 10000)")
 	f.StringVar(&pageToken, "page-token", "", "the next page of a previous listing")
 	return cmd
 }

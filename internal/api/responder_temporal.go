@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -110,7 +113,20 @@ func listQuery(q map[string][]string) (string, error) {
 	return strings.Join(clauses, " AND "), nil
 }
 
-// list searches incidents through Temporal visibility.
+// Page sizes of GET /incidents.
+const (
+	// DefaultListLimit is the page size without ?limit=.
+	DefaultListLimit = 50
+	// MaxListLimit is the largest ?limit=: a whole backlog in one answer.
+	MaxListLimit = 10000
+	// visibilityPageSize is the largest page asked of visibility in one
+	// call (the server's default frontend.visibilityMaxPageSize).
+	visibilityPageSize = 1000
+)
+
+// list searches incidents through Temporal visibility. A page larger than
+// one visibility page is gathered from several (each continuing from the
+// last one's token) and the answer's next_page_token continues after it.
 func (rs *Responder) list(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
 	q := r.URL.Query()
 	query, err := listQuery(q)
@@ -118,10 +134,10 @@ func (rs *Responder) list(w http.ResponseWriter, r *http.Request, _ auth.Identit
 		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_filter"})
 		return
 	}
-	limit := 50
+	limit := DefaultListLimit
 	if l := q.Get("limit"); l != "" {
-		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > 500 {
-			writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("limit %q: want 1 to 500", l), Code: "bad_filter"})
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > MaxListLimit {
+			writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("limit %q: want 1 to %d", l, MaxListLimit), Code: "bad_filter"})
 			return
 		}
 	}
@@ -132,45 +148,97 @@ func (rs *Responder) list(w http.ResponseWriter, r *http.Request, _ auth.Identit
 			return
 		}
 	}
-	resp, err := rs.temporal.ListWorkflow(r.Context(), &workflowservice.ListWorkflowExecutionsRequest{
-		Query: query, PageSize: int32(limit), NextPageToken: token,
-	})
+	out, err := listIncidents(r.Context(), rs.temporal, query, limit, token)
 	if err != nil {
 		rs.fail(w, r, incidentRef{}, err)
 		return
 	}
-	out := IncidentList{Incidents: []IncidentSummary{}, Query: query}
-	if t := resp.GetNextPageToken(); len(t) > 0 {
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString(t)
-	}
+	writeIncidentList(w, out)
+}
+
+// listIncidents reads up to limit incidents matching query from
+// visibility, starting at token, in pages of at most visibilityPageSize.
+func listIncidents(ctx context.Context, c IncidentClient, query string, limit int, token []byte) (IncidentList, error) {
+	out := IncidentList{Incidents: make([]IncidentSummary, 0, min(limit, visibilityPageSize)), Query: query}
 	dc := converter.GetDefaultDataConverter()
-	for _, e := range resp.GetExecutions() {
-		wid := e.GetExecution().GetWorkflowId()
-		s := IncidentSummary{
-			ID: strings.TrimPrefix(wid, workflows.IncidentWorkflowID("")), WorkflowID: wid, RunID: e.GetExecution().GetRunId(),
-			Execution: executionName(e.GetStatus()), Open: e.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING,
-			StartedAt: e.GetStartTime().AsTime().UTC(),
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: query, PageSize: int32(min(limit-len(out.Incidents), visibilityPageSize)), NextPageToken: token,
+		})
+		if err != nil {
+			return IncidentList{}, fmt.Errorf("list incidents: %w", err)
 		}
-		if ct := e.GetCloseTime(); ct != nil && !s.Open {
-			t := ct.AsTime().UTC()
-			s.ClosedAt = &t
+		for _, e := range resp.GetExecutions() {
+			out.Incidents = append(out.Incidents, summarize(dc, e))
 		}
-		fields := e.GetSearchAttributes().GetIndexedFields()
-		str := func(name string) string {
-			var v string
-			if p, ok := fields[name]; ok {
-				_ = dc.FromPayload(p, &v)
-			}
-			return v
+		token = resp.GetNextPageToken()
+		if len(token) == 0 || len(out.Incidents) >= limit || len(resp.GetExecutions()) == 0 {
+			break
 		}
-		s.Severity, s.Phase = str(workflows.SeverityKey.GetName()), str(workflows.PhaseKey.GetName())
-		s.Playbook, s.Asset = str(workflows.PlaybookKey.GetName()), str(workflows.AssetKey.GetName())
-		if p, ok := fields[workflows.DrillKey.GetName()]; ok {
-			_ = dc.FromPayload(p, &s.Drill)
-		}
-		out.Incidents = append(out.Incidents, s)
 	}
-	writeJSON(w, http.StatusOK, out)
+	if len(token) > 0 {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString(token)
+	}
+	return out, nil
+}
+
+// summarize is one incident's summary from its visibility record.
+func summarize(dc converter.DataConverter, e *workflowpb.WorkflowExecutionInfo) IncidentSummary {
+	wid := e.GetExecution().GetWorkflowId()
+	s := IncidentSummary{
+		ID: strings.TrimPrefix(wid, workflows.IncidentWorkflowID("")), WorkflowID: wid, RunID: e.GetExecution().GetRunId(),
+		Execution: executionName(e.GetStatus()), Open: e.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING,
+		StartedAt: e.GetStartTime().AsTime().UTC(),
+	}
+	if ct := e.GetCloseTime(); ct != nil && !s.Open {
+		t := ct.AsTime().UTC()
+		s.ClosedAt = &t
+	}
+	fields := e.GetSearchAttributes().GetIndexedFields()
+	str := func(name string) string {
+		var v string
+		if p, ok := fields[name]; ok {
+			_ = dc.FromPayload(p, &v)
+		}
+		return v
+	}
+	s.Severity, s.Phase = str(workflows.SeverityKey.GetName()), str(workflows.PhaseKey.GetName())
+	s.Playbook, s.Asset = str(workflows.PlaybookKey.GetName()), str(workflows.AssetKey.GetName())
+	if p, ok := fields[workflows.DrillKey.GetName()]; ok {
+		_ = dc.FromPayload(p, &s.Drill)
+	}
+	return s
+}
+
+// writeIncidentList answers 200 with l, encoding one incident at a time
+// through a buffered writer: a page of ten thousand is never held as one
+// encoded byte slice.
+func writeIncidentList(w http.ResponseWriter, l IncidentList) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	head, _ := json.Marshal(l.Query)
+	_, _ = bw.WriteString(`{"query":`)
+	_, _ = bw.Write(head)
+	_, _ = bw.WriteString(`,"incidents":[`)
+	for i := range l.Incidents {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		// Encode appends a newline, which JSON allows between values.
+		if err := enc.Encode(&l.Incidents[i]); err != nil {
+			return
+		}
+	}
+	_ = bw.WriteByte(']')
+	if l.NextPageToken != "" {
+		tok, _ := json.Marshal(l.NextPageToken)
+		_, _ = bw.WriteString(`,"next_page_token":`)
+		_, _ = bw.Write(tok)
+	}
+	_, _ = bw.WriteString("}\n")
+	_ = bw.Flush()
 }
 
 // update runs a workflow Update and waits for its result.

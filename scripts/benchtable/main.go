@@ -217,14 +217,26 @@ var specs = []spec{
 			{unit: "x-baseline", op: ">=", value: 0.8, text: "≥ 0.8× SHA-256"},
 			{unit: "peak-heap-KiB", op: "<=", value: 2, of: [2]string{"Locker100MB/get", "peak-heap-10MB-KiB"}, text: "peak heap at 100 MB ≤ 2× at 10 MB"},
 		}},
-	{"Alert storm", "10,000 alerts, 100 assets, dev server", "AlertStorm/dev", "accepted/s", "", "",
+	{"Alert storm", "10,000 alerts, 100 assets, dev server", "AlertStorm/dev", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
 			{unit: "accepted/s", op: ">=", value: 6000, text: "≥ 6,000 accepted/s"},
 			{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"},
 			{unit: "incidents", op: "==", value: 100, text: "exactly 100 incidents"},
 			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
 		}},
-	{"Alert storm", "10,000 alerts, 100 assets, cluster", "AlertStorm/cluster", "accepted/s", "", "",
+	{"Alert storm", "100,000 alerts, 1,000 assets, dev server", "AlertStormLarge/dev", "accepted/s", "noop-accepted/s", "accepted/noop",
+		[]goal{
+			{unit: "incidents", op: "==", value: 1000, text: "exactly 1,000 incidents"},
+			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
+		}},
+	{"Backlog", "incidents waiting for approval on one worker (IRU_CAPACITY_N)", "Capacity", "rss-MB", "", "",
+		[]goal{
+			{unit: "rss-MB", op: "<=", value: 1024, text: "< 1 GB RSS"},
+			{unit: "approve-p99-ms", op: "<=", value: 250, text: "approval to effect p99 < 250 ms"},
+		}},
+	{"Backlog", "list 10,000 incidents in one page through the API", "ListIncidents", "api-ms/list", "visibility-ms/list", "api/visibility",
+		[]goal{{unit: "api-ms/list", op: "<=", value: 1000, text: "< 1 s"}}},
+	{"Alert storm", "10,000 alerts, 100 assets, cluster", "AlertStorm/cluster", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
 			{unit: "accepted/s", op: ">=", value: 6000, text: "≥ 6,000 accepted/s"},
 			{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"},

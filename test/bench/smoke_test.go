@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -100,5 +101,38 @@ func TestPercentile(t *testing.T) {
 				t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLargeInventoryMatchesFile: the generator of larger inventories
+// writes, for 100 containers, exactly inventoryFile, so the 1,000
+// containers of the large storm are the same kind of container.
+func TestLargeInventoryMatchesFile(t *testing.T) {
+	want, err := os.ReadFile(inventoryFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(largeInventory(t, inventorySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("generated inventory of %d differs from %s", inventorySize, inventoryFile)
+	}
+	big, err := pve.New(pve.Options{InventoryPath: largeInventory(t, 1000)})
+	if err != nil {
+		t.Fatalf("1,000-container inventory: %v", err)
+	}
+	byName := map[string]int{}
+	for _, ct := range big.State().Containers {
+		byName[ct.Config["hostname"]] = ct.VMID
+	}
+	for _, i := range []int{0, 199, 200, 999} {
+		if byName[asset(i)] != vmid(i) {
+			t.Errorf("container %s: vmid %d, want %d", asset(i), byName[asset(i)], vmid(i))
+		}
+	}
+	if len(byName) != 1000 {
+		t.Errorf("%d containers, want 1000", len(byName))
 	}
 }

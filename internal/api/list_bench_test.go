@@ -1,0 +1,216 @@
+//go:build integration
+
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// BenchmarkListIncidents lists a backlog of N open incidents (default
+// 10,000; IRU_BENCH_LIST_N) in one page through the API (GET
+// /api/v1/incidents?asset=…&limit=N: token check, visibility query in
+// pages of 1,000, JSON answer, decoded by the client), on the dev server.
+// The incidents are started on a task queue no worker polls, so they stay
+// open without costing the machine anything while the list runs. Beside
+// the API's time it reports, from the same run, the time to read the same
+// records straight from visibility (ListWorkflowExecutions pages of 1,000,
+// nothing decoded): the API's limit.
+//
+//	go test -tags integration -run '^$' -bench ListIncidents -benchtime 5x ./internal/api/
+func BenchmarkListIncidents(b *testing.B) {
+	n := MaxListLimit
+	if v := os.Getenv("IRU_BENCH_LIST_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > MaxListLimit {
+			b.Fatalf("IRU_BENCH_LIST_N=%q: want 1 to %d", v, MaxListLimit)
+		}
+	}
+	c := testenv.Client(b, client.Options{Logger: tlog.NewStructuredLogger(slogNop())})
+	asset := "list-bench-" + uuid.NewString()[:8]
+	openBacklog(b, c, asset, n)
+
+	rs, err := NewResponder(ResponderOptions{Config: configFor("http://127.0.0.1:1"), Temporal: c, Verifier: tokenVerifier{}, Log: slogNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer((&Server{Log: slogNop(), Temporal: fakeTemporal{}, Responder: rs}).Handler())
+	defer ts.Close()
+	url := fmt.Sprintf("%s/api/v1/incidents?asset=%s&limit=%d", ts.URL, asset, n)
+	query, err := listQuery(map[string][]string{"asset": {asset}})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	var api, raw time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		got := listThroughAPI(b, url)
+		api += time.Since(t0)
+		if got != n {
+			b.Fatalf("listed %d incidents, want %d", got, n)
+		}
+		t0 = time.Now()
+		if got := listRaw(b, c, query); got != n {
+			b.Fatalf("visibility listed %d incidents, want %d", got, n)
+		}
+		raw += time.Since(t0)
+	}
+	b.StopTimer()
+	per := float64(b.N)
+	b.ReportMetric(api.Seconds()*1000/per, "api-ms/list")
+	b.ReportMetric(raw.Seconds()*1000/per, "visibility-ms/list")
+	b.ReportMetric(api.Seconds()/raw.Seconds(), "api/visibility")
+	b.Logf("| list %d incidents, one page | API %.0f ms | visibility alone %.0f ms | %.2fx |", n, api.Seconds()*1000/per, raw.Seconds()*1000/per, api.Seconds()/raw.Seconds())
+}
+
+// openBacklog starts n incident workflows about asset on a fresh task
+// queue no worker polls, and waits until visibility counts all of them.
+func openBacklog(tb testing.TB, c client.Client, asset string, n int) {
+	tb.Helper()
+	queue := "list-bench-" + uuid.NewString()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				key := fmt.Sprintf("%s:%d", asset, i)
+				in := workflows.IncidentInput{IncidentID: fmt.Sprintf("INC-LIST-%d", i), Key: key, Asset: asset, Severity: "medium", Playbook: "capacity", OpenedBy: "system:bench"}
+				_, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+					ID: workflows.IncidentWorkflowID(key), TaskQueue: queue,
+					TypedSearchAttributes: temporal.NewSearchAttributes(
+						workflows.SeverityKey.ValueSet(in.Severity), workflows.PlaybookKey.ValueSet(in.Playbook),
+						workflows.AssetKey.ValueSet(asset), workflows.PhaseKey.ValueSet("detection"), workflows.DrillKey.ValueSet(false)),
+				}, workflows.IncidentWorkflow, in)
+				if err != nil {
+					tb.Errorf("start %s: %v", key, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if tb.Failed() {
+		tb.FailNow()
+	}
+	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s'", workflows.IncidentWorkflow, workflows.AssetKey.GetName(), asset)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+		if err == nil && resp.GetCount() >= int64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("visibility counts %d of %d incidents after 5 min (%v)", resp.GetCount(), n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// listThroughAPI GETs url as a responder and returns how many incidents
+// the answer lists; it fails on any other status. (A next_page_token may
+// come with a page that ends exactly where the incidents do: visibility
+// cannot tell a full last page from one with more after it.)
+func listThroughAPI(tb testing.TB, url string) int {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer good")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l IncidentList
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || resp.StatusCode != http.StatusOK {
+		tb.Fatalf("list: status %d: %v", resp.StatusCode, err)
+	}
+	return len(l.Incidents)
+}
+
+// listRaw pages through query on visibility directly and returns how many
+// executions it listed.
+func listRaw(tb testing.TB, c client.Client, query string) int {
+	tb.Helper()
+	n := 0
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: visibilityPageSize, NextPageToken: token})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n += len(resp.GetExecutions())
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return n
+		}
+	}
+}
+
+// TestListBacklogOnePage: 2,500 open incidents come back whole in one
+// page of limit 2500 from the dev server (three visibility pages), and
+// with limit 1000 in three pages linked by next_page_token without a
+// duplicate or a gap.
+func TestListBacklogOnePage(t *testing.T) {
+	const n = 2500
+	c := testenv.Client(t, client.Options{Logger: tlog.NewStructuredLogger(slogNop())})
+	asset := "list-test-" + uuid.NewString()[:8]
+	openBacklog(t, c, asset, n)
+	rs, err := NewResponder(ResponderOptions{Config: configFor("http://127.0.0.1:1"), Temporal: c, Verifier: tokenVerifier{}, Log: slogNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer((&Server{Log: slogNop(), Temporal: fakeTemporal{}, Responder: rs}).Handler())
+	defer ts.Close()
+	if got := listThroughAPI(t, fmt.Sprintf("%s/api/v1/incidents?asset=%s&limit=%d", ts.URL, asset, n)); got != n {
+		t.Fatalf("one page listed %d, want %d", got, n)
+	}
+	seen := map[string]bool{}
+	token := ""
+	for page := 0; ; page++ {
+		var l IncidentList
+		code, raw := call(t, ts.URL, "GET", fmt.Sprintf("/api/v1/incidents?asset=%s&limit=1000&page_token=%s", asset, token), "good", nil, &l, nil)
+		if code != http.StatusOK {
+			t.Fatalf("page %d: status %d: %s", page, code, raw)
+		}
+		for _, s := range l.Incidents {
+			if seen[s.ID] {
+				t.Fatalf("page %d lists %s again", page, s.ID)
+			}
+			seen[s.ID] = true
+		}
+		if token = l.NextPageToken; token == "" {
+			break
+		}
+		if page > 3 {
+			t.Fatal("more than three pages of 1000 for 2500 incidents")
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("pages listed %d distinct incidents, want %d", len(seen), n)
+	}
+}
