@@ -125,7 +125,7 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, opts client.UpdateWorkf
 
 type jsonValue []byte
 
-func (v jsonValue) HasValue() bool     { return len(v) > 0 }
+func (v jsonValue) HasValue() bool    { return len(v) > 0 }
 func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
 
 type updateHandle struct{ res workflows.DecisionResult }

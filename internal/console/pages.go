@@ -146,7 +146,7 @@ type listItem struct {
 // listData is what the list's live reader loads: the list and, for open
 // incidents, their status (for who must act).
 type listData struct {
-	List     api.IncidentList             `json:"list"`
+	List     api.IncidentList            `json:"list"`
 	Statuses map[string]api.IncidentView `json:"statuses"`
 }
 
