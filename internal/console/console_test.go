@@ -316,3 +316,25 @@ func TestLiveUpdatesShareOneReaderPerIncident(t *testing.T) {
 	bob.do(http.MethodPost, e.base+"/logout", url.Values{"csrf": {bob.csrf(page)}})
 	sb.next(t, "event: signedout")
 }
+
+// The room lists the evidence with its hash; the report is read through
+// the API's report route (the read is recorded with the reader's
+// identity) and rendered without the raw HTML it contains.
+func TestEvidenceAndReport(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	b.signIn("bob")
+	_, page := b.do(http.MethodGet, e.roomURL(), nil)
+	if !strings.Contains(page, e.locker.meta.SHA256) || !strings.Contains(page, "operational") {
+		t.Fatalf("room evidence:\n%s", page)
+	}
+	code, page := b.do(http.MethodGet, e.roomURL()+"/report", nil)
+	if code != http.StatusOK || !strings.Contains(page, "<strong>web-01</strong>") || strings.Contains(page, "<script>alert") {
+		t.Fatalf("report: %d %s", code, page)
+	}
+	e.locker.mu.Lock()
+	defer e.locker.mu.Unlock()
+	if len(e.locker.reads) != 1 || e.locker.reads[0].Identity != "keycloak:iru/bob" {
+		t.Fatalf("custody reads = %+v", e.locker.reads)
+	}
+}

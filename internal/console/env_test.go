@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -30,7 +32,9 @@ import (
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
+	"github.com/iru-responder/responder/internal/report"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -48,6 +52,8 @@ type fakeTemporal struct {
 	status  workflows.IncidentStatus
 	queries int
 	updates []client.UpdateWorkflowOptions
+	// hidden: the incident is not opened yet (visibility lists nothing).
+	hidden bool
 }
 
 func newFakeTemporal() *fakeTemporal {
@@ -79,6 +85,9 @@ func (f *fakeTemporal) counts() (queries, updates int) {
 func (f *fakeTemporal) ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.hidden {
+		return &workflowservice.ListWorkflowExecutionsResponse{}, nil
+	}
 	return &workflowservice.ListWorkflowExecutionsResponse{Executions: []*workflow.WorkflowExecutionInfo{{
 		Execution: &common.WorkflowExecution{WorkflowId: workflows.IncidentWorkflowID(incidentKey), RunId: "run-1"},
 		Type:      &common.WorkflowType{Name: workflows.IncidentWorkflow}, Status: enums.WORKFLOW_EXECUTION_STATUS_RUNNING,
@@ -138,6 +147,40 @@ func (h updateHandle) Get(_ context.Context, ptr any) error {
 	return nil
 }
 
+// fakeLocker holds the incident's report and records each read with
+// who read it (the real locker's chain of custody is tested in package
+// evidence).
+type fakeLocker struct {
+	api.EvidenceLocker
+	mu    sync.Mutex
+	meta  evidence.Meta
+	body  string
+	reads []evidence.Reader
+}
+
+func newFakeLocker(incident string) *fakeLocker {
+	body := "# Post-incident report " + incident + "\n\nContained **web-01**.\n\n<script>alert(1)</script>\n"
+	sum := sha256.Sum256([]byte(body))
+	h := hex.EncodeToString(sum[:])
+	return &fakeLocker{body: body, meta: evidence.Meta{Ref: evidence.NewRef(incident, h), Incident: incident, SHA256: h, Size: int64(len(body)),
+		Name: report.MarkdownName, MediaType: "text/markdown", Class: evidence.ClassOperational, RetainUntil: time.Now().AddDate(1, 0, 0)}}
+}
+
+func (f *fakeLocker) List(context.Context, string) ([]evidence.Meta, error) {
+	return []evidence.Meta{f.meta}, nil
+}
+
+func (f *fakeLocker) Manifest(_ context.Context, incident string) (evidence.Manifest, error) {
+	return evidence.Manifest{Incident: incident, Objects: []evidence.Meta{f.meta}}, nil
+}
+
+func (f *fakeLocker) Get(_ context.Context, _ evidence.Ref, who evidence.Reader) (io.ReadCloser, evidence.Meta, error) {
+	f.mu.Lock()
+	f.reads = append(f.reads, who)
+	f.mu.Unlock()
+	return io.NopCloser(strings.NewReader(f.body)), f.meta, nil
+}
+
 type ready struct{}
 
 func (ready) Ready(context.Context) error { return nil }
@@ -150,6 +193,7 @@ type env struct {
 	ts       *httptest.Server
 	console  *Console
 	temporal *fakeTemporal
+	locker   *fakeLocker
 	base     string // https://127.0.0.1:port/console
 	oidc     auth.OIDCConfig
 }
@@ -168,7 +212,7 @@ func newEnv(t *testing.T, poll time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, kc: kc, temporal: newFakeTemporal(), base: "https://" + ln.Addr().String() + Prefix}
+	e := &env{t: t, kc: kc, temporal: newFakeTemporal(), locker: newFakeLocker("INC-20260101-0001"), base: "https://" + ln.Addr().String() + Prefix}
 	registerConsole(t, kc.URL(), e.base)
 	e.oidc = auth.OIDCConfig{IssuerURL: kc.URL() + "/realms/" + keycloak.Realm, Audience: keycloak.APIClientID,
 		ClientID: keycloak.APIClientID, ClientSecret: keycloak.APIClientSecret, SessionCache: 0}
@@ -179,7 +223,7 @@ func newEnv(t *testing.T, poll time.Duration) *env {
 	log := slog.New(slog.DiscardHandler)
 	rs, err := api.NewResponder(api.ResponderOptions{Config: api.Config{OIDC: e.oidc, Access: accesslog.Config{QueueSize: 100},
 		AuthFailThreshold: 5, AuthFailWindow: time.Minute, MaxBodyBytes: 64 << 10, RequestTimeout: 10 * time.Second},
-		Temporal: e.temporal, Signer: signer, Log: log})
+		Temporal: e.temporal, Evidence: e.locker, Signer: signer, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
