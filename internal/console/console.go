@@ -169,7 +169,8 @@ func (c *Console) Handler() http.Handler {
 // secure sets the headers of every console answer: a Content-Security-
 // Policy allowing the console's own script and style only (no inline
 // script or style), forms posting to the console or to Keycloak's
-// end-session endpoint, no framing, no referrer, no sniffing.
+// end-session endpoint, no framing, no referrer to other sites, no
+// sniffing.
 func (c *Console) secure(next http.Handler) http.Handler {
 	formAction := "'self'"
 	if u, err := url.Parse(c.issuer); err == nil {
@@ -182,7 +183,7 @@ func (c *Console) secure(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin") // "no-referrer" would make Chromium send "Origin: null" on form posts
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 		if !strings.HasPrefix(r.URL.Path, Prefix+"/static/") {
 			h.Set("Cache-Control", "no-store")
