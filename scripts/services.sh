@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the OS packages the tests need (SoftHSM2 for the PKCS#11 tests)
+# Installs the OS packages the tests need (SoftHSM2 for the PKCS#11 tests,
+# Chromium for the console's browser tests)
 # and starts the services they use (PostgreSQL on 127.0.0.1:5432) when they
 # are not there yet. Safe to run again: it only acts on what is missing.
 set -euo pipefail
@@ -7,6 +8,7 @@ set -euo pipefail
 need_apt=()
 command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "services: missing ${need_apt[*]}; run as root or install them" >&2

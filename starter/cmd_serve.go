@@ -17,8 +17,10 @@ import (
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/api"
+	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/console"
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
@@ -59,6 +61,7 @@ type serveConfig struct {
 	API        api.Config
 	Notify     workerhost.NotifyConfig
 	TLS        ServerTLS
+	Console    console.Config
 	// IntakeConfig is the detector intake's YAML file; "" serves no intake.
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
@@ -71,7 +74,7 @@ type serveConfig struct {
 
 // Validate implements config.Validator.
 func (c *serveConfig) Validate() error {
-	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate()}
+	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate(), c.Console.Validate()}
 	if c.IntakeConfig != "" {
 		p = append(p, c.PVE.Validate(), c.IntakeLimits.Validate())
 	}
@@ -159,6 +162,15 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		return err
 	}
 	srv := &api.Server{Log: log, Temporal: temporalReady{c}, Metrics: reg, Responder: rs, Access: acc, TrustedProxies: cfg.API.Proxies()}
+	if cfg.Console.Enabled() {
+		con, err := console.New(console.Options{Config: cfg.Console, IssuerURL: cfg.API.OIDC.IssuerURL, API: rs.Handler(),
+			Verifier: auth.NewVerifier(cfg.API.OIDC, nil), Log: log})
+		if err != nil {
+			return err
+		}
+		defer con.Close()
+		srv.Console = con.Handler()
+	}
 
 	var svc *intake.Service
 	if cfg.IntakeConfig != "" {

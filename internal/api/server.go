@@ -39,6 +39,10 @@ type Server struct {
 
 	// Responder is the responder API, under /api/v1 (nil: not mounted).
 	Responder *Responder
+	// Console is the browser console (package console), mounted under
+	// /console/ (nil: not mounted). It signs people in itself (session
+	// cookie) and acts only through [Responder.Handler].
+	Console http.Handler
 	// Intake is the detector intake handler, mounted at IntakePattern
 	// (intake.Pattern); nil: not mounted. It authenticates detectors
 	// itself and names them with accesslog.SetActor.
@@ -79,7 +83,25 @@ func (s *Server) Routes() []Route {
 			routes = append(routes, Route{Pattern: rt.Method + " " + rt.Path, Handler: s.Responder.handler(rt)})
 		}
 	}
+	if s.Console != nil {
+		routes = append(routes, Route{Pattern: ConsolePattern, Handler: s.Console})
+	}
 	return routes
+}
+
+// ConsolePattern is the route of the browser console.
+const ConsolePattern = "/console/"
+
+// Handler serves the responder API's routes with their authentication,
+// roles and limits, without the server's access log and request log: the
+// browser console calls it in-process, inside a request the [Server]
+// already observes, with the signed-in person's bearer token.
+func (rs *Responder) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range rs.Routes() {
+		mux.Handle(rt.Method+" "+rt.Path, rs.handler(rt))
+	}
+	return mux
 }
 
 // Handler returns the server's routes, each logged and (unless public)

@@ -103,7 +103,8 @@ func (s *Server) adminGetClient(w http.ResponseWriter, _ *http.Request, a *admin
 }
 
 // adminUpdateClient serves PUT /admin/realms/{realm}/clients/{id}; the simulator applies the
-// non-null fields it models (enabled, notBefore, name, description, flows, adminUrl, attributes).
+// non-null fields it models (enabled, notBefore, name, description, flows, adminUrl, attributes,
+// redirectUris).
 func (s *Server) adminUpdateClient(w http.ResponseWriter, req *http.Request, a *adminCall) {
 	c := a.client(w)
 	if c == nil {
@@ -121,6 +122,7 @@ func (s *Server) adminUpdateClient(w http.ResponseWriter, req *http.Request, a *
 		StandardFlowEnabled       *bool              `json:"standardFlowEnabled"`
 		Attributes                *map[string]string `json:"attributes"`
 		Secret                    *string            `json:"secret"`
+		RedirectURIs              *[]string          `json:"redirectUris"`
 	}
 	body, ok := readJSON(w, req, &rep)
 	if !ok {
@@ -142,6 +144,7 @@ func (s *Server) adminUpdateClient(w http.ResponseWriter, req *http.Request, a *
 	setIf(&c.serviceAccounts, rep.ServiceAccountsEnabled)
 	setIf(&c.standardFlow, rep.StandardFlowEnabled)
 	setIf(&c.attributes, rep.Attributes)
+	setIf(&c.redirectURIs, rep.RedirectURIs)
 	if rep.Secret != nil && *rep.Secret != "" && !c.public {
 		c.secret = *rep.Secret
 	}

@@ -67,6 +67,38 @@ var pkceChars = regexp.MustCompile(`^[A-Za-z0-9\-._~]{43,128}$`)
 // validRedirect reports whether uri matches one of c's redirect URIs, a trailing "*" matching
 // any suffix (Keycloak's RedirectUtils).
 func validRedirect(c *client, uri string) bool {
+	return matchRedirect(c.redirectURIs, uri)
+}
+
+// postLogoutRedirectAttr is the client attribute listing its post-logout redirect URIs,
+// separated by "##"; "+" stands for the client's redirect URIs.
+const postLogoutRedirectAttr = "post.logout.redirect.uris"
+
+// validPostLogoutRedirect reports whether uri is one of c's post-logout redirect URIs.
+func validPostLogoutRedirect(c *client, uri string) bool {
+	var allowed []string
+	for _, a := range strings.Split(c.attributes[postLogoutRedirectAttr], "##") {
+		switch a {
+		case "":
+		case "+":
+			allowed = append(allowed, c.redirectURIs...)
+		default:
+			allowed = append(allowed, a)
+		}
+	}
+	return matchRedirect(allowed, uri)
+}
+
+// withQuery appends v to uri's query.
+func withQuery(uri string, v url.Values) string {
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + v.Encode()
+}
+
+func matchRedirect(redirectURIs []string, uri string) bool {
 	if uri == "" {
 		return false
 	}
@@ -74,7 +106,7 @@ func validRedirect(c *client, uri string) bool {
 	if err != nil || u.Fragment != "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	for _, allowed := range c.redirectURIs {
+	for _, allowed := range redirectURIs {
 		if prefix, ok := strings.CutSuffix(allowed, "*"); ok {
 			if strings.HasPrefix(uri, prefix) {
 				return true

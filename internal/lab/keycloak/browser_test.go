@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -230,6 +231,117 @@ func TestConsoleAuthorizationRequiresPKCES256(t *testing.T) {
 			q := newBrowser(l).login(oc.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), "alice", UserPassword, "")
 			if _, err := oc.Exchange(ctx, q.Get("code"), tt.opts...); !oauthErrorIs(err, "invalid_grant", tt.want) {
 				t.Fatalf("exchange: %v, want invalid_grant %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// The nonce of the authorization request comes back in the ID token (go-oidc leaves its check to
+// the relying party), and again after a refresh.
+func TestBrowserLoginNonceInIDToken(t *testing.T) {
+	l := newLab(t)
+	oc := l.consoleOAuth()
+	ctx := context.WithValue(l.ctx, oauth2.HTTPClient, l.hs.Client())
+	provider, err := oidc.NewProvider(oidc.ClientContext(l.ctx, l.hs.Client()), l.hs.URL+"/realms/"+Realm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idVerifier := provider.Verifier(&oidc.Config{ClientID: ConsoleClientID, Now: l.clock.Now})
+	verifier := oauth2.GenerateVerifier()
+	q := newBrowser(l).login(oc.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier), oidc.Nonce("n-0S6_WzA2Mj")), "alice", UserPassword, "")
+	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{tok.Extra("id_token").(string), refreshed(t, l, ctx, oc, tok)} {
+		id, err := idVerifier.Verify(l.ctx, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Nonce != "n-0S6_WzA2Mj" {
+			t.Fatalf("nonce = %q", id.Nonce)
+		}
+	}
+}
+
+func refreshed(t *testing.T, l *lab, ctx context.Context, oc *oauth2.Config, tok *oauth2.Token) string {
+	t.Helper()
+	l.clock.Advance(time.Second)
+	tok.Expiry = l.clock.Now().Add(-time.Hour)
+	next, err := oc.TokenSource(ctx, tok).Token()
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	raw, _ := next.Extra("id_token").(string)
+	return raw
+}
+
+// RP-initiated logout: the session ends, and the browser is sent back only to a post-logout
+// redirect URI registered for the client named by the ID token.
+func TestBrowserEndSession(t *testing.T) {
+	l := newLab(t)
+	oc := l.consoleOAuth()
+	ctx := context.WithValue(l.ctx, oauth2.HTTPClient, l.hs.Client())
+	endSession := l.hs.URL + "/realms/" + Realm + "/protocol/openid-connect/logout"
+	signIn := func() *oauth2.Token {
+		verifier := oauth2.GenerateVerifier()
+		q := newBrowser(l).login(oc.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier)), "alice", UserPassword, "")
+		tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	logoutURL := func(v url.Values) string { return endSession + "?" + v.Encode() }
+
+	t.Run("a registered redirect ends the session and carries the state back", func(t *testing.T) {
+		tok := signIn()
+		resp, _ := newBrowser(l).do(http.MethodGet, logoutURL(url.Values{
+			"id_token_hint": {tok.Extra("id_token").(string)}, "post_logout_redirect_uri": {consoleRedirect}, "state": {"bye"},
+		}), nil)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != consoleRedirect+"?state=bye" {
+			t.Fatalf("logout: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if l.active(tok.AccessToken) {
+			t.Fatal("access token still active after end-session")
+		}
+		if _, err := oc.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); !oauthErrorIs(err, "invalid_grant", "") {
+			t.Fatalf("refresh after logout: %v", err)
+		}
+	})
+
+	tests := []struct {
+		name     string
+		query    func(idToken string) url.Values
+		wantPage string
+	}{
+		{"foreign redirect (open redirect attempt)", func(id string) url.Values {
+			return url.Values{"id_token_hint": {id}, "post_logout_redirect_uri": {"https://evil.example/"}}
+		}, "Invalid redirect uri"},
+		{"redirect without client or hint", func(string) url.Values {
+			return url.Values{"post_logout_redirect_uri": {consoleRedirect}}
+		}, "Either the parameter client_id or the parameter id_token_hint is required"},
+		{"client_id other than the hint's", func(id string) url.Values {
+			return url.Values{"id_token_hint": {id}, "client_id": {WorkerClientID}, "post_logout_redirect_uri": {consoleRedirect}}
+		}, "Parameter client_id different than the authorized party"},
+		{"forged hint", func(id string) url.Values {
+			return url.Values{"id_token_hint": {id[:len(id)-4] + "AAAA"}, "post_logout_redirect_uri": {consoleRedirect}}
+		}, "Invalid parameter: id_token_hint"},
+		{"access token as hint", func(string) url.Values { return nil }, "Invalid parameter: id_token_hint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := signIn()
+			q := tt.query(tok.Extra("id_token").(string))
+			if q == nil {
+				q = url.Values{"id_token_hint": {tok.AccessToken}, "post_logout_redirect_uri": {consoleRedirect}}
+			}
+			resp, page := newBrowser(l).do(http.MethodGet, logoutURL(q), nil)
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || !strings.Contains(page, tt.wantPage) {
+				t.Fatalf("logout: %d %q %s", resp.StatusCode, resp.Header.Get("Location"), page)
+			}
+			if !l.active(tok.AccessToken) {
+				t.Fatal("a refused logout ended the session")
 			}
 		})
 	}

@@ -202,6 +202,7 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 		u        *user
 		sess     *session
 		scope    = req.PostFormValue("scope")
+		nonce    string
 		authTime int64
 		details  = map[string]string{"grant_type": grant, "client_auth_method": authMethod, "auth_method": "openid-connect"}
 	)
@@ -250,7 +251,7 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 			fail(oauthErr(http.StatusBadRequest, "invalid_grant", "User disabled"), "user_disabled", "", nil)
 			return
 		}
-		scope, authTime = ac.scope, ac.authTime
+		scope, nonce, authTime = ac.scope, ac.nonce, ac.authTime
 		details["code_id"] = sess.id
 	case "client_credentials":
 		if c.public {
@@ -298,11 +299,11 @@ func (s *Server) handleToken(w http.ResponseWriter, req *http.Request, r *realm)
 		sess = r.sessions[rc.Sid]
 		sess.lastAccess = now
 		sess.clients[c.id] = c.clientID
-		scope = rc.Scope
+		scope, nonce = rc.Scope, rc.Nonce
 		details["refresh_token_id"] = rc.Jti
 		details["refresh_token_type"] = typRefresh
 	}
-	ts, err := s.issueTokens(r, iss, c, u, sess, scope, now, authTime)
+	ts, err := s.issueTokens(r, iss, c, u, sess, scope, nonce, now, authTime)
 	if err != nil {
 		fail(oauthErr(http.StatusInternalServerError, "unknown_error", ""), "unknown_error", u.id, nil)
 		return
@@ -498,17 +499,61 @@ func (s *Server) handleLogout(w http.ResponseWriter, req *http.Request, r *realm
 		writeNoContent(w)
 		return
 	}
+	// RP-initiated logout (OIDC RP-Initiated Logout 1.0, Keycloak's LogoutEndpoint): the client
+	// comes from id_token_hint or client_id, and post_logout_redirect_uri must be one of that
+	// client's post-logout redirect URIs.
+	var tc *tokenClaims
 	if hint := req.FormValue("id_token_hint"); hint != "" {
-		if tc, _, err := r.parseToken(hint, iss, now); err == nil && tc.Typ == typID {
-			if sess := r.sessions[tc.Sid]; sess != nil {
-				delete(r.sessions, sess.id)
-				r.addEvent(now, Event{Type: "LOGOUT", ClientID: tc.Azp, UserID: sess.userID, SessionID: sess.id, IPAddress: ip})
-			}
-		}
-		if to := req.FormValue("post_logout_redirect_uri"); to != "" {
-			http.Redirect(w, req, to, http.StatusFound)
+		parsed, _, err := r.parseToken(hint, iss, now)
+		if err != nil || parsed.Typ != typID {
+			r.addEvent(now, Event{Type: "LOGOUT_ERROR", IPAddress: ip, Error: "invalid_token"})
+			writePage(w, http.StatusBadRequest, loginPage{Title: "We are sorry...", Error: "Invalid parameter: id_token_hint"})
 			return
 		}
+		tc = parsed
+	}
+	clientID := req.FormValue("client_id")
+	if tc != nil {
+		if clientID != "" && clientID != tc.Azp {
+			r.addEvent(now, Event{Type: "LOGOUT_ERROR", ClientID: clientID, IPAddress: ip, Error: "invalid_token"})
+			writePage(w, http.StatusBadRequest, loginPage{Title: "We are sorry...", Error: "Parameter client_id different than the authorized party from id_token_hint"})
+			return
+		}
+		clientID = tc.Azp
+	}
+	redirect := req.FormValue("post_logout_redirect_uri")
+	if redirect != "" {
+		c := r.clientByClientID(clientID)
+		switch {
+		case clientID == "":
+			writePage(w, http.StatusBadRequest, loginPage{Title: "We are sorry...", Error: "Either the parameter client_id or the parameter id_token_hint is required when post_logout_redirect_uri is used."})
+			return
+		case c == nil || !c.enabled:
+			r.addEvent(now, Event{Type: "LOGOUT_ERROR", ClientID: clientID, IPAddress: ip, Error: "client_not_found"})
+			writePage(w, http.StatusBadRequest, loginPage{Title: "We are sorry...", Error: "Client not found."})
+			return
+		case !validPostLogoutRedirect(c, redirect):
+			r.addEvent(now, Event{Type: "LOGOUT_ERROR", ClientID: clientID, IPAddress: ip, Error: "invalid_redirect_uri",
+				Details: map[string]string{"redirect_uri": redirect}})
+			writePage(w, http.StatusBadRequest, loginPage{Title: "We are sorry...", Error: "Invalid redirect uri"})
+			return
+		}
+	}
+	if tc == nil {
+		// Without a hint Keycloak asks the user to confirm; the simulator ends nothing.
+		writePage(w, http.StatusOK, loginPage{Title: "Logging out", Error: "Do you want to log out?"})
+		return
+	}
+	if sess := r.sessions[tc.Sid]; sess != nil {
+		delete(r.sessions, sess.id)
+		r.addEvent(now, Event{Type: "LOGOUT", ClientID: tc.Azp, UserID: sess.userID, SessionID: sess.id, IPAddress: ip})
+	}
+	if redirect != "" {
+		if st := req.FormValue("state"); st != "" {
+			redirect = withQuery(redirect, url.Values{"state": {st}})
+		}
+		http.Redirect(w, req, redirect, http.StatusFound)
+		return
 	}
 	w.Header().Set("Content-Type", "text/html;charset=utf-8")
 	w.WriteHeader(http.StatusOK)

@@ -77,6 +77,8 @@ type tokenClaims struct {
 	GivenName         string              `json:"given_name,omitempty"`
 	FamilyName        string              `json:"family_name,omitempty"`
 	Email             string              `json:"email,omitempty"`
+	// Nonce is the authorization request's nonce, in every token of that login (OIDC Core 3.1.3.6).
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // tokenSet is what a successful grant produces.
@@ -100,8 +102,9 @@ func grantScope(requested string) string {
 	return "profile email"
 }
 
-// issueTokens signs the tokens of one grant. sess is nil for client_credentials. Caller holds s.mu.
-func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *session, scope string, now time.Time, authTime int64) (tokenSet, error) {
+// issueTokens signs the tokens of one grant. sess is nil for client_credentials; nonce is the
+// authorization request's, empty for grants without one. Caller holds s.mu.
+func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *session, scope, nonce string, now time.Time, authTime int64) (tokenSet, error) {
 	key := r.activeKey()
 	realmRoles, clientRoles := r.effectiveRoles(u)
 	var ts tokenSet
@@ -110,7 +113,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 	access := tokenClaims{
 		Exp: iat + int64(r.accessTokenLifespan), Iat: iat, Jti: uuid.NewString(), Iss: iss,
 		Sub: u.id, Typ: typBearer, Azp: c.clientID, Acr: "1", Scope: ts.scope,
-		PreferredUsername: u.username, RealmAccess: &roleList{Roles: nonNil(realmRoles)},
+		PreferredUsername: u.username, RealmAccess: &roleList{Roles: nonNil(realmRoles)}, Nonce: nonce,
 	}
 	if sess != nil {
 		access.AuthTime = authTime
@@ -158,6 +161,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 	refresh := tokenClaims{
 		Exp: refreshExp, Iat: iat, Jti: uuid.NewString(), Iss: iss, Aud: audience{iss},
 		Sub: u.id, Typ: typRefresh, Azp: c.clientID, SessionState: sess.id, Sid: sess.id, Scope: ts.scope,
+		Nonce: nonce,
 	}
 	if ts.refresh, err = sign(key, refresh, nil); err != nil {
 		return tokenSet{}, err
@@ -170,6 +174,7 @@ func (s *Server) issueTokens(r *realm, iss string, c *client, u *user, sess *ses
 			Aud: audience{c.clientID}, Sub: u.id, Typ: typID, Azp: c.clientID, SessionState: sess.id,
 			Sid: sess.id, Acr: "1", EmailVerified: access.EmailVerified, Name: access.Name,
 			PreferredUsername: u.username, GivenName: u.firstName, FamilyName: u.lastName, Email: u.email,
+			Nonce: nonce,
 		}
 		idExtra, err := r.mapperClaims(c, u, sess, realmRoles, clientRoles, kindID)
 		if err != nil {

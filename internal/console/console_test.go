@@ -1,0 +1,340 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/internal/api"
+	"github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/workflows"
+)
+
+func TestSignInSetsAStrictSessionAndTheCSPForbidsInlineScript(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	b.signIn("bob")
+	var cookie string
+	for _, c := range b.last.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, sessionCookie+"=") {
+			cookie = c
+		}
+	}
+	for _, attr := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/"} {
+		if !strings.Contains(cookie, attr) {
+			t.Errorf("session cookie %q lacks %s", cookie, attr)
+		}
+	}
+	code, page := b.do(http.MethodGet, e.base+"/", nil)
+	if code != http.StatusOK || !strings.Contains(page, `data-key="`+incidentKey+`"`) || !strings.Contains(page, "ir-lead: approve shutdown (0/1)") {
+		t.Fatalf("list: %d %s", code, page)
+	}
+	csp := b.last.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+		t.Errorf("CSP = %q", csp)
+	}
+	if regexp.MustCompile(`<script>|<script [^>]*>[^<]|\son[a-z]+=`).MatchString(page) {
+		t.Errorf("page has inline script or an event handler attribute:\n%s", page)
+	}
+}
+
+// Bob (OTP) approves through the console: the decision reaches the
+// workflow through the API's approve route, signed with his identity and
+// amr. Alice (no approving role, no OTP) sees no button, and her forged
+// post is refused by the API; posts without the session's CSRF token or
+// from another origin are refused before the API is called.
+func TestDecisionsGoThroughTheAPI(t *testing.T) {
+	e := newEnv(t, time.Second)
+	alice, bob := e.browser(), e.browser()
+	alice.signIn("alice")
+	bob.signIn("bob")
+	approve := e.roomURL() + "/steps/shutdown/approve"
+
+	_, page := alice.do(http.MethodGet, e.roomURL(), nil)
+	if strings.Contains(page, `id="approve-shutdown"`) || !strings.Contains(page, `data-status="waiting_approval"`) {
+		t.Fatalf("alice's room:\n%s", page)
+	}
+	code, page := alice.do(http.MethodPost, approve, url.Values{"csrf": {alice.csrf(page)}, "reason": {"forged"}})
+	if code != http.StatusForbidden || !strings.Contains(page, "mfa_required") {
+		t.Fatalf("alice's forged approval: %d %s", code, page)
+	}
+
+	_, page = bob.do(http.MethodGet, e.roomURL(), nil)
+	if !strings.Contains(page, `id="approve-shutdown"`) {
+		t.Fatalf("bob's room has no approve button:\n%s", page)
+	}
+	token := bob.csrf(page)
+	attacks := []struct {
+		name   string
+		form   url.Values
+		header []string
+	}{
+		{"no CSRF token (cross-site form)", url.Values{"reason": {"x"}}, nil},
+		{"another session's CSRF token", url.Values{"csrf": {alice.csrf(page)}, "reason": {"x"}}, nil},
+		{"right token, foreign origin", url.Values{"csrf": {token}, "reason": {"x"}}, []string{"Origin", "https://evil.example"}},
+	}
+	for _, a := range attacks {
+		if a.name == "another session's CSRF token" {
+			_, ap := alice.do(http.MethodGet, e.roomURL(), nil)
+			a.form.Set("csrf", alice.csrf(ap))
+		}
+		if code, page := bob.do(http.MethodPost, approve, a.form, a.header...); code != http.StatusForbidden || !strings.Contains(page, "CSRF") {
+			t.Errorf("%s: %d %s", a.name, code, page)
+		}
+	}
+	if _, n := e.temporal.counts(); n != 0 {
+		t.Fatalf("%d updates reached the workflow before bob's approval", n)
+	}
+
+	code, page = bob.do(http.MethodPost, approve, url.Values{"csrf": {token}, "reason": {"contain web-01"}}, "Origin", strings.TrimSuffix(e.base, Prefix))
+	if code != http.StatusOK || !strings.Contains(page, "approve of shutdown recorded: the step is running (1 of 1 approvals)") || !strings.Contains(page, `data-status="running"`) {
+		t.Fatalf("bob's approval: %d %s", code, page)
+	}
+	e.temporal.mu.Lock()
+	defer e.temporal.mu.Unlock()
+	if len(e.temporal.updates) != 1 {
+		t.Fatalf("updates = %d", len(e.temporal.updates))
+	}
+	u := e.temporal.updates[0]
+	in := u.Args[0].(workflows.DecisionInput)
+	stmt, err := decision.Decode(in.Statement.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.UpdateName != workflows.ApproveUpdate || in.StepID != "shutdown" || in.Approver.Username != "bob" || in.Reason != "contain web-01" ||
+		!slices.Contains(stmt.AMR, "otp") || stmt.Subject != "keycloak:iru/bob" || stmt.StepID != "shutdown" {
+		t.Fatalf("update %s %+v", u.UpdateName, in)
+	}
+}
+
+func TestLogoutEndsTheConsoleAndKeycloakSessions(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	b.signIn("bob")
+	_, page := b.do(http.MethodGet, e.roomURL(), nil)
+	var access string
+	e.console.store.mu.Lock()
+	for _, s := range e.console.store.sessions {
+		access = s.token.AccessToken
+	}
+	e.console.store.mu.Unlock()
+
+	code, page := b.do(http.MethodPost, e.base+"/logout", url.Values{"csrf": {b.csrf(page)}})
+	if code != http.StatusOK || !strings.Contains(page, `id="signin"`) || b.last.Request.URL.String() != e.base+"/" {
+		t.Fatalf("logout ended at %s: %d %s", b.last.Request.URL, code, page)
+	}
+	if code, _ := b.do(http.MethodGet, e.roomURL(), nil); code != http.StatusUnauthorized {
+		t.Errorf("room after logout: %d", code)
+	}
+	// The session cookie itself, replayed, is refused.
+	if code, _ := b.do(http.MethodGet, e.roomURL(), nil, "Cookie", sessionCookie+"="+strings.Repeat("A", 43)); code != http.StatusUnauthorized {
+		t.Errorf("a made-up session: %d", code)
+	}
+	// Keycloak ended the session: the API refuses a decision with the old token.
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(e.base, Prefix)+api.APIPrefix+"/incidents/"+url.PathEscape(incidentKey)+"/steps/shutdown/approve", strings.NewReader(`{"reason":"r"}`))
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := e.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("API decision with the signed-out token: %d, want 403 session_revoked", resp.StatusCode)
+	}
+	if _, n := e.temporal.counts(); n != 0 {
+		t.Errorf("%d updates after logout", n)
+	}
+}
+
+// Every route but sign-in, static files and the landing page needs a
+// session, and answers without calling the API.
+func TestEveryConsoleRouteNeedsASession(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	wildcard := regexp.MustCompile(`\{[a-z]+\}`)
+	for _, rt := range e.console.Routes() {
+		if rt.Public {
+			continue
+		}
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		path = strings.TrimPrefix(wildcard.ReplaceAllString(path, "x"), Prefix)
+		var form url.Values
+		if method == http.MethodPost {
+			form = url.Values{"csrf": {"guess"}, "reason": {"r"}}
+		}
+		if code, _ := b.do(method, e.base+path, form); code != http.StatusUnauthorized {
+			t.Errorf("%s without a session: %d, want 401", rt.Pattern, code)
+		}
+	}
+	if q, u := e.temporal.counts(); q != 0 || u != 0 {
+		t.Errorf("anonymous requests reached Temporal: %d queries, %d updates", q, u)
+	}
+}
+
+func TestSignInRefusals(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	// A callback this browser did not start (login CSRF) is refused.
+	if code, page := b.do(http.MethodGet, e.base+"/callback?state=x&code=y", nil); code != http.StatusBadRequest || strings.Contains(page, `id="continue"`) {
+		t.Errorf("foreign callback: %d %s", code, page)
+	}
+	// A replayed callback URL is refused (state and code are single-use).
+	b.signIn("alice")
+	callback := b.last.Request.URL.String()
+	other := e.browser()
+	if code, _ := other.do(http.MethodGet, callback, nil); code != http.StatusBadRequest {
+		t.Errorf("replayed callback in another browser: %d", code)
+	}
+	if code, _ := b.do(http.MethodGet, callback, nil); code != http.StatusBadRequest {
+		t.Errorf("replayed callback: %d", code)
+	}
+}
+
+func TestLocalPathKeepsTheDestinationInTheConsole(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/console/incidents/a", "/console/incidents/a"},
+		{"/console/?state=open", "/console/?state=open"},
+		{"https://evil.example/console/", "/console/"},
+		{"//evil.example/console/", "/console/"},
+		{"/\\evil.example/console/", "/console/"},
+		{"/api/v1/incidents", "/console/"},
+		{"", "/console/"},
+	}
+	for _, tt := range tests {
+		if got := localPath(tt.in); got != tt.want {
+			t.Errorf("localPath(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// sse reads the events of one stream.
+type sse struct {
+	events chan string
+	cancel context.CancelFunc
+}
+
+func (b *browser) stream(t *testing.T, u string) *sse {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	hc := *b.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream %s: %d %s", u, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	s := &sse{events: make(chan string, 100), cancel: cancel}
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev strings.Builder
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "" {
+				s.events <- ev.String()
+				ev.Reset()
+				continue
+			}
+			ev.WriteString(line + "\n")
+		}
+		close(s.events)
+	}()
+	t.Cleanup(cancel)
+	return s
+}
+
+// next waits for an event containing want.
+func (s *sse) next(t *testing.T, want string) string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				t.Fatalf("stream ended before %q", want)
+			}
+			if strings.Contains(ev, want) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no event with %q", want)
+		}
+	}
+}
+
+// Pages watching the same incident share one reader: the status is read
+// once per interval whatever the number of pages, and a change reaches
+// all of them, rendered for each viewer.
+func TestLiveUpdatesShareOneReaderPerIncident(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	e := newEnv(t, poll)
+	alice, bob := e.browser(), e.browser()
+	alice.signIn("alice")
+	bob.signIn("bob")
+	events := e.roomURL() + "/events"
+	sa, sb := alice.stream(t, events), bob.stream(t, events)
+	sa.next(t, `data-status="waiting_approval"`)
+	if ev := sb.next(t, `data-status="waiting_approval"`); !strings.Contains(ev, `id="approve-shutdown"`) {
+		t.Fatalf("bob's live room has no approve button:\n%s", ev)
+	}
+	key := incidentPath(incidentKey)
+	for e.console.hub.watchers(key) != 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	q0, _ := e.temporal.counts()
+	start := time.Now()
+	time.Sleep(20 * poll)
+	q1, _ := e.temporal.counts()
+	ticks := int(time.Since(start) / poll)
+	if reads := q1 - q0; reads > ticks+1 {
+		t.Errorf("%d status reads in %d intervals for 2 watching pages: want at most one per interval", reads, ticks)
+	}
+
+	e.temporal.set(func(st *workflows.IncidentStatus) {
+		st.Steps[1].Status = workflows.StepRunning
+		st.Timeline = append(st.Timeline, workflows.TimelineEntry{At: time.Now().UTC(), What: "approved shutdown", Actor: "bob"})
+	})
+	ea, eb := sa.next(t, `data-status="running"`), sb.next(t, `data-status="running"`)
+	for _, ev := range []string{ea, eb} {
+		if !strings.HasPrefix(ev, "event: update\n") || !strings.Contains(ev, "approved shutdown") || strings.Contains(ev, `id="approve-shutdown"`) {
+			t.Errorf("update event:\n%s", ev)
+		}
+	}
+
+	// Signing out ends the stream.
+	_, page := bob.do(http.MethodGet, e.roomURL(), nil)
+	bob.do(http.MethodPost, e.base+"/logout", url.Values{"csrf": {bob.csrf(page)}})
+	sb.next(t, "event: signedout")
+}
+
+// The room lists the evidence with its hash; the report is read through
+// the API's report route (the read is recorded with the reader's
+// identity) and rendered without the raw HTML it contains.
+func TestEvidenceAndReport(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	b.signIn("bob")
+	_, page := b.do(http.MethodGet, e.roomURL(), nil)
+	if !strings.Contains(page, e.locker.meta.SHA256) || !strings.Contains(page, "operational") {
+		t.Fatalf("room evidence:\n%s", page)
+	}
+	code, page := b.do(http.MethodGet, e.roomURL()+"/report", nil)
+	if code != http.StatusOK || !strings.Contains(page, "<strong>web-01</strong>") || strings.Contains(page, "<script>alert") {
+		t.Fatalf("report: %d %s", code, page)
+	}
+	e.locker.mu.Lock()
+	defer e.locker.mu.Unlock()
+	if len(e.locker.reads) != 1 || e.locker.reads[0].Identity != "keycloak:iru/bob" {
+		t.Fatalf("custody reads = %+v", e.locker.reads)
+	}
+}
