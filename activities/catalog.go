@@ -364,6 +364,13 @@ type Action struct {
 	Internal bool
 	// Long actions wait on tasks (Proxmox vzdump, restore …) and heartbeat.
 	Long bool
+	// Contains marks the actions that contain an incident: once they took
+	// effect the attacker's reach is cut (a container isolated or stopped,
+	// an account's sessions ended or the account disabled). An incident's
+	// time to contain is when the last containing action of its
+	// containment phase finished, not when the phase (with its evidence
+	// steps) did.
+	Contains bool
 }
 
 // Param returns the parameter called name.
@@ -472,7 +479,7 @@ var catalog = []Action{
 	declare[PVEResolveAssetParams](Action{Name: PVEResolveAsset, Description: "Resolve an asset to its Proxmox container (node, vmid, status).",
 		Outputs: []string{"node", "vmid", "status", "ip", "last_backup"}, DryRun: true}),
 	declare[PVEIsolateParams](Action{Name: PVEIsolate, Description: "Isolate a container: enable a deny-all firewall with an allow list, or take its links down.",
-		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true}),
+		Outputs: []string{"method"}, Compensation: PVEUnisolate, DryRun: true, Contains: true}),
 	declare[PVEUnisolateParams](Action{Name: PVEUnisolate, Description: "Lift an isolation, restoring the recorded prior network state.",
 		Outputs: []string{"method"}, DryRun: true}),
 	declare[PVESnapshotParams](Action{Name: PVESnapshot, Description: "Take an evidence snapshot named after the incident (deterministic: retries find it).",
@@ -480,9 +487,9 @@ var catalog = []Action{
 	declare[PVECollectEvidenceParams](Action{Name: PVECollectEvidence, Description: "Collect config, logs and task history of a window into the evidence locker.",
 		Outputs: []string{"manifest"}, DryRun: true, Long: true}),
 	declare[PVEStopParams](Action{Name: PVEStop, Description: "Stop a container immediately (memory state is lost).",
-		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true, Contains: true}),
 	declare[PVEShutdownParams](Action{Name: PVEShutdown, Description: "Shut a container down cleanly, optionally forcing a stop after the timeout.",
-		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true}),
+		Outputs: []string{"status"}, Compensation: PVEStart, DryRun: true, Destructive: true, Long: true, Contains: true}),
 	declare[PVEStartParams](Action{Name: PVEStart, Description: "Start a container.",
 		Outputs: []string{"status"}, DryRun: true, Long: true}),
 	declare[PVEBackupParams](Action{Name: PVEBackup, Description: "Back a container up (vzdump) to a storage.",
@@ -498,15 +505,15 @@ var catalog = []Action{
 	declare[KCListSessionsParams](Action{Name: KCListSessions, Description: "List a user's sessions into the evidence locker.",
 		Outputs: []string{"count"}, DryRun: true}),
 	declare[KCDisableUserParams](Action{Name: KCDisableUser, Description: "Disable a user (prior state recorded for the undo).",
-		Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true}),
+		Outputs: []string{"was_enabled"}, Compensation: KCEnableUser, DryRun: true, Contains: true}),
 	declare[KCEnableUserParams](Action{Name: KCEnableUser, Description: "Enable a user (restores the recorded prior state when compensating).",
 		Outputs: []string{"enabled"}, DryRun: true}),
 	declare[KCLogoutUserParams](Action{Name: KCLogoutUser, Description: "End every session of a user.",
-		Outputs: []string{"sessions_ended"}, DryRun: true}),
+		Outputs: []string{"sessions_ended"}, DryRun: true, Contains: true}),
 	declare[KCDeleteSessionParams](Action{Name: KCDeleteSession, Description: "End one session.",
-		DryRun: true}),
+		DryRun: true, Contains: true}),
 	declare[KCRevokeRealmParams](Action{Name: KCRevokeRealm, Description: "Set the realm's not-before to now and push the revocation to clients.",
-		Outputs: []string{"not_before"}, DryRun: true, Destructive: true}),
+		Outputs: []string{"not_before"}, DryRun: true, Destructive: true, Contains: true}),
 	declare[KCRotateClientSecretParams](Action{Name: KCRotateClientSecret, Description: "Regenerate a client secret; the new secret goes to the secret store.",
 		Outputs: []string{"secret_ref"}, DryRun: true, Destructive: true}),
 	declare[KCCollectEventsParams](Action{Name: KCCollectEvents, Description: "Collect login and admin events of a window into the evidence locker.",
