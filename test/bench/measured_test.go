@@ -25,7 +25,7 @@ import (
 // than the snapshot task.
 func TestTimeToContainExcludesSnapshot(t *testing.T) {
 	const incidents = 3
-	const snapshot = 4 * time.Second
+	const snapshot = 10 * time.Second
 	r := newRig(t, rigOptions{Users: incidents})
 	r.loginUsers(t, incidents)
 	ir := r.openIntake(t, "")
