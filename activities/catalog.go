@@ -420,9 +420,12 @@ type Action struct {
 	Internal bool
 	// Long actions wait on tasks (Proxmox vzdump, restore …) and heartbeat.
 	Long bool
-	// Contains is true for the actions that contain an incident when they
-	// take effect (isolate, stop, disable or log out a user, revoke
-	// sessions): the time to contain is when the last of them finished.
+	// Contains marks the actions that contain an incident: once they took
+	// effect the attacker's reach is cut (a container isolated or stopped,
+	// an account's sessions ended or the account disabled). An incident's
+	// time to contain is when the last containing action of its
+	// containment phase finished, not when the phase (with its evidence
+	// steps) did.
 	Contains bool
 }
 

@@ -276,9 +276,54 @@ func (w *incident) phaseDone(ctx workflow.Context, phase string) {
 	now := workflow.Now(ctx).UTC()
 	switch phase {
 	case playbooks.PhaseContainment:
-		w.st.Metrics.ContainedAt, w.st.Metrics.TimeToContain = now, now.Sub(w.st.OpenedAt)
+		m := &w.st.Metrics
+		m.ContainmentPhaseDoneAt = now
+		if first := w.phaseStart(playbooks.PhaseContainment); !first.IsZero() {
+			m.ContainmentPhase = now.Sub(first)
+		}
+		if m.ContainedAt.IsZero() {
+			m.ContainedAt, m.TimeToContain = now, now.Sub(w.st.OpenedAt)
+		}
 	case playbooks.PhaseRecovery:
 		w.st.Metrics.RecoveredAt, w.st.Metrics.TimeToRecover = now, now.Sub(w.st.OpenedAt)
+	}
+}
+
+// phaseStart is the earliest start of the phase's steps (zero if none ran).
+func (w *incident) phaseStart(phase string) time.Time {
+	var first time.Time
+	for _, s := range w.st.Steps {
+		if s.Phase == phase && !s.StartedAt.IsZero() && (first.IsZero() || s.StartedAt.Before(first)) {
+			first = s.StartedAt
+		}
+	}
+	return first
+}
+
+// noteContained sets the time to contain once every containing step of
+// the containment phase is done and one of them succeeded: the latest end
+// among those that succeeded (see [Metrics]).
+func (w *incident) noteContained() {
+	if w.halt != nil || !w.st.Metrics.ContainedAt.IsZero() {
+		return
+	}
+	var last time.Time
+	for _, s := range w.st.Steps {
+		if s.Phase != playbooks.PhaseContainment {
+			continue
+		}
+		if act, err := activities.Lookup(s.Action); err != nil || !act.Contains {
+			continue
+		}
+		if !terminal(s.Status) {
+			return
+		}
+		if s.Status == StepSucceeded && s.FinishedAt.After(last) {
+			last = s.FinishedAt
+		}
+	}
+	if !last.IsZero() {
+		w.st.Metrics.ContainedAt, w.st.Metrics.TimeToContain = last, last.Sub(w.st.OpenedAt)
 	}
 }
 
@@ -286,13 +331,16 @@ func (w *incident) phaseDone(ctx workflow.Context, phase string) {
 // when the run should continue as new; failures become w.halt.
 func (w *incident) runEntry(ctx workflow.Context, phase string, e playbooks.Entry) error {
 	if e.Step != nil {
-		return w.runStep(ctx, phase, *e.Step)
+		err := w.runStep(ctx, phase, *e.Step)
+		w.stepDone(phase)
+		return err
 	}
 	errs := make([]error, len(e.Parallel))
 	done := 0
 	for i, s := range e.Parallel {
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			errs[i] = w.runStep(gctx, phase, s)
+			w.stepDone(phase)
 			done++
 		})
 	}
@@ -308,6 +356,13 @@ func (w *incident) runEntry(ctx workflow.Context, phase string, e playbooks.Entr
 		}
 	}
 	return nil
+}
+
+// stepDone updates the metrics a step of phase may complete.
+func (w *incident) stepDone(phase string) {
+	if phase == playbooks.PhaseContainment {
+		w.noteContained()
+	}
 }
 
 // canNow reports whether this run should continue as new now.

@@ -946,3 +946,41 @@ func TestFailedStepIsCompensated(t *testing.T) {
 	}
 	h.fake.checkLedger(t, st.LedgerSeq)
 }
+
+// TestTimeToContainIsWhenContainmentTookEffect: the time to contain is
+// when the last containing action (isolation, session revocation) of the
+// containment phase finished, not when the phase's slow evidence snapshot
+// did; the phase keeps its own duration.
+func TestTimeToContainIsWhenContainmentTookEffect(t *testing.T) {
+	h := newHarness(t)
+	slow := func(d time.Duration, action string) {
+		h.env.OnActivity(action, mock.Anything, mock.Anything).After(d).Return(
+			func(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+				return h.fake.run(ctx, in)
+			})
+	}
+	slow(300*time.Millisecond, activities.PVEIsolate)
+	slow(200*time.Millisecond, activities.KCLogoutUser)
+	slow(10*time.Minute, activities.PVESnapshot)
+	h.approve(20*time.Minute, "shutdown", lead)
+	h.approve(21*time.Minute, "restore", lead2)
+	res, st := h.run(input("container-compromise"))
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	m := st.Metrics
+	isolate := st.Steps[slices.IndexFunc(st.Steps, func(s StepState) bool { return s.ID == "isolate" })]
+	if !m.ContainedAt.Equal(isolate.FinishedAt) || m.TimeToContain != m.ContainedAt.Sub(st.OpenedAt) {
+		t.Errorf("contained at %s (time to contain %s), want the isolation's end %s", m.ContainedAt, m.TimeToContain, isolate.FinishedAt)
+	}
+	if m.TimeToContain >= 10*time.Minute || m.TimeToContain < 300*time.Millisecond {
+		t.Errorf("time to contain %s: want the 300 ms isolation, without the 10 min snapshot", m.TimeToContain)
+	}
+	if m.ContainmentPhase < 10*time.Minute || m.ContainmentPhaseDoneAt.Sub(st.OpenedAt) < 10*time.Minute {
+		t.Errorf("containment phase %s, done at %s after opening: want the snapshot's 10 min in it",
+			m.ContainmentPhase, m.ContainmentPhaseDoneAt.Sub(st.OpenedAt))
+	}
+	if res.Metrics != m {
+		t.Errorf("result metrics %+v, status metrics %+v", res.Metrics, m)
+	}
+}

@@ -273,13 +273,25 @@ type AlertRecord struct {
 }
 
 // Metrics are the incident's response times, measured from OpenedAt.
+//
+// ContainedAt is when the containing actions of the containment phase
+// ([activities.Action.Contains]: isolation verified, sessions ended …)
+// had all taken effect: the latest end of those that succeeded, set as
+// soon as the last of them is done. A containment phase without a
+// containing action that succeeded counts as contained when it ends.
+// ContainmentPhaseDoneAt is when the whole phase, evidence steps
+// included, ended.
 type Metrics struct {
-	AcknowledgedAt    time.Time     `json:",omitzero"`
-	ContainedAt       time.Time     `json:",omitzero"`
-	RecoveredAt       time.Time     `json:",omitzero"`
-	TimeToAcknowledge time.Duration `json:",omitempty"`
-	TimeToContain     time.Duration `json:",omitempty"`
-	TimeToRecover     time.Duration `json:",omitempty"`
+	AcknowledgedAt         time.Time     `json:",omitzero"`
+	ContainedAt            time.Time     `json:",omitzero"`
+	ContainmentPhaseDoneAt time.Time     `json:",omitzero"`
+	RecoveredAt            time.Time     `json:",omitzero"`
+	TimeToAcknowledge      time.Duration `json:",omitempty"`
+	TimeToContain          time.Duration `json:",omitempty"`
+	// ContainmentPhase is the containment phase's duration, from the
+	// first of its steps to start until its end.
+	ContainmentPhase time.Duration `json:",omitempty"`
+	TimeToRecover    time.Duration `json:",omitempty"`
 }
 
 // IncidentCarry is the state one run hands to the next on continue-as-new.

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ctState is what isolation reads of a container.
@@ -12,27 +14,56 @@ type ctState struct {
 	conf    map[string]any
 	options map[string]string
 	rules   []map[string]string
+	// datacenterOn is the datacenter firewall's enable option (read only
+	// when asked: [stateParts.datacenter]).
+	datacenterOn bool
 }
+
+// stateParts choose what [call.readStateParts] reads.
+type stateParts struct {
+	config, firewall, datacenter bool
+}
+
+// allParts are the container's config, firewall options and rules.
+var allParts = stateParts{config: true, firewall: true}
 
 // readState reads config, firewall options and rules.
 func (x *call) readState(ctx context.Context) (*ctState, error) {
+	return x.readStateParts(ctx, allParts)
+}
+
+// readStateParts reads the parts of the container's state asked for, all
+// at once (the reads are independent), and completes a deferred check of
+// the resolved container against its config ([Activities.beginDeferred]).
+func (x *call) readStateParts(ctx context.Context, want stateParts) (*ctState, error) {
 	st := &ctState{}
-	if err := x.get(ctx, x.ct.path("/config"), &st.conf); err != nil {
+	var opts, dc map[string]any
+	var rules []map[string]any
+	var g errgroup.Group
+	if want.config {
+		g.Go(func() error { return x.get(ctx, x.ct.path("/config"), &st.conf) })
+	}
+	if want.firewall {
+		g.Go(func() error { return x.get(ctx, x.ct.path("/firewall/options"), &opts) })
+		g.Go(func() error { return x.get(ctx, x.ct.path("/firewall/rules"), &rules) })
+	}
+	if want.datacenter {
+		g.Go(func() error { return x.get(ctx, "/cluster/firewall/options", &dc) })
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	var opts map[string]any
-	if err := x.get(ctx, x.ct.path("/firewall/options"), &opts); err != nil {
-		return nil, err
+	if want.config {
+		if err := x.checkResolved(st.conf); err != nil {
+			return nil, err
+		}
 	}
+	st.datacenterOn = str(dc["enable"]) == "1"
 	st.options = map[string]string{}
 	for k, v := range opts {
 		if k != "digest" {
 			st.options[k] = str(v)
 		}
-	}
-	var rules []map[string]any
-	if err := x.get(ctx, x.ct.path("/firewall/rules"), &rules); err != nil {
-		return nil, err
 	}
 	for _, r := range rules {
 		m := map[string]string{}
@@ -110,6 +141,16 @@ func apply(ctx context.Context, changes []change) error {
 		}
 	}
 	return nil
+}
+
+// applyTogether applies independent changes concurrently and returns the
+// first error; every change runs to its end (none is cut off mid-call).
+func applyTogether(ctx context.Context, changes []change) error {
+	var g errgroup.Group
+	for _, c := range changes {
+		g.Go(func() error { return c.do(ctx) })
+	}
+	return g.Wait()
 }
 
 func describe(changes []change) []string {

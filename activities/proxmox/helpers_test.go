@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,6 +213,18 @@ func (l *labEnv) ct(t testing.TB, vmid int) string {
 	t.Helper()
 	for _, c := range l.srv.State().Containers {
 		if c.VMID == vmid {
+			// The allow rules of an isolation are added together, so
+			// their order among themselves is the order they arrived in.
+			rules := slices.Clone(c.Firewall.Rules)
+			first := slices.IndexFunc(rules, func(r map[string]string) bool { return strings.HasPrefix(r["comment"], "iru:") })
+			if first >= 0 {
+				slices.SortStableFunc(rules[first:], func(a, b map[string]string) int {
+					ja, _ := json.Marshal(a)
+					jb, _ := json.Marshal(b)
+					return strings.Compare(string(ja), string(jb))
+				})
+			}
+			c.Firewall.Rules = rules
 			b, err := json.MarshalIndent(c, "", " ")
 			if err != nil {
 				t.Fatal(err)

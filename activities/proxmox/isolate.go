@@ -37,15 +37,6 @@ func (a *Activities) allowList(extra activities.CIDRList) []string {
 	return out
 }
 
-// datacenterFirewall reports whether the datacenter firewall is enabled.
-func (x *call) datacenterFirewall(ctx context.Context) (bool, error) {
-	var opts map[string]any
-	if err := x.get(ctx, "/cluster/firewall/options", &opts); err != nil {
-		return false, err
-	}
-	return str(opts["enable"]) == "1", nil
-}
-
 // Isolate implements [activities.PVEIsolate]. The firewall method enables
 // the container firewall with DROP policies both ways, sets firewall=1 on
 // every interface, disables the container's own rules and adds ACCEPT rules
@@ -54,12 +45,19 @@ func (x *call) datacenterFirewall(ctx context.Context) (bool, error) {
 // silently do nothing. The link_down method unplugs every interface. Both
 // tag the container "quarantine" and record the exact prior state first
 // (see the package documentation); the result is read back and verified.
+//
+// The calls go in four rounds, the calls of a round together: the reads
+// (config, firewall options and rules, datacenter firewall), the config
+// update carrying the quarantine record (alone, so that no change is made
+// before the prior state is recorded), the firewall changes (rules
+// disabled, allow rules appended, options set to DROP, at once: no DROP
+// policy waits for the other writes), and the read-back.
 func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.PVEIsolateParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	x, err := a.begin(ctx, in, activities.PVEIsolate, p.Asset)
+	x, err := a.beginDeferred(ctx, in, activities.PVEIsolate, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -68,32 +66,24 @@ func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (ac
 		return activities.ActionResult{}, final(activities.ErrTypeBadParams, x.what()+": no incident id")
 	}
 	allow := a.allowList(p.Allow)
-	if method == methodFirewall {
-		on, err := x.datacenterFirewall(ctx)
-		if err != nil {
-			return activities.ActionResult{}, err
-		}
-		if !on {
-			return activities.ActionResult{}, final(activities.ErrTypePrecondition, fmt.Sprintf(
-				"%s: the datacenter firewall is disabled (GET /cluster/firewall/options enable=0): a container firewall would not filter anything; enable it or isolate with method link_down", x.what()))
-		}
-	}
 	if in.DryRun {
 		if err := x.requirePrivs(ctx, fmt.Sprintf("/vms/%d", x.ct.VMID), "VM.Audit", "VM.Config.Network", "VM.Config.Options"); err != nil {
 			return activities.ActionResult{}, err
 		}
 	}
-	rec, plan, err := x.ensureIsolated(ctx, in.IncidentID, method, allow, in.DryRun)
+	iso, err := x.ensureIsolated(ctx, isolateRequest{incident: in.IncidentID, method: method, allow: allow, dryRun: in.DryRun, checkDatacenter: true})
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
+	rec := iso.rec
 	if in.DryRun {
+		plan := iso.plan
 		if len(plan) == 0 {
 			plan = []string{fmt.Sprintf("nothing to change: %s is already isolated by this incident", x.ct)}
 		}
 		return activities.ActionResult{Plan: plan, Outputs: map[string]string{"method": method}, Summary: fmt.Sprintf("dry run: would isolate %s (%s)", x.ct, method)}, nil
 	}
-	if err := x.verifyIsolated(ctx, rec); err != nil {
+	if err := x.verifyIsolated(ctx, iso); err != nil {
 		return activities.ActionResult{}, err
 	}
 	return activities.ActionResult{
@@ -104,60 +94,126 @@ func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (ac
 	}, nil
 }
 
+// isolateRequest is what [call.ensureIsolated] is asked to do.
+type isolateRequest struct {
+	incident, method string
+	allow            []string
+	dryRun           bool
+	// checkDatacenter refuses a firewall isolation while the datacenter
+	// firewall is off (read with the container's state).
+	checkDatacenter bool
+}
+
+// isolation is the outcome of [call.ensureIsolated].
+type isolation struct {
+	rec  *quarantineRecord
+	plan []string
+	// conf is the container config known to hold after the changes, when
+	// no read-back of it is needed: nothing changed in it, or only the
+	// description and tags in a digest-checked update (applied at once,
+	// unlike interface changes, which a running container may leave
+	// pending). nil: read the config back.
+	conf map[string]any
+}
+
+// isolationWrites are the changes left to isolate a container, in the
+// order of their rounds.
+type isolationWrites struct {
+	// config is the one config update (record, tag, interfaces), nil if
+	// none is needed; nets tells whether it changes interfaces.
+	config *change
+	nets   bool
+	// confAfter is the config after config (description and tags only).
+	confAfter map[string]any
+	// firewall are the independent firewall changes.
+	firewall []change
+}
+
 // ensureIsolated isolates the container for incident (or plans it, for a
 // dry run), continuing from a quarantine record of the same incident.
-func (x *call) ensureIsolated(ctx context.Context, incident, method string, allow []string, dryRun bool) (*quarantineRecord, []string, error) {
-	var rec *quarantineRecord
-	var plan []string
+func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolation, error) {
+	var out *isolation
 	err := x.withLockWait(ctx, func() error {
-		st, err := x.readState(ctx)
+		parts := allParts
+		parts.datacenter = req.checkDatacenter && req.method == methodFirewall
+		st, err := x.readStateParts(ctx, parts)
 		if err != nil {
 			return err
+		}
+		if parts.datacenter && !st.datacenterOn {
+			return final(activities.ErrTypePrecondition, fmt.Sprintf(
+				"%s: the datacenter firewall is disabled (GET /cluster/firewall/options enable=0): a container firewall would not filter anything; enable it or isolate with method link_down", x.what()))
 		}
 		r, err := x.trustedRecord(ctx, st)
 		if err != nil {
 			return err
 		}
-		if r != nil && r.Incident != incident {
+		if r != nil && r.Incident != req.incident {
 			return final(activities.ErrTypeConflict, fmt.Sprintf("%s: already quarantined by incident %s; lift that isolation first", x.what(), r.Incident))
 		}
-		if r != nil && r.Method != method {
+		if r != nil && r.Method != req.method {
 			return final(activities.ErrTypeConflict, fmt.Sprintf("%s: already isolated by this incident with method %s", x.what(), r.Method))
 		}
 		fresh := r == nil
 		if fresh {
-			r = &quarantineRecord{Incident: incident, Method: method, Allow: allow, Prior: st.prior()}
+			r = &quarantineRecord{Incident: req.incident, Method: req.method, Allow: req.allow, Prior: st.prior()}
 		}
-		rec = r
-		if fresh && !dryRun {
-			ref, err := x.a.putJSON(ctx, incident, fmt.Sprintf("pve/%s/isolation-prior.json", x.ct.Name), x.source(),
+		out = &isolation{rec: r}
+		if fresh && !req.dryRun {
+			ref, err := x.a.putJSON(ctx, req.incident, fmt.Sprintf("pve/%s/isolation-prior.json", x.ct.Name), x.source(),
 				map[string]any{"container": x.ct, "incident": r.Incident, "method": r.Method, "allow": r.Allow, "prior": r.Prior})
 			if err != nil {
 				return err
 			}
 			r.EvidenceRef = ref
 		}
-		changes, err := x.isolationChanges(ctx, st, r, fresh)
+		w, err := x.isolationChanges(ctx, st, r, fresh)
 		if err != nil {
 			return err
 		}
-		if dryRun {
-			plan = describe(changes)
+		if req.dryRun {
+			if w.config != nil {
+				out.plan = append(out.plan, w.config.desc)
+			}
+			out.plan = append(out.plan, describe(w.firewall)...)
 			if fresh {
-				plan = append([]string{fmt.Sprintf("store the prior network state of %s as evidence and in a quarantine record", x.ct)}, plan...)
+				out.plan = append([]string{fmt.Sprintf("store the prior network state of %s as evidence and in a quarantine record", x.ct)}, out.plan...)
 			}
 			return nil
 		}
-		return apply(ctx, changes)
+		// The record goes first: a retry after any later failure finds it
+		// and continues, never recording a half-isolated state as prior.
+		if w.config != nil {
+			if err := w.config.do(ctx); err != nil {
+				return err
+			}
+		}
+		if err := applyTogether(ctx, w.firewall); err != nil {
+			return err
+		}
+		if !w.nets {
+			out.conf = w.confAfter
+		}
+		return nil
 	})
-	return rec, plan, err
+	return out, err
 }
 
-// verifyIsolated reads the container back and fails unless it is isolated as rec says.
-func (x *call) verifyIsolated(ctx context.Context, rec *quarantineRecord) error {
-	st, err := x.readState(ctx)
+// verifyIsolated reads the container back and fails unless it is isolated
+// as iso.rec says: the firewall options and rules (firewall method), and
+// the config unless iso.conf already proves it.
+func (x *call) verifyIsolated(ctx context.Context, iso *isolation) error {
+	rec := iso.rec
+	parts := stateParts{config: iso.conf == nil, firewall: rec.Method != methodLinkDown}
+	if !parts.config && !parts.firewall {
+		parts.config = true
+	}
+	st, err := x.readStateParts(ctx, parts)
 	if err != nil {
 		return err
+	}
+	if !parts.config {
+		st.conf = iso.conf
 	}
 	// Isolate checked the datacenter firewall before any change; isolation
 	// does not touch it.
@@ -171,8 +227,8 @@ func (x *call) source() string { return fmt.Sprintf("pve:%s/lxc/%d", x.ct.Node, 
 
 // isolationChanges lists what is left to do to isolate the container as
 // rec says, starting from st.
-func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantineRecord, fresh bool) ([]change, error) {
-	var changes []change
+func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantineRecord, fresh bool) (isolationWrites, error) {
+	var w isolationWrites
 	m := marker(rec.Incident)
 	// 1. One config update: the record (first), the tag, the interfaces.
 	body := map[string]any{}
@@ -180,7 +236,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 	if fresh {
 		d, err := x.signedDescription(ctx, rec)
 		if err != nil {
-			return nil, err
+			return w, err
 		}
 		body["description"] = d
 		what = append(what, "write the quarantine record into the description")
@@ -188,6 +244,10 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 	if !hasTag(st.tags(), QuarantineTag) {
 		body["tags"] = strings.Join(append(splitTags(st.tags()), QuarantineTag), ";")
 		what = append(what, "tag "+QuarantineTag)
+	}
+	w.confAfter = maps.Clone(st.conf)
+	for k, v := range body {
+		w.confAfter[k] = v
 	}
 	key := "firewall"
 	if rec.Method == methodLinkDown {
@@ -198,35 +258,37 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 		if parseProps(nets[k])[key] != "1" {
 			body[k] = setProp(nets[k], key, "1")
 			what = append(what, fmt.Sprintf("set %s %s=1", k, key))
+			w.nets = true
 		}
 	}
 	if len(body) > 0 {
 		body["digest"] = st.digest()
-		changes = append(changes, change{
+		w.config = &change{
 			desc: fmt.Sprintf("update the config of %s: %s", x.ct, strings.Join(what, ", ")),
 			do:   func(ctx context.Context) error { return x.put(ctx, x.ct.path("/config"), body, nil) },
-		})
+		}
 	}
 	if rec.Method == methodLinkDown {
-		return changes, nil
+		return w, nil
 	}
-	// 2. Disable the container's own enabled rules (positions are those of st).
+	// 2. Disable the container's own enabled rules (positions are those of
+	// st: the allow rules are appended after them, so they do not move).
 	for pos, r := range st.rules {
 		if r["comment"] != m && r["enable"] == "1" {
 			p := x.ct.path("/firewall/rules/" + strconv.Itoa(pos))
-			changes = append(changes, change{
+			w.firewall = append(w.firewall, change{
 				desc: fmt.Sprintf("disable firewall rule %d (%s)", pos, ruleText(r)),
 				do:   func(ctx context.Context) error { return x.put(ctx, p, map[string]any{"enable": 0}, nil) },
 			})
 		}
 	}
-	// 3. Allow rules for management and forensics.
+	// 3. Allow rules for management and forensics, after the others.
 	for _, ar := range allowRules(rec.Allow) {
 		if slices.ContainsFunc(st.rules, func(r map[string]string) bool { return ar.matches(r, m) && r["enable"] == "1" }) {
 			continue
 		}
-		rule := map[string]any{"type": ar.typ, "action": "ACCEPT", ar.field: ar.cidr, "enable": 1, "comment": m}
-		changes = append(changes, change{
+		rule := map[string]any{"type": ar.typ, "action": "ACCEPT", ar.field: ar.cidr, "enable": 1, "comment": m, "pos": len(st.rules)}
+		w.firewall = append(w.firewall, change{
 			desc: fmt.Sprintf("add firewall rule %s ACCEPT %s %s (comment %s)", ar.typ, ar.field, ar.cidr, m),
 			do:   func(ctx context.Context) error { return x.post(ctx, x.ct.path("/firewall/rules"), rule, nil) },
 		})
@@ -234,7 +296,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 	// 4. The cut: firewall on, DROP both ways.
 	o := st.options
 	if o["enable"] != "1" || o["policy_in"] != "DROP" || o["policy_out"] != "DROP" {
-		changes = append(changes, change{
+		w.firewall = append(w.firewall, change{
 			desc: fmt.Sprintf("set firewall options enable=1 policy_in=DROP policy_out=DROP (now enable=%s policy_in=%s policy_out=%s)",
 				cmp.Or(o["enable"], "0"), cmp.Or(o["policy_in"], "DROP"), cmp.Or(o["policy_out"], "ACCEPT")),
 			do: func(ctx context.Context) error {
@@ -242,7 +304,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 			},
 		})
 	}
-	return changes, nil
+	return w, nil
 }
 
 // isolationProblems lists why st is not isolated as rec says.

@@ -365,14 +365,14 @@ func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (ac
 	}
 	summary := fmt.Sprintf("restored %s from %s", x.ct, from)
 	if iso != nil {
-		r, _, err := x.ensureIsolated(ctx, iso.Incident, iso.Method, iso.Allow, false)
+		again, err := x.ensureIsolated(ctx, isolateRequest{incident: iso.Incident, method: iso.Method, allow: iso.Allow})
 		if err != nil {
 			return activities.ActionResult{}, err
 		}
-		if err := x.verifyIsolated(ctx, r); err != nil {
+		if err := x.verifyIsolated(ctx, again); err != nil {
 			return activities.ActionResult{}, err
 		}
-		summary += fmt.Sprintf("; isolation (%s) re-applied, prior state now %s", r.Method, r.EvidenceRef)
+		summary += fmt.Sprintf("; isolation (%s) re-applied, prior state now %s", again.rec.Method, again.rec.EvidenceRef)
 	}
 	cur, err := x.status(ctx)
 	if err != nil {

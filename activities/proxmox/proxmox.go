@@ -409,6 +409,10 @@ type call struct {
 	ct     *ctRef
 	// prog is what this attempt heartbeats (see progress).
 	prog progress
+	// deferred is set by [Activities.beginDeferred] until the first read
+	// of the container's config confirms the container the intake
+	// resolved; drill is the input's drill flag for that check.
+	deferred, drill bool
 }
 
 // progress is the heartbeat detail of an attempt, so that the next attempt
@@ -639,6 +643,41 @@ func (a *Activities) begin(ctx context.Context, in activities.ActionInput, actio
 		return nil, final(activities.ErrTypePrecondition, fmt.Sprintf("%s %s: drill refused: the container does not carry the drill tag %q", action, ct, a.cfg.DrillTag))
 	}
 	return x, nil
+}
+
+// beginDeferred is [Activities.begin] for actions whose first reads
+// include the container's config: when the intake resolved the asset, the
+// check that the container still carries the asset's name, and the drill
+// rule, wait for that read ([call.checkResolved], before any change)
+// instead of costing a call of their own.
+func (a *Activities) beginDeferred(ctx context.Context, in activities.ActionInput, action, asset string) (*call, error) {
+	r := in.Resolved
+	if asset == "" || r == nil || !strings.EqualFold(r.Name, asset) {
+		return a.begin(ctx, in, action, asset)
+	}
+	x := a.call(action)
+	x.ct = &ctRef{Node: r.Node, VMID: r.VMID, Name: r.Name}
+	x.deferred, x.drill = true, in.Drill
+	return x, nil
+}
+
+// checkResolved completes [Activities.beginDeferred] from the container's
+// config: the name the intake resolved and the drill rule, as
+// [call.verify] and [Activities.begin] check them.
+func (x *call) checkResolved(conf map[string]any) error {
+	if !x.deferred {
+		return nil
+	}
+	want := x.ct.Name
+	x.ct.Name, x.ct.Tags = str(conf["hostname"]), str(conf["tags"])
+	if !strings.EqualFold(x.ct.Name, want) {
+		return final(activities.ErrTypePrecondition, fmt.Sprintf("%s: %s is no longer asset %q (the intake resolved it there)", x.action, x.ct, want))
+	}
+	if x.drill && !hasTag(x.ct.Tags, x.a.cfg.DrillTag) {
+		return final(activities.ErrTypePrecondition, fmt.Sprintf("%s %s: drill refused: the container does not carry the drill tag %q", x.action, x.ct, x.a.cfg.DrillTag))
+	}
+	x.deferred = false
+	return nil
 }
 
 // hasTag reports whether a PVE tag list ("a;b") holds tag.

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	goprox "github.com/luthermonson/go-proxmox"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/asset"
@@ -190,25 +191,35 @@ func sameProps(a, b string) bool {
 
 // ResolveAsset implements [activities.PVEResolveAsset]: node, vmid, status,
 // primary IP, and last_backup, the volid of the newest backup that is not
-// one of IRU's own forensic copies ("" if none).
+// one of IRU's own forensic copies ("" if none). Independent reads go
+// together: config, status and backup storages first, then the storages'
+// backups (and, without a static address, the running container's
+// interfaces).
 func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.PVEResolveAssetParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	x, err := a.begin(ctx, in, activities.PVEResolveAsset, p.Asset)
+	x, err := a.beginDeferred(ctx, in, activities.PVEResolveAsset, p.Asset)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	var conf map[string]any
-	if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
+	var storages []string
+	status := x.ct.Status
+	var g errgroup.Group
+	g.Go(func() error { return x.get(ctx, x.ct.path("/config"), &conf) })
+	if status == "" {
+		g.Go(func() (err error) { status, err = x.status(ctx); return err })
+	}
+	g.Go(func() (err error) { storages, err = x.backupStorages(ctx); return err })
+	if err := g.Wait(); err != nil {
 		return activities.ActionResult{}, err
 	}
-	if x.ct.Status == "" {
-		if x.ct.Status, err = x.status(ctx); err != nil {
-			return activities.ActionResult{}, err
-		}
+	if err := x.checkResolved(conf); err != nil {
+		return activities.ActionResult{}, err
 	}
+	x.ct.Status = status
 	ip := ""
 	for _, n := range netKeys(conf) {
 		if p, err := netip.ParsePrefix(parseProps(str(conf[n]))["ip"]); err == nil {
@@ -216,20 +227,25 @@ func (a *Activities) ResolveAsset(ctx context.Context, in activities.ActionInput
 			break
 		}
 	}
+	var last string
+	g = errgroup.Group{}
+	g.Go(func() (err error) { last, err = x.lastBackupOn(ctx, storages); return err })
 	if ip == "" && x.ct.Status == "running" {
-		var ifs []goprox.ContainerInterface
-		if err := x.get(ctx, x.ct.path("/interfaces"), &ifs); err != nil {
-			return activities.ActionResult{}, err
-		}
-		for _, i := range ifs {
-			if p, err := netip.ParsePrefix(i.Inet); err == nil && i.Name != "lo" {
-				ip = p.Addr().String()
-				break
+		g.Go(func() error {
+			var ifs []goprox.ContainerInterface
+			if err := x.get(ctx, x.ct.path("/interfaces"), &ifs); err != nil {
+				return err
 			}
-		}
+			for _, i := range ifs {
+				if p, err := netip.ParsePrefix(i.Inet); err == nil && i.Name != "lo" {
+					ip = p.Addr().String()
+					break
+				}
+			}
+			return nil
+		})
 	}
-	last, err := x.lastBackup(ctx)
-	if err != nil {
+	if err := g.Wait(); err != nil {
 		return activities.ActionResult{}, err
 	}
 	out := map[string]string{"node": x.ct.Node, "vmid": strconv.Itoa(x.ct.VMID), "status": x.ct.Status, "ip": ip, "last_backup": last}
@@ -262,21 +278,34 @@ func (x *call) backups(ctx context.Context, sid string) ([]backupVolume, error) 
 	return list, nil
 }
 
-// lastBackup returns the newest non-forensic backup of the container on the
-// node's backup-capable storages.
-func (x *call) lastBackup(ctx context.Context) (string, error) {
+// backupStorages lists the node's backup-capable storages.
+func (x *call) backupStorages(ctx context.Context) ([]string, error) {
 	var storages []struct {
 		Storage string `json:"storage"`
 	}
 	if err := x.get(ctx, fmt.Sprintf("/nodes/%s/storage?content=backup", x.ct.Node), &storages); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(storages))
+	for i, s := range storages {
+		out[i] = s.Storage
+	}
+	return out, nil
+}
+
+// lastBackupOn returns the newest non-forensic backup of the container on
+// the given storages, listed together.
+func (x *call) lastBackupOn(ctx context.Context, storages []string) (string, error) {
+	lists := make([][]backupVolume, len(storages))
+	var g errgroup.Group
+	for i, sid := range storages {
+		g.Go(func() (err error) { lists[i], err = x.backups(ctx, sid); return err })
+	}
+	if err := g.Wait(); err != nil {
 		return "", err
 	}
 	var best backupVolume
-	for _, s := range storages {
-		list, err := x.backups(ctx, s.Storage)
-		if err != nil {
-			return "", err
-		}
+	for _, list := range lists {
 		for _, v := range list {
 			if strings.HasPrefix(v.Notes, forensicNotesPrefix) {
 				continue

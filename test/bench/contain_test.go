@@ -409,14 +409,18 @@ func (r *rig) describe(wfID string) string {
 var containmentSteps = []string{"resolve", "kc_user", "notify_opened", "isolate", "snapshot", "revoke_sessions"}
 
 // breakdown renders the median time from the alert's POST to the
-// incident's opening, and each containment step's median wait (from the
-// previous step's end, or the opening) and run time, from the incidents'
-// status as the workflow recorded it.
+// incident's opening, and each containment step's median wait and run
+// time, from the incidents' status as the workflow recorded it: a
+// detection step waits from the opening, a containment step from the end
+// of the last detection step. It ends with the recorded time to contain
+// (when the containing actions took effect) and the containment phase's
+// duration, each from the opening.
 func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 	tb.Helper()
 	open := make([]time.Duration, 0, n)
 	wait := map[string][]time.Duration{}
 	run := map[string][]time.Duration{}
+	var contained, phase []time.Duration
 	for i := range n {
 		st, err := testplatform.Status(r.Client, workflowID(i))
 		if err != nil {
@@ -424,16 +428,26 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 			continue
 		}
 		open = append(open, st.OpenedAt.Sub(posted[i]))
-		prev := st.OpenedAt
+		detected := st.OpenedAt
+		for _, s := range st.Steps {
+			if s.Phase == "detection" && s.FinishedAt.After(detected) {
+				detected = s.FinishedAt
+			}
+		}
 		for _, s := range st.Steps {
 			if !slices.Contains(containmentSteps, s.ID) || s.StartedAt.IsZero() || s.FinishedAt.IsZero() {
 				continue
 			}
-			wait[s.ID] = append(wait[s.ID], s.StartedAt.Sub(prev))
-			run[s.ID] = append(run[s.ID], s.FinishedAt.Sub(s.StartedAt))
+			from := detected
 			if s.Phase == "detection" {
-				prev = s.FinishedAt
+				from = st.OpenedAt
 			}
+			wait[s.ID] = append(wait[s.ID], s.StartedAt.Sub(from))
+			run[s.ID] = append(run[s.ID], s.FinishedAt.Sub(s.StartedAt))
+		}
+		if m := st.Metrics; !m.ContainedAt.IsZero() {
+			contained = append(contained, m.TimeToContain)
+			phase = append(phase, m.ContainmentPhaseDoneAt.Sub(st.OpenedAt))
 		}
 	}
 	med := func(d []time.Duration) time.Duration {
@@ -445,6 +459,7 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 	for _, id := range containmentSteps {
 		fmt.Fprintf(&b, "; %s wait %s run %s", id, med(wait[id]), med(run[id]))
 	}
+	fmt.Fprintf(&b, "; recorded time to contain %s, containment phase done %s", med(contained), med(phase))
 	return b.String()
 }
 

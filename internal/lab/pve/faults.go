@@ -184,7 +184,9 @@ func taskFailure(faults []*activeFault) string {
 //	PUT  /_lab/faults  → replace faults (JSON array of Fault)
 //	GET  /_lab/tasks   → task durations (JSON TaskTimes)
 //	PUT  /_lab/tasks   → replace task durations for tasks started from now on
-//	POST /_lab/reset   → restore the inventory and the task durations, clear faults
+//	GET  /_lab/calls   → API requests per route since the last reset (JSON CallCounts)
+//	DELETE /_lab/calls → reset the call counts
+//	POST /_lab/reset   → restore the inventory and the task durations, clear faults and call counts
 //	GET  /_lab/state   → canonical JSON of State()
 func (s *Server) serveControl(w http.ResponseWriter, hr *http.Request) {
 	if hr.Header.Get("Authorization") != "Bearer "+s.opts.ControlToken {
@@ -221,6 +223,11 @@ func (s *Server) serveControl(w http.ResponseWriter, hr *http.Request) {
 		}
 		s.SetTaskTimes(t)
 		reply(http.StatusOK, s.TaskTimes())
+	case hr.URL.Path == "/_lab/calls" && hr.Method == http.MethodGet:
+		reply(http.StatusOK, s.Calls())
+	case hr.URL.Path == "/_lab/calls" && hr.Method == http.MethodDelete:
+		s.ResetCalls()
+		reply(http.StatusOK, s.Calls())
 	case hr.URL.Path == "/_lab/reset" && hr.Method == http.MethodPost:
 		if err := s.Reset(); err != nil {
 			reply(http.StatusInternalServerError, map[string]string{"error": err.Error()})

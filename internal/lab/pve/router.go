@@ -105,6 +105,7 @@ func (s *Server) dispatch(hr *http.Request, apiPath string) (result, *apiError) 
 	display := "/" + strings.Join(splitPath(apiPath), "/")
 	notImpl := &apiError{status: http.StatusNotImplemented, msg: fmt.Sprintf("Method '%s %s' not implemented", method, display)}
 	tmpl, pathParams, ok := s.schema.match(apiPath)
+	s.calls.add(method, tmpl)
 	if !ok {
 		return result{}, notImpl
 	}

@@ -104,6 +104,8 @@ type Server struct {
 	taskTimesMu sync.Mutex
 	taskTimes   TaskTimes // see SetTaskTimes
 
+	calls callCounter // see Calls
+
 	ticketKey []byte
 	pidSeq    uint32
 
@@ -318,6 +320,7 @@ func (s *Server) Reset() error {
 	s.mu.Unlock()
 	s.SetFaults()
 	s.SetTaskTimes(TaskTimes{Default: s.opts.TaskDuration, ByType: s.opts.TaskDurations})
+	s.ResetCalls()
 	return nil
 }
 
