@@ -242,7 +242,7 @@ func (w *incident) runPhases(ctx workflow.Context) error {
 		if w.st.Phase != ph.Name {
 			w.st.Phase = ph.Name
 			w.upsert(ctx, i == 0)
-			w.timeline(TimelineEntry{What: "phase " + ph.Name})
+			w.record(ctx, activities.LedgerAppendInput{Kind: "phase", Actor: actorWorkflow}, TimelineEntry{What: "phase " + ph.Name})
 		}
 		if w.halt != nil && w.halt.state == StateAborted {
 			// Post-incident after an abort: compensate first, then

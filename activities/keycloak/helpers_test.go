@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/Nerzal/gocloak/v13"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
@@ -365,5 +363,3 @@ func (e *env) run(fn activities.Func, in activities.ActionInput) (activities.Act
 	te.RegisterActivity(fn)
 	return activitytest.Run[activities.ActionResult](te, fn, in)
 }
-
-var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
