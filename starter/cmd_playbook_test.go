@@ -56,10 +56,10 @@ func TestPlaybookValidate(t *testing.T) {
 		{"folder", []string{filepath.Dir(goodPath)}, 0, "ok  cc.yaml  container-compromise 1.3.0", nil},
 		{"file", []string{goodPath}, 0, "container-compromise 1.3.0, 17 steps", nil},
 		{"broken file", []string{goodPath, badPath}, 1, "ok  cc.yaml", []string{
-			badPath + `:44: step isolate: parameter method: "unplug" is not one of firewall, link_down`,
-			badPath + `:95: step probe: action net.health_probe has no parameter "colour"`,
+			badPath + `:47: step isolate: parameter method: "unplug" is not one of firewall, link_down`,
+			badPath + `:98: step probe: action net.health_probe has no parameter "colour"`,
 		}},
-		{"broken folder", []string{filepath.Dir(badPath)}, 1, "", []string{badPath + ":44: "}},
+		{"broken folder", []string{filepath.Dir(badPath)}, 1, "", []string{badPath + ":47: "}},
 		{"missing path", []string{filepath.Join(dir, "nothing.yaml")}, 1, "", []string{"no such file"}},
 	}
 	for _, tt := range tests {
