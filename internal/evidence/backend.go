@@ -85,29 +85,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// WriteTo lets io.Copy use the source's own WriteTo (whole segments per
-// write), checking ctx before each write; other sources are read through
-// Read.
-func (c ctxReader) WriteTo(w io.Writer) (int64, error) {
-	if wt, ok := c.r.(io.WriterTo); ok {
-		return wt.WriteTo(ctxWriter{c.ctx, w})
-	}
-	return io.Copy(w, struct{ io.Reader }{c})
-}
-
-// ctxWriter refuses writes once ctx ended.
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
-}
-
 // Put implements [Backend].
 func (b *FSBackend) Put(ctx context.Context, key string, r io.Reader) (n int64, err error) {
 	if err := checkBlobKey(key); err != nil {

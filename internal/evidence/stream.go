@@ -290,45 +290,6 @@ func (e *encryptReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo writes the encrypted object to w one sealed segment per Write,
-// straight from the pipeline's buffers (io.Copy uses it): no copy into a
-// small intermediate buffer, and one write call per segment.
-func (e *encryptReader) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		if len(e.out) > 0 {
-			n, err := w.Write(e.out)
-			total += int64(n)
-			e.out = e.out[n:]
-			if err != nil {
-				return total, err
-			}
-			if len(e.out) > 0 {
-				return total, io.ErrShortWrite
-			}
-		}
-		if e.err != nil {
-			return total, e.err
-		}
-		if e.cur != nil {
-			e.pipe.release(e.cur)
-			e.cur = nil
-		}
-		if e.done {
-			return total, nil
-		}
-		j := e.pipe.next()
-		switch {
-		case j == nil:
-			e.err = errors.New("evidence: encryption stopped")
-		case j.err != nil:
-			e.err = j.err
-		default:
-			e.cur, e.out, e.done = j, j.out, j.last
-		}
-	}
-}
-
 // Close stops the pipeline and waits until it no longer reads its source.
 func (e *encryptReader) Close() error {
 	e.pipe.close(nil)

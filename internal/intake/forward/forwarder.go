@@ -29,7 +29,11 @@ type Options struct {
 	// TaskQueue is where incident workflows start (default
 	// workflows.TaskQueue; tests use their own).
 	TaskQueue string
-	// Window is how many pending items one round looks at (default 2000).
+	// Window is how many pending items one round looks at (default
+	// 10,000). It bounds the alerts per key a round can batch: with K keys
+	// pending a round sends about Window/K alerts per key in one signal,
+	// so a window too small for the keys of a storm turns it into one
+	// signal per alert or two.
 	Window int
 	// MaxAlertsPerSignal bounds one signal's alerts (default 100).
 	MaxAlertsPerSignal int
@@ -93,7 +97,7 @@ func New(sp *spool.Spool, sig Signaler, opts Options) *Forwarder {
 		opts.TaskQueue = workflows.TaskQueue
 	}
 	if opts.Window <= 0 {
-		opts.Window = 2000
+		opts.Window = 10000
 	}
 	if opts.MaxAlertsPerSignal <= 0 {
 		opts.MaxAlertsPerSignal = 100
