@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +91,13 @@ func get[T any](t *testing.T, c *chrome, what string, a chromedp.Action[T]) T {
 	return v
 }
 
+// textOf is the text of the first element matching a CSS selector, read in
+// the page (node ids of an earlier query do not outlive a navigation).
+func textOf(t *testing.T, c *chrome, selector string) string {
+	t.Helper()
+	return get(t, c, "text of "+selector, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(selector)+`).innerText.trim()`))
+}
+
 func (c *chrome) lines() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -124,7 +132,7 @@ func (c *chrome) signIn(t *testing.T, base, username string) {
 
 func (c *chrome) screenshot(t *testing.T, dir, name string) {
 	t.Helper()
-	png := get(t, c, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := get(t, c, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +190,7 @@ func TestConsoleInChromium(t *testing.T) {
 		document.body.appendChild(f);
 		f.submit();
 	})()`), chromedp.WaitVisible(chromedp.ID("error")))
-	refused := get(t, alice, "the refusal", chromedp.Text(chromedp.ID("error")))
+	refused := textOf(t, alice, "#error")
 	if !strings.Contains(refused, "mfa_required") {
 		t.Fatalf("alice's forged approval answered %q", refused)
 	}
@@ -208,14 +216,14 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 	bob.do(t, "the step finishes live", chromedp.WaitVisible(chromedp.CSS(`#step-shutdown[data-status="succeeded"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.phase.current[aria-current="step"]`)))
-	current := get(t, bob, "the phase strip", chromedp.Text(chromedp.CSS(`li.phase.current`)))
+	current := textOf(t, bob, "li.phase.current")
 	if current != playbooks.PhaseRecovery {
 		t.Errorf("current phase %q", current)
 	}
 	bob.screenshot(t, shots, "console-room-running.png")
 
 	bob.do(t, "bob opens the report", chromedp.Click(chromedp.ID("report-link")), chromedp.WaitVisible(chromedp.ID("report")))
-	report := get(t, bob, "the report", chromedp.Text(chromedp.ID("report")))
+	report := textOf(t, bob, "#report")
 	if !strings.Contains(report, "Contained web-01") {
 		t.Errorf("report text %q", report)
 	}
@@ -224,7 +232,7 @@ func TestConsoleInChromium(t *testing.T) {
 	bob.do(t, "bob signs out", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("logout")),
 		chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("signin")))
 	bob.do(t, "bob's old session", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("error")))
-	after := get(t, bob, "the refusal", chromedp.Text(chromedp.ID("error")))
+	after := textOf(t, bob, "#error")
 	if !strings.Contains(after, "not signed in") {
 		t.Errorf("after logout the room says %q", after)
 	}

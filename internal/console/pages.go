@@ -44,6 +44,17 @@ var funcs = template.FuncMap{
 		return b.Sub(a).Round(time.Second).String()
 	},
 	"join": strings.Join,
+	// responderRoles are the ir-* roles of a role list (what the console
+	// shows of who someone is).
+	"responderRoles": func(roles []string) []string {
+		var out []string
+		for _, r := range roles {
+			if strings.HasPrefix(r, "ir-") {
+				out = append(out, r)
+			}
+		}
+		return out
+	},
 }
 
 func parsePages() (pages, error) {
@@ -201,6 +212,9 @@ func listOf(d listData, filters map[string]string, now time.Time) *listView {
 		if v, ok := d.Statuses[in.ID]; ok {
 			it.MustAct = mustAct(v.Status)
 			it.Phase = cmp.Or(v.Status.Phase, it.Phase)
+			it.Severity = cmp.Or(it.Severity, v.Status.Severity)
+			it.Playbook = cmp.Or(it.Playbook, v.Status.Playbook)
+			it.Asset = cmp.Or(it.Asset, v.Status.Asset)
 		}
 		lv.Incidents = append(lv.Incidents, it)
 	}
