@@ -98,6 +98,14 @@ func textOf(t *testing.T, c *chrome, selector string) string {
 	return get(t, c, "text of "+selector, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(selector)+`).innerText.trim()`))
 }
 
+// weight logs the bytes the current page loaded: the document and every
+// resource (script, style), decoded, as the Resource Timing API reports them.
+func weight(t *testing.T, c *chrome, page string) {
+	t.Helper()
+	n := get(t, c, "weight of "+page, chromedp.Evaluate[int](`performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource")).reduce((a, e) => a + e.decodedBodySize, 0)`))
+	t.Logf("page weight %s: %d bytes (document, script and style, decoded)", page, n)
+}
+
 func (c *chrome) lines() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,6 +181,7 @@ func TestConsoleInChromium(t *testing.T) {
 	e.temporal.mu.Unlock()
 	bob.do(t, "the incident appears live", chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+incidentKey+`"]`)))
 	bob.screenshot(t, shots, "console-incidents.png")
+	weight(t, bob, "incidents list")
 
 	alice.signIn(t, e.base, "alice")
 	alice.do(t, "alice opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("step-shutdown")))
@@ -201,6 +210,7 @@ func TestConsoleInChromium(t *testing.T) {
 	bob.do(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(".live-status")), chromedp.SendKeys(chromedp.ID("reason-shutdown"), "contain web-01"))
 	bob.screenshot(t, shots, "console-room.png")
+	weight(t, bob, "incident room")
 	clicked := time.Now()
 	bob.do(t, "bob approves", chromedp.Click(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(`#step-shutdown[data-status="running"]`)))
@@ -228,6 +238,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Errorf("report text %q", report)
 	}
 	bob.screenshot(t, shots, "console-report.png")
+	weight(t, bob, "report")
 
 	bob.do(t, "bob signs out", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("logout")),
 		chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("signin")))
