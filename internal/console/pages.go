@@ -443,3 +443,14 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request, sess *session) 
 	pd.Report = template.HTML(out.String()) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
 	c.render(w, r, http.StatusOK, "report", pd)
 }
+
+// download streams one evidence object from the API's evidence route,
+// which verifies it and records the read in the chain of custody.
+func (c *Console) download(w http.ResponseWriter, r *http.Request, sess *session) {
+	req, err := c.apiRequest(r.Context(), r.RemoteAddr, sess, http.MethodGet, incidentPath(r.PathValue("id"))+"/evidence/"+url.PathEscape(r.PathValue("sha256")), nil)
+	if err != nil {
+		c.failPage(w, r, sess, err)
+		return
+	}
+	c.api.ServeHTTP(w, req)
+}
