@@ -191,6 +191,7 @@ func (rs *Responder) Routes() []ResponderRoute {
 		{"POST", inc + "/notes", readRoles, "add a note (stored in the evidence locker)", rs.note},
 		{"GET", inc + "/report", readRoles, "the post-incident report (Markdown or JSON)", rs.report},
 		{"GET", inc + "/evidence", readRoles, "the evidence manifest with its custody log", rs.manifest},
+		{"GET", inc + "/evidence/{sha256}", readRoles, "one evidence object, verified; the read is recorded in the chain of custody", rs.evidenceObject},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +91,21 @@ func get[T any](t *testing.T, c *chrome, what string, a chromedp.Action[T]) T {
 	return v
 }
 
+// textOf is the text of the first element matching a CSS selector, read in
+// the page (node ids of an earlier query do not outlive a navigation).
+func textOf(t *testing.T, c *chrome, selector string) string {
+	t.Helper()
+	return get(t, c, "text of "+selector, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(selector)+`).innerText.trim()`))
+}
+
+// weight logs the bytes the current page loaded: the document and every
+// resource (script, style), decoded, as the Resource Timing API reports them.
+func weight(t *testing.T, c *chrome, page string) {
+	t.Helper()
+	n := get(t, c, "weight of "+page, chromedp.Evaluate[int](`performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource")).reduce((a, e) => a + e.decodedBodySize, 0)`))
+	t.Logf("page weight %s: %d bytes (document, script and style, decoded)", page, n)
+}
+
 func (c *chrome) lines() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -124,7 +140,7 @@ func (c *chrome) signIn(t *testing.T, base, username string) {
 
 func (c *chrome) screenshot(t *testing.T, dir, name string) {
 	t.Helper()
-	png := get(t, c, "screenshot "+name, chromedp.FullScreenshot(90))
+	png := get(t, c, "screenshot "+name, chromedp.FullScreenshot(100))
 	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +181,7 @@ func TestConsoleInChromium(t *testing.T) {
 	e.temporal.mu.Unlock()
 	bob.do(t, "the incident appears live", chromedp.WaitVisible(chromedp.CSS(`tr[data-key="`+incidentKey+`"]`)))
 	bob.screenshot(t, shots, "console-incidents.png")
+	weight(t, bob, "incidents list")
 
 	alice.signIn(t, e.base, "alice")
 	alice.do(t, "alice opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("step-shutdown")))
@@ -182,7 +199,7 @@ func TestConsoleInChromium(t *testing.T) {
 		document.body.appendChild(f);
 		f.submit();
 	})()`), chromedp.WaitVisible(chromedp.ID("error")))
-	refused := get(t, alice, "the refusal", chromedp.Text(chromedp.ID("error")))
+	refused := textOf(t, alice, "#error")
 	if !strings.Contains(refused, "mfa_required") {
 		t.Fatalf("alice's forged approval answered %q", refused)
 	}
@@ -193,6 +210,7 @@ func TestConsoleInChromium(t *testing.T) {
 	bob.do(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(".live-status")), chromedp.SendKeys(chromedp.ID("reason-shutdown"), "contain web-01"))
 	bob.screenshot(t, shots, "console-room.png")
+	weight(t, bob, "incident room")
 	clicked := time.Now()
 	bob.do(t, "bob approves", chromedp.Click(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(`#step-shutdown[data-status="running"]`)))
@@ -208,23 +226,24 @@ func TestConsoleInChromium(t *testing.T) {
 	})
 	bob.do(t, "the step finishes live", chromedp.WaitVisible(chromedp.CSS(`#step-shutdown[data-status="succeeded"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.phase.current[aria-current="step"]`)))
-	current := get(t, bob, "the phase strip", chromedp.Text(chromedp.CSS(`li.phase.current`)))
+	current := textOf(t, bob, "li.phase.current")
 	if current != playbooks.PhaseRecovery {
 		t.Errorf("current phase %q", current)
 	}
 	bob.screenshot(t, shots, "console-room-running.png")
 
 	bob.do(t, "bob opens the report", chromedp.Click(chromedp.ID("report-link")), chromedp.WaitVisible(chromedp.ID("report")))
-	report := get(t, bob, "the report", chromedp.Text(chromedp.ID("report")))
+	report := textOf(t, bob, "#report")
 	if !strings.Contains(report, "Contained web-01") {
 		t.Errorf("report text %q", report)
 	}
 	bob.screenshot(t, shots, "console-report.png")
+	weight(t, bob, "report")
 
 	bob.do(t, "bob signs out", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("logout")),
 		chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("signin")))
 	bob.do(t, "bob's old session", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("error")))
-	after := get(t, bob, "the refusal", chromedp.Text(chromedp.ID("error")))
+	after := textOf(t, bob, "#error")
 	if !strings.Contains(after, "not signed in") {
 		t.Errorf("after logout the room says %q", after)
 	}

@@ -153,6 +153,7 @@ func (c *Console) Routes() []Route {
 		{Pattern: "GET " + inc, h: c.withSession(c.room)},
 		{Pattern: "GET " + inc + "/events", h: c.withSession(c.roomEvents)},
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},
+		{Pattern: "GET " + inc + "/evidence/{sha256}", h: c.withSession(c.download)},
 		{Pattern: "POST " + inc + "/steps/{step}/{decision}", h: c.withSession(c.decide)},
 	}
 }
@@ -279,6 +280,20 @@ var errSignedOut = errors.New("console: the Keycloak session has ended")
 // token, from the browser's address, in ctx (which carries the request's
 // access-log slot when it comes from a page request).
 func (c *Console) call(ctx context.Context, remoteAddr string, sess *session, method, path string, body any) (*apiAnswer, error) {
+	req, err := c.apiRequest(ctx, remoteAddr, sess, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	ans := &apiAnswer{header: http.Header{}}
+	c.api.ServeHTTP(ans, req)
+	if ans.status == 0 {
+		ans.status = http.StatusOK
+	}
+	return ans, nil
+}
+
+// apiRequest is a request to the responder API as the session's person.
+func (c *Console) apiRequest(ctx context.Context, remoteAddr string, sess *session, method, path string, body any) (*http.Request, error) {
 	tok, err := c.accessToken(ctx, sess)
 	if err != nil {
 		return nil, err
@@ -301,12 +316,7 @@ func (c *Console) call(ctx context.Context, remoteAddr string, sess *session, me
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	ans := &apiAnswer{header: http.Header{}}
-	c.api.ServeHTTP(ans, req)
-	if ans.status == 0 {
-		ans.status = http.StatusOK
-	}
-	return ans, nil
+	return req, nil
 }
 
 // decode reads a 200 answer into v, or returns the API's error.

@@ -317,9 +317,9 @@ func TestLiveUpdatesShareOneReaderPerIncident(t *testing.T) {
 	sb.next(t, "event: signedout")
 }
 
-// The room lists the evidence with its hash; the report is read through
-// the API's report route (the read is recorded with the reader's
-// identity) and rendered without the raw HTML it contains.
+// The room lists the evidence with its hash; the report and a download are
+// read through the API's routes (each read is recorded with the reader's
+// identity) and the report is rendered without the raw HTML it contains.
 func TestEvidenceAndReport(t *testing.T) {
 	e := newEnv(t, time.Second)
 	b := e.browser()
@@ -332,9 +332,23 @@ func TestEvidenceAndReport(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(page, "<strong>web-01</strong>") || strings.Contains(page, "<script>alert") {
 		t.Fatalf("report: %d %s", code, page)
 	}
+	_, room := b.do(http.MethodGet, e.roomURL(), nil)
+	if !strings.Contains(room, `href="`+Prefix+"/incidents/"+url.PathEscape(incidentKey)+"/evidence/"+e.locker.meta.SHA256+`"`) {
+		t.Fatalf("no download link in the room:\n%s", room)
+	}
+	code, body := b.do(http.MethodGet, e.roomURL()+"/evidence/"+e.locker.meta.SHA256, nil)
+	if code != http.StatusOK || body != e.locker.body || b.last.Header.Get("X-Evidence-SHA256") != e.locker.meta.SHA256 {
+		t.Fatalf("download: %d %q", code, body)
+	}
+	for _, bad := range []string{strings.Repeat("0", 64), "../report", strings.ToUpper(e.locker.meta.SHA256)} {
+		if code, _ := b.do(http.MethodGet, e.roomURL()+"/evidence/"+url.PathEscape(bad), nil); code != http.StatusNotFound && code != http.StatusBadRequest {
+			t.Errorf("download of %q: %d", bad, code)
+		}
+	}
 	e.locker.mu.Lock()
 	defer e.locker.mu.Unlock()
-	if len(e.locker.reads) != 1 || e.locker.reads[0].Identity != "keycloak:iru/bob" {
+	if len(e.locker.reads) != 2 || e.locker.reads[0].Identity != "keycloak:iru/bob" || e.locker.reads[1].Identity != "keycloak:iru/bob" ||
+		!strings.Contains(e.locker.reads[1].Reason, "evidence download") {
 		t.Fatalf("custody reads = %+v", e.locker.reads)
 	}
 }

@@ -44,6 +44,17 @@ var funcs = template.FuncMap{
 		return b.Sub(a).Round(time.Second).String()
 	},
 	"join": strings.Join,
+	// responderRoles are the ir-* roles of a role list (what the console
+	// shows of who someone is).
+	"responderRoles": func(roles []string) []string {
+		var out []string
+		for _, r := range roles {
+			if strings.HasPrefix(r, "ir-") {
+				out = append(out, r)
+			}
+		}
+		return out
+	},
 }
 
 func parsePages() (pages, error) {
@@ -201,6 +212,9 @@ func listOf(d listData, filters map[string]string, now time.Time) *listView {
 		if v, ok := d.Statuses[in.ID]; ok {
 			it.MustAct = mustAct(v.Status)
 			it.Phase = cmp.Or(v.Status.Phase, it.Phase)
+			it.Severity = cmp.Or(it.Severity, v.Status.Severity)
+			it.Playbook = cmp.Or(it.Playbook, v.Status.Playbook)
+			it.Asset = cmp.Or(it.Asset, v.Status.Asset)
 		}
 		lv.Incidents = append(lv.Incidents, it)
 	}
@@ -428,4 +442,15 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request, sess *session) 
 	pd.Key = key
 	pd.Report = template.HTML(out.String()) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
 	c.render(w, r, http.StatusOK, "report", pd)
+}
+
+// download streams one evidence object from the API's evidence route,
+// which verifies it and records the read in the chain of custody.
+func (c *Console) download(w http.ResponseWriter, r *http.Request, sess *session) {
+	req, err := c.apiRequest(r.Context(), r.RemoteAddr, sess, http.MethodGet, incidentPath(r.PathValue("id"))+"/evidence/"+url.PathEscape(r.PathValue("sha256")), nil)
+	if err != nil {
+		c.failPage(w, r, sess, err)
+		return
+	}
+	c.api.ServeHTTP(w, req)
 }
