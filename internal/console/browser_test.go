@@ -66,7 +66,7 @@ func newChrome(t *testing.T) *chrome {
 // do runs steps, failing the test with the page's address and console.
 func (c *chrome) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 90*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		c.fail(t, what, err)
@@ -82,7 +82,7 @@ func (c *chrome) fail(t *testing.T, what string, err error) {
 // get runs one action that answers a value.
 func get[T any](t *testing.T, c *chrome, what string, a chromedp.Action[T]) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(c.ctx, 90*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
@@ -256,7 +256,7 @@ func TestConsoleInChromium(t *testing.T) {
 	// The check above sees violations: an inline script is refused and reported.
 	alice.do(t, "an inline script", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("step-shutdown")),
 		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.createElement("script"); s.textContent = "window.inlineRan = true"; document.body.appendChild(s); })()`))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for len(alice.cspViolations()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
