@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/alertmanager/alert"
 	amconfig "github.com/prometheus/alertmanager/config"
 	amcommon "github.com/prometheus/alertmanager/config/common"
-	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/notify/webhook"
@@ -154,6 +154,9 @@ func TestAlertmanagerKit(t *testing.T) {
 	// with Alertmanager's endsAt.
 	if recs[2].Alert.Fingerprint != recs[0].Alert.Fingerprint || recs[2].Key != recs[0].Key {
 		t.Errorf("resolved alert fingerprint/key %q/%q, firing %q/%q", recs[2].Alert.Fingerprint, recs[2].Key, recs[0].Alert.Fingerprint, recs[0].Key)
+	}
+	if a := recs[2].Alert; !a.Resolved || !a.ResolvedAt.Equal(ends) || recs[0].Alert.Resolved {
+		t.Errorf("incident alert: resolved %v at %v, want true at %v (firing one resolved=%v)", a.Resolved, a.ResolvedAt, ends, recs[0].Alert.Resolved)
 	}
 	if got := recs[2].Alert.Labels["endsAt"]; got != ends.Format(time.RFC3339) {
 		t.Errorf("resolved endsAt label %q, want %q", got, ends.Format(time.RFC3339))

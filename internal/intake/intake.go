@@ -445,6 +445,8 @@ func (d Decision) Record(openedBy string, now time.Time) forward.Record {
 			Labels:      d.Labels,
 			ObservedAt:  d.Alert.ObservedAt,
 			ReceivedAt:  now,
+			Resolved:    d.Alert.Resolved,
+			ResolvedAt:  d.Alert.EndedAt,
 		},
 	}
 }

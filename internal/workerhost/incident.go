@@ -53,7 +53,7 @@ func reportIncident(st workflows.IncidentStatus) report.Incident {
 	}
 	for _, a := range st.Alerts {
 		out.Alerts = append(out.Alerts, report.Alert{Source: a.Source, Rule: a.Rule, Severity: a.Severity, Summary: a.Summary, Count: a.Count,
-			FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ObservedAt: a.ObservedAt, ReceivedAt: a.ReceivedAt})
+			FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ObservedAt: a.ObservedAt, ReceivedAt: a.ReceivedAt, ResolvedAt: a.ResolvedAt})
 	}
 	for _, s := range st.Steps {
 		rs := report.Step{ID: s.ID, Phase: s.Phase, Action: s.Action, Status: s.Status, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt,
