@@ -73,6 +73,24 @@ func (s *SMTP) Recipients(ev Event) []string {
 	return to
 }
 
+// ContactRoutes are the recipient lists of the incident contacts: the
+// security team gets every event; incident response the openings,
+// escalations and approvals of high and critical incidents; compliance
+// the compliance deadlines and closings. An empty list is left out.
+func ContactRoutes(securityTeam, incidentResponse, compliance []string) []MailRoute {
+	var out []MailRoute
+	for _, r := range []MailRoute{
+		{Name: "security team", To: securityTeam},
+		{Name: "incident response", Events: []string{IncidentOpened, Escalation, ApprovalNeeded}, MinSeverity: severity.High, To: incidentResponse},
+		{Name: "compliance", Events: []string{ComplianceDeadline, IncidentClosed}, To: compliance},
+	} {
+		if len(r.To) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // errNoRecipient means no route of an e-mail channel takes the event.
 var errNoRecipient = errors.New("no recipient for this event")
 

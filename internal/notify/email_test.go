@@ -143,11 +143,7 @@ func startMailbox(t *testing.T, starttls bool) (*mailbox, string, *x509.CertPool
 
 // seedContacts are the seed's incident contacts as e-mail routes.
 func seedContacts() []MailRoute {
-	return []MailRoute{
-		{Name: "security team", To: []string{"security-team@example.org"}},
-		{Name: "incident response", Events: []string{IncidentOpened, Escalation, ApprovalNeeded}, MinSeverity: "high", To: []string{"ir@example.org"}},
-		{Name: "compliance", Events: []string{ComplianceDeadline, IncidentClosed}, To: []string{"compliance@example.org", "security-team@example.org"}},
-	}
+	return ContactRoutes([]string{"security-team@example.org"}, []string{"ir@example.org"}, []string{"compliance@example.org", "security-team@example.org"})
 }
 
 func mailChannel(addr string, pool *x509.CertPool, password string) Channel {
