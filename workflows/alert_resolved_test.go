@@ -88,8 +88,8 @@ func TestResolvedAlerts(t *testing.T) {
 			}
 			if tt.wantNotified {
 				in, _ := h.fake.call(notified[slices.IndexFunc(notified, func(s string) bool { return strings.HasPrefix(s, "alerts-resolved-") })])
-				if in.Params["event"] != "alerts_resolved" {
-					t.Errorf("notification event %q", in.Params["event"])
+				if in.Params["event"] != "alerts_resolved" || in.Params["severity"] != "high" {
+					t.Errorf("notification event %q severity %q, want alerts_resolved, high (recipient lists go by severity)", in.Params["event"], in.Params["severity"])
 				}
 			}
 			// Nothing automatic: every step of the playbook ran.
