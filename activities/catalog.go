@@ -331,6 +331,9 @@ type LedgerAlert struct {
 	ReceivedAt  time.Time `json:",omitzero"`
 	// Count is how many times the incident has received the alert so far.
 	Count int
+	// ResolvedAt is when the detector resolved the alert, on the entry
+	// that records its resolution.
+	ResolvedAt time.Time `json:",omitzero"`
 }
 
 // LedgerOpening is what the incident_opened entry records of the incident.

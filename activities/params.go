@@ -223,6 +223,8 @@ type NotifySendParams struct {
 	Event   string `param:"event,required" doc:"opened, contained, escalation, resolved …"`
 	Channel string `param:"channel" default:"security-team" doc:"notification channel or tier"`
 	Message string `param:"message" doc:"text for people"`
+	// Severity chooses recipient lists by severity (e-mail).
+	Severity string `param:"severity" doc:"incident severity, for recipient lists by severity"`
 }
 
 // ComplianceNotifyParams are the parameters of [ComplianceNotify].

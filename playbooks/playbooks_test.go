@@ -59,8 +59,8 @@ func TestEmbeddedPlaybooks(t *testing.T) {
 	// outside the platform (its steps come from the stopped run; see
 	// TestOrphanedCompensationsPlaybook).
 	want := []string{"container-compromise", "credential-compromise", "data-exfiltration", "failed-auth-threshold", "key-compromise"}
-	if got := set.Names(); !slices.Equal(got, append(slices.Clone(want), "orphaned-compensations")) {
-		t.Fatalf("Names = %v, want %v and orphaned-compensations", got, want)
+	if got := set.Names(); !slices.Equal(got, append(slices.Clone(want), "orphaned-compensations", "unknown-asset-triage")) {
+		t.Fatalf("Names = %v, want %v, orphaned-compensations and unknown-asset-triage", got, want)
 	}
 	for _, name := range want {
 		t.Run(name, func(t *testing.T) {
@@ -362,5 +362,33 @@ func TestShippedRiskySteps(t *testing.T) {
 				t.Errorf("%s step %s: risk %q, want high", pbName, id, s.Risk)
 			}
 		}
+	}
+}
+
+// TestUnknownAssetTriagePlaybook: the triage of an alert for an asset no
+// inventory knows acts on nothing: it only notifies, waits for a
+// responder's decision and reports.
+func TestUnknownAssetTriagePlaybook(t *testing.T) {
+	set, err := Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := set.Get("unknown-asset-triage", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits bool
+	for _, ph := range pb.Phases {
+		for _, e := range ph.Entries {
+			for _, s := range e.Steps() {
+				if s.Action != "notify.send" && s.Action != "report.generate" {
+					t.Errorf("step %s runs %s: triage must take no action on an asset", s.ID, s.Action)
+				}
+				waits = waits || s.Approval != nil
+			}
+		}
+	}
+	if !waits {
+		t.Error("no step waits for a responder")
 	}
 }

@@ -193,6 +193,14 @@ func printIncident(out io.Writer, v api.IncidentView) error {
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
+	for _, a := range st.Alerts {
+		if !a.ResolvedAt.IsZero() {
+			fmt.Fprintf(tw, "Resolved:\t%s (%s) at %s\n", a.Rule, a.Source, a.ResolvedAt.Local().Format(time.RFC3339))
+		}
+	}
+	if !st.AllAlertsResolvedAt.IsZero() {
+		fmt.Fprintf(tw, "All alerts resolved:\t%s\n", st.AllAlertsResolvedAt.Local().Format(time.RFC3339))
+	}
 	if st.Drill {
 		fmt.Fprintf(tw, "Drill:\tyes\n")
 	}

@@ -34,7 +34,8 @@ func newRulesCmd() *cobra.Command {
 		Short: "Show which playbook an alert would start, for which asset and incident, and why",
 		Long: `test parses ALERT.json as the detector format says (alertmanager, falco, wazuh,
 generic), maps its asset through the Proxmox VE inventory when IRU_PVE_URL is
-set (otherwise the asset stays as the detector named it), and applies the
+set (otherwise the asset stays as the detector named it and is routed as
+if known; with an inventory, an unknown asset opens a triage), and applies the
 routing rules of IRU_INTAKE_CONFIG (or --rules, or the shipped defaults).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,9 +68,13 @@ routing rules of IRU_INTAKE_CONFIG (or --rules, or the shipped defaults).`,
 				src = pveAssets{inv}
 			}
 			inv := inventory.New(src, inventory.Options{})
+			decide := intake.Decide
+			if cfg.PVE.URL == "" {
+				decide = intake.DecideRules
+			}
 			var out []map[string]any
 			for i := range alerts {
-				d := intake.Decide(cmd.Context(), inv, rs, &alerts[i])
+				d := decide(cmd.Context(), inv, rs, &alerts[i])
 				out = append(out, map[string]any{
 					"alert": d.Alert.Rule, "severity": d.Alert.Severity, "asset": d.Asset.Asset.Name, "mapped": d.Asset.Mapped,
 					"mapped_by": d.Asset.By, "playbook": d.Route.Playbook, "rule": d.Route.RuleName, "why": d.Route.Reason,

@@ -38,6 +38,14 @@ type Alert struct {
 	// body the alert came in, and the alert's index among the body's alerts.
 	// Two alerts with the same digest came in the same request.
 	RawDigest string `json:",omitempty"`
+	// Resolved marks the detector's resolution of an alert it sent before
+	// (Alertmanager's status "resolved"): it marks the incident's alert of
+	// the same fingerprint resolved, is not counted as another alert and
+	// never opens an incident.
+	Resolved bool `json:",omitempty"`
+	// ResolvedAt is when the detector says the alert ended (Alertmanager's
+	// endsAt); zero: when the incident heard of it.
+	ResolvedAt time.Time `json:",omitzero"`
 }
 
 // AlertSignalInput is the payload of [AlertSignal]: alerts for one

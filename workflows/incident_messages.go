@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -395,9 +396,11 @@ func (w *incident) onAbort(ctx workflow.Context, in AbortInput) {
 // incident's severity. An alert whose ID was seen already is a redelivery
 // of the same alert (the intake delivers at least once, and the first
 // alert arrives both in the input and in the first signal): it is dropped.
+// A resolution marks its alert resolved (see onResolved); an alert that
+// fires again after its resolution is firing again.
 func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 	now := workflow.Now(ctx).UTC()
-	var fresh []string
+	var fresh, resolved []string
 	var recorded []activities.LedgerAlert
 	raised := false
 	for _, a := range alerts {
@@ -407,14 +410,26 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 			}
 			w.alertIDs[a.ID] = true
 		}
-		w.st.AlertsReceived++
 		fp := stateFingerprint(cmp.Or(a.Fingerprint, a.ID))
+		if a.Resolved {
+			if w.resolveAlert(fp, a, now) {
+				resolved = append(resolved, fp)
+			}
+			continue
+		}
+		w.st.AlertsReceived++
 		if i, ok := w.alertIdx[fp]; ok {
 			w.st.Alerts[i].Count++
 			w.st.Alerts[i].LastSeen = now
 			recorded = append(recorded, activities.LedgerAlert{Fingerprint: fp, Count: w.st.Alerts[i].Count})
+			if !w.st.Alerts[i].ResolvedAt.IsZero() {
+				w.st.Alerts[i].ResolvedAt = time.Time{}
+				w.st.AllAlertsResolvedAt = time.Time{}
+				w.timeline(TimelineEntry{At: now, What: fmt.Sprintf("alert %s (%s) fires again after its resolution", w.st.Alerts[i].Rule, fp)})
+			}
 			continue
 		}
+		w.st.AllAlertsResolvedAt = time.Time{}
 		if w.st.Labels == nil && len(a.Labels) > 0 {
 			var dropped int
 			if w.st.Labels, dropped = stateLabels(a.Labels); dropped > 0 {
@@ -442,6 +457,55 @@ func (w *incident) onAlerts(ctx workflow.Context, alerts []Alert) {
 	if raised && w.st.Phase != "" {
 		w.upsert(ctx, false)
 	}
+	if len(resolved) > 0 {
+		w.onResolved(ctx, resolved, now)
+	}
+}
+
+// resolveAlert marks the incident's alert fp resolved at the detector's
+// time (else now); it reports false when the incident does not hold the
+// alert or it is resolved already.
+func (w *incident) resolveAlert(fp string, a Alert, now time.Time) bool {
+	i, ok := w.alertIdx[fp]
+	if !ok || !w.st.Alerts[i].ResolvedAt.IsZero() {
+		return false
+	}
+	at := a.ResolvedAt.UTC()
+	if at.IsZero() {
+		at = now
+	}
+	w.st.Alerts[i].ResolvedAt = at
+	return true
+}
+
+// onResolved records resolutions (one ledger entry per batch). When every
+// alert of an open incident that has not yet contained its asset is
+// resolved, the responders are told (timeline and notification): the
+// detector no longer sees the problem, and a responder decides whether to
+// go on or abort. Nothing is done automatically.
+func (w *incident) onResolved(ctx workflow.Context, fps []string, now time.Time) {
+	var recorded []activities.LedgerAlert
+	for _, fp := range fps {
+		recorded = append(recorded, activities.LedgerAlert{Fingerprint: fp, ResolvedAt: w.st.Alerts[w.alertIdx[fp]].ResolvedAt})
+	}
+	w.record(ctx, activities.LedgerAppendInput{Kind: "alert", Actor: actorWorkflow, Outcome: fmt.Sprintf("%d resolved", len(fps)),
+		Detail: map[string]string{"resolved": joinMax(fps, 20)}, Alerts: recorded},
+		TimelineEntry{What: fmt.Sprintf("%d alert(s) resolved at the detector", len(fps))})
+	for _, a := range w.st.Alerts {
+		if a.ResolvedAt.IsZero() {
+			return
+		}
+	}
+	if len(w.st.Alerts) == 0 || !w.st.AllAlertsResolvedAt.IsZero() {
+		return
+	}
+	w.st.AllAlertsResolvedAt = now
+	if w.st.State != StateOpen || w.halt != nil || !w.st.Metrics.ContainedAt.IsZero() {
+		return
+	}
+	msg := "every alert of the incident is resolved at its detector while containment is still under way; nothing was done automatically: decide whether to continue or abort"
+	w.timeline(TimelineEntry{At: now, What: msg})
+	w.notify(ctx, fmt.Sprintf("alerts-resolved-%d", w.st.AlertsReceived), "alerts_resolved", "incident-response", msg)
 }
 
 // joinMax joins at most n strings with commas, noting how many were left out.

@@ -453,7 +453,7 @@ func (w *incident) notify(ctx workflow.Context, stepID, event, channel, message 
 	in := activities.ActionInput{
 		IncidentID: w.st.IncidentID, StepID: stepID, Action: activities.NotifySend, Asset: w.st.Asset, Drill: w.drill(),
 		DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + stepID, LedgerSeq: w.st.LedgerSeq,
-		Params: map[string]string{"event": event, "channel": channel,
+		Params: map[string]string{"event": event, "channel": channel, "severity": w.st.Severity,
 			"message": fmt.Sprintf("%s incident %s (%s on %s): %s", w.st.Severity, w.st.IncidentID, w.st.Playbook, w.st.Asset, message)},
 	}
 	w.notifying++

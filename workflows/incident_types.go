@@ -169,9 +169,14 @@ type IncidentStatus struct {
 	TimelineDropped int
 	// Alerts are the distinct alerts, by fingerprint, in arrival order.
 	Alerts []AlertRecord
-	// AlertsReceived counts every alert, duplicates included.
+	// AlertsReceived counts every alert, duplicates included (not
+	// resolutions).
 	AlertsReceived int
-	Metrics        Metrics
+	// AllAlertsResolvedAt is when the last open alert of the incident was
+	// resolved at its detector (zero while any alert fires). The
+	// responders are told; nothing is done automatically.
+	AllAlertsResolvedAt time.Time `json:",omitzero"`
+	Metrics             Metrics
 	// EscalationLevel is 0 until the first escalation.
 	EscalationLevel int
 	// EscalatedBy are the people (subjects) who escalated the incident;
@@ -270,6 +275,9 @@ type AlertRecord struct {
 	// intake accepted the alert (their difference is the time to detect).
 	ObservedAt time.Time `json:",omitzero"`
 	ReceivedAt time.Time `json:",omitzero"`
+	// ResolvedAt is when the detector resolved the alert (zero: firing).
+	// The alert firing again clears it.
+	ResolvedAt time.Time `json:",omitzero"`
 }
 
 // Metrics are the incident's response times, measured from OpenedAt.

@@ -189,3 +189,9 @@ const (
 // opened by [Watch]: its recovery phase gets one approval-gated step per
 // compensation the stopped run left pending ([IncidentInput.Inherited]).
 const OrphanedCompensationsPlaybook = "orphaned-compensations"
+
+// UnknownAssetPlaybook is the playbook of an alert whose asset is in no
+// inventory: a triage that takes no automatic action (the intake routes
+// such alerts to it; the playbook the rules chose is in the alert's label
+// "iru.routed_playbook").
+const UnknownAssetPlaybook = "unknown-asset-triage"

@@ -20,7 +20,7 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 		return activities.ActionResult{}, err
 	}
 	ev := notify.Event{
-		Kind: p.Event, IncidentID: in.IncidentID, Asset: in.Asset,
+		Kind: p.Event, IncidentID: in.IncidentID, Asset: in.Asset, Severity: p.Severity,
 		Summary: p.Message, At: a.now().UTC(), Details: map[string]string{"channel": p.Channel, "step": in.StepID},
 	}
 	if ev.Summary == "" {

@@ -52,12 +52,14 @@ type StatusView struct {
 	TimelineDropped int         `json:"timeline_dropped"`
 	Alerts          []AlertView `json:"alerts"`
 	// AlertsReceived counts every alert, duplicates included.
-	AlertsReceived  int         `json:"alerts_received"`
-	Metrics         MetricsView `json:"metrics"`
-	EscalationLevel int         `json:"escalation_level"`
-	EscalatedBy     []string    `json:"escalated_by,omitempty"`
-	LedgerSeq       int64       `json:"ledger_seq"`
-	LedgerFailures  int         `json:"ledger_failures"`
+	AlertsReceived int `json:"alerts_received"`
+	// AllAlertsResolvedAt is when every alert was resolved at its detector.
+	AllAlertsResolvedAt time.Time   `json:"all_alerts_resolved_at,omitzero"`
+	Metrics             MetricsView `json:"metrics"`
+	EscalationLevel     int         `json:"escalation_level"`
+	EscalatedBy         []string    `json:"escalated_by,omitempty"`
+	LedgerSeq           int64       `json:"ledger_seq"`
+	LedgerFailures      int         `json:"ledger_failures"`
 	// Runs counts continue-as-new generations (0 for the first run).
 	Runs int `json:"runs"`
 }
@@ -143,6 +145,8 @@ type AlertView struct {
 	LastSeen    time.Time `json:"last_seen"`
 	ObservedAt  time.Time `json:"observed_at,omitzero"`
 	ReceivedAt  time.Time `json:"received_at,omitzero"`
+	// ResolvedAt is when the detector resolved the alert (absent: firing).
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 }
 
 // MetricsView are the incident's response times, measured from its
@@ -208,6 +212,7 @@ func statusView(s workflows.IncidentStatus) StatusView {
 		Steps: make([]StepView, 0, len(s.Steps)), Compensations: make([]CompensationView, 0, len(s.Compensations)),
 		Timeline: make([]TimelineView, 0, len(s.Timeline)), TimelineDropped: s.TimelineDropped,
 		Alerts: make([]AlertView, 0, len(s.Alerts)), AlertsReceived: s.AlertsReceived,
+		AllAlertsResolvedAt: s.AllAlertsResolvedAt,
 		Metrics: MetricsView{
 			AcknowledgedAt: s.Metrics.AcknowledgedAt, ContainedAt: s.Metrics.ContainedAt, RecoveredAt: s.Metrics.RecoveredAt,
 			TimeToAcknowledgeSeconds: s.Metrics.TimeToAcknowledge.Seconds(), TimeToContainSeconds: s.Metrics.TimeToContain.Seconds(),
@@ -233,6 +238,7 @@ func statusView(s workflows.IncidentStatus) StatusView {
 		v.Alerts = append(v.Alerts, AlertView{
 			Fingerprint: a.Fingerprint, ID: a.ID, Source: a.Source, Rule: a.Rule, Severity: a.Severity, Summary: a.Summary,
 			Count: a.Count, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ObservedAt: a.ObservedAt, ReceivedAt: a.ReceivedAt,
+			ResolvedAt: a.ResolvedAt,
 		})
 	}
 	return v

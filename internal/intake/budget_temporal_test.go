@@ -38,7 +38,7 @@ func TestTemporalLessThanAttack(t *testing.T) {
 		want = append(want, postIDs(t, r)...)
 	}
 	eventually(t, "spool drained", 30*time.Second, func() bool { return e.sp.Stats().Pending == 0 })
-	id := workflows.IncidentWorkflowID("container-compromise:" + asset)
+	id := workflows.IncidentWorkflowID(workflows.UnknownAssetPlaybook + ":" + asset)
 	var st alertCount
 	eventually(t, "incident received the alerts", 30*time.Second, func() bool {
 		st = queryCount(t, c, id)
@@ -156,7 +156,7 @@ func TestTemporalQuotaFloodOthersOpen(t *testing.T) {
 		t.Fatalf("other detector during the flood: %d %v", r.status, r.body)
 	}
 	e.forward(forward.TemporalSignaler{Client: c}, forward.Options{TaskQueue: tq})
-	id := workflows.IncidentWorkflowID("container-compromise:" + prefix + "calm")
+	id := workflows.IncidentWorkflowID(workflows.UnknownAssetPlaybook + ":" + prefix + "calm")
 	var st alertCount
 	eventually(t, "the other detector's incident", 30*time.Second, func() bool {
 		if e.sp.Stats().Pending > 0 {

@@ -63,7 +63,7 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 		"incident:failed-auth-threshold:web-1":      1,
 		"incident:key-compromise:vault-1":           1,
 		"incident:failed-auth-threshold:keycloak-1": 2, // firing (generic) + resolved
-		"incident:container-compromise:ghost-9":     1,
+		"incident:unknown-asset-triage:ghost-9":     1,
 	}
 	if len(alerts) != len(want) {
 		t.Errorf("workflows %v, want %v", slices.Sorted(mapsKeys(alerts)), slices.Sorted(mapsKeys(want)))
@@ -98,8 +98,9 @@ func TestEndToEndFakeSignaler(t *testing.T) {
 	if !strings.HasPrefix(falco.RawDigest, "sha256:") || falco.ID == "" || falco.ReceivedAt.IsZero() {
 		t.Errorf("falco alert %+v", falco)
 	}
-	ghost := alerts["incident:container-compromise:ghost-9"][0]
-	if ghost.Labels[LabelUnmapped] != "true" || ghost.Asset != "ghost-9" {
+	// An asset no inventory knows opens a triage, not the rule's playbook.
+	ghost := alerts["incident:unknown-asset-triage:ghost-9"][0]
+	if ghost.Labels[LabelUnmapped] != "true" || ghost.Asset != "ghost-9" || ghost.Labels[LabelRoutedPlaybook] != "container-compromise" || ghost.AssetRef != nil {
 		t.Errorf("unmapped alert %+v", ghost)
 	}
 	if starts["incident:failed-auth-threshold:web-1"].OpenedBy != "wazuh/w1" {

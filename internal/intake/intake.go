@@ -66,6 +66,14 @@ const DefaultMaxBodyBytes = 1 << 20
 // LabelUnmapped marks an alert whose asset the inventory did not know.
 const LabelUnmapped = "iru.unmapped"
 
+// LabelRoutedPlaybook is, on an alert whose asset the inventory did not
+// know, the playbook the routing rules chose for it; the alert opens a
+// triage ([workflows.UnknownAssetPlaybook]) instead.
+const LabelRoutedPlaybook = "iru.routed_playbook"
+
+// RuleUnknownAsset is the rule name of the routing to the triage.
+const RuleUnknownAsset = "unknown-asset"
+
 // maxKey bounds a correlation key (it becomes a workflow id).
 const maxKey = 512
 
@@ -393,8 +401,20 @@ type Decision struct {
 func (d Decision) WorkflowID() string { return workflows.IncidentWorkflowID(d.Key) }
 
 // Decide maps a parsed alert to its asset, routes it and computes its
-// correlation key. The handler uses it; so does `starter rules test`.
+// correlation key; an alert whose asset the inventory does not know opens
+// a triage. The handler uses it; so does `starter rules test`.
 func Decide(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a *parse.Alert) Decision {
+	return decide(ctx, inv, rules, a, true)
+}
+
+// DecideRules is [Decide] for a check of the routing rules without an
+// inventory (`starter rules test` with no Proxmox VE): the asset the
+// detector named is routed as if an inventory knew it.
+func DecideRules(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a *parse.Alert) Decision {
+	return decide(ctx, inv, rules, a, false)
+}
+
+func decide(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a *parse.Alert, triage bool) Decision {
 	m := inv.Resolve(ctx, a.AssetHints)
 	labels := a.Labels
 	if !m.Mapped {
@@ -406,6 +426,15 @@ func Decide(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a
 	}
 	in := route.Input{Source: a.Source, Rule: a.Rule, Severity: a.Severity, Labels: labels, Asset: m.Asset.Name, AssetTags: m.Asset.Tags}
 	d := rules.Route(in)
+	if !m.Mapped && triage {
+		// No action can be aimed at an asset no inventory knows: the alert
+		// opens a triage, keyed by the name the detector gave, and keeps
+		// the playbook its rule chose for the responder.
+		labels[LabelRoutedPlaybook] = d.Playbook
+		d.Reason = fmt.Sprintf("asset %q is in no inventory: triage (the rules chose %s: %s)", m.Asset.Name, d.Playbook, d.Reason)
+		d.Playbook, d.RuleName = workflows.UnknownAssetPlaybook, RuleUnknownAsset
+		d.CorrelateBy = []string{route.PartPlaybook, route.PartAsset}
+	}
 	return Decision{Alert: *a, Asset: m, Route: d, Key: boundKey(d.Key(in)), Labels: labels}
 }
 
@@ -445,6 +474,8 @@ func (d Decision) Record(openedBy string, now time.Time) forward.Record {
 			Labels:      d.Labels,
 			ObservedAt:  d.Alert.ObservedAt,
 			ReceivedAt:  now,
+			Resolved:    d.Alert.Resolved,
+			ResolvedAt:  d.Alert.EndedAt,
 		},
 	}
 }

@@ -121,7 +121,7 @@ func TestTemporalStormOneIncidentPerKey(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				id := workflows.IncidentWorkflowID("container-compromise:" + asset)
+				id := workflows.IncidentWorkflowID(workflows.UnknownAssetPlaybook + ":" + asset)
 				sent[id] = append(sent[id], postIDs(t, r)...)
 				mu.Unlock()
 			}
@@ -221,7 +221,7 @@ func TestTemporalOutageThenDelivery(t *testing.T) {
 
 	e.forward(forward.TemporalSignaler{Client: c}, fopts)
 	eventually(t, "spool drained", 30*time.Second, func() bool { return e.sp.Stats().Pending == 0 })
-	id := workflows.IncidentWorkflowID("container-compromise:" + asset)
+	id := workflows.IncidentWorkflowID(workflows.UnknownAssetPlaybook + ":" + asset)
 	st := queryCount(t, c, id)
 	if !slices.Equal(st.IDs, want) {
 		t.Fatalf("received %d alerts %v…, want the %d sent, in order", st.Total, st.IDs[:min(3, len(st.IDs))], len(want))
@@ -250,7 +250,7 @@ func TestTemporalRestartLosesNothing(t *testing.T) {
 						return
 					}
 					mu.Lock()
-					id := workflows.IncidentWorkflowID("container-compromise:" + asset)
+					id := workflows.IncidentWorkflowID(workflows.UnknownAssetPlaybook + ":" + asset)
 					sent[id] = append(sent[id], postIDs(t, r)...)
 					mu.Unlock()
 				}

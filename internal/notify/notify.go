@@ -53,8 +53,11 @@ type Event struct {
 type Channel struct {
 	// Name identifies the channel in playbooks and logs.
 	Name string `yaml:"name" json:"name"`
-	// Kind is "webhook" (generic JSON) or "slack" (Slack-compatible).
+	// Kind is "webhook" (generic JSON), "slack" (Slack-compatible) or
+	// "smtp" (e-mail, see SMTP).
 	Kind string `yaml:"kind" json:"kind"`
+	// SMTP is the server and recipients of an "smtp" channel.
+	SMTP *SMTP `yaml:"smtp" json:"smtp,omitempty"`
 	// URL receives the POST.
 	URL string `yaml:"url" json:"url"`
 	// Secret, if set, signs generic webhook bodies: header
@@ -106,7 +109,7 @@ func (n *Notifier) Send(ctx context.Context, ev Event) ([]Result, error) {
 	var results []Result
 	var errs []error
 	for _, ch := range n.Channels {
-		if !ch.wants(ev.Kind) {
+		if !ch.wants(ev.Kind) || (ch.Kind == "smtp" && ch.SMTP != nil && len(ch.SMTP.Recipients(ev)) == 0) {
 			continue
 		}
 		attempts, err := n.sendWithRetry(ctx, ch, ev)
@@ -154,6 +157,8 @@ func (n *Notifier) sendWithRetry(ctx context.Context, ch Channel, ev Event) (int
 func (n *Notifier) post(ctx context.Context, ch Channel, ev Event) (retry bool, err error) {
 	var body []byte
 	switch ch.Kind {
+	case "smtp":
+		return n.sendMail(ctx, ch, ev)
 	case "slack":
 		body, err = json.Marshal(slackMessage(ev))
 	case "webhook", "":

@@ -162,6 +162,13 @@ func (f *folder) opened(at time.Time, r activities.LedgerAppendInput) {
 func (f *folder) alert(at time.Time, alerts []activities.LedgerAlert) {
 	for _, a := range alerts {
 		i, ok := f.alerts[a.Fingerprint]
+		if !a.ResolvedAt.IsZero() {
+			// A resolution: it marks a known alert, and counts as no alert.
+			if ok {
+				f.inc.Alerts[i].ResolvedAt = a.ResolvedAt
+			}
+			continue
+		}
 		if !ok {
 			i = len(f.inc.Alerts)
 			f.alerts[a.Fingerprint] = i
@@ -170,6 +177,7 @@ func (f *folder) alert(at time.Time, alerts []activities.LedgerAlert) {
 		}
 		x := &f.inc.Alerts[i]
 		x.Count, x.LastSeen = max(x.Count, a.Count), at
+		x.ResolvedAt = time.Time{} // fired again after a resolution
 		if x.Severity == "" {
 			x.Severity = a.Severity
 		}

@@ -99,3 +99,37 @@ func TestFromLedgerEntriesAndStates(t *testing.T) {
 		t.Errorf("malformed record: err = %v, want one naming entry 2", err)
 	}
 }
+
+// TestFromLedgerAlertResolution: a resolution marks its alert resolved
+// without counting as an alert, and the alert firing again clears it.
+func TestFromLedgerAlertResolution(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	endsAt := t0.Add(90 * time.Second)
+	fired := activities.LedgerAppendInput{Kind: kindAlert, Actor: "workflow", Alerts: []activities.LedgerAlert{{Fingerprint: "fp1", Rule: "shell", Count: 1}}}
+	resolved := activities.LedgerAppendInput{Kind: kindAlert, Actor: "workflow", Alerts: []activities.LedgerAlert{{Fingerprint: "fp1", ResolvedAt: endsAt}, {Fingerprint: "unknown", ResolvedAt: endsAt}}}
+	again := activities.LedgerAppendInput{Kind: kindAlert, Actor: "workflow", Alerts: []activities.LedgerAlert{{Fingerprint: "fp1", Count: 2}}}
+	tests := []struct {
+		name      string
+		entries   []activities.LedgerAppendInput
+		count     int
+		resolveAt time.Time
+	}{
+		{"firing", []activities.LedgerAppendInput{fired}, 1, time.Time{}},
+		{"resolved", []activities.LedgerAppendInput{fired, resolved}, 1, endsAt},
+		{"fires again", []activities.LedgerAppendInput{fired, resolved, again}, 2, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inc, err := FromLedger(chain(t, t0, tt.entries...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(inc.Alerts) != 1 {
+				t.Fatalf("alerts = %+v, want the one that fired", inc.Alerts)
+			}
+			if a := inc.Alerts[0]; a.Count != tt.count || !a.ResolvedAt.Equal(tt.resolveAt) {
+				t.Errorf("alert = count %d resolved %v, want %d and %v", a.Count, a.ResolvedAt, tt.count, tt.resolveAt)
+			}
+		})
+	}
+}

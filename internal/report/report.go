@@ -88,6 +88,8 @@ type Alert struct {
 	// intake accepted the alert (their difference is the time to detect).
 	ObservedAt time.Time `json:"observed_at,omitzero"`
 	ReceivedAt time.Time `json:"received_at,omitzero"`
+	// ResolvedAt is when the detector resolved the alert (zero: firing).
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 }
 
 // Step is one step of the playbook and what became of it.
@@ -254,9 +256,13 @@ func Markdown(r Report) []byte {
 	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
 		orDash(r.Metrics.TimeToDetect), orDash(r.Metrics.TimeToAcknowledge), orDash(r.Metrics.TimeToContain), orDash(r.Metrics.TimeToRecover))
 
-	w("\n## Alerts\n\n| source | rule | severity | count | first seen |\n|---|---|---|---|---|\n")
+	w("\n## Alerts\n\n| source | rule | severity | count | first seen | resolved |\n|---|---|---|---|---|---|\n")
 	for _, a := range r.Alerts {
-		w("| %s | %s | %s | %d | %s |\n", cell(a.Source), cell(a.Rule), cell(a.Severity), a.Count, ts(a.FirstSeen))
+		resolved := "firing"
+		if !a.ResolvedAt.IsZero() {
+			resolved = ts(a.ResolvedAt)
+		}
+		w("| %s | %s | %s | %d | %s | %s |\n", cell(a.Source), cell(a.Rule), cell(a.Severity), a.Count, ts(a.FirstSeen), resolved)
 	}
 
 	w("\n## Actions\n\n| phase | step | action | status | started | finished | summary |\n|---|---|---|---|---|---|---|\n")

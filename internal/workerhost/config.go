@@ -53,6 +53,15 @@ type NotifyConfig struct {
 	WebhookURL    string `env:"IRU_NOTIFY_WEBHOOK_URL" doc:"Generic JSON webhook that receives incident notifications."`
 	WebhookSecret string `env:"IRU_NOTIFY_WEBHOOK_SECRET" secret:"true" doc:"HMAC-SHA256 key signing webhook bodies (X-IRU-Signature)."`
 	SlackURL      string `env:"IRU_NOTIFY_SLACK_URL" secret:"true" doc:"Slack-compatible incoming webhook URL (the URL is the credential)."`
+	// SMTP* configure the e-mail channel (STARTTLS required).
+	SMTPAddr     string `env:"IRU_NOTIFY_SMTP_ADDR" doc:"SMTP submission server host:port for e-mail notifications (STARTTLS required, AUTH PLAIN when a username is set); empty: no e-mail."`
+	SMTPUsername string `env:"IRU_NOTIFY_SMTP_USERNAME" doc:"SMTP AUTH user name."`
+	SMTPPassword string `env:"IRU_NOTIFY_SMTP_PASSWORD" secret:"true" doc:"SMTP AUTH password."`
+	SMTPFrom     string `env:"IRU_NOTIFY_SMTP_FROM" doc:"Sender address of e-mail notifications."`
+	// Mail* are the incident contacts' addresses (see notify.ContactRoutes).
+	MailSecurityTeam     []string `env:"IRU_NOTIFY_MAIL_SECURITY_TEAM" doc:"Comma-separated addresses of the security team: every notification."`
+	MailIncidentResponse []string `env:"IRU_NOTIFY_MAIL_INCIDENT_RESPONSE" doc:"Comma-separated addresses of incident response: openings, escalations and approvals of high and critical incidents."`
+	MailCompliance       []string `env:"IRU_NOTIFY_MAIL_COMPLIANCE" doc:"Comma-separated addresses of compliance: compliance deadlines and closings."`
 }
 
 // Channels returns the configured channels.
@@ -63,6 +72,10 @@ func (n NotifyConfig) Channels() []notify.Channel {
 	}
 	if n.SlackURL != "" {
 		ch = append(ch, notify.Channel{Name: "slack", Kind: "slack", URL: n.SlackURL})
+	}
+	if n.SMTPAddr != "" {
+		ch = append(ch, notify.Channel{Name: "email", Kind: "smtp", SMTP: &notify.SMTP{Addr: n.SMTPAddr, Username: n.SMTPUsername,
+			Password: n.SMTPPassword, From: n.SMTPFrom, Routes: notify.ContactRoutes(n.MailSecurityTeam, n.MailIncidentResponse, n.MailCompliance)}})
 	}
 	return ch
 }

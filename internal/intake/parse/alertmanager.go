@@ -104,8 +104,9 @@ func amConvert(p *amPayload, a *amAlert, field string) (Alert, error) {
 	if err != nil || starts.IsZero() {
 		return Alert{}, errf(join(field, "startsAt"), "must be an RFC 3339 time")
 	}
+	var ends time.Time
 	if a.EndsAt != "" {
-		if _, err := time.Parse(time.RFC3339Nano, a.EndsAt); err != nil {
+		if ends, err = time.Parse(time.RFC3339Nano, a.EndsAt); err != nil {
 			return Alert{}, errf(join(field, "endsAt"), "must be an RFC 3339 time")
 		}
 	}
@@ -141,6 +142,9 @@ func amConvert(p *amPayload, a *amAlert, field string) (Alert, error) {
 		ObservedAt:  starts,
 		Resolved:    a.Status == "resolved",
 		AssetHints:  amHints(a.Labels),
+	}
+	if al.Resolved && !ends.IsZero() && ends.Year() > 1 {
+		al.EndedAt = ends.UTC()
 	}
 	return al, checkStrings(&al, field)
 }

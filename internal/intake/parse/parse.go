@@ -78,6 +78,9 @@ type Alert struct {
 	ObservedAt time.Time
 	// Resolved is true for an Alertmanager alert whose status is resolved.
 	Resolved bool
+	// EndedAt is when a resolved alert ended (Alertmanager's endsAt; zero
+	// when the detector did not say).
+	EndedAt time.Time
 	// AssetHints name the asset, most specific first.
 	AssetHints []AssetHint
 }

@@ -41,7 +41,7 @@ func TestFixtures(t *testing.T) {
 			eq(t, "annotation", a[0].Labels["annotation.description"], "Egress above 40 MiB/s for 5 minutes.\nCheck the container.")
 			hints(t, a[0].AssetHints, "name=web-1 vmid=121 ip=10.10.0.21 node=pve1")
 			hints(t, a[1].AssetHints, "hostname=db-1.lxc.example.org")
-			if a[0].Resolved || a[1].Resolved {
+			if a[0].Resolved || a[1].Resolved || !a[0].EndedAt.IsZero() {
 				t.Error("firing alerts marked resolved")
 			}
 			if !a[1].ObservedAt.Equal(time.Date(2024, 5, 1, 10, 35, 1, 0, time.UTC)) {
@@ -51,6 +51,9 @@ func TestFixtures(t *testing.T) {
 		{"alertmanager_resolved.json", ParseAlertmanager, 1, func(t *testing.T, a []Alert) {
 			if !a[0].Resolved {
 				t.Error("resolved alert not marked resolved")
+			}
+			if want := time.Date(2024, 5, 1, 11, 20, 0, 500000000, time.UTC); !a[0].EndedAt.Equal(want) {
+				t.Errorf("endsAt = %v, want %v", a[0].EndedAt, want)
 			}
 			eq(t, "severity", a[0].Severity, severity.Medium)
 			hints(t, a[0].AssetHints, "name=keycloak-1")
