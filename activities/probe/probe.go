@@ -8,7 +8,9 @@
 //
 // Nothing an alert carries chooses what is probed: the target is the
 // asset's inventory address with the configured scheme, port and path
-// (IRU_PROBE_SCHEME, IRU_PROBE_PORT, IRU_PROBE_PATH), or the asset's entry
+// (IRU_PROBE_SCHEME, IRU_PROBE_PORT, IRU_PROBE_PATH), read from the
+// container the intake resolved the asset to (looked up by name only when
+// the run carries no resolved asset), or the asset's entry
 // of the allow-list IRU_PROBE_TARGETS; a step may name a `target` only if
 // it is on that list. Link-local, loopback, unspecified and multicast
 // addresses and the platform's own listen addresses are refused (final
@@ -191,7 +193,9 @@ func parseTarget(s string) (target, error) {
 }
 
 // HealthProbe implements [activities.NetHealthProbe]. Outputs: healthy
-// ("true") and detail (what answered, on which attempt).
+// ("true") and detail (what answered, on which attempt); the summary (and
+// the plan of a dry run) says where the target came from: the allow-list,
+// the container the intake resolved, or a look-up by name.
 func (a *Activities) HealthProbe(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.NetHealthProbeParams](in)
 	if err != nil {
@@ -226,14 +230,14 @@ func (a *Activities) HealthProbe(ctx context.Context, in activities.ActionInput)
 		detail = fmt.Sprintf("%s (attempt %d/%d)", detail, i, retries)
 		activity.RecordHeartbeat(ctx, detail)
 		if ok {
-			return activities.ActionResult{Outputs: map[string]string{"healthy": "true", "detail": detail}, Summary: "healthy: " + detail}, nil
+			return activities.ActionResult{Outputs: map[string]string{"healthy": "true", "detail": detail}, Summary: "healthy: " + detail + "; target: " + from}, nil
 		}
 		last = detail
 		if ctx.Err() != nil {
 			return activities.ActionResult{}, fmt.Errorf("%s %s: %w", activities.NetHealthProbe, t, ctx.Err())
 		}
 	}
-	return activities.ActionResult{}, temporal.NewApplicationError(fmt.Sprintf("%s: %s unhealthy after %d attempts: %s", activities.NetHealthProbe, t, retries, last), ErrTypeUnhealthy)
+	return activities.ActionResult{}, temporal.NewApplicationError(fmt.Sprintf("%s: %s (%s) unhealthy after %d attempts: %s", activities.NetHealthProbe, t, from, retries, last), ErrTypeUnhealthy)
 }
 
 // attempt probes once and tells whether the target is healthy, and what it

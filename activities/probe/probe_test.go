@@ -19,10 +19,15 @@ import (
 
 func run(t *testing.T, a *Activities, params map[string]string, dry bool) (activities.ActionResult, error) {
 	t.Helper()
+	return runInput(t, a, activities.ActionInput{Action: activities.NetHealthProbe, Params: params, DryRun: dry})
+}
+
+// runInput runs the probe as a registered activity with input in.
+func runInput(t *testing.T, a *Activities, in activities.ActionInput) (activities.ActionResult, error) {
+	t.Helper()
 	env := activitytest.New(nil)
 	a.Register(env)
-	return activitytest.Run[activities.ActionResult](env, activities.NetHealthProbe,
-		activities.ActionInput{Action: activities.NetHealthProbe, Params: params, DryRun: dry})
+	return activitytest.Run[activities.ActionResult](env, activities.NetHealthProbe, in)
 }
 
 func TestHealthProbe(t *testing.T) {

@@ -19,6 +19,13 @@ import (
 // Inventory gives the address of an asset as the inventory (Proxmox VE)
 // records it; the probe's default target is derived from it.
 type Inventory interface {
+	// ResolvedAddr returns the address of the container the intake
+	// resolved the asset to, once it has checked that the container still
+	// carries the asset's name; a ref that does not locate the asset is an
+	// error, never another container's address.
+	ResolvedAddr(ctx context.Context, ref activities.AssetRef) (netip.Addr, error)
+	// AssetAddr looks an asset up by name (vmid, hostname, tag: or
+	// address) and returns its address.
 	AssetAddr(ctx context.Context, asset string) (netip.Addr, error)
 }
 
@@ -227,7 +234,11 @@ func (l allowList) exactAddrs() []netip.AddrPort {
 
 // resolveTarget picks the probe's target: a `target` parameter only when it
 // is on the allow-list; otherwise the asset's entry of the allow-list, or
-// its inventory address with the configured scheme, port and path.
+// its inventory address with the configured scheme, port and path. The
+// address of the incident's asset comes from the container the intake
+// resolved ([activities.ActionInput.Resolved]); an asset without one (a
+// manual run, another asset named by the step) is looked up by name. The
+// second result says where the target came from.
 func (a *Activities) resolveTarget(ctx context.Context, in activities.ActionInput, p activities.NetHealthProbeParams) (target, string, error) {
 	if raw := p.Target; raw != "" {
 		t, err := parseTarget(raw)
@@ -250,15 +261,32 @@ func (a *Activities) resolveTarget(ctx context.Context, in activities.ActionInpu
 	if a.inv == nil {
 		return target{}, "", activities.NewFinalError(activities.ErrTypePrecondition, activities.NetHealthProbe+": no inventory to find the address of "+asset, nil)
 	}
-	ip, err := a.inv.AssetAddr(ctx, asset)
+	var ip netip.Addr
+	var err error
+	var from string
+	if r := in.Resolved; r != nil && strings.EqualFold(r.Name, asset) {
+		ip, err = a.inv.ResolvedAddr(ctx, *r)
+		from = fmt.Sprintf("inventory address of %s (CT %d on %s, as the intake resolved it)", asset, r.VMID, r.Node)
+	} else {
+		ip, err = a.inv.AssetAddr(ctx, asset)
+		from = fmt.Sprintf("inventory address of %s (looked up by name: %s)", asset, unresolvedWhy(in.Resolved))
+	}
 	if err != nil {
 		return target{}, "", err
 	}
 	hp := net.JoinHostPort(ip.String(), strconv.Itoa(a.cfg.Port))
 	if a.cfg.Scheme == "tcp" {
-		return target{addr: hp}, "inventory address of " + asset, nil
+		return target{addr: hp}, from, nil
 	}
-	return target{url: &url.URL{Scheme: a.cfg.Scheme, Host: hp, Path: a.cfg.Path}}, "inventory address of " + asset, nil
+	return target{url: &url.URL{Scheme: a.cfg.Scheme, Host: hp, Path: a.cfg.Path}}, from, nil
+}
+
+// unresolvedWhy says why an asset's address is looked up by name.
+func unresolvedWhy(r *activities.AssetRef) string {
+	if r == nil {
+		return "the run carries no asset resolved by the intake"
+	}
+	return fmt.Sprintf("the intake resolved %s, not this asset", r.Name)
 }
 
 // refused returns the *RefusedError in err, if any.

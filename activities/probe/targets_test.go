@@ -29,6 +29,11 @@ func (i inventory) AssetAddr(_ context.Context, asset string) (netip.Addr, error
 	return netip.MustParseAddr(a), nil
 }
 
+// ResolvedAddr knows no resolved assets: these tests run without one.
+func (i inventory) ResolvedAddr(context.Context, activities.AssetRef) (netip.Addr, error) {
+	return netip.Addr{}, errors.New("fake inventory: no resolved assets")
+}
+
 // counting is a listener that counts connections and HTTP requests: a
 // refused probe must reach it not even once.
 type counting struct {

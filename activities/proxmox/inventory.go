@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sort"
 
 	goprox "github.com/luthermonson/go-proxmox"
@@ -54,8 +55,8 @@ func (a *Activities) Containers(ctx context.Context) ([]Container, error) {
 // AssetAddr returns the inventory address of an asset (vmid, hostname,
 // tag:<tag> or address, as for every pve.* action): the first static
 // address of its interfaces (netN ip=, then ip6=). The health probe
-// derives its target from it; an asset without a static address has none
-// (NotFound).
+// derives its target from it when the incident carries no asset the
+// intake resolved; an asset without a static address has none (NotFound).
 func (a *Activities) AssetAddr(ctx context.Context, asset string) (netip.Addr, error) {
 	x := a.call("inventory address")
 	ct, err := x.resolve(ctx, asset)
@@ -67,6 +68,38 @@ func (a *Activities) AssetAddr(ctx context.Context, asset string) (netip.Addr, e
 	if err := x.get(ctx, ct.path("/config"), &conf); err != nil {
 		return netip.Addr{}, err
 	}
+	return staticAddr(ct, conf)
+}
+
+// ResolvedAddr is [Activities.AssetAddr] for an asset the intake resolved:
+// one read of the container's config checks that the container at the
+// ref's node and vmid still carries the asset's name (as every pve.*
+// action checks it) and gives its address; nothing is looked up by name.
+func (a *Activities) ResolvedAddr(ctx context.Context, ref activities.AssetRef) (netip.Addr, error) {
+	x := a.call("inventory address")
+	if !reNodeName.MatchString(ref.Node) || ref.VMID < minVMID || ref.VMID > maxVMID || ref.Name == "" {
+		return netip.Addr{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: resolved asset %q at node %q vmid %d is not a container location", x.action, ref.Name, ref.Node, ref.VMID))
+	}
+	x.ct = &ctRef{Node: ref.Node, VMID: ref.VMID, Name: ref.Name}
+	x.deferred = true
+	var conf map[string]any
+	if err := x.get(ctx, x.ct.path("/config"), &conf); err != nil {
+		return netip.Addr{}, err
+	}
+	if err := x.checkResolved(conf); err != nil {
+		return netip.Addr{}, err
+	}
+	return staticAddr(x.ct, conf)
+}
+
+// PVE's bounds of a guest id, and the form of a node name (a DNS label).
+const minVMID, maxVMID = 100, 999999999
+
+var reNodeName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// staticAddr returns the first static address of a container's interfaces
+// (netN ip=, then ip6=) in its config.
+func staticAddr(ct *ctRef, conf map[string]any) (netip.Addr, error) {
 	for _, k := range []string{"ip", "ip6"} {
 		for _, n := range netKeys(conf) {
 			if p, err := netip.ParsePrefix(parseProps(str(conf[n]))[k]); err == nil {
