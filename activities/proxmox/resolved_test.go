@@ -14,7 +14,7 @@ import (
 // TestResolvedAsset: an action whose asset is the incident's acts on the
 // container the intake resolved (no cluster-wide lookup), but only while
 // that container still carries the asset's name; an asset parameter that
-// names another container is resolved as before.
+// names another container is looked up by name.
 func TestResolvedAsset(t *testing.T) {
 	l := newLab(t)
 	withRef := func(action, asset string, ref activities.AssetRef) activities.ActionInput {

@@ -182,11 +182,11 @@ func awayFromMinuteEnd(seconds int) {
 	}
 }
 
-// TestBadTokenFloodLeavesOneLedgerRow performs the attack of the issue:
+// TestBadTokenFloodLeavesOneLedgerRow performs a bad-credential flood:
 // 1,000 requests with bad credentials from one source within a minute
 // (bad detector keys, an unknown detector, bad responder tokens) leave ONE
 // aggregated ledger row for that source and minute, counting 1,000, and
-// the metric counts 1,000. (Every such request used to write two rows.)
+// the metric counts 1,000 (not one row, or two, per request).
 func TestBadTokenFloodLeavesOneLedgerRow(t *testing.T) {
 	limits := intake.DefaultLimits() // the burst runs into them: 429s are refusals too
 	s := newEdgeStack(t, edgeOptions{limits: limits})

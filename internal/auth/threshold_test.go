@@ -64,8 +64,9 @@ func TestFailureWatchConcurrent(t *testing.T) {
 }
 
 // TestFailureWatchRearms: a source that crosses the threshold in one
-// window and again in the next notifies twice (the watch used to fire once
-// per key for ever); within one window a sustained attack notifies once.
+// window and again in the next notifies twice (the watch re-arms for each
+// window rather than firing once per key for ever); within one window a
+// sustained attack notifies once.
 func TestFailureWatchRearms(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	var fired []time.Time
@@ -99,7 +100,7 @@ func TestFailureWatchRearms(t *testing.T) {
 }
 
 // TestFailureWatchBounded: 100,000 sources failing once each leave at
-// most MaxKeys+1 keys (the map used to keep every one of them), the
+// most MaxKeys+1 keys (the map does not keep every one of them), the
 // overflow still crosses the threshold, and keys whose failures left the
 // window are forgotten.
 func TestFailureWatchBounded(t *testing.T) {

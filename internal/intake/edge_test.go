@@ -39,7 +39,7 @@ func (c *countingBody) Close() error { return nil }
 // TestRefusedBeforeTheBodyIsRead performs the cheap attacks: 1 MiB bodies
 // with a bad key, no credentials, an unknown detector, a stale or
 // malformed signature. Each is refused (401) without a byte of its body
-// read (the handler used to read the whole body before authenticating).
+// read (the handler authenticates before it reads the body).
 // A valid key's body is read, which shows the counter counts.
 func TestRefusedBeforeTheBodyIsRead(t *testing.T) {
 	e := newEnv(t, spool.Options{})
