@@ -132,7 +132,7 @@ func TestSignDailyChains(t *testing.T) {
 	f.clock.Set(time.Date(2026, 12, 5, 0, 10, 0, 0, time.UTC)) // the schedule's time on 12-05
 	f.record(t, 1)                                             // today's chain: not ended, not signed
 
-	// Before: the daily chain verifies, but nothing signs it (the issue).
+	// Before the run: the daily chain verifies, but nothing signs it yet.
 	rep, err := f.ledger.Verify(f.ctx, "access:2026-12-03", f.signer)
 	if err != nil || rep.Checkpoints != 0 || rep.Entries != 3 {
 		t.Fatalf("before: %+v, %v", rep, err)

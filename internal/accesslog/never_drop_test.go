@@ -34,11 +34,10 @@ func fill(t *testing.T, a *Logger) {
 	t.Fatal("the queue never filled")
 }
 
-// TestAuthenticatedRecordNeverDropped performs the attack of the issue:
-// with the access-log queue full (a stuck ledger), an authenticated
-// request either waits until its record has room and the record lands in
-// the ledger, or fails without acting; its record is never silently
-// dropped (the old logger dropped it).
+// TestAuthenticatedRecordNeverDropped attacks the access log: with its
+// queue full (a stuck ledger), an authenticated request either waits
+// until its record has room and the record lands in the ledger, or fails
+// without acting; its record is never silently dropped.
 func TestAuthenticatedRecordNeverDropped(t *testing.T) {
 	l := openLedger(t)
 	reg := prometheus.NewRegistry()

@@ -264,12 +264,11 @@ func (b stuckLedger) Append(ctx context.Context, r ledger.AppendRequest) (ledger
 	return b.Ledger.Append(ctx, r)
 }
 
-// TestFullAccessLogNeverDropsAuthenticatedActions performs the attack of
-// the issue: with the access log's queue full (a stuck ledger and
-// housekeeping noise), an authenticated detector's alert and an
-// authenticated responder request either fail (503, the alert not
-// spooled) or are recorded; none is acted on with its record dropped (the
-// old access log dropped such records and answered 202).
+// TestFullAccessLogNeverDropsAuthenticatedActions attacks the access
+// log: with its queue full (a stuck ledger and housekeeping noise), an
+// authenticated detector's alert and an authenticated responder request
+// either fail (503, the alert not spooled) or are recorded; none is acted
+// on with its record dropped (answered 202 with no record).
 func TestFullAccessLogNeverDropsAuthenticatedActions(t *testing.T) {
 	release := make(chan struct{})
 	s := newEdgeStack(t, edgeOptions{

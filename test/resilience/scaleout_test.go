@@ -32,8 +32,8 @@ import (
 
 // Scale-out storm size: IRU_SCALEOUT_ALERTS alerts over IRU_SCALEOUT_ASSETS
 // containers (at most the first 50 of testdata/inventory50.yaml; its two
-// bystanders get no alert and must stay untouched). The defaults
-// are the figures.
+// bystanders get no alert and must stay untouched). The defaults are
+// 1,000 alerts over 50 containers.
 const (
 	scaleOutAlertsVar = "IRU_SCALEOUT_ALERTS"
 	scaleOutAssetsVar = "IRU_SCALEOUT_ASSETS"
