@@ -3,6 +3,7 @@
 package proxmox
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -61,6 +62,46 @@ func TestResolvedAsset(t *testing.T) {
 			t.Fatalf("outputs %v", o)
 		}
 	})
+}
+
+// TestResolvedAddr: the address of a resolved asset is read from its
+// container's config alone (one call, no cluster-wide lookup), and only
+// while that container carries the asset's name; a ref that is not a
+// container location is refused before any call.
+func TestResolvedAddr(t *testing.T) {
+	l := newLab(t)
+	const config = "GET /nodes/{node}/lxc/{vmid}/config"
+	for _, tc := range []struct {
+		name    string
+		ref     activities.AssetRef
+		addr    string
+		errType string
+		calls   pve.CallCounts
+	}{
+		{"genuine", activities.AssetRef{Name: "api-gateway", Node: "pve1", VMID: 100}, "10.20.10.10", "", pve.CallCounts{config: 1}},
+		{"name matched without case", activities.AssetRef{Name: "API-Gateway", Node: "pve1", VMID: 100}, "10.20.10.10", "", pve.CallCounts{config: 1}},
+		{"vmid now the database", activities.AssetRef{Name: "api-gateway", Node: "pve2", VMID: 103}, "", activities.ErrTypePrecondition, pve.CallCounts{config: 1}},
+		{"node with a path", activities.AssetRef{Name: "api-gateway", Node: "pve2/lxc/103/config?", VMID: 100}, "", activities.ErrTypeBadParams, pve.CallCounts{}},
+		{"vmid out of range", activities.AssetRef{Name: "api-gateway", Node: "pve1", VMID: 0}, "", activities.ErrTypeBadParams, pve.CallCounts{}},
+		{"no name", activities.AssetRef{Node: "pve1", VMID: 100}, "", activities.ErrTypeBadParams, pve.CallCounts{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l.srv.ResetCalls()
+			addr, err := l.acts.ResolvedAddr(t.Context(), tc.ref)
+			if calls := l.srv.Calls(); !maps.Equal(calls, tc.calls) {
+				t.Errorf("API calls %v, want %v", calls, tc.calls)
+			}
+			if tc.errType != "" {
+				if typ, fin := errType(t, err); typ != tc.errType || !fin {
+					t.Fatalf("got %s/%v (%v), want a final %s", typ, fin, err, tc.errType)
+				}
+				return
+			}
+			if err != nil || addr.String() != tc.addr {
+				t.Fatalf("ResolvedAddr = %v, %v; want %s", addr, err, tc.addr)
+			}
+		})
+	}
 }
 
 // TestContainers: the inventory listing carries each container's location,
