@@ -77,8 +77,8 @@ func (a *Activities) AssetAddr(ctx context.Context, asset string) (netip.Addr, e
 // action checks it) and gives its address; nothing is looked up by name.
 func (a *Activities) ResolvedAddr(ctx context.Context, ref activities.AssetRef) (netip.Addr, error) {
 	x := a.call("inventory address")
-	if !reNodeName.MatchString(ref.Node) || ref.VMID < minVMID || ref.VMID > maxVMID || ref.Name == "" {
-		return netip.Addr{}, final(activities.ErrTypeBadParams, fmt.Sprintf("%s: resolved asset %q at node %q vmid %d is not a container location", x.action, ref.Name, ref.Node, ref.VMID))
+	if err := checkRef(x.action, &ref); err != nil {
+		return netip.Addr{}, err
 	}
 	x.ct = &ctRef{Node: ref.Node, VMID: ref.VMID, Name: ref.Name}
 	x.deferred = true
@@ -96,6 +96,16 @@ func (a *Activities) ResolvedAddr(ctx context.Context, ref activities.AssetRef) 
 const minVMID, maxVMID = 100, 999999999
 
 var reNodeName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// checkRef refuses a resolved asset whose node or vmid is not a container
+// location: both go into API paths, so a node such as "pve2/lxc/103/config?"
+// would steer the call to another container.
+func checkRef(action string, ref *activities.AssetRef) error {
+	if !reNodeName.MatchString(ref.Node) || ref.VMID < minVMID || ref.VMID > maxVMID || ref.Name == "" {
+		return final(activities.ErrTypeBadParams, fmt.Sprintf("%s: resolved asset %q at node %q vmid %d is not a container location", action, ref.Name, ref.Node, ref.VMID))
+	}
+	return nil
+}
 
 // staticAddr returns the first static address of a container's interfaces
 // (netN ip=, then ip6=) in its config.

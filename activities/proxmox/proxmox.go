@@ -631,6 +631,9 @@ func (a *Activities) begin(ctx context.Context, in activities.ActionInput, actio
 	var ct *ctRef
 	var err error
 	if r := in.Resolved; r != nil && strings.EqualFold(r.Name, asset) {
+		if err := checkRef(action, r); err != nil {
+			return nil, err
+		}
 		ct, err = x.verify(ctx, r)
 	} else {
 		ct, err = x.resolve(ctx, asset)
@@ -654,6 +657,9 @@ func (a *Activities) beginDeferred(ctx context.Context, in activities.ActionInpu
 	r := in.Resolved
 	if asset == "" || r == nil || !strings.EqualFold(r.Name, asset) {
 		return a.begin(ctx, in, action, asset)
+	}
+	if err := checkRef(action, r); err != nil {
+		return nil, err
 	}
 	x := a.call(action)
 	x.ct = &ctRef{Node: r.Node, VMID: r.VMID, Name: r.Name}

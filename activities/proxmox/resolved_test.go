@@ -44,6 +44,23 @@ func TestResolvedAsset(t *testing.T) {
 			t.Fatal("a refused isolation changed the lab state")
 		}
 	})
+	t.Run("node steering the path", func(t *testing.T) {
+		for _, action := range []string{activities.PVEIsolate, activities.PVEResolveAsset, activities.PVESnapshot} {
+			forged := activities.AssetRef{Name: "api-gateway", Node: "pve2/lxc/103/config?", VMID: 100}
+			before := l.state(t)
+			l.srv.ResetCalls()
+			_, err := run(t, l.acts, withRef(action, "api-gateway", forged))
+			if typ, fin := errType(t, err); typ != activities.ErrTypeBadParams || !fin {
+				t.Fatalf("%s: got %s/%v: %v", action, typ, fin, err)
+			}
+			if calls := l.srv.Calls(); len(calls) != 0 {
+				t.Errorf("%s: a forged node made API calls %v", action, calls)
+			}
+			if l.state(t) != before {
+				t.Fatalf("%s: a refused ref changed the lab state", action)
+			}
+		}
+	})
 	t.Run("drill tag read from the config", func(t *testing.T) {
 		in := withRef(activities.PVEIsolate, "api-gateway", gateway)
 		in.Drill = true
