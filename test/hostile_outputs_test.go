@@ -159,8 +159,8 @@ func TestHostileAlertTextInOutputs(t *testing.T) {
 		}
 	}
 	walk(doc)
-	if len(alertsRow) != 5 || alertsRow[1] != rule {
-		t.Errorf("alerts row %q, want 5 cells with the rule %q as text\n%s", alertsRow, rule, md)
+	if len(alertsRow) != 6 || alertsRow[1] != rule {
+		t.Errorf("alerts row %q, want 6 cells (source, rule, severity, count, first seen, resolved) with the rule %q as text\n%s", alertsRow, rule, md)
 	}
 }
 
