@@ -320,6 +320,14 @@ type LedgerAppendInput struct {
 	Detail map[string]string `json:",omitempty"`
 }
 
+// LedgerStoredEntry is the details of the [ErrTypeConflict] error of a
+// [LedgerAppend] refused because its slot holds another entry: that
+// entry's seq and record (zero for an entry stored without one).
+type LedgerStoredEntry struct {
+	Seq    int64
+	Record LedgerAppendInput
+}
+
 // LedgerAlert is one alert as an alert entry records it.
 type LedgerAlert struct {
 	Fingerprint string

@@ -85,6 +85,14 @@ type incident struct {
 	// ledgerQueue holds the ledger entries not yet appended, in sequence
 	// order; its head is the append in flight (see writeLedger).
 	ledgerQueue []activities.LedgerAppendInput
+	// ledgerHead is the last seq of the incident's chain this run knows
+	// stored; ledgerTaken are the records of entries found stored in a
+	// slot this run meant for another entry (see writeLedger), not yet
+	// made by this run.
+	ledgerHead  int64
+	ledgerTaken []string
+	// ledgerBusy is true while the queue's head is being appended.
+	ledgerBusy bool
 	// notifying counts notifications in flight (see notify).
 	notifying int
 	// messages counts signals and updates handled in this run.
@@ -152,6 +160,7 @@ func (w *incident) index() {
 func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 	// Every run reads the worker's decision keys before it accepts a decision.
 	w.loadDecisionKeys(ctx)
+	w.ledgerHead = w.st.LedgerSeq
 	workflow.Go(disconnected(ctx), w.writeLedger)
 	if w.pb == nil {
 		if err := w.resolve(ctx); err != nil {
@@ -486,6 +495,7 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 	}
 	w.timeline(t)
 	w.ledgerQueue = append(w.ledgerQueue, e)
+	w.dropTaken()
 }
 
 // writeLedger is the incident's one ledger writer, for the life of the
@@ -501,14 +511,80 @@ func (w *incident) writeLedger(ctx workflow.Context) {
 			return
 		}
 		e := w.ledgerQueue[0]
+		e.Seq = w.ledgerHead + 1
 		var res activities.LedgerAppendResult
-		if err := workflow.ExecuteLocalActivity(lctx, activities.LedgerAppend, e).Get(ctx, &res); err != nil {
+		w.ledgerBusy = true
+		err := workflow.ExecuteLocalActivity(lctx, activities.LedgerAppend, e).Get(ctx, &res)
+		w.ledgerBusy = false
+		if stored, ok := takenSlot(err); ok {
+			// An entry is stored in the slot already: the entry of a
+			// workflow task attempt that was lost (a worker died after
+			// the append, before the task completed; the retried attempt
+			// may order its entries differently, as signals that arrived
+			// meanwhile are handled in it), or another writer's. It
+			// stays, and this entry and those after it move up one slot;
+			// the run does not append that record again when it makes it.
+			w.ledgerHead++
+			w.st.LedgerSeq++
+			w.ledgerTaken = append(w.ledgerTaken, stored)
+			w.dropTaken()
+			continue
+		}
+		if err == nil {
+			w.ledgerHead = e.Seq
+		} else {
 			w.st.LedgerFailures++
 			w.logger.Error("ledger append failed", "seq", e.Seq, "kind", e.Kind, "error", err)
 			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
 		}
 		w.ledgerQueue = w.ledgerQueue[1:]
 	}
+}
+
+// takenSlot returns the record stored in the slot an append was refused
+// for (a conflict whose details carry the stored entry's record).
+func takenSlot(err error) (string, bool) {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeConflict || !ae.HasDetails() {
+		return "", false
+	}
+	var stored activities.LedgerStoredEntry
+	if ae.Details(&stored) != nil {
+		return "", false
+	}
+	return ledgerRecordKey(stored.Record), true
+}
+
+// dropTaken removes from the queue the entries whose record is stored
+// already in a slot taken from this run (see writeLedger): the entry is
+// in the chain, and its slot was counted when it was found.
+func (w *incident) dropTaken() {
+	for i := 0; i < len(w.ledgerQueue) && len(w.ledgerTaken) > 0; i++ {
+		if i == 0 && w.ledgerBusy {
+			continue
+		}
+		key := ledgerRecordKey(w.ledgerQueue[i])
+		j := slices.Index(w.ledgerTaken, key)
+		if j < 0 {
+			continue
+		}
+		w.ledgerTaken = slices.Delete(w.ledgerTaken, j, j+1)
+		w.ledgerQueue = slices.Delete(w.ledgerQueue, i, i+1)
+		w.st.LedgerSeq--
+		i--
+	}
+}
+
+// ledgerRecordKey is what makes two ledger records the same event: the
+// record without its slot and time, printed (fmt prints maps in key
+// order, nil and empty alike; the opening by value).
+func ledgerRecordKey(r activities.LedgerAppendInput) string {
+	var opening activities.LedgerOpening
+	if r.Opening != nil {
+		opening = *r.Opening
+	}
+	r.Seq, r.At, r.Opening = 0, time.Time{}, nil
+	return fmt.Sprintf("%+v|%+v", r, opening)
 }
 
 // settled reports whether no ledger entry and no notification is still on

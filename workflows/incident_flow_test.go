@@ -191,3 +191,47 @@ func TestAutoApproveOnlyOnDrills(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerAdoptsEntriesOfALostAttempt: a worker died after appending
+// two entries of a workflow task, before the task completed, and the
+// retried attempt orders them the other way round (signals that arrived
+// meanwhile are handled in it). The run keeps the stored entries, appends
+// each of its own once, and loses none: no append fails, no record is in
+// the chain twice, the chain is 1..n.
+func TestLedgerAdoptsEntriesOfALostAttempt(t *testing.T) {
+	first := newHarness(t)
+	first.approve(time.Minute, "shutdown", lead)
+	first.approve(2*time.Minute, "restore", lead2)
+	first.run(input("container-compromise"))
+	want := slices.Clone(first.fake.ledger)
+	if len(want) < 4 {
+		t.Fatalf("first run appended %d entries", len(want))
+	}
+
+	fake := newFake()
+	lost2, lost3 := want[2], want[1] // the lost attempt's order
+	lost2.Seq, lost3.Seq = 2, 3
+	fake.ledger = []activities.LedgerAppendInput{want[0], lost2, lost3}
+	h := newHarnessWith(t, fake)
+	h.approve(time.Minute, "shutdown", lead)
+	h.approve(2*time.Minute, "restore", lead2)
+	res, st := h.run(input("container-compromise"))
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if res.LedgerFailures != 0 {
+		t.Errorf("%d ledger appends failed", res.LedgerFailures)
+	}
+	fake.checkLedger(t, st.LedgerSeq)
+	seen := map[string]int64{}
+	for _, e := range fake.ledger {
+		k := ledgerRecordKey(e)
+		if s, ok := seen[k]; ok {
+			t.Errorf("entry %d (%s %s) is entry %d again", e.Seq, e.Kind, e.StepID, s)
+		}
+		seen[k] = e.Seq
+	}
+	if len(fake.ledger) != len(want) {
+		t.Errorf("chain has %d entries, the run without a lost attempt %d", len(fake.ledger), len(want))
+	}
+}

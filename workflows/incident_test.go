@@ -89,6 +89,11 @@ func (f *fakeActions) append(_ context.Context, in activities.LedgerAppendInput)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if in.Seq <= int64(len(f.ledger)) {
+		stored := f.ledger[in.Seq-1]
+		if ledgerRecordKey(stored) != ledgerRecordKey(in) {
+			return activities.LedgerAppendResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("seq %d holds another entry", in.Seq),
+				activities.ErrTypeConflict, nil, activities.LedgerStoredEntry{Seq: in.Seq, Record: stored})
+		}
 		return activities.LedgerAppendResult{Hash: fmt.Sprintf("h%d", in.Seq)}, nil
 	}
 	if in.Seq != int64(len(f.ledger))+1 {

@@ -4,10 +4,13 @@ import (
 	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/ledger"
@@ -73,7 +76,11 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 	case errors.Is(err, ledger.ErrGap):
 		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeLedgerGap, err.Error(), err)
 	case errors.Is(err, ledger.ErrConflict):
-		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeConflict, err.Error(), nil)
+		stored, rerr := a.storedEntry(ctx, in.IncidentID, in.Seq)
+		if rerr != nil {
+			return activities.LedgerAppendResult{}, fmt.Errorf("ledger append %s seq %d: conflict, and reading the stored entry: %w", in.IncidentID, in.Seq, rerr)
+		}
+		return activities.LedgerAppendResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeConflict, nil, stored)
 	case errors.Is(err, ledger.ErrInvalid):
 		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeBadParams, err.Error(), nil)
 	case err != nil:
@@ -108,3 +115,32 @@ func ledgerDecision(in activities.LedgerAppendInput) (*ledger.Decision, error) {
 	d.StatementKeyID, d.StatementSig, d.StatementPayload = in.Detail["statement_key"], sig, payload
 	return d, nil
 }
+
+// storedEntry reads the entry stored at seq of an incident's chain, with
+// its record when it has one.
+func (a *Activities) storedEntry(ctx context.Context, incident string, seq int64) (activities.LedgerStoredEntry, error) {
+	out := activities.LedgerStoredEntry{Seq: seq}
+	found := false
+	err := a.Ledger.Store().Entries(ctx, incident, func(e ledger.Entry) error {
+		if e.Seq != seq {
+			return nil
+		}
+		found = true
+		if len(e.Record) > 0 {
+			if err := json.Unmarshal(e.Record, &out.Record); err != nil {
+				return fmt.Errorf("record of entry %d: %w", seq, err)
+			}
+		}
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return out, err
+	}
+	if !found {
+		return out, fmt.Errorf("entry %d of %s not found", seq, incident)
+	}
+	return out, nil
+}
+
+// errStop ends a walk over a chain early.
+var errStop = errors.New("stop")
