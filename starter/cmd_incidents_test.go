@@ -34,6 +34,7 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -95,6 +96,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+		workerhost.Related(c).Register(r)
 		registerDecisionKeys(r)
 		for _, a := range activities.Catalog() {
 			if a.Name == activities.LedgerAppend {

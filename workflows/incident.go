@@ -243,6 +243,9 @@ func (w *incident) runPhases(ctx workflow.Context) error {
 			w.st.Phase = ph.Name
 			w.upsert(ctx, i == 0)
 			w.record(ctx, activities.LedgerAppendInput{Kind: "phase", Actor: actorWorkflow}, TimelineEntry{What: "phase " + ph.Name})
+			if i == 0 {
+				w.linkRelated(ctx)
+			}
 		}
 		if w.halt != nil && w.halt.state == StateAborted {
 			// Post-incident after an abort: compensate first, then

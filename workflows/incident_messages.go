@@ -316,6 +316,14 @@ func (w *incident) addSignalReceivers(ctx workflow.Context, sel workflow.Selecto
 		w.messages++
 		w.onAbort(ctx, in)
 	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, LinkSignal), func(c workflow.ReceiveChannel, _ bool) {
+		var in LinkSignalInput
+		if !c.ReceiveAsync(&in) {
+			return
+		}
+		w.messages++
+		w.onLink(ctx, in)
+	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, DecisionKeysSignal), func(c workflow.ReceiveChannel, _ bool) {
 		// The payload is ignored: the keys come from the worker.
 		c.ReceiveAsync(nil)
@@ -335,7 +343,7 @@ func (w *incident) drainSignals(ctx workflow.Context) {
 
 // signalsPending reports whether a signal is waiting in a channel.
 func (w *incident) signalsPending(ctx workflow.Context) bool {
-	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal, DecisionKeysSignal} {
+	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal, LinkSignal, DecisionKeysSignal} {
 		if workflow.GetSignalChannel(ctx, name).Len() > 0 {
 			return true
 		}

@@ -177,6 +177,10 @@ type IncidentStatus struct {
 	// responders are told; nothing is done automatically.
 	AllAlertsResolvedAt time.Time `json:",omitzero"`
 	Metrics             Metrics
+	// Related are the other incidents open on the same asset when this one
+	// opened, and those that opened on it later and linked themselves to
+	// it, in the order they were linked.
+	Related []RelatedIncident `json:",omitempty"`
 	// EscalationLevel is 0 until the first escalation.
 	EscalationLevel int
 	// EscalatedBy are the people (subjects) who escalated the incident;

@@ -53,6 +53,10 @@ const (
 	// from the worker's configuration through [DecisionKeysActivity],
 	// never from the sender.
 	DecisionKeysSignal = "decision_keys"
+	// LinkSignal tells an incident that another incident opened on its
+	// asset and linked itself to it ([LinkSignalInput]); the receiver
+	// records the back-link.
+	LinkSignal = "link"
 	// StatusQuery returns the incident's status.
 	StatusQuery = "status"
 	// ApproveUpdate approves a pending step (validated: role, quorum, four-eyes).
