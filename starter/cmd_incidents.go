@@ -201,6 +201,17 @@ func printIncident(out io.Writer, v api.IncidentView) error {
 	if !st.AllAlertsResolvedAt.IsZero() {
 		fmt.Fprintf(tw, "All alerts resolved:\t%s\n", st.AllAlertsResolvedAt.Local().Format(time.RFC3339))
 	}
+	for _, r := range st.Related {
+		how := "open on the asset when this one opened"
+		if r.How == workflows.RelatedReported {
+			how = "opened on the asset later"
+		}
+		name := r.ID
+		if r.IncidentID != "" {
+			name = r.IncidentID + " " + r.ID
+		}
+		fmt.Fprintf(tw, "Related:\t%s (%s), %s\n", name, dash(r.Playbook), how)
+	}
 	if st.Drill {
 		fmt.Fprintf(tw, "Drill:\tyes\n")
 	}
