@@ -62,7 +62,7 @@ func Incident(ctx workflow.Context, in IncidentInput) (IncidentResult, error) {
 
 // halt is a request to stop running steps: an abort or an escalation to people.
 type halt struct {
-	state  string // StateAborted or StateEscalatedFailed
+	state  string // StateAborted, StateEscalatedFailed or StateRerouted
 	reason string
 	by     Approver
 }
@@ -98,6 +98,9 @@ type incident struct {
 	// worker); nonces are the statement nonces used, with their expiry.
 	decKeys *decision.KeySet
 	nonces  map[string]time.Time
+	// rerouting is set while an accepted re-route runs (a second one is
+	// refused).
+	rerouting bool
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.

@@ -138,6 +138,18 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 	); err != nil {
 		return fmt.Errorf("register %s update: %w", EscalateUpdate, err)
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, RerouteUpdate,
+		func(ctx workflow.Context, in RerouteInput) (RerouteResult, error) {
+			w.messages++
+			return w.reroute(ctx, in)
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in RerouteInput) error {
+			_, _, err := w.validateReroute(ctx, in)
+			return err
+		}},
+	); err != nil {
+		return fmt.Errorf("register %s update: %w", RerouteUpdate, err)
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, AcknowledgeUpdate,
 		func(ctx workflow.Context, in AcknowledgeInput) (AcknowledgeResult, error) {
 			w.messages++

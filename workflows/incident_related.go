@@ -47,7 +47,7 @@ type RelatedIncident struct {
 	// reports itself gives it; visibility does not).
 	IncidentID string `json:",omitempty"`
 	Playbook   string `json:",omitempty"`
-	// How is [RelatedFound] or [RelatedReported].
+	// How is [RelatedFound], [RelatedReported] or [RelatedRerouted].
 	How string
 	At  time.Time
 }
@@ -59,6 +59,10 @@ type LinkSignalInput struct {
 	IncidentID string
 	Playbook   string
 	Asset      string
+	// How is empty for an incident on the same asset, [RelatedRerouted]
+	// from the triage whose alerts were re-routed to the receiver (its
+	// asset is the one no inventory knew).
+	How string `json:",omitempty"`
 }
 
 // linkRelated looks up the other incidents open on the asset (drills and
@@ -99,11 +103,14 @@ func (w *incident) onLink(ctx workflow.Context, in LinkSignalInput) {
 	if in.WorkflowID == "" || in.WorkflowID == workflow.GetInfo(ctx).WorkflowExecution.ID {
 		return
 	}
-	if in.Asset != w.st.Asset {
+	how := RelatedReported
+	if in.How == RelatedRerouted {
+		how = RelatedRerouted
+	} else if in.Asset != w.st.Asset {
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("link from %s ignored: its asset %q is not this incident's", in.WorkflowID, in.Asset)})
 		return
 	}
-	w.addRelated(ctx, RelatedIncident{WorkflowID: in.WorkflowID, IncidentID: in.IncidentID, Playbook: in.Playbook, How: RelatedReported})
+	w.addRelated(ctx, RelatedIncident{WorkflowID: in.WorkflowID, IncidentID: in.IncidentID, Playbook: in.Playbook, How: how})
 }
 
 // addRelated records a link in the status, the timeline and the ledger;
@@ -123,8 +130,11 @@ func (w *incident) addRelated(ctx workflow.Context, r RelatedIncident) bool {
 	w.st.Related = append(w.st.Related, r)
 	name := cmp.Or(r.IncidentID, r.WorkflowID)
 	what := fmt.Sprintf("related incident %s (%s) is open on the same asset", name, cmp.Or(r.Playbook, "playbook unknown"))
-	if r.How == RelatedReported {
+	switch r.How {
+	case RelatedReported:
 		what = fmt.Sprintf("related incident %s (%s) opened on the same asset", name, cmp.Or(r.Playbook, "playbook unknown"))
+	case RelatedRerouted:
+		what = fmt.Sprintf("linked to %s (%s): the triage's alerts were re-routed", name, cmp.Or(r.Playbook, "playbook unknown"))
 	}
 	w.record(ctx, activities.LedgerAppendInput{Kind: "related", Actor: actorWorkflow, Outcome: r.How,
 		Related: &activities.LedgerRelated{WorkflowID: r.WorkflowID, IncidentID: r.IncidentID, Playbook: r.Playbook, How: r.How}},

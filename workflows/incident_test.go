@@ -310,6 +310,11 @@ func (h *harness) signed(name string, arg any) any {
 			in.Statement = h.statement(decision.Acknowledge, "", in.By, in.Reason)
 		}
 		return in
+	case RerouteInput:
+		if in.Statement.Empty() && in.By.Subject != "" {
+			in.Statement = h.statement(decision.Reroute, in.Asset, in.By, in.Reason)
+		}
+		return in
 	case AbortInput:
 		if in.Statement.Empty() && in.By.Subject != "" {
 			in.Statement = h.statement(decision.Abort, "", in.By, in.Reason)

@@ -152,7 +152,7 @@ type IncidentStatus struct {
 	Labels map[string]string `json:",omitempty"`
 	// Phase is the current (or last) phase.
 	Phase string
-	// State is open, resolved, aborted or escalated_failed.
+	// State is open, resolved, aborted, escalated_failed or rerouted.
 	State string
 	// Reason explains a final state.
 	Reason   string

@@ -171,6 +171,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	Related(c).Register(r)
+	(&Reroute{Temporal: c}).Register(r)
 	(&watch.Activities{Temporal: c, Incidents: watchIncidents{c: c, dc: h.DataConverter()}, Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
 	hk := &housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}
