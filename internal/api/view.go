@@ -197,6 +197,21 @@ type DecisionResultView struct {
 	Quorum    int `json:"quorum"`
 }
 
+// RerouteAnswer is the answer of POST /incidents/{id}/reroute.
+type RerouteAnswer struct {
+	ID     string      `json:"id"`
+	Result RerouteView `json:"result"`
+}
+
+// RerouteView is the incident a triage was re-routed into.
+type RerouteView struct {
+	// ID is its API id.
+	ID         string `json:"id"`
+	WorkflowID string `json:"workflow_id"`
+	Playbook   string `json:"playbook"`
+	Asset      string `json:"asset"`
+}
+
 // EscalateAnswer is the answer of POST /incidents/{id}/escalate.
 type EscalateAnswer struct {
 	ID     string         `json:"id"`

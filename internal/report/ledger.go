@@ -43,6 +43,7 @@ const (
 	outcomeEscalFailed  = "escalated_failed"
 	outcomeProtected    = "protected_account"
 	relatedReported     = "reported"
+	relatedRerouted     = "rerouted"
 )
 
 // FromLedger folds an incident's ledger entries, in seq order, into the

@@ -292,8 +292,11 @@ func Markdown(r Report) []byte {
 		w("| incident | workflow | playbook | linked | when |\n|---|---|---|---|---|\n")
 		for _, x := range r.Related {
 			linked := "open on the asset when this incident opened"
-			if x.How == relatedReported {
+			switch x.How {
+			case relatedReported:
 				linked = "opened on the asset later"
+			case relatedRerouted:
+				linked = "re-routed (unknown-asset triage and the incident its alerts went to)"
 			}
 			w("| %s | %s | %s | %s | %s |\n", orDash(x.IncidentID), code(x.WorkflowID), orDash(x.Playbook), linked, ts(x.At))
 		}
