@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/decision"
 )
 
 // triageInput is a triage incident for ghost-9, whose alert the rules
@@ -156,5 +157,25 @@ func TestRerouteRefused(t *testing.T) {
 				t.Errorf("state %s", res.State)
 			}
 		})
+	}
+}
+
+// TestRerouteStatementBindsAsset: a reroute statement signed for one
+// asset, sent with another (a client that swaps the asset after the API
+// server signed), is refused; nothing opens.
+func TestRerouteStatementBindsAsset(t *testing.T) {
+	h, f, _ := rerouteHarness(t)
+	var u *updateOutcome
+	h.env.RegisterDelayedCallback(func() {
+		stmt := h.statement(decision.Reroute, "web-1", lead, "ok")
+		u = h.update(0, RerouteUpdate, RerouteInput{By: lead, Asset: "db-9", Reason: "ok", Statement: stmt})
+	}, time.Hour)
+	h.env.RegisterDelayedCallback(func() { h.signal(AbortSignal, AbortInput{By: lead, Reason: "closing"}) }, 2*time.Hour)
+	res, _ := h.run(triageInput())
+	if u == nil || RejectionType(u.rejected) != RejectStatement {
+		t.Errorf("swapped asset: %+v, want %s", u, RejectStatement)
+	}
+	if len(f.opened) != 0 || res.State != StateAborted {
+		t.Errorf("opened %+v, state %s", f.opened, res.State)
 	}
 }
