@@ -316,6 +316,9 @@ type LedgerAppendInput struct {
 	Alerts []LedgerAlert `json:",omitempty"`
 	// Opening is set on the incident_opened entry.
 	Opening *LedgerOpening `json:",omitempty"`
+	// Related is set on a related entry: the other incident open on the
+	// same asset that this one is linked to.
+	Related *LedgerRelated `json:",omitempty"`
 	// Detail holds small extra facts (undo values, statements, roles).
 	Detail map[string]string `json:",omitempty"`
 }
@@ -326,6 +329,18 @@ type LedgerAppendInput struct {
 type LedgerStoredEntry struct {
 	Seq    int64
 	Record LedgerAppendInput
+}
+
+// LedgerRelated is the incident a related entry links to.
+type LedgerRelated struct {
+	// WorkflowID is the other incident's workflow id; IncidentID its
+	// human-facing id, when known.
+	WorkflowID string
+	IncidentID string `json:",omitempty"`
+	Playbook   string `json:",omitempty"`
+	// How is found (this incident found the other open on its asset when
+	// it opened) or reported (the other incident found this one).
+	How string
 }
 
 // LedgerAlert is one alert as an alert entry records it.

@@ -26,6 +26,7 @@ import (
 	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/drills"
 	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -277,6 +278,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+		workerhost.Related(c).Register(r)
 		for _, a := range activities.Catalog() {
 			if !a.Internal {
 				r.RegisterActivityWithOptions(fake.run, activity.RegisterOptions{Name: a.Name})

@@ -152,7 +152,7 @@ status 3; authentication problems exit with status 4.`,
 		newIncidentActionCmd("abort", "abort", "Abort the incident (ir-lead or ir-admin): compensations run", true),
 		newIncidentActionCmd("escalate", "escalate", "Escalate the incident to the next tier", false),
 		newIncidentActionCmd("ack", "acknowledge", "Acknowledge the incident (you are on it)", false),
-		newIncidentNoteCmd(), newIncidentReportCmd(), newIncidentEvidenceCmd())
+		newIncidentRerouteCmd(), newIncidentNoteCmd(), newIncidentReportCmd(), newIncidentEvidenceCmd())
 	return cmd
 }
 
@@ -200,6 +200,20 @@ func printIncident(out io.Writer, v api.IncidentView) error {
 	}
 	if !st.AllAlertsResolvedAt.IsZero() {
 		fmt.Fprintf(tw, "All alerts resolved:\t%s\n", st.AllAlertsResolvedAt.Local().Format(time.RFC3339))
+	}
+	for _, r := range st.Related {
+		how := "open on the asset when this one opened"
+		switch r.How {
+		case workflows.RelatedReported:
+			how = "opened on the asset later"
+		case workflows.RelatedRerouted:
+			how = "re-routed (unknown-asset triage and the incident its alerts went to)"
+		}
+		name := r.ID
+		if r.IncidentID != "" {
+			name = r.IncidentID + " " + r.ID
+		}
+		fmt.Fprintf(tw, "Related:\t%s (%s), %s\n", name, dash(r.Playbook), how)
 	}
 	if st.Drill {
 		fmt.Fprintf(tw, "Drill:\tyes\n")

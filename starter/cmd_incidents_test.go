@@ -34,6 +34,7 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -73,6 +74,8 @@ type cliEnv struct {
 	locker *evidence.Locker
 	key    string // the incident the test opened
 	tokens string // token cache path
+	c      client.Client
+	queue  string
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
@@ -95,6 +98,8 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+		workerhost.Related(c).Register(r)
+		(&workerhost.Reroute{Temporal: c, TaskQueue: queue}).Register(r)
 		registerDecisionKeys(r)
 		for _, a := range activities.Catalog() {
 			if a.Name == activities.LedgerAppend {
@@ -145,7 +150,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cliEnv{t: t, kc: kc, locker: locker, key: key, tokens: filepath.Join(home, "iru", "token.json")}
+	return &cliEnv{t: t, kc: kc, locker: locker, key: key, tokens: filepath.Join(home, "iru", "token.json"), c: c, queue: queue}
 }
 
 // run runs the starter with args and stdin; it returns stdout and the exit

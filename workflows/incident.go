@@ -62,7 +62,7 @@ func Incident(ctx workflow.Context, in IncidentInput) (IncidentResult, error) {
 
 // halt is a request to stop running steps: an abort or an escalation to people.
 type halt struct {
-	state  string // StateAborted or StateEscalatedFailed
+	state  string // StateAborted, StateEscalatedFailed or StateRerouted
 	reason string
 	by     Approver
 }
@@ -106,6 +106,9 @@ type incident struct {
 	// worker); nonces are the statement nonces used, with their expiry.
 	decKeys *decision.KeySet
 	nonces  map[string]time.Time
+	// rerouting is set while an accepted re-route runs (a second one is
+	// refused).
+	rerouting bool
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
@@ -252,6 +255,9 @@ func (w *incident) runPhases(ctx workflow.Context) error {
 			w.st.Phase = ph.Name
 			w.upsert(ctx, i == 0)
 			w.record(ctx, activities.LedgerAppendInput{Kind: "phase", Actor: actorWorkflow}, TimelineEntry{What: "phase " + ph.Name})
+			if i == 0 {
+				w.linkRelated(ctx)
+			}
 		}
 		if w.halt != nil && w.halt.state == StateAborted {
 			// Post-incident after an abort: compensate first, then
@@ -577,14 +583,18 @@ func (w *incident) dropTaken() {
 
 // ledgerRecordKey is what makes two ledger records the same event: the
 // record without its slot and time, printed (fmt prints maps in key
-// order, nil and empty alike; the opening by value).
+// order, nil and empty alike; the pointed-to parts by value).
 func ledgerRecordKey(r activities.LedgerAppendInput) string {
 	var opening activities.LedgerOpening
+	var related activities.LedgerRelated
 	if r.Opening != nil {
 		opening = *r.Opening
 	}
-	r.Seq, r.At, r.Opening = 0, time.Time{}, nil
-	return fmt.Sprintf("%+v|%+v", r, opening)
+	if r.Related != nil {
+		related = *r.Related
+	}
+	r.Seq, r.At, r.Opening, r.Related = 0, time.Time{}, nil, nil
+	return fmt.Sprintf("%+v|%+v|%+v", r, opening, related)
 }
 
 // settled reports whether no ledger entry and no notification is still on

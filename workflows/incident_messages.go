@@ -138,6 +138,18 @@ func (w *incident) setupUpdates(ctx workflow.Context) error {
 	); err != nil {
 		return fmt.Errorf("register %s update: %w", EscalateUpdate, err)
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, RerouteUpdate,
+		func(ctx workflow.Context, in RerouteInput) (RerouteResult, error) {
+			w.messages++
+			return w.reroute(ctx, in)
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in RerouteInput) error {
+			_, _, err := w.validateReroute(ctx, in)
+			return err
+		}},
+	); err != nil {
+		return fmt.Errorf("register %s update: %w", RerouteUpdate, err)
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, AcknowledgeUpdate,
 		func(ctx workflow.Context, in AcknowledgeInput) (AcknowledgeResult, error) {
 			w.messages++
@@ -316,6 +328,14 @@ func (w *incident) addSignalReceivers(ctx workflow.Context, sel workflow.Selecto
 		w.messages++
 		w.onAbort(ctx, in)
 	})
+	sel.AddReceive(workflow.GetSignalChannel(ctx, LinkSignal), func(c workflow.ReceiveChannel, _ bool) {
+		var in LinkSignalInput
+		if !c.ReceiveAsync(&in) {
+			return
+		}
+		w.messages++
+		w.onLink(ctx, in)
+	})
 	sel.AddReceive(workflow.GetSignalChannel(ctx, DecisionKeysSignal), func(c workflow.ReceiveChannel, _ bool) {
 		// The payload is ignored: the keys come from the worker.
 		c.ReceiveAsync(nil)
@@ -335,7 +355,7 @@ func (w *incident) drainSignals(ctx workflow.Context) {
 
 // signalsPending reports whether a signal is waiting in a channel.
 func (w *incident) signalsPending(ctx workflow.Context) bool {
-	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal, DecisionKeysSignal} {
+	for _, name := range []string{AlertSignal, ApprovalSignal, AbortSignal, LinkSignal, DecisionKeysSignal} {
 		if workflow.GetSignalChannel(ctx, name).Len() > 0 {
 			return true
 		}

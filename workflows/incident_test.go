@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/related"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
 )
@@ -259,6 +260,10 @@ func newHarnessWith(t *testing.T, fake *fakeActions, extra ...string) *harness {
 		return (&playbooks.Resolver{Set: embedded}).Resolve(ctx, in)
 	}
 	env.RegisterActivityWithOptions(resolve, activity.RegisterOptions{Name: ResolveActivity})
+	// No other incident is open unless a test says so (OnActivity).
+	env.RegisterActivityWithOptions(func(context.Context, related.FindInput) (related.FindResult, error) {
+		return related.FindResult{}, nil
+	}, activity.RegisterOptions{Name: related.FindActivity})
 	env.RegisterWorkflowWithOptions(Incident, workflow.RegisterOptions{Name: IncidentWorkflow})
 	signer, err := decision.NewLocalSigner()
 	if err != nil {
@@ -308,6 +313,11 @@ func (h *harness) signed(name string, arg any) any {
 	case AcknowledgeInput:
 		if in.Statement.Empty() && in.By.Subject != "" {
 			in.Statement = h.statement(decision.Acknowledge, "", in.By, in.Reason)
+		}
+		return in
+	case RerouteInput:
+		if in.Statement.Empty() && in.By.Subject != "" {
+			in.Statement = h.statement(decision.Reroute, in.Asset, in.By, in.Reason)
 		}
 		return in
 	case AbortInput:

@@ -152,7 +152,7 @@ type IncidentStatus struct {
 	Labels map[string]string `json:",omitempty"`
 	// Phase is the current (or last) phase.
 	Phase string
-	// State is open, resolved, aborted or escalated_failed.
+	// State is open, resolved, aborted, escalated_failed or rerouted.
 	State string
 	// Reason explains a final state.
 	Reason   string
@@ -177,6 +177,10 @@ type IncidentStatus struct {
 	// responders are told; nothing is done automatically.
 	AllAlertsResolvedAt time.Time `json:",omitzero"`
 	Metrics             Metrics
+	// Related are the other incidents open on the same asset when this one
+	// opened, and those that opened on it later and linked themselves to
+	// it, in the order they were linked.
+	Related []RelatedIncident `json:",omitempty"`
 	// EscalationLevel is 0 until the first escalation.
 	EscalationLevel int
 	// EscalatedBy are the people (subjects) who escalated the incident;

@@ -53,6 +53,10 @@ const (
 	// from the worker's configuration through [DecisionKeysActivity],
 	// never from the sender.
 	DecisionKeysSignal = "decision_keys"
+	// LinkSignal tells an incident that another incident opened on its
+	// asset and linked itself to it ([LinkSignalInput]); the receiver
+	// records the back-link.
+	LinkSignal = "link"
 	// StatusQuery returns the incident's status.
 	StatusQuery = "status"
 	// ApproveUpdate approves a pending step (validated: role, quorum, four-eyes).
@@ -61,6 +65,11 @@ const (
 	DenyUpdate = "deny"
 	// EscalateUpdate escalates the incident to the next tier.
 	EscalateUpdate = "escalate"
+	// RerouteUpdate moves an unknown-asset triage to the asset a
+	// responder picked ([RerouteInput]): the incident of the right playbook
+	// for that asset opens with the triage's alerts, the two are linked,
+	// and the triage closes as re-routed.
+	RerouteUpdate = "reroute"
 	// AcknowledgeUpdate records that a responder took the incident on
 	// (time to acknowledge).
 	AcknowledgeUpdate = "acknowledge"
@@ -82,6 +91,9 @@ const (
 	// SignDailyChainsActivity signs the head of each ended day's daily
 	// chains (access log, key changes, configuration) with the HSM key.
 	SignDailyChainsActivity = "ledger.sign_daily_chains"
+	// RerouteActivity opens (SignalWithStart) the incident a triage is
+	// re-routed into: [RerouteOpenInput] in, [RerouteOpenResult] out.
+	RerouteActivity = "incident.reroute"
 	// SweepEvidenceActivity destroys the evidence whose retention ended
 	// (shredding its data keys) and records each destruction in the audit
 	// ledger.

@@ -178,6 +178,7 @@ func (rs *Responder) Routes() []ResponderRoute {
 		{"POST", inc + "/steps/{step}/approve", nil, "approve a pending step (the validator checks role, quorum and four-eyes)", rs.decision(workflows.ApproveUpdate)},
 		{"POST", inc + "/steps/{step}/deny", nil, "deny a pending step", rs.decision(workflows.DenyUpdate)},
 		{"POST", inc + "/abort", abortRoles, "abort the incident: compensations run", rs.abort},
+		{"POST", inc + "/reroute", abortRoles, "re-route an unknown-asset triage to the asset picked (body: asset, reason): its playbook opens with the triage's alerts, the triage closes", rs.reroute},
 		{"POST", inc + "/escalate", readRoles, "escalate to the next tier", callerUpdate(rs, workflows.EscalateUpdate, func(by workflows.Approver, reason string, s decision.Signed) workflows.EscalateInput {
 			return workflows.EscalateInput{By: by, Reason: reason, Statement: s}
 		}, func(key string, r workflows.EscalateResult) EscalateAnswer {
@@ -400,6 +401,47 @@ func (rs *Responder) abort(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"id": ref.Key, "status": "abort requested"})
+}
+
+// rerouteBody is the body of POST /reroute.
+type rerouteBody struct {
+	Asset  string `json:"asset"`
+	Reason string `json:"reason"`
+}
+
+// reroute sends the reroute update: the workflow resolves the asset, opens
+// the incident of its playbook and closes the triage.
+func (rs *Responder) reroute(w http.ResponseWriter, r *http.Request, id auth.Identity) {
+	ref, err := parseRef(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Error: err.Error(), Code: "bad_id"})
+		return
+	}
+	var b rerouteBody
+	if !readBody(w, r, &b) {
+		return
+	}
+	b.Asset, b.Reason = strings.TrimSpace(b.Asset), strings.TrimSpace(b.Reason)
+	switch {
+	case b.Asset == "" || len(b.Asset) > 253:
+		writeError(w, http.StatusBadRequest, apiError{Error: "asset is required (at most 253 bytes)", Code: "bad_body"})
+		return
+	case b.Reason == "" || len(b.Reason) > maxReason:
+		writeError(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("reason is required (at most %d bytes)", maxReason), Code: "bad_body"})
+		return
+	}
+	stmt, ok := rs.sign(w, r, ref, decision.Reroute, b.Asset, id, b.Reason)
+	if !ok {
+		return
+	}
+	var res workflows.RerouteResult
+	in := workflows.RerouteInput{By: approver(id), Asset: b.Asset, Reason: b.Reason, Statement: stmt}
+	if err := rs.updateRefreshing(r.Context(), ref, workflows.RerouteUpdate, in, &res); err != nil {
+		rs.fail(w, r, ref, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RerouteAnswer{ID: ref.Key, Result: RerouteView{
+		ID: strings.TrimPrefix(res.WorkflowID, workflows.IncidentWorkflowID("")), WorkflowID: res.WorkflowID, Playbook: res.Playbook, Asset: res.Asset}})
 }
 
 // noteBody is the body of POST /notes.

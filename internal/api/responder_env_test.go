@@ -32,6 +32,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/related"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/decision"
@@ -40,6 +41,7 @@ import (
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -189,13 +191,14 @@ func fakeLedgerAppend(context.Context, activities.LedgerAppendInput) (activities
 
 // registerIncident registers the real incident workflow, the playbook
 // resolver over the embedded playbooks, and a fake for every catalog action.
-func registerIncident(t *testing.T, r worker.Registry) {
+func registerIncident(t *testing.T, r worker.Registry, c related.Lister) {
 	set, err := playbooks.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+	workerhost.Related(c).Register(r)
 	// The worker trusts the test API server's decision key.
 	r.RegisterActivityWithOptions(func(context.Context, workflows.DecisionKeysInput) (workflows.DecisionKeysResult, error) {
 		if k := workerKeys.Load(); k != nil {
@@ -216,7 +219,7 @@ func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{t: t, kc: labKeycloak(t), queue: "api-test-" + uuid.NewString()}
 	s.temporal = testenv.Client(t, client.Options{Logger: tlog.NewStructuredLogger(slogNop())})
-	testenv.Worker(t, s.temporal, s.queue, func(r worker.Registry) { registerIncident(t, r) })
+	testenv.Worker(t, s.temporal, s.queue, func(r worker.Registry) { registerIncident(t, r, s.temporal) })
 	st, err := ledger.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
 	if err != nil {
 		t.Fatal(err)

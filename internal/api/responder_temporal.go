@@ -273,6 +273,7 @@ var rejections = map[string]rejection{
 	workflows.RejectAlreadyDecided: {http.StatusConflict, "already_decided"},
 	workflows.RejectClosed:         {http.StatusConflict, "closed"},
 	workflows.RejectNotStarted:     {http.StatusConflict, "not_started"},
+	workflows.RejectNotTriage:      {http.StatusConflict, "not_triage"},
 }
 
 // rejectionOf is the answer to a refusal of type typ; other application

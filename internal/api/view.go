@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 
 	"github.com/iru-responder/responder/workflows"
@@ -54,14 +55,32 @@ type StatusView struct {
 	// AlertsReceived counts every alert, duplicates included.
 	AlertsReceived int `json:"alerts_received"`
 	// AllAlertsResolvedAt is when every alert was resolved at its detector.
-	AllAlertsResolvedAt time.Time   `json:"all_alerts_resolved_at,omitzero"`
-	Metrics             MetricsView `json:"metrics"`
-	EscalationLevel     int         `json:"escalation_level"`
-	EscalatedBy         []string    `json:"escalated_by,omitempty"`
-	LedgerSeq           int64       `json:"ledger_seq"`
-	LedgerFailures      int         `json:"ledger_failures"`
+	AllAlertsResolvedAt time.Time `json:"all_alerts_resolved_at,omitzero"`
+	// Related are the other incidents on the same asset linked to this one.
+	Related         []RelatedView `json:"related"`
+	Metrics         MetricsView   `json:"metrics"`
+	EscalationLevel int           `json:"escalation_level"`
+	EscalatedBy     []string      `json:"escalated_by,omitempty"`
+	LedgerSeq       int64         `json:"ledger_seq"`
+	LedgerFailures  int           `json:"ledger_failures"`
 	// Runs counts continue-as-new generations (0 for the first run).
 	Runs int `json:"runs"`
+}
+
+// RelatedView is another incident on the same asset, linked to this one
+// both ways.
+type RelatedView struct {
+	// ID is the other incident's API id (its workflow id without the
+	// "incident:" prefix): GET /incidents/{id} shows it.
+	ID         string `json:"id"`
+	WorkflowID string `json:"workflow_id"`
+	// IncidentID is its human-facing id, when known.
+	IncidentID string `json:"incident_id,omitempty"`
+	Playbook   string `json:"playbook,omitempty"`
+	// How is found (open on the asset when this incident opened) or
+	// reported (opened on the asset later and linked itself).
+	How string    `json:"how"`
+	At  time.Time `json:"at"`
 }
 
 // StepView is the state of one step.
@@ -178,6 +197,21 @@ type DecisionResultView struct {
 	Quorum    int `json:"quorum"`
 }
 
+// RerouteAnswer is the answer of POST /incidents/{id}/reroute.
+type RerouteAnswer struct {
+	ID     string      `json:"id"`
+	Result RerouteView `json:"result"`
+}
+
+// RerouteView is the incident a triage was re-routed into.
+type RerouteView struct {
+	// ID is its API id.
+	ID         string `json:"id"`
+	WorkflowID string `json:"workflow_id"`
+	Playbook   string `json:"playbook"`
+	Asset      string `json:"asset"`
+}
+
 // EscalateAnswer is the answer of POST /incidents/{id}/escalate.
 type EscalateAnswer struct {
 	ID     string         `json:"id"`
@@ -212,7 +246,7 @@ func statusView(s workflows.IncidentStatus) StatusView {
 		Steps: make([]StepView, 0, len(s.Steps)), Compensations: make([]CompensationView, 0, len(s.Compensations)),
 		Timeline: make([]TimelineView, 0, len(s.Timeline)), TimelineDropped: s.TimelineDropped,
 		Alerts: make([]AlertView, 0, len(s.Alerts)), AlertsReceived: s.AlertsReceived,
-		AllAlertsResolvedAt: s.AllAlertsResolvedAt,
+		AllAlertsResolvedAt: s.AllAlertsResolvedAt, Related: make([]RelatedView, 0, len(s.Related)),
 		Metrics: MetricsView{
 			AcknowledgedAt: s.Metrics.AcknowledgedAt, ContainedAt: s.Metrics.ContainedAt, RecoveredAt: s.Metrics.RecoveredAt,
 			TimeToAcknowledgeSeconds: s.Metrics.TimeToAcknowledge.Seconds(), TimeToContainSeconds: s.Metrics.TimeToContain.Seconds(),
@@ -227,6 +261,10 @@ func statusView(s workflows.IncidentStatus) StatusView {
 			Params: st.Params, Outputs: st.Outputs, EvidenceRefs: st.EvidenceRefs, Plan: st.Plan, Summary: st.Summary,
 			Error: st.Error, Risk: st.Risk, Approval: approvalView(st.Approval), Compensation: st.Compensation,
 		})
+	}
+	for _, r := range s.Related {
+		v.Related = append(v.Related, RelatedView{ID: strings.TrimPrefix(r.WorkflowID, workflows.IncidentWorkflowID("")), WorkflowID: r.WorkflowID,
+			IncidentID: r.IncidentID, Playbook: r.Playbook, How: r.How, At: r.At})
 	}
 	for _, c := range s.Compensations {
 		v.Compensations = append(v.Compensations, CompensationView{StepID: c.StepID, Action: c.Action, Params: c.Params, Undo: c.Undo})

@@ -141,3 +141,28 @@ func TestStatusViewKeepsEveryValue(t *testing.T) {
 		t.Errorf("compensations = %+v", v.Compensations)
 	}
 }
+
+// TestStatusViewRelated: a linked incident shows with its API id, so a
+// client can open it (GET /incidents/{id}), and both directions keep
+// their word.
+func TestStatusViewRelated(t *testing.T) {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	v := statusView(workflows.IncidentStatus{Related: []workflows.RelatedIncident{
+		{WorkflowID: workflows.IncidentWorkflowID("ssh-brute-force:web-1"), Playbook: "ssh-brute-force", How: workflows.RelatedFound, At: at},
+		{WorkflowID: workflows.IncidentWorkflowID("container-compromise:web-1"), IncidentID: "INC-9", Playbook: "container-compromise", How: workflows.RelatedReported, At: at},
+	}})
+	want := []RelatedView{
+		{ID: "ssh-brute-force:web-1", WorkflowID: "incident:ssh-brute-force:web-1", Playbook: "ssh-brute-force", How: "found", At: at},
+		{ID: "container-compromise:web-1", WorkflowID: "incident:container-compromise:web-1", IncidentID: "INC-9", Playbook: "container-compromise", How: "reported", At: at},
+	}
+	if !slices.Equal(v.Related, want) {
+		t.Errorf("related = %+v, want %+v", v.Related, want)
+	}
+	raw, err := json.Marshal(statusView(workflows.IncidentStatus{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`"related":\[\]`).Match(raw) {
+		t.Errorf("an incident without links lacks an empty related list: %s", raw)
+	}
+}

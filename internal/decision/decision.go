@@ -47,11 +47,14 @@ const (
 	Abort       Kind = "abort"
 	Escalate    Kind = "escalate"
 	Acknowledge Kind = "acknowledge"
+	// Reroute moves an unknown-asset triage to the asset a responder
+	// picked; the statement's StepID binds that asset.
+	Reroute Kind = "reroute"
 )
 
 // Valid reports whether k is one of the decisions.
 func (k Kind) Valid() bool {
-	return slices.Contains([]Kind{Approve, Deny, Abort, Escalate, Acknowledge}, k)
+	return slices.Contains([]Kind{Approve, Deny, Abort, Escalate, Acknowledge, Reroute}, k)
 }
 
 // Errors of [KeySet.Verify] and [Statement.Check]; every refusal wraps one.
@@ -84,7 +87,8 @@ type Statement struct {
 	// across continue-as-new, new for every incident reusing the id).
 	WorkflowID string `json:"workflow_id"`
 	RunID      string `json:"run_id"`
-	// StepID is the step decided on (approve, deny); empty otherwise.
+	// StepID is the step decided on (approve, deny), or the asset picked
+	// (reroute); empty otherwise.
 	StepID   string `json:"step_id"`
 	Decision Kind   `json:"decision"`
 	// Subject is the actor ("keycloak:<realm>/<username>"), Username the

@@ -26,6 +26,7 @@ const (
 	kindAbort             = "abort"
 	kindAcknowledgement   = "acknowledgement"
 	kindEscalation        = "escalation"
+	kindRelated           = "related"
 )
 
 // Step statuses and decision outcomes as the incident workflow records them.
@@ -41,6 +42,8 @@ const (
 	outcomeDrill        = "drill_approved"
 	outcomeEscalFailed  = "escalated_failed"
 	outcomeProtected    = "protected_account"
+	relatedReported     = "reported"
+	relatedRerouted     = "rerouted"
 )
 
 // FromLedger folds an incident's ledger entries, in seq order, into the
@@ -136,6 +139,8 @@ func (f *folder) entry(at time.Time, r activities.LedgerAppendInput) {
 		}
 	case kindAbort:
 		f.recoveryBroken = true
+	case kindRelated:
+		f.related(at, r.Related)
 	}
 	if human(r) && f.acked.IsZero() {
 		f.acked = at
@@ -156,6 +161,21 @@ func (f *folder) opened(at time.Time, r activities.LedgerAppendInput) {
 			f.inc.Steps = append(f.inc.Steps, Step{ID: p.ID, Phase: p.Phase, Action: p.Action, Status: stepPending})
 		}
 	}
+}
+
+// related takes a related entry: a link to another incident on the same
+// asset, once per incident (a later entry may add its incident id).
+func (f *folder) related(at time.Time, l *activities.LedgerRelated) {
+	if l == nil || l.WorkflowID == "" {
+		return
+	}
+	for i := range f.inc.Related {
+		if f.inc.Related[i].WorkflowID == l.WorkflowID {
+			f.inc.Related[i].IncidentID = cmp.Or(f.inc.Related[i].IncidentID, l.IncidentID)
+			return
+		}
+	}
+	f.inc.Related = append(f.inc.Related, Related{WorkflowID: l.WorkflowID, IncidentID: l.IncidentID, Playbook: l.Playbook, How: l.How, At: at})
 }
 
 // alert takes an alert entry: new alerts are added, known ones counted.

@@ -68,6 +68,8 @@ type Incident struct {
 	OpenedAt time.Time
 	ClosedAt time.Time
 	Alerts   []Alert
+	// Related are the other incidents on the same asset linked to this one.
+	Related  []Related
 	Steps    []Step
 	Timeline []TimelineEntry
 	// TimeToAcknowledge, TimeToContain and TimeToRecover are measured from
@@ -90,6 +92,20 @@ type Alert struct {
 	ReceivedAt time.Time `json:"received_at,omitzero"`
 	// ResolvedAt is when the detector resolved the alert (zero: firing).
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+}
+
+// Related is another incident on the same asset, linked to this one both
+// ways.
+type Related struct {
+	// WorkflowID is the other incident's workflow id; IncidentID its
+	// human-facing id, when known.
+	WorkflowID string `json:"workflow_id"`
+	IncidentID string `json:"incident_id,omitempty"`
+	Playbook   string `json:"playbook,omitempty"`
+	// How is found (this incident found the other open when it opened) or
+	// reported (the other opened later and linked itself).
+	How string    `json:"how"`
+	At  time.Time `json:"at"`
 }
 
 // Step is one step of the playbook and what became of it.
@@ -161,6 +177,7 @@ type Report struct {
 	OpenedAt       time.Time       `json:"opened_at"`
 	ClosedAt       time.Time       `json:"closed_at,omitzero"`
 	Alerts         []Alert         `json:"alerts"`
+	Related        []Related       `json:"related"`
 	Steps          []Step          `json:"steps"`
 	Approvals      []Approval      `json:"approvals"`
 	Timeline       []TimelineEntry `json:"timeline"`
@@ -178,8 +195,11 @@ func Build(in Input) Report {
 	r := Report{
 		IncidentID: st.ID, Playbook: st.Playbook + " v" + st.PlaybookVersion, Asset: st.Asset, Severity: st.Severity,
 		Drill: st.Drill, State: st.State, Reason: st.Reason, OpenedAt: st.OpenedAt, ClosedAt: st.ClosedAt,
-		Alerts: st.Alerts, Steps: st.Steps, Timeline: st.Timeline, Ledger: in.Ledger,
+		Alerts: st.Alerts, Related: st.Related, Steps: st.Steps, Timeline: st.Timeline, Ledger: in.Ledger,
 		LedgerVerified: in.LedgerVerified, LedgerProblem: in.LedgerProblem, Evidence: in.Evidence, GeneratedAt: in.GeneratedAt,
+	}
+	if r.Related == nil {
+		r.Related = []Related{}
 	}
 	for _, s := range st.Steps {
 		for _, d := range s.Decisions {
@@ -263,6 +283,23 @@ func Markdown(r Report) []byte {
 			resolved = ts(a.ResolvedAt)
 		}
 		w("| %s | %s | %s | %d | %s | %s |\n", cell(a.Source), cell(a.Rule), cell(a.Severity), a.Count, ts(a.FirstSeen), resolved)
+	}
+
+	w("\n## Related incidents\n\n")
+	if len(r.Related) == 0 {
+		w("No other incident was open on the asset.\n")
+	} else {
+		w("| incident | workflow | playbook | linked | when |\n|---|---|---|---|---|\n")
+		for _, x := range r.Related {
+			linked := "open on the asset when this incident opened"
+			switch x.How {
+			case relatedReported:
+				linked = "opened on the asset later"
+			case relatedRerouted:
+				linked = "re-routed (unknown-asset triage and the incident its alerts went to)"
+			}
+			w("| %s | %s | %s | %s | %s |\n", orDash(x.IncidentID), code(x.WorkflowID), orDash(x.Playbook), linked, ts(x.At))
+		}
 	}
 
 	w("\n## Actions\n\n| phase | step | action | status | started | finished | summary |\n|---|---|---|---|---|---|---|\n")

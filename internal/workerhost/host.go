@@ -21,6 +21,7 @@ import (
 	"github.com/iru-responder/responder/activities/platform"
 	"github.com/iru-responder/responder/activities/probe"
 	pveact "github.com/iru-responder/responder/activities/proxmox"
+	"github.com/iru-responder/responder/activities/related"
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/activities/watch"
 	"github.com/iru-responder/responder/internal/accesslog"
@@ -169,6 +170,8 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
+	Related(c).Register(r)
+	(&Reroute{Temporal: c}).Register(r)
 	(&watch.Activities{Temporal: c, Incidents: watchIncidents{c: c, dc: h.DataConverter()}, Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
 	hk := &housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}
@@ -176,6 +179,13 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterActivityWithOptions(hk.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
+}
+
+// Related is the lookup of the incidents open on an asset, over the
+// incident workflow's names and the client c.
+func Related(c related.Lister) *related.Activities {
+	return &related.Activities{Temporal: c, WorkflowType: workflows.IncidentWorkflow, AssetAttr: workflows.AssetKey.GetName(),
+		PlaybookAttr: workflows.PlaybookKey.GetName(), DrillAttr: workflows.DrillKey.GetName()}
 }
 
 // Close releases everything Open opened.

@@ -1,0 +1,143 @@
+package workflows
+
+import (
+	"cmp"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/related"
+)
+
+// How an incident came to be linked to another ([RelatedIncident.How]).
+const (
+	// RelatedFound: this incident found the other open on its asset when
+	// it opened.
+	RelatedFound = "found"
+	// RelatedReported: the other incident opened later on the same asset,
+	// found this one and told it ([LinkSignal]).
+	RelatedReported = "reported"
+)
+
+// maxRelated bounds the links an incident keeps.
+const maxRelated = 50
+
+// relatedOptions bound the lookup of the related incidents: it is a
+// convenience for the responders, so a visibility store that does not
+// answer costs the incident a few seconds, never its playbook.
+var relatedOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 3,
+		NonRetryableErrorTypes: []string{activities.ErrTypeBadParams},
+	},
+}
+
+// RelatedIncident is another incident on the same asset, linked to this
+// one both ways: an alert of another playbook for an asset that has an
+// open incident opens its own incident, and the two know each other.
+type RelatedIncident struct {
+	// WorkflowID is the other incident's workflow id (the API's incident
+	// id is it without the "incident:" prefix).
+	WorkflowID string
+	// IncidentID is its human-facing id, when known (the incident that
+	// reports itself gives it; visibility does not).
+	IncidentID string `json:",omitempty"`
+	Playbook   string `json:",omitempty"`
+	// How is [RelatedFound], [RelatedReported] or [RelatedRerouted].
+	How string
+	At  time.Time
+}
+
+// LinkSignalInput is the payload of [LinkSignal]: the incident that opened
+// on the receiver's asset and linked itself to it.
+type LinkSignalInput struct {
+	WorkflowID string
+	IncidentID string
+	Playbook   string
+	Asset      string
+	// How is empty for an incident on the same asset, [RelatedRerouted]
+	// from the triage whose alerts were re-routed to the receiver (its
+	// asset is the one no inventory knew).
+	How string `json:",omitempty"`
+}
+
+// linkRelated looks up the other incidents open on the asset (drills and
+// incidents without an asset look up nothing), links them and tells each
+// of them, so both sides hold the link. Visibility is eventually
+// consistent: of two incidents that open on an asset at the same moment
+// at least the later one usually sees the earlier, and one link is enough
+// for both sides to know. A failed lookup is recorded in the timeline and
+// the playbook goes on.
+func (w *incident) linkRelated(ctx workflow.Context) {
+	if w.st.Asset == "" || w.st.Drill {
+		return
+	}
+	self := workflow.GetInfo(ctx).WorkflowExecution.ID
+	actx := workflow.WithActivityOptions(ctx, relatedOptions)
+	var res related.FindResult
+	if err := workflow.ExecuteActivity(actx, related.FindActivity, related.FindInput{Asset: w.st.Asset, Self: self}).Get(ctx, &res); err != nil {
+		w.logger.Warn("related incidents not looked up", "error", err)
+		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "open incidents on the same asset could not be looked up", Reason: rejectionText(err)})
+		return
+	}
+	for _, o := range res.Incidents {
+		if !w.addRelated(ctx, RelatedIncident{WorkflowID: o.WorkflowID, Playbook: o.Playbook, How: RelatedFound}) {
+			continue
+		}
+		in := LinkSignalInput{WorkflowID: self, IncidentID: w.st.IncidentID, Playbook: w.st.Playbook, Asset: w.st.Asset}
+		// Only the workflow id: the link goes to whichever run is current.
+		if err := workflow.SignalExternalWorkflow(ctx, o.WorkflowID, "", LinkSignal, in).Get(ctx, nil); err != nil {
+			w.logger.Warn("related incident not told of the link", "workflowID", o.WorkflowID, "error", err)
+			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "related incident " + o.WorkflowID + " could not be told of the link", Reason: err.Error()})
+		}
+	}
+}
+
+// onLink records the back-link to an incident that opened on this one's
+// asset later.
+func (w *incident) onLink(ctx workflow.Context, in LinkSignalInput) {
+	if in.WorkflowID == "" || in.WorkflowID == workflow.GetInfo(ctx).WorkflowExecution.ID {
+		return
+	}
+	how := RelatedReported
+	if in.How == RelatedRerouted {
+		how = RelatedRerouted
+	} else if in.Asset != w.st.Asset {
+		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("link from %s ignored: its asset %q is not this incident's", in.WorkflowID, in.Asset)})
+		return
+	}
+	w.addRelated(ctx, RelatedIncident{WorkflowID: in.WorkflowID, IncidentID: in.IncidentID, Playbook: in.Playbook, How: how})
+}
+
+// addRelated records a link in the status, the timeline and the ledger;
+// it reports false when the incident is linked already (a known link only
+// gains the other's incident id) or holds the most links it keeps.
+func (w *incident) addRelated(ctx workflow.Context, r RelatedIncident) bool {
+	for i := range w.st.Related {
+		if w.st.Related[i].WorkflowID == r.WorkflowID {
+			w.st.Related[i].IncidentID = cmp.Or(w.st.Related[i].IncidentID, r.IncidentID)
+			return false
+		}
+	}
+	if len(w.st.Related) >= maxRelated {
+		return false
+	}
+	r.At = workflow.Now(ctx).UTC()
+	w.st.Related = append(w.st.Related, r)
+	name := cmp.Or(r.IncidentID, r.WorkflowID)
+	what := fmt.Sprintf("related incident %s (%s) is open on the same asset", name, cmp.Or(r.Playbook, "playbook unknown"))
+	switch r.How {
+	case RelatedReported:
+		what = fmt.Sprintf("related incident %s (%s) opened on the same asset", name, cmp.Or(r.Playbook, "playbook unknown"))
+	case RelatedRerouted:
+		what = fmt.Sprintf("linked to %s (%s): the triage's alerts were re-routed", name, cmp.Or(r.Playbook, "playbook unknown"))
+	}
+	w.record(ctx, activities.LedgerAppendInput{Kind: "related", Actor: actorWorkflow, Outcome: r.How,
+		Related: &activities.LedgerRelated{WorkflowID: r.WorkflowID, IncidentID: r.IncidentID, Playbook: r.Playbook, How: r.How}},
+		TimelineEntry{What: what})
+	return true
+}

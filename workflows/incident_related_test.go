@@ -1,0 +1,123 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+
+	"github.com/iru-responder/responder/activities/related"
+)
+
+// TestRelatedIncidentFound: an incident that opens on an asset with an
+// open incident of another playbook links it (status, ledger, timeline)
+// and tells it with the link signal, naming itself; a second lookup of
+// the same incident is not linked twice.
+func TestRelatedIncidentFound(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	var asked related.FindInput
+	h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in related.FindInput) (related.FindResult, error) {
+			asked = in
+			return related.FindResult{Incidents: []related.Incident{
+				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
+				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
+			}}, nil
+		})
+	var told []LinkSignalInput
+	h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			told = append(told, arg.(LinkSignalInput))
+			return nil
+		})
+	h.approve(time.Minute, "stop", lead)
+	_, st := h.run(input("wf-test"))
+
+	if asked.Asset != "web-1" || asked.Self == "" {
+		t.Errorf("lookup %+v, want asset web-1 and the incident's own workflow id", asked)
+	}
+	if len(st.Related) != 1 {
+		t.Fatalf("related %+v, want one link", st.Related)
+	}
+	if r := st.Related[0]; r.WorkflowID != "incident:ssh-brute-force:web-1" || r.Playbook != "ssh-brute-force" || r.How != RelatedFound || r.At.IsZero() {
+		t.Errorf("link %+v", r)
+	}
+	want := LinkSignalInput{WorkflowID: asked.Self, IncidentID: "INC-7", Playbook: "wf-test", Asset: "web-1"}
+	if len(told) != 1 || told[0] != want {
+		t.Errorf("told %+v, want once %+v", told, want)
+	}
+	entries := h.fake.ledgerKinds("related")
+	if len(entries) != 1 || entries[0].Related == nil || entries[0].Related.WorkflowID != "incident:ssh-brute-force:web-1" || entries[0].Related.How != RelatedFound {
+		t.Errorf("ledger related entries %+v", entries)
+	}
+	if !slices.ContainsFunc(st.Timeline, func(e TimelineEntry) bool {
+		return e.What == "related incident incident:ssh-brute-force:web-1 (ssh-brute-force) is open on the same asset"
+	}) {
+		t.Error("timeline lacks the link")
+	}
+}
+
+// TestRelatedIncidentReported: the link signal of an incident that opened
+// later on the same asset is recorded as a back-link, once; a link from
+// another asset's incident or from itself is not.
+func TestRelatedIncidentReported(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	other := LinkSignalInput{WorkflowID: "incident:container-compromise:web-1", IncidentID: "INC-9", Playbook: "container-compromise", Asset: "web-1"}
+	h.env.RegisterDelayedCallback(func() {
+		h.signal(LinkSignal, other)
+		h.signal(LinkSignal, other)
+		h.signal(LinkSignal, LinkSignalInput{WorkflowID: "incident:x:db-2", IncidentID: "INC-10", Playbook: "x", Asset: "db-2"})
+		h.signal(LinkSignal, LinkSignalInput{WorkflowID: "default-test-workflow-id", Asset: "web-1"})
+	}, 10*time.Second)
+	h.approve(time.Minute, "stop", lead)
+	_, st := h.run(input("wf-test"))
+
+	want := []RelatedIncident{{WorkflowID: other.WorkflowID, IncidentID: "INC-9", Playbook: "container-compromise", How: RelatedReported}}
+	got := slices.Clone(st.Related)
+	for i := range got {
+		got[i].At = time.Time{}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("related %+v, want %+v", got, want)
+	}
+	if n := len(h.fake.ledgerKinds("related")); n != 1 {
+		t.Errorf("%d related ledger entries, want 1", n)
+	}
+}
+
+// TestRelatedLookupFailsPlaybookGoesOn: a visibility store that does not
+// answer leaves a timeline entry and no link; the playbook runs.
+func TestRelatedLookupFailsPlaybookGoesOn(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{}, errors.New("visibility unavailable"))
+	h.approve(time.Minute, "stop", lead)
+	res, st := h.run(input("wf-test"))
+	if res.State != StateResolved {
+		t.Fatalf("state %s (%s), want resolved", res.State, res.Reason)
+	}
+	if len(st.Related) != 0 {
+		t.Errorf("related %+v after a failed lookup", st.Related)
+	}
+	if !slices.ContainsFunc(st.Timeline, func(e TimelineEntry) bool {
+		return e.What == "open incidents on the same asset could not be looked up"
+	}) {
+		t.Error("timeline does not say the lookup failed")
+	}
+}
+
+// TestRelatedNotLookedUpForDrills: a drill links nothing.
+func TestRelatedNotLookedUpForDrills(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+		func(context.Context, related.FindInput) (related.FindResult, error) {
+			t.Error("a drill looked up related incidents")
+			return related.FindResult{}, nil
+		})
+	h.approve(time.Minute, "stop", lead)
+	in := input("wf-test")
+	in.Drill = true
+	h.run(in)
+}
