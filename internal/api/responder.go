@@ -511,17 +511,9 @@ func (rs *Responder) report(w http.ResponseWriter, r *http.Request, id auth.Iden
 	if !ok {
 		return
 	}
-	objs, err := rs.evidence.List(r.Context(), incidentID)
-	if err != nil {
-		rs.log.Error("list evidence", "incident", incidentID, "err", err)
-		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence locker could not be read", Code: "evidence_failed"})
+	found, ok := rs.lastEvidence(w, r, incidentID, func(m evidence.Meta) bool { return m.Name == name })
+	if !ok {
 		return
-	}
-	var found *evidence.Meta
-	for i := range objs {
-		if objs[i].Name == name {
-			found = &objs[i] // the newest wins
-		}
 	}
 	if found == nil {
 		writeError(w, http.StatusNotFound, apiError{Error: "no report yet: it is written in the post-incident phase", Code: "no_report"})

@@ -32,17 +32,9 @@ func (rs *Responder) evidenceObject(w http.ResponseWriter, r *http.Request, id a
 	if !ok {
 		return
 	}
-	objs, err := rs.evidence.List(r.Context(), incidentID)
-	if err != nil {
-		rs.log.Error("list evidence", "incident", incidentID, "err", err)
-		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence locker could not be read", Code: "evidence_failed"})
+	found, ok := rs.lastEvidence(w, r, incidentID, func(m evidence.Meta) bool { return m.SHA256 == sum && !m.Deleted })
+	if !ok {
 		return
-	}
-	var found *evidence.Meta
-	for i := range objs {
-		if objs[i].SHA256 == sum && !objs[i].Deleted {
-			found = &objs[i]
-		}
 	}
 	if found == nil {
 		writeError(w, http.StatusNotFound, apiError{Error: "no such evidence object in this incident", Code: "no_evidence_object"})
@@ -66,4 +58,23 @@ func (rs *Responder) evidenceObject(w http.ResponseWriter, r *http.Request, id a
 		// short of Content-Length, which the client sees as an error.
 		rs.log.Error("evidence download cut short", "ref", found.Ref, "err", err)
 	}
+}
+
+// lastEvidence returns the newest of the incident's evidence objects that
+// match (nil when none does); it answers 500 and false when the locker
+// cannot be listed.
+func (rs *Responder) lastEvidence(w http.ResponseWriter, r *http.Request, incidentID string, match func(evidence.Meta) bool) (*evidence.Meta, bool) {
+	objs, err := rs.evidence.List(r.Context(), incidentID)
+	if err != nil {
+		rs.log.Error("list evidence", "incident", incidentID, "err", err)
+		writeError(w, http.StatusInternalServerError, apiError{Error: "the evidence locker could not be read", Code: "evidence_failed"})
+		return nil, false
+	}
+	var found *evidence.Meta
+	for i := range objs {
+		if match(objs[i]) {
+			found = &objs[i]
+		}
+	}
+	return found, true
 }
