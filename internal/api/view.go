@@ -177,6 +177,11 @@ type MetricsView struct {
 	TimeToAcknowledgeSeconds float64   `json:"time_to_acknowledge_seconds,omitempty"`
 	TimeToContainSeconds     float64   `json:"time_to_contain_seconds,omitempty"`
 	TimeToRecoverSeconds     float64   `json:"time_to_recover_seconds,omitempty"`
+	// ContainmentPhaseDoneAt and ContainmentPhaseSeconds are the whole
+	// containment phase (evidence steps included), apart from the time to
+	// contain, which ends when the containing actions took effect.
+	ContainmentPhaseDoneAt  time.Time `json:"containment_phase_done_at,omitzero"`
+	ContainmentPhaseSeconds float64   `json:"containment_phase_seconds,omitempty"`
 }
 
 // DecisionAnswer is the answer of POST …/steps/{step}/approve and deny.
@@ -250,7 +255,8 @@ func statusView(s workflows.IncidentStatus) StatusView {
 		Metrics: MetricsView{
 			AcknowledgedAt: s.Metrics.AcknowledgedAt, ContainedAt: s.Metrics.ContainedAt, RecoveredAt: s.Metrics.RecoveredAt,
 			TimeToAcknowledgeSeconds: s.Metrics.TimeToAcknowledge.Seconds(), TimeToContainSeconds: s.Metrics.TimeToContain.Seconds(),
-			TimeToRecoverSeconds: s.Metrics.TimeToRecover.Seconds(),
+			TimeToRecoverSeconds:   s.Metrics.TimeToRecover.Seconds(),
+			ContainmentPhaseDoneAt: s.Metrics.ContainmentPhaseDoneAt, ContainmentPhaseSeconds: s.Metrics.ContainmentPhase.Seconds(),
 		},
 		EscalationLevel: s.EscalationLevel, EscalatedBy: s.EscalatedBy, LedgerSeq: s.LedgerSeq,
 		LedgerFailures: s.LedgerFailures, Runs: s.Runs,

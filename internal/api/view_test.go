@@ -125,6 +125,7 @@ func TestStatusViewKeepsEveryValue(t *testing.T) {
 	var st workflows.IncidentStatus
 	fill(reflect.ValueOf(&st).Elem())
 	st.Metrics.TimeToAcknowledge = 90 * time.Second
+	st.Metrics.TimeToContain, st.Metrics.ContainmentPhase = time.Second, 3*time.Second
 	v := statusView(st)
 	s := v.Steps[0]
 	a := s.Approval
@@ -137,6 +138,8 @@ func TestStatusViewKeepsEveryValue(t *testing.T) {
 		t.Errorf("approval = %+v", a)
 	case v.Metrics.TimeToAcknowledgeSeconds != 90 || len(v.Timeline) != 1 || len(v.Alerts) != 1 || v.Alerts[0].Count != 7:
 		t.Errorf("metrics, timeline, alerts = %+v %+v %+v", v.Metrics, v.Timeline, v.Alerts)
+	case v.Metrics.TimeToContainSeconds != 1 || v.Metrics.ContainmentPhaseSeconds != 3 || !v.Metrics.ContainmentPhaseDoneAt.Equal(st.Metrics.ContainmentPhaseDoneAt):
+		t.Errorf("containment metrics = %+v", v.Metrics)
 	case len(v.Compensations) != 1 || v.Compensations[0].Undo["Some Value"] != "Some Value":
 		t.Errorf("compensations = %+v", v.Compensations)
 	}

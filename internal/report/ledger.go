@@ -261,7 +261,28 @@ func (f *folder) done() Incident {
 	if !f.recoveryBroken {
 		f.inc.TimeToRecover = since(f.recovered)
 	}
+	f.inc.ContainmentPhase = phaseDuration(f.inc.Steps, playbooks.PhaseContainment)
 	return f.inc
+}
+
+// phaseDuration is how long a phase's steps that ended took, from the
+// first to start (its end, when it never started: skipped) until the last
+// to end; 0 when none ended.
+func phaseDuration(steps []Step, phase string) time.Duration {
+	var first, last time.Time
+	for _, s := range steps {
+		if s.Phase != phase || s.FinishedAt.IsZero() {
+			continue
+		}
+		start := cmp.Or(s.StartedAt, s.FinishedAt)
+		if first.IsZero() || start.Before(first) {
+			first = start
+		}
+		if s.FinishedAt.After(last) {
+			last = s.FinishedAt
+		}
+	}
+	return last.Sub(first)
 }
 
 // human reports whether r is a person's decision, acknowledgement,

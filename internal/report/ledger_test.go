@@ -133,3 +133,27 @@ func TestFromLedgerAlertResolution(t *testing.T) {
 		})
 	}
 }
+
+// TestFromLedgerContainmentPhase: the containment phase lasts from its
+// first step's start to its last step's end, apart from the time to
+// contain, which ends when the isolation took effect.
+func TestFromLedgerContainmentPhase(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	isolate := step("containment", "isolate", activities.PVEIsolate, "succeeded") // ends at 1s
+	isolate.StartedAt = t0.Add(500 * time.Millisecond)
+	snapshot := step("containment", "snapshot", activities.PVESnapshot, "succeeded") // ends at 2s
+	snapshot.StartedAt = t0.Add(1500 * time.Millisecond)
+	slow := step("containment", "backup", activities.PVEBackup, "succeeded") // ends at 3s
+	slow.StartedAt = t0.Add(2 * time.Second)
+	inc, err := FromLedger(chain(t, t0, isolate, snapshot, slow, step("recovery", "start", activities.PVEStart, "succeeded")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.TimeToContain != time.Second || inc.ContainmentPhase != 2500*time.Millisecond {
+		t.Errorf("time to contain %v, containment phase %v; want 1s and 2.5s", inc.TimeToContain, inc.ContainmentPhase)
+	}
+	md := string(Markdown(Build(Input{Incident: inc})))
+	if !strings.Contains(md, "| Containment phase (its steps, evidence included) | 2.5s |") || !strings.Contains(md, "| Time to contain | 1s |") {
+		t.Errorf("metrics in the report:\n%s", md)
+	}
+}

@@ -75,6 +75,10 @@ type Incident struct {
 	// TimeToAcknowledge, TimeToContain and TimeToRecover are measured from
 	// the opening (0: not reached).
 	TimeToAcknowledge, TimeToContain, TimeToRecover time.Duration
+	// ContainmentPhase is how long the containment phase's steps took, from
+	// the first to start until the last to end (evidence steps included;
+	// the time to contain ends when the containing ones took effect).
+	ContainmentPhase time.Duration
 }
 
 // Alert is one distinct alert of the incident.
@@ -153,6 +157,7 @@ type Metrics struct {
 	TimeToAcknowledge string `json:"time_to_acknowledge,omitempty"`
 	TimeToContain     string `json:"time_to_contain,omitempty"`
 	TimeToRecover     string `json:"time_to_recover,omitempty"`
+	ContainmentPhase  string `json:"containment_phase,omitempty"`
 }
 
 // Approval is one decision on a step.
@@ -214,6 +219,7 @@ func Build(in Input) Report {
 	r.Metrics.TimeToAcknowledge = dur(st.TimeToAcknowledge)
 	r.Metrics.TimeToContain = dur(st.TimeToContain)
 	r.Metrics.TimeToRecover = dur(st.TimeToRecover)
+	r.Metrics.ContainmentPhase = dur(st.ContainmentPhase)
 	return r
 }
 
@@ -275,6 +281,7 @@ func Markdown(r Report) []byte {
 	w("\n## Metrics\n\n| metric | value |\n|---|---|\n")
 	w("| Time to detect | %s |\n| Time to acknowledge | %s |\n| Time to contain | %s |\n| Time to recover | %s |\n",
 		orDash(r.Metrics.TimeToDetect), orDash(r.Metrics.TimeToAcknowledge), orDash(r.Metrics.TimeToContain), orDash(r.Metrics.TimeToRecover))
+	w("| Containment phase (its steps, evidence included) | %s |\n", orDash(r.Metrics.ContainmentPhase))
 
 	w("\n## Alerts\n\n| source | rule | severity | count | first seen | resolved |\n|---|---|---|---|---|---|\n")
 	for _, a := range r.Alerts {
