@@ -3,6 +3,7 @@ package platform
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -104,16 +105,14 @@ const (
 // seq of them, or what it holds after ledgerWait.
 func (a *Activities) ledgerUpTo(ctx context.Context, incident string, seq int64) ([]ledger.Entry, error) {
 	deadline := time.Now().Add(ledgerWait)
-	for {
-		var entries []ledger.Entry
-		if err := a.Ledger.Store().Entries(ctx, incident, func(e ledger.Entry) error {
-			entries = append(entries, e)
-			return nil
-		}); err != nil {
+	for time.Now().Before(deadline) {
+		// The wait reads the chain's head only; the chain is read once.
+		head, err := a.Ledger.Store().Head(ctx, incident)
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 			return nil, err
 		}
-		if int64(len(entries)) >= seq || time.Now().After(deadline) {
-			return entries, nil
+		if err == nil && head.Seq >= seq {
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -121,4 +120,10 @@ func (a *Activities) ledgerUpTo(ctx context.Context, incident string, seq int64)
 		case <-time.After(ledgerPoll):
 		}
 	}
+	var entries []ledger.Entry
+	err := a.Ledger.Store().Entries(ctx, incident, func(e ledger.Entry) error {
+		entries = append(entries, e)
+		return nil
+	})
+	return entries, err
 }
