@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,11 +118,37 @@ func Client(tb testing.TB, opts client.Options) client.Client {
 // register, and stops it when the test ends.
 func Worker(tb testing.TB, c client.Client, taskQueue string, register func(worker.Registry)) worker.Worker {
 	tb.Helper()
-	w := worker.New(c, taskQueue, worker.Options{})
-	register(w)
-	if err := w.Start(); err != nil {
-		tb.Fatalf("testenv: start worker: %v", err)
+	return StartWorker(tb, func() worker.Worker {
+		w := worker.New(c, taskQueue, worker.Options{})
+		register(w)
+		return w
+	})
+}
+
+// startAttempts bounds [StartWorker]'s tries.
+const startAttempts = 4
+
+// StartWorker starts the worker newWorker builds, and stops it when the test
+// ends. A worker's start asks the server for its namespace with the SDK's
+// 10-second RPC timeout; a dev server shared by a package's tests on a
+// loaded 2-core machine can miss that, so a start that failed reaching the
+// server is tried again with a new worker (a worker's start runs once), up to
+// four times. Any other error fails the test at once.
+func StartWorker(tb testing.TB, newWorker func() worker.Worker) worker.Worker {
+	tb.Helper()
+	var err error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		w := newWorker()
+		if err = w.Start(); err == nil {
+			tb.Cleanup(w.Stop)
+			return w
+		}
+		if !strings.Contains(err.Error(), "failed reaching server") {
+			break
+		}
+		tb.Logf("testenv: start worker (attempt %d of %d): %v", attempt, startAttempts, err)
+		time.Sleep(time.Duration(attempt) * time.Second)
 	}
-	tb.Cleanup(w.Stop)
-	return w
+	tb.Fatalf("testenv: start worker: %v", err)
+	return nil
 }

@@ -96,12 +96,11 @@ func TestTemporalRestartDuringAlertStorm(t *testing.T) {
 	t.Cleanup(c.Close)
 	tag := runTag(t)
 	tq := "resilience-storm-" + tag
-	wk := worker.New(c, tq, worker.Options{})
-	p.Host.Register(wk, c)
-	if err := wk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(wk.Stop)
+	testenv.StartWorker(t, func() worker.Worker {
+		wk := worker.New(c, tq, worker.Options{})
+		p.Host.Register(wk, c)
+		return wk
+	})
 
 	key, err := intakeauth.GenerateKey()
 	if err != nil {
