@@ -334,7 +334,7 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 		if !ok {
 			return
 		}
-		if update == workflows.ApproveUpdate && !rs.secondFactorOK(w, r, ref, step, id) {
+		if !rs.secondFactorOK(w, r, ref, step, id, update == workflows.ApproveUpdate) {
 			return
 		}
 		stmt, ok := rs.sign(w, r, ref, decision.Kind(update), step, id, reason)
@@ -389,6 +389,12 @@ func (rs *Responder) abort(w http.ResponseWriter, r *http.Request, id auth.Ident
 	}
 	reason, ok := readReason(w, r, true)
 	if !ok {
+		return
+	}
+	if !id.HasSecondFactor() {
+		writeError(w, http.StatusForbidden, apiError{
+			Error: fmt.Sprintf("aborting undoes containment and needs a second factor: log in again with your one-time code (token amr %v)", id.AMR),
+			Code:  "mfa_required"})
 		return
 	}
 	stmt, ok := rs.sign(w, r, ref, decision.Abort, "", id, reason)
