@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/ratelimit"
 	"github.com/iru-responder/responder/internal/report"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -116,6 +118,7 @@ type Responder struct {
 	log      *slog.Logger
 	now      func() time.Time
 	watch    *auth.FailureWatch
+	sources  *ratelimit.Set
 
 	mu       sync.Mutex
 	sessions map[string]string // actor|session -> UTC day of the recorded auth.success
@@ -145,6 +148,10 @@ func NewResponder(opts ResponderOptions) (*Responder, error) {
 	if rs.now == nil {
 		rs.now = time.Now
 	}
+	rs.cfg.SourceRate = cmp.Or(rs.cfg.SourceRate, defaultSourceRate)
+	rs.cfg.SourceBurst = cmp.Or(rs.cfg.SourceBurst, defaultSourceBurst)
+	rs.cfg.SourceConcurrency = cmp.Or(rs.cfg.SourceConcurrency, defaultSourceConcurrency)
+	rs.sources = ratelimit.NewSet(maxSources, 10*time.Minute)
 	rs.watch = &auth.FailureWatch{Threshold: opts.Config.AuthFailThreshold, Window: opts.Config.AuthFailWindow,
 		OnExceeded: rs.thresholdCrossed, Now: rs.now}
 	return rs, nil
