@@ -35,6 +35,20 @@ type Shredder interface {
 	Shred(ctx context.Context, key string) error
 }
 
+// Holder is implemented by backends whose store enforces retention itself
+// (S3 Object Lock). Such a backend writes every blob under a legal hold:
+// the store refuses to delete it until the hold is released. The [Locker]
+// locks each blob it records until the object's retention ends, and
+// releases the holds of an incident when it closes ([Locker.ReleaseHold]).
+type Holder interface {
+	// Retain locks key in compliance mode until until: nobody can delete
+	// or overwrite it before then. Retention can be extended, never
+	// shortened; setting the same date again is not an error.
+	Retain(ctx context.Context, key string, until time.Time) error
+	// SetLegalHold sets (on) or releases the legal hold on key.
+	SetLegalHold(ctx context.Context, key string, on bool) error
+}
+
 // BlobInfo describes a stored blob.
 type BlobInfo struct {
 	Key     string

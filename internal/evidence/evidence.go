@@ -184,6 +184,10 @@ type Manifest struct {
 	Objects  []Meta  `json:"objects"` // every object ever collected, in collection order
 	Events   []Event `json:"events"`  // the custody log
 	Head     string  `json:"head"`    // hash of the last event; record it in the audit ledger
+	// Held is true while the object store keeps the incident's objects
+	// under a legal hold (S3 backend, incident open): nothing of it can
+	// be destroyed, retention ended or not.
+	Held bool `json:"held,omitempty"`
 }
 
 // Options configure a [Locker].
@@ -399,7 +403,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	}
 	now := l.now().UTC()
 	ev := Event{Time: now, SHA256: hexSum, Actor: r.CollectedBy, Source: r.Source, Name: r.Name, MediaType: r.MediaType}
-	if _, deleted, ok := log.object(hexSum); ok && !deleted {
+	if first, deleted, ok := log.object(hexSum); ok && !deleted {
 		// Identical content is already locked away: keep it, record who
 		// collected it again and from where, and drop the new copy.
 		l.discard(ctx, r.Incident, blob)
@@ -407,25 +411,128 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 		if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
 			return "", err
 		}
+		// A put retried after its store lock failed lands here: lock the
+		// first copy now (setting the same retention again is harmless).
+		if err := l.storeLock(ctx, log, metaOf(first)); err != nil {
+			return "", fmt.Errorf("evidence: put %s: %w", r.Name, err)
+		}
 		return ref, nil
 	}
 	ev.Kind = EventCollected
 	ev.Class = r.Class
 	ev.Size = sum.n
 	ev.RetainUntil = now.Add(l.retention[r.Class])
+	if _, ok := l.backend.(Holder); ok {
+		// The store keeps whole seconds: the custody log says the same.
+		ev.RetainUntil = ceilSecond(ev.RetainUntil)
+	}
 	ev.Blob = blob
 	ev.KeyID = wrapped.KeyID
 	if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
 		l.discard(ctx, r.Incident, blob)
 		return "", err
 	}
+	if err := l.storeLock(ctx, log, metaOf(ev)); err != nil {
+		// Recorded but not locked yet (the legal hold still protects it):
+		// the caller's retry finds the duplicate and locks it then.
+		return "", fmt.Errorf("evidence: put %s: %w", r.Name, err)
+	}
 	return ref, nil
+}
+
+// storeLock has a [Holder] backend lock m's blobs in compliance mode until
+// m's retention ends, and releases their legal hold when the incident's
+// holds were released already (evidence put after the close). The wrapped
+// key is retained exactly as long as the ciphertext, so that it can be
+// shredded when the retention ends. The caller holds the incident lock.
+func (l *Locker) storeLock(ctx context.Context, log *custodyLog, m Meta) error {
+	h, ok := l.backend.(Holder)
+	if !ok {
+		return nil
+	}
+	for _, key := range []string{objectKey(m.Incident, m.blob), wrapKey(m.Incident, m.blob)} {
+		if err := h.Retain(ctx, key, m.RetainUntil); err != nil {
+			return fmt.Errorf("lock %s in the store: %w", key, err)
+		}
+		if log.released() {
+			if err := h.SetLegalHold(ctx, key, false); err != nil {
+				return fmt.Errorf("release the legal hold of %s: %w", key, err)
+			}
+		}
+	}
+	return nil
 }
 
 // discard removes the blobs of an object that was never recorded.
 func (l *Locker) discard(ctx context.Context, incident, blob string) {
+	if h, ok := l.backend.(Holder); ok {
+		// Written under a legal hold, never retained: releasing the hold
+		// makes them deletable.
+		_ = h.SetLegalHold(ctx, wrapKey(incident, blob), false)
+		_ = h.SetLegalHold(ctx, objectKey(incident, blob), false)
+	}
 	_ = l.shred(ctx, wrapKey(incident, blob))
 	_ = l.backend.Delete(ctx, objectKey(incident, blob))
+}
+
+// held reports whether the store holds log's objects: a [Holder] backend
+// keeps a legal hold on an incident's objects until [Locker.ReleaseHold].
+func (l *Locker) held(log *custodyLog) bool {
+	_, ok := l.backend.(Holder)
+	return ok && !log.released()
+}
+
+// HoldReleaser is the actor recorded when an incident's close releases its
+// legal holds.
+const HoldReleaser = "system:incident-close"
+
+// ReleaseHold releases the legal hold on incident's objects (the incident
+// closed) on behalf of who, and records the release in the custody log;
+// evidence put later is not held. The objects stay locked in the store
+// until their retention ends. Each object's lock is set again first, which
+// repairs a put whose lock failed. It reports how many objects were
+// released; with a backend that is not a [Holder] it does nothing.
+// Releasing twice is harmless.
+func (l *Locker) ReleaseHold(ctx context.Context, incident string, who Reader) (int, error) {
+	h, ok := l.backend.(Holder)
+	if !ok {
+		return 0, nil
+	}
+	if !incidentRE.MatchString(incident) {
+		return 0, fmt.Errorf("%w: incident %q", ErrInvalid, incident)
+	}
+	if p := checkIdentity("releaser", who.Identity) + checkText("reason", who.Reason, true); p != "" {
+		return 0, fmt.Errorf("%w: %s", ErrInvalid, p)
+	}
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range manifestOf(log).Objects {
+		if m.Deleted {
+			continue
+		}
+		for _, key := range []string{objectKey(m.Incident, m.blob), wrapKey(m.Incident, m.blob)} {
+			if err := h.Retain(ctx, key, m.RetainUntil); err != nil {
+				return n, fmt.Errorf("evidence: release hold of %s: lock %s: %w", incident, key, err)
+			}
+			if err := h.SetLegalHold(ctx, key, false); err != nil {
+				return n, fmt.Errorf("evidence: release hold of %s: %s: %w", incident, key, err)
+			}
+		}
+		n++
+	}
+	if !log.released() {
+		if _, err := log.append(l.custodyPath(incident), Event{
+			Time: l.now().UTC(), Kind: EventHoldReleased, Actor: who.Identity, Reason: who.Reason,
+		}); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (l *Locker) shred(ctx context.Context, key string) error {
@@ -618,7 +725,9 @@ func (l *Locker) Manifest(_ context.Context, incident string) (Manifest, error) 
 	if err != nil {
 		return Manifest{}, err
 	}
-	return manifestOf(log), nil
+	m := manifestOf(log)
+	m.Held = l.held(log)
+	return m, nil
 }
 
 func manifestOf(log *custodyLog) Manifest {
@@ -658,6 +767,9 @@ func (l *Locker) Delete(ctx context.Context, ref Ref, who Reader) error {
 	m, err := l.lookup(log, ref, sum)
 	if err != nil {
 		return err
+	}
+	if l.held(log) {
+		return fmt.Errorf("%w: %s is under the legal hold of its open incident", ErrRetained, ref)
 	}
 	return l.destroy(ctx, log, m, l.now().UTC(), who)
 }
@@ -705,7 +817,7 @@ func (l *Locker) Expired(ctx context.Context, now time.Time) ([]Meta, error) {
 			return out, err
 		}
 		for _, o := range m.Objects {
-			if !o.Deleted && !now.Before(o.RetainUntil) {
+			if !m.Held && !o.Deleted && !now.Before(o.RetainUntil) {
 				out = append(out, o)
 			}
 		}
@@ -771,6 +883,10 @@ func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Ti
 	log, err := l.readCustody(incident)
 	if err != nil {
 		return nil, err
+	}
+	if l.held(log) {
+		// Open incident: its legal hold outlasts any retention.
+		return nil, nil
 	}
 	var deleted []Meta
 	for _, m := range manifestOf(log).Objects {
