@@ -278,6 +278,8 @@ func TestComposeSecretsLeastPrivilege(t *testing.T) {
 		"keycloak_worker_secret":   {"worker"},
 		"keycloak_api_secret":      {"api"},
 		"keycloak_operator_secret": {"temporal-setup"},
+		"minio_root_password":      {"minio", "minio-setup"},
+		"minio_evidence_secret":    {"api", "minio-setup", "worker"},
 		"api_tls_cert":             {"api"},
 		"api_tls_key":              {"api"},
 		"temporal_ca":              {"api", "temporal", "temporal-setup", "temporal-ui", "worker"},

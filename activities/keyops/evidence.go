@@ -161,3 +161,26 @@ func (e *EvidenceKeys) ReplaceWrappedKey(ctx context.Context, ref string, old, u
 	}
 	return nil
 }
+
+// ErrS3RewrapUnsupported is returned by [S3EvidenceKeys]: the wrapped keys
+// of evidence on S3 are locked by the store (Object Lock) and cannot be
+// rewritten in place yet.
+var ErrS3RewrapUnsupported = errors.New("keyops: rewrapping the evidence keys on S3 is not supported yet; the old KEK versions must stay")
+
+// S3EvidenceKeys stands for the evidence locker's wrapped keys when they
+// are on S3 (IRU_EVIDENCE_BACKEND=s3). It fails every call, so that a KEK
+// rotation stops before it retires (destroys) a KEK version that the
+// locked wrapped keys still need.
+type S3EvidenceKeys struct{}
+
+var _ keys.WrappedKeyStore = S3EvidenceKeys{}
+
+// StaleWrappedKeys implements [keys.WrappedKeyStore]: it always fails.
+func (S3EvidenceKeys) StaleWrappedKeys(context.Context, string, int) ([]keys.StoredKey, error) {
+	return nil, ErrS3RewrapUnsupported
+}
+
+// ReplaceWrappedKey implements [keys.WrappedKeyStore]: it always fails.
+func (S3EvidenceKeys) ReplaceWrappedKey(context.Context, string, keys.Wrapped, keys.Wrapped) error {
+	return ErrS3RewrapUnsupported
+}
