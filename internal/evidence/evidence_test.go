@@ -673,3 +673,46 @@ func TestTwoLockersOneFolder(t *testing.T) {
 		t.Fatalf("%d objects, want 40 (%v)", len(objs), err)
 	}
 }
+
+func TestConfigBackend(t *testing.T) {
+	s3 := []string{"IRU_EVIDENCE_BACKEND=s3", "IRU_EVIDENCE_S3_ENDPOINT=minio:9000", "IRU_EVIDENCE_S3_ACCESS_KEY=iru-evidence", "IRU_EVIDENCE_S3_SECRET_KEY=s3cr3t-value"}
+	tests := []struct {
+		name    string
+		env     []string
+		wantErr string // a variable the error names; "" for none
+	}{
+		{"folder by default", nil, ""},
+		{"s3 complete", s3, ""},
+		{"s3 without credentials", s3[:2], "IRU_EVIDENCE_S3_ACCESS_KEY"},
+		{"s3 endpoint with a scheme", append(slicesClone(s3), "IRU_EVIDENCE_S3_ENDPOINT=http://minio:9000"), "IRU_EVIDENCE_S3_ENDPOINT"},
+		{"s3 CA file missing", append(slicesClone(s3), "IRU_EVIDENCE_S3_CA=/nonexistent/ca.pem"), "IRU_EVIDENCE_S3_CA"},
+		{"unknown backend", []string{"IRU_EVIDENCE_BACKEND=nfs"}, "IRU_EVIDENCE_BACKEND"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Config
+			err := config.LoadFrom(&c, tt.env)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "s3cr3t-value") {
+				t.Fatalf("the secret key is in the error: %v", err)
+			}
+		})
+	}
+	var c Config
+	if err := config.LoadFrom(&c, append(slicesClone(s3), "IRU_EVIDENCE_S3_CA="+os.Args[0])); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.S3Options(); !o.TLS || o.SecretKey != "s3cr3t-value" || o.Bucket != "iru-evidence" || o.Endpoint != "minio:9000" {
+		t.Fatalf("S3Options = %+v: want TLS implied by the CA, the bucket's default name", o)
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }
