@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -146,12 +148,37 @@ func (b *S3Backend) Put(ctx context.Context, key string, r io.Reader) (int64, er
 		PartSize:    b.partSize,
 	}
 	opts.SetMatchETagExcept("*")
-	info, err := b.c.PutObject(ctx, b.bucket, key, ctxReader{ctx, r}, -1, opts)
+	// A blob that fits in singlePutMax goes in one request of known size;
+	// a larger one streams as a multipart upload of PartSize parts.
+	buf := headPool.Get().(*[]byte)
+	defer headPool.Put(buf)
+	head := *buf
+	n, err := io.ReadFull(ctxReader{ctx, r}, head)
+	var body io.Reader
+	size := int64(-1)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		body, size = bytes.NewReader(head[:n]), int64(n)
+	case err != nil:
+		return 0, fmt.Errorf("evidence: put %s: %w", key, err)
+	default:
+		body = io.MultiReader(bytes.NewReader(head), ctxReader{ctx, r})
+	}
+	info, err := b.c.PutObject(ctx, b.bucket, key, body, size, opts)
 	if err != nil {
 		return 0, s3Err("put", key, err)
 	}
 	return info.Size, nil
 }
+
+// singlePutMax is the largest blob written in a single PUT.
+const singlePutMax = 1 << 20
+
+// headPool holds the buffers that read a blob's first singlePutMax bytes.
+var headPool = sync.Pool{New: func() any {
+	b := make([]byte, singlePutMax)
+	return &b
+}}
 
 // versions lists the versions of key (delete markers included), oldest
 // first.
@@ -236,7 +263,8 @@ func (b *S3Backend) Delete(ctx context.Context, key string) error {
 
 // Retain implements [Holder]: it locks the first version of key in
 // compliance mode until until (rounded up to the second, as S3 keeps it).
-// The store lets retention be extended, never shortened.
+// The store lets retention be extended, never shortened. A date already
+// past locks nothing.
 func (b *S3Backend) Retain(ctx context.Context, key string, until time.Time) error {
 	if err := checkBlobKey(key); err != nil {
 		return err
@@ -246,6 +274,9 @@ func (b *S3Backend) Retain(ctx context.Context, key string, until time.Time) err
 		return err
 	}
 	until = ceilSecond(until)
+	if !until.After(time.Now()) {
+		return nil // the retention has ended: there is nothing left to lock
+	}
 	mode := minio.Compliance
 	if err := b.c.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
 		Mode: &mode, RetainUntilDate: &until, VersionID: v.VersionID,
