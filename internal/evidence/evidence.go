@@ -482,6 +482,36 @@ func (l *Locker) held(log *custodyLog) bool {
 	return ok && !log.released()
 }
 
+// storeLocker is a backend that tells how its store holds a blob.
+type storeLocker interface {
+	Lock(ctx context.Context, key string) (StoreLock, error)
+}
+
+// StoreLock returns how the object store holds the ciphertext of ref (its
+// retention mode and date, and its legal hold), as the store itself
+// reports it. Backends that keep no lock (the folder) fail with ErrInvalid.
+func (l *Locker) StoreLock(ctx context.Context, ref Ref) (StoreLock, error) {
+	sl, ok := l.backend.(storeLocker)
+	if !ok {
+		return StoreLock{}, fmt.Errorf("%w: the %T backend keeps no store lock", ErrInvalid, l.backend)
+	}
+	incident, sum, err := ref.Parse()
+	if err != nil {
+		return StoreLock{}, err
+	}
+	unlock := l.lock(incident)
+	log, err := l.readCustody(incident)
+	unlock()
+	if err != nil {
+		return StoreLock{}, err
+	}
+	m, err := l.lookup(log, ref, sum)
+	if err != nil {
+		return StoreLock{}, err
+	}
+	return sl.Lock(ctx, objectKey(m.Incident, m.blob))
+}
+
 // HoldReleaser is the actor recorded when an incident's close releases its
 // legal holds.
 const HoldReleaser = "system:incident-close"
