@@ -428,11 +428,12 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	}
 	ev.Blob = blob
 	ev.KeyID = wrapped.KeyID
-	if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
+	recorded, err := log.append(l.custodyPath(r.Incident), ev)
+	if err != nil {
 		l.discard(ctx, r.Incident, blob)
 		return "", err
 	}
-	if err := l.storeLock(ctx, log, metaOf(ev)); err != nil {
+	if err := l.storeLock(ctx, log, metaOf(recorded)); err != nil {
 		// Recorded but not locked yet (the legal hold still protects it):
 		// the caller's retry finds the duplicate and locks it then.
 		return "", fmt.Errorf("evidence: put %s: %w", r.Name, err)

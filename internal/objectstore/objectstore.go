@@ -215,13 +215,23 @@ func (s *Server) waitLive(ctx context.Context, exited <-chan struct{}) error {
 }
 
 // setup creates the bucket and issues the platform credentials.
+// The server answers its health route before its IAM subsystem is up
+// ("Server not initialized"): the first calls are tried again for a while.
 func (s *Server) setup(ctx context.Context) error {
-	creds, err := s.NewBucket(ctx, s.opts.Bucket)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		creds, err := s.NewBucket(ctx, s.opts.Bucket)
+		if err == nil {
+			s.platform = creds
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	s.platform = creds
-	return nil
 }
 
 // NewBucket creates bucket with Object Lock (keeping it when it exists)
