@@ -49,6 +49,21 @@ type Holder interface {
 	SetLegalHold(ctx context.Context, key string, on bool) error
 }
 
+// Versioned is implemented by backends that keep every version of a blob
+// (S3 with Object Lock, where a locked version cannot be replaced). A
+// wrapped data key moved to a new KEK is written as a new version of its
+// blob, held and locked like the first; the [Locker] reads a wrapped key
+// from the newest version that unwraps.
+type Versioned interface {
+	// Versions lists the data versions of key, newest first.
+	Versions(ctx context.Context, key string) ([]string, error)
+	// GetVersion opens one version of key.
+	GetVersion(ctx context.Context, key, version string) (io.ReadCloser, error)
+	// PutVersion writes r as a new version of key, which must exist, with
+	// the legal hold and retention of its first version.
+	PutVersion(ctx context.Context, key string, r io.Reader) error
+}
+
 // BlobInfo describes a stored blob.
 type BlobInfo struct {
 	Key     string

@@ -124,10 +124,15 @@ func getJSON(ctx context.Context, b Backend, key string, v any) error {
 	if len(data) > maxJSONBlob {
 		return fmt.Errorf("blob %s is larger than %d bytes", key, maxJSONBlob)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeJSON(data, v); err != nil {
 		return fmt.Errorf("blob %s: %w", key, err)
 	}
 	return nil
+}
+
+// decodeJSON decodes data into v, refusing unknown fields.
+func decodeJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }

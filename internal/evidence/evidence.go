@@ -25,10 +25,12 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -627,15 +629,184 @@ func (l *Locker) Get(ctx context.Context, ref Ref, who Reader) (io.ReadCloser, M
 	return rc, meta, nil
 }
 
-// open decrypts and verifies the object m.
-func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
-	var w Wrapped
-	if err := getJSON(ctx, l.backend, wrapKey(m.Incident, m.blob), &w); err != nil {
+// unwrapKey returns the data key of m. With a [Versioned] backend it
+// takes the newest version of the wrapped key that unwraps: a rewrap adds
+// a version, and a version written by anyone else does not unwrap.
+func (l *Locker) unwrapKey(ctx context.Context, m Meta) ([]byte, error) {
+	key := wrapKey(m.Incident, m.blob)
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		var w Wrapped
+		if err := getJSON(ctx, l.backend, key, &w); err != nil {
+			return nil, fmt.Errorf("%w: %s: wrapped key: %w", ErrIntegrity, m.Ref, err)
+		}
+		dek, err := l.wrapper.Unwrap(ctx, w)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: wrapped key does not unwrap: %w", ErrIntegrity, m.Ref, err)
+		}
+		return dek, nil
+	}
+	versions, err := vb.Versions(ctx, key)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: wrapped key: %w", ErrIntegrity, m.Ref, err)
 	}
-	dek, err := l.wrapper.Unwrap(ctx, w)
+	var errs []error
+	for _, v := range versions {
+		w, err := readWrappedVersion(ctx, vb, key, v)
+		if err == nil {
+			var dek []byte
+			if dek, err = l.wrapper.Unwrap(ctx, w); err == nil {
+				return dek, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("version %s: %w", v, err))
+	}
+	return nil, fmt.Errorf("%w: %s: no version of the wrapped key unwraps: %w", ErrIntegrity, m.Ref, errors.Join(errs...))
+}
+
+// readWrappedVersion reads one version of a wrapped key blob.
+func readWrappedVersion(ctx context.Context, vb Versioned, key, version string) (Wrapped, error) {
+	var w Wrapped
+	rc, err := vb.GetVersion(ctx, key, version)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: wrapped key does not unwrap: %w", ErrIntegrity, m.Ref, err)
+		return w, err
+	}
+	defer func() { _ = rc.Close() }()
+	data, err := io.ReadAll(io.LimitReader(rc, maxJSONBlob+1))
+	if err != nil {
+		return w, err
+	}
+	if len(data) > maxJSONBlob {
+		return w, fmt.Errorf("blob %s is larger than %d bytes", key, maxJSONBlob)
+	}
+	if err := decodeJSON(data, &w); err != nil {
+		return w, fmt.Errorf("blob %s: %w", key, err)
+	}
+	return w, nil
+}
+
+// ErrWrappedKeyChanged is returned by [Locker.ReplaceWrappedKey] when the
+// wrapped key is no longer the one the caller read (or its object was
+// destroyed).
+var ErrWrappedKeyChanged = errors.New("evidence: wrapped key changed")
+
+// WrappedKeyRef is one object's wrapped data key, named
+// <incident>/<blob>.key.
+type WrappedKeyRef struct {
+	Ref     string
+	Wrapped Wrapped
+}
+
+// StaleWrappedKeys lists up to limit live objects whose current wrapped
+// key (the newest version) is not under currentKEK, for a KEK rotation on
+// a [Versioned] backend; other backends fail with ErrInvalid (their keys
+// are rewritten in place, see activities/keyops).
+func (l *Locker) StaleWrappedKeys(ctx context.Context, currentKEK string, limit int) ([]WrappedKeyRef, error) {
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %T backend keeps no key versions", ErrInvalid, l.backend)
+	}
+	incidents, err := l.incidents()
+	if err != nil {
+		return nil, err
+	}
+	var out []WrappedKeyRef
+	for _, inc := range incidents {
+		m, err := l.Manifest(ctx, inc)
+		if err != nil {
+			return out, err
+		}
+		for _, o := range m.Objects {
+			if len(out) >= limit {
+				return out, nil
+			}
+			if o.Deleted {
+				continue
+			}
+			key := wrapKey(o.Incident, o.blob)
+			w, _, err := currentWrapped(ctx, vb, key)
+			if errors.Is(err, ErrNotFound) {
+				continue // destroyed since the manifest was read
+			}
+			if err != nil {
+				return out, err
+			}
+			if w.KeyID != currentKEK {
+				out = append(out, WrappedKeyRef{Ref: key, Wrapped: w})
+			}
+		}
+	}
+	return out, nil
+}
+
+// currentWrapped returns the newest version of a wrapped key blob that
+// parses, and its version.
+func currentWrapped(ctx context.Context, vb Versioned, key string) (Wrapped, string, error) {
+	versions, err := vb.Versions(ctx, key)
+	if err != nil {
+		return Wrapped{}, "", err
+	}
+	var errs []error
+	for _, v := range versions {
+		w, err := readWrappedVersion(ctx, vb, key, v)
+		if err == nil {
+			return w, v, nil
+		}
+		errs = append(errs, err)
+	}
+	return Wrapped{}, "", fmt.Errorf("%w: %s: no version parses: %w", ErrIntegrity, key, errors.Join(errs...))
+}
+
+// ReplaceWrappedKey writes updated as the wrapped key ref
+// (<incident>/<blob>.key) when its current one is still old, as a new
+// version on a [Versioned] backend (the old version stays locked until the
+// object's retention ends, useless once the old KEK is retired). It fails
+// with ErrWrappedKeyChanged when the key changed or its object was
+// destroyed.
+func (l *Locker) ReplaceWrappedKey(ctx context.Context, ref string, old, updated Wrapped) error {
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		return fmt.Errorf("%w: the %T backend keeps no key versions", ErrInvalid, l.backend)
+	}
+	incident, file, ok := strings.Cut(ref, "/")
+	blob, isKey := strings.CutSuffix(file, ".key")
+	if !ok || !isKey || !incidentRE.MatchString(incident) || checkBlobKey(ref) != nil {
+		return fmt.Errorf("%w: wrapped key reference %q", ErrInvalid, ref)
+	}
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return err
+	}
+	live := false
+	for _, o := range manifestOf(log).Objects {
+		if o.blob == blob && !o.Deleted {
+			live = true
+		}
+	}
+	if !live {
+		return fmt.Errorf("%w: %s: no live object", ErrWrappedKeyChanged, ref)
+	}
+	cur, _, err := currentWrapped(ctx, vb, ref)
+	if err != nil {
+		return err
+	}
+	if cur.KeyID != old.KeyID || !bytes.Equal(cur.Nonce, old.Nonce) || !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
+		return fmt.Errorf("%w: %s", ErrWrappedKeyChanged, ref)
+	}
+	body, err := json.Marshal(updated)
+	if err != nil {
+		return fmt.Errorf("evidence: encode wrapped key %s: %w", ref, err)
+	}
+	return vb.PutVersion(ctx, ref, bytes.NewReader(body))
+}
+
+// open decrypts and verifies the object m.
+func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
+	dek, err := l.unwrapKey(ctx, m)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(dek)
 	obj, err := l.backend.Get(ctx, objectKey(m.Incident, m.blob))

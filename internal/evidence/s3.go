@@ -64,8 +64,9 @@ type S3Backend struct {
 }
 
 var (
-	_ Backend = (*S3Backend)(nil)
-	_ Holder  = (*S3Backend)(nil)
+	_ Backend   = (*S3Backend)(nil)
+	_ Holder    = (*S3Backend)(nil)
+	_ Versioned = (*S3Backend)(nil)
 )
 
 // NewS3Backend connects to the bucket and checks that Object Lock is
@@ -306,6 +307,66 @@ func (b *S3Backend) SetLegalHold(ctx context.Context, key string, on bool) error
 		if err := b.c.PutObjectLegalHold(ctx, b.bucket, key, minio.PutObjectLegalHoldOptions{VersionID: v.VersionID, Status: &status}); err != nil {
 			return s3Err("legal hold", key, err)
 		}
+	}
+	return nil
+}
+
+// Versions implements [Versioned].
+func (b *S3Backend) Versions(ctx context.Context, key string) ([]string, error) {
+	if err := checkBlobKey(key); err != nil {
+		return nil, err
+	}
+	vs, err := b.versions(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := len(vs) - 1; i >= 0; i-- {
+		if !vs[i].IsDeleteMarker {
+			out = append(out, vs[i].VersionID)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, key)
+	}
+	return out, nil
+}
+
+// GetVersion implements [Versioned].
+func (b *S3Backend) GetVersion(ctx context.Context, key, version string) (io.ReadCloser, error) {
+	if err := checkBlobKey(key); err != nil {
+		return nil, err
+	}
+	obj, err := b.c.GetObject(ctx, b.bucket, key, minio.GetObjectOptions{VersionID: version})
+	if err != nil {
+		return nil, s3Err("get", key, err)
+	}
+	return obj, nil
+}
+
+// PutVersion implements [Versioned]: the new version gets the legal hold
+// and the compliance retention of the first version.
+func (b *S3Backend) PutVersion(ctx context.Context, key string, r io.Reader) error {
+	lock, err := b.Lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, singlePutMax+1))
+	if err != nil {
+		return fmt.Errorf("evidence: put version of %s: %w", key, err)
+	}
+	if len(data) > singlePutMax {
+		return fmt.Errorf("%w: a new version of %s is larger than %d bytes", ErrInvalid, key, singlePutMax)
+	}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", LegalHold: minio.LegalHoldDisabled}
+	if lock.LegalHold {
+		opts.LegalHold = minio.LegalHoldEnabled
+	}
+	if lock.Mode != "" && lock.RetainUntil.After(time.Now()) {
+		opts.Mode, opts.RetainUntilDate = minio.RetentionMode(lock.Mode), lock.RetainUntil
+	}
+	if _, err := b.c.PutObject(ctx, b.bucket, key, bytes.NewReader(data), int64(len(data)), opts); err != nil {
+		return s3Err("put version", key, err)
 	}
 	return nil
 }

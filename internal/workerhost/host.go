@@ -105,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var evidenceKeys keys.WrappedKeyStore = keyops.S3EvidenceKeys{}
+	var evidenceKeys keys.WrappedKeyStore = keyops.LockerKeys{L: h.stores.Evidence}
 	if cfg.Stores.Evidence.Backend != evidence.BackendS3 {
 		if evidenceKeys, err = keyops.NewEvidenceKeys(cfg.Stores.Evidence.Dir); err != nil {
 			return nil, err
