@@ -98,7 +98,7 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 		// releases again, which is harmless.
 		if _, err := a.Evidence.ReleaseHold(ctx, in.IncidentID, evidence.Reader{
 			Identity: evidence.HoldReleaser, Reason: "incident closed: " + cmp.Or(in.Outcome, "closed"),
-		}); err != nil {
+		}); err != nil && !errors.Is(err, evidence.ErrInvalid) { // an id the locker refuses has no evidence
 			return activities.LedgerAppendResult{}, fmt.Errorf("evidence legal hold of %s: %w", in.IncidentID, err)
 		}
 	}

@@ -21,6 +21,12 @@
 // ([Manifest.Head]) is meant to be recorded in the audit ledger, which is
 // what detects a log cut short at its end.
 //
+// The blobs go to a [Backend]: a local folder ([FSBackend]), or an S3
+// bucket with Object Lock ([S3Backend]), where the store itself keeps each
+// blob under a legal hold while its incident is open and locked in
+// compliance mode until its retention ends. The custody logs stay in the
+// locker's folder.
+//
 // A Locker assumes it is the only process writing its folder.
 package evidence
 
