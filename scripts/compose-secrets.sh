@@ -46,6 +46,9 @@ fi
 put keycloak_worker_secret "$(rand)"
 put keycloak_api_secret "$(rand)"
 put keycloak_operator_secret "$(rand)"
+# MinIO: its root user, and the platform's S3 user (deploy/minio/setup.sh).
+put minio_root_password "$(rand)"
+put minio_evidence_secret "$(rand)"
 
 # ca DIR NAME: a self-signed ECDSA P-256 CA in DIR/NAME.pem, DIR/NAME-key.pem.
 ca() {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the project's pinned tools into .tools/bin when missing:
 # the Temporal CLI (dev server), the Temporal server and its SQL schema tool
-# (cluster mode: `starter cluster`), staticcheck, errcheck, workflowcheck and
-# benchstat (make bench).
+# (cluster mode: `starter cluster`), staticcheck, errcheck, workflowcheck,
+# benchstat (make bench) and the MinIO server (the evidence locker's S3
+# store with Object Lock, for tests and the cluster mode; about 2.5 minutes
+# and 150 MB to build; internal/objectstore runs it).
 # The Temporal CLI and server are built from source with `go install` (about
 # 3 minutes and 250 MB, and about 2 minutes and 130 MB, the first time);
 # later CLI releases cannot be installed that way, so the versions are pinned.
@@ -46,3 +48,4 @@ install staticcheck   honnef.co/go/tools/cmd/staticcheck@v0.8.2
 install errcheck      github.com/kisielk/errcheck@v1.30.0
 install workflowcheck go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 install benchstat     golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+install minio         github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c

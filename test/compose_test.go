@@ -159,7 +159,8 @@ func TestComposeHardening(t *testing.T) {
 		t.Fatal("README has no \"Deploying with docker compose\" section")
 	}
 	readme, _, _ = strings.Cut(readme, "\n## ")
-	pinned := regexp.MustCompile(`^[a-z0-9./_-]+:[0-9][0-9A-Za-z.+_-]*$`)
+	// A version tag, or MinIO's dated release tags (RELEASE.2025-04-22T22-12-26Z).
+	pinned := regexp.MustCompile(`^[a-z0-9./_-]+:([0-9][0-9A-Za-z.+_-]*|RELEASE\.[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z)$`)
 	wantPublished := map[string]bool{"api": true, "temporal-ui": true, "codec": true, "keycloak": true}
 	// Variables that hold a secret in the environment because the image reads it from nowhere
 	// else; each must come from .env, never from the file.
@@ -278,6 +279,8 @@ func TestComposeSecretsLeastPrivilege(t *testing.T) {
 		"keycloak_worker_secret":   {"worker"},
 		"keycloak_api_secret":      {"api"},
 		"keycloak_operator_secret": {"temporal-setup"},
+		"minio_root_password":      {"minio", "minio-setup"},
+		"minio_evidence_secret":    {"api", "minio-setup", "worker"},
 		"api_tls_cert":             {"api"},
 		"api_tls_key":              {"api"},
 		"temporal_ca":              {"api", "temporal", "temporal-setup", "temporal-ui", "worker"},
@@ -650,5 +653,44 @@ func TestComposeKeycloakSupportsRealm(t *testing.T) {
 	}
 	if strings.Contains(string(realm), `"oidc-amr-mapper"`) && major < 24 {
 		t.Errorf("the realm uses oidc-amr-mapper (Keycloak 24+), compose runs %s", kc.Image)
+	}
+}
+
+// TestComposeEvidenceStore: the worker and the API server keep evidence on the MinIO service, as the
+// platform's own S3 user, after the one-shot setup made the bucket with Object Lock and that user.
+func TestComposeEvidenceStore(t *testing.T) {
+	c := loadCompose(t)
+	setup := c.service(t, "minio-setup")
+	script, err := os.ReadFile(filepath.Join(c.root, "deploy", "minio", "setup.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"mc mb --ignore-existing --with-lock iru/iru-evidence", "mc admin user add iru iru-evidence", "/etc/iru/evidence-policy.json"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("deploy/minio/setup.sh lacks %q", want)
+		}
+	}
+	if _, ok := c.service(t, "minio").DependsOn["minio-setup"]; ok {
+		t.Error("minio depends on its own setup")
+	}
+	if _, ok := setup.DependsOn["minio"]; !ok {
+		t.Error("minio-setup does not wait for minio")
+	}
+	for _, name := range []string{"worker", "api"} {
+		s := c.service(t, name)
+		for k, want := range map[string]string{
+			"IRU_EVIDENCE_BACKEND": "s3", "IRU_EVIDENCE_S3_ENDPOINT": "minio:9000", "IRU_EVIDENCE_S3_BUCKET": "iru-evidence",
+			"IRU_EVIDENCE_S3_ACCESS_KEY": "iru-evidence", "IRU_EVIDENCE_S3_SECRET_KEY_FILE": "/run/secrets/minio_evidence_secret",
+		} {
+			if got := envOf(s, k); got != want {
+				t.Errorf("%s: %s=%q, want %q", name, k, got, want)
+			}
+		}
+		if d, ok := s.DependsOn["minio-setup"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s does not wait for minio-setup to complete", name)
+		}
+	}
+	if c.secretFile(t, "minio_evidence_secret") == "" || c.secretFile(t, "minio_root_password") == "" {
+		t.Error("compose-secrets.sh writes empty MinIO secrets")
 	}
 }

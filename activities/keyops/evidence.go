@@ -161,3 +161,39 @@ func (e *EvidenceKeys) ReplaceWrappedKey(ctx context.Context, ref string, old, u
 	}
 	return nil
 }
+
+// LockerKeys is the evidence locker's wrapped data keys as a
+// [keys.WrappedKeyStore] when the locker keeps them on a backend with
+// versions (IRU_EVIDENCE_BACKEND=s3, Object Lock): a rewrapped key is a
+// new version of its blob, held and locked like the first, and the locker
+// reads the newest version that unwraps. See [evidence.Locker.StaleWrappedKeys].
+type LockerKeys struct{ L *evidence.Locker }
+
+var _ keys.WrappedKeyStore = LockerKeys{}
+
+// StaleWrappedKeys implements [keys.WrappedKeyStore].
+func (k LockerKeys) StaleWrappedKeys(ctx context.Context, currentKEK string, limit int) ([]keys.StoredKey, error) {
+	refs, err := k.L.StaleWrappedKeys(ctx, currentKEK, limit)
+	if err != nil {
+		return nil, fmt.Errorf("keyops: list stale evidence keys: %w", err)
+	}
+	out := make([]keys.StoredKey, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, keys.StoredKey{Ref: r.Ref, Wrapped: keys.Wrapped{KeyID: r.Wrapped.KeyID, Nonce: r.Wrapped.Nonce, Ciphertext: r.Wrapped.Ciphertext}})
+	}
+	return out, nil
+}
+
+// ReplaceWrappedKey implements [keys.WrappedKeyStore].
+func (k LockerKeys) ReplaceWrappedKey(ctx context.Context, ref string, old, updated keys.Wrapped) error {
+	err := k.L.ReplaceWrappedKey(ctx, ref,
+		evidence.Wrapped{KeyID: old.KeyID, Nonce: old.Nonce, Ciphertext: old.Ciphertext},
+		evidence.Wrapped{KeyID: updated.KeyID, Nonce: updated.Nonce, Ciphertext: updated.Ciphertext})
+	if errors.Is(err, evidence.ErrWrappedKeyChanged) {
+		return fmt.Errorf("keyops: replace evidence key %s: %w: %w", ref, keys.ErrWrappedKeyChanged, err)
+	}
+	if err != nil {
+		return fmt.Errorf("keyops: replace evidence key %s: %w", ref, err)
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/ledger"
 )
 
@@ -89,6 +90,16 @@ func (a *Activities) LedgerAppend(ctx context.Context, in activities.LedgerAppen
 	if in.Kind == "incident_closed" && a.Signer != nil {
 		if _, err := a.Ledger.Checkpoint(ctx, in.IncidentID, a.Signer); err != nil {
 			return activities.LedgerAppendResult{}, fmt.Errorf("ledger checkpoint %s: %w", in.IncidentID, err)
+		}
+	}
+	if in.Kind == "incident_closed" && a.Evidence != nil {
+		// The store's legal hold on the incident's evidence ends with the
+		// incident; its compliance retention stays. A retry of this entry
+		// releases again, which is harmless.
+		if _, err := a.Evidence.ReleaseHold(ctx, in.IncidentID, evidence.Reader{
+			Identity: evidence.HoldReleaser, Reason: "incident closed: " + cmp.Or(in.Outcome, "closed"),
+		}); err != nil && !errors.Is(err, evidence.ErrInvalid) { // an id the locker refuses has no evidence
+			return activities.LedgerAppendResult{}, fmt.Errorf("evidence legal hold of %s: %w", in.IncidentID, err)
 		}
 	}
 	return activities.LedgerAppendResult{Hash: e.Hash.String()}, nil

@@ -35,6 +35,35 @@ type Shredder interface {
 	Shred(ctx context.Context, key string) error
 }
 
+// Holder is implemented by backends whose store enforces retention itself
+// (S3 Object Lock). Such a backend writes every blob under a legal hold:
+// the store refuses to delete it until the hold is released. The [Locker]
+// locks each blob it records until the object's retention ends, and
+// releases the holds of an incident when it closes ([Locker.ReleaseHold]).
+type Holder interface {
+	// Retain locks key in compliance mode until until: nobody can delete
+	// or overwrite it before then. Retention can be extended, never
+	// shortened; setting the same date again is not an error.
+	Retain(ctx context.Context, key string, until time.Time) error
+	// SetLegalHold sets (on) or releases the legal hold on key.
+	SetLegalHold(ctx context.Context, key string, on bool) error
+}
+
+// Versioned is implemented by backends that keep every version of a blob
+// (S3 with Object Lock, where a locked version cannot be replaced). A
+// wrapped data key moved to a new KEK is written as a new version of its
+// blob, held and locked like the first; the [Locker] reads a wrapped key
+// from the newest version that unwraps.
+type Versioned interface {
+	// Versions lists the data versions of key, newest first.
+	Versions(ctx context.Context, key string) ([]string, error)
+	// GetVersion opens one version of key.
+	GetVersion(ctx context.Context, key, version string) (io.ReadCloser, error)
+	// PutVersion writes r as a new version of key, which must exist, with
+	// the legal hold and retention of its first version.
+	PutVersion(ctx context.Context, key string, r io.Reader) error
+}
+
 // BlobInfo describes a stored blob.
 type BlobInfo struct {
 	Key     string

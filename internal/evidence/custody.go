@@ -23,6 +23,9 @@ const (
 	EventDuplicate EventKind = "duplicate" // identical content was put again; the stored object was kept
 	EventRead      EventKind = "read"      // an object was opened by Get (recorded before any byte is returned)
 	EventDeleted   EventKind = "deleted"   // an object's data key and ciphertext were destroyed
+	// EventHoldReleased: the incident closed and the object store's legal
+	// hold on its objects was released (S3 backend); retention still holds.
+	EventHoldReleased EventKind = "hold_released"
 )
 
 // Event is one line of an incident's custody log. The log is hash-chained:
@@ -177,6 +180,17 @@ func (log *custodyLog) append(path string, e Event) (Event, error) {
 	log.events = append(log.events, e)
 	log.head = e.Hash
 	return e, nil
+}
+
+// released reports whether the log records the release of the incident's
+// legal holds.
+func (log *custodyLog) released() bool {
+	for _, e := range log.events {
+		if e.Kind == EventHoldReleased {
+			return true
+		}
+	}
+	return false
 }
 
 // object returns the latest collected event for sum and whether it has

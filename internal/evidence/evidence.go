@@ -21,14 +21,22 @@
 // ([Manifest.Head]) is meant to be recorded in the audit ledger, which is
 // what detects a log cut short at its end.
 //
+// The blobs go to a [Backend]: a local folder ([FSBackend]), or an S3
+// bucket with Object Lock ([S3Backend]), where the store itself keeps each
+// blob under a legal hold while its incident is open and locked in
+// compliance mode until its retention ends. The custody logs stay in the
+// locker's folder.
+//
 // A Locker assumes it is the only process writing its folder.
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -184,6 +192,10 @@ type Manifest struct {
 	Objects  []Meta  `json:"objects"` // every object ever collected, in collection order
 	Events   []Event `json:"events"`  // the custody log
 	Head     string  `json:"head"`    // hash of the last event; record it in the audit ledger
+	// Held is true while the object store keeps the incident's objects
+	// under a legal hold (S3 backend, incident open): nothing of it can
+	// be destroyed, retention ended or not.
+	Held bool `json:"held,omitempty"`
 }
 
 // Options configure a [Locker].
@@ -399,7 +411,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	}
 	now := l.now().UTC()
 	ev := Event{Time: now, SHA256: hexSum, Actor: r.CollectedBy, Source: r.Source, Name: r.Name, MediaType: r.MediaType}
-	if _, deleted, ok := log.object(hexSum); ok && !deleted {
+	if first, deleted, ok := log.object(hexSum); ok && !deleted {
 		// Identical content is already locked away: keep it, record who
 		// collected it again and from where, and drop the new copy.
 		l.discard(ctx, r.Incident, blob)
@@ -407,25 +419,159 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 		if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
 			return "", err
 		}
+		// A put retried after its store lock failed lands here: lock the
+		// first copy now (setting the same retention again is harmless).
+		if err := l.storeLock(ctx, log, metaOf(first)); err != nil {
+			return "", fmt.Errorf("evidence: put %s: %w", r.Name, err)
+		}
 		return ref, nil
 	}
 	ev.Kind = EventCollected
 	ev.Class = r.Class
 	ev.Size = sum.n
 	ev.RetainUntil = now.Add(l.retention[r.Class])
+	if _, ok := l.backend.(Holder); ok {
+		// The store keeps whole seconds: the custody log says the same.
+		ev.RetainUntil = ceilSecond(ev.RetainUntil)
+	}
 	ev.Blob = blob
 	ev.KeyID = wrapped.KeyID
-	if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
+	recorded, err := log.append(l.custodyPath(r.Incident), ev)
+	if err != nil {
 		l.discard(ctx, r.Incident, blob)
 		return "", err
+	}
+	if err := l.storeLock(ctx, log, metaOf(recorded)); err != nil {
+		// Recorded but not locked yet (the legal hold still protects it):
+		// the caller's retry finds the duplicate and locks it then.
+		return "", fmt.Errorf("evidence: put %s: %w", r.Name, err)
 	}
 	return ref, nil
 }
 
+// storeLock has a [Holder] backend lock m's blobs in compliance mode until
+// m's retention ends, and releases their legal hold when the incident's
+// holds were released already (evidence put after the close). The wrapped
+// key is retained exactly as long as the ciphertext, so that it can be
+// shredded when the retention ends. The caller holds the incident lock.
+func (l *Locker) storeLock(ctx context.Context, log *custodyLog, m Meta) error {
+	h, ok := l.backend.(Holder)
+	if !ok {
+		return nil
+	}
+	for _, key := range []string{objectKey(m.Incident, m.blob), wrapKey(m.Incident, m.blob)} {
+		if err := h.Retain(ctx, key, m.RetainUntil); err != nil {
+			return fmt.Errorf("lock %s in the store: %w", key, err)
+		}
+		if log.released() {
+			if err := h.SetLegalHold(ctx, key, false); err != nil {
+				return fmt.Errorf("release the legal hold of %s: %w", key, err)
+			}
+		}
+	}
+	return nil
+}
+
 // discard removes the blobs of an object that was never recorded.
 func (l *Locker) discard(ctx context.Context, incident, blob string) {
+	if h, ok := l.backend.(Holder); ok {
+		// Written under a legal hold, never retained: releasing the hold
+		// makes them deletable.
+		_ = h.SetLegalHold(ctx, wrapKey(incident, blob), false)
+		_ = h.SetLegalHold(ctx, objectKey(incident, blob), false)
+	}
 	_ = l.shred(ctx, wrapKey(incident, blob))
 	_ = l.backend.Delete(ctx, objectKey(incident, blob))
+}
+
+// held reports whether the store holds log's objects: a [Holder] backend
+// keeps a legal hold on an incident's objects until [Locker.ReleaseHold].
+func (l *Locker) held(log *custodyLog) bool {
+	_, ok := l.backend.(Holder)
+	return ok && !log.released()
+}
+
+// storeLocker is a backend that tells how its store holds a blob.
+type storeLocker interface {
+	Lock(ctx context.Context, key string) (StoreLock, error)
+}
+
+// StoreLock returns how the object store holds the ciphertext of ref (its
+// retention mode and date, and its legal hold), as the store itself
+// reports it. Backends that keep no lock (the folder) fail with ErrInvalid.
+func (l *Locker) StoreLock(ctx context.Context, ref Ref) (StoreLock, error) {
+	sl, ok := l.backend.(storeLocker)
+	if !ok {
+		return StoreLock{}, fmt.Errorf("%w: the %T backend keeps no store lock", ErrInvalid, l.backend)
+	}
+	incident, sum, err := ref.Parse()
+	if err != nil {
+		return StoreLock{}, err
+	}
+	unlock := l.lock(incident)
+	log, err := l.readCustody(incident)
+	unlock()
+	if err != nil {
+		return StoreLock{}, err
+	}
+	m, err := l.lookup(log, ref, sum)
+	if err != nil {
+		return StoreLock{}, err
+	}
+	return sl.Lock(ctx, objectKey(m.Incident, m.blob))
+}
+
+// HoldReleaser is the actor recorded when an incident's close releases its
+// legal holds.
+const HoldReleaser = "system:incident-close"
+
+// ReleaseHold releases the legal hold on incident's objects (the incident
+// closed) on behalf of who, and records the release in the custody log;
+// evidence put later is not held. The objects stay locked in the store
+// until their retention ends. Each object's lock is set again first, which
+// repairs a put whose lock failed. It reports how many objects were
+// released; with a backend that is not a [Holder] it does nothing.
+// Releasing twice is harmless.
+func (l *Locker) ReleaseHold(ctx context.Context, incident string, who Reader) (int, error) {
+	h, ok := l.backend.(Holder)
+	if !ok {
+		return 0, nil
+	}
+	if !incidentRE.MatchString(incident) {
+		return 0, fmt.Errorf("%w: incident %q", ErrInvalid, incident)
+	}
+	if p := checkIdentity("releaser", who.Identity) + checkText("reason", who.Reason, true); p != "" {
+		return 0, fmt.Errorf("%w: %s", ErrInvalid, p)
+	}
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range manifestOf(log).Objects {
+		if m.Deleted {
+			continue
+		}
+		for _, key := range []string{objectKey(m.Incident, m.blob), wrapKey(m.Incident, m.blob)} {
+			if err := h.Retain(ctx, key, m.RetainUntil); err != nil {
+				return n, fmt.Errorf("evidence: release hold of %s: lock %s: %w", incident, key, err)
+			}
+			if err := h.SetLegalHold(ctx, key, false); err != nil {
+				return n, fmt.Errorf("evidence: release hold of %s: %s: %w", incident, key, err)
+			}
+		}
+		n++
+	}
+	if !log.released() {
+		if _, err := log.append(l.custodyPath(incident), Event{
+			Time: l.now().UTC(), Kind: EventHoldReleased, Actor: who.Identity, Reason: who.Reason,
+		}); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (l *Locker) shred(ctx context.Context, key string) error {
@@ -489,15 +635,184 @@ func (l *Locker) Get(ctx context.Context, ref Ref, who Reader) (io.ReadCloser, M
 	return rc, meta, nil
 }
 
-// open decrypts and verifies the object m.
-func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
-	var w Wrapped
-	if err := getJSON(ctx, l.backend, wrapKey(m.Incident, m.blob), &w); err != nil {
+// unwrapKey returns the data key of m. With a [Versioned] backend it
+// takes the newest version of the wrapped key that unwraps: a rewrap adds
+// a version, and a version written by anyone else does not unwrap.
+func (l *Locker) unwrapKey(ctx context.Context, m Meta) ([]byte, error) {
+	key := wrapKey(m.Incident, m.blob)
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		var w Wrapped
+		if err := getJSON(ctx, l.backend, key, &w); err != nil {
+			return nil, fmt.Errorf("%w: %s: wrapped key: %w", ErrIntegrity, m.Ref, err)
+		}
+		dek, err := l.wrapper.Unwrap(ctx, w)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: wrapped key does not unwrap: %w", ErrIntegrity, m.Ref, err)
+		}
+		return dek, nil
+	}
+	versions, err := vb.Versions(ctx, key)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: wrapped key: %w", ErrIntegrity, m.Ref, err)
 	}
-	dek, err := l.wrapper.Unwrap(ctx, w)
+	var errs []error
+	for _, v := range versions {
+		w, err := readWrappedVersion(ctx, vb, key, v)
+		if err == nil {
+			var dek []byte
+			if dek, err = l.wrapper.Unwrap(ctx, w); err == nil {
+				return dek, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("version %s: %w", v, err))
+	}
+	return nil, fmt.Errorf("%w: %s: no version of the wrapped key unwraps: %w", ErrIntegrity, m.Ref, errors.Join(errs...))
+}
+
+// readWrappedVersion reads one version of a wrapped key blob.
+func readWrappedVersion(ctx context.Context, vb Versioned, key, version string) (Wrapped, error) {
+	var w Wrapped
+	rc, err := vb.GetVersion(ctx, key, version)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: wrapped key does not unwrap: %w", ErrIntegrity, m.Ref, err)
+		return w, err
+	}
+	defer func() { _ = rc.Close() }()
+	data, err := io.ReadAll(io.LimitReader(rc, maxJSONBlob+1))
+	if err != nil {
+		return w, err
+	}
+	if len(data) > maxJSONBlob {
+		return w, fmt.Errorf("blob %s is larger than %d bytes", key, maxJSONBlob)
+	}
+	if err := decodeJSON(data, &w); err != nil {
+		return w, fmt.Errorf("blob %s: %w", key, err)
+	}
+	return w, nil
+}
+
+// ErrWrappedKeyChanged is returned by [Locker.ReplaceWrappedKey] when the
+// wrapped key is no longer the one the caller read (or its object was
+// destroyed).
+var ErrWrappedKeyChanged = errors.New("evidence: wrapped key changed")
+
+// WrappedKeyRef is one object's wrapped data key, named
+// <incident>/<blob>.key.
+type WrappedKeyRef struct {
+	Ref     string
+	Wrapped Wrapped
+}
+
+// StaleWrappedKeys lists up to limit live objects whose current wrapped
+// key (the newest version) is not under currentKEK, for a KEK rotation on
+// a [Versioned] backend; other backends fail with ErrInvalid (their keys
+// are rewritten in place, see activities/keyops).
+func (l *Locker) StaleWrappedKeys(ctx context.Context, currentKEK string, limit int) ([]WrappedKeyRef, error) {
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %T backend keeps no key versions", ErrInvalid, l.backend)
+	}
+	incidents, err := l.incidents()
+	if err != nil {
+		return nil, err
+	}
+	var out []WrappedKeyRef
+	for _, inc := range incidents {
+		m, err := l.Manifest(ctx, inc)
+		if err != nil {
+			return out, err
+		}
+		for _, o := range m.Objects {
+			if len(out) >= limit {
+				return out, nil
+			}
+			if o.Deleted {
+				continue
+			}
+			key := wrapKey(o.Incident, o.blob)
+			w, _, err := currentWrapped(ctx, vb, key)
+			if errors.Is(err, ErrNotFound) {
+				continue // destroyed since the manifest was read
+			}
+			if err != nil {
+				return out, err
+			}
+			if w.KeyID != currentKEK {
+				out = append(out, WrappedKeyRef{Ref: key, Wrapped: w})
+			}
+		}
+	}
+	return out, nil
+}
+
+// currentWrapped returns the newest version of a wrapped key blob that
+// parses, and its version.
+func currentWrapped(ctx context.Context, vb Versioned, key string) (Wrapped, string, error) {
+	versions, err := vb.Versions(ctx, key)
+	if err != nil {
+		return Wrapped{}, "", err
+	}
+	var errs []error
+	for _, v := range versions {
+		w, err := readWrappedVersion(ctx, vb, key, v)
+		if err == nil {
+			return w, v, nil
+		}
+		errs = append(errs, err)
+	}
+	return Wrapped{}, "", fmt.Errorf("%w: %s: no version parses: %w", ErrIntegrity, key, errors.Join(errs...))
+}
+
+// ReplaceWrappedKey writes updated as the wrapped key ref
+// (<incident>/<blob>.key) when its current one is still old, as a new
+// version on a [Versioned] backend (the old version stays locked until the
+// object's retention ends, useless once the old KEK is retired). It fails
+// with ErrWrappedKeyChanged when the key changed or its object was
+// destroyed.
+func (l *Locker) ReplaceWrappedKey(ctx context.Context, ref string, old, updated Wrapped) error {
+	vb, ok := l.backend.(Versioned)
+	if !ok {
+		return fmt.Errorf("%w: the %T backend keeps no key versions", ErrInvalid, l.backend)
+	}
+	incident, file, ok := strings.Cut(ref, "/")
+	blob, isKey := strings.CutSuffix(file, ".key")
+	if !ok || !isKey || !incidentRE.MatchString(incident) || checkBlobKey(ref) != nil {
+		return fmt.Errorf("%w: wrapped key reference %q", ErrInvalid, ref)
+	}
+	unlock := l.lock(incident)
+	defer unlock()
+	log, err := l.readCustody(incident)
+	if err != nil {
+		return err
+	}
+	live := false
+	for _, o := range manifestOf(log).Objects {
+		if o.blob == blob && !o.Deleted {
+			live = true
+		}
+	}
+	if !live {
+		return fmt.Errorf("%w: %s: no live object", ErrWrappedKeyChanged, ref)
+	}
+	cur, _, err := currentWrapped(ctx, vb, ref)
+	if err != nil {
+		return err
+	}
+	if cur.KeyID != old.KeyID || !bytes.Equal(cur.Nonce, old.Nonce) || !bytes.Equal(cur.Ciphertext, old.Ciphertext) {
+		return fmt.Errorf("%w: %s", ErrWrappedKeyChanged, ref)
+	}
+	body, err := json.Marshal(updated)
+	if err != nil {
+		return fmt.Errorf("evidence: encode wrapped key %s: %w", ref, err)
+	}
+	return vb.PutVersion(ctx, ref, bytes.NewReader(body))
+}
+
+// open decrypts and verifies the object m.
+func (l *Locker) open(ctx context.Context, m Meta) (io.ReadCloser, error) {
+	dek, err := l.unwrapKey(ctx, m)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(dek)
 	obj, err := l.backend.Get(ctx, objectKey(m.Incident, m.blob))
@@ -618,7 +933,9 @@ func (l *Locker) Manifest(_ context.Context, incident string) (Manifest, error) 
 	if err != nil {
 		return Manifest{}, err
 	}
-	return manifestOf(log), nil
+	m := manifestOf(log)
+	m.Held = l.held(log)
+	return m, nil
 }
 
 func manifestOf(log *custodyLog) Manifest {
@@ -658,6 +975,9 @@ func (l *Locker) Delete(ctx context.Context, ref Ref, who Reader) error {
 	m, err := l.lookup(log, ref, sum)
 	if err != nil {
 		return err
+	}
+	if l.held(log) {
+		return fmt.Errorf("%w: %s is under the legal hold of its open incident", ErrRetained, ref)
 	}
 	return l.destroy(ctx, log, m, l.now().UTC(), who)
 }
@@ -705,7 +1025,7 @@ func (l *Locker) Expired(ctx context.Context, now time.Time) ([]Meta, error) {
 			return out, err
 		}
 		for _, o := range m.Objects {
-			if !o.Deleted && !now.Before(o.RetainUntil) {
+			if !m.Held && !o.Deleted && !now.Before(o.RetainUntil) {
 				out = append(out, o)
 			}
 		}
@@ -771,6 +1091,10 @@ func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Ti
 	log, err := l.readCustody(incident)
 	if err != nil {
 		return nil, err
+	}
+	if l.held(log) {
+		// Open incident: its legal hold outlasts any retention.
+		return nil, nil
 	}
 	var deleted []Meta
 	for _, m := range manifestOf(log).Objects {

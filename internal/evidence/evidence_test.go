@@ -20,10 +20,12 @@ import (
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-func TestRoundTrip(t *testing.T) {
+func TestRoundTrip(t *testing.T) { forEachBackend(t, testRoundTrip) }
+
+func testRoundTrip(t *testing.T, bc backendCase) {
 	const seg = 1024
 	sizes := []int{0, 1, seg - 1, seg, seg + 1, 3 * seg, 5*seg + 17}
-	f := newFixture(t, seg)
+	f := newFixtureOn(t, bc, seg)
 	for i, n := range sizes {
 		t.Run(fmt.Sprintf("%d bytes", n), func(t *testing.T) {
 			body := randomBytes(n, uint64(i))
@@ -47,10 +49,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("meta = %+v\nwant %+v", meta, want)
 			}
 			// At rest the object is ciphertext: the plaintext does not appear.
-			stored, err := os.ReadFile(f.objectPath(ref))
-			if err != nil {
-				t.Fatal(err)
-			}
+			stored := f.stored(ref)
 			if n >= 16 && bytes.Contains(stored, body[:16]) {
 				t.Fatal("plaintext found in the stored object")
 			}
@@ -62,8 +61,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDefaultSegmentRoundTrip(t *testing.T) {
-	f := newFixture(t, 0)
+func TestDefaultSegmentRoundTrip(t *testing.T) { forEachBackend(t, testDefaultSegmentRoundTrip) }
+
+func testDefaultSegmentRoundTrip(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 0)
 	body := randomBytes(3*defaultSegment+5, 9)
 	ref := f.put("inc-1", "mem.dump", ClassOperational, body)
 	got, _, err := f.get(ref)
@@ -73,7 +74,11 @@ func TestDefaultSegmentRoundTrip(t *testing.T) {
 }
 
 func TestCustodyRecordsCollectionAndReads(t *testing.T) {
-	f := newFixture(t, 0)
+	forEachBackend(t, testCustodyRecordsCollectionAndReads)
+}
+
+func testCustodyRecordsCollectionAndReads(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 0)
 	ref := f.put("inc-c", "auth.log", ClassPII, []byte("log line"))
 	f.clock.Add(time.Minute)
 	if _, _, err := f.get(ref); err != nil {
@@ -131,8 +136,10 @@ func countFiles(t *testing.T, dir, suffix string) int {
 	return n
 }
 
-func TestIdenticalContentDedups(t *testing.T) {
-	f := newFixture(t, 0)
+func TestIdenticalContentDedups(t *testing.T) { forEachBackend(t, testIdenticalContentDedups) }
+
+func testIdenticalContentDedups(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 0)
 	body := []byte("same bytes")
 	a := f.put("inc-d", "first.txt", ClassOperational, body)
 	r := request("inc-d", "copy.txt", ClassFinancial, bytes.NewReader(body))
@@ -145,11 +152,11 @@ func TestIdenticalContentDedups(t *testing.T) {
 	if len(objs) != 1 || objs[0].Name != "first.txt" || objs[0].Class != ClassOperational {
 		t.Fatalf("objects = %+v; want the first collection kept", objs)
 	}
-	if n := countFiles(t, f.dir, ".obj"); n != 1 {
-		t.Fatalf("%d object files, want 1", n)
+	if n := len(f.blobs(".obj")); n != 1 {
+		t.Fatalf("%d object blobs, want 1", n)
 	}
-	if n := countFiles(t, f.dir, ".key"); n != 1 {
-		t.Fatalf("%d key files, want 1", n)
+	if n := len(f.blobs(".key")); n != 1 {
+		t.Fatalf("%d key blobs, want 1", n)
 	}
 	m, _ := f.locker.Manifest(f.ctx, "inc-d")
 	if last := m.Events[len(m.Events)-1]; last.Kind != EventDuplicate || last.Actor != "keycloak:iru/alice" || last.Source != "laptop-17:/tmp/copy.txt" {
@@ -161,8 +168,10 @@ func TestIdenticalContentDedups(t *testing.T) {
 	}
 }
 
-func TestConcurrentPuts(t *testing.T) {
-	f := newFixture(t, 512)
+func TestConcurrentPuts(t *testing.T) { forEachBackend(t, testConcurrentPuts) }
+
+func testConcurrentPuts(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 512)
 	var wg sync.WaitGroup
 	refs := make([]Ref, 12)
 	errs := make([]error, len(refs))
@@ -187,8 +196,8 @@ func TestConcurrentPuts(t *testing.T) {
 	if err != nil || rep.Objects != 4 || rep.Events != 12 {
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
-	if n := countFiles(t, f.dir, ".obj"); n != 4 {
-		t.Fatalf("%d object files, want 4", n)
+	if n := len(f.blobs(".obj")); n != 4 {
+		t.Fatalf("%d object blobs, want 4", n)
 	}
 }
 
@@ -456,8 +465,10 @@ func TestSwappedObjects(t *testing.T) {
 	}
 }
 
-func TestInvalidRequests(t *testing.T) {
-	f := newFixture(t, 0)
+func TestInvalidRequests(t *testing.T) { forEachBackend(t, testInvalidRequests) }
+
+func testInvalidRequests(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 0)
 	tests := []struct {
 		name string
 		mod  func(r *PutRequest)
@@ -491,8 +502,8 @@ func TestInvalidRequests(t *testing.T) {
 	if _, _, err := f.locker.Get(f.ctx, missing, alice); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of unknown object: err = %v, want ErrNotFound", err)
 	}
-	if n := countFiles(t, f.dir, ".obj"); n != 0 {
-		t.Errorf("%d object files left by rejected puts", n)
+	if n := len(f.blobs(".obj")); n != 0 {
+		t.Errorf("%d object blobs left by rejected puts", n)
 	}
 }
 
@@ -509,14 +520,19 @@ func (r *failingReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-func TestFailedPutLeavesNothing(t *testing.T) {
-	f := newFixture(t, 1024)
+func TestFailedPutLeavesNothing(t *testing.T) { forEachBackend(t, testFailedPutLeavesNothing) }
+
+func testFailedPutLeavesNothing(t *testing.T, bc backendCase) {
+	f := newFixtureOn(t, bc, 1024)
 	_, err := f.locker.Put(f.ctx, request("inc-f", "x", ClassPII, &failingReader{n: 5000}))
 	if err == nil || !strings.Contains(err.Error(), "connection reset") {
 		t.Fatalf("Put: err = %v", err)
 	}
 	if n := countFiles(t, f.dir, ""); n != 0 {
 		t.Fatalf("%d files left after a failed put", n)
+	}
+	if n := len(f.blobs("")); n != 0 {
+		t.Fatalf("%d blobs left after a failed put", n)
 	}
 	if objs, err := f.locker.List(f.ctx, "inc-f"); err != nil || len(objs) != 0 {
 		t.Fatalf("List = %+v, %v", objs, err)
@@ -657,3 +673,46 @@ func TestTwoLockersOneFolder(t *testing.T) {
 		t.Fatalf("%d objects, want 40 (%v)", len(objs), err)
 	}
 }
+
+func TestConfigBackend(t *testing.T) {
+	s3 := []string{"IRU_EVIDENCE_BACKEND=s3", "IRU_EVIDENCE_S3_ENDPOINT=minio:9000", "IRU_EVIDENCE_S3_ACCESS_KEY=iru-evidence", "IRU_EVIDENCE_S3_SECRET_KEY=s3cr3t-value"}
+	tests := []struct {
+		name    string
+		env     []string
+		wantErr string // a variable the error names; "" for none
+	}{
+		{"folder by default", nil, ""},
+		{"s3 complete", s3, ""},
+		{"s3 without credentials", s3[:2], "IRU_EVIDENCE_S3_ACCESS_KEY"},
+		{"s3 endpoint with a scheme", append(slicesClone(s3), "IRU_EVIDENCE_S3_ENDPOINT=http://minio:9000"), "IRU_EVIDENCE_S3_ENDPOINT"},
+		{"s3 CA file missing", append(slicesClone(s3), "IRU_EVIDENCE_S3_CA=/nonexistent/ca.pem"), "IRU_EVIDENCE_S3_CA"},
+		{"unknown backend", []string{"IRU_EVIDENCE_BACKEND=nfs"}, "IRU_EVIDENCE_BACKEND"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Config
+			err := config.LoadFrom(&c, tt.env)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "s3cr3t-value") {
+				t.Fatalf("the secret key is in the error: %v", err)
+			}
+		})
+	}
+	var c Config
+	if err := config.LoadFrom(&c, append(slicesClone(s3), "IRU_EVIDENCE_S3_CA="+os.Args[0])); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.S3Options(); !o.TLS || o.SecretKey != "s3cr3t-value" || o.Bucket != "iru-evidence" || o.Endpoint != "minio:9000" {
+		t.Fatalf("S3Options = %+v: want TLS implied by the CA, the bucket's default name", o)
+	}
+}
+
+func slicesClone(s []string) []string { return append([]string(nil), s...) }

@@ -9,10 +9,14 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 )
 
 // softWrapper is a software KeyWrapper (AES-256-GCM key wrap under a KEK),
@@ -81,15 +85,95 @@ type fixture struct {
 
 func newFixture(t testing.TB, segment int) *fixture {
 	t.Helper()
+	return newFixtureOn(t, backendCases[0], segment)
+}
+
+// backendCase is a backend the locker's test-suite runs against: the
+// folder always, S3 on a real MinIO with the integration tag
+// (s3_integration_test.go).
+type backendCase struct {
+	name string
+	// open returns a fresh, empty backend; nil means the locker's default
+	// folder backend.
+	open func(t testing.TB) Backend
+	// realClock: the store checks retention against its own clock, so the
+	// fixture's clock starts at the real time.
+	realClock bool
+}
+
+var backendCases = []backendCase{{name: "dir"}}
+
+// forEachBackend runs fn against every backend of backendCases.
+func forEachBackend(t *testing.T, fn func(t *testing.T, bc backendCase)) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) { fn(t, bc) })
+	}
+}
+
+func newFixtureOn(t testing.TB, bc backendCase, segment int) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	c := &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
-	l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Now: c.Now, SegmentSize: segment})
+	if bc.realClock {
+		c.t = time.Now().UTC().Truncate(time.Second)
+	}
+	opts := Options{Now: c.Now, SegmentSize: segment}
+	if bc.open != nil {
+		opts.Backend = bc.open(t)
+	}
+	l, err := Open(dir, newSoftWrapper(t, "test-kek"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return &fixture{t: t, ctx: ctx, dir: dir, locker: l, clock: c}
+}
+
+// blobs lists the stored blob keys ending in suffix, whatever the backend.
+func (f *fixture) blobs(suffix string) []string {
+	f.t.Helper()
+	var out []string
+	switch b := f.locker.backend.(type) {
+	case *FSBackend:
+		err := filepath.WalkDir(b.root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, suffix) {
+				out = append(out, p)
+			}
+			return err
+		})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	case *S3Backend:
+		for o := range b.c.ListObjects(f.ctx, b.bucket, minio.ListObjectsOptions{WithVersions: true, Recursive: true}) {
+			if o.Err != nil {
+				f.t.Fatal(o.Err)
+			}
+			if !o.IsDeleteMarker && strings.HasSuffix(o.Key, suffix) {
+				out = append(out, o.Key+"?versionId="+o.VersionID)
+			}
+		}
+	default:
+		f.t.Fatalf("no blob listing for %T", b)
+	}
+	return out
+}
+
+// stored returns the stored (encrypted) bytes of ref's object.
+func (f *fixture) stored(ref Ref) []byte {
+	f.t.Helper()
+	m := f.meta(ref)
+	rc, err := f.locker.backend.Get(f.ctx, objectKey(m.Incident, m.blob))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
 }
 
 func request(incident, name string, class Class, body io.Reader) PutRequest {

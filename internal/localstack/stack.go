@@ -226,6 +226,7 @@ func (s *stack) steps() []stackStep {
 			{"codec server", s.startCodecServer},
 			{"lab", s.startLab},
 			{"Temporal cluster", s.startCluster},
+			{"evidence store", s.startEvidenceStore},
 			{"worker", s.startWorker},
 			{"API server", s.startAPI},
 		}

@@ -39,7 +39,14 @@ func Open(ctx context.Context, cfg Config, km *keys.Manager) (*Stores, error) {
 	if err != nil {
 		return nil, err
 	}
-	locker, err := evidence.Open(cfg.Evidence.Dir, KEK{km}, cfg.Evidence.Options())
+	backend, err := cfg.Evidence.OpenBackend(ctx)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	opts := cfg.Evidence.Options()
+	opts.Backend = backend
+	locker, err := evidence.Open(cfg.Evidence.Dir, KEK{km}, opts)
 	if err != nil {
 		_ = st.Close()
 		return nil, err

@@ -27,6 +27,7 @@ import (
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
@@ -104,9 +105,11 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, err
 	}
-	evidenceKeys, err := keyops.NewEvidenceKeys(cfg.Stores.Evidence.Dir)
-	if err != nil {
-		return nil, err
+	var evidenceKeys keys.WrappedKeyStore = keyops.LockerKeys{L: h.stores.Evidence}
+	if cfg.Stores.Evidence.Backend != evidence.BackendS3 {
+		if evidenceKeys, err = keyops.NewEvidenceKeys(cfg.Stores.Evidence.Dir); err != nil {
+			return nil, err
+		}
 	}
 	h.keyops = &keyops.Activities{Keys: h.prot.Keys, Stores: []keyops.Store{{Name: "codec", Keys: codecKeys}, {Name: "evidence", Keys: evidenceKeys}}}
 	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
