@@ -155,6 +155,7 @@ func (c *Console) Routes() []Route {
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},
 		{Pattern: "GET " + inc + "/evidence/{sha256}", h: c.withSession(c.download)},
 		{Pattern: "POST " + inc + "/steps/{step}/{decision}", h: c.withSession(c.decide)},
+		{Pattern: "POST " + inc + "/{action}", h: c.withSession(c.act)},
 	}
 }
 

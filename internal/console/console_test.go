@@ -352,3 +352,91 @@ func TestEvidenceAndReport(t *testing.T) {
 		t.Fatalf("custody reads = %+v", e.locker.reads)
 	}
 }
+
+// The room's incident-wide forms (note, acknowledge, escalate, abort) go
+// through the API's routes as the signed-in person: each reaches the
+// workflow or the locker once, with bob's identity. Alice (ir-responder)
+// has no abort form, and her forged abort, with her own session's CSRF
+// token, is refused by the API's role check before any signal; a post
+// without the CSRF token and an empty note reach nothing.
+func TestIncidentActionsGoThroughTheAPI(t *testing.T) {
+	e := newEnv(t, time.Second)
+	alice, bob := e.browser(), e.browser()
+	alice.signIn("alice")
+	bob.signIn("bob")
+
+	_, page := alice.do(http.MethodGet, e.roomURL(), nil)
+	for _, want := range []string{`id="add-note"`, `id="acknowledge"`, `id="escalate"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("alice's room lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `id="abort"`) {
+		t.Error("alice (ir-responder) sees the abort form")
+	}
+	code, page := alice.do(http.MethodPost, e.roomURL()+"/abort", url.Values{"csrf": {alice.csrf(page)}, "reason": {"forged"}})
+	if code != http.StatusForbidden || !strings.Contains(page, "ir-lead") {
+		t.Errorf("alice's forged abort: %d %s", code, page)
+	}
+	e.temporal.mu.Lock()
+	if len(e.temporal.signals) != 0 {
+		t.Errorf("alice's forged abort signalled the workflow: %v", e.temporal.signals)
+	}
+	e.temporal.mu.Unlock()
+
+	_, page = bob.do(http.MethodGet, e.roomURL(), nil)
+	if !strings.Contains(page, `id="abort"`) {
+		t.Fatalf("bob's room has no abort form:\n%s", page)
+	}
+	token := bob.csrf(page)
+	if code, _ := bob.do(http.MethodPost, e.roomURL()+"/acknowledge", url.Values{"reason": {"no token"}}); code != http.StatusForbidden {
+		t.Errorf("acknowledge without the CSRF token: %d", code)
+	}
+	if code, _ := bob.do(http.MethodPost, e.roomURL()+"/notes", url.Values{"csrf": {token}, "text": {"  "}}); code != http.StatusBadRequest {
+		t.Errorf("empty note: %d", code)
+	}
+	if _, n := e.temporal.counts(); n != 0 || len(e.locker.puts) != 0 {
+		t.Fatalf("refused forms reached the workflow (%d updates) or the locker (%d)", n, len(e.locker.puts))
+	}
+
+	tests := []struct {
+		action, field, value, flash string
+		// reached reports whether the action's effect is there.
+		reached func() bool
+	}{
+		{"notes", "text", "web-01 shell came from the CI runner", "Note added to the evidence", func() bool {
+			e.locker.mu.Lock()
+			defer e.locker.mu.Unlock()
+			return len(e.locker.puts) == 1 && e.locker.puts[0].CollectedBy == "keycloak:iru/bob" && e.locker.notes[0] == "web-01 shell came from the CI runner\n"
+		}},
+		{"acknowledge", "reason", "on it", "Incident acknowledged", func() bool {
+			e.temporal.mu.Lock()
+			defer e.temporal.mu.Unlock()
+			u := e.temporal.updates[len(e.temporal.updates)-1]
+			in, ok := u.Args[0].(workflows.AcknowledgeInput)
+			return u.UpdateName == workflows.AcknowledgeUpdate && ok && in.By.Username == "bob" && in.Reason == "on it"
+		}},
+		{"escalate", "reason", "needs the network team", "Incident escalated", func() bool {
+			e.temporal.mu.Lock()
+			defer e.temporal.mu.Unlock()
+			u := e.temporal.updates[len(e.temporal.updates)-1]
+			in, ok := u.Args[0].(workflows.EscalateInput)
+			return u.UpdateName == workflows.EscalateUpdate && ok && in.By.Username == "bob"
+		}},
+		{"abort", "reason", "false positive", "Abort requested", func() bool {
+			e.temporal.mu.Lock()
+			defer e.temporal.mu.Unlock()
+			return slices.Equal(e.temporal.signals, []string{workflows.AbortSignal})
+		}},
+	}
+	for _, tt := range tests {
+		code, page := bob.do(http.MethodPost, e.roomURL()+"/"+tt.action, url.Values{"csrf": {token}, tt.field: {tt.value}})
+		if code != http.StatusOK || !strings.Contains(page, tt.flash) {
+			t.Errorf("%s: %d %s", tt.action, code, page)
+			continue
+		}
+		if !tt.reached() {
+			t.Errorf("%s: the API did not carry it to the workflow or the locker as bob", tt.action)
+		}
+	}
+}
