@@ -35,6 +35,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/playbooks"
 )
 
 // Prefix is the path under which the API server mounts the console.
@@ -69,6 +70,10 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Playbooks is the folder of playbook files the playbooks page shows
+	// (nil: the embedded ones, what the worker runs without
+	// IRU_PLAYBOOKS_DIR).
+	Playbooks fs.FS
 }
 
 // Console serves the console's pages.
@@ -84,6 +89,8 @@ type Console struct {
 	store    *store
 	hub      *hub
 	pages    pages
+	// playbooks is the playbook folder the playbooks page reads.
+	playbooks fs.FS
 
 	mu       sync.Mutex // guards provider
 	provider *provider
@@ -113,7 +120,10 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: opts.Config, base: base, issuer: opts.IssuerURL, api: opts.API, verifier: opts.Verifier,
-		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg}
+		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg, playbooks: opts.Playbooks}
+	if c.playbooks == nil {
+		c.playbooks = playbooks.EmbeddedFS()
+	}
 	if c.client == nil {
 		c.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -150,6 +160,7 @@ func (c *Console) Routes() []Route {
 		{Pattern: "GET " + Prefix + "/static/", Public: true, h: c.static()},
 		{Pattern: "POST " + Prefix + "/logout", h: c.withSession(c.logout)},
 		{Pattern: "GET " + Prefix + "/events", h: c.withSession(c.listEvents)},
+		{Pattern: "GET " + Prefix + "/playbooks", h: c.withSession(c.playbooksPage)},
 		{Pattern: "GET " + inc, h: c.withSession(c.room)},
 		{Pattern: "GET " + inc + "/events", h: c.withSession(c.roomEvents)},
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},

@@ -3,16 +3,19 @@ package console
 import (
 	"bufio"
 	"context"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/decision"
+	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -438,5 +441,57 @@ func TestIncidentActionsGoThroughTheAPI(t *testing.T) {
 		if !tt.reached() {
 			t.Errorf("%s: the API did not carry it to the workflow or the locker as bob", tt.action)
 		}
+	}
+}
+
+// The playbooks page draws each playbook as its six phases with its steps
+// (approval gates, parallel groups and undo actions marked), and a broken
+// file as the validator's errors, line numbers included, without hiding
+// the valid ones.
+func TestPlaybooksPage(t *testing.T) {
+	good, err := fs.ReadFile(playbooks.EmbeddedFS(), "container-compromise.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(good), "action: pve.shutdown", "action: pve.explode", 1)
+	broken = strings.Replace(broken, "name: container-compromise", "name: broken-compromise", 1)
+	e := newEnv(t, time.Second)
+	e.console.playbooks = fstest.MapFS{
+		"container-compromise.yaml": {Data: good},
+		"broken.yaml":               {Data: []byte(broken)},
+		"README.md":                 {Data: []byte("not a playbook")},
+	}
+	b := e.browser()
+	b.signIn("alice")
+	code, page := b.do(http.MethodGet, e.base+"/playbooks", nil)
+	if code != http.StatusOK {
+		t.Fatalf("playbooks page: %d %s", code, page)
+	}
+	checks := []struct{ what, want string }{
+		{"the valid playbook", `container-compromise <small>v1.2.0`},
+		{"its approval gate", `<strong>shutdown</strong> <code>pve.shutdown</code>`},
+		{"the gate's roles", `approval: ir-lead ×1`},
+		{"the parallel group", `pb-entry parallel`},
+		{"an undo action", `undo: pve.unisolate`},
+		{"the broken file", `broken.yaml <span class="invalid">invalid</span>`},
+		{"the validator's error with its line", `broken.yaml:`},
+		{"the unknown action", `pve.explode`},
+	}
+	for _, c := range checks {
+		if !strings.Contains(page, c.want) {
+			t.Errorf("%s: no %q in the page", c.what, c.want)
+		}
+	}
+	if n := strings.Count(page, `<li class="pb-phase">`); n != len(playbooks.Phases) {
+		t.Errorf("%d phases drawn, want %d (the broken file draws none)", n, len(playbooks.Phases))
+	}
+	if strings.Contains(page, "README") {
+		t.Error("a non-YAML file is shown as a playbook")
+	}
+	// The shipped playbooks all load.
+	e.console.playbooks = playbooks.EmbeddedFS()
+	_, page = b.do(http.MethodGet, e.base+"/playbooks", nil)
+	if strings.Contains(page, `class="invalid"`) || strings.Count(page, `<section class="playbook"`) < 5 {
+		t.Errorf("shipped playbooks page:\n%s", page)
 	}
 }

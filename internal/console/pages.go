@@ -89,13 +89,17 @@ type pageData struct {
 	// Live is the Server-Sent Events URL the page's live part follows.
 	Live string
 
-	List   *listView
-	Room   *roomView
-	Report template.HTML
-	Key    string
+	List      *listView
+	Room      *roomView
+	Report    template.HTML
+	Key       string
+	Playbooks []playbookView
+	// Page is the template's name (the navigation marks it current).
+	Page string
 }
 
 func (c *Console) render(w http.ResponseWriter, _ *http.Request, status int, page string, d pageData) {
+	d.Page = page
 	var buf bytes.Buffer
 	if err := c.pages[page].Execute(&buf, d); err != nil {
 		c.log.Error("console: render", "page", page, "err", err)
