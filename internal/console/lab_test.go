@@ -183,18 +183,24 @@ func sessionCookieOf(t *testing.T, c *chrome, base string) *network.Cookie {
 	return nil
 }
 
-// noOverflow fails the test when the page is wider than the viewport
-// (a horizontal scroll bar) at width x height.
-func noOverflow(t *testing.T, c *chrome, page string, width, height int64) {
+// widths are the page's scroll width and the viewport's inner width.
+func widths(t *testing.T, c *chrome) (scroll, inner int) {
 	t.Helper()
-	c.do(t, fmt.Sprintf("%s at %dx%d", page, width, height), chromedp.EmulateViewport(width, height), chromedp.Sleep(200*time.Millisecond))
 	var dims struct{ Scroll, Inner int }
 	raw := get(t, c, "page width", chromedp.Evaluate[string](`JSON.stringify({Scroll: document.documentElement.scrollWidth, Inner: window.innerWidth})`))
 	if err := json.Unmarshal([]byte(raw), &dims); err != nil {
 		t.Fatal(err)
 	}
-	if dims.Scroll > dims.Inner {
-		t.Errorf("%s at %dx%d overflows: scrollWidth %d > innerWidth %d", page, width, height, dims.Scroll, dims.Inner)
+	return dims.Scroll, dims.Inner
+}
+
+// noOverflow fails the test when the page is wider than the viewport
+// (a horizontal scroll bar) at width x height.
+func noOverflow(t *testing.T, c *chrome, page string, width, height int64) {
+	t.Helper()
+	c.do(t, fmt.Sprintf("%s at %dx%d", page, width, height), chromedp.EmulateViewport(width, height), chromedp.Sleep(200*time.Millisecond))
+	if scroll, inner := widths(t, c); scroll > inner {
+		t.Errorf("%s at %dx%d overflows: scrollWidth %d > innerWidth %d", page, width, height, scroll, inner)
 	}
 }
 
