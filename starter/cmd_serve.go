@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	srv := &api.Server{Log: log, Temporal: temporalReady{c}, Metrics: reg, Responder: rs, Access: acc, TrustedProxies: cfg.API.Proxies()}
 	if cfg.Console.Enabled() {
 		con, err := console.New(console.Options{Config: cfg.Console, IssuerURL: cfg.API.OIDC.IssuerURL, API: rs.Handler(),
-			Verifier: auth.NewVerifier(cfg.API.OIDC, nil), Log: log})
+			Verifier: auth.NewVerifier(cfg.API.OIDC, nil), Log: log, Drills: console.TemporalDrills{Client: c}})
 		if err != nil {
 			return err
 		}

@@ -74,6 +74,9 @@ type Options struct {
 	// (nil: the embedded ones, what the worker runs without
 	// IRU_PLAYBOOKS_DIR).
 	Playbooks fs.FS
+	// Drills reads the drill schedules and results for the drills page
+	// (nil: the page says it cannot).
+	Drills DrillSource
 }
 
 // Console serves the console's pages.
@@ -91,6 +94,7 @@ type Console struct {
 	pages    pages
 	// playbooks is the playbook folder the playbooks page reads.
 	playbooks fs.FS
+	drills    DrillSource
 
 	mu       sync.Mutex // guards provider
 	provider *provider
@@ -120,7 +124,7 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: opts.Config, base: base, issuer: opts.IssuerURL, api: opts.API, verifier: opts.Verifier,
-		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg, playbooks: opts.Playbooks}
+		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg, playbooks: opts.Playbooks, drills: opts.Drills}
 	if c.playbooks == nil {
 		c.playbooks = playbooks.EmbeddedFS()
 	}
@@ -161,6 +165,7 @@ func (c *Console) Routes() []Route {
 		{Pattern: "POST " + Prefix + "/logout", h: c.withSession(c.logout)},
 		{Pattern: "GET " + Prefix + "/events", h: c.withSession(c.listEvents)},
 		{Pattern: "GET " + Prefix + "/playbooks", h: c.withSession(c.playbooksPage)},
+		{Pattern: "GET " + Prefix + "/drills", h: c.withSession(c.drillsPage)},
 		{Pattern: "GET " + inc, h: c.withSession(c.room)},
 		{Pattern: "GET " + inc + "/events", h: c.withSession(c.roomEvents)},
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},

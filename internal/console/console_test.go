@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/playbooks"
@@ -493,5 +495,51 @@ func TestPlaybooksPage(t *testing.T) {
 	_, page = b.do(http.MethodGet, e.base+"/playbooks", nil)
 	if strings.Contains(page, `class="invalid"`) || strings.Count(page, `<section class="playbook"`) < 5 {
 		t.Errorf("shipped playbooks page:\n%s", page)
+	}
+}
+
+// fakeDrills is a DrillSource with fixed schedules.
+type fakeDrills []DrillView
+
+func (f fakeDrills) Drills(context.Context) ([]DrillView, error) { return f, nil }
+
+// The drills page shows each schedule, its next run, and a matrix of its
+// objectives (met or missed, with the measured time) per recent run; a
+// run still going shows no result. Someone without a responder role
+// (jdoe) is refused.
+func TestDrillsPage(t *testing.T) {
+	next := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	run := func(day int, passed bool, contain time.Duration) DrillRun {
+		return DrillRun{WorkflowID: fmt.Sprintf("drill:canary:run-%d", day), StartedAt: time.Date(2026, 12, day, 3, 0, 0, 0, time.UTC), Status: "Completed",
+			Report: &drillreport.Report{Drill: "canary", Passed: passed, State: workflows.StateResolved, Objectives: []drillreport.ObjectiveResult{
+				{Name: workflows.ObjectiveContain, Within: time.Minute, Reached: true, Measured: contain, Pass: contain <= time.Minute},
+				{Name: workflows.ObjectiveRecover, Within: time.Hour, Reached: true, Measured: 20 * time.Minute, Pass: true},
+			}}}
+	}
+	e := newEnv(t, time.Second)
+	e.console.drills = fakeDrills{{ID: workflows.DrillScheduleID("canary"), Name: "canary", Schedule: "cron 0 3 * * *", NextRun: next,
+		Runs: []DrillRun{run(3, true, 40*time.Second), run(4, false, 90*time.Second), {WorkflowID: "drill:canary:run-5", Status: "Running", StartedAt: next.Add(-time.Hour)}}}}
+	b := e.browser()
+	b.signIn("alice")
+	code, page := b.do(http.MethodGet, e.base+"/drills", nil)
+	if code != http.StatusOK {
+		t.Fatalf("drills page: %d %s", code, page)
+	}
+	for _, want := range []string{
+		`id="drill-canary"`, "cron 0 3 * * *", "next run 2026-12-06 03:00:00Z", "3 recent run(s)",
+		`<th scope="row">` + workflows.ObjectiveContain + `</th>`,
+		`<td class="pass">met · 40s`, `<td class="fail">missed · 1m30s`, "Running",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("no %q in the drills page", want)
+		}
+	}
+	if n := strings.Count(page, `<td class="meta">–</td>`); n != 2 {
+		t.Errorf("the running run shows %d empty cells, want 2 (one per objective)", n)
+	}
+	other := e.browser()
+	other.signIn("jdoe")
+	if code, page := other.do(http.MethodGet, e.base+"/drills", nil); code != http.StatusForbidden || strings.Contains(page, "drill-canary") {
+		t.Errorf("jdoe's drills page: %d", code)
 	}
 }

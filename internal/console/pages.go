@@ -94,6 +94,7 @@ type pageData struct {
 	Report    template.HTML
 	Key       string
 	Playbooks []playbookView
+	Drills    []DrillView
 	// Page is the template's name (the navigation marks it current).
 	Page string
 }
