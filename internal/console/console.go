@@ -166,6 +166,7 @@ func (c *Console) Routes() []Route {
 		{Pattern: "GET " + Prefix + "/events", h: c.withSession(c.listEvents)},
 		{Pattern: "GET " + Prefix + "/playbooks", h: c.withSession(c.playbooksPage)},
 		{Pattern: "GET " + Prefix + "/drills", h: c.withSession(c.drillsPage)},
+		{Pattern: "GET " + Prefix + "/trends", h: c.withSession(c.trendsPage)},
 		{Pattern: "GET " + inc, h: c.withSession(c.room)},
 		{Pattern: "GET " + inc + "/events", h: c.withSession(c.roomEvents)},
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -541,5 +542,99 @@ func TestDrillsPage(t *testing.T) {
 	other.signIn("jdoe")
 	if code, page := other.do(http.MethodGet, e.base+"/drills", nil); code != http.StatusForbidden || strings.Contains(page, "drill-canary") {
 		t.Errorf("jdoe's drills page: %d", code)
+	}
+}
+
+// trendsOf groups response times per ISO week and per playbook (means, in
+// minutes), counts open incidents by phase, ages waiting approvals, and
+// scores each drill run by the share of its objectives met; drills are
+// left out of the response times.
+func TestTrendsOf(t *testing.T) {
+	now := time.Date(2026, 12, 9, 12, 0, 0, 0, time.UTC) // week 50
+	inc := func(id, playbook, state, phase string, opened time.Time, detect, contain, recover time.Duration, drill bool) api.IncidentView {
+		st := api.StatusView{IncidentID: id, Playbook: playbook, State: state, Phase: phase, OpenedAt: opened, Drill: drill,
+			Alerts:  []api.AlertView{{ObservedAt: opened.Add(-detect)}},
+			Metrics: api.MetricsView{TimeToContainSeconds: contain.Seconds(), TimeToRecoverSeconds: recover.Seconds()}}
+		return api.IncidentView{ID: id, Status: st}
+	}
+	wk49 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	wk50 := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	waiting := inc("INC-3", "container-compromise", workflows.StateOpen, playbooks.PhaseRemediation, wk50, time.Minute, 2*time.Minute, 0, false)
+	waiting.Status.Steps = []api.StepView{{ID: "shutdown", Status: workflows.StepWaitingApproval, StartedAt: now.Add(-2 * time.Hour),
+		Approval: &api.ApprovalView{Roles: []string{"ir-lead"}, Quorum: 1}}}
+	incidents := []api.IncidentView{
+		inc("INC-1", "container-compromise", workflows.StateResolved, playbooks.PhasePostIncident, wk49, 2*time.Minute, 4*time.Minute, 60*time.Minute, false),
+		inc("INC-2", "credential-compromise", workflows.StateResolved, playbooks.PhasePostIncident, wk49, 4*time.Minute, 8*time.Minute, 30*time.Minute, false),
+		waiting,
+		inc("DRILL-1", "container-compromise", workflows.StateResolved, playbooks.PhasePostIncident, wk50, time.Hour, time.Hour, time.Hour, true),
+	}
+	drillRuns := []DrillView{{Name: "canary", Runs: []DrillRun{
+		{StartedAt: wk49, Report: &drillreport.Report{Objectives: []drillreport.ObjectiveResult{{Pass: true}, {Pass: true}}}},
+		{StartedAt: wk50, Report: &drillreport.Report{Objectives: []drillreport.ObjectiveResult{{Pass: true}, {Pass: false}}}},
+		{StartedAt: now, Status: "Running"},
+	}}}
+	tv := trendsOf(incidents, drillRuns, now)
+	charts := map[string][]bar{}
+	for _, c := range tv.Charts {
+		charts[c.ID] = c.Bars
+	}
+	type want struct {
+		label string
+		value float64
+	}
+	tests := []struct {
+		chart string
+		want  []want
+	}{
+		{"detect-week", []want{{"2026-W49", 3}, {"2026-W50", 1}}},
+		{"contain-week", []want{{"2026-W49", 6}, {"2026-W50", 2}}},
+		{"recover-week", []want{{"2026-W49", 45}}},
+		{"contain-playbook", []want{{"container-compromise", 3}, {"credential-compromise", 8}}},
+		{"approvals-waiting", []want{{"INC-3 shutdown", 120}}},
+		{"drill-objectives", []want{{"canary 12-01", 100}, {"canary 12-08", 50}}},
+	}
+	for _, tt := range tests {
+		got := charts[tt.chart]
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: bars %+v, want %+v", tt.chart, got, tt.want)
+			continue
+		}
+		for i, w := range tt.want {
+			if got[i].Label != w.label || math.Abs(got[i].Value-w.value) > 1e-9 {
+				t.Errorf("%s bar %d: %s=%v, want %s=%v", tt.chart, i, got[i].Label, got[i].Value, w.label, w.value)
+			}
+		}
+	}
+	if tv.Incidents != 3 {
+		t.Errorf("incidents counted %d, want 3 (the drill left out)", tv.Incidents)
+	}
+	for _, b := range charts["open-phase"] {
+		if want := map[string]float64{playbooks.PhaseRemediation: 1}[b.Label]; b.Value != want {
+			t.Errorf("open in %s: %v, want %v", b.Label, b.Value, want)
+		}
+	}
+	if w := charts["approvals-waiting"]; len(w) == 1 && (w[0].Tone != "bad" || w[0].W != chartBarW) {
+		t.Errorf("a 2-hour wait: tone %s width %v", w[0].Tone, w[0].W)
+	}
+	if d := charts["drill-objectives"]; len(d) == 2 && (d[1].Tone != "bad" || d[1].W != chartBarW/2) {
+		t.Errorf("a half-met drill: tone %s width %v", d[1].Tone, d[1].W)
+	}
+}
+
+// The trends page draws its charts as inline SVG from the API's data with
+// the viewer's token: the fake incident waits for an approval, so the
+// open-by-phase and approvals-waiting charts have bars.
+func TestTrendsPage(t *testing.T) {
+	e := newEnv(t, time.Second)
+	b := e.browser()
+	b.signIn("alice")
+	code, page := b.do(http.MethodGet, e.base+"/trends", nil)
+	if code != http.StatusOK {
+		t.Fatalf("trends: %d %s", code, page)
+	}
+	for _, want := range []string{`id="chart-open-phase"`, `<svg viewBox="0 0 480`, `role="img"`, `INC-20260101-0001 shutdown`, `class="bar ok"`, `id="waiting"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("no %q in the trends page", want)
+		}
 	}
 }

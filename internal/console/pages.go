@@ -95,6 +95,7 @@ type pageData struct {
 	Key       string
 	Playbooks []playbookView
 	Drills    []DrillView
+	Trends    *trendsView
 	// Page is the template's name (the navigation marks it current).
 	Page string
 }
