@@ -60,12 +60,14 @@ func TestConsoleAccessibleAtPhoneAndDesktop(t *testing.T) {
 		{"incident room", room, "steps"},
 		{"report", room + "/report", "report"},
 		{"playbooks", e.base + "/playbooks", "main"},
+		{"trends", e.base + "/trends", "chart-open-phase"},
+		{"drills", e.base + "/drills", "main"},
 	}
 	for _, size := range []struct{ w, h int64 }{{1280, 800}, {390, 844}} {
 		for _, pg := range pages {
 			bob.do(t, "open "+pg.name, chromedp.EmulateViewport(size.w, size.h), chromedp.Navigate(pg.url), chromedp.WaitVisible(chromedp.ID(pg.ready)))
 			noOverflow(t, bob, pg.name, size.w, size.h)
-			if pg.name == "playbooks" || size.w < 500 {
+			if pg.name == "playbooks" || pg.name == "trends" || size.w < 500 {
 				bob.screenshot(t, shots, fmt.Sprintf("console-%s-%dx%d.png", strings.ReplaceAll(pg.name, " ", "-"), size.w, size.h))
 			}
 			var a audit

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/iru-responder/responder/internal/api"
@@ -22,6 +23,9 @@ const (
 	chartBarW   = 250
 	chartRowH   = 22
 	chartBarH   = 14
+	// maxLabel is the longest label that fits its column (longer ones are
+	// cut; the chart's title has them whole).
+	maxLabel = 22
 )
 
 // chart is one horizontal bar chart, drawn by the server as SVG.
@@ -35,6 +39,8 @@ type chart struct {
 // bar is one bar with its geometry.
 type bar struct {
 	Label string
+	// Short is Label cut to its column.
+	Short string
 	Value float64
 	Text  string
 	// Y is the row's top; W the bar's width.
@@ -56,6 +62,11 @@ func (c chart) layout() chart {
 		c.Bars[i].Y = float64(i * chartRowH)
 		if hi > 0 {
 			c.Bars[i].W = c.Bars[i].Value / hi * chartBarW
+		}
+		if r := []rune(c.Bars[i].Label); len(r) > maxLabel {
+			c.Bars[i].Short = string(r[:maxLabel-1]) + "…"
+		} else {
+			c.Bars[i].Short = c.Bars[i].Label
 		}
 		if c.Bars[i].Tone == "" {
 			c.Bars[i].Tone = "ok"
@@ -147,7 +158,7 @@ func trendsOf(incidents []api.IncidentView, drillViews []DrillView, now time.Tim
 				if s.Status == workflows.StepWaitingApproval && s.Approval != nil {
 					since := cmp.Or(s.StartedAt, st.OpenedAt)
 					tv.Waiting = append(tv.Waiting, waitingApproval{Key: v.ID, IncidentID: st.IncidentID, Step: s.ID,
-						Roles: fmt.Sprint(s.Approval.Roles), Age: now.Sub(since).Round(time.Second)})
+						Roles: strings.Join(s.Approval.Roles, " or "), Age: now.Sub(since).Round(time.Second)})
 				}
 			}
 		}
