@@ -511,7 +511,9 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	pd := basePage(sess, "Report "+key)
 	pd.Key = key
-	pd.Report = template.HTML(out.String()) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
+	// Wide tables scroll in their own box instead of widening the page.
+	html := strings.NewReplacer("<table>", `<div class="table-wrap"><table>`, "</table>", "</table></div>").Replace(out.String())
+	pd.Report = template.HTML(html) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
 	c.render(w, r, http.StatusOK, "report", pd)
 }
 
