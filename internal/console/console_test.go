@@ -15,6 +15,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/iru-responder/responder/activities/drillreport"
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/decision"
@@ -635,6 +637,25 @@ func TestTrendsPage(t *testing.T) {
 	for _, want := range []string{`id="chart-open-phase"`, `<svg viewBox="0 0 480`, `role="img"`, `INC-20260101-0001 shutdown`, `class="bar ok"`, `id="waiting"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("no %q in the trends page", want)
+		}
+	}
+}
+
+func TestCalendarText(t *testing.T) {
+	r := func(a, b, step int) client.ScheduleRange { return client.ScheduleRange{Start: a, End: b, Step: step} }
+	tests := []struct {
+		name string
+		cal  client.ScheduleCalendarSpec
+		want string
+	}{
+		{"Monday 03:00 (from 0 3 * * MON)", client.ScheduleCalendarSpec{Minute: []client.ScheduleRange{r(0, 0, 1)}, Hour: []client.ScheduleRange{r(3, 0, 1)},
+			DayOfMonth: []client.ScheduleRange{r(1, 31, 1)}, Month: []client.ScheduleRange{r(1, 12, 1)}, DayOfWeek: []client.ScheduleRange{r(1, 0, 1)}}, "at 0 3 * * 1"},
+		{"every 15 minutes on weekdays", client.ScheduleCalendarSpec{Minute: []client.ScheduleRange{r(0, 59, 15)}, DayOfWeek: []client.ScheduleRange{r(1, 5, 1)}}, "at 0-59/15 * * * 1-5"},
+		{"two hours, a comment", client.ScheduleCalendarSpec{Hour: []client.ScheduleRange{r(2, 0, 0), r(14, 0, 0)}, Comment: "twice a day"}, "at * 2,14 * * * (twice a day)"},
+	}
+	for _, tt := range tests {
+		if got := calendarText(tt.cal); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

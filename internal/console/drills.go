@@ -129,6 +129,10 @@ func (d TemporalDrills) Drills(ctx context.Context) ([]DrillView, error) {
 			for _, c := range sp.CronExpressions {
 				parts = append(parts, "cron "+c)
 			}
+			// The server keeps cron expressions as calendars.
+			for _, cal := range sp.Calendars {
+				parts = append(parts, calendarText(cal))
+			}
 			for _, iv := range sp.Intervals {
 				parts = append(parts, "every "+iv.Every.String())
 			}
@@ -146,6 +150,38 @@ func (d TemporalDrills) Drills(ctx context.Context) ([]DrillView, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// calendarText writes a schedule calendar as cron fields: "at 0 3 * * 1"
+// (minute, hour, day of month, month, day of week; 0 is Sunday).
+func calendarText(c client.ScheduleCalendarSpec) string {
+	field := func(rs []client.ScheduleRange, lo, hi int) string {
+		var out []string
+		for _, r := range rs {
+			end := max(r.End, r.Start)
+			switch {
+			case r.Start <= lo && end >= hi && r.Step <= 1:
+				return "*"
+			case end == r.Start:
+				out = append(out, fmt.Sprint(r.Start))
+			default:
+				out = append(out, fmt.Sprintf("%d-%d", r.Start, end))
+			}
+			if r.Step > 1 {
+				out[len(out)-1] += fmt.Sprintf("/%d", r.Step)
+			}
+		}
+		if len(out) == 0 {
+			return "*"
+		}
+		return strings.Join(out, ",")
+	}
+	t := "at " + strings.Join([]string{field(c.Minute, 0, 59), field(c.Hour, 0, 23), field(c.DayOfMonth, 1, 31),
+		field(c.Month, 1, 12), field(c.DayOfWeek, 0, 6)}, " ")
+	if c.Comment != "" {
+		t += " (" + c.Comment + ")"
+	}
+	return t
 }
 
 // run reads one run's status and, once completed, its report.

@@ -33,6 +33,9 @@ func TestTemporalDrills(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := f.Drills[0]
+	if def.Schedule.Cron[0] != "0 3 * * MON" {
+		t.Fatalf("the canary's schedule changed to %v: update the expected calendar", def.Schedule.Cron)
+	}
 	name := "console-" + uuid.NewString()[:8]
 	id := workflows.DrillScheduleID(name)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -72,7 +75,7 @@ func TestTemporalDrills(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	rep := got.Last().Report
-	if got.Name != name || got.NextRun.IsZero() || got.Schedule != "cron "+def.Schedule.Cron[0] || got.Last().Status != "Completed" {
+	if got.Name != name || got.NextRun.IsZero() || got.Schedule != "at 0 3 * * 1" || got.Last().Status != "Completed" {
 		t.Errorf("drill view %+v", got)
 	}
 	if len(got.Objectives()) != len(def.Objectives) || len(rep.Objectives) != len(def.Objectives) {
