@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/iru-responder/responder/internal/api"
 	"github.com/iru-responder/responder/internal/auth"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
@@ -210,8 +212,9 @@ func noOverflow(t *testing.T, c *chrome, page string, width, height int64) {
 // when the realm asks) sees appear in the list without reloading; alice
 // (ir-responder) sees no approve button in the room, and her forged
 // approval, posted from her session with her CSRF token, is refused: the
-// ledger records no decision of hers and the step still waits. Bob
-// approves shutdown (the time from the click to the step showing as
+// ledger records no decision of hers and the step still waits. Bob adds a
+// note (it lands in the evidence locker, collected by him) and
+// acknowledges the incident (the workflow records it), then approves shutdown (the time from the click to the step showing as
 // running is printed) and restore, watches recovery to the resolved state
 // and reads the report from the evidence locker. After he signs out, his
 // session cookie, put back into the browser, is refused. No page violates
@@ -264,6 +267,26 @@ func TestConsoleOnTheLabStack(t *testing.T) {
 	if cur, err := testplatform.Status(s.p.Client, wfID); err != nil || stepOf(cur, "shutdown").Status != workflows.StepWaitingApproval ||
 		len(stepOf(cur, "shutdown").Approval.Approvals) != 0 {
 		t.Fatalf("after alice's forged approval the step is %+v (%v)", stepOf(cur, "shutdown"), err)
+	}
+
+	// Bob writes a note and acknowledges the incident from the room.
+	const note = "shell came from the CI runner's key; rotating it"
+	bob.do(t, "bob adds a note", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("note-text")),
+		chromedp.SendKeys(chromedp.ID("note-text"), note), chromedp.Click(chromedp.ID("add-note")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="flash"][contains(., "Note added")]`)))
+	bob.do(t, "bob acknowledges", chromedp.SendKeys(chromedp.ID("reason-acknowledge"), "on it"), chromedp.Click(chromedp.ID("acknowledge")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="flash"][contains(., "acknowledged")]`)))
+	objs, err := s.p.Host.Stores().Evidence.List(context.Background(), st.IncidentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(objs, func(m evidence.Meta) bool {
+		return strings.HasPrefix(m.Name, "notes/") && strings.HasSuffix(m.CollectedBy, "/bob")
+	}) {
+		t.Errorf("bob's note is not in the evidence locker: %+v", objs)
+	}
+	if cur, err := testplatform.Status(s.p.Client, wfID); err != nil || cur.Metrics.AcknowledgedAt.IsZero() {
+		t.Errorf("the incident is not acknowledged after bob's form (%v)", err)
 	}
 
 	// Bob approves shutdown and restore and watches recovery.
