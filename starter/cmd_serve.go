@@ -170,6 +170,12 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		}
 		defer con.Close()
 		srv.Console = con.Handler()
+		// The trends page's figures, for Prometheus on the internal listener.
+		tm := &console.TrendMetrics{Client: c, Drills: console.TemporalDrills{Client: c}, Log: log}
+		if err := reg.Prometheus.Register(tm); err != nil {
+			return fmt.Errorf("trend metrics: %w", err)
+		}
+		go tm.Run(ctx, console.TrendMetricsInterval)
 	}
 
 	var svc *intake.Service

@@ -3,11 +3,14 @@ package console
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/activities/drillreport"
@@ -657,5 +661,105 @@ func TestCalendarText(t *testing.T) {
 		if got := calendarText(tt.cal); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// The trend metrics are the trends page's figures, read with the API
+// server's own client: the fake incident is open in containment with its
+// shutdown waiting 5 minutes for approval.
+func TestTrendMetrics(t *testing.T) {
+	ft := newFakeTemporal()
+	now := ft.status.OpenedAt.Add(5 * time.Minute)
+	m := &TrendMetrics{Client: ft, Drills: fakeDrills{{Name: "canary", Runs: []DrillRun{{StartedAt: now,
+		Report: &drillreport.Report{Objectives: []drillreport.ObjectiveResult{{Pass: true}, {Pass: false}}}}}}}, Now: func() time.Time { return now }}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	gather := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				key := mf.GetName()
+				for _, l := range mt.GetLabel() {
+					key += "{" + l.GetValue() + "}"
+				}
+				out[key] = mt.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	if got := gather(); len(got) != 0 {
+		t.Fatalf("before the first refresh: %v, want nothing", got)
+	}
+	if err := m.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := gather()
+	want := map[string]float64{
+		"iru_approval_waiting_minutes{INC-20260101-0001 shutdown}":                   5,
+		"iru_drill_objectives_met_percent{canary " + now.UTC().Format("01-02") + "}": 50,
+		"iru_incidents_open{" + playbooks.PhaseContainment + "}":                     1,
+		"iru_incidents_open{" + playbooks.PhaseRecovery + "}":                        0,
+		"iru_trend_updated_timestamp_seconds":                                        float64(now.Unix()),
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || math.Abs(g-v) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	if q, _ := ft.counts(); q != 1 {
+		t.Errorf("status queries: %d, want 1 (one per incident)", q)
+	}
+}
+
+// The Grafana dashboard in deploy/grafana is valid JSON whose every panel
+// queries a metric TrendMetrics exports, and every exported trend metric
+// has a panel.
+func TestGrafanaDashboardQueriesTheTrendMetrics(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "iru-trends.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	names := map[string]bool{}
+	for _, desc := range trendDescs {
+		names[regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(desc.String())[1]] = true
+	}
+	metricRE := regexp.MustCompile(`iru_[a-z_]+`)
+	used := map[string]bool{}
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, m := range metricRE.FindAllString(tg.Expr, -1) {
+				if !names[m] {
+					t.Errorf("panel %q queries %s, which the console does not export", p.Title, m)
+				}
+				used[m] = true
+			}
+		}
+	}
+	for n := range names {
+		if !used[n] {
+			t.Errorf("metric %s has no panel", n)
+		}
+	}
+	if d.UID == "" {
+		t.Error("dashboard without a uid")
 	}
 }
