@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -294,6 +295,12 @@ func TestConsoleOnTheLabStack(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(".live-status")), chromedp.SendKeys(chromedp.ID("reason-shutdown"), "evidence preserved; rebuild"))
 	bob.screenshot(t, shots, "console-room.png")
 	weight(t, bob, "incident room")
+	// The README's picture: the window as bob sees it, at the approval.
+	bob.do(t, "scroll to the approval", chromedp.Evaluate[chromedp.Void](`document.getElementById("approval-shutdown").scrollIntoView({block: "center"})`))
+	window := get(t, bob, "window screenshot", chromedp.CaptureScreenshot())
+	if err := os.WriteFile(filepath.Join(shots, "console-room-window.png"), window, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	clicked := time.Now()
 	bob.do(t, "bob approves shutdown", chromedp.Click(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(`#step-shutdown[data-status="running"]`)))
