@@ -187,11 +187,11 @@ func calendarText(c client.ScheduleCalendarSpec) string {
 // run reads one run's status and, once completed, its report.
 func (d TemporalDrills) run(ctx context.Context, wfID, runID string, started time.Time) DrillRun {
 	r := DrillRun{WorkflowID: wfID, RunID: runID, StartedAt: started, Status: "unknown"}
-	desc, err := d.Client.DescribeWorkflowExecution(ctx, wfID, runID)
+	desc, err := d.Client.DescribeWorkflow(ctx, wfID, runID)
 	if err != nil {
 		return r
 	}
-	st := desc.GetWorkflowExecutionInfo().GetStatus()
+	st := desc.RawResponse.GetWorkflowExecutionInfo().GetStatus()
 	r.Status = strings.TrimPrefix(st.String(), "WorkflowExecutionStatus")
 	if st != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		return r
