@@ -44,6 +44,10 @@ type Set struct {
 // Embedded loads the playbooks shipped in the binary.
 func Embedded() (*Set, error) { return Load(embedded) }
 
+// EmbeddedFS is the folder of the embedded playbook files (what
+// [Embedded] loads), for tools that read them one by one.
+func EmbeddedFS() fs.FS { return embedded }
+
 // LoadDir loads the playbooks (*.yaml, *.yml) of a folder.
 func LoadDir(dir string) (*Set, error) { return Load(os.DirFS(dir)) }
 

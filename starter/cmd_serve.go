@@ -164,12 +164,18 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	srv := &api.Server{Log: log, Temporal: temporalReady{c}, Metrics: reg, Responder: rs, Access: acc, TrustedProxies: cfg.API.Proxies()}
 	if cfg.Console.Enabled() {
 		con, err := console.New(console.Options{Config: cfg.Console, IssuerURL: cfg.API.OIDC.IssuerURL, API: rs.Handler(),
-			Verifier: auth.NewVerifier(cfg.API.OIDC, nil), Log: log})
+			Verifier: auth.NewVerifier(cfg.API.OIDC, nil), Log: log, Drills: console.TemporalDrills{Client: c}})
 		if err != nil {
 			return err
 		}
 		defer con.Close()
 		srv.Console = con.Handler()
+		// The trends page's figures, for Prometheus on the internal listener.
+		tm := &console.TrendMetrics{Client: c, Drills: console.TemporalDrills{Client: c}, Log: log}
+		if err := reg.Prometheus.Register(tm); err != nil {
+			return fmt.Errorf("trend metrics: %w", err)
+		}
+		go tm.Run(ctx, console.TrendMetricsInterval)
 	}
 
 	var svc *intake.Service

@@ -182,7 +182,7 @@ func TestStarterUp(t *testing.T) {
 	}
 	for _, want := range []string{"selftest healthy", "IRU Responder is up.", "Temporal Web UI   http://127.0.0.1:",
 		"the intake accepted it", "api-gateway isolated", "jdoe's Keycloak sessions revoked (0 left)", "bob approved shutdown",
-		"bob approved restore", "isolation lifted (true)", "post-incident report written"} {
+		"bob approved restore", "isolation lifted (true)", "post-incident report written", "Console           http://127.0.0.1:"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

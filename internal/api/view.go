@@ -243,6 +243,10 @@ type AcknowledgementView struct {
 }
 
 // statusView is the API's view of the workflow's status.
+// StatusViewOf is the API's view of an incident workflow's status, as
+// GET /incidents/{id} answers it (the console's trend metrics use it).
+func StatusViewOf(s workflows.IncidentStatus) StatusView { return statusView(s) }
+
 func statusView(s workflows.IncidentStatus) StatusView {
 	v := StatusView{
 		IncidentID: s.IncidentID, Key: s.Key, Playbook: s.Playbook, PlaybookVersion: s.PlaybookVersion,

@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -12,7 +13,7 @@ import (
 // console signs people in at the responder API's Keycloak realm
 // (IRU_OIDC_ISSUER) with a public client and PKCE.
 type Config struct {
-	URL          string        `env:"IRU_CONSOLE_URL" doc:"External URL of the console, e.g. https://iru.example:8443/console (its /callback is the redirect URI registered for IRU_CONSOLE_CLIENT_ID at Keycloak); empty: the console is not served."`
+	URL          string        `env:"IRU_CONSOLE_URL" doc:"External URL of the console, e.g. https://iru.example:8443/console (its /callback is the redirect URI registered for IRU_CONSOLE_CLIENT_ID at Keycloak); https, or http on a loopback address only (the local stack: browsers keep Secure cookies there); empty: the console is not served."`
 	ClientID     string        `env:"IRU_CONSOLE_CLIENT_ID" envDefault:"iru-console" doc:"Public Keycloak client of the console (authorization code flow with PKCE S256)."`
 	SessionTTL   time.Duration `env:"IRU_CONSOLE_SESSION_TTL" envDefault:"8h" doc:"Longest life of a console session, whatever its activity."`
 	SessionIdle  time.Duration `env:"IRU_CONSOLE_SESSION_IDLE" envDefault:"30m" doc:"A console session unused this long ends."`
@@ -43,19 +44,29 @@ func (c Config) Validate() error {
 	return errors.Join(p...)
 }
 
-// base parses URL: https (cookies are Secure), no query or fragment, the
-// path ending in /console.
+// base parses URL: https (cookies are Secure), or http on a loopback
+// address, which browsers treat as a secure context; no query or
+// fragment; the path /console.
 func (c Config) base() (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSuffix(c.URL, "/"))
 	switch {
 	case err != nil:
 		return nil, err
-	case u.Scheme != "https" || u.Host == "":
-		return nil, errors.New("want an https URL (the session cookie is Secure)")
+	case u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && loopback(u.Hostname()))):
+		return nil, errors.New("want an https URL, or http on a loopback address (the session cookie is Secure)")
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return nil, errors.New("want no user, query or fragment")
 	case u.Path != Prefix:
 		return nil, fmt.Errorf("the path must be %s (where the API server mounts the console)", Prefix)
 	}
 	return u, nil
+}
+
+// loopback reports whether host is localhost or a loopback IP address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -35,6 +35,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/playbooks"
 )
 
 // Prefix is the path under which the API server mounts the console.
@@ -69,6 +70,13 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Playbooks is the folder of playbook files the playbooks page shows
+	// (nil: the embedded ones, what the worker runs without
+	// IRU_PLAYBOOKS_DIR).
+	Playbooks fs.FS
+	// Drills reads the drill schedules and results for the drills page
+	// (nil: the page says it cannot).
+	Drills DrillSource
 }
 
 // Console serves the console's pages.
@@ -84,6 +92,9 @@ type Console struct {
 	store    *store
 	hub      *hub
 	pages    pages
+	// playbooks is the playbook folder the playbooks page reads.
+	playbooks fs.FS
+	drills    DrillSource
 
 	mu       sync.Mutex // guards provider
 	provider *provider
@@ -113,7 +124,10 @@ func New(opts Options) (*Console, error) {
 		return nil, err
 	}
 	c := &Console{cfg: opts.Config, base: base, issuer: opts.IssuerURL, api: opts.API, verifier: opts.Verifier,
-		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg}
+		client: opts.HTTPClient, log: opts.Log, now: opts.Now, pages: pg, playbooks: opts.Playbooks, drills: opts.Drills}
+	if c.playbooks == nil {
+		c.playbooks = playbooks.EmbeddedFS()
+	}
 	if c.client == nil {
 		c.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -150,11 +164,15 @@ func (c *Console) Routes() []Route {
 		{Pattern: "GET " + Prefix + "/static/", Public: true, h: c.static()},
 		{Pattern: "POST " + Prefix + "/logout", h: c.withSession(c.logout)},
 		{Pattern: "GET " + Prefix + "/events", h: c.withSession(c.listEvents)},
+		{Pattern: "GET " + Prefix + "/playbooks", h: c.withSession(c.playbooksPage)},
+		{Pattern: "GET " + Prefix + "/drills", h: c.withSession(c.drillsPage)},
+		{Pattern: "GET " + Prefix + "/trends", h: c.withSession(c.trendsPage)},
 		{Pattern: "GET " + inc, h: c.withSession(c.room)},
 		{Pattern: "GET " + inc + "/events", h: c.withSession(c.roomEvents)},
 		{Pattern: "GET " + inc + "/report", h: c.withSession(c.report)},
 		{Pattern: "GET " + inc + "/evidence/{sha256}", h: c.withSession(c.download)},
 		{Pattern: "POST " + inc + "/steps/{step}/{decision}", h: c.withSession(c.decide)},
+		{Pattern: "POST " + inc + "/{action}", h: c.withSession(c.act)},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -52,6 +53,7 @@ type fakeTemporal struct {
 	status  workflows.IncidentStatus
 	queries int
 	updates []client.UpdateWorkflowOptions
+	signals []string
 	// hidden: the incident is not opened yet (visibility lists nothing).
 	hidden bool
 }
@@ -114,22 +116,38 @@ func (f *fakeTemporal) UpdateWorkflow(_ context.Context, opts client.UpdateWorkf
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.updates = append(f.updates, opts)
-	in := opts.Args[0].(workflows.DecisionInput)
-	res := workflows.DecisionResult{StepID: in.StepID, Status: workflows.StepDenied, Quorum: 1}
-	for i := range f.status.Steps {
-		s := &f.status.Steps[i]
-		if s.ID != in.StepID {
-			continue
+	switch in := opts.Args[0].(type) {
+	case workflows.AcknowledgeInput:
+		return updateHandle{workflows.AcknowledgeResult{AcknowledgedAt: time.Now().UTC()}}, nil
+	case workflows.EscalateInput:
+		f.status.EscalationLevel++
+		return updateHandle{workflows.EscalateResult{Level: f.status.EscalationLevel, Tier: "tier-2"}}, nil
+	case workflows.DecisionInput:
+		res := workflows.DecisionResult{StepID: in.StepID, Status: workflows.StepDenied, Quorum: 1}
+		for i := range f.status.Steps {
+			s := &f.status.Steps[i]
+			if s.ID != in.StepID {
+				continue
+			}
+			if opts.UpdateName == workflows.ApproveUpdate {
+				s.Approval.Approvals = append(s.Approval.Approvals, workflows.Decision{By: in.Approver, Reason: in.Reason, At: time.Now().UTC(), Via: "update"})
+				s.Status, s.StartedAt = workflows.StepRunning, time.Now().UTC()
+				res.Status, res.Approvals = workflows.StepRunning, 1
+			} else {
+				s.Status = workflows.StepDenied
+			}
 		}
-		if opts.UpdateName == workflows.ApproveUpdate {
-			s.Approval.Approvals = append(s.Approval.Approvals, workflows.Decision{By: in.Approver, Reason: in.Reason, At: time.Now().UTC(), Via: "update"})
-			s.Status, s.StartedAt = workflows.StepRunning, time.Now().UTC()
-			res.Status, res.Approvals = workflows.StepRunning, 1
-		} else {
-			s.Status = workflows.StepDenied
-		}
+		return updateHandle{res}, nil
 	}
-	return updateHandle{res}, nil
+	return nil, fmt.Errorf("fake temporal: update %s", opts.UpdateName)
+}
+
+// SignalWorkflow records the signal (abort) by name.
+func (f *fakeTemporal) SignalWorkflow(_ context.Context, _, _, name string, _ any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.signals = append(f.signals, name)
+	return nil
 }
 
 type jsonValue []byte
@@ -137,14 +155,19 @@ type jsonValue []byte
 func (v jsonValue) HasValue() bool    { return len(v) > 0 }
 func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
 
-type updateHandle struct{ res workflows.DecisionResult }
+// updateHandle answers an update's result (through JSON, as the SDK's
+// converter would).
+type updateHandle struct{ res any }
 
 func (updateHandle) WorkflowID() string { return workflows.IncidentWorkflowID(incidentKey) }
 func (updateHandle) RunID() string      { return "run-1" }
 func (updateHandle) UpdateID() string   { return "u" }
 func (h updateHandle) Get(_ context.Context, ptr any) error {
-	*(ptr.(*workflows.DecisionResult)) = h.res
-	return nil
+	b, err := json.Marshal(h.res)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, ptr)
 }
 
 // fakeLocker holds the incident's report and records each read with
@@ -156,6 +179,22 @@ type fakeLocker struct {
 	meta  evidence.Meta
 	body  string
 	reads []evidence.Reader
+	puts  []evidence.PutRequest
+	notes []string
+}
+
+// Put stores a note: its request and body.
+func (f *fakeLocker) Put(_ context.Context, r evidence.PutRequest) (evidence.Ref, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts = append(f.puts, r)
+	f.notes = append(f.notes, string(b))
+	sum := sha256.Sum256(b)
+	return evidence.NewRef(r.Incident, hex.EncodeToString(sum[:])), nil
 }
 
 func newFakeLocker(incident string) *fakeLocker {

@@ -89,13 +89,19 @@ type pageData struct {
 	// Live is the Server-Sent Events URL the page's live part follows.
 	Live string
 
-	List   *listView
-	Room   *roomView
-	Report template.HTML
-	Key    string
+	List      *listView
+	Room      *roomView
+	Report    template.HTML
+	Key       string
+	Playbooks []playbookView
+	Drills    []DrillView
+	Trends    *trendsView
+	// Page is the template's name (the navigation marks it current).
+	Page string
 }
 
 func (c *Console) render(w http.ResponseWriter, _ *http.Request, status int, page string, d pageData) {
+	d.Page = page
 	var buf bytes.Buffer
 	if err := c.pages[page].Execute(&buf, d); err != nil {
 		c.log.Error("console: render", "page", page, "err", err)
@@ -269,6 +275,9 @@ type roomView struct {
 	Steps    []stepView
 	Evidence []evidenceItem
 	Related  []api.IncidentSummary
+	// May are the incident-wide actions the viewer's roles allow
+	// (notes, acknowledge, escalate, abort), for an open incident.
+	May map[string]bool
 }
 
 // phaseView is one box of the progress strip.
@@ -320,7 +329,10 @@ func phasesOf(st api.StatusView) []phaseView {
 
 // roomOf builds the room for viewer id.
 func roomOf(v api.IncidentView, id auth.Identity) *roomView {
-	rv := &roomView{IncidentView: v, Phases: phasesOf(v.Status)}
+	rv := &roomView{IncidentView: v, Phases: phasesOf(v.Status), May: map[string]bool{}}
+	for name, a := range incidentActions {
+		rv.May[name] = id.HasAnyRole(a.Roles...) && (name == "notes" || v.Status.State == workflows.StateOpen)
+	}
 	for _, s := range v.Status.Steps {
 		sv := stepView{StepView: s, Duration: durOf(s.StartedAt, s.FinishedAt)}
 		if s.Status == workflows.StepWaitingApproval && s.Approval != nil && id.HasAnyRole(s.Approval.Roles...) {
@@ -420,6 +432,65 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, sess *session) 
 	c.failPage(w, r, sess, err)
 }
 
+// incidentAction is a form of the room that acts on the whole incident
+// through the responder API's route of the same name.
+type incidentAction struct {
+	// Roles may use it (what the API's route requires; the console only
+	// hides the form from others, the API refuses them anyway).
+	Roles []string
+	// Field is the form field the API body is made of, and JSONField its
+	// name in the body.
+	Field, JSONField string
+	// Required: the field must not be empty.
+	Required bool
+	// Done is the flash after the API accepted it.
+	Done string
+}
+
+// responderRoles may read an incident, note, acknowledge and escalate;
+// leadRoles may also abort (the API's readRoles and abortRoles).
+var (
+	responderRoles = []string{auth.RoleResponder, auth.RoleLead, auth.RoleAdmin}
+	leadRoles      = []string{auth.RoleLead, auth.RoleAdmin}
+)
+
+// incidentActions are the room's incident-wide forms, by the last
+// element of their path (the API's route under /incidents/{id}).
+var incidentActions = map[string]incidentAction{
+	"notes":       {Roles: responderRoles, Field: "text", JSONField: "text", Required: true, Done: "Note added to the evidence"},
+	"acknowledge": {Roles: responderRoles, Field: "reason", JSONField: "reason", Done: "Incident acknowledged"},
+	"escalate":    {Roles: responderRoles, Field: "reason", JSONField: "reason", Done: "Incident escalated"},
+	"abort":       {Roles: leadRoles, Field: "reason", JSONField: "reason", Required: true, Done: "Abort requested: the compensations run"},
+}
+
+// act posts a note, an acknowledgement, an escalation or an abort to the
+// API's route: the API checks the roles, the live session and signs the
+// statement; the workflow records it in the ledger.
+func (c *Console) act(w http.ResponseWriter, r *http.Request, sess *session) {
+	key, name := r.PathValue("id"), r.PathValue("action")
+	a, ok := incidentActions[name]
+	if !ok {
+		c.failPage(w, r, sess, &apiFailure{status: http.StatusNotFound, apiError: apiError{Error: "unknown action " + name}})
+		return
+	}
+	text := strings.TrimSpace(r.PostForm.Get(a.Field))
+	if a.Required && text == "" {
+		c.failPage(w, r, sess, &apiFailure{status: http.StatusBadRequest, apiError: apiError{Error: a.Field + ": required"}})
+		return
+	}
+	ans, err := c.call(r.Context(), r.RemoteAddr, sess, http.MethodPost, incidentPath(key)+"/"+name, map[string]string{a.JSONField: text})
+	if err == nil && ans.status/100 != 2 {
+		err = ans.err()
+	}
+	if err != nil {
+		c.log.Warn("console: action refused", "user", sess.who().Username, "incident", key, "action", name, "err", err)
+		c.failPage(w, r, sess, err)
+		return
+	}
+	sess.setFlash(a.Done + ".")
+	http.Redirect(w, r, Prefix+"/incidents/"+url.PathEscape(key), http.StatusSeeOther)
+}
+
 // report renders the post-incident report (Markdown from the API's report
 // route, which reads it from the evidence locker and records the read in
 // its chain of custody). Raw HTML in the Markdown is not rendered.
@@ -440,7 +511,9 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	pd := basePage(sess, "Report "+key)
 	pd.Key = key
-	pd.Report = template.HTML(out.String()) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
+	// Wide tables scroll in their own box instead of widening the page.
+	html := strings.NewReplacer("<table>", `<div class="table-wrap"><table>`, "</table>", "</table></div>").Replace(out.String())
+	pd.Report = template.HTML(html) //nolint:gosec // goldmark without html.WithUnsafe escapes raw HTML
 	c.render(w, r, http.StatusOK, "report", pd)
 }
 

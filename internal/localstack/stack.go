@@ -127,6 +127,8 @@ type stack struct {
 	// server only (their own certificate and token in cluster mode).
 	workerEnv, apiEnv []string
 	apiAddr           string
+	// consoleBase is the browser console's URL ("": not served).
+	consoleBase string
 	// intakeFile is the intake configuration the API server reads.
 	intakeFile string
 	client     client.Client
@@ -397,6 +399,12 @@ func (s *stack) startAPI(ctx context.Context) error {
 	env := append(os.Environ(), s.env...)
 	env = append(env, s.apiEnv...)
 	env = append(env, "IRU_API_ADDR="+s.cfg.APIAddr, "IRU_INTAKE_CONFIG="+s.intakeFile)
+	if s.consoleBase, err = s.consoleURL(ctx); err != nil {
+		return err
+	}
+	if s.consoleBase != "" {
+		env = append(env, "IRU_CONSOLE_URL="+s.consoleBase)
+	}
 	api, err := s.hooks.APIServer(env)
 	if err != nil {
 		return err
@@ -510,6 +518,9 @@ func (s *stack) summary(reportPath string) {
 	w("  Temporal frontend %s (namespace %s)", s.temporalAddr, s.namespace)
 	w("  Codec server      %s (token in %s)", s.codecURL, filepath.Join(s.cfg.StateDir, "codec-token"))
 	w("  API server        http://%s (detector keys in %s)", s.apiAddr, filepath.Join(s.cfg.StateDir, "detector-keys"))
+	if s.consoleBase != "" {
+		w("  Console           %s/ (sign in as bob, password %s, one-time code: bin/starter lab totp bob)", s.consoleBase, keycloak.UserPassword)
+	}
 	w("  Worker metrics    http://%s/metrics", s.cfg.WorkerAddr)
 	if s.lab != nil {
 		w("  Lab               Proxmox VE %s, Keycloak %s; lab credentials:", s.lab.PVE.URL(), s.lab.Keycloak.URL())
