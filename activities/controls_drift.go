@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -121,3 +122,10 @@ const (
 	FixLabel       = "fix"
 	FixParamsLabel = "fix."
 )
+
+// EvidenceReader reads back what the evidence locker keeps, recording who
+// read it and why (the locker's chain of custody). The locker's adapter
+// for the activities implements it next to [EvidenceStore].
+type EvidenceReader interface {
+	ReadEvidence(ctx context.Context, ref, who, why string) ([]byte, error)
+}
