@@ -25,21 +25,18 @@ import (
 	"github.com/iru-responder/responder/workflows"
 )
 
-// Controls of the drift test.
-const (
-	ctlDC = "net-dc-firewall"
-	ctlDB = "net-ct-firewall-database"
-)
-
 // driftChecks stand in for the controls package's checks (controls.list,
 // controls.check): two controls that read the lab through go-proxmox with
 // the read-only audit token, as a real check reads Proxmox VE.
-type driftChecks struct{ pve *goprox.Client }
+type driftChecks struct {
+	pve    *goprox.Client
+	dc, db string
+}
 
 func (d driftChecks) list(_ context.Context, in activities.ControlsListInput) (activities.ControlsListResult, error) {
 	all := []activities.ControlSummary{
-		{ID: ctlDC, Section: "Network Security", Title: "the datacenter firewall is on", Check: "pve.datacenter_firewall", Severity: "high", Playbook: workflows.ControlDriftPlaybook},
-		{ID: ctlDB, Section: "Network Security", Title: "the database accepts postgres from the services only", Check: "pve.container_firewall", Severity: "high", Playbook: workflows.ControlDriftPlaybook},
+		{ID: d.dc, Section: "Network Security", Title: "the datacenter firewall is on", Check: "pve.datacenter_firewall", Severity: "high", Playbook: workflows.ControlDriftPlaybook},
+		{ID: d.db, Section: "Network Security", Title: "the database accepts postgres from the services only", Check: "pve.container_firewall", Severity: "high", Playbook: workflows.ControlDriftPlaybook},
 	}
 	out := activities.ControlsListResult{Digest: "sha256:drift-test"}
 	for _, c := range all {
@@ -63,7 +60,7 @@ func text(v any) string {
 func (d driftChecks) check(ctx context.Context, in activities.ControlCheckInput) (activities.ControlCheckResult, error) {
 	r := activities.ControlCheckResult{Status: activities.ControlPass, Targets: 1, CheckedAt: time.Now().UTC()}
 	switch in.ID {
-	case ctlDC:
+	case d.dc:
 		var opts map[string]any
 		if err := d.pve.Get(ctx, "/cluster/firewall/options", &opts); err != nil {
 			return r, err
@@ -74,7 +71,7 @@ func (d driftChecks) check(ctx context.Context, in activities.ControlCheckInput)
 			r.Findings = []activities.ControlFinding{{Target: "pve/cluster", Setting: "firewall option enable", Observed: "enable=" + text(opts["enable"]),
 				Expected: "enable=1", Fix: activities.PVEFirewallEnable, FixParams: map[string]string{"scope": "datacenter"}}}
 		}
-	case ctlDB:
+	case d.db:
 		fw := activities.PVEContainerFirewall{Node: "pve2", VMID: 103, Options: map[string]string{}}
 		var opts map[string]any
 		var rules []map[string]any
@@ -120,18 +117,21 @@ func (d driftChecks) check(ctx context.Context, in activities.ControlCheckInput)
 
 // driftPlatform is a platform whose worker runs the drift test's checks
 // in place of the controls package's.
-func driftPlatform(t *testing.T) (*testplatform.Platform, *goprox.Client) {
+// Workflow ids are the namespace's: each platform gets its own control
+// ids, so its incidents never meet another test's.
+func driftPlatform(t *testing.T) (*testplatform.Platform, *goprox.Client, driftChecks) {
 	t.Helper()
 	p := testplatform.New(t, testplatform.Options{NoWorker: true})
 	audit := goprox.NewClient(p.Lab.PVE.URL(), goprox.WithAPIToken(pve.LabAuditTokenID, pve.LabAuditTokenSecret), goprox.WithHTTPClient(p.Lab.PVE.HTTPClient()))
-	checks := driftChecks{pve: audit}
+	suffix := strings.ToLower(p.TaskQueue[len(p.TaskQueue)-8:])
+	checks := driftChecks{pve: audit, dc: "net-dc-firewall-" + suffix, db: "net-ct-firewall-database-" + suffix}
 	testenv.Worker(t, p.Client, p.TaskQueue, func(r worker.Registry) {
 		p.Host.Register(r, p.Client)
 		r.RegisterActivityWithOptions(checks.list, activity.RegisterOptions{Name: activities.ControlsList, DisableAlreadyRegisteredCheck: true})
 		r.RegisterActivityWithOptions(checks.check, activity.RegisterOptions{Name: activities.ControlsCheck, DisableAlreadyRegisteredCheck: true})
 	})
 	admin := goprox.NewClient(p.Lab.PVE.URL(), goprox.WithAPIToken(pve.LabResponderTokenID, pve.LabResponderTokenSecret), goprox.WithHTTPClient(p.Lab.PVE.HTTPClient()))
-	return p, admin
+	return p, admin, checks
 }
 
 func runControls(t *testing.T, p *testplatform.Platform, ids ...string) workflows.ControlOutcome {
@@ -172,17 +172,19 @@ func stepRows(t *testing.T, p *testplatform.Platform, incident string) map[strin
 // opens SSH to the world and the inbound policy; the incident restores
 // exactly the recorded firewall from that evidence once approved.
 func TestControlDriftEndToEnd(t *testing.T) {
-	p, admin := driftPlatform(t)
+	p, admin, d := driftPlatform(t)
 	ctx := context.Background()
 
-	if o := runControls(t, p, ctlDC); o.Status != activities.ControlPass || o.Incident != "" || o.EvidenceRef == "" {
+	if o := runControls(t, p, d.dc); o.Status != activities.ControlPass || o.Incident != "" || o.EvidenceRef == "" {
 		t.Fatalf("seeded lab: %+v, want a pass with evidence and no incident", o)
 	}
 	if err := admin.Put(ctx, "/cluster/firewall/options", map[string]any{"enable": 0}, nil); err != nil {
 		t.Fatal(err)
 	}
-	first := runControls(t, p, ctlDC)
-	wfID := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, ctlDC))
+	start := time.Now()
+	first := runControls(t, p, d.dc)
+	t.Logf("controls run (check, evidence, incident opened): %s", time.Since(start).Round(time.Millisecond))
+	wfID := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, d.dc))
 	if first.Status != activities.ControlFail || first.Incident != wfID || !strings.Contains(first.FirstFinding, "enable=0") {
 		t.Fatalf("drift: %+v, want a failure opening %s", first, wfID)
 	}
@@ -190,20 +192,13 @@ func TestControlDriftEndToEnd(t *testing.T) {
 	if on := p.Lab.PVE.State().DatacenterFirewall["enable"]; on != "0" {
 		t.Fatalf("the datacenter firewall changed before any approval: enable=%s", on)
 	}
-	for _, s := range st.Steps {
-		if s.ID == "restore_firewall" || s.ID == "disable_direct_grants" {
-			if s.Status != workflows.StepSkipped {
-				t.Errorf("step %s is %s, want skipped (the finding names another fix)", s.ID, s.Status)
-			}
-		}
-	}
 	run1, err := testplatform.FirstRunID(p.Client, wfID)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// The next day: still failing, the same incident.
-	second := runControls(t, p, ctlDC)
+	second := runControls(t, p, d.dc)
 	if second.Incident != wfID || second.EvidenceRef == first.EvidenceRef {
 		t.Fatalf("second run: %+v", second)
 	}
@@ -228,12 +223,17 @@ func TestControlDriftEndToEnd(t *testing.T) {
 	if _, err := testplatform.Decide(p.Client, wfID, workflows.ApproveUpdate, "enable_firewall", testplatform.Bob); err != nil {
 		t.Fatalf("bob approves: %v", err)
 	}
+	approved := time.Now()
 	res := waitIncident(t, p, wfID)
+	t.Logf("approval to resolved (remediation, re-check, report): %s", time.Since(approved).Round(time.Millisecond))
 	if on := p.Lab.PVE.State().DatacenterFirewall["enable"]; on != "1" {
 		t.Fatalf("datacenter firewall enable=%s after the remediation", on)
 	}
 	rows := stepRows(t, p, st.IncidentID)
 	for _, s := range res.Steps {
+		if (s.ID == "restore_firewall" || s.ID == "disable_direct_grants") && s.Status != workflows.StepSkipped {
+			t.Errorf("step %s is %s, want skipped (the finding names another fix)", s.ID, s.Status)
+		}
 		if s.ID == "recheck" && s.Status != workflows.StepSucceeded {
 			t.Errorf("re-check %s: %s", s.Status, s.Error)
 		}
@@ -248,13 +248,13 @@ func TestControlDriftEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !hasObject(objs, "report/report.md") || !slices.ContainsFunc(objs, func(o evidenceMeta) bool { return strings.HasPrefix(o.Name, "control/"+ctlDC+"/pass/") }) {
+	if !hasObject(objs, "report/report.md") || !slices.ContainsFunc(objs, func(o evidenceMeta) bool { return strings.HasPrefix(o.Name, "control/"+d.dc+"/pass/") }) {
 		t.Errorf("incident evidence: %v, want the report and the passing re-check", names(objs))
 	}
 
 	// The database: passing check on record, then drift, then restore.
 	before := containerByName(t, p.Lab.PVE.State(), "database").Firewall
-	if o := runControls(t, p, ctlDB); o.Status != activities.ControlPass {
+	if o := runControls(t, p, d.db); o.Status != activities.ControlPass {
 		t.Fatalf("database on the seeded lab: %+v", o)
 	}
 	if err := admin.Post(ctx, "/nodes/pve2/lxc/103/firewall/rules", map[string]any{"type": "in", "action": "ACCEPT", "proto": "tcp", "dport": "22", "source": "0.0.0.0/0", "enable": 1, "pos": 0}, nil); err != nil {
@@ -263,7 +263,7 @@ func TestControlDriftEndToEnd(t *testing.T) {
 	if err := admin.Put(ctx, "/nodes/pve2/lxc/103/firewall/options", map[string]any{"policy_in": "ACCEPT"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	o := runControls(t, p, ctlDB)
+	o := runControls(t, p, d.db)
 	if o.Status != activities.ControlFail || o.Findings != 2 || o.LastPassRef == "" {
 		t.Fatalf("database drift: %+v, want two findings and the last pass on record", o)
 	}
@@ -289,7 +289,7 @@ func TestControlDriftEndToEnd(t *testing.T) {
 // `starter preflight` does) plans the remediation, approved, and leaves the
 // lab as it is.
 func TestControlDriftDryRun(t *testing.T) {
-	p, admin := driftPlatform(t)
+	p, admin, d := driftPlatform(t)
 	if err := admin.Put(context.Background(), "/cluster/firewall/options", map[string]any{"enable": 0}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -297,12 +297,12 @@ func TestControlDriftDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := runControls(t, p, ctlDC)
+	o := runControls(t, p, d.dc)
 	// The daily run opened the real incident; the dry run is its own.
 	labels := map[string]string{"fix": activities.PVEFirewallEnable, "fix.scope": "datacenter", "control.evidence": o.EvidenceRef}
-	in := workflows.IncidentInput{IncidentID: "INC-DRY-1", Key: "control-drift-dry:" + ctlDC, Asset: ctlDC, Severity: "high",
+	in := workflows.IncidentInput{IncidentID: "INC-DRY-1", Key: "control-drift-dry:" + d.dc, Asset: d.dc, Severity: "high",
 		Playbook: workflows.ControlDriftPlaybook, OpenedBy: workflows.ControlsActor, DryRun: true,
-		Alerts: []workflows.Alert{{ID: "dry-1", Fingerprint: "control:" + ctlDC, Source: "controls", Rule: ctlDC, Severity: "high", Asset: ctlDC,
+		Alerts: []workflows.Alert{{ID: "dry-1", Fingerprint: "control:" + d.dc, Source: "controls", Rule: d.dc, Severity: "high", Asset: d.dc,
 			Summary: "datacenter firewall off", Labels: labels, ObservedAt: time.Now(), ReceivedAt: time.Now()}}}
 	wfID := workflows.IncidentWorkflowID(in.Key)
 	if _, err := p.Client.ExecuteWorkflow(context.Background(), startOptions(wfID, p.TaskQueue), workflows.IncidentWorkflow, in); err != nil {
