@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -121,7 +122,7 @@ func (d driftChecks) check(ctx context.Context, in activities.ControlCheckInput)
 // ids, so its incidents never meet another test's.
 func driftPlatform(t *testing.T) (*testplatform.Platform, *goprox.Client, driftChecks) {
 	t.Helper()
-	p := testplatform.New(t, testplatform.Options{NoWorker: true})
+	p := testplatform.New(t, testplatform.Options{NoWorker: true, Plain: os.Getenv("IRU_RECORD_HISTORIES") != ""})
 	audit := goprox.NewClient(p.Lab.PVE.URL(), goprox.WithAPIToken(pve.LabAuditTokenID, pve.LabAuditTokenSecret), goprox.WithHTTPClient(p.Lab.PVE.HTTPClient()))
 	suffix := strings.ToLower(p.TaskQueue[len(p.TaskQueue)-8:])
 	checks := driftChecks{pve: audit, dc: "net-dc-firewall-" + suffix, db: "net-ct-firewall-database-" + suffix}
@@ -136,16 +137,23 @@ func driftPlatform(t *testing.T) (*testplatform.Platform, *goprox.Client, driftC
 
 func runControls(t *testing.T, p *testplatform.Platform, ids ...string) workflows.ControlOutcome {
 	t.Helper()
+	_, o := runControlsID(t, p, ids...)
+	return o
+}
+
+// runControlsID is runControls that also returns the run's workflow id.
+func runControlsID(t *testing.T, p *testplatform.Platform, ids ...string) (string, workflows.ControlOutcome) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, res, err := schedules.RunControls(ctx, p.Client, p.TaskQueue, workflows.ControlsInput{IDs: ids})
+	id, res, err := schedules.RunControls(ctx, p.Client, p.TaskQueue, workflows.ControlsInput{IDs: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Controls) != 1 || res.Controls[0].Error != "" {
 		t.Fatalf("controls run: %+v", res)
 	}
-	return res.Controls[0]
+	return id, res.Controls[0]
 }
 
 // stepRows returns the ledger's step entries of an incident, by step id.
@@ -182,7 +190,7 @@ func TestControlDriftEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	first := runControls(t, p, d.dc)
+	controlsRun, first := runControlsID(t, p, d.dc)
 	t.Logf("controls run (check, evidence, incident opened): %s", time.Since(start).Round(time.Millisecond))
 	wfID := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, d.dc))
 	if first.Status != activities.ControlFail || first.Incident != wfID || !strings.Contains(first.FirstFinding, "enable=0") {
@@ -250,6 +258,11 @@ func TestControlDriftEndToEnd(t *testing.T) {
 	}
 	if !hasObject(objs, "report/report.md") || !slices.ContainsFunc(objs, func(o evidenceMeta) bool { return strings.HasPrefix(o.Name, "control/"+d.dc+"/pass/") }) {
 		t.Errorf("incident evidence: %v, want the report and the passing re-check", names(objs))
+	}
+
+	if os.Getenv("IRU_RECORD_HISTORIES") != "" {
+		recordHistory(t, p.Client, wfID, "control-drift.json")
+		recordHistory(t, p.Client, controlsRun, "controls.json")
 	}
 
 	// The database: passing check on record, then drift, then restore.
