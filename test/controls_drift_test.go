@@ -368,3 +368,46 @@ func waitIncident(t *testing.T, p *testplatform.Platform, wfID string) workflows
 	}
 	return res
 }
+
+// TestControlsSchedule: the daily schedule is created and kept as
+// declared (cron 04:00 UTC, the Controls workflow, the worker's queue);
+// a run of it (triggered here rather than waiting for 04:00) checks every
+// control and opens the drifted one's incident.
+func TestControlsSchedule(t *testing.T) {
+	p, admin, d := driftPlatform(t)
+	ctx := context.Background()
+	sc := p.Client.ScheduleClient()
+	h := sc.GetHandle(ctx, workflows.ControlsScheduleID)
+	_ = h.Delete(ctx) // a worker binary started by another test creates it too
+	if change, err := schedules.EnsureControls(ctx, sc, p.TaskQueue); err != nil || change != "created" {
+		t.Fatalf("EnsureControls: %s %v", change, err)
+	}
+	t.Cleanup(func() { _ = h.Delete(context.Background()) })
+	if change, err := schedules.EnsureControls(ctx, sc, p.TaskQueue); err != nil || change != "updated" {
+		t.Fatalf("EnsureControls again: %s %v", change, err)
+	}
+	desc, err := h.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act, ok := desc.Schedule.Action.(*client.ScheduleWorkflowAction)
+	// The server keeps the cron expression as a calendar: 04:00 UTC daily.
+	cal := desc.Schedule.Spec.Calendars
+	if !ok || act.TaskQueue != p.TaskQueue || fmt.Sprint(act.Workflow) != workflows.ControlsWorkflow || desc.Schedule.Spec.TimeZoneName != "UTC" ||
+		len(cal) != 1 || len(cal[0].Hour) != 1 || cal[0].Hour[0].Start != 4 || cal[0].Hour[0].End != 4 || len(cal[0].Minute) != 1 || cal[0].Minute[0].End != 0 {
+		t.Fatalf("schedule: action %+v, spec %+v", desc.Schedule.Action, desc.Schedule.Spec)
+	}
+
+	if err := admin.Put(ctx, "/cluster/firewall/options", map[string]any{"enable": 0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wfID := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, d.dc))
+	testplatform.WaitStep(t, p.Client, wfID, "enable_firewall", workflows.StepWaitingApproval, 60*time.Second)
+	other := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, d.db))
+	if _, err := p.Client.DescribeWorkflow(ctx, other, ""); err == nil {
+		t.Errorf("the passing control %s opened an incident", d.db)
+	}
+}
