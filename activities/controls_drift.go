@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -128,4 +129,67 @@ const (
 // for the activities implements it next to [EvidenceStore].
 type EvidenceReader interface {
 	ReadEvidence(ctx context.Context, ref, who, why string) ([]byte, error)
+}
+
+// ControlFixReader is the identity the remediation actions read a
+// control's evidence as.
+const ControlFixReader = "system:worker"
+
+// ReadControlFix reads the failing control result ref (from the locker,
+// through r) and checks that one of its findings names action as its fix
+// with exactly the targets the step gives (each key of targets: the
+// step's value must equal the finding's FixParams value, both "" when the
+// finding has none). It is how a remediation action knows that what it is
+// about to change is what the platform's own check found, not what an
+// alert's labels say: an incident's labels can name any realm, client or
+// container, a result in the locker only what a check read.
+func ReadControlFix(ctx context.Context, r EvidenceReader, ref, action, why string, targets map[string]string) (ControlEvidence, error) {
+	var ev ControlEvidence
+	rest, ok := strings.CutPrefix(ref, "evidence://"+ControlEvidencePrefix)
+	ns, _, ok2 := strings.Cut(rest, "/sha256:")
+	if !ok || !ok2 {
+		return ev, NewFinalError(ErrTypeBadParams, fmt.Sprintf("%s: evidence %q is not a control's check result (evidence://%s<id>/sha256:…)", action, ref, ControlEvidencePrefix), nil)
+	}
+	if r == nil {
+		return ev, NewFinalError(ErrTypePrecondition, action+": the worker's evidence store cannot be read back", nil)
+	}
+	b, err := r.ReadEvidence(ctx, ref, ControlFixReader, why)
+	if err != nil {
+		return ev, NewFinalError(ErrTypeNotFound, fmt.Sprintf("%s: read %s: %v", action, ref, err), nil)
+	}
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return ev, NewFinalError(ErrTypeBadParams, fmt.Sprintf("%s: %s is not a control's check result: %v", action, ref, err), nil)
+	}
+	if ControlEvidencePrefix+ns != ControlEvidenceIncident(ev.Control.ID) || ev.Status == ControlPass {
+		return ev, NewFinalError(ErrTypePrecondition, fmt.Sprintf("%s: %s is a %q result of control %q, not a failing one of its own", action, ref, ev.Status, ev.Control.ID), nil)
+	}
+	for _, f := range ev.Findings {
+		if f.Fix != action {
+			continue
+		}
+		match := true
+		for k, v := range targets {
+			if strings.TrimSpace(f.FixParams[k]) != strings.TrimSpace(v) {
+				match = false
+			}
+		}
+		if match {
+			return ev, nil
+		}
+	}
+	return ev, NewFinalError(ErrTypePrecondition, fmt.Sprintf("%s: no finding of %s names this fix for %s; refused (a step acts only on what the control's check found)", action, ref, fmtTargets(targets)), nil)
+}
+
+// fmtTargets prints targets in key order.
+func fmtTargets(t map[string]string) string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+t[k])
+	}
+	return strings.Join(parts, " ")
 }

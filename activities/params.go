@@ -253,6 +253,8 @@ type PVEFirewallEnableParams struct {
 	Scope string `param:"scope" default:"datacenter" enum:"datacenter,container" doc:"the datacenter firewall, or one container's"`
 	Node  string `param:"node" doc:"the container's node (scope container)"`
 	VMID  int    `param:"vmid" doc:"the container's vmid (scope container)"`
+	// Evidence is the failing control result whose finding names this fix.
+	Evidence string `param:"evidence,required" doc:"evidence reference of the failing control result whose finding names this fix and target"`
 	ReasonParams
 }
 
@@ -280,6 +282,8 @@ type PVEFirewallRestoreParams struct {
 type KCDisableDirectGrantsParams struct {
 	RealmParams
 	ClientID string `param:"client_id,required" doc:"clientId"`
+	// Evidence is the failing control result whose finding names this fix.
+	Evidence string `param:"evidence,required" doc:"evidence reference of the failing control result whose finding names this fix and target"`
 	ReasonParams
 }
 

@@ -30,6 +30,14 @@ func (a *Activities) DisableDirectGrants(ctx context.Context, in activities.Acti
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
+	// Which client to change comes from the control's failing result, not
+	// from the step's parameters alone.
+	er, _ := a.evidence.(activities.EvidenceReader)
+	if _, err := activities.ReadControlFix(ctx, er, p.Evidence, activities.KCDisableDirectGrants,
+		fmt.Sprintf("%s of incident %s: check the fix the control's check named", activities.KCDisableDirectGrants, in.IncidentID),
+		map[string]string{"realm": realm, "client_id": clientID}); err != nil {
+		return activities.ActionResult{}, err
+	}
 	c, err := a.findClient(ctx, realm, clientID)
 	if err != nil {
 		return activities.ActionResult{}, err

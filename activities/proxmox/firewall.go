@@ -37,6 +37,17 @@ func (a *Activities) FirewallEnable(ctx context.Context, in activities.ActionInp
 		return activities.ActionResult{}, err
 	}
 	x := a.call(activities.PVEFirewallEnable)
+	// What to turn on comes from the control's failing result, not from
+	// the step's parameters alone.
+	targets := map[string]string{"scope": p.Scope, "node": p.Node, "vmid": ""}
+	if p.VMID != 0 {
+		targets["vmid"] = strconv.Itoa(p.VMID)
+	}
+	er, _ := a.evidence.(activities.EvidenceReader)
+	if _, err := activities.ReadControlFix(ctx, er, p.Evidence, activities.PVEFirewallEnable,
+		fmt.Sprintf("%s of incident %s: check the fix the control's check named", activities.PVEFirewallEnable, in.IncidentID), targets); err != nil {
+		return activities.ActionResult{}, err
+	}
 	path := dcOptionsPath
 	privPath, priv := "/", "Sys.Modify"
 	if p.Scope == scopeContainer {

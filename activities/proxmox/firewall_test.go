@@ -66,6 +66,22 @@ func passingEvidence(t *testing.T, l *labEnv, id, status string, fw ...activitie
 	return ref
 }
 
+// fixEvidence stores a failing result of control id whose finding names
+// action with fixParams as its fix, and returns its reference.
+func fixEvidence(t *testing.T, l *labEnv, id, action string, fixParams map[string]string) string {
+	t.Helper()
+	doc, _ := json.Marshal(activities.NewControlEvidence(activities.ControlCheckResult{
+		Control: activities.ControlSummary{ID: id}, Status: activities.ControlFail, Targets: 1, CheckedAt: time.Now(),
+		Findings: []activities.ControlFinding{{Target: "pve", Setting: "enable", Observed: "0", Expected: "1", Fix: action, FixParams: fixParams}},
+	}, "test"))
+	ref, err := l.ev.PutEvidence(context.Background(), activities.EvidenceItem{IncidentID: activities.ControlEvidenceIncident(id),
+		Name: activities.ControlEvidenceName(id, activities.ControlFail, time.Now()), Body: bytes.NewReader(doc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // TestFirewallEnableDatacenter: drift turns the datacenter firewall off
 // through the API; a dry run plans enable=1 and leaves the lab as it is;
 // the action turns it on (lab state), records the prior value, and a
@@ -77,7 +93,8 @@ func TestFirewallEnableDatacenter(t *testing.T) {
 		t.Fatalf("drift not applied: enable=%q", on)
 	}
 	before := l.state(t)
-	in := input(activities.PVEFirewallEnable, "", map[string]string{"scope": "datacenter"})
+	ev := fixEvidence(t, l, "net-dc-firewall", activities.PVEFirewallEnable, map[string]string{"scope": "datacenter"})
+	in := input(activities.PVEFirewallEnable, "", map[string]string{"scope": "datacenter", "evidence": ev})
 	dry := in
 	dry.DryRun = true
 	res := mustRun(t, l.acts, dry)
@@ -104,6 +121,25 @@ func TestFirewallEnableDatacenter(t *testing.T) {
 	if typ, final := errType(t, err); typ != activities.ErrTypePrecondition || !final {
 		t.Errorf("drill: %v", err)
 	}
+
+	// The attack: an incident whose labels name another target than the
+	// check found (here a container, with the datacenter's evidence), or
+	// no control evidence at all, is refused before any change.
+	labPut(t, l, "/nodes/pve1/lxc/101/firewall/options", map[string]any{"enable": 0})
+	drifted := l.state(t)
+	for name, p := range map[string]map[string]string{
+		"another target":         {"scope": "container", "node": "pve1", "vmid": "101", "evidence": ev},
+		"a passing result":       {"scope": "datacenter", "evidence": passingEvidence(t, l, "net-dc-firewall", activities.ControlPass)},
+		"an incident's evidence": {"scope": "datacenter", "evidence": strings.Replace(ev, "control-net-dc-firewall", "INC-42", 1)},
+	} {
+		_, err := run(t, l.acts, input(activities.PVEFirewallEnable, "", p))
+		if typ, final := errType(t, err); (typ != activities.ErrTypePrecondition && typ != activities.ErrTypeBadParams) || !final {
+			t.Errorf("%s: %v, want a final refusal", name, err)
+		}
+	}
+	if l.state(t) != drifted {
+		t.Error("a refused step changed the lab")
+	}
 }
 
 // TestFirewallEnableContainer: a container's firewall turned off comes
@@ -111,7 +147,9 @@ func TestFirewallEnableDatacenter(t *testing.T) {
 func TestFirewallEnableContainer(t *testing.T) {
 	l := newLab(t)
 	labPut(t, l, "/nodes/pve1/lxc/101/firewall/options", map[string]any{"enable": 0})
-	res := mustRun(t, l.acts, input(activities.PVEFirewallEnable, "", map[string]string{"scope": "container", "node": "pve1", "vmid": "101"}))
+	ct := map[string]string{"scope": "container", "node": "pve1", "vmid": "101"}
+	res := mustRun(t, l.acts, input(activities.PVEFirewallEnable, "", map[string]string{"scope": "container", "node": "pve1", "vmid": "101",
+		"evidence": fixEvidence(t, l, "net-ct-101", activities.PVEFirewallEnable, ct)}))
 	if res.Outputs["changed"] != "true" || res.Undo["vmid"] != "101" {
 		t.Errorf("result %+v", res)
 	}
@@ -124,6 +162,13 @@ func TestFirewallEnableContainer(t *testing.T) {
 		{"scope": "container", "node": "pve1"},
 		{"scope": "datacenter", "node": "pve1", "vmid": "101"},
 	} {
+		// Even a check that named such a target (evidence saying so)
+		// does not get it into an API path.
+		fix := map[string]string{}
+		for k, v := range p {
+			fix[k] = v
+		}
+		p["evidence"] = fixEvidence(t, l, "net-ct-bad", activities.PVEFirewallEnable, fix)
 		_, err := run(t, l.acts, input(activities.PVEFirewallEnable, "", p))
 		if typ, final := errType(t, err); typ != activities.ErrTypeBadParams || !final {
 			t.Errorf("params %v: %v, want a final BadParams", p, err)
