@@ -260,6 +260,11 @@ func TestControlDriftEndToEnd(t *testing.T) {
 		t.Errorf("incident evidence: %v, want the report and the passing re-check", names(objs))
 	}
 
+	events := historyEvents(t, p.Client, wfID)
+	t.Logf("incident history: %d events; controls run history: %d events", len(events), len(historyEvents(t, p.Client, controlsRun)))
+	if len(events) > 300 {
+		t.Errorf("incident history has %d events, target ≤ 300", len(events))
+	}
 	if os.Getenv("IRU_RECORD_HISTORIES") != "" {
 		recordHistory(t, p.Client, wfID, "control-drift.json")
 		recordHistory(t, p.Client, controlsRun, "controls.json")
