@@ -611,6 +611,16 @@ var catalog = []Action{
 		Outputs: []string{"due_at", "notice_ref"}, DryRun: true}),
 	declare[ReportGenerateParams](Action{Name: ReportGenerate, Description: "Write the incident report from the ledger and the evidence manifest.",
 		Outputs: []string{"report_ref"}, DryRun: true}),
+	declare[PVEFirewallEnableParams](Action{Name: PVEFirewallEnable, Description: "Turn the datacenter firewall, or a container's firewall, on (enable=1); nothing else changes.",
+		Outputs: []string{"changed"}, DryRun: true}),
+	declare[PVEFirewallRestoreParams](Action{Name: PVEFirewallRestore, Description: "Restore a container's firewall options and rules from a control's last passing check (prior state kept as evidence).",
+		Outputs: []string{"changed", "prior_ref"}, DryRun: true, Destructive: true}),
+	declare[KCDisableDirectGrantsParams](Action{Name: KCDisableDirectGrants, Description: "Turn off a client's direct access grants (password grant).",
+		Outputs: []string{"changed"}, DryRun: true}),
+	declare[ControlsRecheckParams](Action{Name: ControlsCollect, Description: "Run a control's check now and keep what was read and expected as the incident's evidence.",
+		Outputs: []string{"status", "findings", "evidence"}, DryRun: true}),
+	declare[ControlsRecheckParams](Action{Name: ControlsRecheck, Description: "Run a control's check again; fails unless the control passes.",
+		Outputs: []string{"status", "findings", "evidence"}, DryRun: true}),
 }
 
 // Validate checks a literal value against the parameter's kind.

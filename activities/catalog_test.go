@@ -109,6 +109,7 @@ func TestCatalogContract(t *testing.T) {
 		"kc.resolve_user", "kc.list_sessions", "kc.disable_user", "kc.enable_user", "kc.logout_user",
 		"kc.delete_session", "kc.revoke_realm", "kc.rotate_client_secret", "kc.collect_events",
 		"keys.rotate_kek", "keys.rotate_intake_keys", "ledger.append", "notify.send", "compliance.notify", "report.generate",
+		"pve.firewall_enable", "pve.firewall_restore", "kc.disable_direct_grants", "controls.collect", "controls.recheck",
 	}
 	var got []string
 	for _, a := range Catalog() {

@@ -248,6 +248,51 @@ type ReportGenerateParams struct {
 	Format string `param:"format" default:"markdown" enum:"markdown,json" doc:"report format"`
 }
 
+// PVEFirewallEnableParams are the parameters of [PVEFirewallEnable].
+type PVEFirewallEnableParams struct {
+	Scope string `param:"scope" default:"datacenter" enum:"datacenter,container" doc:"the datacenter firewall, or one container's"`
+	Node  string `param:"node" doc:"the container's node (scope container)"`
+	VMID  int    `param:"vmid" doc:"the container's vmid (scope container)"`
+	// Evidence is the failing control result whose finding names this fix.
+	Evidence string `param:"evidence,required" doc:"evidence reference of the failing control result whose finding names this fix and target"`
+	ReasonParams
+}
+
+// Validate checks that a container scope names the container and a
+// datacenter scope does not.
+func (p PVEFirewallEnableParams) Validate() error {
+	switch {
+	case p.Scope == "container" && (p.Node == "" || p.VMID == 0):
+		return errors.New("scope container needs node and vmid")
+	case p.Scope == "datacenter" && (p.Node != "" || p.VMID != 0):
+		return errors.New("scope datacenter takes no node or vmid")
+	}
+	return nil
+}
+
+// PVEFirewallRestoreParams are the parameters of [PVEFirewallRestore].
+type PVEFirewallRestoreParams struct {
+	Node     string `param:"node,required" doc:"the container's node"`
+	VMID     int    `param:"vmid" doc:"the container's vmid (required)"`
+	Evidence string `param:"evidence,required" doc:"evidence reference of the control's last passing check (its Observed holds the container's firewall)"`
+	ReasonParams
+}
+
+// KCDisableDirectGrantsParams are the parameters of [KCDisableDirectGrants].
+type KCDisableDirectGrantsParams struct {
+	RealmParams
+	ClientID string `param:"client_id,required" doc:"clientId"`
+	// Evidence is the failing control result whose finding names this fix.
+	Evidence string `param:"evidence,required" doc:"evidence reference of the failing control result whose finding names this fix and target"`
+	ReasonParams
+}
+
+// ControlsRecheckParams are the parameters of [ControlsCollect] and
+// [ControlsRecheck].
+type ControlsRecheckParams struct {
+	Control string `param:"control,required" doc:"the control's id in the controls file"`
+}
+
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	timeType     = reflect.TypeFor[time.Time]()

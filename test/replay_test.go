@@ -30,6 +30,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
+			r.RegisterWorkflowWithOptions(workflows.Controls, workflow.RegisterOptions{Name: workflows.ControlsWorkflow})
 			if err := r.ReplayWorkflowHistoryWithOptions(nil, readHistory(t, f), worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: originalExecution(t, f),
 			}); err != nil {

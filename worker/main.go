@@ -126,6 +126,12 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	} else {
 		log.Info("watch schedule", "schedule", workflows.WatchScheduleID, "change", change, "every", workflows.WatchInterval)
 	}
+	// The daily check of the controls (drift opens an incident), as the watch.
+	if change, err := schedules.EnsureControls(ctx, c.ScheduleClient(), workflows.TaskQueue); err != nil {
+		log.Error("controls schedule", "schedule", workflows.ControlsScheduleID, "err", err)
+	} else {
+		log.Info("controls schedule", "schedule", workflows.ControlsScheduleID, "change", change, "cron", schedules.ControlsCron)
+	}
 	<-ctx.Done()
 	log.Info("shutting down: no new tasks, running activities get the grace period", "grace", cfg.ShutdownGrace)
 	running.Store(false)

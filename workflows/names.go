@@ -37,6 +37,9 @@ const (
 	SignDailyChainsWorkflow = "SignDailyChains"
 	// SweepEvidenceWorkflow is the registered name of [SweepEvidence].
 	SweepEvidenceWorkflow = "SweepEvidence"
+	// ControlsWorkflow is the registered name of [Controls], the check of
+	// the hardening guide's controls.
+	ControlsWorkflow = "Controls"
 )
 
 // Messages of the incident workflow: signals, queries and updates.
@@ -98,6 +101,14 @@ const (
 	// (shredding its data keys) and records each destruction in the audit
 	// ledger.
 	SweepEvidenceActivity = "evidence.sweep"
+	// ControlsEvidenceActivity keeps one control check result in the
+	// evidence locker and finds the control's newest passing result:
+	// [ControlEvidenceInput] in, [ControlEvidenceResult] out.
+	ControlsEvidenceActivity = "controls.evidence"
+	// ControlsIncidentActivity opens (SignalWithStart, as the intake does)
+	// the control-drift incident of a failing control, or tells the one
+	// open for it: [ControlIncidentInput] in, [ControlIncidentResult] out.
+	ControlsIncidentActivity = "controls.incident"
 )
 
 // Temporal Schedules. The server uses a schedule's id as the workflow id
@@ -117,6 +128,8 @@ const (
 	// ([DrillScheduleID]); `starter drills sync` owns (creates, updates
 	// and deletes) exactly the schedules with it.
 	DrillSchedulePrefix = "drill:"
+	// ControlsScheduleID runs [Controls] on every control once a day.
+	ControlsScheduleID = "controls:daily"
 )
 
 // DrillScheduleID is the id of the Temporal Schedule of the drill called
@@ -131,6 +144,11 @@ const (
 	// SweepEvidenceManualPrefix starts the workflow id of a sweep an
 	// operator runs (`starter evidence sweep`).
 	SweepEvidenceManualPrefix = "evidence:retention-sweep:manual:"
+	// ControlsManualPrefix starts the workflow id of a check an operator
+	// runs; ControlsStepPrefix that of a check an incident's step runs
+	// (followed by the step's idempotency key).
+	ControlsManualPrefix = "controls:manual:"
+	ControlsStepPrefix   = "controls:step:"
 )
 
 // IncidentWorkflowID is the workflow id of the incident with correlation key

@@ -122,15 +122,16 @@ func (a *Activities) Register(r activities.Registry) { activities.RegisterAll(r,
 
 func (a *Activities) byName() map[string]activities.Func {
 	return map[string]activities.Func{
-		activities.KCResolveUser:        a.ResolveUser,
-		activities.KCListSessions:       a.ListSessions,
-		activities.KCDisableUser:        a.DisableUser,
-		activities.KCEnableUser:         a.EnableUser,
-		activities.KCLogoutUser:         a.LogoutUser,
-		activities.KCDeleteSession:      a.DeleteSession,
-		activities.KCRevokeRealm:        a.RevokeRealm,
-		activities.KCRotateClientSecret: a.RotateClientSecret,
-		activities.KCCollectEvents:      a.CollectEvents,
+		activities.KCResolveUser:         a.ResolveUser,
+		activities.KCListSessions:        a.ListSessions,
+		activities.KCDisableUser:         a.DisableUser,
+		activities.KCEnableUser:          a.EnableUser,
+		activities.KCLogoutUser:          a.LogoutUser,
+		activities.KCDeleteSession:       a.DeleteSession,
+		activities.KCRevokeRealm:         a.RevokeRealm,
+		activities.KCRotateClientSecret:  a.RotateClientSecret,
+		activities.KCCollectEvents:       a.CollectEvents,
+		activities.KCDisableDirectGrants: a.DisableDirectGrants,
 	}
 }
 

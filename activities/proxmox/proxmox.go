@@ -211,6 +211,8 @@ func (a *Activities) byName() map[string]activities.Func {
 		activities.PVEBackup:          a.Backup,
 		activities.PVERestore:         a.Restore,
 		activities.PVERotateToken:     a.RotateToken,
+		activities.PVEFirewallEnable:  a.FirewallEnable,
+		activities.PVEFirewallRestore: a.FirewallRestore,
 	}
 }
 

@@ -463,8 +463,12 @@ func (s *stack) schedules(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("housekeeping schedules: %w", err)
 	}
-	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s), daily audit chain signing at 00:10 UTC (%s), evidence retention sweep at 02:30 UTC (%s)",
-		change, synced, workflows.WatchInterval, wchange, hk[workflows.SignDailyChainsScheduleID], hk[workflows.SweepEvidenceScheduleID])
+	cchange, err := schedules.EnsureControls(ctx, s.client.ScheduleClient(), workflows.TaskQueue)
+	if err != nil {
+		return fmt.Errorf("controls schedule: %w", err)
+	}
+	s.say("schedules: intake key rotation every 90 days (%s), %d drill schedule(s) synced, watch on incidents stopped outside the platform every %s (%s), daily audit chain signing at 00:10 UTC (%s), evidence retention sweep at 02:30 UTC (%s), controls check at 04:00 UTC (%s)",
+		change, synced, workflows.WatchInterval, wchange, hk[workflows.SignDailyChainsScheduleID], hk[workflows.SweepEvidenceScheduleID], cchange)
 	return nil
 }
 

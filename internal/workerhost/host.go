@@ -175,6 +175,8 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
 	Related(c).Register(r)
 	(&Reroute{Temporal: c}).Register(r)
+	// The controls' own activities: results kept as evidence, drift incidents, re-checks.
+	(&Controls{Temporal: c, Evidence: controlsLocker{stores.EvidenceSink{L: h.stores.Evidence}}}).Register(r)
 	(&watch.Activities{Temporal: c, Incidents: watchIncidents{c: c, dc: h.DataConverter()}, Ledger: watch.LedgerOf(h.stores.Ledger), Signer: h.stores.Signer}).Register(r)
 	// Daily housekeeping: sign the ended days' audit chains, sweep expired evidence.
 	hk := &housekeeping.Activities{Ledger: h.stores.Ledger, Signer: h.stores.Signer, Evidence: h.stores.Evidence}
