@@ -153,8 +153,8 @@ func (s *Server) adminUpdateRealm(w http.ResponseWriter, req *http.Request, a *a
 		return
 	}
 	for _, f := range []*string{rep.BrowserFlow, rep.DirectGrantFlow} {
-		if f != nil && r.flows[*f] == nil && *f != builtinBrowser && *f != builtinDirectGrant {
-			writeErrorMessage(w, http.StatusBadRequest, "the lab simulator has no flow "+*f)
+		if f != nil && (r.flows[*f] == nil || !r.flows[*f].topLevel) && *f != builtinBrowser && *f != builtinDirectGrant {
+			writeErrorMessage(w, http.StatusBadRequest, "the lab simulator has no top-level flow "+*f)
 			return
 		}
 	}
