@@ -67,8 +67,8 @@ const (
 	// container's address, unless Params.AllowPairs lists the pair.
 	KindPVELateral = "pve.lateral"
 	// KindPVEEgress: each target container's outbound policy is DROP (or
-	// REJECT) and its outbound ACCEPT rules go only to
-	// Params.AllowedDestinations.
+	// REJECT) and each of its outbound ACCEPT rules goes only to
+	// Params.AllowedDestinations or only to tcp/udp Params.AllowedPorts.
 	KindPVEEgress = "pve.egress"
 	// KindPVEManagement: no container has an interface address in
 	// Params.ManagementCIDRs or on one of Params.ManagementBridges.
@@ -115,7 +115,7 @@ var kinds = map[string][]string{
 	KindPVEDatacenterFirewall: nil,
 	KindPVEIngress:            {"ports", "allowed_sources"},
 	KindPVELateral:            {"allow_pairs"},
-	KindPVEEgress:             {"allowed_destinations"},
+	KindPVEEgress:             {"allowed_destinations", "allowed_ports"},
 	KindPVEManagement:         {"management_cidrs", "management_bridges"},
 	KindKCOTPAdmins:           {"roles"},
 	KindKCTokenLifespan:       {"max_lifespan"},
@@ -179,6 +179,7 @@ type Params struct {
 	AllowedSources      []netip.Prefix `json:",omitempty"`
 	AllowPairs          []Pair         `json:",omitempty"`
 	AllowedDestinations []netip.Prefix `json:",omitempty"`
+	AllowedPorts        []int          `json:",omitempty"`
 	ManagementCIDRs     []netip.Prefix `json:",omitempty"`
 	ManagementBridges   []string       `json:",omitempty"`
 	Roles               []string       `json:",omitempty"`
@@ -488,6 +489,19 @@ func (p *parser) prefixes(n *yaml.Node, what string) []netip.Prefix {
 	return out
 }
 
+func (p *parser) ports(n *yaml.Node, what string) []int {
+	var out []int
+	for i, s := range p.strs(n, what) {
+		port, err := strconv.Atoi(s)
+		if err != nil || port < 1 || port > 65535 {
+			p.errorf(n.Content[i], "%s: %q is not a port from 1 to 65535", what, s)
+			continue
+		}
+		out = append(out, port)
+	}
+	return out
+}
+
 func (p *parser) duration(n *yaml.Node, what string) time.Duration {
 	if n == nil {
 		return 0
@@ -582,14 +596,8 @@ func (p *parser) params(n, control *yaml.Node, kind string, allowed []string, wh
 		}
 	}
 	what += ": params."
-	for i, s := range p.strs(f["ports"], what+"ports") {
-		port, err := strconv.Atoi(s)
-		if err != nil || port < 1 || port > 65535 {
-			p.errorf(f["ports"].Content[i], "%sports: %q is not a port from 1 to 65535", what, s)
-			continue
-		}
-		out.Ports = append(out.Ports, port)
-	}
+	out.Ports = p.ports(f["ports"], what+"ports")
+	out.AllowedPorts = p.ports(f["allowed_ports"], what+"allowed_ports")
 	if f["ports"] != nil && len(out.Ports) == 0 && f["ports"].Kind == yaml.SequenceNode && len(f["ports"].Content) == 0 {
 		p.errorf(f["ports"], "%sports is empty: a container would accept nothing; list the ports", what)
 	}

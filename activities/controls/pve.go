@@ -205,6 +205,13 @@ func orNone(s string) string {
 	return s
 }
 
+func orAny(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
 func portsText(ps []int) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
@@ -298,94 +305,157 @@ func checkIngress(ctx context.Context, a *Activities, c controls.Control) (any, 
 	return map[string]any{"containers": seen}, v, nil
 }
 
-// reach is one container-to-container path a rule opens.
-type reach struct {
-	from, to pveact.ContainerFirewall
-	rule     pveact.FirewallRule
-	holder   pveact.ContainerFirewall
+// ctAddrs returns a container's interface addresses.
+func ctAddrs(ct pveact.ContainerFirewall) []netip.Addr {
+	var out []netip.Addr
+	for _, n := range ct.Nets {
+		for _, p := range n.Addrs {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
 }
 
+// rulePorts returns the ports a rule opens (all ports for a macro or a
+// dport the check cannot read).
+func rulePorts(r pveact.FirewallRule) portSet {
+	ps, err := parsePorts(r.Dport)
+	if err != nil || r.Macro != "" {
+		return portSet{all: true}
+	}
+	return ps
+}
+
+// intersects reports whether two port sets share a port.
+func (ps portSet) intersects(o portSet) bool {
+	if ps.all || o.all {
+		return true
+	}
+	for _, a := range ps.ranges {
+		for _, b := range o.ranges {
+			if a[0] <= b[1] && b[0] <= a[1] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// admits reports whether one of ct's enabled ACCEPT rules of direction typ
+// lets traffic on ports to or from peer (a rule's source for "in", its
+// dest for "out"), or ct's firewall does not restrict that direction at all.
+func admits(ct pveact.ContainerFirewall, typ string, peer pveact.ContainerFirewall, ports portSet) bool {
+	if ct.Options["enable"] != "1" {
+		return true
+	}
+	policy, def := ct.Options["policy_in"], "DROP"
+	if typ == "out" {
+		policy, def = ct.Options["policy_out"], "ACCEPT"
+	}
+	if !dropPolicy(policy, def) {
+		return true
+	}
+	for _, r := range ct.Rules {
+		if !r.Enable || r.Action != "ACCEPT" || r.Type != typ {
+			continue
+		}
+		field := r.Source
+		if typ == "out" {
+			field = r.Dest
+		}
+		addrs, err := parseAddrs(field)
+		if err != nil {
+			return true // an ipset or alias may hold the peer: count the path
+		}
+		if slices.ContainsFunc(ctAddrs(peer), func(ad netip.Addr) bool { return coversAddr(addrs, ad) }) && rulePorts(r).intersects(ports) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedPath reports whether the allow-list lets from reach to on every port of ps.
+func allowedPath(pairs []controls.Pair, from, to string, ps portSet) bool {
+	if ps.all {
+		return slices.ContainsFunc(pairs, func(pr controls.Pair) bool { return pr.Port == 0 && pr.Allows(from, to, 0) })
+	}
+	for _, port := range ps.ports() {
+		if !slices.ContainsFunc(pairs, func(pr controls.Pair) bool { return pr.Allows(from, to, port) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkLateral finds the container-to-container paths the firewall rules
+// open among the selected containers. A path from A to B on a port needs
+// both firewalls to let it through: B's inbound side (an ACCEPT rule whose
+// source covers A, or no inbound restriction) and A's outbound side (an
+// ACCEPT rule whose dest covers B, or no outbound restriction, PVE's
+// default). Each path outside the allow-list is reported on the rule that
+// opens it: B's inbound rule, or A's outbound rule when B's inbound side
+// does not restrict at all.
 func checkLateral(ctx context.Context, a *Activities, c controls.Control) (any, verdict, error) {
 	st, err := a.firewall(ctx)
 	if err != nil {
 		return nil, verdict{}, err
 	}
 	var v verdict
-	addrs := func(ct pveact.ContainerFirewall) []netip.Addr {
-		var out []netip.Addr
-		for _, n := range ct.Nets {
-			for _, p := range n.Addrs {
-				out = append(out, p.Addr())
-			}
+	var sel []pveact.ContainerFirewall
+	for _, ct := range st.Containers {
+		if selected(c.Targets, ct.Name, ct.VMID, ct.Tags) {
+			sel = append(sel, ct)
 		}
-		return out
 	}
-	var paths []reach
-	for _, holder := range st.Containers {
-		if !selected(c.Targets, holder.Name, holder.VMID, holder.Tags) {
-			continue
+	v.targets = len(sel)
+	expected := "container-to-container paths only as the allow-list says: " + pairsText(c.Params.AllowPairs)
+	report := func(holder pveact.ContainerFirewall, r pveact.FirewallRule, from, to pveact.ContainerFirewall) {
+		port := r.Dport
+		if port == "" || r.Macro != "" {
+			port = "*"
 		}
-		v.targets++
+		fix, params := restoreFix(holder)
+		v.fail(activities.ControlFinding{Target: ctTarget(holder), Setting: ruleSetting(r),
+			Observed: fmt.Sprintf("%s: %s opens %s -> %s:%s", holder.Name, ruleText(r), from.Name, to.Name, port),
+			Expected: expected, Fix: fix, FixParams: params})
+	}
+	for _, holder := range sel {
 		if holder.Options["enable"] != "1" {
-			continue // no rule of its own applies; the ingress control reports a firewall that is off
+			continue // no rule of its own applies (a firewall that is off is the ingress control's finding)
 		}
 		for _, r := range holder.Rules {
 			if !r.Enable || r.Action != "ACCEPT" || (r.Type != "in" && r.Type != "out") {
 				continue
 			}
-			peerField := r.Source
+			field := r.Source
 			if r.Type == "out" {
-				peerField = r.Dest
+				field = r.Dest
 			}
-			peers, err := parseAddrs(peerField)
+			peers, err := parseAddrs(field)
 			if err != nil {
 				v.unsure(activities.ControlFinding{Target: ctTarget(holder), Setting: ruleSetting(r),
 					Observed: fmt.Sprintf("%s: %s (%v)", holder.Name, ruleText(r), err), Expected: "addresses the check can compare with the containers'"})
 				continue
 			}
-			for _, other := range st.Containers {
-				if other.VMID == holder.VMID || !slices.ContainsFunc(addrs(other), func(ad netip.Addr) bool { return coversAddr(peers, ad) }) {
+			ports := rulePorts(r)
+			for _, other := range sel {
+				if other.VMID == holder.VMID || !slices.ContainsFunc(ctAddrs(other), func(ad netip.Addr) bool { return coversAddr(peers, ad) }) {
 					continue
 				}
-				p := reach{from: other, to: holder, rule: r, holder: holder}
-				if r.Type == "out" {
-					p.from, p.to = holder, other
+				if r.Type == "in" {
+					if admits(other, "out", holder, ports) && !allowedPath(c.Params.AllowPairs, other.Name, holder.Name, ports) {
+						report(holder, r, other, holder)
+					}
+					continue
 				}
-				paths = append(paths, p)
-			}
-		}
-	}
-	for _, p := range paths {
-		ps, err := parsePorts(p.rule.Dport)
-		if err != nil || p.rule.Macro != "" {
-			ps = portSet{all: true}
-		}
-		ok := false
-		if ps.all {
-			ok = slices.ContainsFunc(c.Params.AllowPairs, func(pr controls.Pair) bool { return pr.Allows(p.from.Name, p.to.Name, 0) && pr.Port == 0 })
-		} else {
-			ok = true
-			for _, port := range ps.ports() {
-				if !slices.ContainsFunc(c.Params.AllowPairs, func(pr controls.Pair) bool { return pr.Allows(p.from.Name, p.to.Name, port) }) {
-					ok = false
-					break
+				inOpen := other.Options["enable"] != "1" || !dropPolicy(other.Options["policy_in"], "DROP")
+				if inOpen && !allowedPath(c.Params.AllowPairs, holder.Name, other.Name, ports) {
+					report(holder, r, holder, other)
 				}
 			}
 		}
-		if ok {
-			continue
-		}
-		fix, params := restoreFix(p.holder)
-		port := p.rule.Dport
-		if port == "" {
-			port = "*"
-		}
-		v.fail(activities.ControlFinding{Target: ctTarget(p.holder), Setting: ruleSetting(p.rule),
-			Observed: fmt.Sprintf("%s: %s opens %s -> %s:%s", p.holder.Name, ruleText(p.rule), p.from.Name, p.to.Name, port),
-			Expected: "container-to-container paths only as the allow-list says: " + pairsText(c.Params.AllowPairs),
-			Fix:      fix, FixParams: params})
 	}
-	return map[string]any{"containers": st.Containers}, v, nil
+	return map[string]any{"containers": sel}, v, nil
 }
 
 func pairsText(ps []controls.Pair) string {
@@ -428,9 +498,13 @@ func checkEgress(ctx context.Context, a *Activities, c controls.Control) (any, v
 			if err == nil && len(c.Params.AllowedDestinations) > 0 && covered(dst, c.Params.AllowedDestinations) {
 				continue
 			}
+			if ps, err := parsePorts(r.Dport); err == nil && r.Macro == "" && (r.Proto == "tcp" || r.Proto == "udp") && len(c.Params.AllowedPorts) > 0 && ps.within(c.Params.AllowedPorts) {
+				continue
+			}
 			v.fail(activities.ControlFinding{Target: ctTarget(ct), Setting: ruleSetting(r),
-				Observed: fmt.Sprintf("%s: %s", ct.Name, ruleText(r)), Expected: "outbound ACCEPT only to " + prefixesText(c.Params.AllowedDestinations),
-				Fix: fix, FixParams: params})
+				Observed: fmt.Sprintf("%s: %s", ct.Name, ruleText(r)),
+				Expected: fmt.Sprintf("outbound ACCEPT only to %s or on tcp/udp dport %s", prefixesText(c.Params.AllowedDestinations), orAny(portsText(c.Params.AllowedPorts))),
+				Fix:      fix, FixParams: params})
 		}
 	}
 	return map[string]any{"containers": seen}, v, nil
