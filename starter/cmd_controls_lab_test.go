@@ -54,7 +54,7 @@ func TestControlsCheckAgainstLab(t *testing.T) {
 		"IRU_LEDGER_DRIVER": "sqlite", "IRU_LEDGER_SQLITE_PATH": filepath.Join(dir, "ledger.db"), "IRU_EVIDENCE_DIR": filepath.Join(dir, "evidence"),
 		"IRU_CODEC_KEY_DIR": filepath.Join(dir, "codec"), "IRU_SECRETS_DIR": filepath.Join(dir, "secrets"), "IRU_TEMPORAL_ADDRESS": closed,
 		"IRU_CONTROLS_FILE": "",
-		"IRU_PVE_URL": env["IRU_PVE_URL"], "IRU_PVE_TOKEN_ID": env["IRU_PVE_TOKEN_ID"], "IRU_PVE_TOKEN_SECRET": env["IRU_PVE_TOKEN_SECRET"],
+		"IRU_PVE_URL":       env["IRU_PVE_URL"], "IRU_PVE_TOKEN_ID": env["IRU_PVE_TOKEN_ID"], "IRU_PVE_TOKEN_SECRET": env["IRU_PVE_TOKEN_SECRET"],
 		"IRU_PVE_CA_FILE": env["IRU_PVE_CA_FILE"], "IRU_KEYCLOAK_URL": env["IRU_KEYCLOAK_URL"], "IRU_KEYCLOAK_REALM": env["IRU_KEYCLOAK_REALM"],
 		"IRU_KEYCLOAK_CLIENT_ID": env["IRU_KEYCLOAK_CLIENT_ID"], "IRU_KEYCLOAK_CLIENT_SECRET": env["IRU_KEYCLOAK_CLIENT_SECRET"],
 	} {

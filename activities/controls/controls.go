@@ -19,10 +19,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -230,7 +230,8 @@ func EvidenceHash(r activities.ControlCheckResult) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// matchesAny reports whether a container is selected by targets (empty: all).
+// selected reports whether a container is selected by targets (names,
+// vmids or tag:T; empty: every container).
 func selected(targets []string, name string, vmid int, tags []string) bool {
 	if len(targets) == 0 {
 		return true
@@ -239,25 +240,9 @@ func selected(targets []string, name string, vmid int, tags []string) bool {
 		if t == name || t == fmt.Sprint(vmid) {
 			return true
 		}
-		if tag, ok := cutPrefix(t, "tag:"); ok && slices.Contains(tags, tag) {
+		if tag, ok := strings.CutPrefix(t, "tag:"); ok && slices.Contains(tags, tag) {
 			return true
 		}
 	}
 	return false
-}
-
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
-	}
-	return "", false
-}
-
-// jsonString renders v compactly for a finding.
-func jsonString(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }

@@ -21,7 +21,7 @@ const requiredActionTOTP = "CONFIGURE_TOTP"
 // realms reads each realm of the control's targets ("" is the configured realm).
 func (a *Activities) realms(ctx context.Context, c controls.Control, roles []string) ([]kcact.RealmSecurity, error) {
 	if a.Keycloak == nil {
-		return nil, fmt.Errorf("Keycloak: %w", errNotConfigured)
+		return nil, fmt.Errorf("keycloak client: %w", errNotConfigured)
 	}
 	targets := c.Targets
 	if len(targets) == 0 {

@@ -116,7 +116,7 @@ func humanDays(d time.Duration) string {
 
 func checkKEK(ctx context.Context, a *Activities, _ controls.Control) (any, verdict, error) {
 	if a.KEKs == nil {
-		return nil, verdict{}, fmt.Errorf("HSM: %w", errNotConfigured)
+		return nil, verdict{}, fmt.Errorf("hsm: %w", errNotConfigured)
 	}
 	keks, err := a.KEKs.KEKProtection(ctx)
 	if err != nil {
@@ -153,7 +153,7 @@ func checkTLS13(ctx context.Context, a *Activities, c controls.Control) (any, ve
 		addr = a.APIAddr
 	}
 	if addr == "" {
-		return nil, verdict{}, fmt.Errorf("API server TLS address (IRU_CONTROLS_API_TLS_ADDR): %w", errNotConfigured)
+		return nil, verdict{}, fmt.Errorf("the API server's TLS address (IRU_CONTROLS_API_TLS_ADDR): %w", errNotConfigured)
 	}
 	p := tlsProbe{Addr: addr}
 	// Only the protocol versions are checked here, not the server's
@@ -221,7 +221,7 @@ func checkLedger(ctx context.Context, a *Activities, _ controls.Control) (any, v
 
 func checkRetention(ctx context.Context, a *Activities, c controls.Control) (any, verdict, error) {
 	if a.Runs == nil {
-		return nil, verdict{}, fmt.Errorf("Temporal: %w", errNotConfigured)
+		return nil, verdict{}, fmt.Errorf("temporal client: %w", errNotConfigured)
 	}
 	at, ok, err := a.Runs.LastSweep(ctx)
 	if err != nil {
@@ -241,7 +241,7 @@ func checkRetention(ctx context.Context, a *Activities, c controls.Control) (any
 
 func checkDrills(ctx context.Context, a *Activities, c controls.Control) (any, verdict, error) {
 	if a.Runs == nil {
-		return nil, verdict{}, fmt.Errorf("Temporal: %w", errNotConfigured)
+		return nil, verdict{}, fmt.Errorf("temporal client: %w", errNotConfigured)
 	}
 	if len(a.Playbooks) == 0 {
 		return nil, verdict{}, fmt.Errorf("playbook list: %w", errNotConfigured)

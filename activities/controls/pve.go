@@ -22,7 +22,7 @@ const (
 
 func (a *Activities) firewall(ctx context.Context) (pveact.FirewallState, error) {
 	if a.PVE == nil {
-		return pveact.FirewallState{}, fmt.Errorf("Proxmox VE: %w", errNotConfigured)
+		return pveact.FirewallState{}, fmt.Errorf("proxmox VE client: %w", errNotConfigured)
 	}
 	return a.PVE.ReadFirewallState(ctx)
 }
