@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -239,6 +240,24 @@ func TestDrift(t *testing.T) {
 			}
 		}, "idm-no-direct-grants", activities.ControlFail, "keycloak/iru/client/iru-api", "directAccessGrantsEnabled", "directAccessGrantsEnabled=true",
 			controlsact.FixDisableGrants, map[string]string{"realm": "iru", "client_id": "iru-api"}},
+		{"OTP subflow disabled", func(t *testing.T, e *env) {
+			gc, tok := e.kcAdmin(t)
+			flow := url.PathEscape("iru browser")
+			rows, err := gc.GetAuthenticationExecutions(e.ctx, tok, kclab.Realm, flow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(rows, func(r *gocloak.ModifyAuthenticationExecutionRepresentation) bool {
+				return gocloak.PString(r.DisplayName) == "iru browser - OTP by role"
+			})
+			if i < 0 {
+				t.Fatal("no OTP-by-role subflow")
+			}
+			if err := gc.UpdateAuthenticationExecution(e.ctx, tok, kclab.Realm, flow, gocloak.ModifyAuthenticationExecutionRepresentation{
+				ID: rows[i].ID, Requirement: gocloak.StringP("DISABLED")}); err != nil {
+				t.Fatal(err)
+			}
+		}, "idm-mfa-admins", activities.ControlFail, "keycloak/iru/user/bob", "authentication flows", `flow "iru browser" asks an OTP only of holders of (no role)`, "", nil},
 		{"key record aged past 90 days", func(t *testing.T, e *env) {
 			// Only a 91-day-old rotation of the Proxmox token is on record.
 			e.ledger = nil

@@ -88,6 +88,7 @@ func adminRoutes() []adminRoute {
 		{http.MethodGet, "/{realm}/clients/{id}/user-sessions", []string{"first", "max"}, permViewClients, (*Server).adminClientSessions},
 		{http.MethodGet, "/{realm}/authentication/flows", nil, permViewRealm, (*Server).adminListFlows},
 		{http.MethodGet, "/{realm}/authentication/flows/{flowAlias}/executions", nil, permViewRealm, (*Server).adminFlowExecutions},
+		{http.MethodPut, "/{realm}/authentication/flows/{flowAlias}/executions", nil, permManageRealm, (*Server).adminUpdateExecution},
 		{http.MethodGet, "/{realm}/authentication/config/{id}", nil, permViewRealm, (*Server).adminAuthConfig},
 		{http.MethodGet, "/{realm}/authentication/required-actions", nil, permViewRealm, (*Server).adminRequiredActions},
 		{http.MethodGet, "/{realm}/events", []string{"client", "dateFrom", "dateTo", "first", "ipAddress", "max", "type", "user"}, permViewEvents, func(s *Server, w http.ResponseWriter, req *http.Request, a *adminCall) { s.handleEvents(w, req, a) }},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Authentication routes of the Admin REST API: what the control checks read (flows and their
@@ -158,4 +159,56 @@ func (s *Server) adminRequiredActions(w http.ResponseWriter, _ *http.Request, _ 
 			Priority: (i + 1) * 10, Config: map[string]string{}})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// adminUpdateExecution serves PUT /admin/realms/{realm}/authentication/flows/{flowAlias}/executions:
+// it changes the requirement of one execution of the flow or of its subflows (the body is an
+// AuthenticationExecutionInfoRepresentation; only id and requirement are read, as Keycloak
+// updates only the requirement). The simulated logins follow the new requirement.
+func (s *Server) adminUpdateExecution(w http.ResponseWriter, req *http.Request, a *adminCall) {
+	root := a.realm.flows[a.params["flowAlias"]]
+	if root == nil {
+		writeErrorMessage(w, http.StatusNotFound, "Flow not found")
+		return
+	}
+	var rep struct {
+		ID          string `json:"id"`
+		Requirement string `json:"requirement"`
+	}
+	body, ok := readJSON(w, req, &rep)
+	if !ok {
+		return
+	}
+	var found *execution
+	var walk func(f *authFlow)
+	walk = func(f *authFlow) {
+		for i, e := range f.executions {
+			if found != nil {
+				return
+			}
+			if executionID(a.realm, f.alias, i, e) == rep.ID {
+				found = e
+				return
+			}
+			if sub := a.realm.flows[e.flowAlias]; sub != nil {
+				walk(sub)
+			}
+		}
+	}
+	walk(root)
+	if found == nil {
+		writeErrorMessage(w, http.StatusNotFound, "Illegal execution")
+		return
+	}
+	allowed := []string{reqRequired, reqAlternative, reqDisabled}
+	if found.flowAlias != "" || strings.HasPrefix(found.authenticator, "conditional-") {
+		allowed = append(allowed, reqConditional)
+	}
+	if !slices.Contains(allowed, rep.Requirement) {
+		writeErrorMessage(w, http.StatusBadRequest, "requirement "+rep.Requirement+" is not allowed for this execution")
+		return
+	}
+	found.requirement = rep.Requirement
+	a.event("UPDATE", "AUTH_EXECUTION", string(body))
+	writeNoContent(w)
 }
