@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/Nerzal/gocloak/v13"
+	"github.com/ThalesGroup/crypto11"
 	goprox "github.com/luthermonson/go-proxmox"
 
 	"github.com/iru-responder/responder/activities"
@@ -25,6 +26,7 @@ import (
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/controls"
 	"github.com/iru-responder/responder/internal/accesslog"
+	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/lab"
 	kclab "github.com/iru-responder/responder/internal/lab/keycloak"
@@ -43,6 +45,8 @@ type env struct {
 	file   *controls.File
 	ledger *ledger.Ledger
 	now    time.Time
+	hsm    keys.Config
+	signer stores.Signer
 }
 
 // managed are the keys the test platform manages.
@@ -76,7 +80,8 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	km, _ := hsmtest.Manager(t)
+	km, kcfg := hsmtest.Manager(t)
+	e.hsm = kcfg
 	st, err := ledger.OpenSQLite(ctx, t.TempDir()+"/ledger.db")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +96,8 @@ func newEnv(t *testing.T) *env {
 	api.TLS = &tls.Config{MinVersion: tls.VersionTLS13}
 	api.StartTLS()
 	t.Cleanup(api.Close)
-	e.acts = &controlsact.Activities{File: e.file, PVE: pve, Keycloak: kc, Ledger: e.ledger, Verifier: stores.Signer{M: km},
+	e.signer = stores.Signer{M: km}
+	e.acts = &controlsact.Activities{File: e.file, PVE: pve, Keycloak: kc, Ledger: e.ledger, Verifier: e.signer,
 		KEKs: km, APIAddr: api.Listener.Addr().String(),
 		ManagedKeys: func(context.Context) ([]controlsact.ManagedKey, error) { return managed, nil }}
 	for _, k := range managed {
@@ -366,4 +372,58 @@ type noSecrets struct{}
 
 func (noSecrets) StoreSecret(context.Context, activities.SecretItem) (string, error) {
 	return "", os.ErrPermission
+}
+
+// TestExtractableKEK puts an extractable AES key under the next KEK label
+// into the token (as someone with the token PIN could), which the key
+// manager would then wrap with: the KEK control fails naming the key and
+// CKA_EXTRACTABLE.
+func TestExtractableKEK(t *testing.T) {
+	e := newEnv(t)
+	if res := e.check(t, "data-kek-hsm"); res.Status != activities.ControlPass {
+		t.Fatalf("before: %s %+v", res.Status, res.Findings)
+	}
+	hsm, err := crypto11.Configure(&crypto11.Config{Path: e.hsm.Module, TokenLabel: e.hsm.TokenLabel, Pin: e.hsm.PIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hsm.Close() }()
+	tmpl, err := crypto11.NewAttributeSetWithIDAndLabel([]byte("weak-kek"), []byte(keys.KEKLabelPrefix+"9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, v := range map[crypto11.AttributeType]bool{crypto11.CkaToken: true, crypto11.CkaSensitive: false, crypto11.CkaExtractable: true,
+		crypto11.CkaEncrypt: true, crypto11.CkaDecrypt: true} {
+		if err := tmpl.Set(typ, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := hsm.GenerateSecretKeyWithAttributes(tmpl, 256, crypto11.CipherAES); err != nil {
+		t.Fatal(err)
+	}
+	res := e.check(t, "data-kek-hsm")
+	if res.Status != activities.ControlFail || !slices.ContainsFunc(res.Findings, func(f activities.ControlFinding) bool {
+		return f.Target == "hsm/kek/"+keys.KEKLabelPrefix+"9" && f.Setting == "CKA_EXTRACTABLE" && f.Observed == "true"
+	}) {
+		t.Fatalf("after: %s %+v", res.Status, res.Findings)
+	}
+}
+
+// TestLedgerControl checks yesterday's daily chain must be signed up to its
+// head, and that a changed entry fails the control naming its seq.
+func TestLedgerControl(t *testing.T) {
+	e := newEnv(t)
+	yesterday := e.now.AddDate(0, 0, -1)
+	e.keyChange(t, "pve-token:iru@pve!responder", yesterday)
+	res := e.check(t, "audit-ledger")
+	chain := accesslog.Chain(yesterday)
+	if res.Status != activities.ControlFail || res.Findings[0].Setting != "signed checkpoint of "+chain {
+		t.Fatalf("unsigned yesterday: %s %+v", res.Status, res.Findings)
+	}
+	if _, err := e.ledger.Checkpoint(e.ctx, chain, e.signer); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.check(t, "audit-ledger"); res.Status != activities.ControlPass {
+		t.Fatalf("signed yesterday: %s %+v", res.Status, res.Findings)
+	}
 }
