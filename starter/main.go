@@ -65,6 +65,7 @@ var commands = []func() *cobra.Command{
 	newRulesCmd,
 	newPlaybookCmd,
 	newDrillsCmd, newDrillCmd,
+	newControlsCmd,
 	newPreflightCmd,
 	newCodecServerCmd,
 	newDevServerCmd,

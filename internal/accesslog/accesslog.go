@@ -145,7 +145,21 @@ type Record struct {
 	// Count is how many requests an aggregated record (ActionAnonymous)
 	// stands for.
 	Count int64 `json:"count,omitempty"`
+	// Keys are the keys an ActionKeyChange record changed, as key ids
+	// (see [KeyID]); the 90-day rotation control reads them.
+	Keys []string `json:"keys,omitempty"`
 }
+
+// Kinds of key ids ([KeyID]).
+const (
+	KeyKindIntake         = "intake"           // a detector's intake API keys: intake:<detector>
+	KeyKindPVEToken       = "pve-token"        // a Proxmox VE API token: pve-token:<user@realm!token>
+	KeyKindKCClientSecret = "kc-client-secret" // a Keycloak client secret: kc-client-secret:<realm>/<clientId>
+	KeyKindKEK            = "kek"              // the HSM key-encryption key: kek:current
+)
+
+// KeyID names a key in key-change records: kind, a colon, the key's name.
+func KeyID(kind, name string) string { return kind + ":" + name }
 
 // Ledger is the part of the audit ledger the appender uses.
 type Ledger interface {

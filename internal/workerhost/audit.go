@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
+	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/accesslog"
 )
 
@@ -23,12 +25,14 @@ import (
 // Use it as a worker interceptor, or as a client interceptor of the client
 // the worker is built on.
 func (h *Host) Audit() interceptor.Interceptor {
-	return &auditInterceptor{record: h.audit.Record}
+	return &auditInterceptor{record: h.audit.Record, realm: h.cfg.Keycloak.Realm}
 }
 
 type auditInterceptor struct {
 	interceptor.InterceptorBase
 	record func(accesslog.Record) bool
+	// realm is the Keycloak realm of kc.* actions that name none.
+	realm string
 }
 
 func (a *auditInterceptor) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
@@ -38,7 +42,7 @@ func (a *auditInterceptor) InterceptWorkflow(_ workflow.Context, next intercepto
 }
 
 func (a *auditInterceptor) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	i := &keyChangeAudit{record: a.record}
+	i := &keyChangeAudit{record: a.record, realm: a.realm}
 	i.Next = next
 	return i
 }
@@ -52,6 +56,7 @@ var keyChanges = []string{activities.KeysRotateKEK, activities.KeysRotateIntakeK
 type keyChangeAudit struct {
 	interceptor.ActivityInboundInterceptorBase
 	record func(accesslog.Record) bool
+	realm  string
 }
 
 func (k *keyChangeAudit) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
@@ -64,11 +69,38 @@ func (k *keyChangeAudit) ExecuteActivity(ctx context.Context, in *interceptor.Ex
 	if !ok || ai.DryRun {
 		return res, err
 	}
-	summary := ""
-	if r, ok := res.(activities.ActionResult); ok {
-		summary = r.Summary
-	}
+	r, _ := res.(activities.ActionResult)
 	k.record(accesslog.Record{Action: accesslog.ActionKeyChange, Actor: "system:worker",
-		Path: name, Detail: fmt.Sprintf("incident %s step %s: %s", ai.IncidentID, ai.StepID, summary)})
+		Path: name, Detail: fmt.Sprintf("incident %s step %s: %s", ai.IncidentID, ai.StepID, r.Summary),
+		Keys: changedKeys(name, ai, r, k.realm)})
 	return res, err
+}
+
+// changedKeys names the keys a successful key change changed, as
+// accesslog key ids: what the 90-day rotation control looks for.
+func changedKeys(action string, in activities.ActionInput, res activities.ActionResult, realm string) []string {
+	switch action {
+	case activities.KeysRotateKEK:
+		return []string{accesslog.KeyID(accesslog.KeyKindKEK, "current")}
+	case activities.KeysRotateIntakeKeys:
+		var out []string
+		for item := range strings.SplitSeq(res.Outputs["rotated"], ",") {
+			if det, _, ok := strings.Cut(item, ":"); ok && det != "" {
+				out = append(out, accesslog.KeyID(accesslog.KeyKindIntake, det))
+			}
+		}
+		return out
+	case activities.PVERotateToken:
+		if p, err := activities.DecodeParams[activities.PVERotateTokenParams](in); err == nil && p.TokenID != "" {
+			return []string{accesslog.KeyID(accesslog.KeyKindPVEToken, pveact.BaseTokenID(p.TokenID))}
+		}
+	case activities.KCRotateClientSecret:
+		if p, err := activities.DecodeParams[activities.KCRotateClientSecretParams](in); err == nil && p.ClientID != "" {
+			if p.Realm != "" {
+				realm = p.Realm
+			}
+			return []string{accesslog.KeyID(accesslog.KeyKindKCClientSecret, realm+"/"+p.ClientID)}
+		}
+	}
+	return nil
 }

@@ -37,6 +37,8 @@ type Config struct {
 	UIBaseURL string `env:"IRU_UI_URL" doc:"Base URL of the Temporal Web UI, for links in notifications."`
 	// Decisions says which keys prove responder decisions to the workflows.
 	Decisions DecisionKeysConfig
+	// Controls configures the control checks.
+	Controls ControlsConfig
 }
 
 // DecisionKeysConfig is where the worker takes the public keys that verify
@@ -82,7 +84,7 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Decisions.Validate())
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Decisions.Validate(), c.Controls.Validate())
 }
 
 // Validate implements config.Validator: the key file, if set, must parse.
@@ -109,4 +111,13 @@ func (d *DecisionKeysConfig) load() (decision.KeySet, error) {
 		return decision.KeySet{}, err
 	}
 	return decision.ParsePEM(b)
+}
+
+// Validate implements config.Validator: the controls file, if set, must load.
+func (c *ControlsConfig) Validate() error {
+	if c.File == "" {
+		return nil
+	}
+	_, err := c.LoadControls()
+	return err
 }

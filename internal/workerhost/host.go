@@ -24,6 +24,7 @@ import (
 	"github.com/iru-responder/responder/activities/related"
 	"github.com/iru-responder/responder/activities/selftest"
 	"github.com/iru-responder/responder/activities/watch"
+	"github.com/iru-responder/responder/controls"
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
@@ -43,6 +44,7 @@ type Host struct {
 	prot       *codec.Protection
 	stores     *stores.Stores
 	playbooks  *playbooks.Set
+	controls   *controls.File
 	keycloak   *kcact.Activities
 	pve        *pveact.Activities
 	probe      *probe.Activities
@@ -80,6 +82,9 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("playbooks: %w", err)
+	}
+	if h.controls, err = cfg.Controls.LoadControls(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.SecretsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("IRU_SECRETS_DIR=%s: %w", cfg.SecretsDir, err)
@@ -169,6 +174,7 @@ func (h *Host) Register(r Registry, c client.Client) {
 	h.platform.Register(r)
 	h.intakeKeys.Register(r)
 	h.keyops.Register(r)
+	h.Controls(c).Register(r)
 	r.RegisterWorkflowWithOptions(workflows.RotateIntakeKeys, workflow.RegisterOptions{Name: workflows.RotateIntakeKeysWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})

@@ -86,6 +86,11 @@ func adminRoutes() []adminRoute {
 		{http.MethodPost, "/{realm}/clients/{id}/client-secret", nil, permManageClient, (*Server).adminRegenerateClientSecret},
 		{http.MethodPost, "/{realm}/clients/{id}/push-revocation", nil, permManageClient, (*Server).adminClientPushRevocation},
 		{http.MethodGet, "/{realm}/clients/{id}/user-sessions", []string{"first", "max"}, permViewClients, (*Server).adminClientSessions},
+		{http.MethodGet, "/{realm}/authentication/flows", nil, permViewRealm, (*Server).adminListFlows},
+		{http.MethodGet, "/{realm}/authentication/flows/{flowAlias}/executions", nil, permViewRealm, (*Server).adminFlowExecutions},
+		{http.MethodPut, "/{realm}/authentication/flows/{flowAlias}/executions", nil, permManageRealm, (*Server).adminUpdateExecution},
+		{http.MethodGet, "/{realm}/authentication/config/{id}", nil, permViewRealm, (*Server).adminAuthConfig},
+		{http.MethodGet, "/{realm}/authentication/required-actions", nil, permViewRealm, (*Server).adminRequiredActions},
 		{http.MethodGet, "/{realm}/events", []string{"client", "dateFrom", "dateTo", "first", "ipAddress", "max", "type", "user"}, permViewEvents, func(s *Server, w http.ResponseWriter, req *http.Request, a *adminCall) { s.handleEvents(w, req, a) }},
 		{http.MethodGet, "/{realm}/admin-events", []string{"authClient", "authIpAddress", "authRealm", "authUser", "dateFrom", "dateTo", "first", "max", "operationTypes", "resourcePath", "resourceTypes"}, permViewEvents, func(s *Server, w http.ResponseWriter, req *http.Request, a *adminCall) {
 			s.handleAdminEvents(w, req, a)

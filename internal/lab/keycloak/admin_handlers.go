@@ -49,6 +49,24 @@ type realmRepresentation struct {
 	EnabledEventTypes         []string `json:"enabledEventTypes"`
 	AdminEventsEnabled        bool     `json:"adminEventsEnabled"`
 	AdminEventsDetailsEnabled bool     `json:"adminEventsDetailsEnabled"`
+
+	BruteForceProtected          bool   `json:"bruteForceProtected"`
+	PermanentLockout             bool   `json:"permanentLockout"`
+	FailureFactor                int    `json:"failureFactor"`
+	WaitIncrementSeconds         int    `json:"waitIncrementSeconds"`
+	MaxFailureWaitSeconds        int    `json:"maxFailureWaitSeconds"`
+	MinimumQuickLoginWaitSeconds int    `json:"minimumQuickLoginWaitSeconds"`
+	QuickLoginCheckMilliSeconds  int64  `json:"quickLoginCheckMilliSeconds"`
+	MaxDeltaTimeSeconds          int    `json:"maxDeltaTimeSeconds"`
+	PasswordPolicy               string `json:"passwordPolicy,omitempty"`
+	OTPPolicyType                string `json:"otpPolicyType"`
+	OTPPolicyAlgorithm           string `json:"otpPolicyAlgorithm"`
+	OTPPolicyDigits              int    `json:"otpPolicyDigits"`
+	OTPPolicyPeriod              int    `json:"otpPolicyPeriod"`
+	OTPPolicyLookAheadWindow     int    `json:"otpPolicyLookAheadWindow"`
+	OTPPolicyCodeReusable        bool   `json:"otpPolicyCodeReusable"`
+	BrowserFlow                  string `json:"browserFlow"`
+	DirectGrantFlow              string `json:"directGrantFlow"`
 }
 
 func realmRep(r *realm) realmRepresentation {
@@ -59,6 +77,14 @@ func realmRep(r *realm) realmRepresentation {
 		SSLRequired: r.sslRequired, EditUsernameAllowed: r.editUsernameAllowed,
 		EventsEnabled: r.eventsEnabled, EnabledEventTypes: nonNil(r.enabledEventTypes),
 		AdminEventsEnabled: r.adminEventsEnabled, AdminEventsDetailsEnabled: r.adminEventsDetails,
+		BruteForceProtected: r.bruteForce.enabled, PermanentLockout: r.bruteForce.permanentLockout,
+		FailureFactor: r.bruteForce.failureFactor, WaitIncrementSeconds: int(r.bruteForce.waitIncrement.Seconds()),
+		MaxFailureWaitSeconds: int(r.bruteForce.maxWait.Seconds()), MinimumQuickLoginWaitSeconds: int(r.bruteForce.minQuickWait.Seconds()),
+		QuickLoginCheckMilliSeconds: r.bruteForce.quickCheck.Milliseconds(), MaxDeltaTimeSeconds: int(r.bruteForce.maxDelta.Seconds()),
+		PasswordPolicy: r.passwordPolicy,
+		OTPPolicyType:  r.otp.typ, OTPPolicyAlgorithm: r.otp.algorithm, OTPPolicyDigits: r.otp.digits,
+		OTPPolicyPeriod: r.otp.period, OTPPolicyLookAheadWindow: r.otp.lookAhead, OTPPolicyCodeReusable: r.otp.codeReusable,
+		BrowserFlow: r.browserFlow, DirectGrantFlow: r.directGrantFlow,
 	}
 }
 
@@ -106,6 +132,16 @@ func (s *Server) adminUpdateRealm(w http.ResponseWriter, req *http.Request, a *a
 		EnabledEventTypes         *[]string `json:"enabledEventTypes"`
 		AdminEventsEnabled        *bool     `json:"adminEventsEnabled"`
 		AdminEventsDetailsEnabled *bool     `json:"adminEventsDetailsEnabled"`
+
+		BruteForceProtected   *bool   `json:"bruteForceProtected"`
+		PermanentLockout      *bool   `json:"permanentLockout"`
+		FailureFactor         *int    `json:"failureFactor"`
+		PasswordPolicy        *string `json:"passwordPolicy"`
+		OTPPolicyDigits       *int    `json:"otpPolicyDigits"`
+		OTPPolicyPeriod       *int    `json:"otpPolicyPeriod"`
+		OTPPolicyCodeReusable *bool   `json:"otpPolicyCodeReusable"`
+		BrowserFlow           *string `json:"browserFlow"`
+		DirectGrantFlow       *string `json:"directGrantFlow"`
 	}
 	body, ok := readJSON(w, req, &rep)
 	if !ok {
@@ -116,8 +152,31 @@ func (s *Server) adminUpdateRealm(w http.ResponseWriter, req *http.Request, a *a
 		writeErrorMessage(w, http.StatusBadRequest, "the lab simulator cannot rename realms")
 		return
 	}
+	for _, f := range []*string{rep.BrowserFlow, rep.DirectGrantFlow} {
+		if f != nil && (r.flows[*f] == nil || !r.flows[*f].topLevel) && *f != builtinBrowser && *f != builtinDirectGrant {
+			writeErrorMessage(w, http.StatusBadRequest, "the lab simulator has no top-level flow "+*f)
+			return
+		}
+	}
+	if rep.OTPPolicyDigits != nil && *rep.OTPPolicyDigits != 6 && *rep.OTPPolicyDigits != 8 {
+		writeErrorMessage(w, http.StatusBadRequest, "otpPolicyDigits must be 6 or 8")
+		return
+	}
 	setIf(&r.displayName, rep.DisplayName)
 	setIf(&r.enabled, rep.Enabled)
+	setIf(&r.bruteForce.enabled, rep.BruteForceProtected)
+	setIf(&r.bruteForce.permanentLockout, rep.PermanentLockout)
+	if rep.FailureFactor != nil && *rep.FailureFactor > 0 {
+		r.bruteForce.failureFactor = *rep.FailureFactor
+	}
+	setIf(&r.passwordPolicy, rep.PasswordPolicy)
+	setIf(&r.otp.digits, rep.OTPPolicyDigits)
+	if rep.OTPPolicyPeriod != nil && *rep.OTPPolicyPeriod > 0 {
+		r.otp.period = *rep.OTPPolicyPeriod
+	}
+	setIf(&r.otp.codeReusable, rep.OTPPolicyCodeReusable)
+	setIf(&r.browserFlow, rep.BrowserFlow)
+	setIf(&r.directGrantFlow, rep.DirectGrantFlow)
 	setIf(&r.notBefore, rep.NotBefore)
 	if rep.AccessTokenLifespan != nil && *rep.AccessTokenLifespan > 0 {
 		r.accessTokenLifespan = *rep.AccessTokenLifespan

@@ -23,6 +23,7 @@ type realm struct {
 	adminEventsEnabled    bool
 	adminEventsDetails    bool
 	enabledEventTypes     []string // empty: Keycloak's save-by-default types
+	passwordPolicy        string   // Keycloak's policy string, e.g. "length(12) and notUsername"; stored, not enforced
 
 	roles    map[string]*role    // realm roles by name
 	clients  map[string]*client  // by internal id (uuid)

@@ -122,6 +122,7 @@ type realmExport struct {
 	AuthenticatorConfig          []authConfigExport `json:"authenticatorConfig"`
 	DirectGrantFlow              string             `json:"directGrantFlow"`
 	BrowserFlow                  string             `json:"browserFlow"`
+	PasswordPolicy               string             `json:"passwordPolicy"`
 }
 
 type rolesExport struct {
@@ -248,6 +249,7 @@ func buildRealm(rx *realmExport, allRealms []string, nowMillis int64) (*realm, e
 		adminEventsEnabled:  rx.AdminEventsEnabled,
 		adminEventsDetails:  rx.AdminEventsDetailsEnabled,
 		enabledEventTypes:   rx.EnabledEventTypes,
+		passwordPolicy:      rx.PasswordPolicy,
 		roles:               map[string]*role{},
 		clients:             map[string]*client{},
 		users:               map[string]*user{},

@@ -60,7 +60,7 @@ func TestConcurrentDifferentContainers(t *testing.T) {
 		t.Error(err)
 	}
 	for _, ct := range s.State().Containers {
-		base := map[int]int{100: 3, 101: 1, 102: 1, 103: 1, 900: 0}[ct.VMID]
+		base := map[int]int{100: 3, 101: 1, 102: 1, 103: 2, 900: 0}[ct.VMID]
 		if len(ct.Snapshots) != 4 || len(ct.Firewall.Rules) != base+3 || ct.Config["description"] != "round 2" || ct.Config["parent"] != "c2" {
 			t.Errorf("CT %d: %d snapshots, %d rules, description %q parent %q", ct.VMID, len(ct.Snapshots), len(ct.Firewall.Rules), ct.Config["description"], ct.Config["parent"])
 		}
