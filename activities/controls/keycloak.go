@@ -213,7 +213,7 @@ func checkDirectGrants(ctx context.Context, a *Activities, c controls.Control) (
 			if cl.DirectAccessGrants {
 				v.fail(activities.ControlFinding{Target: realmTarget(r) + "/client/" + cl.ClientID, Setting: "directAccessGrantsEnabled",
 					Observed: fmt.Sprintf("confidential client %s: directAccessGrantsEnabled=true", cl.ClientID), Expected: "false on every confidential client",
-					Fix: FixDisableGrants, FixParams: map[string]string{"realm": r.Realm, "client_id": cl.ClientID}})
+					Fix: activities.KCDisableDirectGrants, FixParams: map[string]string{"realm": r.Realm, "client_id": cl.ClientID}})
 			}
 		}
 	}

@@ -205,26 +205,26 @@ func TestDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "net-ingress-ports", activities.ControlFail, "pve/pve1/lxc/100", "firewall rule pos 0", "ACCEPT in tcp dport 22 from 0.0.0.0/0",
-			controlsact.FixFirewallRestore, map[string]string{"node": "pve1", "vmid": "100"}},
+			activities.PVEFirewallRestore, map[string]string{"node": "pve1", "vmid": "100"}},
 		{"container to container", func(t *testing.T, e *env) {
 			if err := e.pveClient(t).Post(e.ctx, "/nodes/pve2/lxc/103/firewall/rules", map[string]any{
 				"type": "in", "action": "ACCEPT", "proto": "tcp", "dport": "22", "source": "10.20.10.10", "enable": 1}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, "net-lateral-movement", activities.ControlFail, "pve/pve2/lxc/103", "firewall rule pos 0", "opens api-gateway -> database:22",
-			controlsact.FixFirewallRestore, map[string]string{"node": "pve2", "vmid": "103"}},
+			activities.PVEFirewallRestore, map[string]string{"node": "pve2", "vmid": "103"}},
 		{"datacenter firewall off", func(t *testing.T, e *env) {
 			if err := e.pveClient(t).Put(e.ctx, "/cluster/firewall/options", map[string]any{"enable": 0}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, "net-datacenter-firewall", activities.ControlFail, "pve/cluster", "datacenter firewall option enable", "enable=0",
-			controlsact.FixFirewallEnable, map[string]string{"scope": "datacenter"}},
+			activities.PVEFirewallEnable, map[string]string{"scope": "datacenter"}},
 		{"database egress opened", func(t *testing.T, e *env) {
 			if err := e.pveClient(t).Put(e.ctx, "/nodes/pve2/lxc/103/firewall/options", map[string]any{"policy_out": "ACCEPT"}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, "net-egress", activities.ControlFail, "pve/pve2/lxc/103", "firewall option policy_out", "policy_out=ACCEPT",
-			controlsact.FixFirewallRestore, map[string]string{"node": "pve2", "vmid": "103"}},
+			activities.PVEFirewallRestore, map[string]string{"node": "pve2", "vmid": "103"}},
 		{"token lifespan an hour", func(t *testing.T, e *env) {
 			e.realm(t, func(r *gocloak.RealmRepresentation) { r.AccessTokenLifespan = gocloak.IntP(3600) })
 		}, "idm-token-lifespan", activities.ControlFail, "keycloak/iru", "accessTokenLifespan", "3600 s", "", nil},
@@ -245,7 +245,7 @@ func TestDrift(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "idm-no-direct-grants", activities.ControlFail, "keycloak/iru/client/iru-api", "directAccessGrantsEnabled", "directAccessGrantsEnabled=true",
-			controlsact.FixDisableGrants, map[string]string{"realm": "iru", "client_id": "iru-api"}},
+			activities.KCDisableDirectGrants, map[string]string{"realm": "iru", "client_id": "iru-api"}},
 		{"OTP subflow disabled", func(t *testing.T, e *env) {
 			gc, tok := e.kcAdmin(t)
 			flow := url.PathEscape("iru browser")

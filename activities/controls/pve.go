@@ -13,13 +13,6 @@ import (
 	"github.com/iru-responder/responder/controls"
 )
 
-// Catalog actions that restore firewall settings (added by the control-drift work).
-const (
-	FixFirewallEnable  = "pve.firewall_enable"
-	FixFirewallRestore = "pve.firewall_restore"
-	FixDisableGrants   = "kc.disable_direct_grants"
-)
-
 func (a *Activities) firewall(ctx context.Context) (pveact.FirewallState, error) {
 	if a.PVE == nil {
 		return pveact.FirewallState{}, fmt.Errorf("proxmox VE client: %w", errNotConfigured)
@@ -32,7 +25,7 @@ func ctTarget(ct pveact.ContainerFirewall) string {
 }
 
 func restoreFix(ct pveact.ContainerFirewall) (string, map[string]string) {
-	return FixFirewallRestore, map[string]string{"node": ct.Node, "vmid": strconv.Itoa(ct.VMID)}
+	return activities.PVEFirewallRestore, map[string]string{"node": ct.Node, "vmid": strconv.Itoa(ct.VMID)}
 }
 
 // ruleText renders a rule as a finding names it: "ACCEPT in tcp dport 22 from 0.0.0.0/0".
@@ -193,7 +186,7 @@ func checkDatacenterFirewall(ctx context.Context, a *Activities, _ controls.Cont
 	if st.Datacenter["enable"] != "1" {
 		v.fail(activities.ControlFinding{Target: "pve/cluster", Setting: "datacenter firewall option enable",
 			Observed: "enable=" + orNone(st.Datacenter["enable"]), Expected: "enable=1",
-			Fix: FixFirewallEnable, FixParams: map[string]string{"scope": "datacenter"}})
+			Fix: activities.PVEFirewallEnable, FixParams: map[string]string{"scope": "datacenter"}})
 	}
 	return map[string]any{"datacenter": st.Datacenter}, v, nil
 }
@@ -238,7 +231,7 @@ func firewallOn(v *verdict, ct pveact.ContainerFirewall) bool {
 	}
 	v.fail(activities.ControlFinding{Target: ctTarget(ct), Setting: "firewall option enable",
 		Observed: fmt.Sprintf("%s: enable=%s", ct.Name, orNone(ct.Options["enable"])), Expected: "enable=1",
-		Fix: FixFirewallEnable, FixParams: map[string]string{"scope": "container", "node": ct.Node, "vmid": strconv.Itoa(ct.VMID)}})
+		Fix: activities.PVEFirewallEnable, FixParams: map[string]string{"scope": "container", "node": ct.Node, "vmid": strconv.Itoa(ct.VMID)}})
 	return false
 }
 

@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -29,7 +30,12 @@ type ContainerFirewall struct {
 	// Options are the container's firewall options (enable, policy_in, policy_out, ...).
 	Options map[string]string
 	// Rules are its firewall rules in order (Pos as PVE numbers them).
-	Rules []FirewallRule `json:",omitempty"`
+	Rules []FirewallRule `json:"-"`
+	// Raw are the same rules as the API lists them (values as text,
+	// without pos, digest and ipversion), in order: the check's evidence
+	// records them so, in the shape [activities.PVEFirewallObserved] that
+	// pve.firewall_restore puts back.
+	Raw []map[string]string `json:"rules,omitempty"`
 	// Nets are its network interfaces.
 	Nets []NetInterface `json:",omitempty"`
 }
@@ -92,17 +98,29 @@ func (a *Activities) ReadFirewallState(ctx context.Context) (FirewallState, erro
 			return FirewallState{}, err
 		}
 		ct.Options = strMap(opts)
+		type listed struct {
+			rule FirewallRule
+			raw  map[string]string
+		}
+		all := make([]listed, 0, len(rules))
 		for i, rm := range rules {
 			m := strMap(rm)
 			pos, err := strconv.Atoi(m["pos"])
 			if err != nil {
 				pos = i
 			}
-			ct.Rules = append(ct.Rules, FirewallRule{Pos: pos, Type: m["type"], Action: m["action"], Enable: m["enable"] == "1",
+			raw := maps.Clone(m)
+			delete(raw, "pos")
+			delete(raw, "ipversion")
+			all = append(all, listed{rule: FirewallRule{Pos: pos, Type: m["type"], Action: m["action"], Enable: m["enable"] == "1",
 				Proto: m["proto"], Source: m["source"], Dest: m["dest"], Dport: m["dport"], Sport: m["sport"],
-				Macro: m["macro"], Iface: m["iface"], Comment: m["comment"]})
+				Macro: m["macro"], Iface: m["iface"], Comment: m["comment"]}, raw: raw})
 		}
-		sort.SliceStable(ct.Rules, func(i, j int) bool { return ct.Rules[i].Pos < ct.Rules[j].Pos })
+		sort.SliceStable(all, func(i, j int) bool { return all[i].rule.Pos < all[j].rule.Pos })
+		for _, l := range all {
+			ct.Rules = append(ct.Rules, l.rule)
+			ct.Raw = append(ct.Raw, l.raw)
+		}
 		for _, k := range netKeys(conf) {
 			kv := parseProps(str(conf[k]))
 			n := NetInterface{Key: k, Bridge: kv["bridge"], Firewall: kv["firewall"] == "1"}

@@ -254,3 +254,47 @@ func TestFirewallRestore(t *testing.T) {
 		t.Errorf("restore of a quarantined container: %v, want a final Conflict", err)
 	}
 }
+
+// TestFirewallStateIsRestorable: the container firewall checks record
+// [Activities.ReadFirewallState] as their evidence; read back in the shape
+// pve.firewall_restore reads ([activities.PVEFirewallObserved]), each
+// container's options and rules are exactly what the restore compares with
+// the live state, so a real check's passing result can be restored from.
+func TestFirewallStateIsRestorable(t *testing.T) {
+	l := newLab(t)
+	st, err := l.acts.ReadFirewallState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obs activities.PVEFirewallObserved
+	if err := json.Unmarshal(b, &obs); err != nil {
+		t.Fatalf("a check's evidence does not decode as restore reads it: %v", err)
+	}
+	if len(obs.Containers) == 0 || len(obs.Containers) != len(st.Containers) {
+		t.Fatalf("%d containers decoded, %d read", len(obs.Containers), len(st.Containers))
+	}
+	rules := 0
+	for _, ct := range st.Containers {
+		got, ok := obs.Container(ct.Node, ct.VMID)
+		if !ok {
+			t.Fatalf("CT %d on %s missing from the decoded evidence", ct.VMID, ct.Node)
+		}
+		want := observed(t, l, ct.Node, ct.VMID)
+		if !sameRules(got.Rules, want.Rules) || len(got.Options) != len(want.Options) {
+			t.Errorf("CT %d: evidence %+v, live %+v", ct.VMID, got, want)
+		}
+		for k, v := range want.Options {
+			if got.Options[k] != v {
+				t.Errorf("CT %d: option %s = %q in the evidence, %q live", ct.VMID, k, got.Options[k], v)
+			}
+		}
+		rules += len(got.Rules)
+	}
+	if rules == 0 {
+		t.Fatal("the lab's containers have no firewall rules: nothing was compared")
+	}
+}
