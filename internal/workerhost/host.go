@@ -219,5 +219,9 @@ func (h *Host) Close() {
 // Stores returns the open ledger and evidence locker.
 func (h *Host) Stores() *stores.Stores { return h.stores }
 
+// KeyOps returns the KEK rotation (keys.rotate_kek) over every store of
+// wrapped keys this host has: tests rotate through it directly.
+func (h *Host) KeyOps() *keyops.Activities { return h.keyops }
+
 // Keys returns the HSM key manager.
 func (h *Host) Keys() *keys.Manager { return h.prot.Keys }
