@@ -186,6 +186,19 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
+	if deps.Registerer != nil {
+		// What a server still holds: drain to 0 before removing a server.
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iru_intake_spool_pending",
+			Help: "Alerts accepted by this API server and not yet delivered to Temporal (its local spool)."},
+			func() float64 { return float64(sp.Stats().Pending) })
+		if err := deps.Registerer.Register(g); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				_ = sp.Close()
+				return nil, fmt.Errorf("intake: metrics: %w", err)
+			}
+		}
+	}
 	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log,
 		Limits: cfg.Limits, Budget: cfg.Budget, Metrics: m, OnRefusal: deps.OnRefusal})
 	if err != nil {
