@@ -253,3 +253,26 @@ func TestReplayAcrossReplicasRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayGuardFailsClosed: when the shared replay guard cannot be
+// reached, a correctly signed request is refused (it could be a replay the
+// guard would have caught) and nothing is spooled; API-key requests, which
+// need no replay guard, still pass.
+func TestReplayGuardFailsClosed(t *testing.T) {
+	cfg := sharedtest.Config(t)
+	st := sharedtest.Open(t, cfg)
+	seed(t, st)
+	r := startReplica(t, st, time.Hour)
+	st.Close() // the database is gone for this replica
+	body := alert(9)
+	ts, sig := auth.SignatureHeader([]byte(hmacSecret), time.Now(), body)
+	if s := r.post(t, "signer", body, auth.HeaderTimestamp, ts, auth.HeaderSignature, sig); s != http.StatusUnauthorized {
+		t.Errorf("signed request without a replay guard: %d, want 401", s)
+	}
+	if s := r.post(t, "generic", alert(10), bearer(firstKey)...); s != http.StatusAccepted {
+		t.Errorf("API key request without the database: %d, want 202 (detectors in force stay)", s)
+	}
+	if n := r.spooled(); n != 1 {
+		t.Errorf("%d alerts spooled, want 1", n)
+	}
+}
