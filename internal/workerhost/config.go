@@ -86,7 +86,11 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Shared.Validate(), c.Decisions.Validate())
+	var both error
+	if c.Shared.Enabled() && c.IntakeKeys.DetectorsFile != "" {
+		both = errors.New("IRU_INTAKE_DETECTORS_FILE and IRU_SHARED_STATE_DSN: the detectors live in one place; unset the file (copy it in with `starter keys import-detectors`)")
+	}
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Shared.Validate(), c.Decisions.Validate(), both)
 }
 
 // Validate implements config.Validator: the key file, if set, must parse.
