@@ -67,7 +67,7 @@ func TestKEKRotationWithTwoWorkers(t *testing.T) {
 	put := func(w, i int) {
 		body := fmt.Sprintf("evidence %d from worker %d", i, w)
 		ref, err := workers[w].Stores().Evidence.Put(ctx, evidence.PutRequest{Incident: "INC-kek-two-workers", Name: fmt.Sprintf("w%d-%03d.txt", w, i),
-			Class: evidence.Class(activities.ClassOperational), MediaType: "text/plain", CollectedBy: fmt.Sprintf("worker-%d", w), Source: "test", Body: strings.NewReader(body)})
+			Class: evidence.Class(activities.ClassOperational), MediaType: "text/plain", CollectedBy: fmt.Sprintf("system:worker-%d", w), Source: "test", Body: strings.NewReader(body)})
 		if err != nil {
 			t.Errorf("worker %d put %d: %v", w, i, err)
 			return
@@ -108,6 +108,7 @@ func TestKEKRotationWithTwoWorkers(t *testing.T) {
 				default:
 				}
 				put(w, i)
+				time.Sleep(25 * time.Millisecond)
 				mu.Lock()
 				snapshot := append([]object(nil), objects...)
 				mu.Unlock()
@@ -152,7 +153,7 @@ func TestKEKRotationWithTwoWorkers(t *testing.T) {
 			t.Errorf("worker %d wraps with %q (%v), want %s", w, cur, err, after)
 		}
 		ref, err := workers[w].Stores().Evidence.Put(ctx, evidence.PutRequest{Incident: "INC-kek-two-workers", Name: fmt.Sprintf("after-%d.txt", w),
-			Class: evidence.Class(activities.ClassOperational), MediaType: "text/plain", CollectedBy: "test", Source: "test", Body: strings.NewReader("after")})
+			Class: evidence.Class(activities.ClassOperational), MediaType: "text/plain", CollectedBy: "system:test", Source: "test", Body: strings.NewReader("after")})
 		if err != nil {
 			t.Fatal(err)
 		}
