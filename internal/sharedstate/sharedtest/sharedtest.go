@@ -40,7 +40,7 @@ func Config(tb testing.TB) sharedstate.Config {
 			tb.Errorf("sharedtest: drop schema %s: %v", schema, err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			tb.Errorf("sharedtest: drop schema %s: %v", schema, err)
 		}
