@@ -109,6 +109,10 @@ type incident struct {
 	// rerouting is set while an accepted re-route runs (a second one is
 	// refused).
 	rerouting bool
+	// factorAll is true in runs that started with this build or later:
+	// an abort, and a denial of a step whose approval needs a second
+	// factor, need one too (older runs keep the rule they started with).
+	factorAll bool
 }
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
@@ -139,6 +143,7 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),
 		}
 	}
+	w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {

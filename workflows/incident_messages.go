@@ -190,7 +190,9 @@ func (w *incident) validateCaller(ctx workflow.Context, claimed Approver, s deci
 // validateDecision enforces, before anything is written to history: a
 // valid signed statement for this workflow, run, step and decision (the
 // identity is the statement's), a step waiting for approval, one of its
-// roles, not the incident's subject, a second factor for risky steps,
+// roles, not the incident's subject, a second factor for risky steps
+// (to approve them, and in runs with [secondFactorChange] to deny them: a
+// denial halts the response as an abort does),
 // four-eyes (approvals only: whoever requested the step or escalated the
 // incident cannot approve; they may still deny it), one decision per
 // person.
@@ -226,8 +228,8 @@ func (w *incident) validateDecision(ctx workflow.Context, in DecisionInput, appr
 	if w.isSubject(by) {
 		return none, Approver{}, errSubject(by, w.st.IncidentID)
 	}
-	if approve && w.needsSecondFactor(in.StepID) && !st.HasSecondFactor() {
-		return none, Approver{}, reject(RejectSecondFactor, "a second authentication factor (otp) is required: approving %s (amr %v)", in.StepID, st.AMR)
+	if (approve || w.factorAll) && w.needsSecondFactor(in.StepID) && !st.HasSecondFactor() {
+		return none, Approver{}, reject(RejectSecondFactor, "a second authentication factor (otp) is required: %s %s (amr %v)", verbing(approve), in.StepID, st.AMR)
 	}
 	if approve {
 		if samePerson(by, step.Approval.RequestedBy) {
@@ -375,7 +377,8 @@ func (w *incident) onApprovalSignal(ctx workflow.Context, in ApprovalSignalInput
 }
 
 // validateAbort checks an abort: a valid statement for an abort of this
-// incident by an ir-lead or ir-admin who is not the incident's subject.
+// incident by an ir-lead or ir-admin who is not the incident's subject,
+// signed in with a second factor (an abort undoes containment).
 func (w *incident) validateAbort(ctx workflow.Context, in AbortInput) (decisionpkg.Statement, Approver, error) {
 	st, by, err := w.verifyStatement(ctx, in.Statement, decisionpkg.Abort, "", in.By)
 	switch {
@@ -387,6 +390,8 @@ func (w *incident) validateAbort(ctx workflow.Context, in AbortInput) (decisionp
 		return st, by, reject(RejectWrongRole, "approver lacks a required role: aborting needs one of %v", abortRoles)
 	case w.isSubject(by):
 		return st, by, errSubject(by, w.st.IncidentID)
+	case w.factorAll && !st.HasSecondFactor():
+		return st, by, reject(RejectSecondFactor, "a second authentication factor (otp) is required: aborting runs the compensations, which undo containment (amr %v)", st.AMR)
 	}
 	return st, by, nil
 }

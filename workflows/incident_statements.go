@@ -129,6 +129,19 @@ func (w *incident) isSubject(by Approver) bool {
 	return slices.ContainsFunc(w.subjects(), func(u string) bool { return strings.EqualFold(u, by.Username) })
 }
 
+// secondFactorChange is the version marker of the rule that an abort and
+// the denial of a risky step need a second factor, like its approval: a
+// stolen password alone must not be able to undo containment.
+const secondFactorChange = "abort-deny-second-factor"
+
+// verbing names a decision in a refusal.
+func verbing(approve bool) string {
+	if approve {
+		return "approving"
+	}
+	return "denying"
+}
+
 // needsSecondFactor reports whether approving step needs a second factor:
 // the playbook marks it risk: high, or it is an ir-admin action.
 func (w *incident) needsSecondFactor(stepID string) bool {

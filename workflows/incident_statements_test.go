@@ -215,6 +215,38 @@ func TestHighRiskNeedsSecondFactor(t *testing.T) {
 	}
 }
 
+// TestAbortAndDenyNeedSecondFactor: a lead whose statement shows only a
+// password cannot abort the incident (which would undo containment) nor
+// deny a risk: high step (a denial halts the response); both refusals are
+// in the ledger, and the incident goes on to resolve with the approval of
+// a lead who has a second factor.
+func TestAbortAndDenyNeedSecondFactor(t *testing.T) {
+	pb := strings.Replace(makePlaybook(pbOpts{}), "      compensation: none\n", "      compensation: none\n      risk: high\n", 1)
+	h := newHarness(t, pb)
+	deny := &updateOutcome{}
+	h.env.RegisterDelayedCallback(func() {
+		s := h.statement(decision.Deny, "stop", lead, "false positive", "pwd")
+		h.env.UpdateWorkflow(DenyUpdate, "deny-no-otp", updateCallback(deny), DecisionInput{StepID: "stop", Approver: lead, Reason: "false positive", Statement: s})
+		h.env.SignalWorkflow(AbortSignal, AbortInput{By: lead, Reason: "stop it",
+			Statement: h.statement(decision.Abort, "", lead, "stop it", "pwd")})
+	}, time.Minute)
+	h.approve(2*time.Minute, "stop", lead2)
+	res, _ := h.run(input("wf-test"))
+	if RejectionType(deny.rejected) != RejectSecondFactor {
+		t.Errorf("deny without otp: %v, want %s", deny.rejected, RejectSecondFactor)
+	}
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s): an abort or denial without a second factor was applied", res.State, res.Reason)
+	}
+	rej := h.fake.ledgerKinds("decision_rejected")
+	if len(rej) != 1 || rej[0].Detail["message"] != "abort" || !strings.Contains(rej[0].Reason, "second authentication factor") {
+		t.Errorf("abort refusal in the ledger = %+v", rej)
+	}
+	if n := len(h.fake.ledgerKinds("abort")); n != 0 {
+		t.Errorf("%d abort entries in the ledger, want 0", n)
+	}
+}
+
 func (h *harness) stepIndexIn(st IncidentStatus, id string) int {
 	for i, s := range st.Steps {
 		if s.ID == id {

@@ -12,13 +12,16 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	"github.com/iru-responder/responder/internal/auth"
+	"github.com/iru-responder/responder/internal/ratelimit"
 )
 
 // ClientIP resolves the client address of a request: the peer address,
@@ -282,9 +285,19 @@ func requireRoles(roles []string, next func(http.ResponseWriter, *http.Request, 
 	}
 }
 
-// limit bounds the request body and the time a request may take.
+// limit bounds the requests of one client address (rate and in flight,
+// before anything is authenticated or read), the request body and the
+// time a request may take.
 func (rs *Responder) limit(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		ip := clientIPFrom(r)
+		release, ref := rs.sources.Acquire(ip, rate.Limit(rs.cfg.SourceRate), rs.cfg.SourceBurst, rs.cfg.SourceConcurrency, rs.now())
+		if ref != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(ref.RetryAfter)))
+			writeError(w, http.StatusTooManyRequests, apiError{Error: "too many requests from " + ip + ": " + ref.Why, Code: "rate_limited"})
+			return
+		}
+		defer release()
 		ctx, cancel := context.WithTimeout(r.Context(), rs.cfg.RequestTimeout)
 		defer cancel()
 		r.Body = http.MaxBytesReader(w, r.Body, rs.cfg.MaxBodyBytes)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/ratelimit"
 	"github.com/iru-responder/responder/internal/report"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -122,6 +124,7 @@ type Responder struct {
 	log      *slog.Logger
 	now      func() time.Time
 	watch    auth.FailureCounter
+	sources  *ratelimit.Set
 
 	mu       sync.Mutex
 	sessions map[string]string // actor|session -> UTC day of the recorded auth.success
@@ -151,6 +154,10 @@ func NewResponder(opts ResponderOptions) (*Responder, error) {
 	if rs.now == nil {
 		rs.now = time.Now
 	}
+	rs.cfg.SourceRate = cmp.Or(rs.cfg.SourceRate, defaultSourceRate)
+	rs.cfg.SourceBurst = cmp.Or(rs.cfg.SourceBurst, defaultSourceBurst)
+	rs.cfg.SourceConcurrency = cmp.Or(rs.cfg.SourceConcurrency, defaultSourceConcurrency)
+	rs.sources = ratelimit.NewSet(maxSources, 10*time.Minute)
 	local := &auth.FailureWatch{Threshold: opts.Config.AuthFailThreshold, Window: opts.Config.AuthFailWindow,
 		OnExceeded: rs.thresholdCrossed, Now: rs.now}
 	rs.watch = local
@@ -344,7 +351,7 @@ func (rs *Responder) decision(update string) func(http.ResponseWriter, *http.Req
 		if !ok {
 			return
 		}
-		if update == workflows.ApproveUpdate && !rs.secondFactorOK(w, r, ref, step, id) {
+		if !rs.secondFactorOK(w, r, ref, step, id, update == workflows.ApproveUpdate) {
 			return
 		}
 		stmt, ok := rs.sign(w, r, ref, decision.Kind(update), step, id, reason)
@@ -399,6 +406,12 @@ func (rs *Responder) abort(w http.ResponseWriter, r *http.Request, id auth.Ident
 	}
 	reason, ok := readReason(w, r, true)
 	if !ok {
+		return
+	}
+	if !id.HasSecondFactor() {
+		writeError(w, http.StatusForbidden, apiError{
+			Error: fmt.Sprintf("aborting undoes containment and needs a second factor: log in again with your one-time code (token amr %v)", id.AMR),
+			Code:  "mfa_required"})
 		return
 	}
 	stmt, ok := rs.sign(w, r, ref, decision.Abort, "", id, reason)

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -22,7 +23,21 @@ type Config struct {
 	AuthFailWindow    time.Duration `env:"IRU_AUTH_FAIL_WINDOW" envDefault:"5m" doc:"Sliding window of IRU_AUTH_FAIL_THRESHOLD."`
 	MaxBodyBytes      int64         `env:"IRU_API_MAX_BODY_BYTES" envDefault:"65536" doc:"Largest request body the responder API reads (decisions, notes); larger bodies get 413."`
 	RequestTimeout    time.Duration `env:"IRU_API_REQUEST_TIMEOUT" envDefault:"20s" doc:"How long one responder API request may take (Temporal queries and updates included) before it answers 504."`
+	SourceRate        float64       `env:"IRU_API_SOURCE_RATE" envDefault:"50" doc:"Responder API requests per second one client address may make (token bucket), counted before authentication; more get 429 with Retry-After. Every request costs Temporal calls, so one address cannot flood the server."`
+	SourceBurst       int           `env:"IRU_API_SOURCE_BURST" envDefault:"100" doc:"Responder API requests one client address may make at once above IRU_API_SOURCE_RATE (the bucket's size)."`
+	SourceConcurrency int           `env:"IRU_API_SOURCE_CONCURRENCY" envDefault:"16" doc:"Responder API requests of one client address in flight at once; more get 429."`
 }
+
+// Defaults of the per-address limits, used when a [Config] built in code
+// leaves them zero (the environment always sets them).
+const (
+	defaultSourceRate        = 50
+	defaultSourceBurst       = 100
+	defaultSourceConcurrency = 16
+	// maxSources bounds the client addresses whose limits are remembered;
+	// beyond it new addresses share one limit (see package ratelimit).
+	maxSources = 10_000
+)
 
 // Validate checks the configuration; errors name the variable.
 func (c *Config) Validate() error {
@@ -55,6 +70,15 @@ func (c *Config) validateResponder() error {
 	}
 	if c.RequestTimeout <= 0 {
 		p = append(p, fmt.Errorf("IRU_API_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout))
+	}
+	if c.SourceRate < 0 || math.IsInf(c.SourceRate, 0) || math.IsNaN(c.SourceRate) {
+		p = append(p, fmt.Errorf("IRU_API_SOURCE_RATE=%g: must be a positive number", c.SourceRate))
+	}
+	if c.SourceBurst < 0 {
+		p = append(p, fmt.Errorf("IRU_API_SOURCE_BURST=%d: must be at least 1", c.SourceBurst))
+	}
+	if c.SourceConcurrency < 0 {
+		p = append(p, fmt.Errorf("IRU_API_SOURCE_CONCURRENCY=%d: must be at least 1", c.SourceConcurrency))
 	}
 	return errors.Join(p...)
 }

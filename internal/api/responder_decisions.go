@@ -58,10 +58,11 @@ func (rs *Responder) sign(w http.ResponseWriter, r *http.Request, ref incidentRe
 	return s, true
 }
 
-// secondFactorOK refuses (403) approving a step that needs a second
-// factor (risk: high, or an ir-admin step) with a token whose amr shows
-// none. The workflow checks the same on the signed statement.
-func (rs *Responder) secondFactorOK(w http.ResponseWriter, r *http.Request, ref incidentRef, step string, id auth.Identity) bool {
+// secondFactorOK refuses (403) approving or denying a step that needs a
+// second factor (risk: high, or an ir-admin step) with a token whose amr
+// shows none: a denial halts the response as an abort does. The workflow
+// checks the same on the signed statement.
+func (rs *Responder) secondFactorOK(w http.ResponseWriter, r *http.Request, ref incidentRef, step string, id auth.Identity, approve bool) bool {
 	if id.HasSecondFactor() {
 		return true
 	}
@@ -70,6 +71,10 @@ func (rs *Responder) secondFactorOK(w http.ResponseWriter, r *http.Request, ref 
 		rs.fail(w, r, ref, err)
 		return false
 	}
+	verb := "denying"
+	if approve {
+		verb = "approving"
+	}
 	for _, s := range view.Status.Steps {
 		if s.ID != step {
 			continue
@@ -77,7 +82,7 @@ func (rs *Responder) secondFactorOK(w http.ResponseWriter, r *http.Request, ref 
 		admin := s.Approval != nil && slices.Contains(s.Approval.Roles, auth.RoleAdmin)
 		if s.Risk == playbooks.RiskHigh || admin {
 			writeError(w, http.StatusForbidden, apiError{
-				Error: fmt.Sprintf("approving %s needs a second factor: log in again with your one-time code (token amr %v)", step, id.AMR),
+				Error: fmt.Sprintf("%s %s needs a second factor: log in again with your one-time code (token amr %v)", verb, step, id.AMR),
 				Code:  "mfa_required"})
 			return false
 		}

@@ -89,7 +89,8 @@ func (f fakeTokens) CheckSession(context.Context, string) error { return nil }
 // TestHighRiskApprovalNeedsOTP: approving a risk: high step (re-enabling
 // the user in credential-compromise) with a password-only token is refused
 // by the API with 403 mfa_required and the step still waits; the same lead
-// with a one-time code in the token's amr approves it.
+// with a one-time code in the token's amr approves it. Denying that step
+// and aborting the incident with the password-only token are refused too.
 func TestHighRiskApprovalNeedsOTP(t *testing.T) {
 	s := newStack(t)
 	bob := auth.Identity{Subject: "b-1", Username: "bob", Realm: keycloak.Realm, Roles: []string{"ir-responder", "ir-lead"}, SessionID: "s1", TokenID: "j1"}
@@ -112,9 +113,18 @@ func TestHighRiskApprovalNeedsOTP(t *testing.T) {
 	if code != http.StatusForbidden || e.Code != "mfa_required" {
 		t.Fatalf("approval without otp: %d %s, want 403 mfa_required", code, raw)
 	}
+	// A denial of the same step and an abort of the incident halt the
+	// response (the abort undoes containment): a password alone is refused.
+	for _, path := range []string{"/steps/enable/deny", "/abort"} {
+		e = apiError{}
+		code, raw := call(t, api.URL, "POST", "/api/v1/incidents/"+key+path, "bob-pwd", map[string]string{"reason": "false positive"}, &e, nil)
+		if code != http.StatusForbidden || e.Code != "mfa_required" {
+			t.Fatalf("%s without otp: %d %s, want 403 mfa_required", path, code, raw)
+		}
+	}
 	v := s.waitStatus(alice, key, "the step", func(IncidentView) bool { return true })
-	if st := stepStatus(v, "enable"); st != workflows.StepWaitingApproval {
-		t.Errorf("enable is %s after the refused approval, want still waiting", st)
+	if st := stepStatus(v, "enable"); st != workflows.StepWaitingApproval || v.Status.State != workflows.StateOpen {
+		t.Errorf("enable is %s and the incident %s after the refused decisions, want still waiting and open", st, v.Status.State)
 	}
 	if code, raw := call(t, api.URL, "POST", "/api/v1/incidents/"+key+"/steps/enable/approve", "bob-otp", map[string]string{"reason": "cleared"}, nil, nil); code != http.StatusOK {
 		t.Fatalf("approval with otp: %d %s", code, raw)

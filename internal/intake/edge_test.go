@@ -228,29 +228,6 @@ func TestLimitsPerSourceAndConcurrency(t *testing.T) {
 	}
 }
 
-// TestSourceLimitersBounded: 50,000 source addresses leave at most
-// MaxSources+1 limiters, and idle full buckets are forgotten.
-func TestSourceLimitersBounded(t *testing.T) {
-	s := newLimiterSet(100, time.Minute)
-	now := time.Unix(1700000000, 0)
-	for i := range 50_000 {
-		release, ref := s.acquire(fmt.Sprintf("10.1.%d.%d", i>>8, i&0xff), 10, 20, 4, now)
-		if ref == nil {
-			release()
-		}
-	}
-	if n := s.size(); n > 101 {
-		t.Fatalf("%d limiters after 50,000 sources, want at most 101", n)
-	}
-	now = now.Add(2 * time.Minute)
-	if release, ref := s.acquire("192.0.2.1", 10, 20, 4, now); ref == nil {
-		release()
-	}
-	if n := s.size(); n > 2 {
-		t.Fatalf("%d limiters once every old one is idle and full, want at most 2", n)
-	}
-}
-
 // TestPrecheckNeedsBodyOnlyForSignatures: the authenticator's
 // precheck authenticates an API key from the headers alone and needs no
 // body; a signature needs it.

@@ -53,6 +53,7 @@ import (
 	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/intake/route"
 	"github.com/iru-responder/responder/internal/intake/spool"
+	"github.com/iru-responder/responder/internal/ratelimit"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -114,7 +115,7 @@ type Stats struct {
 type Handler struct {
 	opts Options
 
-	sources, detectors *limiterSet
+	sources, detectors *ratelimit.Set
 
 	requests, accepted, rejected, unauthorized, unavailable, limited, bodyBytes atomic.Int64
 }
@@ -142,8 +143,8 @@ func NewHandler(opts Options) (*Handler, error) {
 	if err := opts.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("intake: limits: %w", err)
 	}
-	h := &Handler{opts: opts, sources: newLimiterSet(opts.Limits.MaxSources, opts.Limits.SourceIdle),
-		detectors: newLimiterSet(1024, opts.Limits.SourceIdle)}
+	h := &Handler{opts: opts, sources: ratelimit.NewSet(opts.Limits.MaxSources, opts.Limits.SourceIdle),
+		detectors: ratelimit.NewSet(1024, opts.Limits.SourceIdle)}
 	for _, name := range opts.Auth.Detectors() {
 		d, _ := opts.Auth.Detector(name)
 		if _, err := parse.ForFormat(d.Format); err != nil {
@@ -181,9 +182,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.opts.Now()
 	lim := h.opts.Limits
 	source := h.source(r)
-	release, ref := h.sources.acquire(source, rate.Limit(lim.SourceRate), lim.SourceBurst, lim.SourceConcurrency, now)
+	release, ref := h.sources.Acquire(source, rate.Limit(lim.SourceRate), lim.SourceBurst, lim.SourceConcurrency, now)
 	if ref != nil {
-		h.tooMany(w, r, "source "+ref.why, ref.retryAfter)
+		h.tooMany(w, r, "source "+ref.Why, ref.RetryAfter)
 		return
 	}
 	defer release()
@@ -203,9 +204,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if d.Limits.Concurrency > 0 {
 		conc = d.Limits.Concurrency
 	}
-	releaseDetector, ref := h.detectors.acquire(d.Name, rl, burst, conc, now)
+	releaseDetector, ref := h.detectors.Acquire(d.Name, rl, burst, conc, now)
 	if ref != nil {
-		h.tooMany(w, r, "detector "+ref.why, ref.retryAfter)
+		h.tooMany(w, r, "detector "+ref.Why, ref.RetryAfter)
 		return
 	}
 	defer releaseDetector()
@@ -300,7 +301,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, spool.ErrFull) {
 			h.opts.Log.Error("intake: spool append", "err", err)
 		}
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(h.opts.RetryAfter)))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
 		return
 	}
@@ -316,7 +317,7 @@ func (h *Handler) reserveRecord(w http.ResponseWriter, r *http.Request, id auth.
 	if err := accesslog.Authenticated(r.Context(), "detector:"+id.String()); err != nil {
 		h.unavailable.Add(1)
 		h.opts.Log.Error("intake: request refused, the audit log has no room for its record", "detector", id.String(), "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(h.opts.RetryAfter)))
 		w.Header().Set("Connection", "close")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "intake temporarily cannot accept alerts; retry later"})
 		return false
@@ -352,7 +353,7 @@ func (h *Handler) denyAuth(w http.ResponseWriter, r *http.Request, err error) {
 func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, why string, after time.Duration) {
 	h.limited.Add(1)
 	accesslog.SetDetail(r.Context(), why)
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(after)))
+	w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(after)))
 	w.Header().Set("Connection", "close")
 	writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many requests; retry later"})
 }

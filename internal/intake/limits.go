@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // LimitsConfig bounds what one source address and one detector may ask of
@@ -56,114 +53,4 @@ func (c *LimitsConfig) Validate() error {
 func DefaultLimits() LimitsConfig {
 	return LimitsConfig{SourceRate: 50, SourceBurst: 100, SourceConcurrency: 16, DetectorRate: 100, DetectorBurst: 200,
 		DetectorConc: 32, MaxSources: 10000, SourceIdle: 10 * time.Minute}
-}
-
-// overflowKey is the limiter shared by keys beyond a limiterSet's capacity.
-const overflowKey = "\x00overflow"
-
-// gate is the rate and concurrency limit of one key.
-type gate struct {
-	bucket   *rate.Limiter
-	max      int
-	inflight int // guarded by limiterSet.mu
-	last     time.Time
-}
-
-// limiterSet holds one gate per key (source address or detector), at most
-// max of them: gates that are idle, have nothing in flight and whose
-// bucket is full again are forgotten (such a gate is the same as a new
-// one, so forgetting it grants nothing); when the set is still full, new
-// keys share one overflow gate.
-type limiterSet struct {
-	mu        sync.Mutex
-	gates     map[string]*gate
-	max       int
-	idle      time.Duration
-	lastSweep time.Time
-}
-
-func newLimiterSet(max int, idle time.Duration) *limiterSet {
-	return &limiterSet{gates: map[string]*gate{}, max: max, idle: idle}
-}
-
-// refusal says why a gate refused and when to come back.
-type refusal struct {
-	why        string
-	retryAfter time.Duration
-}
-
-// acquire takes one request of rate and one slot in flight for key, whose
-// limits are r, burst and conc; release gives the slot back. On a refusal
-// nothing is taken.
-func (s *limiterSet) acquire(key string, r rate.Limit, burst, conc int, now time.Time) (release func(), ref *refusal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.gates[key]
-	if !ok {
-		if len(s.gates) >= s.max {
-			s.sweep(now)
-		}
-		if len(s.gates) >= s.max {
-			key = overflowKey
-			g = s.gates[key]
-		}
-		if g == nil {
-			g = &gate{bucket: rate.NewLimiter(r, burst)}
-			s.gates[key] = g
-		}
-	} else if now.Sub(s.lastSweep) > s.idle {
-		s.sweep(now)
-	}
-	if g.bucket.Limit() != r || g.bucket.Burst() != burst {
-		g.bucket.SetLimitAt(now, r)
-		g.bucket.SetBurstAt(now, burst)
-	}
-	g.max, g.last = conc, now
-	if g.inflight >= g.max {
-		return nil, &refusal{why: "too many requests in flight", retryAfter: time.Second}
-	}
-	res := g.bucket.ReserveN(now, 1)
-	if !res.OK() {
-		return nil, &refusal{why: "rate limited", retryAfter: time.Second}
-	}
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return nil, &refusal{why: "rate limited", retryAfter: d}
-	}
-	g.inflight++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			g.inflight--
-			s.mu.Unlock()
-		})
-	}, nil
-}
-
-// sweep forgets the gates that are the same as new ones. Called with mu
-// held, at most once a second when the set is full.
-func (s *limiterSet) sweep(now time.Time) {
-	if now.Sub(s.lastSweep) < time.Second && len(s.gates) >= s.max {
-		return
-	}
-	s.lastSweep = now
-	for k, g := range s.gates {
-		if g.inflight == 0 && now.Sub(g.last) >= s.idle && g.bucket.TokensAt(now) >= float64(g.bucket.Burst()) {
-			delete(s.gates, k)
-		}
-	}
-}
-
-// size returns how many gates the set holds.
-func (s *limiterSet) size() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.gates)
-}
-
-// retryAfterSeconds renders d as a Retry-After value: whole seconds,
-// rounded up, at least 1.
-func retryAfterSeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/spool"
+	"github.com/iru-responder/responder/internal/ratelimit"
 )
 
 // Reasons of a [Refusal].
@@ -95,7 +96,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, id auth.Identit
 	}
 	if status == http.StatusServiceUnavailable {
 		h.unavailable.Add(1)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(h.opts.RetryAfter)))
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(h.opts.RetryAfter)))
 		writeJSON(w, status, map[string]string{"error": body.Error()})
 		return
 	}
