@@ -112,10 +112,12 @@ type Reloader struct {
 	stamp   fileStamp
 	stamped bool
 	// version is the source's version last applied (with stamped).
-	version  int64
-	lastErr  error
-	reloads  int
-	failures int
+	version int64
+	// unreachable is set while the source cannot be reached.
+	unreachable bool
+	lastErr     error
+	reloads     int
+	failures    int
 }
 
 // NewReloader returns a reloader of a's detectors from opts.Path. It does
@@ -273,9 +275,19 @@ func (r *Reloader) checkSource() (bool, error) {
 	v, err := r.opts.Source.Version(ctx)
 	if err != nil {
 		r.failures++
+		if !r.unreachable { // once per outage, not every poll
+			r.opts.Log.Error("intake: detector source unreachable; the detectors in force stay", "source", r.opts.Source.String(), "err", err)
+		}
+		r.unreachable = true
 		r.lastErr = fmt.Errorf("intake: detector source %s: %w", r.opts.Source, err)
-		r.opts.Log.Error("intake: detector source unreachable; the detectors in force stay", "source", r.opts.Source.String(), "err", err)
 		return false, r.lastErr
+	}
+	if r.unreachable {
+		r.opts.Log.Info("intake: detector source reachable again", "source", r.opts.Source.String(), "version", v)
+		r.unreachable = false
+		if r.stamped && v == r.version {
+			return true, r.reloadSource() // also clears or restates the error
+		}
 	}
 	if r.stamped && v == r.version {
 		return false, nil
