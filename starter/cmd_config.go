@@ -12,6 +12,7 @@ import (
 	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/ledger"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/workerhost"
 )
 
@@ -27,6 +28,7 @@ func configSections() []struct {
 		Cfgs  []any
 	}{
 		{"Temporal, logging, worker, API server", []any{&config.Worker{}, &config.Server{}}},
+		{"State shared by several API servers (PostgreSQL)", []any{&sharedstate.Config{}}},
 		{"Worker: stores, Proxmox VE, Keycloak, probes, notifications, playbooks", []any{&workerhost.Config{}}},
 		{"API server: TLS, detector intake, responder API, access log", []any{&serveConfig{}}},
 		{"Responder CLI", []any{&apiclient.Config{}}},

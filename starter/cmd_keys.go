@@ -18,23 +18,51 @@ import (
 	"github.com/iru-responder/responder/internal/intake/parse"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/schedules"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/workflows"
 )
 
-// keysFileConfig locates the detectors file for `starter keys add-detector`.
+// keysFileConfig locates the detectors for `starter keys add-detector`:
+// the shared store when IRU_SHARED_STATE_DSN is set, else the file.
 type keysFileConfig struct {
 	detectorsfile.Config
+	Shared sharedstate.Config
 }
 
 // Validate implements config.Validator.
-func (c *keysFileConfig) Validate() error { return c.Config.Validate() }
+func (c *keysFileConfig) Validate() error {
+	return errors.Join(c.Config.Validate(), c.Shared.Validate())
+}
+
+// detectorStore opens where the detectors live: --file, else the shared
+// store, else IRU_INTAKE_DETECTORS_FILE. The caller calls closeStore.
+func detectorStore(ctx context.Context, file string) (store detectorsfile.Store, closeStore func(), err error) {
+	if file != "" {
+		return detectorsfile.FileStore{Path: file}, func() {}, nil
+	}
+	var cfg keysFileConfig
+	if err := config.Load(&cfg); err != nil {
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	if cfg.Shared.Enabled() {
+		st, err := sharedstate.Open(ctx, cfg.Shared, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st.Close, nil
+	}
+	if cfg.Path == "" {
+		return nil, nil, &exitError{code: 2, err: errors.New("no detectors: set IRU_SHARED_STATE_DSN, IRU_INTAKE_DETECTORS_FILE or --file")}
+	}
+	return detectorsfile.FileStore{Path: cfg.Path}, func() {}, nil
+}
 
 func newKeysCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Rotate the detector intake API keys (schedule keys:intake-rotation) and set up detectors",
 	}
-	cmd.AddCommand(newKeysScheduleCmd(), newKeysRotateIntakeCmd(), newKeysAddDetectorCmd(), newKeysDecisionKeyCmd())
+	cmd.AddCommand(newKeysScheduleCmd(), newKeysRotateIntakeCmd(), newKeysAddDetectorCmd(), newKeysImportDetectorsCmd(), newKeysDecisionKeyCmd())
 	return cmd
 }
 
@@ -125,22 +153,17 @@ func newKeysAddDetectorCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add-detector NAME",
 		Short: "Add a detector with a first API key to the detectors file and print the key once",
-		Long: "Mints an API key for a new detector, writes its hash to the detectors file (IRU_INTAKE_DETECTORS_FILE or\n" +
-			"--file) and prints the key on standard output. It is shown once and stored nowhere else: put it in the\n" +
+		Long: "Mints an API key for a new detector, writes its hash to the detectors file (--file or\n" +
+			"IRU_INTAKE_DETECTORS_FILE; with IRU_SHARED_STATE_DSN, the detectors every API server shares) and prints the key on standard output. It is shown once and stored nowhere else: put it in the\n" +
 			"detector's configuration now. Later keys come from `starter keys rotate-intake`.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if file == "" {
-				var cfg keysFileConfig
-				if err := config.Load(&cfg); err != nil {
-					return &exitError{code: 2, err: err}
-				}
-				file = cfg.Path
+			store, closeStore, err := detectorStore(cmd.Context(), file)
+			if err != nil {
+				return err
 			}
-			if file == "" {
-				return &exitError{code: 2, err: errors.New("no detectors file: set IRU_INTAKE_DETECTORS_FILE or --file")}
-			}
-			keyID, key, err := addDetector(cmd.Context(), file, args[0], format, time.Now())
+			defer closeStore()
+			keyID, key, err := addDetector(cmd.Context(), store, args[0], format, time.Now())
 			if err != nil {
 				return err
 			}
@@ -160,7 +183,7 @@ func newKeysAddDetectorCmd() *cobra.Command {
 
 // addDetector adds detector name with one new API key to the detectors
 // file and returns the key's id and the key.
-func addDetector(ctx context.Context, file, name, format string, now time.Time) (keyID, key string, err error) {
+func addDetector(ctx context.Context, store detectorsfile.Store, name, format string, now time.Time) (keyID, key string, err error) {
 	if _, err := parse.ForFormat(format); err != nil {
 		return "", "", &exitError{code: 2, err: fmt.Errorf("--format: %w", err)}
 	}
@@ -172,9 +195,9 @@ func addDetector(ctx context.Context, file, name, format string, now time.Time) 
 	if key, err = auth.GenerateKey(); err != nil {
 		return "", "", fmt.Errorf("add detector: %w", err)
 	}
-	err = detectorsfile.Update(ctx, file, func(f *detectorsfile.File) (bool, error) {
+	err = store.Update(ctx, func(f *detectorsfile.File) (bool, error) {
 		if f.Detector(name) >= 0 {
-			return false, fmt.Errorf("detector %q is already in %s; rotate its keys with `starter keys rotate-intake --source %s`", name, file, name)
+			return false, fmt.Errorf("detector %q is already in %s; rotate its keys with `starter keys rotate-intake --source %s`", name, store, name)
 		}
 		f.Detectors = append(f.Detectors, auth.Detector{Name: name, Format: format, APIKeys: []auth.APIKey{
 			{ID: keyID, SHA256: auth.HashKey(keyID, key), NotBefore: now.UTC().Truncate(time.Second)},
@@ -193,4 +216,57 @@ func formatDays(d time.Duration) string {
 		return fmt.Sprintf("%d days", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+func newKeysImportDetectorsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import-detectors FILE",
+		Short: "Copy the detectors of a detectors file into the shared store (IRU_SHARED_STATE_DSN)",
+		Long: "Moves a single host's detectors to the store every API server shares: the detectors of FILE that the\n" +
+			"store does not hold yet are added (with their key hashes, HMAC secrets and scopes); a detector the store\n" +
+			"already holds is left as it is. Then unset IRU_INTAKE_DETECTORS_FILE on the API servers and the worker.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cfg keysFileConfig
+			if err := config.Load(&cfg); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if !cfg.Shared.Enabled() {
+				return &exitError{code: 2, err: errors.New("IRU_SHARED_STATE_DSN is not set")}
+			}
+			st, err := sharedstate.Open(cmd.Context(), cfg.Shared, nil)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			added, err := importDetectors(cmd.Context(), st, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d detector(s) added to %s\n", added, st)
+			return nil
+		},
+	}
+}
+
+// importDetectors adds the detectors of the file at path that store lacks.
+func importDetectors(ctx context.Context, store detectorsfile.Store, path string) (int, error) {
+	in, err := detectorsfile.Load(path)
+	if err != nil {
+		return 0, err
+	}
+	added := 0
+	err = store.Update(ctx, func(f *detectorsfile.File) (bool, error) {
+		for _, d := range in.Detectors {
+			if f.Detector(d.Name) < 0 {
+				f.Detectors = append(f.Detectors, d)
+				added++
+			}
+		}
+		return added > 0, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("import detectors from %s: %w", path, err)
+	}
+	return added, nil
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/internal/tlsutil"
@@ -66,6 +67,8 @@ type serveConfig struct {
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
 	Detectors detectorsfile.Config
+	// Shared is the state shared by every API server (PostgreSQL).
+	Shared sharedstate.Config
 	// IntakeLimits are the intake's per-source and per-detector limits.
 	IntakeLimits intake.LimitsConfig
 	// PVE is read for the intake's asset inventory.
@@ -74,7 +77,10 @@ type serveConfig struct {
 
 // Validate implements config.Validator.
 func (c *serveConfig) Validate() error {
-	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate(), c.Console.Validate()}
+	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate(), c.Console.Validate(), c.Shared.Validate()}
+	if c.Shared.Enabled() && c.Detectors.Path != "" {
+		p = append(p, errors.New("IRU_INTAKE_DETECTORS_FILE and IRU_SHARED_STATE_DSN: the detectors live in one place; unset the file (copy it in with `starter keys import-detectors`)"))
+	}
 	if c.IntakeConfig != "" {
 		p = append(p, c.PVE.Validate(), c.IntakeLimits.Validate())
 	}
@@ -156,8 +162,20 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 	acc.Record(accesslog.Record{Action: accesslog.ActionConfigLoad, Actor: "system:api", Path: "starter serve",
 		Detail: "configuration digest " + config.Digest(&cfg)})
 	notifier := &notify.Notifier{Channels: cfg.Notify.Channels()}
-	rs, err := api.NewResponder(api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier,
-		Signer: prot.Keys.DecisionSigner()})
+	var shared *sharedstate.Store
+	if cfg.Shared.Enabled() {
+		if shared, err = sharedstate.Open(ctx, cfg.Shared, log); err != nil {
+			return err
+		}
+		defer shared.Close()
+		go shared.Run(ctx, cfg.API.AuthFailWindow)
+	}
+	ropts := api.ResponderOptions{Config: cfg.API, Temporal: c, Evidence: st.Evidence, Access: acc, Log: log, Notifier: notifier,
+		Signer: prot.Keys.DecisionSigner()}
+	if shared != nil {
+		ropts.SharedFailures = shared.Failures
+	}
+	rs, err := api.NewResponder(ropts)
 	if err != nil {
 		return err
 	}
@@ -180,7 +198,7 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 
 	var svc *intake.Service
 	if cfg.IntakeConfig != "" {
-		if svc, err = openIntake(ctx, cfg, c, acc, log, reg, notifier); err != nil {
+		if svc, err = openIntake(ctx, cfg, c, acc, log, reg, notifier, shared); err != nil {
 			return err
 		}
 		defer func() { _ = svc.Close() }()
@@ -245,7 +263,10 @@ func serverTLS(t ServerTLS) (*tls.Config, error) {
 
 // openIntake opens the detector intake: spool, forwarder to Temporal, and
 // the asset inventory read from Proxmox VE.
-func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *accesslog.Logger, log *slog.Logger, reg *metrics.Registry, notifier *notify.Notifier) (*intake.Service, error) {
+//
+// With shared state (shared not nil) the detectors and the replay guard
+// are the ones every API server shares.
+func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *accesslog.Logger, log *slog.Logger, reg *metrics.Registry, notifier *notify.Notifier, shared *sharedstate.Store) (*intake.Service, error) {
 	icfg, err := intake.LoadConfig(cfg.IntakeConfig)
 	if err != nil {
 		return nil, fmt.Errorf("IRU_INTAKE_CONFIG=%s: %w", cfg.IntakeConfig, err)
@@ -258,7 +279,7 @@ func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *acce
 	if err != nil {
 		return nil, err
 	}
-	return intake.Open(icfg, intake.Deps{
+	deps := intake.Deps{
 		Assets:   pveAssets{inv},
 		Signaler: forward.TemporalSignaler{Client: c},
 		// Authentication outcomes reach the ledger with the request's
@@ -272,7 +293,11 @@ func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *acce
 				Detail: fmt.Sprintf("dead letter %s for %s: %s", d.ID, d.Key, d.Reason)})
 			go notifyDeadLetter(context.WithoutCancel(ctx), notifier, d, log)
 		},
-	})
+	}
+	if shared != nil {
+		deps.Detectors, deps.Replay, icfg.DetectorsPoll = shared, shared, cfg.Shared.Poll
+	}
+	return intake.Open(icfg, deps)
 }
 
 // intakeRefusalRecorder records each refused request (budget, scope,

@@ -1,7 +1,9 @@
 // Package intakekeys implements keys.rotate_intake_keys
 // ([activities.KeysRotateIntakeKeys]): it rotates the API keys detectors
 // use to post alerts to the intake, in the detectors file the API server
-// reloads (see [detectorsfile.Update] and [intake.Reloader]).
+// reloads (see [detectorsfile.Update] and [intake.Reloader]), or in the
+// detectors every API server shares when the worker is configured with
+// IRU_SHARED_STATE_DSN ([Activities.WithStore], package sharedstate).
 //
 // For each detector of the file that uses API keys (or only the one named
 // by the source parameter) a rotation mints a key, stores it in the secret
@@ -64,6 +66,8 @@ type Activities struct {
 	cfg     Config
 	secrets activities.SecretSink
 	now     func() time.Time
+	// store holds the detectors (nil: neither a file nor a shared store).
+	store detectorsfile.Store
 }
 
 // DefaultOverlap is the overlap when Config.Overlap is zero.
@@ -81,7 +85,19 @@ func New(cfg Config, secrets activities.SecretSink) (*Activities, error) {
 	if secrets == nil {
 		return nil, errors.New("intakekeys: a secret sink is required")
 	}
-	return &Activities{cfg: cfg, secrets: secrets, now: time.Now}, nil
+	a := &Activities{cfg: cfg, secrets: secrets, now: time.Now}
+	if cfg.DetectorsFile != "" {
+		a.store = detectorsfile.FileStore{Path: cfg.DetectorsFile}
+	}
+	return a, nil
+}
+
+// WithStore returns a copy of a that rotates the detectors of store (the
+// shared store) instead of the detectors file.
+func (a *Activities) WithStore(store detectorsfile.Store) *Activities {
+	c := *a
+	c.store = store
+	return &c
 }
 
 // WithClock returns a copy of a that reads the time from now (tests).
@@ -132,9 +148,9 @@ type rotation struct {
 // plan. In a live drill it refuses (Precondition): intake keys are shared,
 // never a drill target. The key is never in results, errors or logs.
 func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
-	if a.cfg.DetectorsFile == "" {
+	if a.store == nil {
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypePrecondition,
-			"rotate intake keys: IRU_INTAKE_DETECTORS_FILE is not set on the worker", nil)
+			"rotate intake keys: neither IRU_SHARED_STATE_DSN nor IRU_INTAKE_DETECTORS_FILE is set on the worker", nil)
 	}
 	if in.IdempotencyKey == "" {
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypeBadParams,
@@ -151,10 +167,10 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 	source := p.Source
 	now := a.now().UTC().Truncate(time.Second)
 	if in.DryRun {
-		return a.plan(in, source, now)
+		return a.plan(ctx, in, source, now)
 	}
 	var done []rotation
-	err = detectorsfile.Update(ctx, a.cfg.DetectorsFile, func(f *detectorsfile.File) (bool, error) {
+	err = a.store.Update(ctx, func(f *detectorsfile.File) (bool, error) {
 		targets, err := a.targets(f, source)
 		if err != nil {
 			return false, err
@@ -175,7 +191,7 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 		if errors.As(err, &final) {
 			return activities.ActionResult{}, err
 		}
-		return activities.ActionResult{}, fmt.Errorf("rotate intake keys in %s: %w", a.cfg.DetectorsFile, err)
+		return activities.ActionResult{}, fmt.Errorf("rotate intake keys in %s: %w", a.store, err)
 	}
 	log := activity.GetLogger(ctx)
 	for _, r := range done {
@@ -189,7 +205,7 @@ func (a *Activities) RotateIntakeKeys(ctx context.Context, in activities.ActionI
 func (a *Activities) targets(f *detectorsfile.File, source string) ([]int, error) {
 	if len(f.Detectors) == 0 {
 		return nil, activities.NewFinalError(activities.ErrTypePrecondition,
-			fmt.Sprintf("rotate intake keys: detectors file %s is missing or lists no detectors", a.cfg.DetectorsFile), nil)
+			fmt.Sprintf("rotate intake keys: detectors %s are missing or list no detector", a.store), nil)
 	}
 	if source != "" {
 		i := f.Detector(source)
@@ -256,8 +272,8 @@ func (a *Activities) rotate(ctx context.Context, d *auth.Detector, idem string, 
 }
 
 // plan describes the rotation without changing anything.
-func (a *Activities) plan(in activities.ActionInput, source string, now time.Time) (activities.ActionResult, error) {
-	f, err := detectorsfile.Load(a.cfg.DetectorsFile)
+func (a *Activities) plan(ctx context.Context, in activities.ActionInput, source string, now time.Time) (activities.ActionResult, error) {
+	f, err := a.store.Load(ctx)
 	if err != nil {
 		return activities.ActionResult{}, activities.NewFinalError(activities.ErrTypePrecondition,
 			fmt.Sprintf("rotate intake keys: %v", err), nil)

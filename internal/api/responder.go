@@ -92,6 +92,12 @@ type ResponderOptions struct {
 	Log *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// SharedFailures, if set, returns the failed-authentication counter
+	// shared by every API server (package sharedstate), given the
+	// in-process watch configured from Config (its threshold, window and
+	// notification; the shared counter falls back to it when its store is
+	// unreachable). Nil: failures are counted in this process only.
+	SharedFailures func(local *auth.FailureWatch) auth.FailureCounter
 }
 
 // Responder is the responder API: incidents, approvals, aborts, notes and
@@ -117,7 +123,7 @@ type Responder struct {
 	access   *accesslog.Logger
 	log      *slog.Logger
 	now      func() time.Time
-	watch    *auth.FailureWatch
+	watch    auth.FailureCounter
 	sources  *ratelimit.Set
 
 	mu       sync.Mutex
@@ -152,8 +158,12 @@ func NewResponder(opts ResponderOptions) (*Responder, error) {
 	rs.cfg.SourceBurst = cmp.Or(rs.cfg.SourceBurst, defaultSourceBurst)
 	rs.cfg.SourceConcurrency = cmp.Or(rs.cfg.SourceConcurrency, defaultSourceConcurrency)
 	rs.sources = ratelimit.NewSet(maxSources, 10*time.Minute)
-	rs.watch = &auth.FailureWatch{Threshold: opts.Config.AuthFailThreshold, Window: opts.Config.AuthFailWindow,
+	local := &auth.FailureWatch{Threshold: opts.Config.AuthFailThreshold, Window: opts.Config.AuthFailWindow,
 		OnExceeded: rs.thresholdCrossed, Now: rs.now}
+	rs.watch = local
+	if opts.SharedFailures != nil {
+		rs.watch = opts.SharedFailures(local)
+	}
 	return rs, nil
 }
 

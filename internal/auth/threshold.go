@@ -13,6 +13,18 @@ const OverflowKey = "*other*"
 // DefaultMaxKeys is the default bound of the keys a [FailureWatch] tracks.
 const DefaultMaxKeys = 10000
 
+// FailureCounter counts authentication failures per key and reports when
+// a key crosses its threshold. [FailureWatch] counts in this process; a
+// shared counter (PostgreSQL, package sharedstate) counts the failures seen
+// by every API server.
+type FailureCounter interface {
+	// Failure records one failure for key and reports whether it crossed
+	// the threshold with this call.
+	Failure(key string) bool
+	// Success clears key's failures.
+	Success(key string)
+}
+
 // FailureWatch counts authentication failures per key (an identity, a
 // detector or a source address) in a sliding window and calls OnExceeded
 // when a key reaches Threshold failures within Window. Once it fired for a

@@ -53,10 +53,25 @@ func ResolveDetectors(inline []auth.Detector, path string) ([]auth.Detector, err
 	return MergeDetectors(inline, f.Detectors)
 }
 
+// DetectorSource is a store of detectors shared by every API server
+// (PostgreSQL, package sharedstate): its version changes with every change
+// of the detectors, so a reloader polls the version, a cheap read, and
+// reads the detectors only when it moved.
+type DetectorSource interface {
+	// Version returns the store's current version.
+	Version(ctx context.Context) (int64, error)
+	// Snapshot returns the detectors and the version they are at.
+	Snapshot(ctx context.Context) (version int64, f detectorsfile.File, err error)
+	// String names the store in logs.
+	String() string
+}
+
 // ReloaderOptions configure a [Reloader].
 type ReloaderOptions struct {
-	// Path is the detectors file (required).
+	// Path is the detectors file (required unless Source is set).
 	Path string
+	// Source, if set, is where the detectors live instead of a file.
+	Source DetectorSource
 	// Inline are the detectors of the configuration, merged with the file's.
 	Inline []auth.Detector
 	// Every is the poll period of Run (default [DefaultDetectorsPoll]).
@@ -93,19 +108,23 @@ type Reloader struct {
 	auth *auth.Authenticator
 	opts ReloaderOptions
 
-	mu       sync.Mutex
-	stamp    fileStamp
-	stamped  bool
-	lastErr  error
-	reloads  int
-	failures int
+	mu      sync.Mutex
+	stamp   fileStamp
+	stamped bool
+	// version is the source's version last applied (with stamped).
+	version int64
+	// unreachable is set while the source cannot be reached.
+	unreachable bool
+	lastErr     error
+	reloads     int
+	failures    int
 }
 
 // NewReloader returns a reloader of a's detectors from opts.Path. It does
 // not read the file; call [Reloader.Reload] or [Reloader.Run].
 func NewReloader(a *auth.Authenticator, opts ReloaderOptions) (*Reloader, error) {
-	if a == nil || opts.Path == "" {
-		return nil, errors.New("intake: a reloader needs an authenticator and a detectors file")
+	if a == nil || (opts.Path == "") == (opts.Source == nil) {
+		return nil, errors.New("intake: a reloader needs an authenticator and either a detectors file or a detector source")
 	}
 	if opts.Every <= 0 {
 		opts.Every = DefaultDetectorsPoll
@@ -127,6 +146,16 @@ func (s *Service) NewReloader(path string, inline []auth.Detector, every time.Du
 		return err
 	}
 	return NewReloader(s.Handler.opts.Auth, ReloaderOptions{Path: path, Inline: inline, Every: every, Servable: servable, Log: log})
+}
+
+// NewSourceReloader is [Service.NewReloader] for detectors kept in a
+// shared store instead of a file.
+func (s *Service) NewSourceReloader(src DetectorSource, inline []auth.Detector, every time.Duration, log *slog.Logger) (*Reloader, error) {
+	servable := func(d auth.Detector) error {
+		_, err := parse.ForFormat(d.Format)
+		return err
+	}
+	return NewReloader(s.Handler.opts.Auth, ReloaderOptions{Source: src, Inline: inline, Every: every, Servable: servable, Log: log})
 }
 
 // ReloadStats says how the reloader has done.
@@ -152,6 +181,9 @@ func (r *Reloader) Stats() ReloadStats {
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.opts.Source != nil {
+		return r.reloadSource()
+	}
 	return r.reload()
 }
 
@@ -161,6 +193,9 @@ func (r *Reloader) Reload() error {
 func (r *Reloader) Check() (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.opts.Source != nil {
+		return r.checkSource()
+	}
 	fi, err := os.Stat(r.opts.Path)
 	if err != nil {
 		if r.stamped && r.stamp == (fileStamp{}) {
@@ -204,17 +239,84 @@ func (r *Reloader) reload() error {
 	if fi.Mode().Perm()&0o077 != 0 {
 		r.opts.Log.Warn("intake: detectors file is readable by others; want mode 0600", "path", r.opts.Path, "mode", fi.Mode().Perm().String())
 	}
-	ds, err := MergeDetectors(r.opts.Inline, f.Detectors)
+	n, err := r.apply(f)
 	if err != nil {
 		return r.fail(err, stamp, true)
 	}
-	ds = r.servable(ds)
-	if err := r.auth.SetDetectors(ds); err != nil {
-		return r.fail(fmt.Errorf("intake: apply detectors file: %w", err), stamp, true)
-	}
 	r.stamp, r.stamped, r.lastErr = stamp, true, nil
 	r.reloads++
-	r.opts.Log.Info("intake: detectors reloaded", "path", r.opts.Path, "detectors", len(ds))
+	r.opts.Log.Info("intake: detectors reloaded", "path", r.opts.Path, "detectors", n)
+	return nil
+}
+
+// apply merges f with the inline detectors and hands the servable ones to
+// the authenticator; r.mu is held.
+func (r *Reloader) apply(f detectorsfile.File) (int, error) {
+	ds, err := MergeDetectors(r.opts.Inline, f.Detectors)
+	if err != nil {
+		return 0, err
+	}
+	ds = r.servable(ds)
+	if err := r.auth.SetDetectors(ds); err != nil {
+		return 0, fmt.Errorf("intake: apply detectors: %w", err)
+	}
+	return len(ds), nil
+}
+
+// sourceTimeout bounds one poll of a detector source.
+const sourceTimeout = 10 * time.Second
+
+// checkSource reloads from the source when its version moved; r.mu is
+// held. A version that failed is not retried until it moves again; an
+// unreachable source is logged and the detectors in force stay.
+func (r *Reloader) checkSource() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+	defer cancel()
+	v, err := r.opts.Source.Version(ctx)
+	if err != nil {
+		r.failures++
+		if !r.unreachable { // once per outage, not every poll
+			r.opts.Log.Error("intake: detector source unreachable; the detectors in force stay", "source", r.opts.Source.String(), "err", err)
+		}
+		r.unreachable = true
+		r.lastErr = fmt.Errorf("intake: detector source %s: %w", r.opts.Source, err)
+		return false, r.lastErr
+	}
+	if r.unreachable {
+		r.opts.Log.Info("intake: detector source reachable again", "source", r.opts.Source.String(), "version", v)
+		r.unreachable = false
+		if r.stamped && v == r.version {
+			return true, r.reloadSource() // also clears or restates the error
+		}
+	}
+	if r.stamped && v == r.version {
+		return false, nil
+	}
+	return true, r.reloadSource()
+}
+
+// reloadSource reads and applies the source's detectors; r.mu is held.
+func (r *Reloader) reloadSource() error {
+	ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+	defer cancel()
+	v, f, err := r.opts.Source.Snapshot(ctx)
+	if err != nil {
+		r.failures++
+		r.lastErr = fmt.Errorf("intake: detector source %s: %w", r.opts.Source, err)
+		r.opts.Log.Error("intake: detector source refused; the detectors in force stay", "source", r.opts.Source.String(), "err", err)
+		return r.lastErr
+	}
+	n, err := r.apply(f)
+	r.version, r.stamped = v, true
+	if err != nil {
+		r.failures++
+		r.lastErr = err
+		r.opts.Log.Error("intake: detector source refused; the detectors in force stay", "source", r.opts.Source.String(), "version", v, "err", err)
+		return err
+	}
+	r.lastErr = nil
+	r.reloads++
+	r.opts.Log.Info("intake: detectors reloaded", "source", r.opts.Source.String(), "version", v, "detectors", n)
 	return nil
 }
 

@@ -119,6 +119,14 @@ type Deps struct {
 	// OnDeadLetter, if set, hears of every alert moved to the dead-letter
 	// queue (to notify people); it must not block for long.
 	OnDeadLetter func(spool.DeadLetter)
+	// Detectors, if set, is the shared store of the detectors (PostgreSQL,
+	// package sharedstate) in place of Config.DetectorsFile: every API
+	// server reads the same detectors and sees a rotation within one poll
+	// (Config.DetectorsPoll).
+	Detectors DetectorSource
+	// Replay, if set, is the replay guard of signed requests shared by
+	// every API server (nil: this process's memory).
+	Replay auth.ReplayGuard
 }
 
 // Service is a ready intake: handler, spool, forwarder and inventory.
@@ -155,11 +163,11 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	detectors, err := ResolveDetectors(cfg.Detectors, cfg.DetectorsFile)
+	detectors, err := resolve(cfg, deps.Detectors)
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.New(detectors, auth.Options{ReplayWindow: cfg.ReplayWindow, Observer: deps.AuthLog})
+	a, err := auth.New(detectors, auth.Options{ReplayWindow: cfg.ReplayWindow, Observer: deps.AuthLog, Replay: deps.Replay})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
@@ -178,6 +186,19 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
+	if deps.Registerer != nil {
+		// What a server still holds: drain to 0 before removing a server.
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "iru_intake_spool_pending",
+			Help: "Alerts accepted by this API server and not yet delivered to Temporal (its local spool)."},
+			func() float64 { return float64(sp.Stats().Pending) })
+		if err := deps.Registerer.Register(g); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				_ = sp.Close()
+				return nil, fmt.Errorf("intake: metrics: %w", err)
+			}
+		}
+	}
 	h, err := NewHandler(Options{Auth: a, Inventory: inv, Rules: rules, Spool: sp, MaxBodyBytes: cfg.MaxBodyBytes, RetryAfter: cfg.RetryAfter, Log: log,
 		Limits: cfg.Limits, Budget: cfg.Budget, Metrics: m, OnRefusal: deps.OnRefusal})
 	if err != nil {
@@ -192,13 +213,37 @@ func Open(cfg Config, deps Deps) (*Service, error) {
 	}
 	fw := forward.New(sp, deps.Signaler, forward.Options{TaskQueue: cfg.TaskQueue, Log: log, DeadLetters: dl, OnDeadLetter: onDead})
 	s := &Service{Handler: h, Spool: sp, DeadLetters: dl, Forwarder: fw, Inventory: inv, Rules: rules, cfg: cfg}
-	if cfg.DetectorsFile != "" {
-		if s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log); err != nil {
-			_ = sp.Close()
-			return nil, err
+	switch {
+	case deps.Detectors != nil:
+		if s.Reloader, err = s.NewSourceReloader(deps.Detectors, cfg.Detectors, cfg.DetectorsPoll, log); err == nil {
+			err = s.Reloader.Reload() // records the version read by resolve, or a newer one
 		}
+	case cfg.DetectorsFile != "":
+		s.Reloader, err = s.NewReloader(cfg.DetectorsFile, cfg.Detectors, cfg.DetectorsPoll, log)
+	}
+	if err != nil {
+		_ = sp.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+// resolve returns the detectors the service starts with: the inline ones
+// merged with the file's or the shared store's.
+func resolve(cfg Config, src DetectorSource) ([]auth.Detector, error) {
+	if src == nil {
+		return ResolveDetectors(cfg.Detectors, cfg.DetectorsFile)
+	}
+	if cfg.DetectorsFile != "" {
+		return nil, fmt.Errorf("intake: detectors_file %s and the shared detector store %s are both configured; keep one", cfg.DetectorsFile, src)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sourceTimeout)
+	defer cancel()
+	_, f, err := src.Snapshot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("intake: detector store %s: %w", src, err)
+	}
+	return MergeDetectors(cfg.Detectors, f.Detectors)
 }
 
 func loadRules(path string) (*route.Rules, error) {

@@ -4,14 +4,19 @@ package localstack
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/iru-responder/responder/internal/cluster"
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/pki"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/temporalclient"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -93,6 +98,55 @@ func (s *stack) startCluster(ctx context.Context) error {
 	}
 	s.say("Temporal cluster frontend %s (mTLS, authorization by %s), ready in %s (%s); certificates in %s",
 		c.Address(), id.issuer, time.Since(t0).Round(time.Millisecond), schema, c.PKI().Dir)
+	return nil
+}
+
+// sharedSchema is the schema of the cluster mode's shared state, in
+// Temporal's persistence database on the cluster's PostgreSQL.
+const sharedSchema = "iru_shared"
+
+// shareState puts the cluster's processes on the production footing of
+// several hosts: the detectors move from the local file into the shared
+// store on the cluster's PostgreSQL (IRU_SHARED_STATE_DSN; detectors the
+// store already holds are kept), and with them the HMAC replay guard and
+// the failed-authentication counters. Every worker and API server already
+// has one key set: startKeys gave them all the same SoftHSM token
+// (SOFTHSM2_CONF, token label, PIN file) in the shared environment.
+func (s *stack) shareState(ctx context.Context) error {
+	cc := s.clusterCfg
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cc.DBHost, strconv.Itoa(cc.DBPort)), Path: "/" + cc.DBName, RawQuery: "sslmode=disable"}
+	u.User = url.User(cc.DBUser)
+	if cc.DBPassword != "" {
+		u.User = url.UserPassword(cc.DBUser, cc.DBPassword)
+	}
+	cfg := sharedstate.Config{DSN: u.String(), Schema: sharedSchema, Poll: 2 * time.Second}
+	st, err := sharedstate.Open(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	file := filepath.Join(s.cfg.StateDir, "detectors.yaml")
+	f, err := detectorsfile.Load(file)
+	if err != nil {
+		return err
+	}
+	added := 0
+	err = st.Update(ctx, func(sf *detectorsfile.File) (bool, error) {
+		for _, d := range f.Detectors {
+			if sf.Detector(d.Name) < 0 {
+				sf.Detectors = append(sf.Detectors, d)
+				added++
+			}
+		}
+		return added > 0, nil
+	})
+	if err != nil {
+		return err
+	}
+	// The later values win: no detectors file, the shared store instead.
+	s.env = append(s.env, "IRU_INTAKE_DETECTORS_FILE=", "IRU_SHARED_STATE_DSN="+cfg.DSN, "IRU_SHARED_STATE_SCHEMA="+cfg.Schema)
+	s.say("shared state (detectors, replay guard, failed-authentication counters) in %s on %s:%d/%s; %d detector(s) imported",
+		st, cc.DBHost, cc.DBPort, cc.DBName, added)
 	return nil
 }
 

@@ -350,10 +350,15 @@ func (s *stack) startLab(ctx context.Context) error {
 }
 
 // startWorker runs the real worker binary, as in production.
-func (s *stack) startWorker(context.Context) error {
+func (s *stack) startWorker(ctx context.Context) error {
 	var err error
 	if s.intakeFile, err = s.writeIntakeConfig(); err != nil {
 		return err
+	}
+	if s.clusterCfg != nil {
+		if err := s.shareState(ctx); err != nil {
+			return err
+		}
 	}
 	envFile := filepath.Join(s.cfg.StateDir, "iru.env")
 	if err := writeEnvFile(envFile, s.env); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/notify"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/stores"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	Notify   NotifyConfig
 	// IntakeKeys configures keys.rotate_intake_keys.
 	IntakeKeys intakekeys.Config
+	// Shared, when set, is where keys.rotate_intake_keys writes the
+	// detectors (the store every API server reads) instead of the file.
+	Shared sharedstate.Config
 	// SecretsDir receives minted secrets (rotated client secrets, tokens).
 	SecretsDir string `env:"IRU_SECRETS_DIR" envDefault:".iru/secrets" doc:"Folder (0700) where rotated secrets are written, one 0600 file per version; activities return references to them."`
 	// PlaybooksDir, if set, loads the playbooks from a folder instead of the embedded ones.
@@ -84,7 +88,11 @@ func (n NotifyConfig) Channels() []notify.Channel {
 
 // Validate implements config.Validator.
 func (c *Config) Validate() error {
-	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Decisions.Validate(), c.Controls.Validate())
+	var both error
+	if c.Shared.Enabled() && c.IntakeKeys.DetectorsFile != "" {
+		both = errors.New("IRU_INTAKE_DETECTORS_FILE and IRU_SHARED_STATE_DSN: the detectors live in one place; unset the file (copy it in with `starter keys import-detectors`)")
+	}
+	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Shared.Validate(), c.Decisions.Validate(), c.Controls.Validate(), both)
 }
 
 // Validate implements config.Validator: the key file, if set, must parse.

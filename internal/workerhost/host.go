@@ -33,6 +33,7 @@ import (
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/notify"
 	"github.com/iru-responder/responder/internal/secretsink"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
@@ -52,6 +53,8 @@ type Host struct {
 	selftest   *selftest.Activities
 	intakeKeys *intakekeys.Activities
 	keyops     *keyops.Activities
+	// shared holds the detectors every API server shares (nil: file).
+	shared *sharedstate.Store
 	// audit records key changes and the configuration in the ledger.
 	audit *accesslog.Logger
 	// refusedSeen are the digests of refused unencrypted payloads recorded.
@@ -119,6 +122,13 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	h.keyops = &keyops.Activities{Keys: h.prot.Keys, Stores: []keyops.Store{{Name: "codec", Keys: codecKeys}, {Name: "evidence", Keys: evidenceKeys}}}
 	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
 		return nil, fmt.Errorf("intake key activities: %w", err)
+	}
+	if cfg.Shared.Enabled() {
+		// Rotations write the detectors every API server reads.
+		if h.shared, err = sharedstate.Open(ctx, cfg.Shared, nil); err != nil {
+			return nil, err
+		}
+		h.intakeKeys = h.intakeKeys.WithStore(h.shared)
 	}
 	// Probe targets come from the inventory (or the allow-list), never
 	// the worker's own listen addresses.
@@ -209,6 +219,9 @@ func (h *Host) Close() {
 	if h.stores != nil {
 		_ = h.stores.Close()
 	}
+	if h.shared != nil {
+		h.shared.Close()
+	}
 	if h.prot != nil {
 		_ = h.prot.Close()
 	}
@@ -216,6 +229,10 @@ func (h *Host) Close() {
 
 // Stores returns the open ledger and evidence locker.
 func (h *Host) Stores() *stores.Stores { return h.stores }
+
+// KeyOps returns the KEK rotation (keys.rotate_kek) over every store of
+// wrapped keys this host has: tests rotate through it directly.
+func (h *Host) KeyOps() *keyops.Activities { return h.keyops }
 
 // Keys returns the HSM key manager.
 func (h *Host) Keys() *keys.Manager { return h.prot.Keys }

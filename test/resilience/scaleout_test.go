@@ -3,8 +3,11 @@
 package resilience
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,7 +27,11 @@ import (
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
+	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/schedules"
+	"github.com/iru-responder/responder/internal/secretsink"
+	"github.com/iru-responder/responder/internal/sharedstate/sharedtest"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
@@ -133,14 +140,12 @@ func freeLoopback(t *testing.T) string {
 	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
-// intakeFile writes an intake configuration with its own spool and one
-// generic detector whose API key is key.
-func intakeFile(t *testing.T, key string) string {
+// intakeFile writes an intake configuration with its own spool; the
+// detectors are those of the shared store.
+func intakeFile(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := intake.Config{SpoolDir: filepath.Join(dir, "spool"), TaskQueue: workflows.TaskQueue,
-		Detectors: []intakeauth.Detector{{Name: detectorName, Format: "generic",
-			APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", key)}}}}}
+	cfg := intake.Config{SpoolDir: filepath.Join(dir, "spool"), TaskQueue: workflows.TaskQueue}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +160,13 @@ func intakeFile(t *testing.T, key string) string {
 // TestScaleOut runs the platform scaled out on the current target (run it
 // with IRU_TEST_TARGET=cluster for the real cluster): two worker
 // processes (the worker binary) and two API servers (`starter serve`,
-// each with its own intake spool) share the task queue, the ledger and
-// the lab. Detectors post a storm of IRU_SCALEOUT_ALERTS alerts (1,000)
+// each with its own intake spool) share the task queue, the ledger, the
+// lab and the shared state (IRU_SHARED_STATE_DSN: detectors, replay guard,
+// failed-authentication counters in PostgreSQL). Before the storm, an
+// HMAC-signed alert accepted by API server 1 and replayed to API server 2
+// is refused there, and keys.rotate_intake_keys, run by a worker, rotates
+// the detector's key in the shared store: API server 2 accepts the new key
+// within seconds, and the storm uses it. Detectors post a storm of IRU_SCALEOUT_ALERTS alerts (1,000)
 // about IRU_SCALEOUT_ASSETS containers (50) of a 50-container lab
 // inventory, alternately to the two API servers, 16 at a time; a third of
 // the way through, once worker 1's SDK metrics show it has run workflow
@@ -189,13 +199,30 @@ func TestScaleOut(t *testing.T) {
 	p := testplatform.New(t, testplatform.Options{NoWorker: true, PVEInventory: scaleOutInventory,
 		Env: []string{"IRU_CODEC_TOKEN=" + randomSecret(t, 16), "IRU_PLAYBOOKS_DIR=" + crashPlaybooks(t)}})
 	t.Logf("%5.1fs platform on %s", time.Since(began).Seconds(), p.Target.Name())
-	workers := []*workerProc{newWorkerProc(t, workerBin, p.Env), newWorkerProc(t, workerBin, p.Env)}
-	for _, w := range workers {
-		w.Start()
-	}
-	key, err := intakeauth.GenerateKey()
+	// The shared state: the detectors (an API-key one, a signing one) in
+	// PostgreSQL, which the workers' rotation writes and the API servers read.
+	scfg := sharedtest.Config(t)
+	shared := sharedtest.Open(t, scfg)
+	firstKey, err := intakeauth.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
+	}
+	signerSecret := randomSecret(t, 32)
+	err = shared.Update(context.Background(), func(f *detectorsfile.File) (bool, error) {
+		f.Detectors = []intakeauth.Detector{
+			{Name: detectorName, Format: "generic", APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", firstKey)}}},
+			{Name: signerName, Format: "generic", HMACSecrets: []intakeauth.HMACSecret{{ID: "h1", Secret: signerSecret}}},
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharedEnv := []string{"IRU_SHARED_STATE_DSN=" + scfg.DSN, "IRU_SHARED_STATE_SCHEMA=" + scfg.Schema}
+	workerEnv := append(slices.Clone(p.Env), sharedEnv...)
+	workers := []*workerProc{newWorkerProc(t, workerBin, workerEnv), newWorkerProc(t, workerBin, workerEnv)}
+	for _, w := range workers {
+		w.Start()
 	}
 	// The API servers act as the API server on the cluster (their own
 	// certificate and token), with the intake's limits opened for a load
@@ -203,9 +230,10 @@ func TestScaleOut(t *testing.T) {
 	apiEnv := append(append([]string{}, p.Env...), p.Target.Env(testenv.RoleAPI)...)
 	apiEnv = append(apiEnv, "IRU_INTAKE_SOURCE_RATE=1000000", "IRU_INTAKE_SOURCE_BURST=1000000", "IRU_INTAKE_SOURCE_CONCURRENCY=1000",
 		"IRU_INTAKE_DETECTOR_RATE=1000000", "IRU_INTAKE_DETECTOR_BURST=1000000", "IRU_INTAKE_DETECTOR_CONCURRENCY=1000")
+	apiEnv = append(apiEnv, sharedEnv...)
 	apis := []*apiProc{
-		startAPI(t, starterBin, append(slices.Clone(apiEnv), "IRU_INTAKE_CONFIG="+intakeFile(t, key))),
-		startAPI(t, starterBin, append(slices.Clone(apiEnv), "IRU_INTAKE_CONFIG="+intakeFile(t, key))),
+		startAPI(t, starterBin, append(slices.Clone(apiEnv), "IRU_INTAKE_CONFIG="+intakeFile(t))),
+		startAPI(t, starterBin, append(slices.Clone(apiEnv), "IRU_INTAKE_CONFIG="+intakeFile(t))),
 	}
 	t.Logf("%5.1fs 2 workers and 2 API servers up", time.Since(began).Seconds())
 
@@ -214,12 +242,52 @@ func TestScaleOut(t *testing.T) {
 	assetOf := func(j int) string { return asset(j % nAssets) }
 	var mu sync.Mutex
 	accepted := map[string][]string{} // asset → accepted alert ids
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	// A signed alert accepted by API server 1, replayed to API server 2:
+	// refused there (the replay guard is shared), nothing more accepted.
+	signed := genericAlert(assetOf(0), "scaleout-"+tag+"-signed", "signed alert", nil)
+	ts, sig := intakeauth.SignatureHeader([]byte(signerSecret), time.Now(), signed)
+	code, ids, err := postSigned(client, apis[0].URL, signed, ts, sig)
+	if err != nil || code != http.StatusAccepted || len(ids) != 1 {
+		t.Fatalf("signed alert at API server 1: %d %v %v", code, ids, err)
+	}
+	accepted[assetOf(0)] = append(accepted[assetOf(0)], ids...)
+	if code, _, _ := postSigned(client, apis[1].URL, signed, ts, sig); code != http.StatusUnauthorized {
+		t.Fatalf("the signed alert replayed to API server 2 answered %d, want 401", code)
+	}
+	// The detector's key rotated by keys.rotate_intake_keys on a worker,
+	// in the shared store; API server 2 accepts the new key within seconds.
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	rot, err := schedules.RunIntakeKeyRotation(rctx, p.Client, workflows.TaskQueue, workflows.RotateIntakeKeysInput{Source: detectorName, Reason: "scale-out test"})
+	rcancel()
+	if err != nil || len(rot.Result.Rotated) != 1 {
+		t.Fatalf("rotate the intake key: %+v %v", rot, err)
+	}
+	rotatedAt := time.Now()
+	newKey, err := secretsink.File{Dir: envValue(t, p.Env, "IRU_SECRETS_DIR")}.Read(rot.Result.Rotated[0].SecretRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := string(newKey)
+	for {
+		code, ids, _ := postAlert(client, apis[1].URL, key, genericAlert(assetOf(1), "scaleout-"+tag+"-rotated", "first alert with the rotated key", nil))
+		if code == http.StatusAccepted {
+			accepted[assetOf(1)] = append(accepted[assetOf(1)], ids...)
+			break
+		}
+		if time.Since(rotatedAt) > 10*time.Second {
+			t.Fatalf("API server 2 still refuses the rotated key %s after the rotation (%d)", time.Since(rotatedAt), code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%5.1fs signed replay refused across API servers; rotated key accepted at API server 2 %s after the rotation",
+		time.Since(began).Seconds(), time.Since(rotatedAt).Round(time.Millisecond))
 	perAPI := make([]atomic.Int64, len(apis))
 	var posted atomic.Int64
 	killAt := nAlerts / 3
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 30 * time.Second}
 	for range 16 {
 		wg.Go(func() {
 			for j := range jobs {
@@ -481,3 +549,32 @@ func workerWork(t *testing.T, addr string) workerLoad {
 
 // asset names container i of testdata/inventory50.yaml (vmid 1000+i).
 func asset(i int) string { return fmt.Sprintf("bench-%d", i) }
+
+// signerName is the shared store's detector that signs its requests.
+const signerName = "signer"
+
+// postSigned posts body as the signing detector with the timestamp and
+// signature headers; it returns the status and the accepted alert ids.
+func postSigned(c *http.Client, base string, body []byte, ts, sig string) (int, []string, error) {
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/alerts/"+signerName, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(intakeauth.HeaderTimestamp, ts)
+	req.Header.Set(intakeauth.HeaderSignature, sig)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		return resp.StatusCode, nil, err
+	}
+	var r intake.Response
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("decode 202 body %q: %w", raw, err)
+	}
+	return resp.StatusCode, r.IDs, nil
+}

@@ -6,6 +6,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -154,8 +155,13 @@ type Options struct {
 	// (default 5 minutes).
 	ReplayWindow time.Duration
 	// ReplayCacheMax bounds the remembered signatures (default 1,000,000);
-	// when full, signed requests are refused until entries expire.
+	// when full, signed requests are refused until entries expire. It
+	// applies to the in-process cache only (Replay nil).
 	ReplayCacheMax int
+	// Replay, if set, remembers accepted signatures instead of the
+	// in-process cache: a store shared by every API server (PostgreSQL,
+	// package sharedstate) refuses a request replayed to another replica.
+	Replay ReplayGuard
 	// Observer receives events (nil: none).
 	Observer Observer
 	// Now is the clock (nil: time.Now).
@@ -170,7 +176,24 @@ type Authenticator struct {
 	// map and swaps the pointer, so a request sees one consistent set.
 	detectors atomic.Pointer[map[string]Detector]
 	opts      Options
-	replay    *replayCache
+	replay    ReplayGuard
+}
+
+// ErrReplayed is returned by a [ReplayGuard] for a signature it already
+// holds, unexpired.
+var ErrReplayed = errors.New("replayed signature")
+
+// ErrReplayFull is returned by a [ReplayGuard] that has no room left.
+var ErrReplayFull = errors.New("replay cache full")
+
+// ReplayGuard remembers the signatures of accepted signed requests until
+// they leave the replay window. Remember records detector's signature sig
+// until expires and returns nil, or [ErrReplayed] when it already holds sig
+// unexpired at now; any other error (its store is unreachable) refuses the
+// request too: a replay guard fails closed. It must be safe for concurrent
+// use.
+type ReplayGuard interface {
+	Remember(ctx context.Context, detector string, sig [sha256.Size]byte, expires, now time.Time) error
 }
 
 // New validates the detectors and returns an authenticator.
@@ -188,7 +211,10 @@ func New(detectors []Detector, opts Options) (*Authenticator, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Authenticator{opts: opts, replay: newReplayCache(opts.ReplayCacheMax)}
+	a := &Authenticator{opts: opts, replay: opts.Replay}
+	if a.replay == nil {
+		a.replay = newReplayCache(opts.ReplayCacheMax)
+	}
 	a.detectors.Store(&m)
 	return a, nil
 }
@@ -344,7 +370,7 @@ func (p *Pending) Finish(body []byte) (Identity, error) {
 	if !p.NeedsBody {
 		return p.id, nil
 	}
-	kid, reason := p.a.checkSignature(p.d.HMACSecrets, p.r.Header.Get(HeaderTimestamp), p.r.Header.Get(HeaderSignature), body, p.now)
+	kid, reason := p.a.checkSignature(p.r.Context(), p.d.Name, p.d.HMACSecrets, p.r.Header.Get(HeaderTimestamp), p.r.Header.Get(HeaderSignature), body, p.now)
 	p.ev.KeyID = kid
 	if reason == "" {
 		p.id.Method, p.id.KeyID = MethodHMAC, kid
@@ -498,7 +524,7 @@ func (a *Authenticator) parseSignature(ts, sig string, now time.Time) (when time
 	return when, mac, ""
 }
 
-func (a *Authenticator) checkSignature(secrets []HMACSecret, ts, sig string, body []byte, now time.Time) (keyID, reason string) {
+func (a *Authenticator) checkSignature(ctx context.Context, detector string, secrets []HMACSecret, ts, sig string, body []byte, now time.Time) (keyID, reason string) {
 	when, got, reason := a.parseSignature(ts, sig, now)
 	if reason != "" {
 		return "", reason
@@ -515,10 +541,16 @@ func (a *Authenticator) checkSignature(secrets []HMACSecret, ts, sig string, bod
 	if matched == "" {
 		return "", "bad signature"
 	}
-	if reason := a.replay.add([sha256.Size]byte(got), when.Add(a.opts.ReplayWindow), now); reason != "" {
-		return matched, reason
+	switch err := a.replay.Remember(ctx, detector, [sha256.Size]byte(got), when.Add(a.opts.ReplayWindow), now); {
+	case err == nil:
+		return matched, ""
+	case errors.Is(err, ErrReplayed):
+		return matched, "replayed signature"
+	case errors.Is(err, ErrReplayFull):
+		return matched, "replay cache full"
+	default:
+		return matched, "replay store unavailable"
 	}
-	return matched, ""
 }
 
 func checkCert(r *http.Request, subjects []string) (string, string) {
@@ -595,11 +627,14 @@ func newReplayCache(max int) *replayCache {
 	return &replayCache{max: max, seen: make(map[[sha256.Size]byte]time.Time)}
 }
 
-func (c *replayCache) add(sig [sha256.Size]byte, expires, now time.Time) string {
+// Remember implements [ReplayGuard] in this process's memory. The
+// detector is not part of the key: a signature covers a secret only its
+// detector holds.
+func (c *replayCache) Remember(_ context.Context, _ string, sig [sha256.Size]byte, expires, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if exp, ok := c.seen[sig]; ok && now.Before(exp) {
-		return "replayed signature"
+		return ErrReplayed
 	}
 	if len(c.seen) >= c.max || now.Sub(c.lastSweep) > time.Minute {
 		for k, exp := range c.seen {
@@ -609,9 +644,9 @@ func (c *replayCache) add(sig [sha256.Size]byte, expires, now time.Time) string 
 		}
 		c.lastSweep = now
 		if len(c.seen) >= c.max {
-			return "replay cache full"
+			return ErrReplayFull
 		}
 	}
 	c.seen[sig] = expires
-	return ""
+	return nil
 }

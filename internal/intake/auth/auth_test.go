@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -155,15 +156,15 @@ func TestReplayCacheBounded(t *testing.T) {
 	c := newReplayCache(2)
 	exp := now.Add(time.Minute)
 	for i := range 2 {
-		if r := c.add([32]byte{byte(i)}, exp, now); r != "" {
-			t.Fatal(r)
+		if err := c.Remember(context.Background(), "d", [32]byte{byte(i)}, exp, now); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if r := c.add([32]byte{9}, exp, now); r != "replay cache full" {
-		t.Fatalf("full cache: %q", r)
+	if err := c.Remember(context.Background(), "d", [32]byte{9}, exp, now); !errors.Is(err, ErrReplayFull) {
+		t.Fatalf("full cache: %v", err)
 	}
-	if r := c.add([32]byte{9}, exp.Add(time.Minute), exp); r != "" {
-		t.Fatalf("after expiry: %q", r)
+	if err := c.Remember(context.Background(), "d", [32]byte{9}, exp.Add(time.Minute), exp); err != nil {
+		t.Fatalf("after expiry: %v", err)
 	}
 }
 

@@ -212,3 +212,32 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 		lf.Close()
 	}, nil
 }
+
+// Store is where the detectors live: a detectors file on one host
+// ([FileStore]) or a store every API server shares (PostgreSQL, package
+// sharedstate). Key rotation (keys.rotate_intake_keys, `starter keys
+// add-detector`) writes through it; the API server's reloader reads it.
+type Store interface {
+	// Load reads and validates the detectors.
+	Load(ctx context.Context) (File, error)
+	// Update changes the detectors under an exclusive lock, as [Update]
+	// does for a file: change runs with the lock held and, if it reports a
+	// change, the result is validated and written at once.
+	Update(ctx context.Context, change func(f *File) (changed bool, err error)) error
+	// String names the store in messages (a path, "postgresql schema x").
+	String() string
+}
+
+// FileStore is the [Store] of a detectors file at Path.
+type FileStore struct{ Path string }
+
+// Load implements [Store].
+func (s FileStore) Load(context.Context) (File, error) { return Load(s.Path) }
+
+// Update implements [Store].
+func (s FileStore) Update(ctx context.Context, change func(f *File) (bool, error)) error {
+	return Update(ctx, s.Path, change)
+}
+
+// String implements [Store].
+func (s FileStore) String() string { return s.Path }
