@@ -207,7 +207,11 @@ func TestBadTokenFloodLeavesOneLedgerRow(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// A legitimate request is recorded on its own, with its identity.
+	// The flood spent the source's responder API budget (its 429s are
+	// refusals too); its bucket (IRU_API_SOURCE_RATE, 50/s) refills within
+	// a second. Then a legitimate request is recorded on its own, with its
+	// identity.
+	time.Sleep(1500 * time.Millisecond)
 	if resp := s.do(t, "GET", "/api/v1/incidents/x", nil, "Authorization", "Bearer good"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("legitimate request: %d, want 404 (the fake Temporal knows no incident)", resp.StatusCode)
 	}
