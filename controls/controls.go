@@ -42,6 +42,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/internal/yamlfile"
+
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/severity"
 )
@@ -273,14 +275,7 @@ func (f *File) ClauseText(clause string) string {
 }
 
 // Error is one problem of a controls file, at a line.
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-// Error implements error as "file:line: message".
-func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+type Error = yamlfile.Error
 
 // Embedded loads the controls file embedded in the binaries.
 func Embedded() (*File, error) { return Parse(EmbeddedName, embedded) }
@@ -328,7 +323,7 @@ var (
 // Parse parses and validates a controls file; name names it in errors.
 // The error joins every problem found (each an [*Error]).
 func Parse(name string, src []byte) (*File, error) {
-	p := &parser{file: name, ids: map[string]int{}}
+	p := &parser{Reader: yamlfile.Reader{File: name}, ids: map[string]int{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: fmt.Sprintf("parse yaml: %v", err)}
@@ -336,22 +331,22 @@ func Parse(name string, src []byte) (*File, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &Error{File: name, Line: 1, Msg: "the file is empty; want a mapping with frameworks and controls"}
 	}
-	f := p.fields(doc.Content[0], "the file", "frameworks", "controls")
+	f := p.Fields(doc.Content[0], "the file", "frameworks", "controls")
 	out := &File{Name: name}
 	if fw := f["frameworks"]; fw != nil {
 		if fw.Kind != yaml.MappingNode {
-			p.errorf(fw, "frameworks must be a mapping of clause: description")
+			p.Errorf(fw, "frameworks must be a mapping of clause: description")
 		} else {
 			for i := 0; i+1 < len(fw.Content); i += 2 {
 				k, v := fw.Content[i], fw.Content[i+1]
 				text := p.str(v, "frameworks."+k.Value)
 				switch {
 				case strings.TrimSpace(k.Value) == "":
-					p.errorf(k, "frameworks: empty clause")
+					p.Errorf(k, "frameworks: empty clause")
 				case slices.ContainsFunc(out.Frameworks, func(x Framework) bool { return x.Clause == k.Value }):
-					p.errorf(k, "frameworks: clause %q given twice", k.Value)
+					p.Errorf(k, "frameworks: clause %q given twice", k.Value)
 				case text == "":
-					p.errorf(v, "frameworks: clause %q has no description", k.Value)
+					p.Errorf(v, "frameworks: clause %q has no description", k.Value)
 				default:
 					out.Frameworks = append(out.Frameworks, Framework{Clause: k.Value, Text: text})
 				}
@@ -361,11 +356,11 @@ func Parse(name string, src []byte) (*File, error) {
 	p.frameworks = out.Frameworks
 	switch list := f["controls"]; {
 	case list == nil:
-		p.errorf(doc.Content[0], "no controls list")
+		p.Errorf(doc.Content[0], "no controls list")
 	case list.Kind != yaml.SequenceNode:
-		p.errorf(list, "controls must be a list")
+		p.Errorf(list, "controls must be a list")
 	case len(list.Content) == 0:
-		p.errorf(list, "controls: the list is empty")
+		p.Errorf(list, "controls: the list is empty")
 	default:
 		for _, n := range list.Content {
 			if c, ok := p.control(n); ok {
@@ -373,8 +368,8 @@ func Parse(name string, src []byte) (*File, error) {
 			}
 		}
 	}
-	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
+	if len(p.Errs) > 0 {
+		return nil, errors.Join(p.Errs...)
 	}
 	sum := sha256.Sum256(src)
 	out.Digest = hex.EncodeToString(sum[:])
@@ -396,75 +391,28 @@ func yamlErrorLine(err error) int {
 }
 
 type parser struct {
-	file       string
-	errs       []error
+	yamlfile.Reader
 	ids        map[string]int
 	frameworks []Framework
 }
 
-func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
-	line := 0
-	if n != nil {
-		line = n.Line
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
-}
-
-// fields returns the key → value nodes of a mapping, reporting unknown and
-// duplicate keys.
-func (p *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
-	out := map[string]*yaml.Node{}
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "%s must be a mapping", what)
-		return out
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch _, dup := out[k.Value]; {
-		case !slices.Contains(allowed, k.Value):
-			if len(allowed) == 0 {
-				p.errorf(k, "%s: unknown field %q (this check takes no parameters)", what, k.Value)
-			} else {
-				p.errorf(k, "%s: unknown field %q (allowed: %s)", what, k.Value, strings.Join(allowed, ", "))
-			}
-		case dup:
-			p.errorf(k, "%s: field %q given twice", what, k.Value)
-		default:
-			out[k.Value] = v
-		}
-	}
-	return out
-}
-
-func (p *parser) str(n *yaml.Node, what string) string {
-	if n == nil {
-		return ""
-	}
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n, "%s must be a single value", what)
-		return ""
-	}
-	return strings.TrimSpace(n.Value)
-}
+// str is [yamlfile.Reader.Str] without surrounding spaces.
+func (p *parser) str(n *yaml.Node, what string) string { return strings.TrimSpace(p.Str(n, what)) }
 
 // strs reads a list of strings, reporting empty and repeated items.
 func (p *parser) strs(n *yaml.Node, what string) []string {
 	if n == nil {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "%s must be a list", what)
-		return nil
-	}
 	var out []string
-	for _, c := range n.Content {
+	for _, c := range p.List(n, what) {
 		s := p.str(c, what)
 		switch {
 		case c.Kind != yaml.ScalarNode:
 		case s == "":
-			p.errorf(c, "%s: empty item", what)
+			p.Errorf(c, "%s: empty item", what)
 		case slices.Contains(out, s):
-			p.errorf(c, "%s: %q listed twice", what, s)
+			p.Errorf(c, "%s: %q listed twice", what, s)
 		default:
 			out = append(out, s)
 		}
@@ -479,7 +427,7 @@ func (p *parser) prefixes(n *yaml.Node, what string) []netip.Prefix {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				p.errorf(n.Content[min(i, len(n.Content)-1)], "%s: %q is not a CIDR or an address", what, s)
+				p.Errorf(n.Content[min(i, len(n.Content)-1)], "%s: %q is not a CIDR or an address", what, s)
 				continue
 			}
 			pf = netip.PrefixFrom(a, a.BitLen())
@@ -494,7 +442,7 @@ func (p *parser) ports(n *yaml.Node, what string) []int {
 	for i, s := range p.strs(n, what) {
 		port, err := strconv.Atoi(s)
 		if err != nil || port < 1 || port > 65535 {
-			p.errorf(n.Content[i], "%s: %q is not a port from 1 to 65535", what, s)
+			p.Errorf(n.Content[i], "%s: %q is not a port from 1 to 65535", what, s)
 			continue
 		}
 		out = append(out, port)
@@ -502,52 +450,39 @@ func (p *parser) ports(n *yaml.Node, what string) []int {
 	return out
 }
 
-func (p *parser) duration(n *yaml.Node, what string) time.Duration {
-	if n == nil {
-		return 0
-	}
-	s := p.str(n, what)
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		p.errorf(n, "%s: %q is not a positive duration like 5m, 24h or 2160h", what, s)
-		return 0
-	}
-	return d
-}
-
 func (p *parser) control(n *yaml.Node) (Control, bool) {
-	before := len(p.errs)
-	f := p.fields(n, "control", "id", "section", "title", "check", "severity", "playbook", "targets", "params", "frameworks")
+	before := len(p.Errs)
+	f := p.Fields(n, "control", "id", "section", "title", "check", "severity", "playbook", "targets", "params", "frameworks")
 	c := Control{Line: n.Line}
 	c.ID = p.str(f["id"], "control id")
 	what := "control"
 	switch {
 	case f["id"] == nil:
-		p.errorf(n, "control: no id")
+		p.Errorf(n, "control: no id")
 	case !idRE.MatchString(c.ID):
-		p.errorf(f["id"], "control id %q: want lowercase letters, digits and dashes, at most 63, starting with a letter or digit", c.ID)
+		p.Errorf(f["id"], "control id %q: want lowercase letters, digits and dashes, at most 63, starting with a letter or digit", c.ID)
 	default:
 		what = fmt.Sprintf("control %q", c.ID)
 		if line, dup := p.ids[c.ID]; dup {
-			p.errorf(f["id"], "%s: the id is already used on line %d", what, line)
+			p.Errorf(f["id"], "%s: the id is already used on line %d", what, line)
 		}
 		p.ids[c.ID] = f["id"].Line
 	}
 	c.Section = p.str(f["section"], what+": section")
 	if c.Section == "" {
-		p.errorf(n, "%s: no section (the hardening guide's section it comes from)", what)
+		p.Errorf(n, "%s: no section (the hardening guide's section it comes from)", what)
 	}
 	c.Title = p.str(f["title"], what+": title")
 	if c.Title == "" {
-		p.errorf(n, "%s: no title", what)
+		p.Errorf(n, "%s: no title", what)
 	}
 	c.Check = p.str(f["check"], what+": check")
 	allowedParams, known := kinds[c.Check]
 	switch {
 	case f["check"] == nil:
-		p.errorf(n, "%s: no check (one of %s)", what, strings.Join(Kinds(), ", "))
+		p.Errorf(n, "%s: no check (one of %s)", what, strings.Join(Kinds(), ", "))
 	case !known:
-		p.errorf(f["check"], "%s: unknown check kind %q (want one of %s)", what, c.Check, strings.Join(Kinds(), ", "))
+		p.Errorf(f["check"], "%s: unknown check kind %q (want one of %s)", what, c.Check, strings.Join(Kinds(), ", "))
 	}
 	c.Severity = p.str(f["severity"], what+": severity")
 	if !severity.Valid(c.Severity) {
@@ -555,36 +490,36 @@ func (p *parser) control(n *yaml.Node) (Control, bool) {
 		if at == nil {
 			at = n
 		}
-		p.errorf(at, "%s: severity %q: want one of %s", what, c.Severity, strings.Join(severity.All(), ", "))
+		p.Errorf(at, "%s: severity %q: want one of %s", what, c.Severity, strings.Join(severity.All(), ", "))
 	}
 	c.Playbook = DefaultPlaybook
 	if pb := f["playbook"]; pb != nil {
 		c.Playbook = p.str(pb, what+": playbook")
 		if !playbookRE.MatchString(c.Playbook) {
-			p.errorf(pb, "%s: playbook %q: want a playbook name (lowercase letters, digits, dashes); leave it out for %s", what, c.Playbook, DefaultPlaybook)
+			p.Errorf(pb, "%s: playbook %q: want a playbook name (lowercase letters, digits, dashes); leave it out for %s", what, c.Playbook, DefaultPlaybook)
 		}
 	}
 	c.Targets = p.strs(f["targets"], what+": targets")
 	if f["targets"] != nil && len(c.Targets) == 0 && f["targets"].Kind == yaml.SequenceNode {
-		p.errorf(f["targets"], "%s: targets is empty; leave it out for the check's default", what)
+		p.Errorf(f["targets"], "%s: targets is empty; leave it out for the check's default", what)
 	}
 	c.Frameworks = p.strs(f["frameworks"], what+": frameworks")
 	for i, fw := range c.Frameworks {
 		if !slices.ContainsFunc(p.frameworks, func(x Framework) bool { return x.Clause == fw }) {
-			p.errorf(f["frameworks"].Content[min(i, len(f["frameworks"].Content)-1)], "%s: framework clause %q is not in the file's frameworks table", what, fw)
+			p.Errorf(f["frameworks"].Content[min(i, len(f["frameworks"].Content)-1)], "%s: framework clause %q is not in the file's frameworks table", what, fw)
 		}
 	}
 	if known {
 		c.Params = p.params(f["params"], n, c.Check, allowedParams, what)
 	}
-	return c, len(p.errs) == before
+	return c, len(p.Errs) == before
 }
 
 func (p *parser) params(n, control *yaml.Node, kind string, allowed []string, what string) Params {
 	var out Params
 	var f map[string]*yaml.Node
 	if n != nil {
-		f = p.fields(n, what+": params of "+kind, allowed...)
+		f = p.Fields(n, what+": params of "+kind, allowed...)
 	}
 	for _, r := range required[kind] {
 		if f[r] == nil {
@@ -592,21 +527,21 @@ func (p *parser) params(n, control *yaml.Node, kind string, allowed []string, wh
 			if at == nil {
 				at = control
 			}
-			p.errorf(at, "%s: check %s needs params.%s", what, kind, r)
+			p.Errorf(at, "%s: check %s needs params.%s", what, kind, r)
 		}
 	}
 	what += ": params."
 	out.Ports = p.ports(f["ports"], what+"ports")
 	out.AllowedPorts = p.ports(f["allowed_ports"], what+"allowed_ports")
 	if f["ports"] != nil && len(out.Ports) == 0 && f["ports"].Kind == yaml.SequenceNode && len(f["ports"].Content) == 0 {
-		p.errorf(f["ports"], "%sports is empty: a container would accept nothing; list the ports", what)
+		p.Errorf(f["ports"], "%sports is empty: a container would accept nothing; list the ports", what)
 	}
 	out.AllowedSources = p.prefixes(f["allowed_sources"], what+"allowed_sources")
 	out.AllowedDestinations = p.prefixes(f["allowed_destinations"], what+"allowed_destinations")
 	out.ManagementCIDRs = p.prefixes(f["management_cidrs"], what+"management_cidrs")
 	for i, b := range p.strs(f["management_bridges"], what+"management_bridges") {
 		if !bridgeRE.MatchString(b) {
-			p.errorf(f["management_bridges"].Content[i], "%smanagement_bridges: %q is not a bridge name", what, b)
+			p.Errorf(f["management_bridges"].Content[i], "%smanagement_bridges: %q is not a bridge name", what, b)
 			continue
 		}
 		out.ManagementBridges = append(out.ManagementBridges, b)
@@ -614,41 +549,41 @@ func (p *parser) params(n, control *yaml.Node, kind string, allowed []string, wh
 	for i, s := range p.strs(f["allow_pairs"], what+"allow_pairs") {
 		m := pairRE.FindStringSubmatch(s)
 		if m == nil {
-			p.errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: want \"SOURCE -> DEST:PORT\" (SOURCE a container name or *, PORT a number or *)", what, s)
+			p.Errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: want \"SOURCE -> DEST:PORT\" (SOURCE a container name or *, PORT a number or *)", what, s)
 			continue
 		}
 		pr := Pair{From: m[1], To: m[2]}
 		if m[3] != "*" {
 			port, err := strconv.Atoi(m[3])
 			if err != nil || port < 1 || port > 65535 {
-				p.errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: port %s is not from 1 to 65535", what, s, m[3])
+				p.Errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: port %s is not from 1 to 65535", what, s, m[3])
 				continue
 			}
 			pr.Port = port
 		}
 		if pr.From == pr.To {
-			p.errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: a container to itself is not lateral movement", what, s)
+			p.Errorf(f["allow_pairs"].Content[i], "%sallow_pairs: %q: a container to itself is not lateral movement", what, s)
 			continue
 		}
 		out.AllowPairs = append(out.AllowPairs, pr)
 	}
 	out.Roles = p.strs(f["roles"], what+"roles")
 	out.Policies = p.strs(f["policies"], what+"policies")
-	out.MaxLifespan = p.duration(f["max_lifespan"], what+"max_lifespan")
+	out.MaxLifespan = p.Duration(f["max_lifespan"], what+"max_lifespan", "5m, 24h or 2160h")
 	if out.MaxLifespan%time.Second != 0 {
-		p.errorf(f["max_lifespan"], "%smax_lifespan: %s is not whole seconds (Keycloak counts seconds)", what, out.MaxLifespan)
+		p.Errorf(f["max_lifespan"], "%smax_lifespan: %s is not whole seconds (Keycloak counts seconds)", what, out.MaxLifespan)
 	}
-	out.MaxAge = p.duration(f["max_age"], what+"max_age")
+	out.MaxAge = p.Duration(f["max_age"], what+"max_age", "5m, 24h or 2160h")
 	for i, k := range p.strs(f["kinds"], what+"kinds") {
 		if !slices.Contains([]string{KeyIntake, KeyPVEToken, KeyKCClientSecret}, k) {
-			p.errorf(f["kinds"].Content[i], "%skinds: unknown key kind %q (want %s, %s or %s)", what, k, KeyIntake, KeyPVEToken, KeyKCClientSecret)
+			p.Errorf(f["kinds"].Content[i], "%skinds: unknown key kind %q (want %s, %s or %s)", what, k, KeyIntake, KeyPVEToken, KeyKCClientSecret)
 			continue
 		}
 		out.KeyKinds = append(out.KeyKinds, k)
 	}
 	out.Addr = p.str(f["addr"], what+"addr")
 	if out.Addr != "" && !addrRE.MatchString(out.Addr) {
-		p.errorf(f["addr"], "%saddr: %q is not host:port", what, out.Addr)
+		p.Errorf(f["addr"], "%saddr: %q is not host:port", what, out.Addr)
 	}
 	return out
 }

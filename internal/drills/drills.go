@@ -19,6 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/internal/yamlfile"
+
 	drillsfile "github.com/iru-responder/responder/drills"
 	"github.com/iru-responder/responder/playbooks"
 	"github.com/iru-responder/responder/workflows"
@@ -33,14 +35,7 @@ const (
 )
 
 // Error is one problem of a drills file, at a line.
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-// Error implements error as "file:line: message".
-func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+type Error = yamlfile.Error
 
 // Schedule says when a drill runs: cron expressions and/or an interval (at
 // least one of them).
@@ -133,7 +128,7 @@ func Load(path string, set *playbooks.Set) (*File, error) {
 // auto_approve entry must be a step of that playbook that has an approval.
 // The error joins every problem found (each an [*Error]).
 func Parse(name string, src []byte, set *playbooks.Set) (*File, error) {
-	p := &parser{file: name, set: set, names: map[string]int{}}
+	p := &parser{Reader: yamlfile.Reader{File: name}, set: set, names: map[string]int{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: fmt.Sprintf("parse yaml: %v", err)}
@@ -141,12 +136,12 @@ func Parse(name string, src []byte, set *playbooks.Set) (*File, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &Error{File: name, Line: 1, Msg: "the file is empty; want a mapping with a drills list"}
 	}
-	f := p.fields(doc.Content[0], "the file", "drills")
+	f := p.Fields(doc.Content[0], "the file", "drills")
 	list := f["drills"]
 	if list == nil {
-		p.errorf(doc.Content[0], "no drills list")
+		p.Errorf(doc.Content[0], "no drills list")
 	} else if list.Kind != yaml.SequenceNode {
-		p.errorf(list, "drills must be a list")
+		p.Errorf(list, "drills must be a list")
 	} else {
 		for _, n := range list.Content {
 			if d, ok := p.drill(n); ok {
@@ -154,8 +149,8 @@ func Parse(name string, src []byte, set *playbooks.Set) (*File, error) {
 			}
 		}
 	}
-	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
+	if len(p.Errs) > 0 {
+		return nil, errors.Join(p.Errs...)
 	}
 	return &File{Name: name, Drills: p.out}, nil
 }
@@ -175,80 +170,14 @@ func yamlErrorLine(err error) int {
 }
 
 type parser struct {
-	file  string
+	yamlfile.Reader
 	set   *playbooks.Set
-	errs  []error
 	out   []Definition
 	names map[string]int
 }
 
-func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
-	line := 0
-	if n != nil {
-		line = n.Line
-	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
-}
-
-// fields returns the key → value nodes of a mapping, reporting unknown and
-// duplicate keys.
-func (p *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
-	out := map[string]*yaml.Node{}
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "%s must be a mapping", what)
-		return out
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch _, dup := out[k.Value]; {
-		case !slices.Contains(allowed, k.Value):
-			p.errorf(k, "%s: unknown field %q (allowed: %s)", what, k.Value, strings.Join(allowed, ", "))
-		case dup:
-			p.errorf(k, "%s: field %q given twice", what, k.Value)
-		default:
-			out[k.Value] = v
-		}
-	}
-	return out
-}
-
-func (p *parser) str(n *yaml.Node, what string) string {
-	if n == nil {
-		return ""
-	}
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n, "%s must be a single value", what)
-		return ""
-	}
-	return n.Value
-}
-
-func (p *parser) duration(n *yaml.Node, what string) time.Duration {
-	if n == nil {
-		return 0
-	}
-	s := p.str(n, what)
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		p.errorf(n, "%s: %q is not a positive duration like 60s, 10m or 168h", what, s)
-		return 0
-	}
-	return d
-}
-
-func (p *parser) list(n *yaml.Node, what string) []*yaml.Node {
-	if n == nil {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "%s must be a list", what)
-		return nil
-	}
-	return n.Content
-}
-
 func (p *parser) drill(n *yaml.Node) (Definition, bool) {
-	before := len(p.errs)
+	before := len(p.Errs)
 	label := "drill"
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -257,77 +186,77 @@ func (p *parser) drill(n *yaml.Node) (Definition, bool) {
 			}
 		}
 	}
-	f := p.fields(n, label, "name", "description", "playbook", "playbook_version", "target", "schedule", "mode",
+	f := p.Fields(n, label, "name", "description", "playbook", "playbook_version", "target", "schedule", "mode",
 		"objectives", "auto_approve", "labels", "timeout", "paused")
 	d := Definition{Line: n.Line}
-	d.Name = p.str(f["name"], "name")
+	d.Name = p.Str(f["name"], "name")
 	what := "drill"
 	switch {
 	case f["name"] == nil:
-		p.errorf(n, "drill: no name")
+		p.Errorf(n, "drill: no name")
 	case !workflows.DrillNameRE.MatchString(d.Name):
-		p.errorf(f["name"], "drill name %q: want lowercase letters, digits and dashes, at most 63, starting with a letter or digit", d.Name)
+		p.Errorf(f["name"], "drill name %q: want lowercase letters, digits and dashes, at most 63, starting with a letter or digit", d.Name)
 	default:
 		what = fmt.Sprintf("drill %q", d.Name)
 		if line, dup := p.names[d.Name]; dup {
-			p.errorf(f["name"], "%s: the name is already used on line %d", what, line)
+			p.Errorf(f["name"], "%s: the name is already used on line %d", what, line)
 		}
 		p.names[d.Name] = f["name"].Line
 	}
-	d.Description = p.str(f["description"], what+": description")
-	d.Playbook = p.str(f["playbook"], what+": playbook")
-	d.PlaybookVersion = p.str(f["playbook_version"], what+": playbook_version")
-	d.Target = p.str(f["target"], what+": target")
+	d.Description = p.Str(f["description"], what+": description")
+	d.Playbook = p.Str(f["playbook"], what+": playbook")
+	d.PlaybookVersion = p.Str(f["playbook_version"], what+": playbook_version")
+	d.Target = p.Str(f["target"], what+": target")
 	if d.Playbook == "" {
-		p.errorf(n, "%s: no playbook", what)
+		p.Errorf(n, "%s: no playbook", what)
 	}
 	if d.Target == "" {
-		p.errorf(n, "%s: no target (the drill asset, for example drill-canary)", what)
+		p.Errorf(n, "%s: no target (the drill asset, for example drill-canary)", what)
 	}
-	d.Mode = p.str(f["mode"], what+": mode")
+	d.Mode = p.Str(f["mode"], what+": mode")
 	if d.Mode != workflows.DrillModeLive && d.Mode != workflows.DrillModeDryRun {
 		at := f["mode"]
 		if at == nil {
 			at = n
 		}
-		p.errorf(at, "%s: mode %q: want %s or %s", what, d.Mode, workflows.DrillModeLive, workflows.DrillModeDryRun)
+		p.Errorf(at, "%s: mode %q: want %s or %s", what, d.Mode, workflows.DrillModeLive, workflows.DrillModeDryRun)
 	}
 	if s := f["schedule"]; s == nil {
-		p.errorf(n, "%s: no schedule", what)
+		p.Errorf(n, "%s: no schedule", what)
 	} else {
 		d.Schedule = p.schedule(s, what)
 	}
 	d.Objectives = p.objectives(f["objectives"], n, what)
-	for _, c := range p.list(f["auto_approve"], what+": auto_approve") {
-		id := p.str(c, what+": auto_approve")
+	for _, c := range p.List(f["auto_approve"], what+": auto_approve") {
+		id := p.Str(c, what+": auto_approve")
 		if slices.Contains(d.AutoApprove, id) {
-			p.errorf(c, "%s: auto_approve lists %q twice", what, id)
+			p.Errorf(c, "%s: auto_approve lists %q twice", what, id)
 			continue
 		}
 		d.AutoApprove = append(d.AutoApprove, id)
 	}
 	if l := f["labels"]; l != nil {
-		lf := p.fields(l, what+": labels", mapKeys(l)...)
+		lf := p.Fields(l, what+": labels", mapKeys(l)...)
 		d.Labels = map[string]string{}
 		for k, v := range lf {
-			d.Labels[k] = p.str(v, what+": labels."+k)
+			d.Labels[k] = p.Str(v, what+": labels."+k)
 		}
 	}
-	d.Timeout = p.duration(f["timeout"], what+": timeout")
+	d.Timeout = p.Duration(f["timeout"], what+": timeout", "60s, 10m or 168h")
 	if d.Timeout > MaxTimeout {
-		p.errorf(f["timeout"], "%s: timeout %s is over %s", what, d.Timeout, MaxTimeout)
+		p.Errorf(f["timeout"], "%s: timeout %s is over %s", what, d.Timeout, MaxTimeout)
 	}
 	if v := f["paused"]; v != nil {
-		b, err := strconv.ParseBool(p.str(v, what+": paused"))
+		b, err := strconv.ParseBool(p.Str(v, what+": paused"))
 		if err != nil {
-			p.errorf(v, "%s: paused must be true or false", what)
+			p.Errorf(v, "%s: paused must be true or false", what)
 		}
 		d.Paused = b
 	}
-	if len(p.errs) == before && p.set != nil {
+	if len(p.Errs) == before && p.set != nil {
 		p.checkPlaybook(d, f, what)
 	}
-	return d, len(p.errs) == before
+	return d, len(p.Errs) == before
 }
 
 // mapKeys returns the keys of a mapping node (any key is allowed).
@@ -343,40 +272,40 @@ func mapKeys(n *yaml.Node) []string {
 
 func (p *parser) schedule(n *yaml.Node, what string) Schedule {
 	what += ": schedule"
-	f := p.fields(n, what, "cron", "interval", "jitter", "timezone")
+	f := p.Fields(n, what, "cron", "interval", "jitter", "timezone")
 	var s Schedule
-	for _, c := range p.list(f["cron"], what+": cron") {
-		expr := p.str(c, what+": cron")
+	for _, c := range p.List(f["cron"], what+": cron") {
+		expr := p.Str(c, what+": cron")
 		if err := CheckCron(expr); err != nil {
-			p.errorf(c, "%s: cron %q: %v", what, expr, err)
+			p.Errorf(c, "%s: cron %q: %v", what, expr, err)
 			continue
 		}
 		s.Cron = append(s.Cron, expr)
 	}
-	s.Interval = p.duration(f["interval"], what+": interval")
+	s.Interval = p.Duration(f["interval"], what+": interval", "60s, 10m or 168h")
 	if s.Interval != 0 && s.Interval < MinInterval {
-		p.errorf(f["interval"], "%s: interval %s is under %s", what, s.Interval, MinInterval)
+		p.Errorf(f["interval"], "%s: interval %s is under %s", what, s.Interval, MinInterval)
 	}
-	s.Jitter = p.duration(f["jitter"], what+": jitter")
-	s.Timezone = p.str(f["timezone"], what+": timezone")
+	s.Jitter = p.Duration(f["jitter"], what+": jitter", "60s, 10m or 168h")
+	s.Timezone = p.Str(f["timezone"], what+": timezone")
 	if s.Timezone != "" {
 		if _, err := time.LoadLocation(s.Timezone); err != nil {
-			p.errorf(f["timezone"], "%s: timezone %q is not an IANA time zone", what, s.Timezone)
+			p.Errorf(f["timezone"], "%s: timezone %q is not an IANA time zone", what, s.Timezone)
 		}
 	}
 	if len(s.Cron) == 0 && s.Interval == 0 && f["cron"] == nil && f["interval"] == nil {
-		p.errorf(n, "%s: want cron expressions and/or an interval", what)
+		p.Errorf(n, "%s: want cron expressions and/or an interval", what)
 	}
 	return s
 }
 
 func (p *parser) objectives(n, drill *yaml.Node, what string) []workflows.DrillObjective {
 	if n == nil {
-		p.errorf(drill, "%s: no objectives (for example contain_within: 60s)", what)
+		p.Errorf(drill, "%s: no objectives (for example contain_within: 60s)", what)
 		return nil
 	}
 	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
-		p.errorf(n, "%s: objectives must be a mapping of objective: duration", what)
+		p.Errorf(n, "%s: objectives must be a mapping of objective: duration", what)
 		return nil
 	}
 	names := workflows.ObjectiveNames()
@@ -386,14 +315,14 @@ func (p *parser) objectives(n, drill *yaml.Node, what string) []workflows.DrillO
 		k, v := n.Content[i], n.Content[i+1]
 		switch {
 		case !slices.Contains(names, k.Value):
-			p.errorf(k, "%s: unknown objective %q (want one of %s)", what, k.Value, strings.Join(names, ", "))
+			p.Errorf(k, "%s: unknown objective %q (want one of %s)", what, k.Value, strings.Join(names, ", "))
 			continue
 		case seen[k.Value]:
-			p.errorf(k, "%s: objective %q given twice", what, k.Value)
+			p.Errorf(k, "%s: objective %q given twice", what, k.Value)
 			continue
 		}
 		seen[k.Value] = true
-		if d := p.duration(v, what+": "+k.Value); d > 0 {
+		if d := p.Duration(v, what+": "+k.Value, "60s, 10m or 168h"); d > 0 {
 			out = append(out, workflows.DrillObjective{Name: k.Value, Within: d})
 		}
 	}
@@ -404,7 +333,7 @@ func (p *parser) objectives(n, drill *yaml.Node, what string) []workflows.DrillO
 func (p *parser) checkPlaybook(d Definition, f map[string]*yaml.Node, what string) {
 	pb, err := p.set.Get(d.Playbook, d.PlaybookVersion)
 	if err != nil {
-		p.errorf(f["playbook"], "%s: playbook %q version %q: %v", what, d.Playbook, d.PlaybookVersion, err)
+		p.Errorf(f["playbook"], "%s: playbook %q version %q: %v", what, d.Playbook, d.PlaybookVersion, err)
 		return
 	}
 	for i, id := range d.AutoApprove {
@@ -412,11 +341,11 @@ func (p *parser) checkPlaybook(d Definition, f map[string]*yaml.Node, what strin
 		s, _, ok := pb.Step(id)
 		switch {
 		case !ok:
-			p.errorf(at, "%s: auto_approve: playbook %s has no step %q", what, pb.Name, id)
+			p.Errorf(at, "%s: auto_approve: playbook %s has no step %q", what, pb.Name, id)
 		case s.Approval == nil:
-			p.errorf(at, "%s: auto_approve: step %q of playbook %s needs no approval", what, id, pb.Name)
+			p.Errorf(at, "%s: auto_approve: step %q of playbook %s needs no approval", what, id, pb.Name)
 		case s.Approval.Quorum > 1:
-			p.errorf(at, "%s: auto_approve: step %q needs a quorum of %d; the drill is one approver", what, id, s.Approval.Quorum)
+			p.Errorf(at, "%s: auto_approve: step %q needs a quorum of %d; the drill is one approver", what, id, s.Approval.Quorum)
 		}
 	}
 }
