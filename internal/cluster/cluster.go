@@ -43,6 +43,7 @@ import (
 
 	temporaldeploy "github.com/iru-responder/responder/deploy/temporal"
 	"github.com/iru-responder/responder/internal/pki"
+	"github.com/iru-responder/responder/internal/procgroup"
 	"github.com/iru-responder/responder/internal/tlsutil"
 )
 
@@ -125,8 +126,7 @@ type Cluster struct {
 	Migrated MigrateResult
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *procgroup.Process
 }
 
 // portNames are the server's listeners, as the configuration names them.
@@ -266,20 +266,14 @@ func (c *Cluster) Args() []string {
 func (c *Cluster) launch(ctx context.Context) error {
 	cmd := exec.Command(c.opts.ServerBin, c.Args()...)
 	cmd.Dir, cmd.Env = c.root(), c.env
-	cmd.Stdout, cmd.Stderr = c.opts.Log, c.opts.Log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd, c.opts.Log)
+	if err != nil {
 		return fmt.Errorf("cluster: start %s: %w", c.opts.ServerBin, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	c.mu.Lock()
-	c.cmd, c.done = cmd, done
+	c.proc = proc
 	c.mu.Unlock()
-	if err := c.waitReady(ctx, done); err != nil {
+	if err := c.waitReady(ctx, proc.Exited()); err != nil {
 		_ = c.Stop()
 		return err
 	}
@@ -480,18 +474,10 @@ func (c *Cluster) ClientEnv(name string) []string {
 // 20 s).
 func (c *Cluster) Stop() error {
 	c.mu.Lock()
-	cmd, done := c.cmd, c.done
+	proc := c.proc
+	c.proc = nil
 	c.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	proc.Stop(syscall.SIGINT, 20*time.Second)
 	return nil
 }
 

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/iru-responder/responder/internal/procgroup"
 )
 
 // ErrBinaryMissing is returned by [Start] when the Temporal CLI binary is
@@ -55,10 +57,8 @@ type Options struct {
 type Server struct {
 	opts Options
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	// done is closed when cmd exits.
-	done chan struct{}
+	mu   sync.Mutex
+	proc *procgroup.Process
 }
 
 // Start launches the dev server and waits until its frontend answers.
@@ -130,26 +130,14 @@ func args(o Options) []string {
 
 func (s *Server) launch(ctx context.Context) error {
 	cmd := exec.Command(s.opts.Binary, args(s.opts)...)
-	out := s.opts.Log
-	if out == nil {
-		out = io.Discard
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	// Own process group, so a stop reaches the server's children too and a
-	// Ctrl-C in the terminal is handled by our parent, not the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd, s.opts.Log)
+	if err != nil {
 		return fmt.Errorf("devserver: start %s: %w", s.opts.Binary, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.cmd, s.done = cmd, done
+	s.proc = proc
 	s.mu.Unlock()
-	if err := s.waitReady(ctx, done); err != nil {
+	if err := s.waitReady(ctx, proc.Exited()); err != nil {
 		_ = s.Stop()
 		return err
 	}
@@ -203,18 +191,10 @@ func (s *Server) UIURL() string {
 // 10 s).
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	cmd, done := s.cmd, s.done
+	proc := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	proc.Stop(syscall.SIGINT, 10*time.Second)
 	return nil
 }
 

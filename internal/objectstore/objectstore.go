@@ -28,6 +28,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/iru-responder/responder/internal/procgroup"
 )
 
 // ErrBinaryMissing is returned by [Start] when the MinIO binary is not
@@ -73,8 +75,7 @@ type Server struct {
 	platform Credentials
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *procgroup.Process
 }
 
 // Binary returns the path of the pinned MinIO server: IRU_MINIO_BIN, or
@@ -160,24 +161,14 @@ func (s *Server) launch(ctx context.Context) error {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1", // no interactive prompts, no update checks
 	)
-	out := s.opts.Log
-	if out == nil {
-		out = io.Discard
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	proc, err := procgroup.Start(cmd, s.opts.Log)
+	if err != nil {
 		return fmt.Errorf("objectstore: start %s: %w", s.opts.Binary, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
 	s.mu.Lock()
-	s.cmd, s.done = cmd, done
+	s.proc = proc
 	s.mu.Unlock()
-	if err := s.waitLive(ctx, done); err != nil {
+	if err := s.waitLive(ctx, proc.Exited()); err != nil {
 		_ = s.Stop()
 		return err
 	}
@@ -313,19 +304,10 @@ func (s *Server) Env() []string {
 // 10 s).
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
+	proc := s.proc
+	s.proc = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	proc.Stop(syscall.SIGTERM, 10*time.Second)
 	return nil
 }
 
