@@ -65,7 +65,7 @@ routing rules of IRU_INTAKE_CONFIG (or --rules, or the shipped defaults).`,
 				if err != nil {
 					return err
 				}
-				src = pveAssets{inv}
+				src = inv
 			}
 			inv := inventory.New(src, inventory.Options{})
 			decide := intake.Decide

@@ -24,7 +24,6 @@ import (
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
-	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
@@ -280,7 +279,7 @@ func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *acce
 		return nil, err
 	}
 	deps := intake.Deps{
-		Assets:   pveAssets{inv},
+		Assets:   inv,
 		Signaler: forward.TemporalSignaler{Client: c},
 		// Authentication outcomes reach the ledger with the request's
 		// record: an authenticated detector names it (never dropped), a
@@ -320,19 +319,4 @@ func notifyDeadLetter(ctx context.Context, n *notify.Notifier, d spool.DeadLette
 	if _, err := n.Send(ctx, ev); err != nil {
 		log.Error("intake: dead-letter notification failed", "id", d.ID, "err", err)
 	}
-}
-
-// pveAssets is the intake's asset inventory over Proxmox VE.
-type pveAssets struct{ inv *pveact.Activities }
-
-func (p pveAssets) Assets(ctx context.Context) ([]inventory.Asset, error) {
-	cts, err := p.inv.Containers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]inventory.Asset, 0, len(cts))
-	for _, ct := range cts {
-		out = append(out, inventory.Asset{Name: ct.Name, Node: ct.Node, VMID: ct.VMID, IPs: ct.IPs, Tags: ct.Tags})
-	}
-	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/asset"
+	"github.com/iru-responder/responder/internal/intake/inventory"
 )
 
 // Container is one LXC container as an asset inventory sees it.
@@ -118,4 +119,18 @@ func staticAddr(ct *ctRef, conf map[string]any) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, final(activities.ErrTypeNotFound, fmt.Sprintf("inventory address of %s: no static address (netN ip=) in its config", ct))
+}
+
+// Assets lists the containers as the detector intake's asset inventory
+// (it implements inventory.Source for `starter serve` and `starter rules`).
+func (a *Activities) Assets(ctx context.Context) ([]inventory.Asset, error) {
+	cts, err := a.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]inventory.Asset, 0, len(cts))
+	for _, ct := range cts {
+		out = append(out, inventory.Asset{Name: ct.Name, Node: ct.Node, VMID: ct.VMID, IPs: ct.IPs, Tags: ct.Tags})
+	}
+	return out, nil
 }

@@ -30,7 +30,6 @@ import (
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/forward"
-	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/lab/pve"
@@ -364,7 +363,7 @@ func (r *rig) openIntake(tb testing.TB, rulesFile string) *intakeRig {
 		Limits: intake.LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6,
 			DetectorBurst: 1e6, DetectorConc: 1e6, MaxSources: 100, SourceIdle: time.Minute},
 	}
-	svc, err := intake.Open(cfg, intake.Deps{Assets: pveAssets{inv}, Signaler: forward.TemporalSignaler{Client: r.Client}})
+	svc, err := intake.Open(cfg, intake.Deps{Assets: inv, Signaler: forward.TemporalSignaler{Client: r.Client}})
 	if err != nil {
 		tb.Fatalf("open intake: %v", err)
 	}
@@ -418,23 +417,6 @@ func (ir *intakeRig) waitDrained(tb testing.TB, timeout time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// pveAssets is the intake's asset inventory over Proxmox VE, as the API
-// server builds it (starter serve).
-type pveAssets struct{ inv *pveact.Activities }
-
-// Assets implements inventory.Source.
-func (p pveAssets) Assets(ctx context.Context) ([]inventory.Asset, error) {
-	cts, err := p.inv.Containers(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	out := make([]inventory.Asset, 0, len(cts))
-	for _, ct := range cts {
-		out = append(out, inventory.Asset{Name: ct.Name, Node: ct.Node, VMID: ct.VMID, IPs: ct.IPs, Tags: ct.Tags})
-	}
-	return out, nil
 }
 
 // genericAlert is one alert in the generic JSON format.

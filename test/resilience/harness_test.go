@@ -21,10 +21,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	pveact "github.com/iru-responder/responder/activities/proxmox"
-	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/decision"
 	"github.com/iru-responder/responder/internal/devserver"
-	"github.com/iru-responder/responder/internal/intake/inventory"
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/testenv"
@@ -365,36 +363,6 @@ func ledgerIntact(t *testing.T, p *testplatform.Platform, incidentID string, iss
 	if err != nil {
 		t.Errorf("%s: ledger entries: %v", incidentID, err)
 	}
-}
-
-// labAssets is the intake's asset inventory over the lab's Proxmox VE, as
-// `starter serve` builds it.
-type labAssets struct{ inv *pveact.Activities }
-
-func newLabAssets(t *testing.T, env []string) labAssets {
-	t.Helper()
-	var cfg pveact.Config
-	if err := config.LoadFrom(&cfg, env); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := pveact.NewInventory(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return labAssets{inv}
-}
-
-// Assets implements inventory.Source.
-func (a labAssets) Assets(ctx context.Context) ([]inventory.Asset, error) {
-	cts, err := a.inv.Containers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]inventory.Asset, 0, len(cts))
-	for _, ct := range cts {
-		out = append(out, inventory.Asset{Name: ct.Name, Node: ct.Node, VMID: ct.VMID, IPs: ct.IPs, Tags: ct.Tags})
-	}
-	return out, nil
 }
 
 // eventually polls cond every 100 ms until it holds or d passes.

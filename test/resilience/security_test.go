@@ -103,7 +103,7 @@ func newAPIStack(t *testing.T, p *testplatform.Platform) *apiStack {
 	svc, err := intake.Open(intake.Config{SpoolDir: t.TempDir(), TaskQueue: p.TaskQueue,
 		Detectors: []intakeauth.Detector{{Name: detectorName, Format: "generic", APIKeys: []intakeauth.APIKey{{ID: "k1", SHA256: intakeauth.HashKey("k1", key)}}}},
 	}, intake.Deps{
-		Assets: newLabAssets(t, p.Env), Signaler: forward.TemporalSignaler{Client: p.Client}, Log: log,
+		Assets: testplatform.NewLabAssets(t, p.Env), Signaler: forward.TemporalSignaler{Client: p.Client}, Log: log,
 		AuthLog: intakeauth.ObserverFunc(func(e intakeauth.Event) {
 			action := accesslog.ActionAuthFailure
 			if e.Success {

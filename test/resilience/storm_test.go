@@ -112,7 +112,7 @@ func TestTemporalRestartDuringAlertStorm(t *testing.T) {
 		// default per-source and per-detector limits allow.
 		Limits: intake.LimitsConfig{SourceRate: 1e6, SourceBurst: 1e6, SourceConcurrency: 1e6, DetectorRate: 1e6,
 			DetectorBurst: 1e6, DetectorConc: 1e6, MaxSources: 100, SourceIdle: time.Minute},
-	}, intake.Deps{Assets: newLabAssets(t, p.Env), Signaler: forward.TemporalSignaler{Client: c}, Log: log})
+	}, intake.Deps{Assets: testplatform.NewLabAssets(t, p.Env), Signaler: forward.TemporalSignaler{Client: c}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
