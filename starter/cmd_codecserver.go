@@ -42,7 +42,7 @@ IRU_CODEC_TOKEN when one is set.`,
 				return &exitError{code: 2, err: err}
 			}
 			log := logging.New(os.Stderr, cfg.Log, "codec-server")
-			prot, err := codec.OpenProtection(cmd.Context(), cfg.Protection.Keys, cfg.Protection.Codec)
+			prot, err := openProtection(cmd.Context(), cfg.Protection)
 			if err != nil {
 				return err
 			}

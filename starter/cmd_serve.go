@@ -66,8 +66,6 @@ type serveConfig struct {
 	IntakeConfig string `env:"IRU_INTAKE_CONFIG" doc:"Detector intake configuration (YAML: spool, detectors, rules); empty serves the responder API only."`
 	// Detectors is the hot-reloaded detectors file of the intake.
 	Detectors detectorsfile.Config
-	// Shared is the state shared by every API server (PostgreSQL).
-	Shared sharedstate.Config
 	// IntakeLimits are the intake's per-source and per-detector limits.
 	IntakeLimits intake.LimitsConfig
 	// PVE is read for the intake's asset inventory.
@@ -76,8 +74,8 @@ type serveConfig struct {
 
 // Validate implements config.Validator.
 func (c *serveConfig) Validate() error {
-	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate(), c.Console.Validate(), c.Shared.Validate()}
-	if c.Shared.Enabled() && c.Detectors.Path != "" {
+	p := []error{c.Server.Validate(), c.Protection.validate(), c.Stores.Validate(), c.API.Validate(), c.TLS.validate(), c.Console.Validate()}
+	if c.Protection.Shared.Enabled() && c.Detectors.Path != "" {
 		p = append(p, errors.New("IRU_INTAKE_DETECTORS_FILE and IRU_SHARED_STATE_DSN: the detectors live in one place; unset the file (copy it in with `starter keys import-detectors`)"))
 	}
 	if c.IntakeConfig != "" {
@@ -97,7 +95,7 @@ func newServeCmd() *cobra.Command {
 				return &exitError{code: 2, err: err}
 			}
 			log := logging.New(os.Stderr, cfg.Log, "starter-serve")
-			prot, err := codec.OpenProtection(cmd.Context(), cfg.Protection.Keys, cfg.Protection.Codec)
+			prot, err := openProtection(cmd.Context(), cfg.Protection)
 			if err != nil {
 				return err
 			}
@@ -162,8 +160,8 @@ func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *sl
 		Detail: "configuration digest " + config.Digest(&cfg)})
 	notifier := &notify.Notifier{Channels: cfg.Notify.Channels()}
 	var shared *sharedstate.Store
-	if cfg.Shared.Enabled() {
-		if shared, err = sharedstate.Open(ctx, cfg.Shared, log); err != nil {
+	if cfg.Protection.Shared.Enabled() {
+		if shared, err = sharedstate.Open(ctx, cfg.Protection.Shared, log); err != nil {
 			return err
 		}
 		defer shared.Close()
@@ -294,7 +292,7 @@ func openIntake(ctx context.Context, cfg serveConfig, c client.Client, acc *acce
 		},
 	}
 	if shared != nil {
-		deps.Detectors, deps.Replay, icfg.DetectorsPoll = shared, shared, cfg.Shared.Poll
+		deps.Detectors, deps.Replay, icfg.DetectorsPoll = shared, shared, cfg.Protection.Shared.Poll
 	}
 	return intake.Open(icfg, deps)
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/logging"
@@ -52,7 +51,7 @@ func TestServeMetricsInternalAndSecretsRedacted(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	prot, err := codec.OpenProtection(ctx, cfg.Protection.Keys, cfg.Protection.Codec)
+	prot, err := openProtection(ctx, cfg.Protection)
 	if err != nil {
 		t.Fatal(err)
 	}

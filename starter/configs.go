@@ -10,16 +10,45 @@ import (
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/keys"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/temporalclient"
 )
 
-// ProtectionConfig is what a command needs to encrypt Temporal payloads.
+// ProtectionConfig is what a command needs to encrypt Temporal payloads:
+// the HSM, the codec, and the shared state that holds the codec's keys when
+// IRU_CODEC_KEY_STORE=shared.
 type ProtectionConfig struct {
-	Keys  keys.Config
-	Codec codec.Config
+	Keys   keys.Config
+	Codec  codec.Config
+	Shared sharedstate.Config
 }
 
-func (p ProtectionConfig) validate() error { return errors.Join(p.Keys.Validate(), p.Codec.Validate()) }
+func (p ProtectionConfig) validate() error {
+	var both error
+	if p.Codec.KeyStore == codec.KeyStoreShared && !p.Shared.Enabled() {
+		both = errors.New("IRU_CODEC_KEY_STORE=shared: set IRU_SHARED_STATE_DSN (the database that holds the keys)")
+	}
+	return errors.Join(p.Keys.Validate(), p.Codec.Validate(), p.Shared.Validate(), both)
+}
+
+// openProtection opens the HSM and the codec key ring, in the shared
+// state's database when p says so (closed with the protection).
+func openProtection(ctx context.Context, p ProtectionConfig) (*codec.Protection, error) {
+	if p.Codec.KeyStore != codec.KeyStoreShared {
+		return codec.OpenProtection(ctx, p.Keys, p.Codec, nil)
+	}
+	st, err := sharedstate.Open(ctx, p.Shared, nil)
+	if err != nil {
+		return nil, err
+	}
+	prot, err := codec.OpenProtection(ctx, p.Keys, p.Codec, st.CodecKeys())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	prot.CloseAlso(st.Close)
+	return prot, nil
+}
 
 // clientConfig configures the client commands (selftest and the operator
 // commands).
@@ -36,7 +65,7 @@ func (c *clientConfig) Validate() error {
 // dial opens the payload protection and a Temporal client that uses it.
 // The caller closes both.
 func dial(ctx context.Context, t config.Temporal, p ProtectionConfig, log *slog.Logger) (client.Client, *codec.Protection, error) {
-	prot, err := codec.OpenProtection(ctx, p.Keys, p.Codec)
+	prot, err := openProtection(ctx, p)
 	if err != nil {
 		return nil, nil, err
 	}

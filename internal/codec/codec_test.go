@@ -418,7 +418,7 @@ func TestConfig(t *testing.T) {
 		}
 		secret[f.Name] = f.Secret
 	}
-	if !secret["IRU_CODEC_TOKEN"] || len(fields) != 4 {
+	if !secret["IRU_CODEC_TOKEN"] || len(fields) != 5 {
 		t.Errorf("fields %+v", fields)
 	}
 	tests := []struct {
@@ -430,6 +430,8 @@ func TestConfig(t *testing.T) {
 		{"origins", []string{"IRU_CODEC_CORS_ORIGINS=http://localhost:8233,https://ui.example"}, ""},
 		{"short token", []string{"IRU_CODEC_TOKEN=short"}, "IRU_CODEC_TOKEN"},
 		{"bad address", []string{"IRU_CODEC_SERVER_ADDR=8089"}, "IRU_CODEC_SERVER_ADDR"},
+		{"shared keys", []string{"IRU_CODEC_KEY_STORE=shared", "IRU_CODEC_KEY_DIR="}, ""},
+		{"unknown key store", []string{"IRU_CODEC_KEY_STORE=s3"}, "IRU_CODEC_KEY_STORE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

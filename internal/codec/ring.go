@@ -37,7 +37,7 @@ var reloadInterval = 5 * time.Second
 // encoding and decoding payloads cost none. It is safe for concurrent use.
 type KeyRing struct {
 	wrapper KeyWrapper
-	store   *FileKeyStore
+	store   KeyStore
 
 	reloadMu   sync.Mutex // serializes Reload and RotateKey; guards the two below
 	lastReload time.Time
@@ -50,7 +50,7 @@ type KeyRing struct {
 
 // OpenKeyRing unwraps every key of store with wrapper. On an empty store it
 // generates the first key.
-func OpenKeyRing(ctx context.Context, wrapper KeyWrapper, store *FileKeyStore) (*KeyRing, error) {
+func OpenKeyRing(ctx context.Context, wrapper KeyWrapper, store KeyStore) (*KeyRing, error) {
 	r := &KeyRing{wrapper: wrapper, store: store, aeads: map[string]cipher.AEAD{}}
 	if err := r.Reload(ctx); err != nil {
 		return nil, err
@@ -62,6 +62,9 @@ func OpenKeyRing(ctx context.Context, wrapper KeyWrapper, store *FileKeyStore) (
 	}
 	return r, nil
 }
+
+// Store returns where the ring's keys are stored (for rewrapping them).
+func (r *KeyRing) Store() KeyStore { return r.store }
 
 // Reload adds keys that appeared in the store since the ring was opened
 // (rotated by another process) and makes the newest one current.

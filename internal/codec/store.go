@@ -30,6 +30,27 @@ type StoredDataKey struct {
 // names and in payload metadata.
 var dataKeyID = regexp.MustCompile(`^dk-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
 
+// CheckDataKeyID refuses an id [KeyRing] would not have generated.
+func CheckDataKeyID(id string) error {
+	if !dataKeyID.MatchString(id) {
+		return fmt.Errorf("codec: malformed data key id %q", id)
+	}
+	return nil
+}
+
+// KeyStore keeps the wrapped data keys of a [KeyRing]: a [FileKeyStore]
+// on one host, or the shared state's database across hosts. Rewrapping
+// under a new KEK goes through its [keys.WrappedKeyStore] methods.
+type KeyStore interface {
+	// List returns every stored key, oldest first.
+	List() ([]StoredDataKey, error)
+	// Add stores a new key; it refuses an id already stored.
+	Add(StoredDataKey) error
+	keys.WrappedKeyStore
+}
+
+var _ KeyStore = (*FileKeyStore)(nil)
+
 // FileKeyStore keeps wrapped data keys as one JSON file per key (mode 0600)
 // in a state folder (mode 0700). Writes are atomic (temporary file, fsync,
 // rename). It implements [keys.WrappedKeyStore], so [keys.Manager.Rewrap]

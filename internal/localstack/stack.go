@@ -252,7 +252,7 @@ func (s *stack) startKeys(ctx context.Context) error {
 	}
 	ccfg := s.cfg.Codec
 	ccfg.KeyDir = filepath.Join(s.cfg.StateDir, "codec-keys")
-	s.prot, err = codec.OpenProtection(ctx, tok.Config, ccfg)
+	s.prot, err = codec.OpenProtection(ctx, tok.Config, ccfg, nil)
 	if err != nil {
 		return err
 	}

@@ -134,8 +134,13 @@ CREATE TABLE IF NOT EXISTS %[5]s (
 	key      text        PRIMARY KEY,
 	fired_at timestamptz NOT NULL
 );
-REVOKE ALL ON %[2]s, %[3]s, %[4]s, %[5]s FROM PUBLIC;
-`, pgx.Identifier{s.schema}.Sanitize(), s.t("detectors"), s.t("replay"), s.t("auth_failures"), s.t("auth_fired"))
+CREATE TABLE IF NOT EXISTS %[6]s (
+	id      text        PRIMARY KEY,
+	wrapped jsonb       NOT NULL,
+	created timestamptz NOT NULL
+);
+REVOKE ALL ON %[2]s, %[3]s, %[4]s, %[5]s, %[6]s FROM PUBLIC;
+`, pgx.Identifier{s.schema}.Sanitize(), s.t("detectors"), s.t("replay"), s.t("auth_failures"), s.t("auth_fired"), s.t("codec_keys"))
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("sharedstate: migrate: %w", err)

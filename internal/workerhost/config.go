@@ -92,6 +92,9 @@ func (c *Config) Validate() error {
 	if c.Shared.Enabled() && c.IntakeKeys.DetectorsFile != "" {
 		both = errors.New("IRU_INTAKE_DETECTORS_FILE and IRU_SHARED_STATE_DSN: the detectors live in one place; unset the file (copy it in with `starter keys import-detectors`)")
 	}
+	if c.Codec.KeyStore == codec.KeyStoreShared && !c.Shared.Enabled() {
+		both = errors.Join(both, errors.New("IRU_CODEC_KEY_STORE=shared: set IRU_SHARED_STATE_DSN (the database that holds the keys)"))
+	}
 	return errors.Join(c.Worker.Validate(), c.Keys.Validate(), c.Codec.Validate(), c.Stores.Validate(), c.Keycloak.Validate(), c.PVE.Validate(), c.Probe.Validate(), c.IntakeKeys.Validate(), c.Shared.Validate(), c.Decisions.Validate(), c.Controls.Validate(), both)
 }
 

@@ -72,7 +72,17 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 			h.Close()
 		}
 	}()
-	if h.prot, err = codec.OpenProtection(ctx, cfg.Keys, cfg.Codec); err != nil {
+	if cfg.Shared.Enabled() {
+		// Detectors, and (IRU_CODEC_KEY_STORE=shared) the payload keys.
+		if h.shared, err = sharedstate.Open(ctx, cfg.Shared, nil); err != nil {
+			return nil, err
+		}
+	}
+	var sharedKeys codec.KeyStore
+	if h.shared != nil {
+		sharedKeys = h.shared.CodecKeys()
+	}
+	if h.prot, err = codec.OpenProtection(ctx, cfg.Keys, cfg.Codec, sharedKeys); err != nil {
 		return nil, err
 	}
 	if h.stores, err = stores.Open(ctx, cfg.Stores, h.prot.Keys); err != nil {
@@ -109,10 +119,7 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	// KEK rotation rewraps every store of wrapped keys: the codec's data
 	// keys and the evidence locker's.
-	codecKeys, err := codec.NewFileKeyStore(cfg.Codec.KeyDir)
-	if err != nil {
-		return nil, err
-	}
+	codecKeys := h.prot.Ring.Store()
 	var evidenceKeys keys.WrappedKeyStore = keyops.LockerKeys{L: h.stores.Evidence}
 	if cfg.Stores.Evidence.Backend != evidence.BackendS3 {
 		if evidenceKeys, err = keyops.NewEvidenceKeys(cfg.Stores.Evidence.Dir); err != nil {
@@ -123,11 +130,8 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if h.intakeKeys, err = intakekeys.New(cfg.IntakeKeys, secrets); err != nil {
 		return nil, fmt.Errorf("intake key activities: %w", err)
 	}
-	if cfg.Shared.Enabled() {
+	if h.shared != nil {
 		// Rotations write the detectors every API server reads.
-		if h.shared, err = sharedstate.Open(ctx, cfg.Shared, nil); err != nil {
-			return nil, err
-		}
 		h.intakeKeys = h.intakeKeys.WithStore(h.shared)
 	}
 	// Probe targets come from the inventory (or the allow-list), never
