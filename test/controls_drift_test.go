@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	goprox "github.com/luthermonson/go-proxmox"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
@@ -414,5 +416,69 @@ func TestControlsSchedule(t *testing.T) {
 	other := workflows.IncidentWorkflowID(workflows.ControlDriftKey(workflows.ControlDriftPlaybook, d.db))
 	if _, err := p.Client.DescribeWorkflow(ctx, other, ""); err == nil {
 		t.Errorf("the passing control %s opened an incident", d.db)
+	}
+}
+
+// TestRealCheckDriftRestored runs the worker's own controls.check (package
+// activities/controls, a controls file of the guide's ingress control) end
+// to end: the seeded gateway passes; drift opens SSH to the world on it
+// through the PVE API; the real check fails naming that rule, the
+// control-drift incident restores the gateway's firewall from the check's
+// last passing evidence once an ir-lead approves, and the re-check by the
+// same real check passes.
+func TestRealCheckDriftRestored(t *testing.T) {
+	// Workflow ids are the namespace's: a control id of its own keeps this
+	// test's incident apart from other tests'.
+	id := "net-ingress-" + uuid.NewString()[:8]
+	file := filepath.Join(t.TempDir(), "controls.yaml")
+	doc := `controls:
+  - id: ` + id + `
+    section: "1. Network Security: Firewall Rules (Ingress)"
+    title: The DMZ accepts only 443, 8545 and 5000
+    check: pve.ingress
+    severity: high
+    params:
+      ports: [443, 8545, 5000]
+      allowed_sources: ["0.0.0.0/0", "::/0"]
+    targets: ["tag:dmz"]
+`
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testplatform.New(t, testplatform.Options{Env: []string{"IRU_CONTROLS_FILE=" + file}})
+	admin := goprox.NewClient(p.Lab.PVE.URL(), goprox.WithAPIToken(pve.LabResponderTokenID, pve.LabResponderTokenSecret), goprox.WithHTTPClient(p.Lab.PVE.HTTPClient()))
+	ctx := context.Background()
+
+	gw := containerByName(t, p.Lab.PVE.State(), "api-gateway")
+	before := gw.Firewall
+	if o := runControls(t, p, id); o.Status != activities.ControlPass || o.EvidenceRef == "" {
+		t.Fatalf("seeded gateway: %+v, want a pass with evidence", o)
+	}
+	rules := fmt.Sprintf("/nodes/%s/lxc/%d/firewall/rules", gw.Node, gw.VMID)
+	if err := admin.Post(ctx, rules, map[string]any{"type": "in", "action": "ACCEPT", "proto": "tcp", "dport": "22", "source": "0.0.0.0/0", "enable": 1, "pos": 0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	o := runControls(t, p, id)
+	if o.Status != activities.ControlFail || !strings.Contains(o.FirstFinding, "dport 22") || o.LastPassRef == "" || o.Incident == "" {
+		t.Fatalf("drift: %+v, want a failure naming dport 22 with the last pass on record", o)
+	}
+	testplatform.WaitStep(t, p.Client, o.Incident, "restore_firewall", workflows.StepWaitingApproval, 60*time.Second)
+	if equalJSON(containerByName(t, p.Lab.PVE.State(), "api-gateway").Firewall, before) {
+		t.Fatal("drift undone before any approval")
+	}
+	if _, err := testplatform.Decide(p.Client, o.Incident, workflows.ApproveUpdate, "restore_firewall", testplatform.Bob); err != nil {
+		t.Fatalf("bob approves the restore: %v", err)
+	}
+	res := waitIncident(t, p, o.Incident)
+	if after := containerByName(t, p.Lab.PVE.State(), "api-gateway").Firewall; !equalJSON(after, before) {
+		t.Fatalf("gateway firewall not restored:\nbefore %s\nafter  %s", mustJSON(before), mustJSON(after))
+	}
+	for _, s := range res.Steps {
+		if s.ID == "recheck" && s.Status != workflows.StepSucceeded {
+			t.Errorf("re-check by the real check: %s %s", s.Status, s.Error)
+		}
+	}
+	if again := runControls(t, p, id); again.Status != activities.ControlPass {
+		t.Errorf("after the restore: %+v, want a pass", again)
 	}
 }
