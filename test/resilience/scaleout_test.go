@@ -24,14 +24,21 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/iru-responder/responder/internal/codec"
+	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/evidence"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
+	"github.com/iru-responder/responder/internal/keys"
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/objectstore"
 	"github.com/iru-responder/responder/internal/schedules"
 	"github.com/iru-responder/responder/internal/secretsink"
+	"github.com/iru-responder/responder/internal/sharedstate"
 	"github.com/iru-responder/responder/internal/sharedstate/sharedtest"
+	"github.com/iru-responder/responder/internal/stores"
 	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
@@ -219,6 +226,10 @@ func TestScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	sharedEnv := []string{"IRU_SHARED_STATE_DSN=" + scfg.DSN, "IRU_SHARED_STATE_SCHEMA=" + scfg.Schema}
+	// Evidence on MinIO with Object Lock, and the payload keys in the shared
+	// database (the platform's key folder imported first, so the test's own
+	// client reads what the workers and API servers write).
+	sharedEnv = append(sharedEnv, evidenceOnMinIO(t, shared, p.Env)...)
 	workerEnv := append(slices.Clone(p.Env), sharedEnv...)
 	workers := []*workerProc{newWorkerProc(t, workerBin, workerEnv), newWorkerProc(t, workerBin, workerEnv)}
 	for _, w := range workers {
@@ -450,6 +461,18 @@ func TestScaleOut(t *testing.T) {
 			t.Errorf("%s: %d forensic backups of ct %d, want exactly 1", res.IncidentID, n, x.vmid)
 		}
 	}
+	// Every incident's evidence, written by either worker on MinIO, reads
+	// back and verifies from a third process.
+	locker := evidenceLocker(t, append(slices.Clone(p.Env), sharedEnv...))
+	objects := 0
+	for _, x := range incs {
+		rep, err := locker.Verify(context.Background(), x.id)
+		if err != nil || len(rep.Problems) > 0 || rep.Objects == 0 {
+			t.Errorf("%s: evidence on MinIO: %d objects, problems %+v, %v", x.id, rep.Objects, rep.Problems, err)
+		}
+		objects += rep.Objects
+	}
+	t.Logf("%d evidence objects on MinIO verified from a third process", objects)
 	// The rest of the fleet is untouched.
 	for _, ct := range before.Containers {
 		if ct.VMID-1000 < nAssets {
@@ -577,4 +600,62 @@ func postSigned(c *http.Client, base string, body []byte, ts, sig string) (int, 
 		return resp.StatusCode, nil, fmt.Errorf("decode 202 body %q: %w", raw, err)
 	}
 	return resp.StatusCode, r.IDs, nil
+}
+
+// evidenceOnMinIO starts the pinned MinIO with an Object Lock bucket and
+// moves the platform's payload keys into the shared database; it returns
+// the variables that point a worker or API server at both.
+func evidenceOnMinIO(t *testing.T, shared *sharedstate.Store, env []string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	logf, err := os.Create(filepath.Join(t.TempDir(), "minio.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logf.Close() })
+	ms, err := objectstore.Start(ctx, objectstore.Options{Dir: t.TempDir(), Log: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ms.Stop() })
+	folder, err := codec.NewFileKeyStore(envValue(t, env, "IRU_CODEC_KEY_DIR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := folder.List()
+	if err != nil || len(ks) == 0 {
+		t.Fatalf("the platform's payload keys: %d, %v", len(ks), err)
+	}
+	for _, k := range ks {
+		if err := shared.CodecKeys().Add(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return append(ms.Env(), "IRU_CODEC_KEY_STORE=shared")
+}
+
+// evidenceLocker opens the evidence locker env configures, with its own
+// HSM session, as another process would.
+func evidenceLocker(t *testing.T, env []string) *evidence.Locker {
+	t.Helper()
+	var kcfg keys.Config
+	var scfg stores.Config
+	if err := config.LoadFrom(&kcfg, env); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.LoadFrom(&scfg, env); err != nil {
+		t.Fatal(err)
+	}
+	km, err := keys.Open(kcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = km.Close() })
+	st, err := stores.Open(context.Background(), scfg, km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st.Evidence
 }
