@@ -24,9 +24,10 @@ import (
 //     status polls and firewall changes stall (latency spikes);
 //   - iru-services: its snapshot tasks fail (the evidence snapshot cannot
 //     be taken);
-//   - database: the last request of its isolation (the firewall policy
-//     change) always answers 500, after the earlier ones have changed the
-//     container.
+//   - database: the firewall writes of its isolation (adding the allow
+//     rules) always answer 500, after the config update has changed the
+//     container. (Its seeded policy already drops both ways, so the
+//     options need no change.)
 //
 // Every incident must reach a final state within a bound, and one that
 // says why: a stopped incident has a reason and failed steps with error
@@ -50,12 +51,12 @@ func TestLabFaults(t *testing.T) {
 		{"api-gateway", 100, "", ""},
 		{"keycloak", 101, "", ""},
 		{"iru-services", 102, "snapshot", storageFull},
-		{"database", 103, "isolate", "firewall/options: 500"},
+		{"database", 103, "isolate", "firewall/rules: 500"},
 	}
 	before := p.Lab.PVE.State()
 	faults := []pve.Fault{
 		{Method: "POST", Path: "/nodes/*/lxc/102/snapshot", TaskFailure: storageFull},
-		{Method: "PUT", Path: "/nodes/*/lxc/103/firewall/options", ErrorRate: 1, ErrorStatus: 500},
+		{Method: "POST", Path: "/nodes/*/lxc/103/firewall/rules", ErrorRate: 1, ErrorStatus: 500},
 		{Method: "GET", Path: "/nodes/{node}/tasks/{upid}/status", Latency: 500 * time.Millisecond, Count: 20},
 		{Method: "PUT", Path: "/nodes/{node}/lxc/{vmid}/firewall/options", Latency: 1500 * time.Millisecond, Count: 3},
 	}
