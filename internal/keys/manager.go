@@ -207,8 +207,24 @@ func callKeyID(callKey string) []byte {
 	return sum[:16]
 }
 
-// listKEKs returns the KEK objects of the token, highest version first.
+// listAttempts bounds [Manager.listKEKs]'s tries.
+const listAttempts = 3
+
+// listKEKs returns the KEK objects of the token, highest version first. A
+// key destroyed by another process while the token is being listed (a KEK
+// retired by a rotation on another worker) makes the listing fail with
+// CKR_OBJECT_HANDLE_INVALID; the token is then listed again.
 func (m *Manager) listKEKs() ([]kekObject, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := m.listKEKsOnce()
+		var perr pkcs11.Error
+		if err == nil || attempt == listAttempts || !errors.As(err, &perr) || perr != pkcs11.CKR_OBJECT_HANDLE_INVALID {
+			return out, err
+		}
+	}
+}
+
+func (m *Manager) listKEKsOnce() ([]kekObject, error) {
 	all, err := m.hsm.FindAllKeys()
 	if err != nil {
 		return nil, fmt.Errorf("keys: list secret keys in the token: %w", err)
