@@ -29,6 +29,15 @@ type Backend interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Lister is implemented by backends that can list the folders under a
+// prefix (the folder and S3 backends): the locker lists the incidents whose
+// custody logs it keeps in the store.
+type Lister interface {
+	// Children returns the names of the folders directly under prefix
+	// (a key prefix ending in "/"), sorted.
+	Children(ctx context.Context, prefix string) ([]string, error)
+}
+
 // Shredder is implemented by backends that can overwrite a blob before
 // removing it. The locker shreds wrapped data keys when it can.
 type Shredder interface {
@@ -99,6 +108,27 @@ func NewFSBackend(root string) (*FSBackend, error) {
 // Path returns the file that holds key.
 func (b *FSBackend) Path(key string) string {
 	return filepath.Join(b.root, filepath.FromSlash(key))
+}
+
+// Children implements [Lister].
+func (b *FSBackend) Children(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(b.Path(prefix))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("evidence: list %s: %w", prefix, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // ctxReader stops a copy when ctx ends.

@@ -72,13 +72,14 @@ func (c *Config) Validate() error {
 	return errors.Join(p...)
 }
 
-// Options returns the locker options of c (the default backend in c.Dir).
+// Options returns the locker options of c (the default backend in c.Dir;
+// with S3, the custody logs in the bucket too, shared by every host).
 func (c Config) Options() Options {
 	return Options{Retention: map[Class]time.Duration{
 		ClassPII:         c.RetentionPII,
 		ClassFinancial:   c.RetentionFinancial,
 		ClassOperational: c.RetentionOperational,
-	}}
+	}, CustodyInStore: c.Backend == BackendS3}
 }
 
 // S3Options returns the S3 backend options of c.

@@ -3,6 +3,7 @@ package evidence
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -103,57 +109,67 @@ func readCustody(path, incident string) (*custodyLog, error) {
 		return nil, fmt.Errorf("evidence: custody log of %s: %w", incident, err)
 	}
 	defer func() { _ = f.Close() }()
-	br := bufio.NewReader(f)
-	for line := int64(1); ; line++ {
+	if err := log.parse(f); err != nil {
+		return nil, err
+	}
+	return log, nil
+}
+
+// parse verifies the lines of r as the events that follow the log's, and
+// adds them.
+func (log *custodyLog) parse(r io.Reader) error {
+	incident := log.incident
+	br := bufio.NewReader(r)
+	for line := int64(len(log.events)) + 1; ; line++ {
 		raw, err := br.ReadBytes('\n')
 		if errors.Is(err, io.EOF) && len(raw) == 0 {
-			return log, nil
+			return nil
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("evidence: custody log of %s: %w", incident, err)
+			return fmt.Errorf("evidence: custody log of %s: %w", incident, err)
 		}
 		bad := func(format string, args ...any) error {
 			return &CustodyError{Incident: incident, Line: line, Reason: fmt.Sprintf(format, args...)}
 		}
 		if !bytes.HasSuffix(raw, []byte("\n")) {
-			return nil, bad("unterminated line")
+			return bad("unterminated line")
 		}
 		var e Event
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return nil, bad("not a custody event: %v", err)
+			return bad("not a custody event: %v", err)
 		}
 		canon, err := json.Marshal(e)
 		if err != nil {
-			return nil, bad("%v", err)
+			return bad("%v", err)
 		}
 		if !bytes.Equal(append(canon, '\n'), raw) {
-			return nil, bad("line is not in canonical form (edited)")
+			return bad("line is not in canonical form (edited)")
 		}
 		if e.Seq != line {
-			return nil, bad("seq %d, want %d", e.Seq, line)
+			return bad("seq %d, want %d", e.Seq, line)
 		}
 		if e.Incident != incident {
-			return nil, bad("event belongs to incident %q", e.Incident)
+			return bad("event belongs to incident %q", e.Incident)
 		}
 		if e.Prev != log.head {
-			return nil, bad("prev %s, but line %d has hash %s", e.Prev, line-1, log.head)
+			return bad("prev %s, but line %d has hash %s", e.Prev, line-1, log.head)
 		}
 		want, err := e.computeHash()
 		if err != nil {
-			return nil, bad("%v", err)
+			return bad("%v", err)
 		}
 		if e.Hash != want {
-			return nil, bad("hash %s, recomputed %s (edited)", e.Hash, want)
+			return bad("hash %s, recomputed %s (edited)", e.Hash, want)
 		}
 		log.events = append(log.events, e)
 		log.head = e.Hash
 	}
 }
 
-// append chains e onto the log, writes it to path and syncs it.
-func (log *custodyLog) append(path string, e Event) (Event, error) {
+// append chains e onto the log and writes it to store.
+func (log *custodyLog) append(ctx context.Context, store custodyStore, e Event) (Event, error) {
 	e.Seq = int64(len(log.events)) + 1
 	e.Incident = log.incident
 	e.Time = e.Time.UTC()
@@ -167,19 +183,170 @@ func (log *custodyLog) append(path string, e Event) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("evidence: custody event: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return Event{}, fmt.Errorf("evidence: custody log of %s: %w", log.incident, err)
-	}
-	_, werr := f.Write(append(line, '\n'))
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return Event{}, fmt.Errorf("evidence: custody log of %s: append: %w", log.incident, err)
+	if err := store.write(ctx, log, e.Seq, append(line, '\n')); err != nil {
+		return Event{}, err
 	}
 	log.events = append(log.events, e)
 	log.head = e.Hash
 	return e, nil
+}
+
+// ErrCustodyConflict is returned when another process appended to an
+// incident's custody log between this one's read and its write (hosts that
+// share a blob store): nothing was written; the operation can be tried again.
+var ErrCustodyConflict = errors.New("evidence: custody log changed by another process; try again")
+
+// custodyStore keeps the incidents' custody logs. A process serializes its
+// own operations on an incident (see [Locker.lock]); the store keeps
+// another process from writing the same seq.
+type custodyStore interface {
+	// read returns the incident's verified log.
+	read(ctx context.Context, incident string) (*custodyLog, error)
+	// write stores line as event seq of log (the next one).
+	write(ctx context.Context, log *custodyLog, seq int64, line []byte) error
+	// incidents lists the incidents that have a log, sorted.
+	incidents(ctx context.Context) ([]string, error)
+}
+
+// fileCustody keeps each log as a file of lines in dir, appended with
+// fsync: the processes of one host, kept apart by the lock file.
+type fileCustody struct{ dir string }
+
+func (f fileCustody) path(incident string) string {
+	return filepath.Join(f.dir, "custody", incident+".jsonl")
+}
+
+func (f fileCustody) read(_ context.Context, incident string) (*custodyLog, error) {
+	return readCustody(f.path(incident), incident)
+}
+
+func (f fileCustody) incidents(context.Context) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(f.dir, "custody"))
+	if err != nil {
+		return nil, fmt.Errorf("evidence: list incidents: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if inc, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && incidentRE.MatchString(inc) {
+			out = append(out, inc)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (f fileCustody) write(_ context.Context, log *custodyLog, _ int64, line []byte) error {
+	file, err := os.OpenFile(f.path(log.incident), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("evidence: custody log of %s: %w", log.incident, err)
+	}
+	_, werr := file.Write(line)
+	serr := file.Sync()
+	cerr := file.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		return fmt.Errorf("evidence: custody log of %s: append: %w", log.incident, err)
+	}
+	return nil
+}
+
+// blobCustody keeps each event as its own blob (custody/<incident>/<seq>)
+// in the locker's blob store, so that hosts sharing the store (S3) share
+// the logs. An event's blob is written with the store's never-overwrite
+// put: of two processes appending at once, one gets [ErrCustodyConflict].
+// The verified events are cached per incident; a read fetches only the
+// events written since.
+type blobCustody struct {
+	b     Backend
+	mu    sync.Mutex
+	cache map[string]*custodyLog
+}
+
+func custodyKey(incident string, seq int64) string {
+	return fmt.Sprintf("custody/%s/%012d.event", incident, seq)
+}
+
+func (c *blobCustody) read(ctx context.Context, incident string) (*custodyLog, error) {
+	c.mu.Lock()
+	log := c.cache[incident]
+	c.mu.Unlock()
+	if log == nil {
+		log = &custodyLog{incident: incident, head: zeroHash}
+	} else {
+		log = log.clone()
+	}
+	for {
+		rc, err := c.b.Get(ctx, custodyKey(incident, int64(len(log.events))+1))
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("evidence: custody log of %s: %w", incident, err)
+		}
+		perr := log.parse(rc)
+		_ = rc.Close()
+		if perr != nil {
+			return nil, perr
+		}
+	}
+	c.keep(log)
+	return log, nil
+}
+
+func (c *blobCustody) incidents(ctx context.Context) ([]string, error) {
+	l, ok := c.b.(Lister)
+	if !ok {
+		return nil, fmt.Errorf("%w: the blob store cannot list the custody logs", ErrInvalid)
+	}
+	names, err := l.Children(ctx, "custody/")
+	if err != nil {
+		return nil, fmt.Errorf("evidence: list incidents: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		if incidentRE.MatchString(n) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (c *blobCustody) write(ctx context.Context, log *custodyLog, seq int64, line []byte) error {
+	_, err := c.b.Put(ctx, custodyKey(log.incident, seq), bytes.NewReader(line))
+	if errors.Is(err, ErrExists) {
+		c.mu.Lock()
+		delete(c.cache, log.incident)
+		c.mu.Unlock()
+		return fmt.Errorf("%w (incident %s, event %d)", ErrCustodyConflict, log.incident, seq)
+	}
+	if err != nil {
+		return fmt.Errorf("evidence: custody log of %s: append: %w", log.incident, err)
+	}
+	next := log.clone()
+	var e Event
+	if err := json.Unmarshal(line, &e); err == nil {
+		next.events = append(next.events, e)
+		next.head = e.Hash
+		c.keep(next)
+	}
+	return nil
+}
+
+// keep caches log as the incident's verified events.
+func (c *blobCustody) keep(log *custodyLog) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil {
+		c.cache = map[string]*custodyLog{}
+	}
+	if old := c.cache[log.incident]; old == nil || len(old.events) <= len(log.events) {
+		c.cache[log.incident] = log.clone()
+	}
+}
+
+// clone copies the log (its events are values).
+func (log *custodyLog) clone() *custodyLog {
+	return &custodyLog{incident: log.incident, events: slices.Clone(log.events), head: log.head}
 }
 
 // released reports whether the log records the release of the incident's

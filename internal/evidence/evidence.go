@@ -44,7 +44,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,6 +208,10 @@ type Options struct {
 	// SegmentSize is the plaintext size of an encrypted segment; default
 	// 64 KiB.
 	SegmentSize int
+	// CustodyInStore keeps the custody logs in the blob store, one blob per
+	// event, instead of files in the locker's folder: set it when hosts
+	// share the store (S3), so that each sees every event.
+	CustodyInStore bool
 }
 
 // Locker is the evidence locker. It is safe for concurrent use.
@@ -219,6 +222,8 @@ type Locker struct {
 	retention map[Class]time.Duration
 	now       func() time.Time
 	segment   int
+
+	custody custodyStore
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per incident, guards its custody log
@@ -247,6 +252,10 @@ func Open(dir string, wrapper KeyWrapper, opts Options) (*Locker, error) {
 			return nil, err
 		}
 		l.backend = b
+	}
+	l.custody = fileCustody{dir: dir}
+	if opts.CustodyInStore {
+		l.custody = &blobCustody{b: l.backend}
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -302,14 +311,6 @@ func (l *Locker) lock(incident string) func() {
 		_ = f.Close()
 		m.Unlock()
 	}
-}
-
-func (l *Locker) custodyPath(incident string) string {
-	return filepath.Join(l.dir, "custody", incident+".jsonl")
-}
-
-func (l *Locker) readCustody(incident string) (*custodyLog, error) {
-	return readCustody(l.custodyPath(incident), incident)
 }
 
 func objectKey(incident, blob string) string { return incident + "/" + blob + ".obj" }
@@ -404,7 +405,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 
 	unlock := l.lock(r.Incident)
 	defer unlock()
-	log, err := l.readCustody(r.Incident)
+	log, err := l.custody.read(ctx, r.Incident)
 	if err != nil {
 		l.discard(ctx, r.Incident, blob)
 		return "", err
@@ -416,7 +417,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 		// collected it again and from where, and drop the new copy.
 		l.discard(ctx, r.Incident, blob)
 		ev.Kind = EventDuplicate
-		if _, err := log.append(l.custodyPath(r.Incident), ev); err != nil {
+		if _, err := log.append(ctx, l.custody, ev); err != nil {
 			return "", err
 		}
 		// A put retried after its store lock failed lands here: lock the
@@ -436,7 +437,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	}
 	ev.Blob = blob
 	ev.KeyID = wrapped.KeyID
-	recorded, err := log.append(l.custodyPath(r.Incident), ev)
+	recorded, err := log.append(ctx, l.custody, ev)
 	if err != nil {
 		l.discard(ctx, r.Incident, blob)
 		return "", err
@@ -509,7 +510,7 @@ func (l *Locker) StoreLock(ctx context.Context, ref Ref) (StoreLock, error) {
 		return StoreLock{}, err
 	}
 	unlock := l.lock(incident)
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	unlock()
 	if err != nil {
 		return StoreLock{}, err
@@ -545,7 +546,7 @@ func (l *Locker) ReleaseHold(ctx context.Context, incident string, who Reader) (
 	}
 	unlock := l.lock(incident)
 	defer unlock()
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	if err != nil {
 		return 0, err
 	}
@@ -565,7 +566,7 @@ func (l *Locker) ReleaseHold(ctx context.Context, incident string, who Reader) (
 		n++
 	}
 	if !log.released() {
-		if _, err := log.append(l.custodyPath(incident), Event{
+		if _, err := log.append(ctx, l.custody, Event{
 			Time: l.now().UTC(), Kind: EventHoldReleased, Actor: who.Identity, Reason: who.Reason,
 		}); err != nil {
 			return n, err
@@ -614,13 +615,13 @@ func (l *Locker) Get(ctx context.Context, ref Ref, who Reader) (io.ReadCloser, M
 		return nil, Meta{}, fmt.Errorf("%w: %s", ErrInvalid, p)
 	}
 	unlock := l.lock(incident)
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	var meta Meta
 	if err == nil {
 		meta, err = l.lookup(log, ref, sum)
 	}
 	if err == nil {
-		_, err = log.append(l.custodyPath(incident), Event{
+		_, err = log.append(ctx, l.custody, Event{
 			Time: l.now(), Kind: EventRead, SHA256: sum, Actor: who.Identity, Reason: who.Reason,
 		})
 	}
@@ -712,7 +713,7 @@ func (l *Locker) StaleWrappedKeys(ctx context.Context, currentKEK string, limit 
 	if !ok {
 		return nil, fmt.Errorf("%w: the %T backend keeps no key versions", ErrInvalid, l.backend)
 	}
-	incidents, err := l.incidents()
+	incidents, err := l.custody.incidents(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -781,7 +782,7 @@ func (l *Locker) ReplaceWrappedKey(ctx context.Context, ref string, old, updated
 	}
 	unlock := l.lock(incident)
 	defer unlock()
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	if err != nil {
 		return err
 	}
@@ -923,12 +924,12 @@ func (l *Locker) List(ctx context.Context, incident string) ([]Meta, error) {
 }
 
 // Manifest returns incident's objects and verified custody log.
-func (l *Locker) Manifest(_ context.Context, incident string) (Manifest, error) {
+func (l *Locker) Manifest(ctx context.Context, incident string) (Manifest, error) {
 	if !incidentRE.MatchString(incident) {
 		return Manifest{}, fmt.Errorf("%w: incident %q", ErrInvalid, incident)
 	}
 	unlock := l.lock(incident)
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	unlock()
 	if err != nil {
 		return Manifest{}, err
@@ -968,7 +969,7 @@ func (l *Locker) Delete(ctx context.Context, ref Ref, who Reader) error {
 	}
 	unlock := l.lock(incident)
 	defer unlock()
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	if err != nil {
 		return err
 	}
@@ -994,7 +995,7 @@ func (l *Locker) destroy(ctx context.Context, log *custodyLog, m Meta, now time.
 	if err := l.backend.Delete(ctx, objectKey(m.Incident, m.blob)); err != nil {
 		return fmt.Errorf("evidence: delete %s: object: %w", m.Ref, err)
 	}
-	_, err := log.append(l.custodyPath(m.Incident), Event{
+	_, err := log.append(ctx, l.custody, Event{
 		Time: now, Kind: EventDeleted, SHA256: m.SHA256, Actor: who.Identity, Reason: who.Reason,
 	})
 	return err
@@ -1011,7 +1012,7 @@ type SweepReport struct {
 // incident by incident in collection order: what [Locker.Sweep] would
 // destroy at now. It changes nothing.
 func (l *Locker) Expired(ctx context.Context, now time.Time) ([]Meta, error) {
-	incidents, err := l.incidents()
+	incidents, err := l.custody.incidents(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -1049,7 +1050,7 @@ func (l *Locker) Sweep(ctx context.Context, now time.Time) (SweepReport, error) 
 // further object is destroyed unrecorded.
 func (l *Locker) SweepEach(ctx context.Context, now time.Time, after func(Meta) error) (SweepReport, error) {
 	var rep SweepReport
-	incidents, err := l.incidents()
+	incidents, err := l.custody.incidents(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -1088,7 +1089,7 @@ func (e *afterError) Unwrap() error { return e.err }
 func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Time, after func(Meta) error) ([]Meta, error) {
 	unlock := l.lock(incident)
 	defer unlock()
-	log, err := l.readCustody(incident)
+	log, err := l.custody.read(ctx, incident)
 	if err != nil {
 		return nil, err
 	}
@@ -1114,22 +1115,6 @@ func (l *Locker) sweepIncident(ctx context.Context, incident string, now time.Ti
 		}
 	}
 	return deleted, nil
-}
-
-// incidents lists the incidents that have a custody log.
-func (l *Locker) incidents() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(l.dir, "custody"))
-	if err != nil {
-		return nil, fmt.Errorf("evidence: list incidents: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if inc, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && incidentRE.MatchString(inc) {
-			out = append(out, inc)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Problem is one thing that does not verify.

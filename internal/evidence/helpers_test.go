@@ -99,9 +99,11 @@ type backendCase struct {
 	// realClock: the store checks retention against its own clock, so the
 	// fixture's clock starts at the real time.
 	realClock bool
+	// custody keeps the custody logs in the backend (Options.CustodyInStore).
+	custody bool
 }
 
-var backendCases = []backendCase{{name: "dir"}}
+var backendCases = []backendCase{{name: "dir"}, {name: "dir-custody-in-store", custody: true}}
 
 // forEachBackend runs fn against every backend of backendCases.
 func forEachBackend(t *testing.T, fn func(t *testing.T, bc backendCase)) {
@@ -117,7 +119,7 @@ func newFixtureOn(t testing.TB, bc backendCase, segment int) *fixture {
 	if bc.realClock {
 		c.t = time.Now().UTC().Truncate(time.Second)
 	}
-	opts := Options{Now: c.Now, SegmentSize: segment}
+	opts := Options{Now: c.Now, SegmentSize: segment, CustodyInStore: bc.custody}
 	if bc.open != nil {
 		opts.Backend = bc.open(t)
 	}
@@ -233,7 +235,9 @@ func (f *fixture) keyPath(ref Ref) string {
 	return f.locker.backend.(*FSBackend).Path(wrapKey(m.Incident, m.blob))
 }
 
-func (f *fixture) custodyPath(incident string) string { return f.locker.custodyPath(incident) }
+func (f *fixture) custodyPath(incident string) string {
+	return fileCustody{dir: f.locker.dir}.path(incident)
+}
 
 // editFile applies fn to the bytes of path, as an attacker with disk access.
 func editFile(t testing.TB, path string, fn func([]byte) []byte) {

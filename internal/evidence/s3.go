@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,6 +182,21 @@ var headPool = sync.Pool{New: func() any {
 	b := make([]byte, singlePutMax)
 	return &b
 }}
+
+// Children implements [Lister].
+func (b *S3Backend) Children(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	for o := range b.c.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if o.Err != nil {
+			return nil, s3Err("list", prefix, o.Err)
+		}
+		if name, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, prefix), "/"); ok && name != "" && !strings.Contains(name, "/") {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
 
 // versions lists the versions of key (delete markers included), oldest
 // first.

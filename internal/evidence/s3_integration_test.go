@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ import (
 // pinned .tools/bin/minio, or IRU_MINIO_BIN), one bucket with Object Lock
 // per test, written with the platform's restricted credentials.
 func init() {
-	backendCases = append(backendCases, backendCase{name: "s3", realClock: true, open: func(t testing.TB) Backend {
+	backendCases = append(backendCases, backendCase{name: "s3", realClock: true, custody: true, open: func(t testing.TB) Backend {
 		return newS3Env(t).backend
 	}})
 }
@@ -108,7 +109,7 @@ func (e *s3Env) fixture(t testing.TB, retention map[Class]time.Duration) *fixtur
 	t.Helper()
 	dir := t.TempDir()
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Now: c.Now, Backend: e.backend, Retention: retention})
+	l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Now: c.Now, Backend: e.backend, Retention: retention, CustodyInStore: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,8 +323,13 @@ func TestS3CryptoShredAfterRetention(t *testing.T) {
 	if err != nil || len(rep.Deleted) != 1 || rep.Deleted[0] != ref {
 		t.Fatalf("sweep after retention = %+v, %v; want %s destroyed", rep, err, ref)
 	}
-	if left := f.blobs(""); len(left) != 0 {
+	// The object and its wrapped key are gone (every version); the
+	// custody events stay, the record of what was destroyed and when.
+	if left := append(f.blobs(".obj"), f.blobs(".key")...); len(left) != 0 {
 		t.Fatalf("blobs left after the shred: %v", left)
+	}
+	if events := f.blobs(".event"); len(events) == 0 {
+		t.Fatal("the custody events went with the evidence")
 	}
 	if _, _, err := f.get(ref); !errors.Is(err, ErrDeleted) {
 		t.Fatalf("Get after the shred: err = %v, want ErrDeleted", err)
@@ -491,5 +497,84 @@ func TestS3LargeObject(t *testing.T) {
 	m := f.meta(ref)
 	if _, err := f.locker.backend.Put(f.ctx, objectKey(m.Incident, m.blob), bytes.NewReader(body)); !errors.Is(err, ErrExists) {
 		t.Fatalf("Put over the large object: err = %v, want ErrExists", err)
+	}
+}
+
+// TestS3CustodySharedByHosts: two lockers on different hosts (their own
+// folders, one bucket) with the custody logs in the bucket: what one
+// collects the other reads and verifies, each read is in the one chain
+// both see, and two appends of the same event number cannot both land (the
+// loser gets ErrCustodyConflict, nothing is overwritten, and it succeeds
+// after reading again). Control: with the logs in each host's folder, the
+// second host cannot read the first one's evidence.
+func TestS3CustodySharedByHosts(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	w := newSoftWrapper(t, "test-kek")
+	open := func(inStore bool) *Locker {
+		l, err := Open(t.TempDir(), w, Options{Backend: e.backend, CustodyInStore: inStore})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a, b := open(true), open(true)
+	ref, err := a.Put(ctx, request("inc-hosts", "shell.log", ClassOperational, bytesReader([]byte("uid=0(root)"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := b.Get(ctx, ref, alice)
+	if err != nil {
+		t.Fatalf("host B reads what host A collected: %v", err)
+	}
+	body, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	if string(body) != "uid=0(root)" {
+		t.Fatalf("host B read %q", body)
+	}
+	for name, l := range map[string]*Locker{"A": a, "B": b} {
+		rep, err := l.Verify(ctx, "inc-hosts")
+		if err != nil || len(rep.Problems) != 0 || rep.Objects != 1 {
+			t.Fatalf("verify on host %s: %+v %v", name, rep, err)
+		}
+		m, err := l.Manifest(ctx, "inc-hosts")
+		if err != nil || len(m.Events) < 2 || m.Events[len(m.Events)-1].Kind != EventRead {
+			t.Fatalf("host %s's custody chain does not end with B's read: %+v %v", name, m.Events, err)
+		}
+	}
+
+	// Two hosts append event n at once: one lands, the other is refused.
+	ca, cb := &blobCustody{b: e.backend}, &blobCustody{b: e.backend}
+	la, err := ca.read(ctx, "inc-hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := cb.read(ctx, "inc-hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(la.events)
+	if _, err := lb.append(ctx, cb, Event{Time: time.Now(), Kind: EventRead, SHA256: la.events[0].SHA256, Actor: "keycloak:iru/bob", Reason: "host B"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.append(ctx, ca, Event{Time: time.Now(), Kind: EventRead, SHA256: la.events[0].SHA256, Actor: "keycloak:iru/alice", Reason: "host A"}); !errors.Is(err, ErrCustodyConflict) {
+		t.Fatalf("the second append of event %d: %v, want ErrCustodyConflict", n+1, err)
+	}
+	again, err := ca.read(ctx, "inc-hosts")
+	if err != nil || len(again.events) != n+1 || again.events[n].Reason != "host B" {
+		t.Fatalf("after the conflict host A reads %d events (%v), want B's event %d kept", len(again.events), err, n+1)
+	}
+	if _, err := again.append(ctx, ca, Event{Time: time.Now(), Kind: EventRead, SHA256: la.events[0].SHA256, Actor: "keycloak:iru/alice", Reason: "host A"}); err != nil {
+		t.Fatalf("host A's append after reading again: %v", err)
+	}
+
+	// Control: custody in each host's folder.
+	c, d := open(false), open(false)
+	ref, err = c.Put(ctx, request("inc-folders", "shell.log", ClassOperational, bytesReader([]byte("x"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Get(ctx, ref, alice); err == nil {
+		t.Fatal("control: a host read evidence collected on another host without its custody log")
 	}
 }
