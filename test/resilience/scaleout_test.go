@@ -462,8 +462,10 @@ func TestScaleOut(t *testing.T) {
 		}
 	}
 	// Every incident's evidence, written by either worker on MinIO, reads
-	// back and verifies from a third process.
-	locker := evidenceLocker(t, append(slices.Clone(p.Env), sharedEnv...))
+	// back and verifies from a third process with a folder of its own, as
+	// on another host: the custody logs are in the bucket too.
+	otherHost := slices.DeleteFunc(append(slices.Clone(p.Env), sharedEnv...), func(kv string) bool { return strings.HasPrefix(kv, "IRU_EVIDENCE_DIR=") })
+	locker := evidenceLocker(t, append(otherHost, "IRU_EVIDENCE_DIR="+t.TempDir()))
 	objects := 0
 	for _, x := range incs {
 		rep, err := locker.Verify(context.Background(), x.id)
@@ -472,7 +474,7 @@ func TestScaleOut(t *testing.T) {
 		}
 		objects += rep.Objects
 	}
-	t.Logf("%d evidence objects on MinIO verified from a third process", objects)
+	t.Logf("%d evidence objects on MinIO verified from a third process with its own folder", objects)
 	// The rest of the fleet is untouched.
 	for _, ct := range before.Containers {
 		if ct.VMID-1000 < nAssets {
