@@ -20,7 +20,7 @@ type Config struct {
 	RetentionFinancial   time.Duration `env:"IRU_EVIDENCE_RETENTION_FINANCIAL" envDefault:"61368h" doc:"Retention of financial evidence (default 7 years: accounting and tax record keeping)."`
 	RetentionOperational time.Duration `env:"IRU_EVIDENCE_RETENTION_OPERATIONAL" envDefault:"8760h" doc:"Retention of operational evidence (default 1 year: PCI DSS audit log history)."`
 
-	Backend        string `env:"IRU_EVIDENCE_BACKEND" envDefault:"dir" doc:"Where the encrypted objects and wrapped keys go: dir (IRU_EVIDENCE_DIR/blobs) or s3 (a bucket with Object Lock; custody logs stay in IRU_EVIDENCE_DIR)."`
+	Backend        string `env:"IRU_EVIDENCE_BACKEND" envDefault:"dir" doc:"Where the encrypted objects and wrapped keys go: dir (IRU_EVIDENCE_DIR/blobs) or s3 (a bucket with Object Lock; the custody logs go there too, one object per event, so every host shares them)."`
 	S3Endpoint     string `env:"IRU_EVIDENCE_S3_ENDPOINT" doc:"host:port of the S3 store (s3 backend)."`
 	S3Bucket       string `env:"IRU_EVIDENCE_S3_BUCKET" envDefault:"iru-evidence" doc:"Bucket of the s3 backend; it must have been created with Object Lock."`
 	S3Region       string `env:"IRU_EVIDENCE_S3_REGION" envDefault:"us-east-1" doc:"Region of the bucket."`
