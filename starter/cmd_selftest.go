@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/logging"
@@ -83,10 +87,34 @@ func runSelfTest(ctx context.Context, c client.Client) (selfTestRun, error) {
 		return selfTestRun{}, fmt.Errorf("selftest: start workflow: %w", err)
 	}
 	var res workflows.SelfTestResult
-	if err := run.Get(ctx, &res); err != nil {
+	for {
+		err = run.Get(ctx, &res)
+		// A long poll the server or a proxy cut (the stream reset, the
+		// frontend restarting) says nothing about the workflow: wait again
+		// while time is left.
+		if pollCut(err) && ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			run = c.GetWorkflow(ctx, run.GetID(), run.GetRunID())
+			continue
+		}
+		break
+	}
+	if err != nil {
 		return selfTestRun{}, fmt.Errorf("selftest: workflow %s: %w (is a worker running on task queue %q?)", run.GetID(), err, workflows.TaskQueue)
 	}
 	return selfTestRun{WorkflowID: run.GetID(), RunID: run.GetRunID(), Took: time.Since(start), Result: res}, nil
+}
+
+// pollCut reports whether err is a cut long poll (Canceled or Unavailable
+// from the server or the transport), not an answer about the workflow.
+func pollCut(err error) bool {
+	var canceled *serviceerror.Canceled
+	var unavailable *serviceerror.Unavailable
+	if errors.As(err, &canceled) || errors.As(err, &unavailable) {
+		return true
+	}
+	code := status.Code(err)
+	return code == codes.Canceled || code == codes.Unavailable
 }
 
 func printSelfTest(w io.Writer, r selfTestRun) {
