@@ -183,7 +183,7 @@ func (log *custodyLog) append(ctx context.Context, store custodyStore, e Event) 
 	if err != nil {
 		return Event{}, fmt.Errorf("evidence: custody event: %w", err)
 	}
-	if err := store.write(ctx, log, e.Seq, append(line, '\n')); err != nil {
+	if err := store.write(ctx, log, e, append(line, '\n')); err != nil {
 		return Event{}, err
 	}
 	log.events = append(log.events, e)
@@ -202,8 +202,8 @@ var ErrCustodyConflict = errors.New("evidence: custody log changed by another pr
 type custodyStore interface {
 	// read returns the incident's verified log.
 	read(ctx context.Context, incident string) (*custodyLog, error)
-	// write stores line as event seq of log (the next one).
-	write(ctx context.Context, log *custodyLog, seq int64, line []byte) error
+	// write stores line, the encoded e, as the next event of log.
+	write(ctx context.Context, log *custodyLog, e Event, line []byte) error
 	// incidents lists the incidents that have a log, sorted.
 	incidents(ctx context.Context) ([]string, error)
 }
@@ -235,7 +235,7 @@ func (f fileCustody) incidents(context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (f fileCustody) write(_ context.Context, log *custodyLog, _ int64, line []byte) error {
+func (f fileCustody) write(_ context.Context, log *custodyLog, _ Event, line []byte) error {
 	file, err := os.OpenFile(f.path(log.incident), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("evidence: custody log of %s: %w", log.incident, err)
@@ -311,24 +311,21 @@ func (c *blobCustody) incidents(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (c *blobCustody) write(ctx context.Context, log *custodyLog, seq int64, line []byte) error {
-	_, err := c.b.Put(ctx, custodyKey(log.incident, seq), bytes.NewReader(line))
+func (c *blobCustody) write(ctx context.Context, log *custodyLog, e Event, line []byte) error {
+	_, err := c.b.Put(ctx, custodyKey(log.incident, e.Seq), bytes.NewReader(line))
 	if errors.Is(err, ErrExists) {
 		c.mu.Lock()
 		delete(c.cache, log.incident)
 		c.mu.Unlock()
-		return fmt.Errorf("%w (incident %s, event %d)", ErrCustodyConflict, log.incident, seq)
+		return fmt.Errorf("%w (incident %s, event %d)", ErrCustodyConflict, log.incident, e.Seq)
 	}
 	if err != nil {
 		return fmt.Errorf("evidence: custody log of %s: append: %w", log.incident, err)
 	}
 	next := log.clone()
-	var e Event
-	if err := json.Unmarshal(line, &e); err == nil {
-		next.events = append(next.events, e)
-		next.head = e.Hash
-		c.keep(next)
-	}
+	next.events = append(next.events, e)
+	next.head = e.Hash
+	c.keep(next)
 	return nil
 }
 
