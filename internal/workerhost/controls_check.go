@@ -3,6 +3,7 @@ package workerhost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 // ControlsConfig configures the control checks (controls.list, controls.check).
 type ControlsConfig struct {
-	File       string `env:"IRU_CONTROLS_FILE" doc:"Controls file (YAML) to check instead of the embedded one (controls/controls.yaml); the worker refuses to start if it is invalid."`
+	File       string `env:"IRU_CONTROLS_FILE" doc:"Controls file (YAML) to check instead of the embedded one (controls/controls.yaml); the worker refuses to start if it is invalid or names a playbook the worker has not loaded."`
 	APITLSAddr string `env:"IRU_CONTROLS_API_TLS_ADDR" doc:"host:port of the API server's TLS listener, which the TLS 1.3 control dials (with TLS 1.2, expecting a refusal, then TLS 1.3); empty: that control reports unknown unless the controls file names an address."`
 }
 
@@ -30,6 +31,26 @@ func (c ControlsConfig) LoadControls() (*controls.File, error) {
 	f, err := controls.Load(c.File)
 	if err != nil {
 		return nil, fmt.Errorf("IRU_CONTROLS_FILE: %w", err)
+	}
+	return f, nil
+}
+
+// checkedControls loads the controls file and checks that every control's
+// remediation playbook is in set. A controls file the operator chose
+// (IRU_CONTROLS_FILE) naming a playbook that is not loaded is refused: a
+// drift it finds could open no incident. With the embedded file (and a
+// playbooks folder of the operator's own) a missing playbook is logged,
+// naming the controls whose drift would open no incident.
+func (c ControlsConfig) checkedControls(set controls.PlaybookLister, log *slog.Logger) (*controls.File, error) {
+	f, err := c.LoadControls()
+	if err != nil {
+		return nil, err
+	}
+	if err := f.CheckPlaybooks(set); err != nil {
+		if c.File != "" {
+			return nil, fmt.Errorf("IRU_CONTROLS_FILE: %w", err)
+		}
+		log.Warn("controls: a control's playbook is not loaded; its drift would open no incident", "error", err)
 	}
 	return f, nil
 }

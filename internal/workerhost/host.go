@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -96,7 +97,7 @@ func Open(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("playbooks: %w", err)
 	}
-	if h.controls, err = cfg.Controls.LoadControls(); err != nil {
+	if h.controls, err = cfg.Controls.checkedControls(h.playbooks, slog.Default()); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.SecretsDir, 0o700); err != nil {
