@@ -20,6 +20,9 @@ type Temporal struct {
 	TLSKey        string `env:"IRU_TEMPORAL_TLS_KEY" doc:"PEM private key of the mTLS client certificate."`
 	TLSServerName string `env:"IRU_TEMPORAL_TLS_SERVER_NAME" doc:"Server name to verify in the frontend certificate, when it differs from the address host."`
 	APIKey        string `env:"IRU_TEMPORAL_API_KEY" secret:"true" doc:"Temporal API key (sent as a bearer token; implies TLS)."`
+	// Gzip is the SDK's default; the platform's payloads are encrypted by
+	// the codec and do not compress, so it only costs CPU on both ends.
+	Gzip bool `env:"IRU_TEMPORAL_GZIP" envDefault:"false" doc:"Compress the gRPC calls to Temporal with gzip (the SDK's default). Off: the payloads are encrypted by the codec and do not compress, and gzip costs processor time on the client and the server for every call."`
 	// The process's own OAuth2 client-credentials token for Temporal's
 	// authorization (a server with global.authorization): sent as
 	// `authorization: Bearer` on every call, renewed before it expires.

@@ -45,6 +45,9 @@ func ClientOptions(cfg config.Temporal, opts Options) (client.Options, error) {
 			DataConverter: opts.DataConverter, EncodeCommonAttributes: true,
 		})
 	}
+	if !cfg.Gzip {
+		co.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
 	if opts.Logger != nil {
 		co.Logger = log.NewStructuredLogger(opts.Logger)
 	}
