@@ -75,6 +75,10 @@ func (p *pendingAppend) finish(out Entry, err error) {
 const (
 	// maxBatch bounds the entries of one transaction.
 	maxBatch = 512
+	// maxBatchBytes bounds the size of one transaction's entries (their
+	// records, details and statements; a record may be 4 MiB): a batch
+	// ends after the entry that reaches it.
+	maxBatchBytes = 8 << 20
 	// maxInFlight bounds the batches committing at the same time.
 	maxInFlight = 4
 	// maxHeads bounds the remembered chain heads; past it they are forgotten
@@ -167,11 +171,16 @@ func (g *groupCommitter) drain() {
 // for one, is not taken: it waits for that batch, and so do the appends
 // that come after it in its chain. The caller holds g.mu.
 func (g *groupCommitter) take() ([]*pendingAppend, *batchRun) {
-	batch := g.queue
-	if len(batch) > maxBatch {
-		batch, g.queue = batch[:maxBatch:maxBatch], batch[maxBatch:]
-	} else {
+	n, size := 0, 0
+	for n < len(g.queue) && n < maxBatch && size < maxBatchBytes {
+		size += g.queue[n].e.size()
+		n++
+	}
+	batch := g.queue[:n:n]
+	if n == len(g.queue) {
 		g.queue = nil
+	} else {
+		g.queue = g.queue[n:]
 	}
 	if len(batch) == 0 {
 		return nil, nil
@@ -359,6 +368,15 @@ func (g *groupCommitter) oneByOne(ctx context.Context, live []*pendingAppend) {
 		}
 		p.finish(out, err)
 	}
+}
+
+// size is about how many bytes e takes in a batch.
+func (e *Entry) size() int {
+	n := len(e.Record) + len(e.Outcome.Detail) + len(e.Target) + 256
+	if d := e.Decision; d != nil {
+		n += len(d.StatementPayload) + len(d.StatementSig)
+	}
+	return n
 }
 
 // remember records e as stored, when it is the newest entry of its chain
