@@ -165,8 +165,8 @@ func (g *groupCommitter) drain() {
 	}
 }
 
-// take removes up to maxBatch appends from the queue and returns those to
-// commit now, in (incident, seq) order, each marked in flight for run. An
+// take removes up to maxBatch appends (and maxBatchBytes) from the front
+// of the queue and returns those to commit now, in (incident, seq) order, each marked in flight for run. An
 // append whose slot or predecessor is in flight in another batch, or waits
 // for one, is not taken: it waits for that batch, and so do the appends
 // that come after it in its chain. The caller holds g.mu.
