@@ -30,9 +30,10 @@ import (
 //
 // Both directions run as a pipeline (see segmentPipe): one goroutine reads
 // segments in order, GOMAXPROCS workers seal or open them in parallel, and
-// the reader hands them out in order. Put hashes the plaintext as the
-// pipeline reads it and Get as the caller reads it, so hashing, AES-GCM
-// and file I/O overlap on different cores.
+// the reader hands them out in order. Put hashes the plaintext on a stage
+// of its own between the reader and the workers (in order, while the
+// reader reads the next segment), and Get as the caller reads it, so
+// reading, hashing, AES-GCM and file I/O overlap on different cores.
 const (
 	streamMagic       = "IRUEV1"
 	headerLen         = len(streamMagic) + 4 + noncePrefixLen
@@ -87,10 +88,15 @@ type readFunc func(buf []byte, counter uint64) (n int, last bool, err error)
 // transformFunc seals or opens job in place with worker w's state.
 type transformFunc func(w int, job *segmentJob)
 
+// inspectFunc sees each segment's input (buf[:n]), in order, on one
+// goroutine of its own, before a worker transforms it.
+type inspectFunc func(job *segmentJob)
+
 // pipeWorkers is how many segments are sealed or opened in parallel.
 func pipeWorkers() int { return max(1, runtime.GOMAXPROCS(0)) }
 
-func startSegmentPipe(bufSize, workers int, read readFunc, transform transformFunc) *segmentPipe {
+// startSegmentPipe starts a pipe; inspect may be nil.
+func startSegmentPipe(bufSize, workers int, read readFunc, inspect inspectFunc, transform transformFunc) *segmentPipe {
 	depth := 2*workers + 2
 	p := &segmentPipe{
 		ordered: make(chan *segmentJob, depth),
@@ -101,6 +107,25 @@ func startSegmentPipe(bufSize, workers int, read readFunc, transform transformFu
 		p.free <- make([]byte, bufSize)
 	}
 	work := make(chan *segmentJob, depth)
+	toWork := work // where the reader sends segments: the workers, or the inspector
+	if inspect != nil {
+		toWork = make(chan *segmentJob, depth)
+		p.wg.Go(func() {
+			defer close(work)
+			for j := range toWork {
+				inspect(j)
+				select {
+				case work <- j:
+				case <-p.stop:
+					close(j.done) // nobody transforms it: the pipe is stopping
+					for j := range toWork {
+						close(j.done)
+					}
+					return
+				}
+			}
+		})
+	}
 	for w := range workers {
 		p.wg.Go(func() {
 			for j := range work {
@@ -111,7 +136,7 @@ func startSegmentPipe(bufSize, workers int, read readFunc, transform transformFu
 	}
 	p.wg.Go(func() {
 		defer close(p.ordered)
-		defer close(work)
+		defer close(toWork)
 		for counter := uint64(0); ; counter++ {
 			var buf []byte
 			select {
@@ -130,7 +155,7 @@ func startSegmentPipe(bufSize, workers int, read readFunc, transform transformFu
 				close(j.done)
 			} else {
 				select {
-				case work <- j:
+				case toWork <- j:
 				case <-p.stop:
 					return
 				}
@@ -241,7 +266,11 @@ type encryptReader struct {
 	err  error
 }
 
-func newEncryptReader(dek []byte, src io.Reader, segment int) (*encryptReader, error) {
+// newEncryptReader encrypts src in segments of segment bytes. plain (may be
+// nil) is called with each segment's plaintext, in order, on a goroutine
+// of its own; it has seen the whole stream once Read returned io.EOF and
+// Close returned.
+func newEncryptReader(dek []byte, src io.Reader, segment int, plain func([]byte)) (*encryptReader, error) {
 	header := make([]byte, headerLen)
 	copy(header, streamMagic)
 	binary.BigEndian.PutUint32(header[len(streamMagic):], uint32(segment))
@@ -260,7 +289,11 @@ func newEncryptReader(dek []byte, src io.Reader, segment int) (*encryptReader, e
 		c.set(j.counter, j.last)
 		j.out = c.aead.Seal(j.buf[:0], c.nonce, j.buf[:j.n], c.aad)
 	}
-	return &encryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, seal), out: header}, nil
+	var inspect inspectFunc
+	if plain != nil {
+		inspect = func(j *segmentJob) { plain(j.buf[:j.n]) }
+	}
+	return &encryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, inspect, seal), out: header}, nil
 }
 
 func (e *encryptReader) Read(p []byte) (int, error) {
@@ -356,7 +389,7 @@ func newDecryptReader(dek []byte, src io.Reader) (*decryptReader, error) {
 		}
 		j.out = out
 	}
-	return &decryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, open)}, nil
+	return &decryptReader{pipe: startSegmentPipe(segment+tagLen, workers, read, nil, open)}, nil
 }
 
 func (d *decryptReader) Read(p []byte) (int, error) {

@@ -17,8 +17,11 @@ import (
 // batches commit at the same time. Every chain stays gap-free: an entry is
 // only sealed onto a predecessor that is committed already (read from the
 // store, or remembered after its commit) or is in the same all-or-nothing
-// transaction; an append whose predecessor is still in flight in another
-// batch fails with [ErrGap] like any append that comes too early. An
+// transaction. An append whose predecessor (or whose own slot) is in flight
+// in another batch of this committer waits for that batch to finish and is
+// then taken again, so appends of one chain queued in order (see
+// [Ledger.AppendAsync]) commit in order, many per transaction; an append
+// whose predecessor is neither stored nor in flight fails with [ErrGap]. An
 // append returns after the transaction that holds its entry has committed.
 //
 // Inside a batch the appends are ordered by (incident, seq), so concurrent
@@ -72,6 +75,10 @@ func (p *pendingAppend) finish(out Entry, err error) {
 const (
 	// maxBatch bounds the entries of one transaction.
 	maxBatch = 512
+	// maxBatchBytes bounds the size of one transaction's entries (their
+	// records, details and statements; a record may be 4 MiB): a batch
+	// ends after the entry that reaches it.
+	maxBatchBytes = 8 << 20
 	// maxInFlight bounds the batches committing at the same time.
 	maxInFlight = 4
 	// maxHeads bounds the remembered chain heads; past it they are forgotten
@@ -91,20 +98,30 @@ type groupCommitter struct {
 	queue    []*pendingAppend
 	draining int                  // goroutines draining the queue
 	heads    map[string]chainHead // incident → newest entry known stored
+	inflight map[slot]*batchRun   // slot → the running batch that holds it
+	waiting  map[slot]*batchRun   // slot → the running batch its append waits for
+}
+
+// batchRun is one batch being committed: the appends that wait for it to
+// finish before they are taken again.
+type batchRun struct {
+	waiters []*pendingAppend
 }
 
 func newGroupCommitter(store batchStore) *groupCommitter {
-	return &groupCommitter{store: store, heads: make(map[string]chainHead)}
+	return &groupCommitter{store: store, heads: make(map[string]chainHead),
+		inflight: make(map[slot]*batchRun), waiting: make(map[slot]*batchRun)}
 }
 
-// append queues e and waits until the transaction holding it committed. If
-// ctx ends first it returns ctx's error; the entry may still be committed,
-// and a retry of the same append returns it.
-func (g *groupCommitter) append(ctx context.Context, e Entry) (Entry, error) {
-	if err := ctx.Err(); err != nil {
-		return Entry{}, err
-	}
+// enqueue queues e and returns its pending append: appends enqueued one
+// after the other are taken in that order, so an entry is never taken
+// before its predecessor enqueued earlier.
+func (g *groupCommitter) enqueue(ctx context.Context, e Entry) *pendingAppend {
 	p := &pendingAppend{ctx: ctx, e: e, done: make(chan struct{})}
+	if err := ctx.Err(); err != nil {
+		p.finish(Entry{}, err)
+		return p
+	}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	start := g.draining < maxInFlight
@@ -115,11 +132,18 @@ func (g *groupCommitter) append(ctx context.Context, e Entry) (Entry, error) {
 	if start {
 		go g.drain()
 	}
+	return p
+}
+
+// wait returns p's result once the transaction holding it committed. If
+// p's context ends first it returns ctx's error; the entry may still be
+// committed, and a retry of the same append returns it.
+func (p *pendingAppend) wait() (Entry, error) {
 	select {
 	case <-p.done:
 		return p.out, p.err
-	case <-ctx.Done():
-		return Entry{}, fmt.Errorf("waiting for the group commit: %w", ctx.Err())
+	case <-p.ctx.Done():
+		return Entry{}, fmt.Errorf("waiting for the group commit: %w", p.ctx.Err())
 	}
 }
 
@@ -127,19 +151,94 @@ func (g *groupCommitter) append(ctx context.Context, e Entry) (Entry, error) {
 func (g *groupCommitter) drain() {
 	for {
 		g.mu.Lock()
-		batch := g.queue
-		if len(batch) > maxBatch {
-			batch, g.queue = batch[:maxBatch:maxBatch], batch[maxBatch:]
-		} else {
-			g.queue = nil
-		}
-		if len(batch) == 0 {
+		batch, run := g.take()
+		if batch == nil && len(g.queue) == 0 {
 			g.draining--
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		g.commit(batch)
+		if len(batch) > 0 {
+			g.commit(batch)
+		}
+		g.finished(batch, run)
+	}
+}
+
+// take removes up to maxBatch appends (and maxBatchBytes) from the front
+// of the queue and returns those to commit now, in (incident, seq) order, each marked in flight for run. An
+// append whose slot or predecessor is in flight in another batch, or waits
+// for one, is not taken: it waits for that batch, and so do the appends
+// that come after it in its chain. The caller holds g.mu.
+func (g *groupCommitter) take() ([]*pendingAppend, *batchRun) {
+	n, size := 0, 0
+	for n < len(g.queue) && n < maxBatch && size < maxBatchBytes {
+		size += g.queue[n].e.size()
+		n++
+	}
+	batch := g.queue[:n:n]
+	if n == len(g.queue) {
+		g.queue = nil
+	} else {
+		g.queue = g.queue[n:]
+	}
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	slices.SortStableFunc(batch, func(a, b *pendingAppend) int {
+		return cmp.Or(cmp.Compare(a.e.Incident, b.e.Incident), cmp.Compare(a.e.Seq, b.e.Seq))
+	})
+	run := &batchRun{}
+	taken := batch[:0]
+	for _, p := range batch {
+		s := slot{p.e.Incident, p.e.Seq}
+		prev := slot{s.incident, s.seq - 1}
+		other := g.inflight[s]
+		if other == nil || other == run {
+			other = g.inflight[prev]
+		}
+		if other == nil || other == run {
+			other = g.waiting[prev]
+		}
+		if other == nil {
+			other = g.waiting[s]
+		}
+		if other != nil && other != run {
+			other.waiters = append(other.waiters, p)
+			g.waiting[s] = other
+			continue
+		}
+		if _, ok := g.inflight[s]; !ok {
+			g.inflight[s] = run
+		}
+		taken = append(taken, p)
+	}
+	clear(batch[len(taken):])
+	return taken, run
+}
+
+// finished ends run: its slots are no longer in flight, and the appends
+// that waited for it go back to the front of the queue, in order.
+func (g *groupCommitter) finished(batch []*pendingAppend, run *batchRun) {
+	if run == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range batch {
+		s := slot{p.e.Incident, p.e.Seq}
+		if g.inflight[s] == run {
+			delete(g.inflight, s)
+		}
+	}
+	for _, p := range run.waiters {
+		s := slot{p.e.Incident, p.e.Seq}
+		if g.waiting[s] == run {
+			delete(g.waiting, s)
+		}
+	}
+	if len(run.waiters) > 0 {
+		g.queue = append(run.waiters, g.queue...)
 	}
 }
 
@@ -163,7 +262,8 @@ func (g *groupCommitter) prevOf(s slot, batch, found map[slot]Entry) (Digest, bo
 	return Digest{}, false
 }
 
-// commit stores one batch and finishes every append in it.
+// commit stores one batch, in (incident, seq) order, and finishes every
+// append in it.
 func (g *groupCommitter) commit(batch []*pendingAppend) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
@@ -175,9 +275,6 @@ func (g *groupCommitter) commit(batch []*pendingAppend) {
 		}
 		live = append(live, p)
 	}
-	slices.SortStableFunc(live, func(a, b *pendingAppend) int {
-		return cmp.Or(cmp.Compare(a.e.Incident, b.e.Incident), cmp.Compare(a.e.Seq, b.e.Seq))
-	})
 
 	// One read for every append whose predecessor is neither earlier in the
 	// batch nor a remembered head: its own slot (a retry) and the slot before.
@@ -271,6 +368,15 @@ func (g *groupCommitter) oneByOne(ctx context.Context, live []*pendingAppend) {
 		}
 		p.finish(out, err)
 	}
+}
+
+// size is about how many bytes e takes in a batch.
+func (e *Entry) size() int {
+	n := len(e.Record) + len(e.Outcome.Detail) + len(e.Target) + 256
+	if d := e.Decision; d != nil {
+		n += len(d.StatementPayload) + len(d.StatementSig)
+	}
+	return n
 }
 
 // remember records e as stored, when it is the newest entry of its chain

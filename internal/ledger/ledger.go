@@ -369,6 +369,45 @@ func (l *Ledger) Append(ctx context.Context, r AppendRequest) (Entry, error) {
 	return l.store.Insert(ctx, e)
 }
 
+// Pending is an append queued by [Ledger.AppendAsync].
+type Pending struct {
+	wait func() (Entry, error)
+}
+
+// Wait waits until the append's transaction committed and returns its
+// result, as [Ledger.Append] would: the stored entry, or an error.
+func (p *Pending) Wait() (Entry, error) { return p.wait() }
+
+// asyncInserter is a [Store] that can hold several appends in flight.
+type asyncInserter interface {
+	// insertAsync queues e; inserts queued one after the other are taken in
+	// that order. The returned function waits for the result of Insert.
+	insertAsync(ctx context.Context, e Entry) func() (Entry, error)
+}
+
+// AppendAsync queues an append and returns without waiting for it to be
+// stored: call Wait for the result, which is the one [Ledger.Append] would
+// return. It pipelines one chain's appends: entries of a chain queued in
+// seq order (each AppendAsync returned before the next is called) are
+// chained and committed in that order, several per transaction, without
+// waiting for each other's commit. The chain stays gap-free: an entry is
+// stored only if its predecessor is, and when a predecessor fails its
+// successors fail with [ErrGap] (or [ErrConflict]) as they would one at a
+// time. Cancelling ctx ends only the wait; the entry may still be stored,
+// and a retry with the same content returns it. On a store that cannot
+// pipeline, AppendAsync appends before it returns.
+func (l *Ledger) AppendAsync(ctx context.Context, r AppendRequest) *Pending {
+	e, err := r.entry(l.now())
+	if err != nil {
+		return &Pending{wait: func() (Entry, error) { return Entry{}, err }}
+	}
+	if a, ok := l.store.(asyncInserter); ok {
+		return &Pending{wait: a.insertAsync(ctx, e)}
+	}
+	out, err := l.store.Insert(ctx, e)
+	return &Pending{wait: func() (Entry, error) { return out, err }}
+}
+
 // Checkpoint signs the current head of incident's chain and stores the
 // checkpoint. It fails with ErrNotFound when the incident has no entries.
 func (l *Ledger) Checkpoint(ctx context.Context, incident string, signer Signer) (Checkpoint, error) {

@@ -160,11 +160,19 @@ const maxRaceRetries = 5
 
 // Insert implements [Store], through the group commit.
 func (s *PostgresStore) Insert(ctx context.Context, e Entry) (Entry, error) {
-	out, err := s.group.append(ctx, e)
-	if err != nil {
-		return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+	return s.insertAsync(ctx, e)()
+}
+
+// insertAsync queues e in the group commit; the function waits for it.
+func (s *PostgresStore) insertAsync(ctx context.Context, e Entry) func() (Entry, error) {
+	p := s.group.enqueue(ctx, e)
+	return func() (Entry, error) {
+		out, err := p.wait()
+		if err != nil {
+			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+		return out, nil
 	}
-	return out, nil
 }
 
 // insertOne appends e alone, in its own transaction.

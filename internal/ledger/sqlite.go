@@ -148,11 +148,19 @@ func sqliteArgs(e Entry) ([]any, error) {
 
 // Insert implements [Store], through the group commit.
 func (s *SQLiteStore) Insert(ctx context.Context, e Entry) (Entry, error) {
-	out, err := s.group.append(ctx, e)
-	if err != nil {
-		return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+	return s.insertAsync(ctx, e)()
+}
+
+// insertAsync queues e in the group commit; the function waits for it.
+func (s *SQLiteStore) insertAsync(ctx context.Context, e Entry) func() (Entry, error) {
+	p := s.group.enqueue(ctx, e)
+	return func() (Entry, error) {
+		out, err := p.wait()
+		if err != nil {
+			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+		return out, nil
 	}
-	return out, nil
 }
 
 // lookup returns the stored entries among slots.
