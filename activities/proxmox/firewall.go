@@ -173,7 +173,7 @@ func (a *Activities) FirewallRestore(ctx context.Context, in activities.ActionIn
 		}
 	}
 	err = x.withLockWait(ctx, func() error {
-		st, err := x.readStateParts(ctx, stateParts{config: true, firewall: true})
+		st, err := x.readStateParts(ctx, allParts)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (a *Activities) FirewallRestore(ctx context.Context, in activities.ActionIn
 		return activities.ActionResult{Outputs: map[string]string{"changed": "false", "prior_ref": ""}, Undo: undo,
 			Summary: fmt.Sprintf("nothing to change: the firewall of %s is as recorded in %s", x.ct, p.Evidence)}, nil
 	}
-	st, err := x.readStateParts(ctx, stateParts{firewall: true})
+	st, err := x.readStateParts(ctx, firewallParts)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}

@@ -92,7 +92,7 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	if diffs := priorDiff(st, rec.Prior); len(diffs) > 0 {
+	if diffs := priorDiff(st, rec); len(diffs) > 0 {
 		return activities.ActionResult{}, verifyError(fmt.Sprintf("%s: read-back differs from the recorded prior state: %s", x.what(), strings.Join(diffs, "; ")))
 	}
 	return activities.ActionResult{
@@ -128,7 +128,12 @@ func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, err
 		}
 		own = append([]map[string]string{r}, own...)
 	}
-	if !sameRulesButEnable(own, prior.Rules) {
+	// An isolation through a security group left the container's own
+	// rules as they were (whatever happened to them since is not ours to
+	// undo); a legacy one disabled them: they are enabled again as recorded.
+	if !rec.legacy() {
+		own = nil
+	} else if !sameRulesButEnable(own, prior.Rules) {
 		return nil, final(activities.ErrTypeConflict, fmt.Sprintf(
 			"%s: the container's firewall rules changed during the isolation (%d rules now, %d recorded); restore them manually from %s",
 			x.what(), len(own), len(prior.Rules), orNone(rec.EvidenceRef)))
@@ -239,13 +244,18 @@ func normTags(t string) string {
 	return strings.Join(slices.Compact(parts), ";")
 }
 
-// priorDiff lists how st differs from the recorded prior state.
-func priorDiff(st *ctState, prior priorState) []string {
+// priorDiff lists how st differs from the prior state recorded in rec.
+func priorDiff(st *ctState, rec *quarantineRecord) []string {
 	var d []string
+	prior := rec.Prior
 	if !maps.Equal(st.options, prior.Options) {
 		d = append(d, fmt.Sprintf("firewall options %s, recorded %s", fmtOptions(st.options), fmtOptions(prior.Options)))
 	}
-	if len(st.rules) != len(prior.Rules) {
+	if !rec.legacy() {
+		if st.hasMarkerRules(marker(rec.Incident)) {
+			d = append(d, "firewall rules commented "+marker(rec.Incident)+" remain")
+		}
+	} else if len(st.rules) != len(prior.Rules) {
 		d = append(d, fmt.Sprintf("%d firewall rules, recorded %d", len(st.rules), len(prior.Rules)))
 	} else {
 		for i := range st.rules {
