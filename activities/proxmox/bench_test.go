@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/lab/pve"
 )
 
 // inventory100 writes a lab inventory with the seed's nodes, users and
@@ -156,6 +157,50 @@ func BenchmarkContainment(b *testing.B) {
 			}
 			b.ReportMetric(float64(calls)/float64(b.N), "calls/op")
 			b.ReportMetric(float64(calls)/float64(b.N)/float64(tc.n), "calls/CT")
+		})
+	}
+}
+
+// BenchmarkIsolateLatency measures the isolation of one container alone,
+// as the incident workflow runs it (the asset resolved at intake), with
+// every API call delayed 30 ms as in test/bench; -legacy is the model of
+// releases before the security group, in the same run.
+//
+//	go test -tags integration -run '^$' -bench IsolateLatency -benchtime 20x ./activities/proxmox/
+func BenchmarkIsolateLatency(b *testing.B) {
+	for _, legacy := range []bool{false, true} {
+		name := "group"
+		if legacy {
+			name = "legacy"
+		}
+		b.Run(name, func(b *testing.B) {
+			l := newLab(b, withInventory(inventory100(b, 1)))
+			l.acts.legacyIsolation = legacy
+			in := input(activities.PVEIsolate, "bench-0", map[string]string{"allow": "10.10.0.0/24"})
+			in.Resolved = &activities.AssetRef{Name: "bench-0", Node: "pve1", VMID: 1000}
+			var calls int64
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				if err := l.srv.Reset(); err != nil {
+					b.Fatal(err)
+				}
+				if !legacy {
+					prepareGroup(b, l.acts, "10.10.0.0/24")
+				}
+				l.srv.SetFaults(pve.Fault{Latency: 30 * time.Millisecond})
+				start := l.count.n.Load()
+				b.StartTimer()
+				if _, err := run(b, l.acts, in); err != nil {
+					b.Fatal(err)
+				}
+				calls += l.count.n.Load() - start
+			}
+			b.StopTimer()
+			if iso, err := l.srv.EffectiveIsolation(1000); err != nil || !iso.FirewallIsolated || iso.OpenRules != 0 {
+				b.Fatalf("not isolated: %+v %v", iso, err)
+			}
+			b.ReportMetric(float64(calls)/float64(b.N), "calls/op")
 		})
 	}
 }
