@@ -49,7 +49,7 @@ func (a *Activities) allowList(extra activities.CIDRList) []string {
 // container "quarantine" and record the exact prior state first (see the
 // package documentation); the result is read back and verified.
 //
-// A fresh firewall isolation makes 7 API calls in four rounds, the calls
+// A fresh firewall isolation makes 8 API calls in four rounds, the calls
 // of a round together: the reads (config, firewall options, datacenter
 // firewall), the config update carrying the quarantine record (alone, so
 // that no change is made before the prior state is recorded), the two
