@@ -17,9 +17,13 @@ import (
 
 // Unisolate implements [activities.PVEUnisolate]: it restores exactly the
 // state recorded by pve.isolate of the same incident (firewall options
-// including enable=0, rules and their order, netN strings, tags and
-// description), removing the record last, and verifies the read-back. A
-// container without this incident's record has nothing to lift: success.
+// including enable=0, netN strings, tags and description), deletes every
+// firewall rule commented iru:<incident> (the security group rule; for a
+// legacy record, the allow rules, and it re-enables the container's own
+// rules as recorded, in their order), removes the record last, and
+// verifies the read-back. The security group stays: other isolations with
+// the same allow list share it. A container without this incident's
+// record has nothing to lift: success.
 func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.PVEUnisolateParams](in)
 	if err != nil {
@@ -104,7 +108,8 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 
 // restoreChanges lists what is left to do to bring st back to rec.Prior:
 // firewall options, then rules (ours deleted from the highest position,
-// the container's own re-enabled), then the config with the record last.
+// for a legacy record the container's own re-enabled), then the config
+// with the record last.
 func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, error) {
 	var changes []change
 	prior := rec.Prior
