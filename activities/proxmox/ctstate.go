@@ -13,19 +13,29 @@ import (
 type ctState struct {
 	conf    map[string]any
 	options map[string]string
-	rules   []map[string]string
+	// optionsDigest is the digest of the firewall options as read (PVE
+	// keeps one for the options and one for the rule list).
+	optionsDigest string
+	rules         []map[string]string
 	// datacenterOn is the datacenter firewall's enable option (read only
 	// when asked: [stateParts.datacenter]).
 	datacenterOn bool
+	// group is the security group asked for ([stateParts.group]).
+	group *groupState
 }
 
 // stateParts choose what [call.readStateParts] reads.
 type stateParts struct {
-	config, firewall, datacenter bool
+	config, options, rules, datacenter bool
+	// group names a security group to read with the rest ("": none).
+	group string
 }
 
+// firewallParts are the container's firewall options and rules.
+var firewallParts = stateParts{options: true, rules: true}
+
 // allParts are the container's config, firewall options and rules.
-var allParts = stateParts{config: true, firewall: true}
+var allParts = stateParts{config: true, options: true, rules: true}
 
 // readState reads config, firewall options and rules.
 func (x *call) readState(ctx context.Context) (*ctState, error) {
@@ -43,12 +53,20 @@ func (x *call) readStateParts(ctx context.Context, want stateParts) (*ctState, e
 	if want.config {
 		g.Go(func() error { return x.get(ctx, x.ct.path("/config"), &st.conf) })
 	}
-	if want.firewall {
+	if want.options {
 		g.Go(func() error { return x.get(ctx, x.ct.path("/firewall/options"), &opts) })
+	}
+	if want.rules {
 		g.Go(func() error { return x.get(ctx, x.ct.path("/firewall/rules"), &rules) })
 	}
 	if want.datacenter {
 		g.Go(func() error { return x.get(ctx, "/cluster/firewall/options", &dc) })
+	}
+	if want.group != "" {
+		g.Go(func() (err error) {
+			st.group, err = x.readGroup(ctx, want.group)
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -59,6 +77,7 @@ func (x *call) readStateParts(ctx context.Context, want stateParts) (*ctState, e
 		}
 	}
 	st.datacenterOn = str(dc["enable"]) == "1"
+	st.optionsDigest = str(opts["digest"])
 	st.options = map[string]string{}
 	for k, v := range opts {
 		if k != "digest" {

@@ -173,7 +173,7 @@ func (a *Activities) FirewallRestore(ctx context.Context, in activities.ActionIn
 		}
 	}
 	err = x.withLockWait(ctx, func() error {
-		st, err := x.readStateParts(ctx, stateParts{config: true, firewall: true})
+		st, err := x.readStateParts(ctx, allParts)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (a *Activities) FirewallRestore(ctx context.Context, in activities.ActionIn
 		return activities.ActionResult{Outputs: map[string]string{"changed": "false", "prior_ref": ""}, Undo: undo,
 			Summary: fmt.Sprintf("nothing to change: the firewall of %s is as recorded in %s", x.ct, p.Evidence)}, nil
 	}
-	st, err := x.readStateParts(ctx, stateParts{firewall: true})
+	st, err := x.readStateParts(ctx, firewallParts)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
@@ -267,7 +267,7 @@ func (a *Activities) passingFirewall(ctx context.Context, in activities.ActionIn
 
 // firewallChanges lists what turns the firewall of st into want: the
 // options, then (when any rule differs) every rule deleted from the
-// highest position and the recorded ones added in order.
+// highest position and the recorded ones added, last first, at position 0.
 func (x *call) firewallChanges(st *ctState, want activities.PVEContainerFirewall) []change {
 	var changes []change
 	if body := optionsBody(st.options, want.Options); len(body) > 0 {
@@ -286,8 +286,11 @@ func (x *call) firewallChanges(st *ctState, want activities.PVEContainerFirewall
 			do:   func(ctx context.Context) error { return x.del(ctx, path, nil) },
 		})
 	}
-	for pos, r := range want.Rules {
-		body := map[string]any{"pos": pos}
+	// PVE inserts every new rule at position 0, whatever pos says: the
+	// recorded rules go in from the last to the first.
+	for pos := len(want.Rules) - 1; pos >= 0; pos-- {
+		r := want.Rules[pos]
+		body := map[string]any{"pos": 0}
 		for k, v := range r {
 			if n, err := strconv.Atoi(v); err == nil && (k == "enable" || k == "log") && isDigits(v) {
 				body[k] = n

@@ -44,7 +44,7 @@ func observed(t *testing.T, l *labEnv, node string, vmid int) activities.PVECont
 	t.Helper()
 	x := l.acts.call("test")
 	x.ct = &ctRef{Node: node, VMID: vmid}
-	st, err := x.readStateParts(context.Background(), stateParts{firewall: true})
+	st, err := x.readStateParts(context.Background(), firewallParts)
 	if err != nil {
 		t.Fatal(err)
 	}

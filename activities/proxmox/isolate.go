@@ -37,21 +37,27 @@ func (a *Activities) allowList(extra activities.CIDRList) []string {
 	return out
 }
 
-// Isolate implements [activities.PVEIsolate]. The firewall method enables
-// the container firewall with DROP policies both ways, sets firewall=1 on
-// every interface, disables the container's own rules and adds ACCEPT rules
-// (commented iru:<incident>) for the allow list in both directions; it is
-// refused when the datacenter firewall is off, as the isolation would then
-// silently do nothing. The link_down method unplugs every interface. Both
-// tag the container "quarantine" and record the exact prior state first
-// (see the package documentation); the result is read back and verified.
+// Isolate implements [activities.PVEIsolate]. The firewall method puts a
+// rule of type group at position 0 of the container's firewall rules,
+// naming the quarantine security group of the allow list (group.go:
+// ACCEPT in from and out to each allowed network, then DROP in and out),
+// sets firewall=1 on every interface and enables the container firewall
+// with DROP policies both ways; the container's own rules are not touched
+// (nothing after the group rule is reached). It is refused when the
+// datacenter firewall is off, as the isolation would then silently do
+// nothing. The link_down method unplugs every interface. Both tag the
+// container "quarantine" and record the exact prior state first (see the
+// package documentation); the result is read back and verified.
 //
-// The calls go in four rounds, the calls of a round together: the reads
-// (config, firewall options and rules, datacenter firewall), the config
-// update carrying the quarantine record (alone, so that no change is made
-// before the prior state is recorded), the firewall changes (rules
-// disabled, allow rules appended, options set to DROP, at once: no DROP
-// policy waits for the other writes), and the read-back.
+// A fresh firewall isolation makes 8 API calls in four rounds, the calls
+// of a round together: the reads (config, firewall options, datacenter
+// firewall), the config update carrying the quarantine record (alone, so
+// that no change is made before the prior state is recorded), the two
+// firewall changes (group rule, options: no DROP policy waits for the
+// other write), and the read-back (rules and group; the options were
+// written with their digest, the config with its own). The first
+// isolation with an allow list in a process also reads the group, and
+// creates it where it is missing.
 func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.PVEIsolateParams](in)
 	if err != nil {
@@ -71,27 +77,54 @@ func (a *Activities) Isolate(ctx context.Context, in activities.ActionInput) (ac
 			return activities.ActionResult{}, err
 		}
 	}
-	iso, err := x.ensureIsolated(ctx, isolateRequest{incident: in.IncidentID, method: method, allow: allow, dryRun: in.DryRun, checkDatacenter: true})
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
-	rec := iso.rec
+	req := isolateRequest{incident: in.IncidentID, method: method, allow: allow, dryRun: in.DryRun, checkDatacenter: true, legacy: a.legacyIsolation}
 	if in.DryRun {
+		iso, err := x.ensureIsolated(ctx, req)
+		if err != nil {
+			return activities.ActionResult{}, err
+		}
 		plan := iso.plan
 		if len(plan) == 0 {
 			plan = []string{fmt.Sprintf("nothing to change: %s is already isolated by this incident", x.ct)}
 		}
 		return activities.ActionResult{Plan: plan, Outputs: map[string]string{"method": method}, Summary: fmt.Sprintf("dry run: would isolate %s (%s)", x.ct, method)}, nil
 	}
-	if err := x.verifyIsolated(ctx, iso); err != nil {
+	iso, err := x.isolateVerified(ctx, req)
+	if err != nil {
 		return activities.ActionResult{}, err
 	}
+	rec := iso.rec
+	outputs := map[string]string{"method": method}
+	how := method
+	if rec.Group != "" {
+		outputs["security_group"] = rec.Group
+		how += " via security group " + rec.Group
+	}
 	return activities.ActionResult{
-		Outputs:      map[string]string{"method": method},
+		Outputs:      outputs,
 		EvidenceRefs: []string{rec.EvidenceRef},
 		Undo:         map[string]string{"node": x.ct.Node, "vmid": strconv.Itoa(x.ct.VMID), "method": method, "prior_ref": rec.EvidenceRef},
-		Summary:      fmt.Sprintf("isolated %s (%s, allow %s); prior state %s", x.ct, method, orNone(strings.Join(rec.Allow, ",")), rec.EvidenceRef),
+		Summary:      fmt.Sprintf("isolated %s (%s, allow %s); prior state %s", x.ct, how, orNone(strings.Join(rec.Allow, ",")), rec.EvidenceRef),
 	}, nil
+}
+
+// isolateVerified isolates the container as req says and verifies it.
+// When the read-back finds the security group missing or changed although
+// this process had seen it complete (someone deleted or edited it since),
+// it isolates and verifies once more, reading and putting right the group.
+func (x *call) isolateVerified(ctx context.Context, req isolateRequest) (*isolation, error) {
+	iso, err := x.ensureIsolated(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	err = x.verifyIsolated(ctx, iso)
+	if err == nil || !iso.groupCached || x.a.groups.has(iso.rec.Group) {
+		return iso, err
+	}
+	if iso, err = x.ensureIsolated(ctx, req); err != nil {
+		return nil, err
+	}
+	return iso, x.verifyIsolated(ctx, iso)
 }
 
 // isolateRequest is what [call.ensureIsolated] is asked to do.
@@ -102,6 +135,9 @@ type isolateRequest struct {
 	// checkDatacenter refuses a firewall isolation while the datacenter
 	// firewall is off (read with the container's state).
 	checkDatacenter bool
+	// legacy isolates a fresh container as releases before the security
+	// group did (tests of the records they wrote).
+	legacy bool
 }
 
 // isolation is the outcome of [call.ensureIsolated].
@@ -114,11 +150,20 @@ type isolation struct {
 	// unlike interface changes, which a running container may leave
 	// pending). nil: read the config back.
 	conf map[string]any
+	// options are the firewall options known to hold after a
+	// digest-checked update of them (nil: read them back).
+	options map[string]string
+	// groupCached: the security group was taken as complete from the
+	// process's memory, not read.
+	groupCached bool
 }
 
 // isolationWrites are the changes left to isolate a container, in the
 // order of their rounds.
 type isolationWrites struct {
+	// group are the changes that make the security group complete, before
+	// anything else (they touch no container).
+	group []change
 	// config is the one config update (record, tag, interfaces), nil if
 	// none is needed; nets tells whether it changes interfaces.
 	config *change
@@ -127,6 +172,9 @@ type isolationWrites struct {
 	confAfter map[string]any
 	// firewall are the independent firewall changes.
 	firewall []change
+	// optionsAfter are the options after a digest-checked options update
+	// in firewall (nil: none).
+	optionsAfter map[string]string
 }
 
 // ensureIsolated isolates the container for incident (or plans it, for a
@@ -134,8 +182,14 @@ type isolationWrites struct {
 func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolation, error) {
 	var out *isolation
 	err := x.withLockWait(ctx, func() error {
-		parts := allParts
-		parts.datacenter = req.checkDatacenter && req.method == methodFirewall
+		fw := req.method == methodFirewall
+		// A fresh isolation needs neither the container's rules (they are
+		// not touched) nor, once this process saw it complete, the group
+		// (the read-back reads it).
+		parts := stateParts{config: true, options: true, rules: req.legacy, datacenter: req.checkDatacenter && fw}
+		if fw && !req.legacy && !x.a.groups.has(groupName(req.allow)) {
+			parts.group = groupName(req.allow)
+		}
 		st, err := x.readStateParts(ctx, parts)
 		if err != nil {
 			return err
@@ -156,9 +210,41 @@ func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolati
 		}
 		fresh := r == nil
 		if fresh {
-			r = &quarantineRecord{Incident: req.incident, Method: req.method, Allow: req.allow, Prior: st.prior()}
+			r = &quarantineRecord{Incident: req.incident, Method: req.method, Allow: req.allow}
+			if req.legacy {
+				r.Prior = st.prior()
+			} else {
+				r.V = recordGroupModel
+				r.Prior = st.prior()
+				r.Prior.Rules = nil
+				if fw {
+					r.Group = groupName(req.allow)
+				}
+			}
 		}
-		out = &isolation{rec: r}
+		if parts.group != r.Group {
+			st.group = nil // a continued record names another group, or none
+		}
+		if fw && !fresh {
+			// Continuing: read what the first round did not.
+			more := stateParts{rules: st.rules == nil}
+			if r.Group != "" && st.group == nil && !x.a.groups.has(r.Group) {
+				more.group = r.Group
+			}
+			if more.rules || more.group != "" {
+				st2, err := x.readStateParts(ctx, more)
+				if err != nil {
+					return err
+				}
+				if more.rules {
+					st.rules = st2.rules
+				}
+				if more.group != "" {
+					st.group = st2.group
+				}
+			}
+		}
+		out = &isolation{rec: r, groupCached: fw && r.Group != "" && st.group == nil}
 		if fresh && !req.dryRun {
 			ref, err := x.a.putJSON(ctx, req.incident, fmt.Sprintf("pve/%s/isolation-prior.json", x.ct.Name), x.source(),
 				map[string]any{"container": x.ct, "incident": r.Incident, "method": r.Method, "allow": r.Allow, "prior": r.Prior})
@@ -172,6 +258,7 @@ func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolati
 			return err
 		}
 		if req.dryRun {
+			out.plan = append(out.plan, describe(w.group)...)
 			if w.config != nil {
 				out.plan = append(out.plan, w.config.desc)
 			}
@@ -180,6 +267,13 @@ func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolati
 				out.plan = append([]string{fmt.Sprintf("store the prior network state of %s as evidence and in a quarantine record", x.ct)}, out.plan...)
 			}
 			return nil
+		}
+		if len(w.group) > 0 {
+			if err := x.ensureGroup(ctx, r.Allow, st.group); err != nil {
+				return err
+			}
+		} else if st.group != nil {
+			x.a.groups.set(r.Group, true)
 		}
 		// The record goes first: a retry after any later failure finds it
 		// and continues, never recording a half-isolated state as prior.
@@ -194,18 +288,25 @@ func (x *call) ensureIsolated(ctx context.Context, req isolateRequest) (*isolati
 		if !w.nets {
 			out.conf = w.confAfter
 		}
+		out.options = w.optionsAfter
 		return nil
 	})
 	return out, err
 }
 
 // verifyIsolated reads the container back and fails unless it is isolated
-// as iso.rec says: the firewall options and rules (firewall method), and
-// the config unless iso.conf already proves it.
+// as iso.rec says: the firewall rules and security group (firewall
+// method), and the config and firewall options unless iso already proves
+// them. A security group found missing or changed is forgotten as
+// complete, so that the next isolation reads it and puts it right.
 func (x *call) verifyIsolated(ctx context.Context, iso *isolation) error {
 	rec := iso.rec
-	parts := stateParts{config: iso.conf == nil, firewall: rec.Method != methodLinkDown}
-	if !parts.config && !parts.firewall {
+	fw := rec.Method != methodLinkDown
+	parts := stateParts{config: iso.conf == nil, options: fw && iso.options == nil, rules: fw}
+	if fw && !rec.legacy() {
+		parts.group = rec.Group
+	}
+	if !parts.config && !parts.options && !parts.rules {
 		parts.config = true
 	}
 	st, err := x.readStateParts(ctx, parts)
@@ -214,6 +315,12 @@ func (x *call) verifyIsolated(ctx context.Context, iso *isolation) error {
 	}
 	if !parts.config {
 		st.conf = iso.conf
+	}
+	if !parts.options {
+		st.options = iso.options
+	}
+	if st.group != nil && (!st.group.exists || len(groupProblems(rec.Group, st.group.rules, groupRules(rec.Allow))) > 0) {
+		x.a.groups.set(rec.Group, false)
 	}
 	// Isolate checked the datacenter firewall before any change; isolation
 	// does not touch it.
@@ -271,32 +378,91 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 	if rec.Method == methodLinkDown {
 		return w, nil
 	}
-	// 2. Disable the container's own enabled rules (positions are those of
-	// st: the allow rules are appended after them, so they do not move).
+	if rec.legacy() {
+		w.firewall = x.legacyFirewallChanges(st, rec)
+		return w, nil
+	}
+	// 2. The security group, complete before anything refers to it.
+	if st.group != nil {
+		w.group = x.groupChanges(rec.Group, rec.Allow, st.group)
+	}
+	// 3. The group rule at position 0, where PVE inserts a new rule.
+	if len(st.rules) == 0 || !isGroupRule(st.rules[0], rec) {
+		rule := map[string]any{"type": "group", "action": rec.Group, "enable": 1, "comment": m, "pos": 0}
+		w.firewall = append(w.firewall, change{
+			desc: fmt.Sprintf("insert firewall rule 0: security group %s (comment %s), ahead of the container's own rules", rec.Group, m),
+			do:   func(ctx context.Context) error { return x.post(ctx, x.ct.path("/firewall/rules"), rule, nil) },
+		})
+	}
+	// 4. The cut: firewall on, DROP both ways; with the digest of the
+	// options read, so that they need no read-back.
+	if ch, after := x.dropOptions(st); ch != nil {
+		w.firewall = append(w.firewall, *ch)
+		w.optionsAfter = after
+	}
+	return w, nil
+}
+
+// isGroupRule reports whether r is the enabled group rule of rec.
+func isGroupRule(r map[string]string, rec *quarantineRecord) bool {
+	return r["type"] == "group" && r["action"] == rec.Group && r["enable"] == "1" && r["comment"] == marker(rec.Incident)
+}
+
+// dropOptions is the options update that enables the container firewall
+// with DROP policies both ways (nil if they are so), and the options after it.
+func (x *call) dropOptions(st *ctState) (*change, map[string]string) {
+	o := st.options
+	if o["enable"] == "1" && o["policy_in"] == "DROP" && o["policy_out"] == "DROP" {
+		return nil, nil
+	}
+	body := map[string]any{"enable": 1, "policy_in": "DROP", "policy_out": "DROP"}
+	after := maps.Clone(o)
+	if after == nil {
+		after = map[string]string{}
+	}
+	after["enable"], after["policy_in"], after["policy_out"] = "1", "DROP", "DROP"
+	if st.optionsDigest != "" {
+		body["digest"] = st.optionsDigest
+	} else {
+		after = nil // not digest-checked: read it back
+	}
+	return &change{
+		desc: fmt.Sprintf("set firewall options enable=1 policy_in=DROP policy_out=DROP (now enable=%s policy_in=%s policy_out=%s)",
+			cmp.Or(o["enable"], "0"), cmp.Or(o["policy_in"], "DROP"), cmp.Or(o["policy_out"], "ACCEPT")),
+		do: func(ctx context.Context) error { return x.put(ctx, x.ct.path("/firewall/options"), body, nil) },
+	}, after
+}
+
+// legacyFirewallChanges continues a legacy firewall isolation: the
+// container's own enabled rules disabled, allow rules appended, options
+// set to DROP.
+func (x *call) legacyFirewallChanges(st *ctState, rec *quarantineRecord) []change {
+	var changes []change
+	m := marker(rec.Incident)
+	// Positions are those of st: the allow rules are appended after them,
+	// so they do not move.
 	for pos, r := range st.rules {
 		if r["comment"] != m && r["enable"] == "1" {
 			p := x.ct.path("/firewall/rules/" + strconv.Itoa(pos))
-			w.firewall = append(w.firewall, change{
+			changes = append(changes, change{
 				desc: fmt.Sprintf("disable firewall rule %d (%s)", pos, ruleText(r)),
 				do:   func(ctx context.Context) error { return x.put(ctx, p, map[string]any{"enable": 0}, nil) },
 			})
 		}
 	}
-	// 3. Allow rules for management and forensics, after the others.
 	for _, ar := range allowRules(rec.Allow) {
 		if slices.ContainsFunc(st.rules, func(r map[string]string) bool { return ar.matches(r, m) && r["enable"] == "1" }) {
 			continue
 		}
 		rule := map[string]any{"type": ar.typ, "action": "ACCEPT", ar.field: ar.cidr, "enable": 1, "comment": m, "pos": len(st.rules)}
-		w.firewall = append(w.firewall, change{
+		changes = append(changes, change{
 			desc: fmt.Sprintf("add firewall rule %s ACCEPT %s %s (comment %s)", ar.typ, ar.field, ar.cidr, m),
 			do:   func(ctx context.Context) error { return x.post(ctx, x.ct.path("/firewall/rules"), rule, nil) },
 		})
 	}
-	// 4. The cut: firewall on, DROP both ways.
 	o := st.options
 	if o["enable"] != "1" || o["policy_in"] != "DROP" || o["policy_out"] != "DROP" {
-		w.firewall = append(w.firewall, change{
+		changes = append(changes, change{
 			desc: fmt.Sprintf("set firewall options enable=1 policy_in=DROP policy_out=DROP (now enable=%s policy_in=%s policy_out=%s)",
 				cmp.Or(o["enable"], "0"), cmp.Or(o["policy_in"], "DROP"), cmp.Or(o["policy_out"], "ACCEPT")),
 			do: func(ctx context.Context) error {
@@ -304,7 +470,7 @@ func (x *call) isolationChanges(ctx context.Context, st *ctState, rec *quarantin
 			},
 		})
 	}
-	return w, nil
+	return changes
 }
 
 // isolationProblems lists why st is not isolated as rec says.
@@ -334,6 +500,20 @@ func isolationProblems(st *ctState, rec *quarantineRecord) []string {
 		p = append(p, fmt.Sprintf("firewall options enable=%s policy_in=%s policy_out=%s", o["enable"], o["policy_in"], o["policy_out"]))
 	}
 	m := marker(rec.Incident)
+	if !rec.legacy() {
+		if len(st.rules) == 0 || !isGroupRule(st.rules[0], rec) {
+			p = append(p, fmt.Sprintf("firewall rule 0 is not the enabled security group rule %s (comment %s)", rec.Group, m))
+		}
+		switch {
+		case st.group == nil:
+			p = append(p, "security group "+rec.Group+" not read")
+		case !st.group.exists:
+			p = append(p, "security group "+rec.Group+" does not exist")
+		default:
+			p = append(p, groupProblems(rec.Group, st.group.rules, groupRules(rec.Allow))...)
+		}
+		return p
+	}
 	for pos, r := range st.rules {
 		if r["comment"] != m && r["enable"] == "1" {
 			p = append(p, fmt.Sprintf("rule %d (%s) still enabled", pos, ruleText(r)))

@@ -365,11 +365,8 @@ func (a *Activities) Restore(ctx context.Context, in activities.ActionInput) (ac
 	}
 	summary := fmt.Sprintf("restored %s from %s", x.ct, from)
 	if iso != nil {
-		again, err := x.ensureIsolated(ctx, isolateRequest{incident: iso.Incident, method: iso.Method, allow: iso.Allow})
+		again, err := x.isolateVerified(ctx, isolateRequest{incident: iso.Incident, method: iso.Method, allow: iso.Allow})
 		if err != nil {
-			return activities.ActionResult{}, err
-		}
-		if err := x.verifyIsolated(ctx, again); err != nil {
 			return activities.ActionResult{}, err
 		}
 		summary += fmt.Sprintf("; isolation (%s) re-applied, prior state now %s", again.rec.Method, again.rec.EvidenceRef)

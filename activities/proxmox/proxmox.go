@@ -10,8 +10,10 @@
 //     the container description in the same config update that makes its
 //     first change, after storing the same prior state as evidence. A retry
 //     finds the record and continues from it, so an already isolated state
-//     is never recorded as "prior". Its allow rules carry the comment
-//     iru:<incident>.
+//     is never recorded as "prior". Its firewall rule (type group, at
+//     position 0, naming the quarantine security group of the allow list)
+//     carries the comment iru:<incident>; records of releases that disabled
+//     the container's own rules instead are still continued and lifted.
 //   - pve.unisolate restores the recorded state and removes the record last,
 //     so a retry after a partial restore finishes it; without a record there
 //     is nothing of this incident to lift.
@@ -83,6 +85,11 @@ type Activities struct {
 	now      func() time.Time
 	// recordKey authenticates quarantine records (see record.go).
 	recordKey RecordKey
+	// groups are the quarantine security groups seen complete (group.go).
+	groups groupCache
+	// legacyIsolation isolates fresh containers as releases before the
+	// security group did (the benchmark's same-run baseline).
+	legacyIsolation bool
 
 	mu          sync.RWMutex
 	tokenID     string

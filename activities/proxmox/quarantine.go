@@ -29,8 +29,10 @@ const (
 type priorState struct {
 	// Options are the CT firewall options (without digest).
 	Options map[string]string `json:"options"`
-	// Rules are the CT firewall rules in order (without pos/digest/ipversion).
-	Rules []map[string]string `json:"rules"`
+	// Rules are the CT firewall rules in order (without pos/digest/ipversion),
+	// in legacy records only: an isolation through a security group does
+	// not touch the container's rules.
+	Rules []map[string]string `json:"rules,omitempty"`
 	// Nets are the netN property strings.
 	Nets map[string]string `json:"nets"`
 	// Tags is the tag list as PVE returned it ("" when unset).
@@ -39,10 +41,21 @@ type priorState struct {
 	Description string `json:"description,omitempty"`
 }
 
+// recordGroupModel is the version of records of isolations through a
+// security group (group.go). Records without a version were written by
+// releases that isolated by disabling the container's own rules and adding
+// allow rules to them (priorState.Rules holds those rules); they are still
+// continued and lifted as they were made.
+const recordGroupModel = 2
+
 // quarantineRecord is kept (compressed) in the description of an isolated
 // container: it is written in the same config update as the first change,
 // so it always exists while anything of the isolation does.
 type quarantineRecord struct {
+	// V is the isolation model: [recordGroupModel], or 0 (legacy).
+	V int `json:"v,omitempty"`
+	// Group is the security group of a firewall isolation (V 2).
+	Group       string     `json:"group,omitempty"`
 	Incident    string     `json:"incident"`
 	Method      string     `json:"method"`
 	Allow       []string   `json:"allow,omitempty"`
@@ -102,3 +115,7 @@ func recordDescription(r *quarantineRecord, enc, sigLine string) (string, error)
 	}
 	return d, nil
 }
+
+// legacy reports whether r was written by a release that isolated by
+// disabling the container's own rules (no security group).
+func (r *quarantineRecord) legacy() bool { return r.V < recordGroupModel }

@@ -17,9 +17,13 @@ import (
 
 // Unisolate implements [activities.PVEUnisolate]: it restores exactly the
 // state recorded by pve.isolate of the same incident (firewall options
-// including enable=0, rules and their order, netN strings, tags and
-// description), removing the record last, and verifies the read-back. A
-// container without this incident's record has nothing to lift: success.
+// including enable=0, netN strings, tags and description), deletes every
+// firewall rule commented iru:<incident> (the security group rule; for a
+// legacy record, the allow rules, and it re-enables the container's own
+// rules as recorded, in their order), removes the record last, and
+// verifies the read-back. The security group stays: other isolations with
+// the same allow list share it. A container without this incident's
+// record has nothing to lift: success.
 func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.PVEUnisolateParams](in)
 	if err != nil {
@@ -92,7 +96,7 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	if diffs := priorDiff(st, rec.Prior); len(diffs) > 0 {
+	if diffs := priorDiff(st, rec); len(diffs) > 0 {
 		return activities.ActionResult{}, verifyError(fmt.Sprintf("%s: read-back differs from the recorded prior state: %s", x.what(), strings.Join(diffs, "; ")))
 	}
 	return activities.ActionResult{
@@ -104,7 +108,8 @@ func (a *Activities) Unisolate(ctx context.Context, in activities.ActionInput) (
 
 // restoreChanges lists what is left to do to bring st back to rec.Prior:
 // firewall options, then rules (ours deleted from the highest position,
-// the container's own re-enabled), then the config with the record last.
+// for a legacy record the container's own re-enabled), then the config
+// with the record last.
 func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, error) {
 	var changes []change
 	prior := rec.Prior
@@ -128,7 +133,12 @@ func (x *call) restoreChanges(st *ctState, rec *quarantineRecord) ([]change, err
 		}
 		own = append([]map[string]string{r}, own...)
 	}
-	if !sameRulesButEnable(own, prior.Rules) {
+	// An isolation through a security group left the container's own
+	// rules as they were (whatever happened to them since is not ours to
+	// undo); a legacy one disabled them: they are enabled again as recorded.
+	if !rec.legacy() {
+		own = nil
+	} else if !sameRulesButEnable(own, prior.Rules) {
 		return nil, final(activities.ErrTypeConflict, fmt.Sprintf(
 			"%s: the container's firewall rules changed during the isolation (%d rules now, %d recorded); restore them manually from %s",
 			x.what(), len(own), len(prior.Rules), orNone(rec.EvidenceRef)))
@@ -239,13 +249,18 @@ func normTags(t string) string {
 	return strings.Join(slices.Compact(parts), ";")
 }
 
-// priorDiff lists how st differs from the recorded prior state.
-func priorDiff(st *ctState, prior priorState) []string {
+// priorDiff lists how st differs from the prior state recorded in rec.
+func priorDiff(st *ctState, rec *quarantineRecord) []string {
 	var d []string
+	prior := rec.Prior
 	if !maps.Equal(st.options, prior.Options) {
 		d = append(d, fmt.Sprintf("firewall options %s, recorded %s", fmtOptions(st.options), fmtOptions(prior.Options)))
 	}
-	if len(st.rules) != len(prior.Rules) {
+	if !rec.legacy() {
+		if st.hasMarkerRules(marker(rec.Incident)) {
+			d = append(d, "firewall rules commented "+marker(rec.Incident)+" remain")
+		}
+	} else if len(st.rules) != len(prior.Rules) {
 		d = append(d, fmt.Sprintf("%d firewall rules, recorded %d", len(st.rules), len(prior.Rules)))
 	} else {
 		for i := range st.rules {

@@ -3,6 +3,7 @@ package pve
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,11 +31,23 @@ func hCTFWOptionsGet(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	return result{data: optionsJSON(ct.fw.options, fwDigest(ct.fw))}, nil
+	return result{data: optionsJSON(ct.fw.options, optionsDigest(ct.fw.options))}, nil
 }
 
-func (s *Server) checkFWDigest(ct *container, r *request) *apiError {
-	if d := r.params["digest"]; d != "" && d != fwDigest(ct.fw) {
+// As in pve-firewall, the options and the rule list of a firewall file
+// have digests of their own (copy_opject_with_digest of the options,
+// copy_list_with_digest of the rules): a digest-checked options update
+// does not conflict with a rule added at the same time.
+
+// optionsDigest is the digest of firewall options.
+func optionsDigest(opts map[string]string) string { return fwDigest(fwConfig{options: opts}) }
+
+// rulesDigest is the digest of a rule list.
+func rulesDigest(rules []map[string]string) string { return fwDigest(fwConfig{rules: rules}) }
+
+// checkDigest fails when the request's digest is not current.
+func checkDigest(r *request, current string) *apiError {
+	if d := r.params["digest"]; d != "" && d != current {
 		return errf("detected modified configuration - file changed by other user? Try again.")
 	}
 	return nil
@@ -52,7 +65,7 @@ func hCTFWOptionsPut(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	if aerr := s.checkFWDigest(ct, r); aerr != nil {
+	if aerr := checkDigest(r, optionsDigest(ct.fw.options)); aerr != nil {
 		return result{}, aerr
 	}
 	applyOptions(ct.fw.options, r.params, map[string]bool{"node": true, "vmid": true})
@@ -108,8 +121,14 @@ func firstIP(v string) net.IP {
 	return net.ParseIP(a)
 }
 
+// reSecurityGroup is pve-firewall's security group name pattern.
+var reSecurityGroup = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9\-_]+$`)
+
 // verifyRule mirrors pve-firewall's verify_rule checks that raise 400.
-func verifyRule(rule map[string]string) *apiError {
+// inGroup is the rule_env "group": a security group's rules cannot
+// reference groups. As in PVE, a rule may reference a group that does not
+// exist (yet): it is stored, and the firewall treats the group as empty.
+func verifyRule(rule map[string]string, inGroup bool) *apiError {
 	errs := map[string]string{}
 	switch rule["type"] {
 	case "in", "out", "forward":
@@ -119,7 +138,12 @@ func verifyRule(rule map[string]string) *apiError {
 			errs["action"] = fmt.Sprintf("unknown action '%s'", rule["action"])
 		}
 	case "group":
-		errs["action"] = fmt.Sprintf("security group '%s' does not exist", rule["action"])
+		if inGroup {
+			errs["type"] = "security groups not allowed"
+		}
+		if !reSecurityGroup.MatchString(rule["action"]) {
+			errs["action"] = "invalid characters in security group name"
+		}
 	}
 	if (rule["dport"] != "" || rule["sport"] != "") && rule["proto"] == "" && rule["macro"] == "" {
 		key := "dport"
@@ -144,7 +168,7 @@ func hCTFWRules(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	d := fwDigest(ct.fw)
+	d := rulesDigest(ct.fw.rules)
 	out := []map[string]any{}
 	for i, rule := range ct.fw.rules {
 		out = append(out, ruleJSON(rule, i, d))
@@ -159,30 +183,47 @@ func hCTFWRuleCreate(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	if aerr := s.checkFWDigest(ct, r); aerr != nil {
+	rules, pos, rule, aerr := createRule(ct.fw.rules, r, false)
+	if aerr != nil {
 		return result{}, aerr
 	}
+	ct.fw.rules = rules
+	s.fwSyslog(ct, r, fmt.Sprintf("rule added at pos %d: %s", pos, renderRule(rule)))
+	return result{data: nil}, nil
+}
+
+// createRule adds the rule of a create_rule request to rules. PVE's
+// create_rule checks no digest. The lab honours pos (PVE 9.1 ignores it
+// and always inserts at position 0, which is what pos 0 gives).
+func createRule(rules []map[string]string, r *request, inGroup bool) ([]map[string]string, int, map[string]string, *apiError) {
 	rule := map[string]string{"enable": "0"}
 	for _, f := range ruleFields {
 		if v, ok := r.params[f]; ok && v != "" {
 			rule[f] = v
 		}
 	}
-	if aerr := verifyRule(rule); aerr != nil {
-		return result{}, aerr
+	if aerr := verifyRule(rule, inGroup); aerr != nil {
+		return nil, 0, nil, aerr
 	}
 	pos := 0
 	if v, ok := r.params["pos"]; ok {
 		pos, _ = strconv.Atoi(v)
-		if pos > len(ct.fw.rules) {
-			pos = len(ct.fw.rules)
+		if pos > len(rules) {
+			pos = len(rules)
 		}
 	}
-	rules := append([]map[string]string{}, ct.fw.rules[:pos]...)
-	rules = append(rules, rule)
-	ct.fw.rules = append(rules, ct.fw.rules[pos:]...)
-	s.fwSyslog(ct, r, fmt.Sprintf("rule added at pos %d: %s", pos, renderRule(rule)))
-	return result{data: nil}, nil
+	out := append([]map[string]string{}, rules[:pos]...)
+	out = append(out, rule)
+	return append(out, rules[pos:]...), pos, rule, nil
+}
+
+// rulePos returns the request's rule position, checked against rules.
+func rulePos(rules []map[string]string, r *request) (int, *apiError) {
+	pos, _ := strconv.Atoi(r.params["pos"])
+	if pos < 0 || pos >= len(rules) {
+		return pos, errf("no rule at position %d", pos)
+	}
+	return pos, nil
 }
 
 func (s *Server) ruleLocked(r *request) (*container, int, *apiError) {
@@ -190,11 +231,8 @@ func (s *Server) ruleLocked(r *request) (*container, int, *apiError) {
 	if aerr != nil {
 		return nil, 0, aerr
 	}
-	pos, _ := strconv.Atoi(r.params["pos"])
-	if pos < 0 || pos >= len(ct.fw.rules) {
-		return ct, pos, errf("no rule at position %d", pos)
-	}
-	return ct, pos, nil
+	pos, aerr := rulePos(ct.fw.rules, r)
+	return ct, pos, aerr
 }
 
 func hCTFWRuleGet(s *Server, r *request) (result, *apiError) {
@@ -204,7 +242,7 @@ func hCTFWRuleGet(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	return result{data: ruleJSON(ct.fw.rules[pos], pos, fwDigest(ct.fw))}, nil
+	return result{data: ruleJSON(ct.fw.rules[pos], pos, rulesDigest(ct.fw.rules))}, nil
 }
 
 func hCTFWRulePut(s *Server, r *request) (result, *apiError) {
@@ -214,13 +252,26 @@ func hCTFWRulePut(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	if aerr := s.checkFWDigest(ct, r); aerr != nil {
+	rules, what, aerr := updateRule(ct.fw.rules, pos, r, false)
+	if aerr != nil {
 		return result{}, aerr
+	}
+	ct.fw.rules = rules
+	s.fwSyslog(ct, r, what)
+	return result{data: nil}, nil
+}
+
+// updateRule applies an update_rule request (a move, or changed fields)
+// to the rule at pos, after checking the list's digest; it returns the
+// new list and what changed.
+func updateRule(rules []map[string]string, pos int, r *request, inGroup bool) ([]map[string]string, string, *apiError) {
+	if aerr := checkDigest(r, rulesDigest(rules)); aerr != nil {
+		return nil, "", aerr
 	}
 	if mv, ok := r.params["moveto"]; ok {
 		to, _ := strconv.Atoi(mv)
-		rule := ct.fw.rules[pos]
-		rest := append(append([]map[string]string{}, ct.fw.rules[:pos]...), ct.fw.rules[pos+1:]...)
+		rule := rules[pos]
+		rest := append(append([]map[string]string{}, rules[:pos]...), rules[pos+1:]...)
 		if to > pos {
 			to-- // PVE inserts before the rule that was at "moveto"
 		}
@@ -230,11 +281,9 @@ func hCTFWRulePut(s *Server, r *request) (result, *apiError) {
 		if to < 0 {
 			to = 0
 		}
-		ct.fw.rules = append(append(append([]map[string]string{}, rest[:to]...), rule), rest[to:]...)
-		s.fwSyslog(ct, r, fmt.Sprintf("rule moved from pos %d to %d", pos, to))
-		return result{data: nil}, nil
+		return append(append(append([]map[string]string{}, rest[:to]...), rule), rest[to:]...), fmt.Sprintf("rule moved from pos %d to %d", pos, to), nil
 	}
-	rule := cloneMap(ct.fw.rules[pos])
+	rule := cloneMap(rules[pos])
 	for _, k := range splitList(r.params["delete"]) {
 		delete(rule, k)
 	}
@@ -243,12 +292,20 @@ func hCTFWRulePut(s *Server, r *request) (result, *apiError) {
 			rule[f] = v
 		}
 	}
-	if aerr := verifyRule(rule); aerr != nil {
-		return result{}, aerr
+	if aerr := verifyRule(rule, inGroup); aerr != nil {
+		return nil, "", aerr
 	}
-	ct.fw.rules[pos] = rule
-	s.fwSyslog(ct, r, fmt.Sprintf("rule at pos %d updated: %s", pos, renderRule(rule)))
-	return result{data: nil}, nil
+	out := append([]map[string]string{}, rules...)
+	out[pos] = rule
+	return out, fmt.Sprintf("rule at pos %d updated: %s", pos, renderRule(rule)), nil
+}
+
+// deleteRule removes the rule at pos after checking the list's digest.
+func deleteRule(rules []map[string]string, pos int, r *request) ([]map[string]string, *apiError) {
+	if aerr := checkDigest(r, rulesDigest(rules)); aerr != nil {
+		return nil, aerr
+	}
+	return append(append([]map[string]string{}, rules[:pos]...), rules[pos+1:]...), nil
 }
 
 func hCTFWRuleDelete(s *Server, r *request) (result, *apiError) {
@@ -258,10 +315,11 @@ func hCTFWRuleDelete(s *Server, r *request) (result, *apiError) {
 	if aerr != nil {
 		return result{}, aerr
 	}
-	if aerr := s.checkFWDigest(ct, r); aerr != nil {
+	rules, aerr := deleteRule(ct.fw.rules, pos, r)
+	if aerr != nil {
 		return result{}, aerr
 	}
-	ct.fw.rules = append(append([]map[string]string{}, ct.fw.rules[:pos]...), ct.fw.rules[pos+1:]...)
+	ct.fw.rules = rules
 	s.fwSyslog(ct, r, fmt.Sprintf("rule at pos %d deleted", pos))
 	return result{data: nil}, nil
 }

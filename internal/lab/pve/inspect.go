@@ -127,28 +127,38 @@ type NICIsolation struct {
 // PVE firewall (which filters only when the datacenter firewall, the CT
 // firewall and the NIC's firewall=1 are all on) and of unplugged links.
 type IsolationView struct {
-	VMID               int            `json:"vmid"`
-	Node               string         `json:"node"`
-	Running            bool           `json:"running"`
-	DatacenterFirewall bool           `json:"datacenter_firewall"`
-	ContainerFirewall  bool           `json:"container_firewall"`
-	PolicyIn           string         `json:"policy_in"`
-	PolicyOut          string         `json:"policy_out"`
-	InDrop             bool           `json:"in_drop"`  // policy_in is DROP or REJECT
-	OutDrop            bool           `json:"out_drop"` // policy_out is DROP or REJECT
-	NICs               []NICIsolation `json:"nics"`
-	AllNICsFirewalled  bool           `json:"all_nics_firewalled"`
-	AllLinksDown       bool           `json:"all_links_down"`
-	// AcceptRules counts enabled in/out ACCEPT rules.
+	VMID               int    `json:"vmid"`
+	Node               string `json:"node"`
+	Running            bool   `json:"running"`
+	DatacenterFirewall bool   `json:"datacenter_firewall"`
+	ContainerFirewall  bool   `json:"container_firewall"`
+	PolicyIn           string `json:"policy_in"`
+	PolicyOut          string `json:"policy_out"`
+	InDrop             bool   `json:"in_drop"`  // policy_in is DROP or REJECT
+	OutDrop            bool   `json:"out_drop"` // policy_out is DROP or REJECT
+	// InCut and OutCut: an enabled rule without any match condition
+	// drops (or rejects) everything of that direction that no earlier
+	// rule accepted; no later rule, nor the policy, is reached.
+	InCut  bool `json:"in_cut"`
+	OutCut bool `json:"out_cut"`
+	// SecurityGroups are the groups the CT's enabled group rules apply
+	// (a group that does not exist applies no rule, as in PVE).
+	SecurityGroups    []string       `json:"security_groups,omitempty"`
+	NICs              []NICIsolation `json:"nics"`
+	AllNICsFirewalled bool           `json:"all_nics_firewalled"`
+	AllLinksDown      bool           `json:"all_links_down"`
+	// AcceptRules counts the enabled in/out ACCEPT rules that traffic can
+	// reach (rules after an unconditional DROP are not reached).
 	AcceptRules int `json:"accept_rules"`
-	// OpenRules counts enabled ACCEPT rules that are not scoped to a network
-	// (an "in" rule without source, an "out" rule without dest): they punch
-	// through the DROP policies for everyone.
+	// OpenRules counts the reachable ACCEPT rules that are not scoped to
+	// a network (an "in" rule without source, an "out" rule without
+	// dest): they punch through the DROP policies for everyone.
 	OpenRules int `json:"open_rules"`
 	// AllowedNetworks are the networks scoped ACCEPT rules keep reachable
 	// (the management/forensics allow list), as "in:<cidr>" / "out:<cidr>".
 	AllowedNetworks []string `json:"allowed_networks,omitempty"`
-	// FirewallIsolated: every packet in and out is dropped by the firewall.
+	// FirewallIsolated: every packet in and out that the allow list does
+	// not name is dropped by the firewall.
 	FirewallIsolated bool `json:"firewall_isolated"`
 	// Isolated: firewall-isolated or every link is down.
 	Isolated bool `json:"isolated"`
@@ -179,21 +189,63 @@ func (s *Server) EffectiveIsolation(vmid int) (IsolationView, error) {
 		v.AllNICsFirewalled = v.AllNICsFirewalled && fw
 		v.AllLinksDown = v.AllLinksDown && ld
 	}
-	for _, r := range ct.fw.rules {
-		if en, _ := parseBool(r["enable"]); en && strings.EqualFold(r["action"], "ACCEPT") && (r["type"] == "in" || r["type"] == "out") {
+	for _, dir := range []string{"in", "out"} {
+		cut := s.walkRulesLocked(&v, ct.fw.rules, dir)
+		if dir == "in" {
+			v.InCut = cut
+		} else {
+			v.OutCut = cut
+		}
+	}
+	v.FirewallIsolated = v.DatacenterFirewall && v.ContainerFirewall && (v.InDrop || v.InCut) && (v.OutDrop || v.OutCut) && v.AllNICsFirewalled && v.OpenRules == 0
+	v.Isolated = v.FirewallIsolated || v.AllLinksDown || len(nics) == 0
+	return v, nil
+}
+
+// matchFields are the rule fields that narrow what a rule matches.
+var matchFields = []string{"source", "dest", "proto", "dport", "sport", "macro", "iface", "icmp-type"}
+
+// walkRulesLocked evaluates a CT's rules for one direction ("in" or
+// "out") as pve-firewall chains them: enabled rules in order; a rule of
+// type "group" jumps to the group's enabled rules of that direction (a
+// missing group is an empty chain) and comes back when none decided. It
+// counts the ACCEPT rules that traffic can reach into v and reports
+// whether an unconditional DROP or REJECT ends the walk.
+func (s *Server) walkRulesLocked(v *IsolationView, rules []map[string]string, dir string) bool {
+	for _, r := range rules {
+		if en, _ := parseBool(r["enable"]); !en {
+			continue
+		}
+		if r["type"] == "group" {
+			name := r["action"]
+			if dir == "in" && !slices.Contains(v.SecurityGroups, name) {
+				v.SecurityGroups = append(v.SecurityGroups, name)
+			}
+			if g := s.st.groups[name]; g != nil && s.walkRulesLocked(v, g.rules, dir) {
+				return true
+			}
+			continue
+		}
+		if r["type"] != dir {
+			continue
+		}
+		switch strings.ToUpper(r["action"]) {
+		case "ACCEPT":
 			v.AcceptRules++
 			peer := r["source"]
-			if r["type"] == "out" {
+			if dir == "out" {
 				peer = r["dest"]
 			}
 			if peer == "" || peer == "0.0.0.0/0" || peer == "::/0" {
 				v.OpenRules++
 			} else {
-				v.AllowedNetworks = append(v.AllowedNetworks, r["type"]+":"+peer)
+				v.AllowedNetworks = append(v.AllowedNetworks, dir+":"+peer)
+			}
+		case "DROP", "REJECT":
+			if !slices.ContainsFunc(matchFields, func(f string) bool { return r[f] != "" }) {
+				return true
 			}
 		}
 	}
-	v.FirewallIsolated = v.DatacenterFirewall && v.ContainerFirewall && v.InDrop && v.OutDrop && v.AllNICsFirewalled && v.OpenRules == 0
-	v.Isolated = v.FirewallIsolated || v.AllLinksDown || len(nics) == 0
-	return v, nil
+	return false
 }

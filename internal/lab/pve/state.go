@@ -190,6 +190,7 @@ type state struct {
 	cluster    string
 	nodes      []*nodeState
 	dcFirewall map[string]string
+	groups     map[string]*secGroup
 	storages   []*storageDef
 	volumes    []*volume
 	cts        map[int]*container
@@ -213,6 +214,7 @@ func newState(inv *inventory, now time.Time) (*state, error) {
 	st := &state{
 		cluster:    inv.Cluster,
 		dcFirewall: cloneMap(inv.DatacenterFirewall),
+		groups:     map[string]*secGroup{},
 		cts:        map[int]*container{},
 		users:      map[string]*user{},
 		tasks:      map[string]*task{},
