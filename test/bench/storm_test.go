@@ -49,6 +49,11 @@ type stormResult struct {
 	AcceptDur time.Duration
 	// E2EDur is from the first POST until the incidents counted every alert.
 	E2EDur time.Duration
+	// DrainDur is from the first POST until the forwarder had delivered
+	// every alert to Temporal (the spool was empty).
+	DrainDur time.Duration
+	// Queries is how many status queries counting the alerts took.
+	Queries int
 	// RoundTrip and Handler are sorted POST latencies, client and server side.
 	RoundTrip, Handler []time.Duration
 	// Incidents is how many incident workflows visibility lists on the
@@ -217,10 +222,11 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	b.ReportMetric(perAlert(res.CPU.Self), "cpu-us/alert-test")
 	b.ReportMetric(perAlert(res.CPU.Children), "cpu-us/alert-server")
 	b.ReportMetric((res.CPU.Self+res.CPU.Children).Seconds()/res.E2EDur.Seconds(), "cores-used")
-	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs (%.2f cores in use) |",
+	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
 		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
 		percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals,
-		perAlert(res.CPU.Self), perAlert(res.CPU.Children), (res.CPU.Self+res.CPU.Children).Seconds()/res.E2EDur.Seconds())
+		perAlert(res.CPU.Self), perAlert(res.CPU.Children), (res.CPU.Self+res.CPU.Children).Seconds()/res.E2EDur.Seconds(),
+		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
 }
 
 // stormAlertsVar sets how many alerts BenchmarkAlertStorm posts (default
@@ -283,6 +289,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	slices.Sort(res.RoundTrip)
 	res.Handler = ir.latencies()
 	ir.waitDrained(tb, p.Timeout)
+	res.DrainDur = time.Since(start)
 	res.Signals = ir.Service.Forwarder.Stats().Calls
 
 	// Count what reached the incidents: every asset's incident must list
@@ -298,6 +305,11 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	}
 	got := make([]int, p.Assets)
 	for {
+		for i := range ids {
+			if got[i] < want[i] {
+				res.Queries++
+			}
+		}
 		res.Received = r.alertsReceived(ids, want, got)
 		if res.Received >= p.Alerts || time.Now().After(deadline) {
 			break
