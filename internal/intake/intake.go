@@ -270,7 +270,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ids := make([]string, 0, len(alerts))
 	scope := h.scopeOf(id)
 	for i := range alerts {
-		d := Decide(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i])
+		d := decideWith(r.Context(), h.opts.Inventory, h.opts.Rules, &alerts[i], true, false)
 		field := "alerts[" + strconv.Itoa(i) + "]"
 		if err := scope.Check(id.Detector, d.Asset.Asset.Name, d.Labels); err != nil {
 			h.refuse(w, r, id, RefusedScope, http.StatusForbidden, &parse.Error{Field: field, Msg: err.Error()})
@@ -416,6 +416,12 @@ func DecideRules(ctx context.Context, inv *inventory.Inventory, rules *route.Rul
 }
 
 func decide(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a *parse.Alert, triage bool) Decision {
+	return decideWith(ctx, inv, rules, a, triage, true)
+}
+
+// decideWith is decide; without explain the routing's reasons (Reason,
+// Skipped) are left empty, which is all the handler needs.
+func decideWith(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a *parse.Alert, triage, explain bool) Decision {
 	m := inv.Resolve(ctx, a.AssetHints)
 	labels := a.Labels
 	if !m.Mapped {
@@ -426,13 +432,20 @@ func decide(ctx context.Context, inv *inventory.Inventory, rules *route.Rules, a
 		labels[LabelUnmapped] = "true"
 	}
 	in := route.Input{Source: a.Source, Rule: a.Rule, Severity: a.Severity, Labels: labels, Asset: m.Asset.Name, AssetTags: m.Asset.Tags}
-	d := rules.Route(in)
+	var d route.Decision
+	if explain {
+		d = rules.Route(in)
+	} else {
+		d = rules.Choose(in)
+	}
 	if !m.Mapped && triage {
 		// No action can be aimed at an asset no inventory knows: the alert
 		// opens a triage, keyed by the name the detector gave, and keeps
 		// the playbook its rule chose for the responder.
 		labels[LabelRoutedPlaybook] = d.Playbook
-		d.Reason = fmt.Sprintf("asset %q is in no inventory: triage (the rules chose %s: %s)", m.Asset.Name, d.Playbook, d.Reason)
+		if explain {
+			d.Reason = fmt.Sprintf("asset %q is in no inventory: triage (the rules chose %s: %s)", m.Asset.Name, d.Playbook, d.Reason)
+		}
 		d.Playbook, d.RuleName = workflows.UnknownAssetPlaybook, RuleUnknownAsset
 		d.CorrelateBy = []string{route.PartPlaybook, route.PartAsset}
 	}

@@ -138,7 +138,10 @@ type compiled struct {
 	Rule
 	ruleRe  *regexp.Regexp
 	labelRe map[string]*regexp.Regexp
-	keys    []string // sorted label names, for stable reasons
+	// keys, labelReKeys and atLeastKeys are the sorted label names of
+	// Labels, LabelRegex and LabelAtLeast, checked in that order for
+	// stable reasons.
+	keys, labelReKeys, atLeastKeys []string
 }
 
 var playbookName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -225,10 +228,9 @@ func compile(r Rule) (compiled, error) {
 	if err := checkParts(c.CorrelateBy); err != nil {
 		return c, fmt.Errorf("correlate_by: %w", err)
 	}
-	for k := range m.Labels {
-		c.keys = append(c.keys, k)
-	}
-	slices.Sort(c.keys)
+	c.keys = slices.Sorted(maps.Keys(m.Labels))
+	c.labelReKeys = slices.Sorted(maps.Keys(m.LabelRegex))
+	c.atLeastKeys = slices.Sorted(maps.Keys(m.LabelAtLeast))
 	return c, nil
 }
 
@@ -248,85 +250,108 @@ func checkParts(parts []string) error {
 func (rs *Rules) File() File { return rs.file }
 
 // Route returns the playbook for in: the first rule whose conditions all
-// hold, or the default playbook.
-func (rs *Rules) Route(in Input) Decision {
+// hold, or the default playbook, with the reasons in words (Reason,
+// Skipped). The intake, which does not keep the words, uses [Rules.Choose].
+func (rs *Rules) Route(in Input) Decision { return rs.route(in, true) }
+
+// Choose is [Rules.Route] without the words: the same playbook, rule and
+// correlation, with Reason and Skipped empty. Building the words cost the
+// intake a tenth of its processor time per alert.
+func (rs *Rules) Choose(in Input) Decision { return rs.route(in, false) }
+
+func (rs *Rules) route(in Input, explain bool) Decision {
 	var skipped []string
 	for _, r := range rs.rules {
-		why, ok := r.match(in)
+		why, ok := r.match(in, explain)
 		if ok {
-			return Decision{
-				Playbook:    r.Playbook,
-				RuleName:    r.Name,
-				Reason:      fmt.Sprintf("rule %q matched: %s", r.Name, why),
-				Skipped:     skipped,
-				CorrelateBy: r.CorrelateBy,
+			d := Decision{Playbook: r.Playbook, RuleName: r.Name, Skipped: skipped, CorrelateBy: r.CorrelateBy}
+			if explain {
+				d.Reason = fmt.Sprintf("rule %q matched: %s", r.Name, why)
 			}
+			return d
 		}
-		skipped = append(skipped, fmt.Sprintf("rule %q: %s", r.Name, why))
+		if explain {
+			skipped = append(skipped, fmt.Sprintf("rule %q: %s", r.Name, why))
+		}
 	}
-	return Decision{
-		Playbook:    rs.file.DefaultPlaybook,
-		Reason:      "no rule matched; default playbook",
-		Skipped:     skipped,
-		CorrelateBy: rs.file.DefaultCorrelateBy,
+	d := Decision{Playbook: rs.file.DefaultPlaybook, Skipped: skipped, CorrelateBy: rs.file.DefaultCorrelateBy}
+	if explain {
+		d.Reason = "no rule matched; default playbook"
 	}
+	return d
 }
 
-// match reports whether in meets all conditions; why lists the conditions
-// met, or names the first one that failed.
-func (r *compiled) match(in Input) (why string, ok bool) {
+// match reports whether in meets all conditions; with explain, why lists
+// the conditions met, or names the first one that failed (without, why
+// is empty).
+func (r *compiled) match(in Input, explain bool) (why string, ok bool) {
 	m := r.Match
 	var met []string
+	// no and yes build the words only when they are asked for.
+	no := func(format string, args ...any) (string, bool) {
+		if !explain {
+			return "", false
+		}
+		return fmt.Sprintf(format, args...), false
+	}
+	yes := func(format string, args ...any) {
+		if explain {
+			met = append(met, fmt.Sprintf(format, args...))
+		}
+	}
 	if len(m.Sources) > 0 {
 		if !slices.Contains(m.Sources, in.Source) {
-			return fmt.Sprintf("source %q not in %v", in.Source, m.Sources), false
+			return no("source %q not in %v", in.Source, m.Sources)
 		}
-		met = append(met, "source "+in.Source)
+		yes("source %s", in.Source)
 	}
 	if m.Rule != "" {
 		if in.Rule != m.Rule {
-			return fmt.Sprintf("rule name %q is not %q", in.Rule, m.Rule), false
+			return no("rule name %q is not %q", in.Rule, m.Rule)
 		}
-		met = append(met, fmt.Sprintf("rule name is %q", m.Rule))
+		yes("rule name is %q", m.Rule)
 	}
 	if r.ruleRe != nil {
 		if !r.ruleRe.MatchString(in.Rule) {
-			return fmt.Sprintf("rule name %q does not match /%s/", in.Rule, m.RuleRegex), false
+			return no("rule name %q does not match /%s/", in.Rule, m.RuleRegex)
 		}
-		met = append(met, fmt.Sprintf("rule name matches /%s/", m.RuleRegex))
+		yes("rule name matches /%s/", m.RuleRegex)
 	}
 	for _, k := range r.keys {
 		if v, ok := in.Labels[k]; !ok || v != m.Labels[k] {
-			return fmt.Sprintf("label %s is not %q", k, m.Labels[k]), false
+			return no("label %s is not %q", k, m.Labels[k])
 		}
-		met = append(met, fmt.Sprintf("label %s=%q", k, m.Labels[k]))
+		yes("label %s=%q", k, m.Labels[k])
 	}
-	for _, k := range slices.Sorted(maps.Keys(r.labelRe)) {
+	for _, k := range r.labelReKeys {
 		v, ok := in.Labels[k]
 		if !ok || !r.labelRe[k].MatchString(v) {
-			return fmt.Sprintf("label %s does not match /%s/", k, m.LabelRegex[k]), false
+			return no("label %s does not match /%s/", k, m.LabelRegex[k])
 		}
-		met = append(met, fmt.Sprintf("label %s matches /%s/", k, m.LabelRegex[k]))
+		yes("label %s matches /%s/", k, m.LabelRegex[k])
 	}
-	for _, k := range slices.Sorted(maps.Keys(m.LabelAtLeast)) {
+	for _, k := range r.atLeastKeys {
 		min := m.LabelAtLeast[k]
 		n, err := strconv.ParseFloat(strings.TrimSpace(in.Labels[k]), 64)
 		if err != nil || n < min {
-			return fmt.Sprintf("label %s=%q is not at least %g", k, in.Labels[k], min), false
+			return no("label %s=%q is not at least %g", k, in.Labels[k], min)
 		}
-		met = append(met, fmt.Sprintf("label %s=%s at least %g", k, in.Labels[k], min))
+		yes("label %s=%s at least %g", k, in.Labels[k], min)
 	}
 	if m.MinSeverity != "" {
 		if severity.Rank(in.Severity) < severity.Rank(m.MinSeverity) {
-			return fmt.Sprintf("severity %s below %s", in.Severity, m.MinSeverity), false
+			return no("severity %s below %s", in.Severity, m.MinSeverity)
 		}
-		met = append(met, fmt.Sprintf("severity %s at least %s", in.Severity, m.MinSeverity))
+		yes("severity %s at least %s", in.Severity, m.MinSeverity)
 	}
 	for _, tag := range m.AssetTags {
 		if !slices.Contains(in.AssetTags, tag) {
-			return fmt.Sprintf("asset %q lacks tag %q", in.Asset, tag), false
+			return no("asset %q lacks tag %q", in.Asset, tag)
 		}
-		met = append(met, "asset tag "+tag)
+		yes("asset tag %s", tag)
+	}
+	if !explain {
+		return "", true
 	}
 	if len(met) == 0 {
 		return "no conditions", true

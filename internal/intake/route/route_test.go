@@ -3,6 +3,7 @@ package route
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,21 @@ import (
 
 func input(a parse.Alert, asset string, tags ...string) Input {
 	return Input{Source: a.Source, Rule: a.Rule, Severity: a.Severity, Labels: a.Labels, Asset: asset, AssetTags: tags}
+}
+
+// route is rs.Route(in), checking that rs.Choose(in) (the intake's
+// routing, without the words) decides the same.
+func route(t *testing.T, rs *Rules, in Input) Decision {
+	t.Helper()
+	d := rs.Route(in)
+	c := rs.Choose(in)
+	if c.Playbook != d.Playbook || c.RuleName != d.RuleName || !slices.Equal(c.CorrelateBy, d.CorrelateBy) || c.Key(in) != d.Key(in) {
+		t.Errorf("Choose = %s by %q (%v), Route = %s by %q (%v)", c.Playbook, c.RuleName, c.CorrelateBy, d.Playbook, d.RuleName, d.CorrelateBy)
+	}
+	if c.Reason != "" || c.Skipped != nil {
+		t.Errorf("Choose built words: %q %q", c.Reason, c.Skipped)
+	}
+	return d
 }
 
 func TestDefaultRulesOnFixtures(t *testing.T) {
@@ -47,7 +63,7 @@ func TestDefaultRulesOnFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := rs.Route(input(alerts[tt.i], "web-1"))
+			d := route(t, rs, input(alerts[tt.i], "web-1"))
 			if d.Playbook != tt.playbook || d.RuleName != tt.rule {
 				t.Errorf("Route = %s by %q (%s), want %s by %q", d.Playbook, d.RuleName, d.Reason, tt.playbook, tt.rule)
 			}
@@ -81,7 +97,7 @@ func TestDefaultRulesCredentialAndThreshold(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if d := rs.Route(tt.in); d.Playbook != tt.playbook {
+			if d := route(t, rs, tt.in); d.Playbook != tt.playbook {
 				t.Errorf("Route = %s (%s), want %s", d.Playbook, d.Reason, tt.playbook)
 			}
 		})
@@ -124,7 +140,7 @@ func TestCustomRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := rs.Route(tt.in)
+			d := route(t, rs, tt.in)
 			if d.Playbook != tt.playbook {
 				t.Fatalf("Route = %s (%s), want %s", d.Playbook, d.Reason, tt.playbook)
 			}
