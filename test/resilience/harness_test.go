@@ -246,33 +246,17 @@ func isolationOnce(t *testing.T, l *pve.Server, vmid int, incidentID string) {
 	if n := countOf(tags, pveact.QuarantineTag); n != 1 {
 		t.Errorf("%s (ct %d): tag %s %d times in %q, want once", incidentID, vmid, pveact.QuarantineTag, n, ct.Config["tags"])
 	}
+	// The isolation is one rule at position 0 sending the container's
+	// traffic through the incident's security group (pve.isolate).
 	marker := "iru:" + incidentID
-	var in, out int
-	seen := map[string]bool{}
-	for _, r := range ct.Firewall.Rules {
-		if r["comment"] != marker {
-			continue
-		}
-		c := map[string]string{}
-		for k, v := range r {
-			if k != "pos" && k != "digest" {
-				c[k] = v
-			}
-		}
-		if k := mustJSON(c); seen[k] {
-			t.Errorf("%s (ct %d): duplicated firewall rule %s", incidentID, vmid, k)
-		} else {
-			seen[k] = true
-		}
-		switch r["type"] {
-		case "in":
-			in++
-		case "out":
-			out++
+	var group []int
+	for pos, r := range ct.Firewall.Rules {
+		if r["comment"] == marker {
+			group = append(group, pos)
 		}
 	}
-	if in != 1 || out != 1 {
-		t.Errorf("%s (ct %d): %d in and %d out rules commented %s, want 1 and 1: %s", incidentID, vmid, in, out, marker, mustJSON(ct.Firewall.Rules))
+	if len(group) != 1 || group[0] != 0 || ct.Firewall.Rules[0]["type"] != "group" || !strings.HasPrefix(ct.Firewall.Rules[0]["action"], "iru-q-") {
+		t.Errorf("%s (ct %d): rules commented %s at %v, want exactly one security-group rule (iru-q-…) at position 0: %s", incidentID, vmid, marker, group, mustJSON(ct.Firewall.Rules))
 	}
 	iso, err := l.EffectiveIsolation(vmid)
 	if err != nil {
