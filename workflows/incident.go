@@ -116,9 +116,6 @@ type incident struct {
 	// containFirst is true in runs with [containFirstChange]: nothing the
 	// containment does not need runs in front of it.
 	containFirst bool
-	// linking is true while the lookup of related incidents runs beside
-	// the steps (runs with containFirst).
-	linking bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -628,7 +625,7 @@ func ledgerRecordKey(r activities.LedgerAppendInput) string {
 
 // settled reports whether no ledger entry and no notification is still on
 // its way.
-func (w *incident) settled() bool { return len(w.ledgerQueue) == 0 && w.notifying == 0 && !w.linking }
+func (w *incident) settled() bool { return len(w.ledgerQueue) == 0 && w.notifying == 0 }
 
 // disconnected returns a context that is not cancelled with ctx, for work
 // that must finish whatever happens (ledger appends, compensations, waits

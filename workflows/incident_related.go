@@ -66,19 +66,17 @@ type LinkSignalInput struct {
 }
 
 // startLinkRelated links the related incidents: in runs with
-// containFirst in a coroutine of its own, beside the first phase's steps
-// (the run waits for it before it closes or continues as new); before
-// them in older runs.
+// containFirst in a coroutine of its own, beside the first phase's steps;
+// before them in older runs. A run does not wait for it to close or
+// continue as new: a lookup still running then (its activity lost with a
+// worker and waiting out its timeout) is dropped, and the other incident
+// may still link this one.
 func (w *incident) startLinkRelated(ctx workflow.Context) {
 	if !w.containFirst {
 		w.linkRelated(ctx)
 		return
 	}
-	w.linking = true
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		defer func() { w.linking = false }()
-		w.linkRelated(gctx)
-	})
+	workflow.Go(ctx, w.linkRelated)
 }
 
 // linkRelated looks up the other incidents open on the asset (drills and
