@@ -53,13 +53,13 @@ func TestPlaybookValidate(t *testing.T) {
 		wantErrs []string
 	}{
 		{"embedded", nil, 0, "ok  container-compromise.yaml", nil},
-		{"folder", []string{filepath.Dir(goodPath)}, 0, "ok  cc.yaml  container-compromise 1.2.0", nil},
-		{"file", []string{goodPath}, 0, "container-compromise 1.2.0, 17 steps", nil},
+		{"folder", []string{filepath.Dir(goodPath)}, 0, "ok  cc.yaml  container-compromise 1.3.0", nil},
+		{"file", []string{goodPath}, 0, "container-compromise 1.3.0, 17 steps", nil},
 		{"broken file", []string{goodPath, badPath}, 1, "ok  cc.yaml", []string{
-			badPath + `:44: step isolate: parameter method: "unplug" is not one of firewall, link_down`,
-			badPath + `:95: step probe: action net.health_probe has no parameter "colour"`,
+			badPath + `:47: step isolate: parameter method: "unplug" is not one of firewall, link_down`,
+			badPath + `:98: step probe: action net.health_probe has no parameter "colour"`,
 		}},
-		{"broken folder", []string{filepath.Dir(badPath)}, 1, "", []string{badPath + ":44: "}},
+		{"broken folder", []string{filepath.Dir(badPath)}, 1, "", []string{badPath + ":47: "}},
 		{"missing path", []string{filepath.Join(dir, "nothing.yaml")}, 1, "", []string{"no such file"}},
 	}
 	for _, tt := range tests {
@@ -91,7 +91,7 @@ func TestPlaybookShow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"container-compromise 1.2.0 (severity high)", "\ncontainment\n", "  in parallel:\n", "isolate", "undone by pve.unisolate",
+	for _, w := range []string{"container-compromise 1.3.0 (severity high)", "\ncontainment\n", "  in parallel:\n", "isolate", "undone by pve.unisolate",
 		"approval by ir-lead (quorum 1, timeout 30m0s, then escalate)", "high risk", "lifts isolate", "\npost_incident\n"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("show lacks %q:\n%s", w, out)

@@ -109,9 +109,9 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	}
 	defer c.Close()
 
-	w := worker.New(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
+	w := worker.New(c, workflows.TaskQueue, workerhost.WorkerOptions(worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
 		// Refused decision Updates and key changes are recorded in the ledger by the worker.
-		Interceptors: []interceptor.WorkerInterceptor{host.Audit()}})
+		Interceptors: []interceptor.WorkerInterceptor{host.Audit()}}))
 	host.Register(w, c)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -113,7 +113,17 @@ type incident struct {
 	// an abort, and a denial of a step whose approval needs a second
 	// factor, need one too (older runs keep the rule they started with).
 	factorAll bool
+	// containFirst is true in runs with [containFirstChange]: nothing the
+	// containment does not need runs in front of it.
+	containFirst bool
 }
+
+// containFirstChange is the version marker of the runs that put nothing
+// the containment does not need in front of it: the decision keys load
+// while the playbook is resolved, and the lookup of the related incidents
+// (a visibility query, a convenience for the responders) runs beside the
+// first phase's steps instead of before them.
+const containFirstChange = "contain-first"
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
@@ -144,6 +154,7 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		}
 	}
 	w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
+	w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -166,14 +177,24 @@ func (w *incident) index() {
 }
 
 func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
-	// Every run reads the worker's decision keys before it accepts a decision.
-	w.loadDecisionKeys(ctx)
+	// Every run reads the worker's decision keys before it accepts a
+	// decision; with containFirst, while the playbook is resolved.
+	keys := w.startDecisionKeys(ctx)
+	if !w.containFirst {
+		w.takeDecisionKeys(ctx, keys)
+	}
 	w.ledgerHead = w.st.LedgerSeq
 	workflow.Go(disconnected(ctx), w.writeLedger)
-	if w.pb == nil {
+	opening := w.pb == nil
+	if opening {
 		if err := w.resolve(ctx); err != nil {
 			return IncidentResult{}, err
 		}
+	}
+	if w.containFirst {
+		w.takeDecisionKeys(ctx, keys)
+	}
+	if opening {
 		w.record(ctx, activities.LedgerAppendInput{Kind: "incident_opened", Actor: cmp.Or(w.in.OpenedBy, actorWorkflow),
 			Opening: w.opening(), Detail: w.inheritedDetail(map[string]string{})},
 			TimelineEntry{What: fmt.Sprintf("incident opened with playbook %s %s", w.pb.Name, w.pb.Version)})
@@ -261,7 +282,7 @@ func (w *incident) runPhases(ctx workflow.Context) error {
 			w.upsert(ctx, i == 0)
 			w.record(ctx, activities.LedgerAppendInput{Kind: "phase", Actor: actorWorkflow}, TimelineEntry{What: "phase " + ph.Name})
 			if i == 0 {
-				w.linkRelated(ctx)
+				w.startLinkRelated(ctx)
 			}
 		}
 		if w.halt != nil && w.halt.state == StateAborted {

@@ -65,6 +65,20 @@ type LinkSignalInput struct {
 	How string `json:",omitempty"`
 }
 
+// startLinkRelated links the related incidents: in runs with
+// containFirst in a coroutine of its own, beside the first phase's steps;
+// before them in older runs. A run does not wait for it to close or
+// continue as new: a lookup still running then (its activity lost with a
+// worker and waiting out its timeout) is dropped, and the other incident
+// may still link this one.
+func (w *incident) startLinkRelated(ctx workflow.Context) {
+	if !w.containFirst {
+		w.linkRelated(ctx)
+		return
+	}
+	workflow.Go(ctx, w.linkRelated)
+}
+
 // linkRelated looks up the other incidents open on the asset (drills and
 // incidents without an asset look up nothing), links them and tells each
 // of them, so both sides hold the link. Visibility is eventually
@@ -77,7 +91,11 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 		return
 	}
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
-	actx := workflow.WithActivityOptions(ctx, relatedOptions)
+	opts := relatedOptions
+	// Beside the first steps, the lookup leaves the worker's eager slots
+	// of the workflow task (three) to them.
+	opts.DisableEagerExecution = w.containFirst
+	actx := workflow.WithActivityOptions(ctx, opts)
 	var res related.FindResult
 	if err := workflow.ExecuteActivity(actx, related.FindActivity, related.FindInput{Asset: w.st.Asset, Self: self}).Get(ctx, &res); err != nil {
 		w.logger.Warn("related incidents not looked up", "error", err)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 
+	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/activities/related"
 )
 
@@ -57,6 +60,45 @@ func TestRelatedIncidentFound(t *testing.T) {
 		return e.What == "related incident incident:ssh-brute-force:web-1 (ssh-brute-force) is open on the same asset"
 	}) {
 		t.Error("timeline lacks the link")
+	}
+}
+
+// TestRelatedLookupBesideTheFirstSteps: the lookup of the related
+// incidents (a visibility query, a convenience) does not hold up the
+// response: the first detection step starts while the lookup still runs,
+// and the link the lookup then finds is recorded all the same.
+func TestRelatedLookupBesideTheFirstSteps(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	started := make(chan struct{})
+	var once sync.Once
+	h.fake.before[activities.PVEResolveAsset] = func(activities.ActionInput) { once.Do(func() { close(started) }) }
+	var sawStep atomic.Bool
+	h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+		func(context.Context, related.FindInput) (related.FindResult, error) {
+			select {
+			case <-started:
+				sawStep.Store(true)
+			case <-time.After(5 * time.Second): // the step waits for the lookup
+			}
+			return related.FindResult{Incidents: []related.Incident{
+				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
+			}}, nil
+		})
+	h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
+	h.approve(time.Minute, "stop", lead)
+	res, st := h.run(input("wf-test"))
+
+	if !sawStep.Load() {
+		t.Error("the first detection step did not start while the related incidents were looked up")
+	}
+	if res.State != StateResolved {
+		t.Errorf("state %s (%s), want resolved", res.State, res.Reason)
+	}
+	if len(st.Related) != 1 || st.Related[0].WorkflowID != "incident:ssh-brute-force:web-1" {
+		t.Errorf("related %+v, want the link the lookup found", st.Related)
+	}
+	if n := len(h.fake.ledgerKinds("related")); n != 1 {
+		t.Errorf("%d related ledger entries, want 1", n)
 	}
 }
 

@@ -39,10 +39,20 @@ var decisionKeysOptions = workflow.LocalActivityOptions{
 // failure the previous set stays (none at first: every decision is refused
 // until a refresh succeeds) and the timeline says so.
 func (w *incident) loadDecisionKeys(ctx workflow.Context) {
+	w.takeDecisionKeys(ctx, w.startDecisionKeys(ctx))
+}
+
+// startDecisionKeys asks the worker for its decision keys (the local
+// activity [DecisionKeysActivity]); takeDecisionKeys waits for them.
+func (w *incident) startDecisionKeys(ctx workflow.Context) workflow.Future {
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, decisionKeysOptions), DecisionKeysActivity, DecisionKeysInput{})
+}
+
+// takeDecisionKeys waits for the decision keys startDecisionKeys asked for
+// and keeps them; on a failure the incident refuses every decision.
+func (w *incident) takeDecisionKeys(ctx workflow.Context, f workflow.Future) {
 	var res DecisionKeysResult
-	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, decisionKeysOptions), DecisionKeysActivity,
-		DecisionKeysInput{}).Get(ctx, &res)
-	if err != nil {
+	if err := f.Get(ctx, &res); err != nil {
 		w.logger.Error("decision keys not loaded", "error", err)
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "decision keys could not be loaded: decisions are refused", Reason: err.Error()})
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/Nerzal/gocloak/v13"
 
@@ -64,13 +65,60 @@ func (c Config) userListed(realm, username string) bool {
 	return false
 }
 
+// grants are the role mappings of an account that make it protected or
+// not: its effective realm roles (composites and groups included) and its
+// direct client role mappings.
+type grants struct {
+	realmRoles []*gocloak.Role
+	mappings   *gocloak.MappingsRepresentation
+}
+
+// readGrants reads the grants of user id (called who in errors) through
+// the Admin API at the time of the action; the two reads are independent
+// and go together.
+func (a *Activities) readGrants(ctx context.Context, realm, id, who string) (grants, error) {
+	var g grants
+	var rolesErr, mapsErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		rolesErr = a.call(ctx, fmt.Sprintf("GET users/%s/role-mappings/realm/composite (roles of %s in realm %s)", id, who, realm), func(ctx context.Context, tok string) error {
+			var err error
+			g.realmRoles, err = a.gc.GetCompositeRealmRolesByUserID(ctx, tok, realm, id)
+			return err
+		})
+	})
+	wg.Go(func() {
+		mapsErr = a.call(ctx, fmt.Sprintf("GET users/%s/role-mappings (client roles of %s in realm %s)", id, who, realm), func(ctx context.Context, tok string) error {
+			var err error
+			g.mappings, err = a.gc.GetRoleMappingByUserID(ctx, tok, realm, id)
+			return err
+		})
+	})
+	wg.Wait()
+	if rolesErr != nil {
+		return grants{}, rolesErr
+	}
+	if mapsErr != nil {
+		return grants{}, mapsErr
+	}
+	return g, nil
+}
+
 // protection returns why u is a protected account (nil: it is not). The
-// roles are read through the Admin API at the time of the action: the
-// effective realm roles (composites and groups included) and the direct
-// client role mappings.
+// roles are read through the Admin API at the time of the action.
 func (a *Activities) protection(ctx context.Context, realm string, u *gocloak.User) ([]string, error) {
+	g, err := a.readGrants(ctx, realm, gocloak.PString(u.ID), userName(u))
+	if err != nil {
+		return nil, err
+	}
+	return a.protectedBy(realm, u, g), nil
+}
+
+// protectedBy returns why u, holding g, is a protected account (nil: it
+// is not).
+func (a *Activities) protectedBy(realm string, u *gocloak.User, g grants) []string {
 	var why []string
-	name, id := userName(u), gocloak.PString(u.ID)
+	name := userName(u)
 	if realm == MasterRealm {
 		why = append(why, "is in the master realm")
 	}
@@ -80,17 +128,8 @@ func (a *Activities) protection(ctx context.Context, realm string, u *gocloak.Us
 	if a.cfg.userListed(realm, name) {
 		why = append(why, "is listed in IRU_KEYCLOAK_PROTECTED_USERS")
 	}
-	var roles []*gocloak.Role
-	err := a.call(ctx, fmt.Sprintf("GET users/%s/role-mappings/realm/composite (roles of %s in realm %s)", id, name, realm), func(ctx context.Context, tok string) error {
-		var err error
-		roles, err = a.gc.GetCompositeRealmRolesByUserID(ctx, tok, realm, id)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
 	var held []string
-	for _, r := range roles {
+	for _, r := range g.realmRoles {
 		if n := gocloak.PString(r.Name); a.cfg.roleProtected(n) {
 			held = append(held, n)
 		}
@@ -99,16 +138,7 @@ func (a *Activities) protection(ctx context.Context, realm string, u *gocloak.Us
 	for _, n := range slices.Compact(held) {
 		why = append(why, "holds realm role "+n)
 	}
-	var maps *gocloak.MappingsRepresentation
-	err = a.call(ctx, fmt.Sprintf("GET users/%s/role-mappings (client roles of %s in realm %s)", id, name, realm), func(ctx context.Context, tok string) error {
-		var err error
-		maps, err = a.gc.GetRoleMappingByUserID(ctx, tok, realm, id)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if maps != nil {
+	if maps := g.mappings; maps != nil {
 		var clients []string
 		for k, cm := range maps.ClientMappings {
 			client := k
@@ -127,7 +157,7 @@ func (a *Activities) protection(ctx context.Context, realm string, u *gocloak.Us
 			why = append(why, "holds "+c+" client roles")
 		}
 	}
-	return why, nil
+	return why
 }
 
 // guard refuses an action against a protected account unless the step
@@ -141,6 +171,11 @@ func (a *Activities) guard(ctx context.Context, action string, in activities.Act
 	if err != nil {
 		return "", err
 	}
+	return a.judge(ctx, action, in, realm, u, why)
+}
+
+// judge is guard's decision on u, protected for the reasons why.
+func (a *Activities) judge(ctx context.Context, action string, in activities.ActionInput, realm string, u *gocloak.User, why []string) (string, error) {
 	if len(why) == 0 {
 		return "", nil
 	}

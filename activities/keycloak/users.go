@@ -9,6 +9,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/google/uuid"
@@ -389,22 +390,18 @@ func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) 
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
-	realm, u, err := a.targetUser(ctx, activities.KCLogoutUser, in, p.UserParams)
+	realm, u, g, before, err := a.logoutTarget(ctx, in, p.UserParams)
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	if err := a.requireManage(realm, u, activities.KCLogoutUser); err != nil {
 		return activities.ActionResult{}, err
 	}
-	note, err := a.guard(ctx, activities.KCLogoutUser, in, realm, u)
+	note, err := a.judge(ctx, activities.KCLogoutUser, in, realm, u, a.protectedBy(realm, u, g))
 	if err != nil {
 		return activities.ActionResult{}, err
 	}
 	id, name := gocloak.PString(u.ID), userName(u)
-	before, err := a.userSessions(ctx, realm, u)
-	if err != nil {
-		return activities.ActionResult{}, err
-	}
 	if in.DryRun {
 		return withNote(note, activities.ActionResult{Plan: []string{fmt.Sprintf("log out user %s (%s) in realm %s: end %d sessions and revoke earlier tokens (user not-before)", name, id, realm, len(before))}}), nil
 	}
@@ -424,6 +421,48 @@ func (a *Activities) LogoutUser(ctx context.Context, in activities.ActionInput) 
 	}
 	logger(ctx).Info("keycloak user logged out", "realm", realm, "user", name, "sessions", len(before))
 	return activities.ActionResult{Outputs: map[string]string{"sessions_ended": strconv.Itoa(len(before))}, Summary: summary}, nil
+}
+
+// logoutTarget reads what kc.logout_user decides on, all at once (the
+// reads are independent: each needs only the user id): the user (the
+// drill rule applied), its grants and its sessions. Nothing is changed
+// before every check on them has passed.
+func (a *Activities) logoutTarget(ctx context.Context, in activities.ActionInput, p activities.UserParams) (string, *gocloak.User, grants, []*gocloak.UserSessionRepresentation, error) {
+	action := activities.KCLogoutUser
+	realm, err := checkRealm(action, p.RealmParams, a.cfg)
+	if err != nil {
+		return "", nil, grants{}, nil, err
+	}
+	id, err := segment(action, "user_id", p.UserID)
+	if err != nil {
+		return "", nil, grants{}, nil, err
+	}
+	var (
+		u                   *gocloak.User
+		g                   grants
+		sessions            []*gocloak.UserSessionRepresentation
+		userErr, gErr, sErr error
+		wg                  sync.WaitGroup
+	)
+	wg.Go(func() { u, userErr = a.getUser(ctx, realm, id, action) })
+	wg.Go(func() { g, gErr = a.readGrants(ctx, realm, id, id) })
+	wg.Go(func() { sessions, sErr = a.userSessions(ctx, realm, &gocloak.User{ID: &id, Username: &id}) })
+	wg.Wait()
+	// The user's own read decides first: a user that does not exist is
+	// reported as such, not as a failed read of its roles.
+	if userErr != nil {
+		return "", nil, grants{}, nil, userErr
+	}
+	if err := a.checkDrillUser(in, realm, u); err != nil {
+		return "", nil, grants{}, nil, err
+	}
+	if gErr != nil {
+		return "", nil, grants{}, nil, gErr
+	}
+	if sErr != nil {
+		return "", nil, grants{}, nil, sErr
+	}
+	return realm, u, g, sessions, nil
 }
 
 // DeleteSession implements kc.delete_session. The session is looked up

@@ -477,7 +477,7 @@ func TestPlaybooksPage(t *testing.T) {
 		t.Fatalf("playbooks page: %d %s", code, page)
 	}
 	checks := []struct{ what, want string }{
-		{"the valid playbook", `container-compromise <small>v1.2.0`},
+		{"the valid playbook", `container-compromise <small>v1.3.0`},
 		{"its approval gate", `<strong>shutdown</strong> <code>pve.shutdown</code>`},
 		{"the gate's roles", `approval: ir-lead ×1`},
 		{"the parallel group", `pb-entry parallel`},

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/iru-responder/responder/activities"
@@ -65,7 +67,8 @@ type ttcResult struct {
 // incidents arriving at the same pace; its time is measured the same way.
 //
 // It runs on the dev server and on the real cluster (sub-benchmarks dev
-// and cluster).
+// and cluster). IRU_BENCH_HISTORY=file writes the middle incident's
+// history there, each event with its time from the alert's POST.
 //
 //	go test -run '^$' -bench TimeToContain -benchtime 1x ./test/bench/
 //	go test -run '^$' -bench 'TimeToContain/.*/20-at' -benchtime 1x ./test/bench/
@@ -377,6 +380,9 @@ func (r *rig) runPlatform(tb testing.TB, p ttcParams, ir *intakeRig) []time.Dura
 	})
 	took := w.wait(tb, p.Timeout, func(i int) string { return r.describe(workflowID(i)) })
 	tb.Logf("where the platform's time went (p50 over the incidents): %s", r.breakdown(tb, p.Incidents, w.start))
+	if path := os.Getenv("IRU_BENCH_HISTORY"); path != "" {
+		r.writeHistory(tb, path, p.Incidents/2, w.start[p.Incidents/2])
+	}
 	r.terminateAll(tb, p.Incidents)
 	return took
 }
@@ -461,6 +467,35 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 	}
 	fmt.Fprintf(&b, "; recorded time to contain %s, containment phase done %s", med(contained), med(phase))
 	return b.String()
+}
+
+// writeHistory writes to path the first events of incident i's history,
+// each with its time from the alert's POST at posted: where the time went
+// between the workflow tasks, activities and local activities (markers).
+// BenchmarkTimeToContain writes the middle incident's history there when
+// IRU_BENCH_HISTORY names a file.
+func (r *rig) writeHistory(tb testing.TB, path string, i int, posted time.Time) {
+	tb.Helper()
+	it := r.Client.GetWorkflowHistory(context.Background(), workflowID(i), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var b bytes.Buffer
+	for n := 0; n < 120 && it.HasNext(); n++ {
+		e, err := it.Next()
+		if err != nil {
+			tb.Errorf("history of %s: %v", workflowID(i), err)
+			return
+		}
+		what := ""
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			what = a.GetActivityType().GetName()
+		}
+		if a := e.GetMarkerRecordedEventAttributes(); a != nil {
+			what = a.GetMarkerName()
+		}
+		fmt.Fprintf(&b, "%4d %9.1f ms  %s %s\n", e.GetEventId(), float64(e.GetEventTime().AsTime().Sub(posted).Microseconds())/1000, e.GetEventType(), what)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		tb.Errorf("write history: %v", err)
+	}
 }
 
 // terminateAll ends the benchmark's incidents (they wait for a lead's
