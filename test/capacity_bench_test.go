@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -62,6 +63,9 @@ func rssBytes(tb testing.TB) int64 {
 // afterwards: nothing polls the incidents while the approvals run.
 // update-p99-ms is the Update call alone (until its result came back).
 //
+// IRU_CAPACITY_POLLERS sets the worker's workflow and activity task
+// pollers (the SDK's default: 2 each).
+//
 // IRU_CAPACITY_CACHE sets the worker's sticky workflow cache (the SDK's
 // default: 10,000 workflows): below N, the waiting incidents it evicts cost
 // no memory, and an approval of one of them replays its history first.
@@ -82,7 +86,21 @@ func BenchmarkCapacity(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}})
+	// The platform's worker as testplatform starts it, or (dev server
+	// only) with the pollers IRU_CAPACITY_POLLERS asks for.
+	pollers := os.Getenv("IRU_CAPACITY_POLLERS") != ""
+	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}, NoWorker: pollers})
+	if pollers {
+		if p.Target.Name() != "dev" {
+			b.Fatal("IRU_CAPACITY_POLLERS: on the dev server only")
+		}
+		np := envInt(b, "IRU_CAPACITY_POLLERS", 0)
+		testenv.StartWorker(b, func() worker.Worker {
+			w := worker.New(p.Client, p.TaskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: np, MaxConcurrentActivityTaskPollers: np})
+			p.Host.Register(w, p.Client)
+			return w
+		})
+	}
 	runtime.GC()
 	idle := rssBytes(b)
 	b.ResetTimer()
@@ -169,6 +187,7 @@ func sample(round, n, k, part int) []string {
 func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap time.Duration) (effect, update []time.Duration) {
 	b.Helper()
 	effect, update = make([]time.Duration, len(ids)), make([]time.Duration, len(ids))
+	traces := make([]string, len(ids))
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for i, id := range ids {
@@ -180,18 +199,26 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 				return
 			}
 			update[i] = time.Since(t0)
-			at, err := effectAt(p.Client, id, workflows.ApproveUpdate)
+			at, trace, err := effectAt(p.Client, id, workflows.ApproveUpdate, t0)
 			if err != nil {
 				b.Errorf("%s: %v", id, err)
 				return
 			}
-			effect[i] = at.Sub(t0)
+			effect[i], traces[i] = at.Sub(t0), trace
 		})
 	}
 	wg.Wait()
 	if b.Failed() {
 		b.FailNow()
 	}
+	slowest := 0
+	for i := range effect {
+		if effect[i] > effect[slowest] {
+			slowest = i
+		}
+	}
+	b.Logf("slowest approval (gap %s), %s: sent +0 ms, Update call returned +%d ms; its history from the send on: %s",
+		gap, ids[slowest], update[slowest].Milliseconds(), traces[slowest])
 	slices.Sort(effect)
 	slices.Sort(update)
 	return effect, update
@@ -201,17 +228,23 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 // as a minute) and returns the time the server recorded the completion of
 // the first activity scheduled after the update named update was
 // accepted: the approved step's action (the ledger's appends are local
-// activities, markers in history, not activities).
-func effectAt(c client.Client, id, update string) (time.Time, error) {
+// activities, markers in history, not activities). With it comes the
+// history's events from since on, as "+ms EventType" (where the time
+// went).
+func effectAt(c client.Client, id, update string, since time.Time) (time.Time, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	it := c.GetWorkflowHistory(ctx, id, "", true, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	accepted := false
 	var scheduled int64
+	var trace []string
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
-			return time.Time{}, fmt.Errorf("history: %w", err)
+			return time.Time{}, "", fmt.Errorf("history: %w", err)
+		}
+		if at := e.GetEventTime().AsTime(); !at.Before(since) {
+			trace = append(trace, fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")))
 		}
 		switch {
 		case e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName() == update:
@@ -219,10 +252,10 @@ func effectAt(c client.Client, id, update string) (time.Time, error) {
 		case accepted && scheduled == 0 && e.GetActivityTaskScheduledEventAttributes() != nil:
 			scheduled = e.GetEventId()
 		case scheduled != 0 && e.GetActivityTaskCompletedEventAttributes().GetScheduledEventId() == scheduled:
-			return e.GetEventTime().AsTime(), nil
+			return e.GetEventTime().AsTime(), strings.Join(trace, ", "), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("no activity completed after the %s update (accepted %t, scheduled event %d)", update, accepted, scheduled)
+	return time.Time{}, "", fmt.Errorf("no activity completed after the %s update (accepted %t, scheduled event %d)", update, accepted, scheduled)
 }
 
 // pct is the q-th percentile of the sorted durations d (nearest rank).
