@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
 
+	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/internal/testplatform"
 	"github.com/iru-responder/responder/workflows"
 )
@@ -42,20 +45,62 @@ func rssBytes(tb testing.TB) int64 {
 // all wait for an approval on one in-process worker (the real worker host:
 // codec, ledger, evidence, lab clients), and reports the process's RSS
 // (worker, lab and client together) with all of them open, and the time
-// for an approval to take effect: from the Update call to the approved
-// step's completion, as seen by the status query.
+// for an approval to take effect, in two patterns over two disjoint
+// samples of the backlog (IRU_CAPACITY_APPROVALS each, default 100):
 //
-//	go test -run '^$' -bench Capacity -benchtime 1x ./test/
+//   - paced (the goal's figure: approve-p50-ms, approve-p99-ms): approvals
+//     sent at IRU_CAPACITY_RATE a second (default 2), each on its own
+//     schedule whether the previous one took effect or not, as a team of
+//     responders working through the backlog would;
+//   - burst (burst-p50-ms, burst-p99-ms): every approval of the sample sent
+//     at once, which measures the worker's queueing as much as one
+//     approval's path.
+//
+// An approval's time to effect runs from the moment it is sent (the
+// statement's signing and the Update call, as the API server makes them)
+// to the moment the server recorded the completion of the approved step's
+// action (its ActivityTaskCompleted event's time), read from the history
+// afterwards: nothing polls the incidents while the approvals run.
+// update-p99-ms is the Update call alone (until its result came back).
+//
+// IRU_CAPACITY_POLLERS sets the worker's workflow and activity task
+// pollers (the SDK's default: 2 each).
+//
+// IRU_CAPACITY_CACHE sets the worker's sticky workflow cache (the SDK's
+// default: 10,000 workflows): below N, the waiting incidents it evicts cost
+// no memory, and an approval of one of them replays its history first.
+//
+//	IRU_CAPACITY_N=1000 go test -tags integration -run '^$' -bench Capacity -benchtime 1x -timeout 60m ./test/
 func BenchmarkCapacity(b *testing.B) {
-	n := 1000
-	if v := os.Getenv("IRU_CAPACITY_N"); v != "" {
-		n, _ = strconv.Atoi(v)
+	n := envInt(b, "IRU_CAPACITY_N", 1000)
+	k := envInt(b, "IRU_CAPACITY_APPROVALS", 100)
+	rate := envInt(b, "IRU_CAPACITY_RATE", 2)
+	if n < 2*k {
+		b.Fatalf("IRU_CAPACITY_N=%d: want at least twice IRU_CAPACITY_APPROVALS (%d)", n, k)
+	}
+	if v := os.Getenv("IRU_CAPACITY_CACHE"); v != "" {
+		// Before the worker starts: the SDK's cache is one per process.
+		worker.SetStickyWorkflowCacheSize(envInt(b, "IRU_CAPACITY_CACHE", 0))
 	}
 	dir, err := filepath.Abs(filepath.Join("testdata", "capacity"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}})
+	// The platform's worker as testplatform starts it, or (dev server
+	// only) with the pollers IRU_CAPACITY_POLLERS asks for.
+	pollers := os.Getenv("IRU_CAPACITY_POLLERS") != ""
+	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}, NoWorker: pollers})
+	if pollers {
+		if p.Target.Name() != "dev" {
+			b.Fatal("IRU_CAPACITY_POLLERS: on the dev server only")
+		}
+		np := envInt(b, "IRU_CAPACITY_POLLERS", 0)
+		testenv.StartWorker(b, func() worker.Worker {
+			w := worker.New(p.Client, p.TaskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: np, MaxConcurrentActivityTaskPollers: np})
+			p.Host.Register(w, p.Client)
+			return w
+		})
+	}
 	runtime.GC()
 	idle := rssBytes(b)
 	b.ResetTimer()
@@ -79,70 +124,144 @@ func BenchmarkCapacity(b *testing.B) {
 		wg.Wait()
 		// Every incident is waiting for its approval once the last one is.
 		last := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", i, n-1))
-		testplatform.WaitStep(b, p.Client, last, "gate", workflows.StepWaitingApproval, 5*time.Minute)
+		testplatform.WaitStep(b, p.Client, last, "gate", workflows.StepWaitingApproval, 30*time.Minute)
 		opened := time.Since(start)
 		runtime.GC()
 		rss := rssBytes(b)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 
-		// Approve a sample of the incidents spread over the backlog, one
-		// at a time, and time each until the step completed.
-		lat := approveSample(b, p, i, n, min(n, 100))
+		paced, pacedUpdate := approveSample(b, p, sample(i, n, k, 0), time.Second/time.Duration(rate))
+		burst, burstUpdate := approveSample(b, p, sample(i, n, k, 1), 0)
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 		b.ReportMetric(float64(rss-idle)/(1<<20), "rss-growth-MB")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MB")
 		b.ReportMetric(opened.Seconds(), "open-s")
-		p50, p99 := lat[len(lat)/2], lat[max(0, (len(lat)*99+99)/100-1)]
-		b.ReportMetric(float64(p50.Microseconds())/1000, "approve-p50-ms")
-		b.ReportMetric(float64(p99.Microseconds())/1000, "approve-p99-ms")
 		b.ReportMetric(float64(rss-idle)/float64(n)/1024, "rss-KB/incident")
-		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, opened in %s; approval to effect over %d approvals p50 %s, p99 %s",
-			n, float64(rss)/(1<<20), float64(idle)/(1<<20), float64(ms.HeapInuse)/(1<<20), opened.Round(time.Millisecond), len(lat), p50, p99)
+		b.ReportMetric(ms2(pct(paced, 50)), "approve-p50-ms")
+		b.ReportMetric(ms2(pct(paced, 99)), "approve-p99-ms")
+		b.ReportMetric(ms2(pct(pacedUpdate, 99)), "update-p99-ms")
+		b.ReportMetric(ms2(pct(burst, 50)), "burst-p50-ms")
+		b.ReportMetric(ms2(pct(burst, 99)), "burst-p99-ms")
+		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, opened in %s", n, float64(rss)/(1<<20), float64(idle)/(1<<20), float64(ms.HeapInuse)/(1<<20), opened.Round(time.Millisecond))
+		b.Logf("approval to effect, %d paced at %d/s: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, rate, pct(paced, 50), pct(paced, 99), paced[len(paced)-1], pct(pacedUpdate, 50), pct(pacedUpdate, 99))
+		b.Logf("approval to effect, %d at once: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, pct(burst, 50), pct(burst, 99), burst[len(burst)-1], pct(burstUpdate, 50), pct(burstUpdate, 99))
 	}
 }
 
-// approveSample approves k of round's n waiting incidents, evenly spread
-// (the first and the last among them), one after another, and returns
-// each one's time from the approval Update to the approved step's
-// completion as the status query sees it, sorted.
-func approveSample(b *testing.B, p *testplatform.Platform, round, n, k int) []time.Duration {
-	b.Helper()
-	lat := make([]time.Duration, 0, k)
+// envInt is the positive integer in the environment variable name, or def.
+func envInt(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		tb.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// sample returns the workflow ids of k of round's n incidents, evenly
+// spread over the backlog (the first and the last among them): the even
+// ones at or below each point for part 0, the odd ones just after them for
+// part 1, so the two parts never share an incident (n >= 2k).
+func sample(round, n, k, part int) []string {
+	ids := make([]string, 0, k)
 	for s := range k {
 		j := 0
 		if k > 1 {
-			j = s * (n - 1) / (k - 1)
+			j = s * (n - 2) / (k - 1)
 		}
-		id := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", round, j))
-		t0 := time.Now()
-		if _, err := testplatform.Decide(p.Client, id, workflows.ApproveUpdate, "gate", testplatform.Bob); err != nil {
-			b.Fatalf("approve %s: %v", id, err)
-		}
-		lat = append(lat, waitSucceeded(b, p, id, "gate", t0))
+		j = j&^1 + part
+		ids = append(ids, workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", round, j)))
 	}
-	slices.Sort(lat)
-	return lat
+	return ids
 }
 
-// waitSucceeded polls the status query every 5 ms (testplatform.WaitStep's
-// 50 ms would dominate a sub-250 ms figure) until step succeeded and
-// returns the time since t0.
-func waitSucceeded(b *testing.B, p *testplatform.Platform, id, step string, t0 time.Time) time.Duration {
+// approveSample approves the incidents ids, the i-th sent at i×gap after
+// the first (gap 0: all at once), each from its own goroutine so a slow
+// one does not hold back the next, and returns, sorted, each one's time to
+// effect (see [effectAt]) and the duration of its Update call.
+func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap time.Duration) (effect, update []time.Duration) {
 	b.Helper()
-	deadline := t0.Add(time.Minute)
-	for {
-		st, err := testplatform.Status(p.Client, id)
-		if err == nil {
-			for _, s := range st.Steps {
-				if s.ID == step && s.Status == workflows.StepSucceeded {
-					return time.Since(t0)
-				}
+	effect, update = make([]time.Duration, len(ids)), make([]time.Duration, len(ids))
+	traces := make([]string, len(ids))
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		time.Sleep(time.Until(begin.Add(time.Duration(i) * gap)))
+		wg.Go(func() {
+			t0 := time.Now()
+			if _, err := testplatform.Decide(p.Client, id, workflows.ApproveUpdate, "gate", testplatform.Bob); err != nil {
+				b.Errorf("approve %s: %v", id, err)
+				return
 			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: step %s not succeeded a minute after its approval (%v)", id, step, err)
-		}
-		time.Sleep(5 * time.Millisecond)
+			update[i] = time.Since(t0)
+			at, trace, err := effectAt(p.Client, id, workflows.ApproveUpdate, t0)
+			if err != nil {
+				b.Errorf("%s: %v", id, err)
+				return
+			}
+			effect[i], traces[i] = at.Sub(t0), trace
+		})
 	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	slowest := 0
+	for i := range effect {
+		if effect[i] > effect[slowest] {
+			slowest = i
+		}
+	}
+	b.Logf("slowest approval (gap %s), %s: sent +0 ms, Update call returned +%d ms; its history from the send on: %s",
+		gap, ids[slowest], update[slowest].Milliseconds(), traces[slowest])
+	slices.Sort(effect)
+	slices.Sort(update)
+	return effect, update
 }
+
+// effectAt reads the incident's history (waiting for new events as long
+// as a minute) and returns the time the server recorded the completion of
+// the first activity scheduled after the update named update was
+// accepted: the approved step's action (the ledger's appends are local
+// activities, markers in history, not activities). With it comes the
+// history's events from since on, as "+ms EventType" (where the time
+// went).
+func effectAt(c client.Client, id, update string, since time.Time) (time.Time, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	it := c.GetWorkflowHistory(ctx, id, "", true, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	accepted := false
+	var scheduled int64
+	var trace []string
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return time.Time{}, "", fmt.Errorf("history: %w", err)
+		}
+		if at := e.GetEventTime().AsTime(); !at.Before(since) {
+			trace = append(trace, fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")))
+		}
+		switch {
+		case e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName() == update:
+			accepted = true
+		case accepted && scheduled == 0 && e.GetActivityTaskScheduledEventAttributes() != nil:
+			scheduled = e.GetEventId()
+		case scheduled != 0 && e.GetActivityTaskCompletedEventAttributes().GetScheduledEventId() == scheduled:
+			return e.GetEventTime().AsTime(), strings.Join(trace, ", "), nil
+		}
+	}
+	return time.Time{}, "", fmt.Errorf("no activity completed after the %s update (accepted %t, scheduled event %d)", update, accepted, scheduled)
+}
+
+// pct is the q-th percentile of the sorted durations d (nearest rank).
+func pct(d []time.Duration, q int) time.Duration {
+	return d[max(0, (len(d)*q+99)/100-1)]
+}
+
+// ms2 is d in milliseconds.
+func ms2(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
