@@ -24,6 +24,12 @@ const FindActivity = "incident.related"
 // MaxRelated bounds the incidents [Activities.Find] returns.
 const MaxRelated = 20
 
+// findPage is the page [Activities.Find] asks for: the incidents it keeps,
+// the incident itself and one more (a drill or an earlier run, skipped),
+// as the server spends its time per row listed (0.4-0.65 ms of the dev
+// server's processor time); more pages follow when rows were skipped.
+const findPage = MaxRelated + 2
+
 // FindInput is the input of [FindActivity].
 type FindInput struct {
 	// Asset is the asset whose open incidents are wanted.
@@ -88,7 +94,7 @@ func (a *Activities) Find(ctx context.Context, in FindInput) (FindResult, error)
 	var out FindResult
 	var token []byte
 	for {
-		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 100, NextPageToken: token})
+		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: findPage, NextPageToken: token})
 		if err != nil {
 			return FindResult{}, fmt.Errorf("incident.related: %s: %w", q, err)
 		}

@@ -19,11 +19,13 @@ import (
 type fakeVisibility struct {
 	pages   [][]*workflowpb.WorkflowExecutionInfo
 	queries []string
+	sizes   []int32 // the page sizes asked for
 	err     error
 }
 
 func (f *fakeVisibility) ListWorkflow(_ context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
 	f.queries = append(f.queries, req.GetQuery())
+	f.sizes = append(f.sizes, req.GetPageSize())
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -89,12 +91,20 @@ func TestFindBounded(t *testing.T) {
 	for i := range MaxRelated + 5 {
 		page = append(page, execution(t, "incident:"+string(rune('a'+i)), "pb", false))
 	}
-	res, err := newActivities(&fakeVisibility{pages: [][]*workflowpb.WorkflowExecutionInfo{page}}).Find(context.Background(), FindInput{Asset: "web-1"})
+	v := &fakeVisibility{pages: [][]*workflowpb.WorkflowExecutionInfo{page}}
+	res, err := newActivities(v).Find(context.Background(), FindInput{Asset: "web-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Incidents) != MaxRelated {
 		t.Errorf("%d incidents, want %d", len(res.Incidents), MaxRelated)
+	}
+	// The server's cost is per row listed: no page asks for many more
+	// rows than Find keeps.
+	for _, n := range v.sizes {
+		if n <= 0 || n > MaxRelated+2 {
+			t.Errorf("page size %d asked for, want 1..%d", n, MaxRelated+2)
+		}
 	}
 }
 
