@@ -17,7 +17,7 @@ import (
 // lab (internal/lab) exports the same variable names.
 type Config struct {
 	URL                string        `env:"IRU_PVE_URL" doc:"API base URL with /api2/json and no trailing slash (e.g. https://pve1.example.org:8006/api2/json); no default, the lab sets it."`
-	TokenID            string        `env:"IRU_PVE_TOKEN_ID" doc:"API token id, USER@REALM!TOKENID (e.g. iru@pve!responder)."`
+	TokenID            string        `env:"IRU_PVE_TOKEN_ID" doc:"API token id, USER@REALM!TOKENID (e.g. iru@pve!responder). Besides its rights on the containers, it needs Sys.Audit and Sys.Modify on /: a firewall isolation puts one rule naming a cluster-wide security group (iru-q-<hash of the allow list>: ACCEPT the allow list, then DROP in and out) at position 0 of the container's rules, and creates that group on its first use."`
 	TokenSecret        string        `env:"IRU_PVE_TOKEN_SECRET" secret:"true" doc:"Secret (UUID) of IRU_PVE_TOKEN_ID."`
 	CAFile             string        `env:"IRU_PVE_CA_FILE" doc:"PEM file of a certificate or CA to trust for the API (PVE's self-signed pve-root-ca or the node certificate); system roots are kept."`
 	InsecureSkipVerify bool          `env:"IRU_PVE_INSECURE_SKIP_VERIFY" envDefault:"false" doc:"DANGEROUS: do not verify the API certificate (anyone on the path can read the token and forge answers). Use IRU_PVE_CA_FILE instead."`
