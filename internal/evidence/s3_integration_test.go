@@ -165,7 +165,10 @@ func TestS3LockedObjectRefusesThePlatformUser(t *testing.T) {
 	}
 	mode := minio.Compliance
 	gov := minio.Governance
-	soon := time.Now().Add(2 * time.Second)
+	// soon is a retain-until date shorter than the object's and still in
+	// the future when the call is made (a date already past is refused as
+	// malformed, not as the lock's refusal the attack must meet).
+	soon := func() *time.Time { t := time.Now().Add(time.Minute); return &t }
 	off := minio.LegalHoldDisabled
 	for _, k := range keys {
 		attacks := []struct {
@@ -186,10 +189,10 @@ func TestS3LockedObjectRefusesThePlatformUser(t *testing.T) {
 				return c.RemoveObject(f.ctx, e.bucket, k, minio.RemoveObjectOptions{VersionID: versions[k], GovernanceBypass: true})
 			}},
 			{"shorten the retention", e.platform, func(c *minio.Client) error {
-				return c.PutObjectRetention(f.ctx, e.bucket, k, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &soon, VersionID: versions[k]})
+				return c.PutObjectRetention(f.ctx, e.bucket, k, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: soon(), VersionID: versions[k]})
 			}},
 			{"switch to governance mode", e.platform, func(c *minio.Client) error {
-				return c.PutObjectRetention(f.ctx, e.bucket, k, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &soon, VersionID: versions[k], GovernanceBypass: true})
+				return c.PutObjectRetention(f.ctx, e.bucket, k, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: soon(), VersionID: versions[k], GovernanceBypass: true})
 			}},
 			{"delete the version as root", e.root, func(c *minio.Client) error {
 				return c.RemoveObject(f.ctx, e.bucket, k, minio.RemoveObjectOptions{VersionID: versions[k], GovernanceBypass: true})
