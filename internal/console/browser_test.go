@@ -73,6 +73,34 @@ func (c *chrome) do(t *testing.T, what string, steps ...chromedp.Action[chromedp
 	}
 }
 
+// reload runs steps that begin by loading a page, again (up to three
+// times) when the page's live part replaced a node between finding it and
+// acting on it: an event-stream update rewrites #live while the steps
+// type into a field in it. Loading the page first makes a retry start
+// from an empty field, never typing the text twice.
+func (c *chrome) reload(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	var err error
+	for range 3 {
+		ctx, cancel := context.WithTimeout(c.ctx, 90*time.Second)
+		err = chromedp.Do(ctx, steps...)
+		cancel()
+		if err == nil || !staleNode(err) {
+			break
+		}
+		t.Logf("%s: %v: the live part replaced the node; loading the page again", what, err)
+	}
+	if err != nil {
+		c.fail(t, what, err)
+	}
+}
+
+// staleNode reports whether err is the DevTools protocol's answer for a
+// node that left the document.
+func staleNode(err error) bool {
+	return strings.Contains(err.Error(), "Could not find node with given id") || strings.Contains(err.Error(), "Node is detached")
+}
+
 func (c *chrome) fail(t *testing.T, what string, err error) {
 	t.Helper()
 	loc, _ := chromedp.Run(c.ctx, chromedp.Location())
@@ -207,7 +235,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("alice's forged approval reached the workflow (%d updates)", n)
 	}
 
-	bob.do(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
+	bob.reload(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(".live-status")), chromedp.SendKeys(chromedp.ID("reason-shutdown"), "contain web-01"))
 	bob.screenshot(t, shots, "console-room.png")
 	weight(t, bob, "incident room")

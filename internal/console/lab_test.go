@@ -296,7 +296,7 @@ func TestConsoleOnTheLabStack(t *testing.T) {
 	}
 
 	// Bob approves shutdown and restore and watches recovery.
-	bob.do(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
+	bob.reload(t, "bob opens the room", chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("approve-shutdown")),
 		chromedp.WaitVisible(chromedp.CSS(".live-status")), chromedp.SendKeys(chromedp.ID("reason-shutdown"), "evidence preserved; rebuild"))
 	bob.screenshot(t, shots, "console-room.png")
 	weight(t, bob, "incident room")
