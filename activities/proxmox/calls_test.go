@@ -18,8 +18,9 @@ const maxIsolateCalls = 8
 
 // maxFirstIsolateCalls bounds the first isolation with an allow list on a
 // cluster that has no group for it yet: the group is read with the first
-// reads, created (1 + 4 rules for one network) and read back.
-const maxFirstIsolateCalls = maxIsolateCalls + 7
+// reads, read again once this isolation holds the process's lock on
+// building groups, created (1 + 4 rules for one network) and read back.
+const maxFirstIsolateCalls = maxIsolateCalls + 8
 
 // TestIsolateCalls counts, in the lab, the API calls of an isolation as
 // the incident workflow runs it (the asset resolved at intake) and checks

@@ -96,10 +96,16 @@ func groupProblems(name string, rules, want []map[string]string) []string {
 	return p
 }
 
-// groupCache remembers the quarantine groups this process saw complete.
+// groupCache remembers the quarantine groups this process saw complete,
+// and serializes the changes to them: isolations with the same allow list
+// that start together must not build its group at the same time (each
+// inserts at position 0, so interleaved inserts put one's DROP above the
+// other's ACCEPT, and deletes by position then hit the wrong rules).
 type groupCache struct {
 	mu sync.Mutex
 	ok map[string]bool
+	// build is held while a group is changed.
+	build sync.Mutex
 }
 
 func (c *groupCache) has(name string) bool {
@@ -206,14 +212,36 @@ func (x *call) groupChanges(name string, allow []string, gs *groupState) []chang
 // ensureGroup makes the group of allow exist with its rules, starting
 // from gs (read just before), reads it back and remembers it. A change
 // made concurrently by someone else fails the read-back (retryable).
+//
+// Changes are made by one isolation of the process at a time, from the
+// group as read once it holds the lock (another may just have built it).
+// Workers in other processes building the same group at the same moment
+// can still interleave; the read-back then fails and the retry rebuilds it.
 func (x *call) ensureGroup(ctx context.Context, allow []string, gs *groupState) error {
 	name := groupName(allow)
-	changes := x.groupChanges(name, allow, gs)
+	if len(x.groupChanges(name, allow, gs)) == 0 {
+		x.a.groups.set(name, true)
+		return nil
+	}
+	// Not as remembered (deleted or changed since, or never built): forget
+	// it, so that the check below is on what the lock's holder built.
+	x.a.groups.set(name, false)
+	x.a.groups.build.Lock()
+	defer x.a.groups.build.Unlock()
+	if x.a.groups.has(name) {
+		// Built by another isolation of this process while this one
+		// waited; the caller's read-back checks it.
+		return nil
+	}
+	fresh, err := x.readGroup(ctx, name)
+	if err != nil {
+		return err
+	}
+	changes := x.groupChanges(name, allow, fresh)
 	if len(changes) == 0 {
 		x.a.groups.set(name, true)
 		return nil
 	}
-	x.a.groups.set(name, false)
 	if err := apply(ctx, changes); err != nil {
 		return err
 	}
