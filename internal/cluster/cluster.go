@@ -247,6 +247,11 @@ func (c *Cluster) serverEnv() []string {
 		"TEMPORAL_TLS_INTERNODE_SERVER_NAME=" + pki.InternodeServerName,
 		"TEMPORAL_JWKS_URL=" + c.opts.JWKSURL,
 		"TEMPORAL_DYNAMIC_CONFIG=config/dynamicconfig/iru.yaml",
+		// A local cluster shares the machine's PostgreSQL (max_connections
+		// 100 by default) with the ledger, the shared state and other
+		// clusters: at most 4 services × (8 + 4) connections, where the
+		// deployment's defaults would allow 4 × (20 + 10).
+		"SQL_MAX_CONNS=8", "SQL_VIS_MAX_CONNS=4",
 	}
 	for _, name := range portNames {
 		env = append(env, name+"="+strconv.Itoa(c.ports[name]))
