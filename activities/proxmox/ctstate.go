@@ -84,6 +84,15 @@ func (x *call) readStateParts(ctx context.Context, want stateParts) (*ctState, e
 			st.options[k] = str(v)
 		}
 	}
+	st.rules = ruleFields(rules)
+	return st, nil
+}
+
+// ruleFields are firewall rules as read (a container's or a security
+// group's), each as its fields in text, without the ones that describe the
+// list rather than the rule: pos, digest, ipversion.
+func ruleFields(rules []map[string]any) []map[string]string {
+	var out []map[string]string
 	for _, r := range rules {
 		m := map[string]string{}
 		for k, v := range r {
@@ -93,9 +102,9 @@ func (x *call) readStateParts(ctx context.Context, want stateParts) (*ctState, e
 				m[k] = str(v)
 			}
 		}
-		st.rules = append(st.rules, m)
+		out = append(out, m)
 	}
-	return st, nil
+	return out
 }
 
 func (s *ctState) digest() string      { return str(s.conf["digest"]) }

@@ -147,19 +147,7 @@ func (x *call) readGroup(ctx context.Context, name string) (*groupState, error) 
 	if err != nil {
 		return nil, classify(x.what(), http.MethodGet, groupPath(name), err)
 	}
-	gs := &groupState{exists: true}
-	for _, r := range rules {
-		m := map[string]string{}
-		for k, v := range r {
-			switch k {
-			case "pos", "digest", "ipversion":
-			default:
-				m[k] = str(v)
-			}
-		}
-		gs.rules = append(gs.rules, m)
-	}
-	return gs, nil
+	return &groupState{exists: true, rules: ruleFields(rules)}, nil
 }
 
 // groupChanges lists what makes the group name (as read in gs) hold the

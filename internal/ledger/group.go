@@ -113,6 +113,19 @@ func newGroupCommitter(store batchStore) *groupCommitter {
 		inflight: make(map[slot]*batchRun), waiting: make(map[slot]*batchRun)}
 }
 
+// insertAsync queues e (enqueue) and returns the function that waits for
+// its commit, its error naming the entry: a store's insertAsync.
+func (g *groupCommitter) insertAsync(ctx context.Context, e Entry) func() (Entry, error) {
+	p := g.enqueue(ctx, e)
+	return func() (Entry, error) {
+		out, err := p.wait()
+		if err != nil {
+			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+		return out, nil
+	}
+}
+
 // enqueue queues e and returns its pending append: appends enqueued one
 // after the other are taken in that order, so an entry is never taken
 // before its predecessor enqueued earlier.

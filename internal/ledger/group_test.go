@@ -17,6 +17,31 @@ import (
 	"github.com/iru-responder/responder/internal/ledger/ledgertest"
 )
 
+// twoStores open two stores on one database (two worker processes), for
+// each backend.
+var twoStores = []struct {
+	name string
+	open func(t *testing.T) [2]ledger.Store
+}{
+	{"postgres", func(t *testing.T) [2]ledger.Store {
+		env := newPGEnv(t)
+		return [2]ledger.Store{ledger.NewPostgresStore(env.app), ledger.NewPostgresStore(env.app)}
+	}},
+	{"sqlite", func(t *testing.T) [2]ledger.Store {
+		path := filepath.Join(t.TempDir(), "ledger.db")
+		var s [2]ledger.Store
+		for i := range s {
+			st, err := ledger.OpenSQLite(context.Background(), path)
+			if err != nil {
+				t.Fatalf("open sqlite: %v", err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			s[i] = st
+		}
+		return s
+	}},
+}
+
 // TestGroupCommitForkRace attacks one chain through two stores on the same
 // database (two worker processes, each with its own group commit and
 // remembered heads): for every seq, two honest appenders of the same entry
@@ -25,29 +50,7 @@ import (
 // entry per seq, every caller that got an entry must have got the stored
 // one, every loser must get ErrConflict, and the chain must verify.
 func TestGroupCommitForkRace(t *testing.T) {
-	cases := []struct {
-		name string
-		open func(t *testing.T) [2]ledger.Store
-	}{
-		{"postgres", func(t *testing.T) [2]ledger.Store {
-			env := newPGEnv(t)
-			return [2]ledger.Store{ledger.NewPostgresStore(env.app), ledger.NewPostgresStore(env.app)}
-		}},
-		{"sqlite", func(t *testing.T) [2]ledger.Store {
-			path := filepath.Join(t.TempDir(), "ledger.db")
-			var s [2]ledger.Store
-			for i := range s {
-				st, err := ledger.OpenSQLite(context.Background(), path)
-				if err != nil {
-					t.Fatalf("open sqlite: %v", err)
-				}
-				t.Cleanup(func() { _ = st.Close() })
-				s[i] = st
-			}
-			return s
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range twoStores {
 		t.Run(tc.name, func(t *testing.T) {
 			stores := tc.open(t)
 			ledgers := [2]*ledger.Ledger{ledger.New(stores[0], nil), ledger.New(stores[1], nil)}
@@ -143,29 +146,7 @@ func forkRace(t *testing.T, ledgers [2]*ledger.Ledger) {
 // the same database) took a slot first. Every caller must get the exact
 // result of a one-at-a-time append, and the chain must verify.
 func TestPipelinedAppends(t *testing.T) {
-	cases := []struct {
-		name string
-		open func(t *testing.T) [2]ledger.Store
-	}{
-		{"postgres", func(t *testing.T) [2]ledger.Store {
-			env := newPGEnv(t)
-			return [2]ledger.Store{ledger.NewPostgresStore(env.app), ledger.NewPostgresStore(env.app)}
-		}},
-		{"sqlite", func(t *testing.T) [2]ledger.Store {
-			path := filepath.Join(t.TempDir(), "ledger.db")
-			var s [2]ledger.Store
-			for i := range s {
-				st, err := ledger.OpenSQLite(context.Background(), path)
-				if err != nil {
-					t.Fatalf("open sqlite: %v", err)
-				}
-				t.Cleanup(func() { _ = st.Close() })
-				s[i] = st
-			}
-			return s
-		}},
-	}
-	for _, tc := range cases {
+	for _, tc := range twoStores {
 		t.Run(tc.name, func(t *testing.T) {
 			stores := tc.open(t)
 			pipelineAttacks(t, ledger.New(stores[0], nil), ledger.New(stores[1], nil))

@@ -165,14 +165,7 @@ func (s *PostgresStore) Insert(ctx context.Context, e Entry) (Entry, error) {
 
 // insertAsync queues e in the group commit; the function waits for it.
 func (s *PostgresStore) insertAsync(ctx context.Context, e Entry) func() (Entry, error) {
-	p := s.group.enqueue(ctx, e)
-	return func() (Entry, error) {
-		out, err := p.wait()
-		if err != nil {
-			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
-		}
-		return out, nil
-	}
+	return s.group.insertAsync(ctx, e)
 }
 
 // insertOne appends e alone, in its own transaction.

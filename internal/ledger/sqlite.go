@@ -153,14 +153,7 @@ func (s *SQLiteStore) Insert(ctx context.Context, e Entry) (Entry, error) {
 
 // insertAsync queues e in the group commit; the function waits for it.
 func (s *SQLiteStore) insertAsync(ctx context.Context, e Entry) func() (Entry, error) {
-	p := s.group.enqueue(ctx, e)
-	return func() (Entry, error) {
-		out, err := p.wait()
-		if err != nil {
-			return Entry{}, fmt.Errorf("ledger: append %s seq %d: %w", e.Incident, e.Seq, err)
-		}
-		return out, nil
-	}
+	return s.group.insertAsync(ctx, e)
 }
 
 // lookup returns the stored entries among slots.
