@@ -106,6 +106,11 @@ func Dial(tb testing.TB, target Target, role string, opts client.Options) client
 	}
 	opts.HostPort, opts.Namespace = co.HostPort, co.Namespace
 	opts.ConnectionOptions.TLS, opts.HeadersProvider = co.ConnectionOptions.TLS, co.HeadersProvider
+	if opts.ConnectionOptions.GrpcCompression == nil {
+		// What the platform's processes run (IRU_TEMPORAL_GZIP, off by
+		// default): tests and benchmarks measure the same calls.
+		opts.ConnectionOptions.GrpcCompression = co.ConnectionOptions.GrpcCompression
+	}
 	if opts.ConnectionOptions.GetSystemInfoTimeout == 0 {
 		// The SDK's default (5 s) is short for a dev server shared by a
 		// package's tests on a loaded 2-core machine.
