@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,11 @@ type Options struct {
 	// OnDeadLetter, if set, is called after an item was dead-lettered
 	// (metrics, notification); it must not block for long.
 	OnDeadLetter func(spool.DeadLetter)
-	// Concurrency bounds the calls in flight (default 8).
+	// Concurrency bounds the calls in flight (default 8). Calls do not
+	// run in lock-step rounds: as soon as a call ends its slot takes the
+	// next key, keys whose incident this forwarder has not yet started
+	// first (a new incident's first alert does not queue behind the
+	// storm of a running one).
 	Concurrency int
 	// CallTimeout bounds one call (default 10 s).
 	CallTimeout time.Duration
@@ -82,6 +87,22 @@ type Forwarder struct {
 	// single counts, per key, the next items to send one per call: a
 	// batch refused for good is split so the item at fault is found.
 	single map[string]int
+	// busy holds the keys with a call in flight or its acknowledgement
+	// pending: a key has one call at a time, which keeps its order.
+	busy map[string]bool
+	// calls is how many calls are in flight (at most Concurrency).
+	inflight int
+	// known holds keys this forwarder delivered firing alerts to (their
+	// incident runs); other keys go first. Bounded by maxKnown.
+	known map[string]bool
+	// kick wakes Run when a call ended or its items were acknowledged.
+	kick chan struct{}
+
+	// ackMu guards acks and acking: delivered batches wait there for one
+	// Ack (one fsync) shared by every batch that ended meanwhile.
+	ackMu  sync.Mutex
+	acks   []*batch
+	acking bool
 
 	delivered, calls, failures, deadLettered atomic.Int64
 }
@@ -120,7 +141,8 @@ func New(sp *spool.Spool, sig Signaler, opts Options) *Forwarder {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Forwarder{sp: sp, sig: sig, opts: opts, backoff: map[string]*retry{}, single: map[string]int{}}
+	return &Forwarder{sp: sp, sig: sig, opts: opts, backoff: map[string]*retry{}, single: map[string]int{},
+		busy: map[string]bool{}, known: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // Stats returns the counters.
@@ -131,24 +153,24 @@ func (f *Forwarder) Stats() Stats {
 // Run delivers until ctx ends; it returns ctx's error. Calls in flight
 // when ctx ends finish (within CallTimeout) and are acknowledged first.
 func (f *Forwarder) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
 		ready := f.sp.Ready() // before Pending: an append after it wakes us
-		n, wake := f.round(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		n, wake := f.dispatch(ctx, &wg)
 		if n > 0 {
 			continue
 		}
-		if err := wait(ctx, ready, wake); err != nil {
+		if err := wait(ctx, ready, f.kick, wake); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
 }
 
-// wait blocks until ctx ends, ready is closed or wake (if set) passes.
-func wait(ctx context.Context, ready <-chan struct{}, wake time.Time) error {
+// wait blocks until ctx ends, ready is closed, kick fires or wake (if set)
+// passes.
+func wait(ctx context.Context, ready <-chan struct{}, kick <-chan struct{}, wake time.Time) error {
 	var timer <-chan time.Time
 	if !wake.IsZero() {
 		t := time.NewTimer(time.Until(wake))
@@ -159,10 +181,23 @@ func wait(ctx context.Context, ready <-chan struct{}, wake time.Time) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-ready:
+	case <-kick:
 	case <-timer:
 	}
 	return nil
 }
+
+// notify wakes Run (without blocking: one pending wake is enough).
+func (f *Forwarder) notify() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// maxKnown bounds Forwarder.known; past it the set starts afresh (keys
+// then lose their place behind new ones until delivered again).
+const maxKnown = 100000
 
 // batch is one call: the leading run of a key's pending items.
 type batch struct {
@@ -173,69 +208,159 @@ type batch struct {
 	bytes    int
 }
 
-// round runs one delivery round; it returns how many items it attempted
-// and, when it attempted none, when the earliest backoff ends (zero: none).
-func (f *Forwarder) round(ctx context.Context) (int, time.Time) {
+// dispatch starts calls for as many keys as there are free call slots:
+// the leading pending items of keys not busy and not backing off, keys
+// whose incident this forwarder has not started first, then in order of
+// their oldest pending item. It returns how many items it sent and, when
+// it sent none, when the earliest backoff ends (zero: none).
+func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time.Time) {
 	now := time.Now()
 	var wake time.Time
-	perKey := map[string]int{}
 	f.mu.Lock()
+	free := f.opts.Concurrency - f.inflight
+	if free <= 0 {
+		f.mu.Unlock()
+		return 0, time.Time{}
+	}
+	// Up to free known keys and free new keys are read; the new ones go
+	// first.
+	perKey := map[string]int{}
+	var fresh, old []string
 	skip := func(key string) bool {
-		if r, ok := f.backoff[key]; ok && now.Before(r.until) {
-			if wake.IsZero() || r.until.Before(wake) {
-				wake = r.until
+		n, seen := perKey[key]
+		if !seen {
+			if r, ok := f.backoff[key]; ok && now.Before(r.until) {
+				if wake.IsZero() || r.until.Before(wake) {
+					wake = r.until
+				}
+				return true
 			}
+			if f.busy[key] {
+				return true
+			}
+			if f.known[key] {
+				if len(old) >= free {
+					return true
+				}
+				old = append(old, key)
+			} else {
+				if len(fresh) >= free {
+					return true
+				}
+				fresh = append(fresh, key)
+			}
+		}
+		if n >= f.opts.MaxAlertsPerSignal {
 			return true
 		}
-		if perKey[key] >= f.opts.MaxAlertsPerSignal {
-			return true
-		}
-		perKey[key]++
+		perKey[key] = n + 1
 		return false
 	}
 	items := f.sp.Pending(f.opts.Window, skip)
+	keys := append(fresh, old...)[:min(free, len(fresh)+len(old))]
+	for _, k := range keys {
+		f.busy[k] = true
+	}
 	f.mu.Unlock()
-	if len(items) == 0 {
+	if len(keys) == 0 {
 		return 0, wake
 	}
-	batches := f.group(items)
-
-	sem := make(chan struct{}, f.opts.Concurrency)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var done []spool.ID
-	for _, b := range batches {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			err := f.deliver(ctx, b)
-			if err != nil && IsPermanent(err) && f.opts.DeadLetters != nil {
-				f.refused(b, err)
-				return
-			}
-			f.settle(b.key, err)
-			if err != nil {
-				f.opts.Log.Warn("alert delivery failed; will retry", "key", b.key, "alerts", len(b.items), "err", err)
-				return
-			}
-			mu.Lock()
-			for _, it := range b.items {
-				done = append(done, it.ID)
-			}
-			mu.Unlock()
-		})
+	chosen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		chosen[k] = true
 	}
-	wg.Wait()
-	if len(done) > 0 {
-		if err := f.sp.Ack(done); err != nil {
-			// Delivered but not recorded: they are delivered again
-			// (incidents deduplicate by alert id).
-			f.opts.Log.Error("acknowledge delivered alerts", "alerts", len(done), "err", err)
-		} else {
-			f.delivered.Add(int64(len(done)))
+	batches := f.group(items, chosen)
+	f.mu.Lock()
+	for _, k := range keys {
+		if !slices.ContainsFunc(batches, func(b *batch) bool { return b.key == k }) {
+			delete(f.busy, k) // its leading item could not be decoded
 		}
 	}
-	return len(items), time.Time{}
+	f.inflight += len(batches)
+	f.mu.Unlock()
+	sent := 0
+	for _, b := range batches {
+		sent += len(b.items)
+		wg.Go(func() { f.run(ctx, b) })
+	}
+	if len(batches) < len(keys) {
+		f.notify()
+	}
+	return sent, time.Time{}
+}
+
+// run makes one batch's call and settles it: delivered items wait for
+// the shared acknowledgement (the key stays busy until then, so its next
+// items are never read again before they are acknowledged); a failed
+// batch's key backs off or, refused for good, is split or dead-lettered.
+func (f *Forwarder) run(ctx context.Context, b *batch) {
+	err := f.deliver(ctx, b)
+	f.mu.Lock()
+	f.inflight--
+	f.mu.Unlock()
+	f.notify()
+	if err == nil {
+		f.settle(b.key, nil)
+		f.acknowledge(b)
+		return
+	}
+	if IsPermanent(err) && f.opts.DeadLetters != nil {
+		f.refused(b, err)
+	} else {
+		f.settle(b.key, err)
+		f.opts.Log.Warn("alert delivery failed; will retry", "key", b.key, "alerts", len(b.items), "err", err)
+	}
+	f.mu.Lock()
+	delete(f.busy, b.key)
+	f.mu.Unlock()
+	f.notify()
+}
+
+// acknowledge records b's items as delivered in the spool. Batches that
+// end while an Ack runs are acknowledged together by the next one (one
+// fsync for all of them), by whichever of their goroutines finds no Ack
+// running; their keys are free again once it returns.
+func (f *Forwarder) acknowledge(b *batch) {
+	f.ackMu.Lock()
+	f.acks = append(f.acks, b)
+	if f.acking {
+		f.ackMu.Unlock()
+		return
+	}
+	f.acking = true
+	for len(f.acks) > 0 {
+		group := f.acks
+		f.acks = nil
+		f.ackMu.Unlock()
+		var ids []spool.ID
+		for _, g := range group {
+			for _, it := range g.items {
+				ids = append(ids, it.ID)
+			}
+		}
+		if err := f.sp.Ack(ids); err != nil {
+			// Delivered but not recorded: they are delivered again
+			// (incidents deduplicate by alert id).
+			f.opts.Log.Error("acknowledge delivered alerts", "alerts", len(ids), "err", err)
+		} else {
+			f.delivered.Add(int64(len(ids)))
+		}
+		f.mu.Lock()
+		for _, g := range group {
+			delete(f.busy, g.key)
+			if !g.resolved {
+				if len(f.known) >= maxKnown {
+					clear(f.known)
+				}
+				f.known[g.key] = true
+			}
+		}
+		f.mu.Unlock()
+		f.notify()
+		f.ackMu.Lock()
+	}
+	f.acking = false
+	f.ackMu.Unlock()
 }
 
 // group splits items into per-key batches: for each key (in order of first
@@ -245,7 +370,10 @@ func (f *Forwarder) round(ctx context.Context) (int, time.Time) {
 // A batch is also closed by bytes (Options.MaxCallBytes) and, for a key whose batch Temporal refused for good, after one
 // item (see refused). An item that cannot be decoded is dead-lettered
 // when it leads its key (never expected: the intake wrote it).
-func (f *Forwarder) group(items []spool.Item) []*batch {
+//
+// With chosen, only the keys in it are batched (the other items are not
+// decoded).
+func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 	byKey := map[string]*batch{}
 	closed := map[string]bool{}
 	f.mu.Lock()
@@ -253,7 +381,7 @@ func (f *Forwarder) group(items []spool.Item) []*batch {
 	f.mu.Unlock()
 	var out []*batch
 	for _, it := range items {
-		if closed[it.Key] {
+		if closed[it.Key] || (chosen != nil && !chosen[it.Key]) {
 			continue
 		}
 		rec, err := UnmarshalRecord(it.Data)

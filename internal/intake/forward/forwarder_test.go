@@ -24,6 +24,8 @@ type fakeSignaler struct {
 	perKey   map[string][]string                  // delivered alert ids per workflow id
 	inflight map[string]bool
 	overlap  bool
+	// hold, if set, is called as a SignalWithStart begins (it may block).
+	hold func(workflowID string)
 }
 
 func newFake() *fakeSignaler {
@@ -49,6 +51,9 @@ func (f *fakeSignaler) enter(id string) error {
 func (f *fakeSignaler) SignalWithStart(ctx context.Context, s Start) error {
 	if err := f.enter(s.WorkflowID); err != nil {
 		return err
+	}
+	if f.hold != nil {
+		f.hold(s.WorkflowID)
 	}
 	if f.refuse != nil {
 		if err := f.refuse(s.Signal.Alerts); err != nil {

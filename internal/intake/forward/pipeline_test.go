@@ -1,0 +1,107 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/workflows"
+)
+
+// holdKey makes fake's calls for key wait until the returned release is
+// called; entered is closed when the first such call has begun.
+func holdKey(fake *fakeSignaler, key string) (entered <-chan struct{}, release func()) {
+	in, out := make(chan struct{}), make(chan struct{})
+	var once, rel sync.Once
+	id := workflows.IncidentWorkflowID(key)
+	fake.hold = func(wid string) {
+		if wid != id {
+			return
+		}
+		once.Do(func() { close(in) })
+		<-out
+	}
+	return in, func() { rel.Do(func() { close(out) }) }
+}
+
+// startRun runs fw until the test ends.
+func startRun(t *testing.T, fw *Forwarder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v", err)
+		}
+	})
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// A new key's first alert is sent while another key's call is still in
+// flight: calls do not run in lock-step rounds.
+func TestNewKeyDoesNotWaitForOtherCalls(t *testing.T) {
+	sp := spoolWith(t, rec("a", 1, false))
+	fake := newFake()
+	entered, release := holdKey(fake, "a")
+	defer release()
+	fw := New(sp, fake, Options{TaskQueue: "tq"})
+	startRun(t, fw)
+	<-entered
+	appendRecords(t, sp, rec("b", 1, false))
+	waitFor(t, "b's alert to be delivered while a's call is in flight", func() bool {
+		return len(fake.delivered("incident:b")) == 1
+	})
+	release()
+	waitFor(t, "the spool to drain", func() bool { return sp.Stats().Pending == 0 })
+	if st := fw.Stats(); st.Delivered != 2 || st.Calls != 2 {
+		t.Errorf("stats %+v, want 2 delivered in 2 calls", st)
+	}
+}
+
+// With one call slot, a key whose incident the forwarder has not started
+// goes before a running incident's older alerts.
+func TestNewKeysGoFirst(t *testing.T) {
+	sp := spoolWith(t, rec("old", 1, false))
+	fake := newFake()
+	entered, release := holdKey(fake, "hold")
+	defer release()
+	fw := New(sp, fake, Options{TaskQueue: "tq", Concurrency: 1})
+	startRun(t, fw)
+	waitFor(t, "old's first alert", func() bool { return sp.Stats().Pending == 0 })
+	appendRecords(t, sp, rec("hold", 1, false))
+	<-entered // the only slot is taken
+	appendRecords(t, sp, rec("old", 2, false))
+	appendRecords(t, sp, rec("new", 1, false))
+	release()
+	waitFor(t, "the spool to drain", func() bool { return sp.Stats().Pending == 0 })
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	var order []string
+	for _, s := range fake.starts {
+		order = append(order, s.Input.Key)
+	}
+	want := []string{"old", "hold", "new", "old"}
+	if len(order) != len(want) {
+		t.Fatalf("calls %v, want %v", order, want)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("calls %v, want %v (the new key before the running incident's next alert)", order, want)
+		}
+	}
+}
