@@ -507,7 +507,10 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 	// delivered twice after a graceful stop.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
 	defer cancel()
-	if err := Deliver(ctx, f.sig, f.opts.TaskQueue, b.records); err != nil {
+	f.mu.Lock()
+	running := f.known[b.key]
+	f.mu.Unlock()
+	if err := deliver(ctx, f.sig, f.opts.TaskQueue, b.records, running); err != nil {
 		f.failures.Add(1)
 		return err
 	}
@@ -522,6 +525,16 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 // running: nothing to do). The forwarder uses it; so does the replay of a
 // dead letter.
 func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record) error {
+	return deliver(ctx, sig, taskQueue, recs, false)
+}
+
+// deliver is [Deliver]; with running (the forwarder delivered firing
+// alerts of the key before, so its incident most likely runs) firing
+// alerts go first in a plain Signal, which spares the start input and the
+// search attributes their encoding and the server its checks of them
+// (BenchmarkSignalCall in package intake), and only when no incident runs
+// under the id in a SignalWithStart.
+func deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record, running bool) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -534,6 +547,12 @@ func Deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record)
 	if recs[0].Resolved {
 		_, err := sig.Signal(ctx, id, in)
 		return err
+	}
+	if running {
+		found, err := sig.Signal(ctx, id, in)
+		if err != nil || found {
+			return err
+		}
 	}
 	if taskQueue == "" {
 		taskQueue = workflows.TaskQueue

@@ -26,6 +26,8 @@ type fakeSignaler struct {
 	overlap  bool
 	// hold, if set, is called as a SignalWithStart begins (it may block).
 	hold func(workflowID string)
+	// order is the workflow id of every delivering call, in order.
+	order []string
 }
 
 func newFake() *fakeSignaler {
@@ -77,6 +79,15 @@ func (f *fakeSignaler) Signal(ctx context.Context, id string, in workflows.Alert
 	if err := f.enter(id); err != nil {
 		return false, err
 	}
+	if f.refuse != nil {
+		// Temporal refuses a payload for good whichever call carries it.
+		if err := f.refuse(in.Alerts); err != nil {
+			f.mu.Lock()
+			f.inflight[id] = false
+			f.mu.Unlock()
+			return false, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.inflight[id] = false
@@ -89,6 +100,7 @@ func (f *fakeSignaler) Signal(ctx context.Context, id string, in workflows.Alert
 
 func (f *fakeSignaler) record(id string, alerts []workflows.Alert) {
 	f.signals[id] = append(f.signals[id], alerts)
+	f.order = append(f.order, id)
 	for _, a := range alerts {
 		f.perKey[id] = append(f.perKey[id], a.ID)
 	}

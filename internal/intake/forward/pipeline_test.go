@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -91,11 +92,8 @@ func TestNewKeysGoFirst(t *testing.T) {
 	waitFor(t, "the spool to drain", func() bool { return sp.Stats().Pending == 0 })
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	var order []string
-	for _, s := range fake.starts {
-		order = append(order, s.Input.Key)
-	}
-	want := []string{"old", "hold", "new", "old"}
+	order := fake.order
+	want := []string{"incident:old", "incident:hold", "incident:new", "incident:old"}
 	if len(order) != len(want) {
 		t.Fatalf("calls %v, want %v", order, want)
 	}
@@ -103,5 +101,40 @@ func TestNewKeysGoFirst(t *testing.T) {
 		if order[i] != want[i] {
 			t.Fatalf("calls %v, want %v (the new key before the running incident's next alert)", order, want)
 		}
+	}
+}
+
+// A key whose incident the forwarder started gets its next alerts in a
+// plain Signal; when that incident no longer runs, a SignalWithStart
+// opens a new one and the alerts are not lost.
+func TestRunningIncidentSignalled(t *testing.T) {
+	sp := spoolWith(t, rec("k", 1, false))
+	fake := newFake()
+	fw := New(sp, fake, Options{TaskQueue: "tq"})
+	startRun(t, fw)
+	drained := func() bool { return sp.Stats().Pending == 0 }
+	waitFor(t, "the first alert", drained)
+	appendRecords(t, sp, rec("k", 2, false))
+	waitFor(t, "the second alert", drained)
+	fake.mu.Lock()
+	starts := len(fake.starts)
+	fake.running["incident:k"] = false // the incident ended
+	fake.mu.Unlock()
+	if starts != 1 {
+		t.Fatalf("%d SignalWithStart calls for two alerts of a running incident, want 1", starts)
+	}
+	appendRecords(t, sp, rec("k", 3, false))
+	waitFor(t, "the third alert", drained)
+	fake.mu.Lock()
+	starts = len(fake.starts)
+	fake.mu.Unlock()
+	if starts != 2 {
+		t.Errorf("%d SignalWithStart calls, want 2 (the third alert reopens the ended incident)", starts)
+	}
+	if got, want := fake.delivered("incident:k"), []string{"k-0001", "k-0002", "k-0003"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	if st := fw.Stats(); st.Delivered != 3 || st.Calls != 3 {
+		t.Errorf("stats %+v, want 3 delivered in 3 calls", st)
 	}
 }

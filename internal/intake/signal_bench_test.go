@@ -1,0 +1,147 @@
+//go:build integration
+
+package intake
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/internal/intake/forward"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// BenchmarkSignalCall compares, on running incidents, the forwarder's two
+// ways of delivering alerts: SignalWithStartWorkflow (start input and
+// search attributes sent, and checked by the server, on every call) and
+// SignalWorkflow. Both run in alternating chunks of 100 calls (8 at a
+// time, 20 alerts per call, 20 incidents) in the same run; it reports the
+// processor time per call of this process and of its children (the dev
+// server) for each, and their ratio.
+//
+//	go test -tags integration -run '^$' -bench '^BenchmarkSignalCall$' -benchtime 2000x ./internal/intake/
+func BenchmarkSignalCall(b *testing.B) {
+	c, tq := temporalSetup(b)
+	sig := forward.TemporalSignaler{Client: c}
+	nonce := time.Now().UnixNano()
+	const incidents, perCall, chunk, conc = 20, 20, 100, 8
+	key := func(i int) string { return fmt.Sprintf("sig%d-%d", nonce, i%incidents) }
+	alerts := func(i int) workflows.AlertSignalInput {
+		in := workflows.AlertSignalInput{Alerts: make([]workflows.Alert, perCall)}
+		for j := range in.Alerts {
+			in.Alerts[j] = workflows.Alert{ID: fmt.Sprintf("%d-%d-%d", nonce, i, j), Asset: key(i), Severity: "high", Source: "bench",
+				Rule: "R", Summary: "summary of the alert", Labels: map[string]string{"n": strconv.Itoa(j)}, ReceivedAt: time.Now().UTC()}
+		}
+		return in
+	}
+	start := func(i int) forward.Start {
+		k := key(i)
+		return forward.Start{WorkflowID: workflows.IncidentWorkflowID(k), TaskQueue: tq, Signal: alerts(i),
+			Input: workflows.IncidentInput{IncidentID: "INC-" + k, Key: k, Asset: k, Severity: "high", Playbook: "bench", OpenedBy: "am/k1"}}
+	}
+	for i := range incidents {
+		if err := sig.SignalWithStart(context.Background(), start(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(n int, withStart bool) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					var err error
+					if withStart {
+						err = sig.SignalWithStart(context.Background(), start(i))
+					} else {
+						var found bool
+						found, err = sig.Signal(context.Background(), workflows.IncidentWorkflowID(key(i)), alerts(i))
+						if err == nil && !found {
+							err = fmt.Errorf("incident %s not running", key(i))
+						}
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var withStart, plain procCPU
+	calls := 0
+	b.ResetTimer()
+	for calls < b.N {
+		n := min(chunk, b.N-calls)
+		t0 := procNow()
+		run(n, true)
+		t1 := procNow()
+		run(n, false)
+		t2 := procNow()
+		withStart = withStart.add(t1.sub(t0))
+		plain = plain.add(t2.sub(t1))
+		calls += n
+	}
+	b.StopTimer()
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(calls) }
+	b.ReportMetric(us(withStart.Self), "sws-cpu-us/call-self")
+	b.ReportMetric(us(withStart.Children), "sws-cpu-us/call-server")
+	b.ReportMetric(us(plain.Self), "signal-cpu-us/call-self")
+	b.ReportMetric(us(plain.Children), "signal-cpu-us/call-server")
+	b.ReportMetric(float64(plain.Self+plain.Children)/float64(withStart.Self+withStart.Children), "signal/sws-cpu")
+}
+
+// procCPU is processor time of this process and of its descendants.
+type procCPU struct{ Self, Children time.Duration }
+
+func (u procCPU) sub(v procCPU) procCPU { return procCPU{u.Self - v.Self, u.Children - v.Children} }
+func (u procCPU) add(v procCPU) procCPU { return procCPU{u.Self + v.Self, u.Children + v.Children} }
+
+// procNow reads from /proc the processor time used so far by this process
+// and by its living descendants (clock ticks of 10 ms).
+func procNow() procCPU {
+	parent, ticks := map[int]int{}, map[int]time.Duration{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		parent[pid], ticks[pid] = ppid, time.Duration(ut+st)*10*time.Millisecond
+	}
+	self := os.Getpid()
+	u := procCPU{Self: ticks[self]}
+	for pid, t := range ticks {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == self {
+				u.Children += t
+				break
+			}
+		}
+	}
+	return u
+}
