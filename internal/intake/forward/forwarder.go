@@ -30,11 +30,9 @@ type Options struct {
 	// TaskQueue is where incident workflows start (default
 	// workflows.TaskQueue; tests use their own).
 	TaskQueue string
-	// Window is how many pending items one round looks at (default
-	// 10,000). It bounds the alerts per key a round can batch: with K keys
-	// pending a round sends about Window/K alerts per key in one signal,
-	// so a window too small for the keys of a storm turns it into one
-	// signal per alert or two.
+	// Window is how many pending items one dispatch of calls reads
+	// (default 10,000) for the keys it picks; a key's items beyond it wait
+	// for its next call.
 	Window int
 	// MaxAlertsPerSignal bounds one signal's alerts (default 100).
 	MaxAlertsPerSignal int

@@ -1,7 +1,7 @@
 // Package forward delivers spooled alerts to Temporal: it drains the
-// intake's spool, groups pending alerts by correlation key (one
-// SignalWithStart carrying many alerts per key per round), starts or joins
-// the key's incident workflow, acknowledges delivered items in the spool,
+// intake's spool, groups pending alerts by correlation key (one call
+// carrying many alerts per key: a SignalWithStart, or a Signal once the
+// key's incident runs), starts or joins the key's incident workflow, acknowledges delivered items in the spool,
 // and on failure backs off per key and retries, never delivering an item
 // before an earlier one of the same key.
 package forward
