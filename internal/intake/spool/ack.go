@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 )
 
 // rewriteAcks replaces the ack log with the acks of items still in live
-// segments. Called with mu held (or before the writer starts).
+// segments. Called with ackMu and mu held (or before the writer starts).
 func (s *Spool) rewriteAcks() error {
 	var payload []byte
 	for _, seg := range s.segs {
@@ -63,31 +62,47 @@ func (s *Spool) rewriteAcks() error {
 
 // Ack durably marks items delivered (one fsync for the call). Ids already
 // acknowledged or unknown are ignored, so an item is marked done once.
+// Acks run one at a time; their write and fsync hold no lock appends,
+// Pending or Ready need (an Ack's fsync does not delay a 202).
 func (s *Spool) Ack(ids []ID) error {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return ErrClosed
 	}
 	var payload []byte
 	var fresh []*entry
+	seen := make(map[*entry]bool, len(ids))
 	for _, id := range ids {
 		e, ok := s.byID[id]
-		if !ok || e.acked || slices.Contains(fresh, e) {
+		if !ok || e.acked || seen[e] {
 			continue
 		}
+		seen[e] = true
 		fresh = append(fresh, e)
 		payload = binary.LittleEndian.AppendUint64(payload, id.Seq)
 		payload = binary.LittleEndian.AppendUint32(payload, id.Index)
 	}
+	f := s.ackFile
+	s.mu.Unlock()
 	if len(fresh) == 0 {
 		return nil
 	}
+	// Only Ack (under ackMu) and Close (after taking ackMu) replace or
+	// close the ack log, and only Ack marks entries acknowledged: f and
+	// fresh stay valid without mu.
 	buf := appendFrame(nil, payload)
-	_, err := s.ackFile.Write(buf)
-	if err == nil && !s.opts.NoSync {
-		err = s.ackFile.Sync()
+	_, err := f.Write(buf)
+	if err == nil && s.ackSyncHook != nil {
+		s.ackSyncHook()
 	}
+	if err == nil && !s.opts.NoSync {
+		err = f.Sync()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		// The ack log may now hold a torn frame; start a clean one. The
 		// items stay pending and are delivered again.

@@ -106,6 +106,10 @@ type Spool struct {
 
 	appends sync.WaitGroup // Appends between their closed check and their result
 
+	// ackMu serializes Acks (and Close's closing of the ack log); it is
+	// taken before mu.
+	ackMu sync.Mutex
+
 	mu       sync.Mutex
 	closed   bool
 	commits  int64
@@ -126,6 +130,9 @@ type Spool struct {
 
 	// writeHook, if set, replaces the write to the active segment (tests).
 	writeHook func(f *os.File, b []byte) error
+	// ackSyncHook, if set, runs in Ack between its write and its fsync
+	// (tests).
+	ackSyncHook func()
 }
 
 type segment struct {
@@ -281,6 +288,8 @@ func (s *Spool) Close() error {
 	s.appends.Wait()
 	close(s.stop)
 	<-s.stopped
+	s.ackMu.Lock() // a running Ack finishes with the ack log
+	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error

@@ -364,3 +364,49 @@ func TestRandomReopen(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendDuringAckSync: while an Ack waits for its fsync, appends are
+// committed and answered, and Pending answers; the Ack then completes and
+// its items stay acknowledged across a reopen.
+func TestAppendDuringAckSync(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{})
+	ids, err := s.Append(ctx, items("k", "a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSync, release := make(chan struct{}), make(chan struct{})
+	s.ackSyncHook = func() { close(inSync); <-release }
+	acked := make(chan error, 1)
+	go func() { acked <- s.Ack(ids[:1]) }()
+	<-inSync
+	appended := make(chan error, 1)
+	go func() { _, err := s.Append(ctx, items("k", "c")); appended <- err }()
+	select {
+	case err := <-appended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(release)
+		<-acked
+		t.Fatal("an append waited for an Ack's fsync")
+	}
+	if got := datas(s.Pending(10, nil)); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("pending during the ack's fsync = %v, want a, b, c", got)
+	}
+	close(release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	s.ackSyncHook = nil
+	if got := datas(s.Pending(10, nil)); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("pending after the ack = %v, want b, c", got)
+	}
+	s.Close()
+	s2 := open(t, dir, Options{})
+	if got := datas(s2.Pending(10, nil)); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("after reopen pending = %v, want b, c", got)
+	}
+}
