@@ -13,8 +13,9 @@ import (
 //
 // Both stores send their appends through a [groupCommitter]: appends that
 // arrive while commits are running queue up, and the next commit stores all
-// of them in one transaction, so they share one fsync. Up to maxInFlight
-// batches commit at the same time. Every chain stays gap-free: an entry is
+// of them in one transaction, so they share one fsync. Up to the store's
+// inFlight batches commit at the same time (maxInFlight on PostgreSQL; one
+// on SQLite, whose writers take turns on one write lock anyway). Every chain stays gap-free: an entry is
 // only sealed onto a predecessor that is committed already (read from the
 // store, or remembered after its commit) or is in the same all-or-nothing
 // transaction. An append whose predecessor (or whose own slot) is in flight
@@ -79,7 +80,8 @@ const (
 	// records, details and statements; a record may be 4 MiB): a batch
 	// ends after the entry that reaches it.
 	maxBatchBytes = 8 << 20
-	// maxInFlight bounds the batches committing at the same time.
+	// maxInFlight bounds the batches committing at the same time on a store
+	// that runs concurrent writers (PostgreSQL).
 	maxInFlight = 4
 	// maxHeads bounds the remembered chain heads; past it they are forgotten
 	// and read from the store again.
@@ -89,10 +91,11 @@ const (
 )
 
 // groupCommitter batches appends to a [batchStore]. While appends are
-// queued, up to maxInFlight goroutines drain the queue, and exit when it is
+// queued, up to inFlight goroutines drain the queue, and exit when it is
 // empty.
 type groupCommitter struct {
-	store batchStore
+	store    batchStore
+	inFlight int // batches committing at the same time, at least 1
 
 	mu       sync.Mutex
 	queue    []*pendingAppend
@@ -108,8 +111,10 @@ type batchRun struct {
 	waiters []*pendingAppend
 }
 
-func newGroupCommitter(store batchStore) *groupCommitter {
-	return &groupCommitter{store: store, heads: make(map[string]chainHead),
+// newGroupCommitter returns a group committer that commits up to inFlight
+// batches at the same time (at least one).
+func newGroupCommitter(store batchStore, inFlight int) *groupCommitter {
+	return &groupCommitter{store: store, inFlight: max(inFlight, 1), heads: make(map[string]chainHead),
 		inflight: make(map[slot]*batchRun), waiting: make(map[slot]*batchRun)}
 }
 
@@ -137,7 +142,7 @@ func (g *groupCommitter) enqueue(ctx context.Context, e Entry) *pendingAppend {
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
-	start := g.draining < maxInFlight
+	start := g.draining < g.inFlight
 	if start {
 		g.draining++
 	}

@@ -24,7 +24,7 @@ func TestTakeBoundsBatches(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGroupCommitter(nil)
+			g := newGroupCommitter(nil, maxInFlight)
 			for i := range tc.queued {
 				e := Entry{Incident: fmt.Sprintf("inc-%d", i), Seq: 1, Record: []byte(tc.record)}
 				g.queue = append(g.queue, &pendingAppend{ctx: context.Background(), e: e, done: make(chan struct{})})

@@ -24,7 +24,7 @@ type PostgresStore struct {
 
 func newPostgresStore(pool *pgxpool.Pool, owned bool) *PostgresStore {
 	s := &PostgresStore{pool: pool, owned: owned}
-	s.group = newGroupCommitter(s)
+	s.group = newGroupCommitter(s, maxInFlight)
 	return s
 }
 
@@ -198,10 +198,29 @@ func (s *PostgresStore) lookup(ctx context.Context, slots []slot) (map[slot]Entr
 	return found, err
 }
 
+// pgInsertOne inserts one entry: pgEntryCols, in order. A taken slot or
+// idempotency key fails it.
+const pgInsertOne = `INSERT INTO ledger_entries (` + pgEntryCols + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+
 // insertAll stores es with one INSERT statement in its own implicit
 // transaction: a taken slot or idempotency key fails the statement, and
-// none of es is stored.
+// none of es is stored. One entry (a chain appended alone) is a plain
+// one-row insert, without encoding and unnesting fifteen arrays.
 func (s *PostgresStore) insertAll(ctx context.Context, es []Entry) error {
+	if len(es) == 1 {
+		e := &es[0]
+		dec, err := decisionColumn(e.Decision)
+		if err != nil {
+			return err
+		}
+		if _, err := s.pool.Exec(ctx, pgInsertOne, e.Incident, e.Seq, int16(e.Version), e.Time, e.Actor, e.Action, e.Target,
+			e.ParamsDigest[:], string(e.Outcome.Status), e.Outcome.Detail, dec, recordColumn(e.Record), e.IdempotencyKey,
+			e.PrevHash[:], e.Hash[:]); err != nil {
+			return fmt.Errorf("insert %s seq %d: %w", e.Incident, e.Seq, err)
+		}
+		return nil
+	}
 	var (
 		incidents, actors, actions, targets, statuses, details, keys = make([]string, len(es)), make([]string, len(es)),
 			make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es)), make([]string, len(es))

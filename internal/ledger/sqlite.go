@@ -21,7 +21,10 @@ import (
 // appends queue instead of failing. The file is in WAL mode with
 // synchronous=FULL: a committed entry survives a power loss. Appends are
 // group-committed: the entries that arrive while a commit runs are inserted
-// together by the next transaction.
+// together by the next transaction. One batch commits at a time: SQLite has
+// one write lock, and a second BEGIN IMMEDIATE would wait for it in SQLite's
+// busy handler, which sleeps 1, 2, 5, 10… ms between tries instead of
+// waking when the lock is free.
 type SQLiteStore struct {
 	db    *sql.DB
 	group *groupCommitter
@@ -107,7 +110,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("ledger: sqlite %s: migrate: %w", path, err)
 	}
 	s := &SQLiteStore{db: db}
-	s.group = newGroupCommitter(s)
+	s.group = newGroupCommitter(s, 1)
 	return s, nil
 }
 

@@ -308,6 +308,29 @@ func testBatchInsert(t *testing.T, s ledger.Store) {
 	if rep, err := ledger.New(s, nil).Verify(ctx, "inc-batch", nil); err != nil || rep.Entries != 3 {
 		t.Fatalf("Verify = %+v, %v", rep, err)
 	}
+
+	// A batch of one entry (a chain appended alone) takes a one-row
+	// statement on PostgreSQL: every column too, and a taken slot fails it.
+	one := []ledger.AppendRequest{rs[1]}
+	one[0].Incident, one[0].Seq, one[0].IdempotencyKey = "inc-one", 1, "inc-one/step-1"
+	if err := ledger.InsertBatch(ctx, s, one); err != nil {
+		t.Fatalf("one-entry batch: %v", err)
+	}
+	if err := ledger.InsertBatch(ctx, s, one); err == nil {
+		t.Fatal("one-entry batch into a taken slot: stored, want an error")
+	}
+	got = got[:0]
+	if err := s.Entries(ctx, "inc-one", func(e ledger.Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := ledger.CanonicalJSON(one[0].Params)
+	if len(got) != 1 || got[0].Decision == nil || got[0].Decision.Quorum != 2 || string(got[0].Record) != string(want) ||
+		!got[0].Time.Equal(one[0].Time) || got[0].Target != one[0].Target {
+		t.Fatalf("one-entry batch stored %+v", got)
+	}
+	if rep, err := ledger.New(s, nil).Verify(ctx, "inc-one", nil); err != nil || rep.Entries != 1 {
+		t.Fatalf("Verify inc-one = %+v, %v", rep, err)
+	}
 }
 
 func TestSQLiteBatchInsert(t *testing.T) { testBatchInsert(t, newSQLiteStore(t).SQLiteStore) }
