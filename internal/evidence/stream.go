@@ -297,16 +297,27 @@ func newEncryptReader(dek []byte, src io.Reader, segment int, plain func([]byte)
 }
 
 func (e *encryptReader) Read(p []byte) (int, error) {
+	if err := e.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+// fill makes e.out non-empty or returns the stream's error (io.EOF at its
+// end).
+func (e *encryptReader) fill() error {
 	for len(e.out) == 0 {
 		if e.err != nil {
-			return 0, e.err
+			return e.err
 		}
 		if e.cur != nil {
 			e.pipe.release(e.cur)
 			e.cur = nil
 		}
 		if e.done {
-			return 0, io.EOF
+			return io.EOF
 		}
 		j := e.pipe.next()
 		switch {
@@ -318,9 +329,29 @@ func (e *encryptReader) Read(p []byte) (int, error) {
 			e.cur, e.out, e.done = j, j.out, j.last
 		}
 	}
-	n := copy(p, e.out)
-	e.out = e.out[n:]
-	return n, nil
+	return nil
+}
+
+// WriteTo writes the rest of the encrypted object to w a whole sealed
+// segment at a time, without copying it (io.Copy uses it).
+func (e *encryptReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := e.fill(); errors.Is(err, io.EOF) {
+			return total, nil
+		} else if err != nil {
+			return total, err
+		}
+		n, err := w.Write(e.out)
+		total += int64(n)
+		e.out = e.out[n:]
+		if err != nil {
+			return total, err
+		}
+		if len(e.out) > 0 {
+			return total, io.ErrShortWrite
+		}
+	}
 }
 
 // Close stops the pipeline and waits until it no longer reads its source.
