@@ -392,14 +392,31 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	if err != nil {
 		return "", fmt.Errorf("evidence: put: %w", err)
 	}
-	_, err = l.backend.Put(ctx, objectKey(r.Incident, blob), enc)
+	// The wrapped key is stored (and synced) while the object is written,
+	// not after it; a failure of either stops the other, and both are
+	// discarded.
+	putCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	keyStored := make(chan error, 1)
+	go func() {
+		err := putJSON(putCtx, l.backend, wrapKey(r.Incident, blob), wrapped)
+		if err != nil {
+			cancel(err)
+		}
+		keyStored <- err
+	}()
+	_, err = l.backend.Put(putCtx, objectKey(r.Incident, blob), enc)
 	_ = enc.Close() // no longer reads r.Body
 	if err != nil {
-		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
+		cancel(err)
 	}
-	if err := putJSON(ctx, l.backend, wrapKey(r.Incident, blob), wrapped); err != nil {
+	keyErr := <-keyStored
+	if err != nil || keyErr != nil {
 		l.discard(ctx, r.Incident, blob)
-		return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, err)
+		if keyErr != nil && !errors.Is(keyErr, context.Canceled) {
+			return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, keyErr)
+		}
+		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
 	}
 	hexSum := hex.EncodeToString(sum.h.Sum(nil))
 	ref := NewRef(r.Incident, hexSum)

@@ -1,0 +1,92 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// keyGateBackend is a folder backend whose object puts wait until the
+// wrapped key's put has started (or fail after a while), and whose wrapped
+// key puts fail with keyErr when it is set.
+type keyGateBackend struct {
+	*FSBackend
+	keyStarted chan struct{}
+	keyErr     error
+}
+
+var errKeyStore = errors.New("key store unavailable")
+
+func (b *keyGateBackend) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	switch {
+	case strings.HasSuffix(key, ".key"):
+		close(b.keyStarted)
+		if b.keyErr != nil {
+			return 0, b.keyErr
+		}
+	case strings.HasSuffix(key, ".obj"):
+		select {
+		case <-b.keyStarted:
+		case <-time.After(10 * time.Second):
+			return 0, errors.New("the wrapped key was not stored while the object was written")
+		}
+	}
+	return b.FSBackend.Put(ctx, key, r)
+}
+
+// TestPutStoresKeyBesideObject checks that Put stores the wrapped key
+// while it writes the object (the object's put waits for the key's to
+// start), and that a failed key put leaves no blob and no custody event.
+func TestPutStoresKeyBesideObject(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		keyErr error
+	}{
+		{"stored", nil},
+		{"key fails", errKeyStore},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fs, err := NewFSBackend(filepath.Join(dir, "blobs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &keyGateBackend{FSBackend: fs, keyStarted: make(chan struct{}), keyErr: tc.keyErr}
+			l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Backend: b, SegmentSize: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			body := randomBytes(50_000, 5)
+			ref, err := l.Put(ctx, request("inc-k", "mem.dump", ClassOperational, bytesReader(body)))
+			if tc.keyErr != nil {
+				if !errors.Is(err, tc.keyErr) || !strings.Contains(err.Error(), "store wrapped key") {
+					t.Fatalf("Put: %v, want the wrapped key's error", err)
+				}
+				if n := countFiles(t, filepath.Join(dir, "blobs"), ""); n != 0 {
+					t.Fatalf("%d files left after the wrapped key failed", n)
+				}
+				if objs, err := l.List(ctx, "inc-k"); err != nil || len(objs) != 0 {
+					t.Fatalf("List = %+v, %v", objs, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, _, err := l.Get(ctx, ref, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = rc.Close() }()
+			got, err := io.ReadAll(rc)
+			if err != nil || string(got) != string(body) {
+				t.Fatalf("Get: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
