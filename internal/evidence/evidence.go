@@ -4,7 +4,7 @@
 // An object is addressed by the SHA-256 of its plaintext within an
 // incident ([Ref], evidence://<incident>/sha256:<hex>), so workflows carry
 // references, not content. Each object is encrypted at rest with AES-256-GCM
-// under its own random data key, in 64 KiB segments (see stream.go), so any
+// under its own random data key, in segments of 256 KiB (see stream.go), so any
 // size goes in and out in constant memory; the data key is stored only
 // wrapped by a [KeyWrapper] (the HSM key manager in production).
 //
@@ -206,7 +206,7 @@ type Options struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// SegmentSize is the plaintext size of an encrypted segment; default
-	// 64 KiB.
+	// 256 KiB (64 KiB before; objects keep the size they were written with).
 	SegmentSize int
 	// CustodyInStore keeps the custody logs in the blob store, one blob per
 	// event, instead of files in the locker's folder: set it when hosts

@@ -39,7 +39,7 @@ const (
 	headerLen         = len(streamMagic) + 4 + noncePrefixLen
 	noncePrefixLen    = 8
 	tagLen            = 16
-	defaultSegment    = 64 << 10
+	defaultSegment    = 256 << 10
 	maxSegment        = 4 << 20
 	maxSegmentCounter = 1<<32 - 1
 )
@@ -72,7 +72,8 @@ type segmentJob struct {
 
 // segmentPipe reads segments in order on one goroutine, transforms them on
 // several workers, and yields them in order. It holds at most depth
-// segment buffers, whatever the stream's size.
+// segment buffers, whatever the stream's size, and makes them only as the
+// stream needs them.
 type segmentPipe struct {
 	ordered chan *segmentJob
 	free    chan []byte
@@ -102,9 +103,6 @@ func startSegmentPipe(bufSize, workers int, read readFunc, inspect inspectFunc, 
 		ordered: make(chan *segmentJob, depth),
 		free:    make(chan []byte, depth),
 		stop:    make(chan struct{}),
-	}
-	for range depth {
-		p.free <- make([]byte, bufSize)
 	}
 	work := make(chan *segmentJob, depth)
 	toWork := work // where the reader sends segments: the workers, or the inspector
@@ -137,12 +135,22 @@ func startSegmentPipe(bufSize, workers int, read readFunc, inspect inspectFunc, 
 	p.wg.Go(func() {
 		defer close(p.ordered)
 		defer close(toWork)
+		allocated := 0 // buffers are made when needed: a small stream uses one
 		for counter := uint64(0); ; counter++ {
 			var buf []byte
 			select {
 			case buf = <-p.free:
-			case <-p.stop:
-				return
+			default:
+				if allocated < depth {
+					buf = make([]byte, bufSize)
+					allocated++
+					break
+				}
+				select {
+				case buf = <-p.free:
+				case <-p.stop:
+					return
+				}
 			}
 			j := &segmentJob{buf: buf, counter: counter, done: make(chan struct{})}
 			if counter > maxSegmentCounter {

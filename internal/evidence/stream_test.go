@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -151,4 +152,39 @@ func TestEncryptWriteTo(t *testing.T) {
 			t.Fatalf("io.Copy into a full writer: %d bytes, %v; want %d bytes, %v", n, err, headerLen+segment, errWriterFull)
 		}
 	})
+}
+
+// TestSmallStreamMakesOneBuffer checks that the pipeline makes segment
+// buffers only as the stream needs them: encrypting and decrypting a
+// 10-byte body with 1 MiB segments allocates about one segment, not the
+// pipeline's full depth.
+func TestSmallStreamMakesOneBuffer(t *testing.T) {
+	dek := make([]byte, 32)
+	const segment = 1 << 20
+	body := []byte("ten bytes.")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	enc, err := newEncryptReader(dek, bytes.NewReader(body), segment, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := io.ReadAll(enc)
+	_ = enc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := newDecryptReader(dek, bytes.NewReader(sealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(dec)
+	dec.close(nil)
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(plain, body) {
+		t.Fatalf("decrypted %q (%v), want %q", plain, err, body)
+	}
+	// One buffer each way, plus small change.
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(2*segment+segment/2); got > limit {
+		t.Fatalf("a 10-byte stream allocated %d KiB, want at most %d KiB (one segment buffer each way)", got>>10, limit>>10)
+	}
 }
