@@ -90,3 +90,36 @@ func TestPutStoresKeyBesideObject(t *testing.T) {
 		})
 	}
 }
+
+// TestCustodyLogCreationSyncsFolder checks that the first event of an
+// incident's custody log syncs the custody folder (the event is durable
+// only once the new file's name is) and that later events do not.
+func TestCustodyLogCreationSyncsFolder(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	l.custody = fileCustody{dir: dir, syncDir: func(d string) error {
+		synced = append(synced, d)
+		return syncDir(d)
+	}}
+	ctx := context.Background()
+	ref, err := l.Put(ctx, request("inc-d", "a.log", ClassOperational, bytesReader([]byte("first"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(dir, "custody")
+	if len(synced) != 1 || synced[0] != want {
+		t.Fatalf("folders synced by the first event: %v, want [%s]", synced, want)
+	}
+	rc, _, err := l.Get(ctx, ref, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.Close()
+	if len(synced) != 1 {
+		t.Fatalf("folders synced after a second event: %v, want only the first's", synced)
+	}
+}
