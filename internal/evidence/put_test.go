@@ -123,3 +123,37 @@ func TestCustodyLogCreationSyncsFolder(t *testing.T) {
 		t.Fatalf("folders synced after a second event: %v, want only the first's", synced)
 	}
 }
+
+// TestPutCanceledLeavesNothing checks that a Put whose context ends while
+// it writes fails with the context's error and leaves neither the object
+// nor the wrapped key (they are written at the same time) nor an event.
+func TestPutCanceledLeavesNothing(t *testing.T) {
+	f := newFixture(t, 1000)
+	ctx, cancel := context.WithCancel(f.ctx)
+	body := &cancelingReader{r: randomReader(1<<20, 6), after: 200_000, cancel: cancel}
+	_, err := f.locker.Put(ctx, request("inc-x", "big.img", ClassOperational, body))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put: %v, want context.Canceled", err)
+	}
+	if n := len(f.blobs("")); n != 0 {
+		t.Fatalf("%d blobs left after a canceled put: %v", n, f.blobs(""))
+	}
+	if objs, err := f.locker.List(f.ctx, "inc-x"); err != nil || len(objs) != 0 {
+		t.Fatalf("List = %+v, %v", objs, err)
+	}
+}
+
+// cancelingReader reads r and calls cancel once after bytes were read.
+type cancelingReader struct {
+	r      io.Reader
+	after  int
+	cancel context.CancelFunc
+}
+
+func (c *cancelingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.after -= n; c.after <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
