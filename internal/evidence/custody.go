@@ -209,8 +209,14 @@ type custodyStore interface {
 }
 
 // fileCustody keeps each log as a file of lines in dir, appended with
-// fsync: the processes of one host, kept apart by the lock file.
-type fileCustody struct{ dir string }
+// fsync: the processes of one host, kept apart by the lock file. The
+// first event of an incident creates its file, and the folder is synced
+// too, so that the file's name is as durable as its first line.
+type fileCustody struct {
+	dir string
+	// syncDir syncs a folder; nil means syncDir (tests observe it).
+	syncDir func(dir string) error
+}
 
 func (f fileCustody) path(incident string) string {
 	return filepath.Join(f.dir, "custody", incident+".jsonl")
@@ -245,6 +251,15 @@ func (f fileCustody) write(_ context.Context, log *custodyLog, _ Event, line []b
 	cerr := file.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		return fmt.Errorf("evidence: custody log of %s: append: %w", log.incident, err)
+	}
+	if len(log.events) == 0 { // this write may have created the file
+		sync := f.syncDir
+		if sync == nil {
+			sync = syncDir
+		}
+		if err := sync(filepath.Dir(f.path(log.incident))); err != nil {
+			return fmt.Errorf("evidence: custody log of %s: sync folder: %w", log.incident, err)
+		}
 	}
 	return nil
 }

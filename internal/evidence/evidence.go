@@ -4,7 +4,7 @@
 // An object is addressed by the SHA-256 of its plaintext within an
 // incident ([Ref], evidence://<incident>/sha256:<hex>), so workflows carry
 // references, not content. Each object is encrypted at rest with AES-256-GCM
-// under its own random data key, in 64 KiB segments (see stream.go), so any
+// under its own random data key, in segments of 256 KiB (see stream.go), so any
 // size goes in and out in constant memory; the data key is stored only
 // wrapped by a [KeyWrapper] (the HSM key manager in production).
 //
@@ -206,7 +206,7 @@ type Options struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// SegmentSize is the plaintext size of an encrypted segment; default
-	// 64 KiB.
+	// 256 KiB (64 KiB before; objects keep the size they were written with).
 	SegmentSize int
 	// CustodyInStore keeps the custody logs in the blob store, one blob per
 	// event, instead of files in the locker's folder: set it when hosts
@@ -392,14 +392,31 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	if err != nil {
 		return "", fmt.Errorf("evidence: put: %w", err)
 	}
-	_, err = l.backend.Put(ctx, objectKey(r.Incident, blob), enc)
+	// The wrapped key is stored (and synced) while the object is written,
+	// not after it; a failure of either stops the other, and both are
+	// discarded.
+	putCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	keyStored := make(chan error, 1)
+	go func() {
+		err := putJSON(putCtx, l.backend, wrapKey(r.Incident, blob), wrapped)
+		if err != nil {
+			cancel(err)
+		}
+		keyStored <- err
+	}()
+	_, err = l.backend.Put(putCtx, objectKey(r.Incident, blob), enc)
 	_ = enc.Close() // no longer reads r.Body
 	if err != nil {
-		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
+		cancel(err)
 	}
-	if err := putJSON(ctx, l.backend, wrapKey(r.Incident, blob), wrapped); err != nil {
+	keyErr := <-keyStored
+	if err != nil || keyErr != nil {
 		l.discard(ctx, r.Incident, blob)
-		return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, err)
+		if keyErr != nil && !errors.Is(keyErr, context.Canceled) {
+			return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, keyErr)
+		}
+		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)
 	}
 	hexSum := hex.EncodeToString(sum.h.Sum(nil))
 	ref := NewRef(r.Incident, hexSum)

@@ -716,3 +716,44 @@ func TestConfigBackend(t *testing.T) {
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
+
+// TestReadsObjectsOfOtherSegmentSizes checks that objects written with the
+// old default segment size (64 KiB) and others read back with today's
+// default: the size is in each object's header.
+func TestReadsObjectsOfOtherSegmentSizes(t *testing.T) {
+	dir := t.TempDir()
+	wrapper := newSoftWrapper(t, "test-kek")
+	ctx := context.Background()
+	type stored struct {
+		ref  Ref
+		body []byte
+	}
+	var objs []stored
+	for i, segment := range []int{64 << 10, 1000, maxSegment} {
+		old, err := Open(dir, wrapper, Options{SegmentSize: segment})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := randomBytes(3*segment+17, uint64(i))
+		ref, err := old.Put(ctx, request("inc-s", fmt.Sprintf("seg-%d", segment), ClassOperational, bytesReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, stored{ref, body})
+	}
+	l, err := Open(dir, wrapper, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		rc, _, err := l.Get(ctx, o.ref, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		_ = rc.Close()
+		if err != nil || !bytes.Equal(got, o.body) {
+			t.Fatalf("%s: read %d of %d bytes: %v", o.ref, len(got), len(o.body), err)
+		}
+	}
+}

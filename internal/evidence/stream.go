@@ -39,7 +39,7 @@ const (
 	headerLen         = len(streamMagic) + 4 + noncePrefixLen
 	noncePrefixLen    = 8
 	tagLen            = 16
-	defaultSegment    = 64 << 10
+	defaultSegment    = 256 << 10
 	maxSegment        = 4 << 20
 	maxSegmentCounter = 1<<32 - 1
 )
@@ -72,7 +72,8 @@ type segmentJob struct {
 
 // segmentPipe reads segments in order on one goroutine, transforms them on
 // several workers, and yields them in order. It holds at most depth
-// segment buffers, whatever the stream's size.
+// segment buffers, whatever the stream's size, and makes them only as the
+// stream needs them.
 type segmentPipe struct {
 	ordered chan *segmentJob
 	free    chan []byte
@@ -102,9 +103,6 @@ func startSegmentPipe(bufSize, workers int, read readFunc, inspect inspectFunc, 
 		ordered: make(chan *segmentJob, depth),
 		free:    make(chan []byte, depth),
 		stop:    make(chan struct{}),
-	}
-	for range depth {
-		p.free <- make([]byte, bufSize)
 	}
 	work := make(chan *segmentJob, depth)
 	toWork := work // where the reader sends segments: the workers, or the inspector
@@ -137,12 +135,22 @@ func startSegmentPipe(bufSize, workers int, read readFunc, inspect inspectFunc, 
 	p.wg.Go(func() {
 		defer close(p.ordered)
 		defer close(toWork)
+		allocated := 0 // buffers are made when needed: a small stream uses one
 		for counter := uint64(0); ; counter++ {
 			var buf []byte
 			select {
 			case buf = <-p.free:
-			case <-p.stop:
-				return
+			default:
+				if allocated < depth {
+					buf = make([]byte, bufSize)
+					allocated++
+					break
+				}
+				select {
+				case buf = <-p.free:
+				case <-p.stop:
+					return
+				}
 			}
 			j := &segmentJob{buf: buf, counter: counter, done: make(chan struct{})}
 			if counter > maxSegmentCounter {
@@ -297,16 +305,27 @@ func newEncryptReader(dek []byte, src io.Reader, segment int, plain func([]byte)
 }
 
 func (e *encryptReader) Read(p []byte) (int, error) {
+	if err := e.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, e.out)
+	e.out = e.out[n:]
+	return n, nil
+}
+
+// fill makes e.out non-empty or returns the stream's error (io.EOF at its
+// end).
+func (e *encryptReader) fill() error {
 	for len(e.out) == 0 {
 		if e.err != nil {
-			return 0, e.err
+			return e.err
 		}
 		if e.cur != nil {
 			e.pipe.release(e.cur)
 			e.cur = nil
 		}
 		if e.done {
-			return 0, io.EOF
+			return io.EOF
 		}
 		j := e.pipe.next()
 		switch {
@@ -318,9 +337,29 @@ func (e *encryptReader) Read(p []byte) (int, error) {
 			e.cur, e.out, e.done = j, j.out, j.last
 		}
 	}
-	n := copy(p, e.out)
-	e.out = e.out[n:]
-	return n, nil
+	return nil
+}
+
+// WriteTo writes the rest of the encrypted object to w a whole sealed
+// segment at a time, without copying it (io.Copy uses it).
+func (e *encryptReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if err := e.fill(); errors.Is(err, io.EOF) {
+			return total, nil
+		} else if err != nil {
+			return total, err
+		}
+		n, err := w.Write(e.out)
+		total += int64(n)
+		e.out = e.out[n:]
+		if err != nil {
+			return total, err
+		}
+		if len(e.out) > 0 {
+			return total, io.ErrShortWrite
+		}
+	}
 }
 
 // Close stops the pipeline and waits until it no longer reads its source.
