@@ -379,7 +379,10 @@ func (r *rig) runPlatform(tb testing.TB, p ttcParams, ir *intakeRig) []time.Dura
 		}
 	})
 	took := w.wait(tb, p.Timeout, func(i int) string { return r.describe(workflowID(i)) })
-	tb.Logf("where the platform's time went (p50 over the incidents): %s", r.breakdown(tb, p.Incidents, w.start))
+	w.mu.Lock()
+	byIncident := slices.Clone(w.took)
+	w.mu.Unlock()
+	tb.Logf("where the platform's time went (p50 over the incidents): %s", r.breakdown(tb, p.Incidents, w.start, byIncident))
 	if path := os.Getenv("IRU_BENCH_HISTORY"); path != "" {
 		r.writeHistory(tb, path, p.Incidents/2, w.start[p.Incidents/2])
 	}
@@ -420,10 +423,14 @@ var containmentSteps = []string{"resolve", "kc_user", "notify_opened", "isolate"
 // detection step waits from the opening, a containment step from the end
 // of the last detection step. It ends with the recorded time to contain
 // (when the containing actions took effect) and the containment phase's
-// duration, each from the opening.
-func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
+// duration, each from the opening. Then, for the tail: the p99 of the
+// time from the POST to the opening (the intake's share: spool, forwarder,
+// the start of the workflow), and the slowest incidents' (took: each
+// incident's time to contain as the lab saw it) share of it.
+func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time, took []time.Duration) string {
 	tb.Helper()
 	open := make([]time.Duration, 0, n)
+	openOf := map[int]time.Duration{}
 	wait := map[string][]time.Duration{}
 	run := map[string][]time.Duration{}
 	var contained, phase []time.Duration
@@ -434,6 +441,7 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 			continue
 		}
 		open = append(open, st.OpenedAt.Sub(posted[i]))
+		openOf[i] = st.OpenedAt.Sub(posted[i])
 		detected := st.OpenedAt
 		for _, s := range st.Steps {
 			if s.Phase == "detection" && s.FinishedAt.After(detected) {
@@ -466,6 +474,18 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 		fmt.Fprintf(&b, "; %s wait %s run %s", id, med(wait[id]), med(run[id]))
 	}
 	fmt.Fprintf(&b, "; recorded time to contain %s, containment phase done %s", med(contained), med(phase))
+	slices.Sort(open)
+	fmt.Fprintf(&b, "; POST to opened p99 %s", percentile(open, 99).Round(time.Millisecond))
+	slowest := make([]int, 0, len(took))
+	for i := range took {
+		slowest = append(slowest, i)
+	}
+	slices.SortFunc(slowest, func(x, y int) int { return int(took[y] - took[x]) })
+	for _, i := range slowest[:min(len(slowest), 3)] {
+		if o, ok := openOf[i]; ok {
+			fmt.Fprintf(&b, "; incident %d contained %s after its POST, opened %s after it", i, took[i].Round(time.Millisecond), o.Round(time.Millisecond))
+		}
+	}
 	return b.String()
 }
 
