@@ -154,7 +154,7 @@ func (f *fakeActions) appendBatch(ctx context.Context, in activities.LedgerAppen
 		if !errors.As(err, &ae) {
 			return res, err
 		}
-		res.Failed = &activities.LedgerAppendFailure{Type: ae.Type(), Message: ae.Error()}
+		res.Failed = &activities.LedgerAppendFailure{Type: ae.Type(), Message: ae.Message()}
 		var stored activities.LedgerStoredEntry
 		if ae.HasDetails() && ae.Details(&stored) == nil {
 			res.Failed.Stored = &stored

@@ -284,7 +284,7 @@ func batchResult(res activities.LedgerAppendBatchResult, failure error) (activit
 		}
 		return res, nil // the rest goes again in the next batch
 	}
-	res.Failed = &activities.LedgerAppendFailure{Type: ae.Type(), Message: ae.Error()}
+	res.Failed = &activities.LedgerAppendFailure{Type: ae.Type(), Message: ae.Message()}
 	if ae.HasDetails() {
 		var stored activities.LedgerStoredEntry
 		if err := ae.Details(&stored); err == nil {
