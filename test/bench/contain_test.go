@@ -379,6 +379,7 @@ func (r *rig) runPlatform(tb testing.TB, p ttcParams, ir *intakeRig) []time.Dura
 		}
 	})
 	took := w.wait(tb, p.Timeout, func(i int) string { return r.describe(workflowID(i)) })
+	tb.Logf("workflow tasks before the isolation is scheduled (over the incidents): %s", r.taskHolds(tb, p.Incidents))
 	w.mu.Lock()
 	byIncident := slices.Clone(w.took)
 	w.mu.Unlock()
@@ -487,6 +488,61 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time, took []time.Du
 		}
 	}
 	return b.String()
+}
+
+// taskHolds renders, from each incident's history up to the command that
+// schedules pve.isolate: the p50 and p99 of the time from the workflow's
+// start to that command, of the time its workflow tasks were held open
+// (started to completed: the local activities they wait for, such as
+// ledger appends and the playbook's resolution, and the worker's own
+// work), and the median count of workflow tasks and local-activity
+// markers before it.
+func (r *rig) taskHolds(tb testing.TB, n int) string {
+	tb.Helper()
+	var toIsolate, held []time.Duration
+	var tasks, markers []int
+	for i := range n {
+		it := r.Client.GetWorkflowHistory(context.Background(), workflowID(i), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		var start, taskStarted time.Time
+		var hold time.Duration
+		nt, nm := 0, 0
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				tb.Errorf("history of %s: %v", workflowID(i), err)
+				return ""
+			}
+			at := e.GetEventTime().AsTime()
+			switch e.GetEventType() {
+			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				start = at
+			case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+				taskStarted = at
+			case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				hold += at.Sub(taskStarted)
+				nt++
+			case enums.EVENT_TYPE_MARKER_RECORDED:
+				if e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity" {
+					nm++
+				}
+			}
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activities.PVEIsolate {
+				toIsolate, held = append(toIsolate, at.Sub(start)), append(held, hold)
+				tasks, markers = append(tasks, nt), append(markers, nm)
+				break
+			}
+		}
+	}
+	slices.Sort(toIsolate)
+	slices.Sort(held)
+	slices.Sort(tasks)
+	slices.Sort(markers)
+	if len(tasks) == 0 {
+		return "no incident scheduled pve.isolate"
+	}
+	r99 := func(d []time.Duration, q float64) time.Duration { return percentile(d, q).Round(time.Millisecond) }
+	return fmt.Sprintf("start to isolate scheduled p50 %s p99 %s; tasks held open p50 %s p99 %s (sum per incident); %d workflow tasks, %d local-activity markers (median)",
+		r99(toIsolate, 50), r99(toIsolate, 99), r99(held, 50), r99(held, 99), tasks[len(tasks)/2], markers[len(markers)/2])
 }
 
 // writeHistory writes to path the first events of incident i's history,
