@@ -197,6 +197,12 @@ const (
 	// LedgerAppend appends one entry to the audit ledger. The interpreter
 	// calls it itself with [LedgerAppendInput]; playbooks cannot use it.
 	LedgerAppend = "ledger.append"
+	// LedgerAppendBatch appends consecutive entries of one incident's
+	// chain, pipelined, with [LedgerAppendBatchInput]; the interpreter's
+	// ledger writer uses it instead of [LedgerAppend] (one local activity
+	// for every entry queued, not one per entry). It is not a catalog
+	// action: playbooks cannot use it.
+	LedgerAppendBatch = "ledger.append_batch"
 	// NotifySend sends a notification about an incident event to a channel.
 	NotifySend = "notify.send"
 	// ComplianceNotify opens a regulatory notification (e.g. GDPR Art. 33,
@@ -394,6 +400,38 @@ const (
 type LedgerAppendResult struct {
 	// Hash is the entry's chain hash (hex).
 	Hash string
+}
+
+// MaxLedgerBatch is the most entries one [LedgerAppendBatch] takes.
+const MaxLedgerBatch = 64
+
+// LedgerAppendBatchInput is the input of [LedgerAppendBatch]: at most
+// [MaxLedgerBatch] entries of one incident, with consecutive sequence
+// numbers, in sequence order.
+type LedgerAppendBatchInput struct {
+	Entries []LedgerAppendInput
+}
+
+// LedgerAppendBatchResult is the result of [LedgerAppendBatch]. The first
+// len(Stored) entries are stored, in order (Stored[i] is the result of
+// Entries[i]); when Failed is set, the next entry was refused for good and
+// none after it was stored; otherwise the entries after the stored ones
+// were not tried (send them again). An entry whose append failed in a way
+// worth retrying is left untried when entries before it are stored, and
+// fails the activity (which is retried) when it is the first.
+type LedgerAppendBatchResult struct {
+	Stored []LedgerAppendResult
+	Failed *LedgerAppendFailure `json:",omitempty"`
+}
+
+// LedgerAppendFailure is the final refusal of one entry of a
+// [LedgerAppendBatch]: the error type and message [LedgerAppend] would
+// have failed with, and for an [ErrTypeConflict] with the slot taken, the
+// entry stored there.
+type LedgerAppendFailure struct {
+	Type    string
+	Message string
+	Stored  *LedgerStoredEntry `json:",omitempty"`
 }
 
 // ParamKind is how a parameter value (always a string on the wire) is parsed.

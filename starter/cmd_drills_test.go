@@ -238,6 +238,19 @@ func (f *fakePlatform) append(_ context.Context, in activities.LedgerAppendInput
 	return activities.LedgerAppendResult{Hash: fmt.Sprint(in.Seq)}, nil
 }
 
+// appendBatch stores every entry of a ledger batch, as append does.
+func (f *fakePlatform) appendBatch(ctx context.Context, in activities.LedgerAppendBatchInput) (activities.LedgerAppendBatchResult, error) {
+	var res activities.LedgerAppendBatchResult
+	for _, e := range in.Entries {
+		r, err := f.append(ctx, e)
+		if err != nil {
+			return res, err
+		}
+		res.Stored = append(res.Stored, r)
+	}
+	return res, nil
+}
+
 func (f *fakePlatform) PutEvidence(_ context.Context, item activities.EvidenceItem) (string, error) {
 	b, err := io.ReadAll(item.Body)
 	if err != nil {
@@ -285,6 +298,7 @@ func TestScheduledDrillRuns(t *testing.T) {
 			}
 		}
 		r.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
+		r.RegisterActivityWithOptions(fake.appendBatch, activity.RegisterOptions{Name: activities.LedgerAppendBatch})
 		r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: fake}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 		registerDecisionKeys(r)
 	})

@@ -91,8 +91,11 @@ type incident struct {
 	// made by this run.
 	ledgerHead  int64
 	ledgerTaken []string
-	// ledgerBusy is true while the queue's head is being appended.
-	ledgerBusy bool
+	// ledgerInFlight is how many entries at the queue's head are being
+	// appended.
+	ledgerInFlight int
+	// ledgerBatch is true in runs with [ledgerBatchChange].
+	ledgerBatch bool
 	// notifying counts notifications in flight (see notify).
 	notifying int
 	// messages counts signals and updates handled in this run.
@@ -125,6 +128,14 @@ type incident struct {
 // first phase's steps instead of before them.
 const containFirstChange = "contain-first"
 
+// ledgerBatchChange is the version marker of the runs whose ledger writer
+// appends every queued entry in one local activity
+// ([activities.LedgerAppendBatch], pipelined in the ledger), not one
+// local activity per entry: a workflow task's commands wait for its local
+// activities, so the entries recorded before the first steps (opening,
+// alerts, phase) held those steps back one append after another.
+const ledgerBatchChange = "ledger-batch"
+
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
 
@@ -155,6 +166,7 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	}
 	w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 	w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
+	w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -533,10 +545,15 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 // writeLedger is the incident's one ledger writer, for the life of the
 // run: it appends the queued entries one after the other, in sequence
 // order, each as a local activity (a marker in history, no round trip
-// through the server). An entry is sent only once its predecessor is
+// through the server); with [ledgerBatchChange], all those queued at once
+// (see writeLedgerBatches). An entry is sent only once its predecessor is
 // stored, so the ledger never sees a gap. An entry that fails for good is
 // counted and recorded in the timeline; the next ones still go.
 func (w *incident) writeLedger(ctx workflow.Context) {
+	if w.ledgerBatch {
+		w.writeLedgerBatches(ctx)
+		return
+	}
 	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
 	for {
 		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
@@ -545,32 +562,83 @@ func (w *incident) writeLedger(ctx workflow.Context) {
 		e := w.ledgerQueue[0]
 		e.Seq = w.ledgerHead + 1
 		var res activities.LedgerAppendResult
-		w.ledgerBusy = true
+		w.ledgerInFlight = 1
 		err := workflow.ExecuteLocalActivity(lctx, activities.LedgerAppend, e).Get(ctx, &res)
-		w.ledgerBusy = false
+		w.ledgerInFlight = 0
 		if stored, ok := takenSlot(err); ok {
-			// An entry is stored in the slot already: the entry of a
-			// workflow task attempt that was lost (a worker died after
-			// the append, before the task completed; the retried attempt
-			// may order its entries differently, as signals that arrived
-			// meanwhile are handled in it), or another writer's. It
-			// stays, and this entry and those after it move up one slot;
-			// the run does not append that record again when it makes it.
-			w.ledgerHead++
-			w.st.LedgerSeq++
-			w.ledgerTaken = append(w.ledgerTaken, stored)
-			w.dropTaken()
+			w.slotTaken(stored)
 			continue
 		}
-		if err == nil {
-			w.ledgerHead = e.Seq
-		} else {
-			w.st.LedgerFailures++
-			w.logger.Error("ledger append failed", "seq", e.Seq, "kind", e.Kind, "error", err)
-			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
-		}
-		w.ledgerQueue = w.ledgerQueue[1:]
+		w.appended(ctx, e, err)
 	}
+}
+
+// writeLedgerBatches is writeLedger's loop in runs with
+// [ledgerBatchChange]: it sends the queued entries (at most
+// [activities.MaxLedgerBatch]) in one local activity, which pipelines them
+// in the ledger, and takes the results in order as writeLedger takes one
+// entry's: the stored ones leave the queue; at the first refused one the
+// batch ends, and the entries after it go again in the next batch, with
+// their slots counted anew (the ledger stores none after a refused one).
+func (w *incident) writeLedgerBatches(ctx workflow.Context) {
+	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
+			return
+		}
+		batch := slices.Clone(w.ledgerQueue[:min(len(w.ledgerQueue), activities.MaxLedgerBatch)])
+		for i := range batch {
+			batch[i].Seq = w.ledgerHead + 1 + int64(i)
+		}
+		var res activities.LedgerAppendBatchResult
+		w.ledgerInFlight = len(batch)
+		err := workflow.ExecuteLocalActivity(lctx, activities.LedgerAppendBatch, activities.LedgerAppendBatchInput{Entries: batch}).Get(ctx, &res)
+		w.ledgerInFlight = 0
+		if err != nil {
+			w.appended(ctx, batch[0], err)
+			continue
+		}
+		stored := min(len(res.Stored), len(batch))
+		for _, e := range batch[:stored] {
+			w.appended(ctx, e, nil)
+		}
+		if f := res.Failed; f != nil && stored < len(batch) {
+			if f.Type == activities.ErrTypeConflict && f.Stored != nil {
+				w.slotTaken(ledgerRecordKey(f.Stored.Record))
+				continue
+			}
+			w.appended(ctx, batch[stored], temporal.NewNonRetryableApplicationError(f.Message, f.Type, nil))
+		}
+		w.dropTaken()
+	}
+}
+
+// slotTaken takes the refusal of the queue's head because its slot holds
+// an entry already, whose record is stored: the entry of a workflow task
+// attempt that was lost (a worker died after the append, before the task
+// completed; the retried attempt may order its entries differently, as
+// signals that arrived meanwhile are handled in it), or another writer's.
+// It stays, and the head and the entries after it move up one slot; the
+// run does not append that record again when it makes it.
+func (w *incident) slotTaken(stored string) {
+	w.ledgerHead++
+	w.st.LedgerSeq++
+	w.ledgerTaken = append(w.ledgerTaken, stored)
+	w.dropTaken()
+}
+
+// appended takes the result of the append of the queue's head e, sent as
+// e.Seq: stored (err nil), or failed for good (counted and recorded in the
+// timeline; the next entry takes the slot). The head leaves the queue.
+func (w *incident) appended(ctx workflow.Context, e activities.LedgerAppendInput, err error) {
+	if err == nil {
+		w.ledgerHead = e.Seq
+	} else {
+		w.st.LedgerFailures++
+		w.logger.Error("ledger append failed", "seq", e.Seq, "kind", e.Kind, "error", err)
+		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: fmt.Sprintf("ledger append %d (%s) failed", e.Seq, e.Kind), Reason: err.Error()})
+	}
+	w.ledgerQueue = w.ledgerQueue[1:]
 }
 
 // takenSlot returns the record stored in the slot an append was refused
@@ -592,7 +660,7 @@ func takenSlot(err error) (string, bool) {
 // in the chain, and its slot was counted when it was found.
 func (w *incident) dropTaken() {
 	for i := 0; i < len(w.ledgerQueue) && len(w.ledgerTaken) > 0; i++ {
-		if i == 0 && w.ledgerBusy {
+		if i < w.ledgerInFlight {
 			continue
 		}
 		key := ledgerRecordKey(w.ledgerQueue[i])

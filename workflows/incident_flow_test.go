@@ -235,3 +235,80 @@ func TestLedgerAdoptsEntriesOfALostAttempt(t *testing.T) {
 		t.Errorf("chain has %d entries, the run without a lost attempt %d", len(fake.ledger), len(want))
 	}
 }
+
+// TestLedgerBatchesQueuedEntries: the ledger writer sends the entries
+// queued while an append is on its way in one batch ([ledgerBatchChange]),
+// so the entries recorded before the first steps (opening, alert, phase)
+// go together, and the chain is still 1..n in order, each once.
+func TestLedgerBatchesQueuedEntries(t *testing.T) {
+	h := newHarness(t)
+	h.fake.ledgerDelay = func(activities.LedgerAppendInput) time.Duration { return 5 * time.Millisecond }
+	h.approve(time.Minute, "shutdown", lead)
+	h.approve(2*time.Minute, "restore", lead2)
+	res, st := h.run(input("container-compromise"))
+	if res.State != StateResolved || res.LedgerFailures != 0 {
+		t.Fatalf("state = %s (%s), %d ledger failures", res.State, res.Reason, res.LedgerFailures)
+	}
+	h.fake.checkLedger(t, st.LedgerSeq)
+	b := h.fake.batches
+	if len(b) == 0 || b[0] < 3 {
+		t.Fatalf("batches %v: want the opening, the alert and the first phase in the first", b)
+	}
+	if len(b) >= len(h.fake.ledger) {
+		t.Errorf("%d batches for %d entries: want fewer batches than entries", len(b), len(h.fake.ledger))
+	}
+	kinds := []string{}
+	for _, e := range h.fake.ledger[:3] {
+		kinds = append(kinds, e.Kind)
+	}
+	if !slices.Equal(kinds, []string{"incident_opened", "alert", "phase"}) {
+		t.Errorf("first entries %v, want incident_opened, alert, phase", kinds)
+	}
+}
+
+// TestLedgerBatchRefusedMidway: an entry in the middle of a batch is
+// refused for good. It is counted as a failure, the entries before it
+// stay stored, and those after it go again in the next batch into the
+// slots from the refused one's on: the chain stays 1..n, with no gap
+// refused and every other entry stored once.
+func TestLedgerBatchRefusedMidway(t *testing.T) {
+	first := newHarness(t)
+	first.approve(time.Minute, "shutdown", lead)
+	first.approve(2*time.Minute, "restore", lead2)
+	first.run(input("container-compromise"))
+	var want []string
+	phases := 0
+	for _, e := range first.fake.ledger {
+		if e.Kind == "phase" {
+			phases++
+			continue
+		}
+		want = append(want, e.Kind+"/"+e.StepID+"/"+e.Outcome)
+	}
+
+	h := newHarness(t)
+	h.fake.refuse = map[string]bool{"phase": true}
+	h.approve(time.Minute, "shutdown", lead)
+	h.approve(2*time.Minute, "restore", lead2)
+	res, _ := h.run(input("container-compromise"))
+	if res.State != StateResolved {
+		t.Fatalf("state = %s (%s)", res.State, res.Reason)
+	}
+	if res.LedgerFailures != phases {
+		t.Errorf("%d ledger failures, want %d (the phase entries)", res.LedgerFailures, phases)
+	}
+	h.fake.checkLedger(t, int64(len(h.fake.ledger)))
+	if !slices.ContainsFunc(h.fake.refusedAt, func(i int) bool { return i > 0 }) {
+		t.Errorf("refused at batch positions %v: want one refused after a stored entry of its batch", h.fake.refusedAt)
+	}
+	var got []string
+	for _, e := range h.fake.ledger {
+		got = append(got, e.Kind+"/"+e.StepID+"/"+e.Outcome)
+	}
+	// Parallel steps may end in another order from one run to the next.
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("ledger\n%v\nwant (the run without refusals, less its phase entries)\n%v", got, want)
+	}
+}

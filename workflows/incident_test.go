@@ -42,6 +42,12 @@ type fakeActions struct {
 	// gaps are the sequence numbers of appends refused for a missing
 	// predecessor.
 	gaps []int64
+	// batches are the sizes of the batches appended, in order.
+	batches []int
+	// refuse makes appends of these kinds fail for good (bad input);
+	// refusedAt are the positions in their batch of those refused.
+	refuse    map[string]bool
+	refusedAt []int
 }
 
 func newFake() *fakeActions {
@@ -87,8 +93,23 @@ func (f *fakeActions) append(_ context.Context, in activities.LedgerAppendInput)
 	if delay != nil {
 		time.Sleep(delay(in))
 	}
+	return f.appendNow(context.Background(), in)
+}
+
+// refusing reports whether appends of e's kind are refused.
+func (f *fakeActions) refusing(e activities.LedgerAppendInput) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.refuse[e.Kind]
+}
+
+// appendNow is append without the delay.
+func (f *fakeActions) appendNow(_ context.Context, in activities.LedgerAppendInput) (activities.LedgerAppendResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuse[in.Kind] {
+		return activities.LedgerAppendResult{}, activities.NewFinalError(activities.ErrTypeBadParams, "refused kind "+in.Kind, nil)
+	}
 	if in.Seq <= int64(len(f.ledger)) {
 		stored := f.ledger[in.Seq-1]
 		if ledgerRecordKey(stored) != ledgerRecordKey(in) {
@@ -103,6 +124,44 @@ func (f *fakeActions) append(_ context.Context, in activities.LedgerAppendInput)
 	}
 	f.ledger = append(f.ledger, in)
 	return activities.LedgerAppendResult{Hash: fmt.Sprintf("h%d", in.Seq)}, nil
+}
+
+// appendBatch stores a batch like the ledger's pipelined appends: the
+// entries in order, each as append stores it, up to the first refused
+// one; the batch takes the delay of its first entry, once. batches counts
+// the calls and their sizes.
+func (f *fakeActions) appendBatch(ctx context.Context, in activities.LedgerAppendBatchInput) (activities.LedgerAppendBatchResult, error) {
+	var res activities.LedgerAppendBatchResult
+	f.mu.Lock()
+	delay := f.ledgerDelay
+	f.batches = append(f.batches, len(in.Entries))
+	f.mu.Unlock()
+	if delay != nil && len(in.Entries) > 0 {
+		time.Sleep(delay(in.Entries[0]))
+	}
+	for i, e := range in.Entries {
+		r, err := f.appendNow(ctx, e)
+		if err != nil && f.refusing(e) {
+			f.mu.Lock()
+			f.refusedAt = append(f.refusedAt, i)
+			f.mu.Unlock()
+		}
+		if err == nil {
+			res.Stored = append(res.Stored, r)
+			continue
+		}
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) {
+			return res, err
+		}
+		res.Failed = &activities.LedgerAppendFailure{Type: ae.Type(), Message: ae.Message()}
+		var stored activities.LedgerStoredEntry
+		if ae.HasDetails() && ae.Details(&stored) == nil {
+			res.Failed.Stored = &stored
+		}
+		break
+	}
+	return res, nil
 }
 
 // steps returns the StepIDs called for action ("" = all), in start order.
@@ -241,6 +300,7 @@ func newHarnessWith(t *testing.T, fake *fakeActions, extra ...string) *harness {
 		}
 	}
 	env.RegisterActivityWithOptions(fake.append, activity.RegisterOptions{Name: activities.LedgerAppend})
+	env.RegisterActivityWithOptions(fake.appendBatch, activity.RegisterOptions{Name: activities.LedgerAppendBatch})
 	embedded, err := playbooks.Embedded()
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ func (a *Activities) Register(r interface {
 	RegisterActivityWithOptions(any, activity.RegisterOptions)
 }) {
 	r.RegisterActivityWithOptions(a.LedgerAppend, activity.RegisterOptions{Name: activities.LedgerAppend})
+	r.RegisterActivityWithOptions(a.LedgerAppendBatch, activity.RegisterOptions{Name: activities.LedgerAppendBatch})
 	r.RegisterActivityWithOptions(a.NotifySend, activity.RegisterOptions{Name: activities.NotifySend})
 	r.RegisterActivityWithOptions(a.ComplianceNotify, activity.RegisterOptions{Name: activities.ComplianceNotify})
 	r.RegisterActivityWithOptions(a.ReportGenerate, activity.RegisterOptions{Name: activities.ReportGenerate})

@@ -379,7 +379,11 @@ func (r *rig) runPlatform(tb testing.TB, p ttcParams, ir *intakeRig) []time.Dura
 		}
 	})
 	took := w.wait(tb, p.Timeout, func(i int) string { return r.describe(workflowID(i)) })
-	tb.Logf("where the platform's time went (p50 over the incidents): %s", r.breakdown(tb, p.Incidents, w.start))
+	tb.Logf("workflow tasks before the isolation is scheduled (over the incidents): %s", r.taskHolds(tb, p.Incidents))
+	w.mu.Lock()
+	byIncident := slices.Clone(w.took)
+	w.mu.Unlock()
+	tb.Logf("where the platform's time went (p50 over the incidents): %s", r.breakdown(tb, p.Incidents, w.start, byIncident))
 	if path := os.Getenv("IRU_BENCH_HISTORY"); path != "" {
 		r.writeHistory(tb, path, p.Incidents/2, w.start[p.Incidents/2])
 	}
@@ -420,10 +424,14 @@ var containmentSteps = []string{"resolve", "kc_user", "notify_opened", "isolate"
 // detection step waits from the opening, a containment step from the end
 // of the last detection step. It ends with the recorded time to contain
 // (when the containing actions took effect) and the containment phase's
-// duration, each from the opening.
-func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
+// duration, each from the opening. Then, for the tail: the p99 of the
+// time from the POST to the opening (the intake's share: spool, forwarder,
+// the start of the workflow), and the slowest incidents' (took: each
+// incident's time to contain as the lab saw it) share of it.
+func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time, took []time.Duration) string {
 	tb.Helper()
 	open := make([]time.Duration, 0, n)
+	openOf := map[int]time.Duration{}
 	wait := map[string][]time.Duration{}
 	run := map[string][]time.Duration{}
 	var contained, phase []time.Duration
@@ -434,6 +442,7 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 			continue
 		}
 		open = append(open, st.OpenedAt.Sub(posted[i]))
+		openOf[i] = st.OpenedAt.Sub(posted[i])
 		detected := st.OpenedAt
 		for _, s := range st.Steps {
 			if s.Phase == "detection" && s.FinishedAt.After(detected) {
@@ -466,7 +475,74 @@ func (r *rig) breakdown(tb testing.TB, n int, posted []time.Time) string {
 		fmt.Fprintf(&b, "; %s wait %s run %s", id, med(wait[id]), med(run[id]))
 	}
 	fmt.Fprintf(&b, "; recorded time to contain %s, containment phase done %s", med(contained), med(phase))
+	slices.Sort(open)
+	fmt.Fprintf(&b, "; POST to opened p99 %s", percentile(open, 99).Round(time.Millisecond))
+	slowest := make([]int, 0, len(took))
+	for i := range took {
+		slowest = append(slowest, i)
+	}
+	slices.SortFunc(slowest, func(x, y int) int { return int(took[y] - took[x]) })
+	for _, i := range slowest[:min(len(slowest), 3)] {
+		if o, ok := openOf[i]; ok {
+			fmt.Fprintf(&b, "; incident %d contained %s after its POST, opened %s after it", i, took[i].Round(time.Millisecond), o.Round(time.Millisecond))
+		}
+	}
 	return b.String()
+}
+
+// taskHolds renders, from each incident's history up to the command that
+// schedules pve.isolate: the p50 and p99 of the time from the workflow's
+// start to that command, of the time its workflow tasks were held open
+// (started to completed: the local activities they wait for, such as
+// ledger appends and the playbook's resolution, and the worker's own
+// work), and the median count of workflow tasks and local-activity
+// markers before it.
+func (r *rig) taskHolds(tb testing.TB, n int) string {
+	tb.Helper()
+	var toIsolate, held []time.Duration
+	var tasks, markers []int
+	for i := range n {
+		it := r.Client.GetWorkflowHistory(context.Background(), workflowID(i), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		var start, taskStarted time.Time
+		var hold time.Duration
+		nt, nm := 0, 0
+		for it.HasNext() {
+			e, err := it.Next()
+			if err != nil {
+				tb.Errorf("history of %s: %v", workflowID(i), err)
+				return ""
+			}
+			at := e.GetEventTime().AsTime()
+			switch e.GetEventType() {
+			case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				start = at
+			case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+				taskStarted = at
+			case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				hold += at.Sub(taskStarted)
+				nt++
+			case enums.EVENT_TYPE_MARKER_RECORDED:
+				if e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity" {
+					nm++
+				}
+			}
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activities.PVEIsolate {
+				toIsolate, held = append(toIsolate, at.Sub(start)), append(held, hold)
+				tasks, markers = append(tasks, nt), append(markers, nm)
+				break
+			}
+		}
+	}
+	slices.Sort(toIsolate)
+	slices.Sort(held)
+	slices.Sort(tasks)
+	slices.Sort(markers)
+	if len(tasks) == 0 {
+		return "no incident scheduled pve.isolate"
+	}
+	r99 := func(d []time.Duration, q float64) time.Duration { return percentile(d, q).Round(time.Millisecond) }
+	return fmt.Sprintf("start to isolate scheduled p50 %s p99 %s; tasks held open p50 %s p99 %s (sum per incident); %d workflow tasks, %d local-activity markers (median)",
+		r99(toIsolate, 50), r99(toIsolate, 99), r99(held, 50), r99(held, 99), tasks[len(tasks)/2], markers[len(markers)/2])
 }
 
 // writeHistory writes to path the first events of incident i's history,
