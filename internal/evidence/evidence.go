@@ -413,7 +413,7 @@ func (l *Locker) Put(ctx context.Context, r PutRequest) (Ref, error) {
 	keyErr := <-keyStored
 	if err != nil || keyErr != nil {
 		l.discard(ctx, r.Incident, blob)
-		if keyErr != nil && !errors.Is(keyErr, context.Canceled) {
+		if err == nil || (keyErr != nil && !errors.Is(keyErr, context.Canceled)) {
 			return "", fmt.Errorf("evidence: put %s: store wrapped key: %w", r.Name, keyErr)
 		}
 		return "", fmt.Errorf("evidence: put %s: store object: %w", r.Name, err)

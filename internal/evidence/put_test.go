@@ -17,6 +17,9 @@ type keyGateBackend struct {
 	*FSBackend
 	keyStarted chan struct{}
 	keyErr     error
+	// objectDone, when set, makes the wrapped key's put fail only after
+	// the object's put returned.
+	objectDone chan struct{}
 }
 
 var errKeyStore = errors.New("key store unavailable")
@@ -25,6 +28,9 @@ func (b *keyGateBackend) Put(ctx context.Context, key string, r io.Reader) (int6
 	switch {
 	case strings.HasSuffix(key, ".key"):
 		close(b.keyStarted)
+		if b.objectDone != nil {
+			<-b.objectDone
+		}
 		if b.keyErr != nil {
 			return 0, b.keyErr
 		}
@@ -33,6 +39,9 @@ func (b *keyGateBackend) Put(ctx context.Context, key string, r io.Reader) (int6
 		case <-b.keyStarted:
 		case <-time.After(10 * time.Second):
 			return 0, errors.New("the wrapped key was not stored while the object was written")
+		}
+		if b.objectDone != nil {
+			defer close(b.objectDone)
 		}
 	}
 	return b.FSBackend.Put(ctx, key, r)
@@ -45,9 +54,12 @@ func TestPutStoresKeyBesideObject(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		keyErr error
+		// late: the key's put fails after the object was stored.
+		late bool
 	}{
-		{"stored", nil},
-		{"key fails", errKeyStore},
+		{"stored", nil, false},
+		{"key fails", errKeyStore, false},
+		{"key canceled after the object", context.Canceled, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -56,6 +68,9 @@ func TestPutStoresKeyBesideObject(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := &keyGateBackend{FSBackend: fs, keyStarted: make(chan struct{}), keyErr: tc.keyErr}
+			if tc.late {
+				b.objectDone = make(chan struct{})
+			}
 			l, err := Open(dir, newSoftWrapper(t, "test-kek"), Options{Backend: b, SegmentSize: 1000})
 			if err != nil {
 				t.Fatal(err)
