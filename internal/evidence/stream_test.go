@@ -39,15 +39,7 @@ func TestEncryptPipelineHashesInOrder(t *testing.T) {
 				if got, want := h.Sum(nil), sha256.Sum256(body); !bytes.Equal(got, want[:]) {
 					t.Fatalf("hook hashed %x, body is %x", got, want)
 				}
-				dec, err := newDecryptReader(dek, bytes.NewReader(sealed))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer dec.close(nil)
-				plain, err := io.ReadAll(dec)
-				if err != nil || !bytes.Equal(plain, body) {
-					t.Fatalf("decrypted %d bytes (%v), want the %d-byte body", len(plain), err, size)
-				}
+				checkDecrypts(t, dek, sealed, body)
 			})
 		}
 	}
@@ -130,15 +122,7 @@ func TestEncryptWriteTo(t *testing.T) {
 			if fmt.Sprint(w.sizes) != fmt.Sprint(want) {
 				t.Fatalf("writes of %v bytes, want %v", w.sizes, want)
 			}
-			dec, err := newDecryptReader(dek, bytes.NewReader(w.buf.Bytes()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dec.close(nil)
-			plain, err := io.ReadAll(dec)
-			if err != nil || !bytes.Equal(plain, body) {
-				t.Fatalf("decrypted %d bytes (%v), want the %d-byte body", len(plain), err, size)
-			}
+			checkDecrypts(t, dek, w.buf.Bytes(), body)
 		})
 	}
 	t.Run("writer fails", func(t *testing.T) {
@@ -186,5 +170,19 @@ func TestSmallStreamMakesOneBuffer(t *testing.T) {
 	// One buffer each way, plus small change.
 	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(2*segment+segment/2); got > limit {
 		t.Fatalf("a 10-byte stream allocated %d KiB, want at most %d KiB (one segment buffer each way)", got>>10, limit>>10)
+	}
+}
+
+// checkDecrypts fails t unless sealed decrypts under dek to body.
+func checkDecrypts(t *testing.T, dek, sealed, body []byte) {
+	t.Helper()
+	dec, err := newDecryptReader(dek, bytes.NewReader(sealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.close(nil)
+	plain, err := io.ReadAll(dec)
+	if err != nil || !bytes.Equal(plain, body) {
+		t.Fatalf("decrypted %d bytes (%v), want the %d-byte body", len(plain), err, len(body))
 	}
 }

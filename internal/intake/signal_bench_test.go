@@ -3,19 +3,16 @@
 package intake
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/iru-responder/responder/internal/intake/forward"
+	"github.com/iru-responder/responder/internal/testenv"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -77,18 +74,18 @@ func BenchmarkSignalCall(b *testing.B) {
 		}
 		wg.Wait()
 	}
-	var withStart, plain procCPU
+	var withStart, plain testenv.CPUUse
 	calls := 0
 	b.ResetTimer()
 	for calls < b.N {
 		n := min(chunk, b.N-calls)
-		t0 := procNow()
+		t0 := testenv.CPUNow()
 		run(n, true)
-		t1 := procNow()
+		t1 := testenv.CPUNow()
 		run(n, false)
-		t2 := procNow()
-		withStart = withStart.add(t1.sub(t0))
-		plain = plain.add(t2.sub(t1))
+		t2 := testenv.CPUNow()
+		withStart = withStart.Add(t1.Sub(t0))
+		plain = plain.Add(t2.Sub(t1))
 		calls += n
 	}
 	b.StopTimer()
@@ -97,51 +94,5 @@ func BenchmarkSignalCall(b *testing.B) {
 	b.ReportMetric(us(withStart.Children), "sws-cpu-us/call-server")
 	b.ReportMetric(us(plain.Self), "signal-cpu-us/call-self")
 	b.ReportMetric(us(plain.Children), "signal-cpu-us/call-server")
-	b.ReportMetric(float64(plain.Self+plain.Children)/float64(withStart.Self+withStart.Children), "signal/sws-cpu")
-}
-
-// procCPU is processor time of this process and of its descendants.
-type procCPU struct{ Self, Children time.Duration }
-
-func (u procCPU) sub(v procCPU) procCPU { return procCPU{u.Self - v.Self, u.Children - v.Children} }
-func (u procCPU) add(v procCPU) procCPU { return procCPU{u.Self + v.Self, u.Children + v.Children} }
-
-// procNow reads from /proc the processor time used so far by this process
-// and by its living descendants (clock ticks of 10 ms).
-func procNow() procCPU {
-	parent, ticks := map[int]int{}, map[int]time.Duration{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		parent[pid], ticks[pid] = ppid, time.Duration(ut+st)*10*time.Millisecond
-	}
-	self := os.Getpid()
-	u := procCPU{Self: ticks[self]}
-	for pid, t := range ticks {
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == self {
-				u.Children += t
-				break
-			}
-		}
-	}
-	return u
+	b.ReportMetric(float64(plain.Total())/float64(withStart.Total()), "signal/sws-cpu")
 }

@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,75 +70,7 @@ type stormResult struct {
 	// forwarder, worker, lab) and by its child processes (the Temporal
 	// server). On a shared machine the rates follow the share of the
 	// processors the run gets; the time per alert does not.
-	CPU cpuUse
-}
-
-// cpuUse is processor time (user and system) of this process and of its
-// descendants (the Temporal dev server or cluster it started).
-type cpuUse struct {
-	Self, Children time.Duration
-}
-
-// sub is the use between then and u.
-func (u cpuUse) sub(then cpuUse) cpuUse {
-	return cpuUse{Self: u.Self - then.Self, Children: u.Children - then.Children}
-}
-
-// cpuNow reads the processor time used so far by this process and by its
-// living descendants (from /proc; zero where /proc cannot be read).
-func cpuNow() cpuUse {
-	var u cpuUse
-	parent := map[int]int{}
-	ticks := map[int]time.Duration{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		ppid, t, ok := procStat(pid)
-		if !ok {
-			continue
-		}
-		parent[pid], ticks[pid] = ppid, t
-	}
-	self := os.Getpid()
-	u.Self = ticks[self]
-	for pid, t := range ticks {
-		for p := parent[pid]; p > 1; p = parent[p] {
-			if p == self {
-				u.Children += t
-				break
-			}
-		}
-	}
-	return u
-}
-
-// procStat returns a process's parent and its user and system time from
-// /proc/PID/stat (clock ticks of 10 ms, USER_HZ on Linux).
-func procStat(pid int) (ppid int, cpu time.Duration, ok bool) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name is in parentheses and may hold spaces: the fields
-	// that matter follow the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, 0, false
-	}
-	ppid, err1 := strconv.Atoi(f[1])
-	utime, err2 := strconv.ParseInt(f[11], 10, 64)
-	stime, err3 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return 0, 0, false
-	}
-	return ppid, time.Duration(utime+stime) * 10 * time.Millisecond, true
+	CPU testenv.CPUUse
 }
 
 // BenchmarkAlertStorm posts 10,000 alerts about 100 containers (one alert
@@ -221,11 +151,11 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	perAlert := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(p.Alerts) }
 	b.ReportMetric(perAlert(res.CPU.Self), "cpu-us/alert-test")
 	b.ReportMetric(perAlert(res.CPU.Children), "cpu-us/alert-server")
-	b.ReportMetric((res.CPU.Self+res.CPU.Children).Seconds()/res.E2EDur.Seconds(), "cores-used")
+	b.ReportMetric(res.CPU.Total().Seconds()/res.E2EDur.Seconds(), "cores-used")
 	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
 		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
 		percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals,
-		perAlert(res.CPU.Self), perAlert(res.CPU.Children), (res.CPU.Self+res.CPU.Children).Seconds()/res.E2EDur.Seconds(),
+		perAlert(res.CPU.Self), perAlert(res.CPU.Children), res.CPU.Total().Seconds()/res.E2EDur.Seconds(),
 		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
 }
 
@@ -279,7 +209,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	}
 
 	rtt := make([][]time.Duration, p.Clients)
-	cpu0 := cpuNow()
+	cpu0 := testenv.CPUNow()
 	start, acceptDur := postAll(tb, hc, ir.URL, bodies, p.Clients, rtt)
 	res.AcceptDur = acceptDur
 	if tb.Failed() {
@@ -317,7 +247,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 		time.Sleep(50 * time.Millisecond)
 	}
 	res.E2EDur = time.Since(start)
-	res.CPU = cpuNow().sub(cpu0)
+	res.CPU = testenv.CPUNow().Sub(cpu0)
 	res.Incidents = r.countIncidents(tb, p.Assets, p.Timeout)
 	for _, id := range ids {
 		if err := r.Client.TerminateWorkflow(context.Background(), id, "", "benchmark done"); err != nil {
