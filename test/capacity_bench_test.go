@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,10 @@ func rssBytes(tb testing.TB) int64 {
 //
 // IRU_CAPACITY_POLLERS sets the worker's workflow and activity task
 // pollers (the SDK's default: 2 each).
+//
+// IRU_CAPACITY_HEAP_PROFILE names a file for a heap profile taken with
+// every incident waiting (what the waiting incidents hold:
+// go tool pprof -sample_index inuse_space).
 //
 // IRU_CAPACITY_CACHE sets the worker's sticky workflow cache (the SDK's
 // default: 10,000 workflows): below N, the waiting incidents it evicts cost
@@ -130,12 +135,17 @@ func BenchmarkCapacity(b *testing.B) {
 		rss := rssBytes(b)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
+		goroutines := runtime.NumGoroutine()
+		if path := os.Getenv("IRU_CAPACITY_HEAP_PROFILE"); path != "" {
+			writeHeapProfile(b, path)
+		}
 
 		paced, pacedUpdate := approveSample(b, p, sample(i, n, k, 0), time.Second/time.Duration(rate))
 		burst, burstUpdate := approveSample(b, p, sample(i, n, k, 1), 0)
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
 		b.ReportMetric(float64(rss-idle)/(1<<20), "rss-growth-MB")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MB")
+		b.ReportMetric(float64(ms.StackInuse)/(1<<20), "stack-MB")
 		b.ReportMetric(opened.Seconds(), "open-s")
 		b.ReportMetric(float64(rss-idle)/float64(n)/1024, "rss-KB/incident")
 		b.ReportMetric(ms2(pct(paced, 50)), "approve-p50-ms")
@@ -143,7 +153,8 @@ func BenchmarkCapacity(b *testing.B) {
 		b.ReportMetric(ms2(pct(pacedUpdate, 99)), "update-p99-ms")
 		b.ReportMetric(ms2(pct(burst, 50)), "burst-p50-ms")
 		b.ReportMetric(ms2(pct(burst, 99)), "burst-p99-ms")
-		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, opened in %s", n, float64(rss)/(1<<20), float64(idle)/(1<<20), float64(ms.HeapInuse)/(1<<20), opened.Round(time.Millisecond))
+		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, goroutine stacks %.0f MB (%d goroutines), opened in %s",
+			n, float64(rss)/(1<<20), float64(idle)/(1<<20), float64(ms.HeapInuse)/(1<<20), float64(ms.StackInuse)/(1<<20), goroutines, opened.Round(time.Millisecond))
 		b.Logf("approval to effect, %d paced at %d/s: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, rate, pct(paced, 50), pct(paced, 99), paced[len(paced)-1], pct(pacedUpdate, 50), pct(pacedUpdate, 99))
 		b.Logf("approval to effect, %d at once: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, pct(burst, 50), pct(burst, 99), burst[len(burst)-1], pct(burstUpdate, 50), pct(burstUpdate, 99))
 	}
@@ -265,3 +276,15 @@ func pct(d []time.Duration, q int) time.Duration {
 
 // ms2 is d in milliseconds.
 func ms2(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// writeHeapProfile writes the heap profile (after a GC) to path.
+func writeHeapProfile(tb testing.TB, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		tb.Fatal(err)
+	}
+}
