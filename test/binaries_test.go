@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,6 +92,7 @@ func TestWorkerBinary(t *testing.T) {
 	}
 	t.Cleanup(l.Close)
 	env := append(os.Environ(), "IRU_TEMPORAL_ADDRESS="+dev.Address(), "IRU_WORKER_HTTP_ADDR="+httpAddr, "IRU_WORKER_SHUTDOWN_GRACE=5s",
+		"IRU_WORKER_WORKFLOW_CACHE=1", // forces evictions: checked in the metrics below
 		"IRU_HSM_MODULE="+hsm.Module, "IRU_HSM_TOKEN_LABEL="+hsm.TokenLabel, "IRU_HSM_PIN="+hsm.PIN, "IRU_CODEC_KEY_DIR="+keyDir,
 		"IRU_LEDGER_SQLITE_PATH="+filepath.Join(state, "ledger.db"), "IRU_EVIDENCE_DIR="+filepath.Join(state, "evidence"),
 		"IRU_SECRETS_DIR="+filepath.Join(state, "secrets"))
@@ -135,6 +137,12 @@ func TestWorkerBinary(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// IRU_WORKER_WORKFLOW_CACHE=1 reached the SDK: a self-test workflow
+	// was pushed out of the one-workflow cache by another and replayed at
+	// its next task (with the default cache of 10,000 none is).
+	if n := metricValue(body, "temporal_sticky_cache_miss"); n < 1 {
+		t.Errorf("temporal_sticky_cache_miss = %v with a cache of one workflow, want at least 1:\n%s", n, body)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -195,4 +203,19 @@ func TestStarterUp(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "| shutdown | approved | bob |") || !strings.Contains(string(b), "## Lessons learned") {
 		t.Errorf("report lacks the approval or the lessons section:\n%s", b)
 	}
+}
+
+// metricValue sums the samples of the Prometheus metric name in body.
+func metricValue(body, name string) float64 {
+	var sum float64
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		f := strings.Fields(l)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -109,6 +109,8 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 	}
 	defer c.Close()
 
+	// One cache per process, sized before the first worker starts.
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
 	w := worker.New(c, workflows.TaskQueue, workerhost.WorkerOptions(worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
 		// Refused decision Updates and key changes are recorded in the ledger by the worker.
 		Interceptors: []interceptor.WorkerInterceptor{host.Audit()}}))

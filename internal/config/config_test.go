@@ -25,7 +25,7 @@ func TestLoadWorker(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", check: func(t *testing.T, w Worker) {
-			if w.Temporal.Address != "127.0.0.1:7233" || w.Temporal.Namespace != "default" || w.ShutdownGrace != 30*time.Second {
+			if w.Temporal.Address != "127.0.0.1:7233" || w.Temporal.Namespace != "default" || w.ShutdownGrace != 30*time.Second || w.WorkflowCacheSize != 10000 {
 				t.Errorf("defaults wrong: %+v", w)
 			}
 			if w.Temporal.UseTLS() {
@@ -46,6 +46,12 @@ func TestLoadWorker(t *testing.T) {
 		{name: "cert without key", env: []string{"IRU_TEMPORAL_TLS_CERT=" + keyFile}, wantErr: "IRU_TEMPORAL_TLS_CERT and IRU_TEMPORAL_TLS_KEY: set both or neither"},
 		{name: "missing CA file", env: []string{"IRU_TEMPORAL_TLS_CA=/nonexistent/ca.pem"}, wantErr: `IRU_TEMPORAL_TLS_CA="/nonexistent/ca.pem": no such file or directory`},
 		{name: "bad duration", env: []string{"IRU_WORKER_SHUTDOWN_GRACE=soon"}, wantErr: "IRU_WORKER_SHUTDOWN_GRACE"},
+		{name: "workflow cache", env: []string{"IRU_WORKER_WORKFLOW_CACHE=2500"}, check: func(t *testing.T, w Worker) {
+			if w.WorkflowCacheSize != 2500 {
+				t.Errorf("WorkflowCacheSize = %d, want 2500", w.WorkflowCacheSize)
+			}
+		}},
+		{name: "workflow cache zero", env: []string{"IRU_WORKER_WORKFLOW_CACHE=0"}, wantErr: "IRU_WORKER_WORKFLOW_CACHE=0: want at least 1"},
 		{name: "bad log level", env: []string{"IRU_LOG_LEVEL=loud"}, wantErr: `IRU_LOG_LEVEL="loud"`},
 		{name: "missing env file", env: []string{EnvFileVar + "=/nonexistent/env"}, wantErr: "IRU_ENV_FILE=/nonexistent/env"},
 	}

@@ -101,6 +101,9 @@ type Worker struct {
 	Log           Log
 	HTTPAddr      string        `env:"IRU_WORKER_HTTP_ADDR" envDefault:"127.0.0.1:9091" doc:"Address of the worker's /healthz and /metrics endpoint."`
 	ShutdownGrace time.Duration `env:"IRU_WORKER_SHUTDOWN_GRACE" envDefault:"30s" doc:"How long running activities may take to finish after SIGINT/SIGTERM."`
+	// WorkflowCacheSize bounds the workflows the worker keeps in memory
+	// between their workflow tasks (the SDK's sticky cache, one per process).
+	WorkflowCacheSize int `env:"IRU_WORKER_WORKFLOW_CACHE" envDefault:"10000" doc:"How many workflows the worker keeps in memory between their tasks (about 150 KB each while an incident waits); past it the least recently used are dropped and replay their history at their next task. An approval to a dropped incident waits seconds longer (its first task fails once and is retried), so keep it above the incidents that wait at once."`
 }
 
 // Validate implements [Validator].
@@ -110,6 +113,9 @@ func (w *Worker) Validate() error {
 	p = append(p, hostPort("IRU_WORKER_HTTP_ADDR", w.HTTPAddr)...)
 	if w.ShutdownGrace < 0 {
 		p = append(p, fmt.Errorf("IRU_WORKER_SHUTDOWN_GRACE=%s: must not be negative", w.ShutdownGrace))
+	}
+	if w.WorkflowCacheSize < 1 {
+		p = append(p, fmt.Errorf("IRU_WORKER_WORKFLOW_CACHE=%d: want at least 1", w.WorkflowCacheSize))
 	}
 	return errs(p)
 }
