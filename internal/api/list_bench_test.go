@@ -34,8 +34,8 @@ import (
 // 10,000; IRU_BENCH_LIST_N) in one page through the API (GET
 // /api/v1/incidents?asset=…&limit=N: token check, visibility query in
 // pages of 1,000, JSON answer, decoded by the client), on the target
-// IRU_TEST_TARGET names (the dev server by default; cluster: the real
-// server on PostgreSQL). The incidents are started on a task queue no
+// each target (sub-benchmarks dev and cluster: the real server on
+// PostgreSQL; -bench 'ListIncidents/cluster' for one). The incidents are started on a task queue no
 // worker polls, so they stay open without costing the machine anything
 // while the list runs. Beside the API's time it reports, from the same
 // run, the time to read the same records straight from visibility
@@ -46,7 +46,7 @@ import (
 // query over the same rows, without reading them out).
 //
 //	go test -tags integration -run '^$' -bench ListIncidents -benchtime 3x ./internal/api/
-//	IRU_TEST_TARGET=cluster go test -tags integration -run '^$' -bench ListIncidents -benchtime 3x ./internal/api/
+//	go test -tags integration -run '^$' -bench 'ListIncidents/cluster' -benchtime 3x ./internal/api/
 func BenchmarkListIncidents(b *testing.B) {
 	n := MaxListLimit
 	if v := os.Getenv("IRU_BENCH_LIST_N"); v != "" {
@@ -55,7 +55,14 @@ func BenchmarkListIncidents(b *testing.B) {
 			b.Fatalf("IRU_BENCH_LIST_N=%q: want 1 to %d", v, MaxListLimit)
 		}
 	}
-	c := testenv.Client(b, client.Options{Logger: tlog.NewStructuredLogger(slogNop())})
+	for _, name := range testenv.Targets {
+		b.Run(name, func(b *testing.B) { benchmarkList(b, testenv.ByName(b, name), n) })
+	}
+}
+
+// benchmarkList is [BenchmarkListIncidents] on one target.
+func benchmarkList(b *testing.B, target testenv.Target, n int) {
+	c := testenv.Dial(b, target, testenv.RoleAPI, client.Options{Logger: tlog.NewStructuredLogger(slogNop())})
 	asset := "list-bench-" + uuid.NewString()[:8]
 	openBacklog(b, c, asset, n)
 
@@ -75,7 +82,7 @@ func BenchmarkListIncidents(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	server := devServerProcess(testenv.Current(b))
+	server := devServerProcess(target)
 	var api, raw, count, serverCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -110,7 +117,7 @@ func BenchmarkListIncidents(b *testing.B) {
 		cpu = fmt.Sprintf("%.0f ms", serverCPU.Seconds()*1000/per)
 	}
 	b.Logf("| list %d incidents, one page, %s | API %.0f ms | visibility alone %.0f ms | %.2fx | server CPU per list %s | count %.0f ms |",
-		n, testenv.TargetName(), api.Seconds()*1000/per, raw.Seconds()*1000/per, api.Seconds()/raw.Seconds(), cpu, count.Seconds()*1000/per)
+		n, target.Name(), api.Seconds()*1000/per, raw.Seconds()*1000/per, api.Seconds()/raw.Seconds(), cpu, count.Seconds()*1000/per)
 }
 
 // devServerProcess returns the /proc folder of the dev server process

@@ -235,12 +235,15 @@ var specs = []spec{
 			{unit: "incidents", op: "==", value: 1000, text: "exactly 1,000 incidents"},
 			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
 		}},
-	{"Backlog", "incidents waiting for approval on one worker (IRU_CAPACITY_N)", "Capacity", "rss-MB", "", "",
+	// benchstat reports the benchmark's rss-MB (10^6 bytes) as rss-B.
+	{"Backlog", "incidents waiting for approval on one worker (IRU_CAPACITY_N)", "Capacity", "rss-B", "", "",
 		[]goal{
-			{unit: "rss-MB", op: "<=", value: 1024, text: "< 1 GB RSS"},
+			{unit: "rss-B", op: "<=", value: 1e9, text: "< 1 GB RSS"},
 			{unit: "approve-p99-ms", op: "<=", value: 250, text: "approval to effect p99 < 250 ms"},
 		}},
-	{"Backlog", "list 10,000 incidents in one page through the API", "ListIncidents", "api-ms/list", "visibility-ms/list", "api/visibility",
+	{"Backlog", "list 10,000 incidents in one page through the API, dev server", "ListIncidents/dev", "api-ms/list", "visibility-ms/list", "api/visibility",
+		[]goal{{unit: "api-ms/list", op: "<=", value: 1000, text: "< 1 s"}}},
+	{"Backlog", "list 10,000 incidents in one page through the API, cluster", "ListIncidents/cluster", "api-ms/list", "visibility-ms/list", "api/visibility",
 		[]goal{{unit: "api-ms/list", op: "<=", value: 1000, text: "< 1 s"}}},
 	{"Alert storm", "10,000 alerts, 100 assets, cluster", "AlertStorm/cluster", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
@@ -287,12 +290,14 @@ func (g goal) check(gs []group, bench string) (met, ok bool, detail string) {
 	return met, true, format(s.center, g.unit)
 }
 
-// format renders a value of unit; B/s is shown in MB/s (benchstat turns
-// MB/s metrics into B/s).
+// format renders a value of unit; B/s is shown in MB/s and NAME-B in
+// NAME-MB (benchstat turns MB/s metrics into B/s and NAME-MB into NAME-B).
 func format(v float64, unit string) string {
 	switch {
 	case strings.HasSuffix(unit, "B/s"):
 		v, unit = v/1e6, strings.TrimSuffix(unit, "B/s")+"MB/s"
+	case strings.HasSuffix(unit, "-B"):
+		v, unit = v/1e6, strings.TrimSuffix(unit, "B")+"MB"
 	case unit == "sec/op" && v < 1e-3:
 		v, unit = v*1e6, "µs/op"
 	case unit == "sec/op" && v < 1:
