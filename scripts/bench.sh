@@ -9,6 +9,8 @@
 #   BENCH_GROUPS           groups to run (default all; see the list below);
 #                          results of groups not run are kept from earlier runs
 #   BENCH_OUT              results folder (default .bench)
+#   IRU_CAPACITY_N         incidents the capacity benchmark opens (default 1,000,
+#                          about 3 minutes; the goal's 10,000 takes about 35)
 #
 # With PROFILE=1 (make bench-profile) the platform benchmarks run once each
 # and write CPU and allocation profiles to $BENCH_OUT/profiles instead.

@@ -142,6 +142,7 @@ func BenchmarkCapacity(b *testing.B) {
 
 		paced, pacedUpdate := approveSample(b, p, sample(i, n, k, 0), time.Second/time.Duration(rate))
 		burst, burstUpdate := approveSample(b, p, sample(i, n, k, 1), 0)
+		b.ReportMetric(float64(n), "waiting")
 		b.ReportMetric(float64(rss)/1e6, "rss-MB")
 		b.ReportMetric(float64(rss-idle)/1e6, "rss-growth-MB")
 		b.ReportMetric(float64(ms.HeapInuse)/1e6, "heap-MB")

@@ -91,7 +91,7 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 	}
 	write("ledger.csv", benchstatCSV)
 	// The capacity benchmark's rss-MB, as benchstat reports it.
-	write("capacity.csv", ",capacity.txt,\n,rss-B,CI\nCapacity-2,2.255e+08,∞\n\n,capacity.txt,\n,approve-p99-ms,CI\nCapacity-2,281.8,∞\n")
+	write("capacity.csv", ",capacity.txt,\n,rss-B,CI\nCapacity-2,2.255e+08,∞\n\n,capacity.txt,\n,approve-p99-ms,CI\nCapacity-2,281.8,∞\n\n,capacity.txt,\n,waiting,CI\nCapacity-2,1000,∞\n")
 	write("capacity.txt", "date: 2026-12-06 03:22\nload: 1.0 1.0 1.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkCapacity-2 1 1 ns/op\n")
 	write("ledger.txt", "date: 2026-12-05 14:00\nload: 1.0 2.0 3.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkAppend/postgres/clients1-2 1 1 ns/op\n")
 	doc := filepath.Join(dir, "PERFORMANCE.md")
@@ -108,7 +108,7 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 		"yes (0.77 x-baseline)",
 		"**no** (640 appends/s)",
 		"**226 rss-MB ± ∞**",
-		"yes (226 rss-MB); **no** (282 approve-p99-ms)",
+		"**no** (1,000 waiting); yes (226 rss-MB); **no** (282 approve-p99-ms)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("document lacks %q:\n%s", want, out)
