@@ -8,7 +8,6 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,11 +66,7 @@ func TestIncidentCloseReleasesEvidenceHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	a := &Activities{Ledger: ledger.New(st, nil), Evidence: locker}
 	held := func() bool {
 		t.Helper()

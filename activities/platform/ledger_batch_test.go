@@ -2,7 +2,6 @@ package platform
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,11 +49,7 @@ func TestLedgerAppendBatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := sqliteStore(t)
 			a := &Activities{Ledger: ledger.New(st, nil)}
 			for _, e := range batch(1, "incident_opened", "alert", "phase") {
 				if _, err := a.LedgerAppend(ctx, e); err != nil {

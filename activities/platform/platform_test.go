@@ -25,11 +25,7 @@ func TestActor(t *testing.T) {
 // second append must find the first, not conflict with it.
 func TestLedgerAppendRerun(t *testing.T) {
 	ctx := context.Background()
-	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	a := &Activities{Ledger: ledger.New(st, nil)}
 	in := activities.LedgerAppendInput{IncidentID: "INC-1", Seq: 1, At: time.Unix(1700000000, 0), Kind: "incident_opened", Actor: "workflow", Outcome: "opened"}
 	first, err := a.LedgerAppend(ctx, in)
@@ -51,11 +47,7 @@ func TestLedgerAppendRerun(t *testing.T) {
 // whatever the outcome's wording; no status is ok.
 func TestLedgerAppendStatus(t *testing.T) {
 	ctx := context.Background()
-	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := sqliteStore(t)
 	a := &Activities{Ledger: ledger.New(st, nil)}
 	tests := []struct {
 		outcome string
@@ -87,4 +79,15 @@ func TestLedgerAppendStatus(t *testing.T) {
 			t.Errorf("entry %d (outcome %q, status %q): stored %q, want %q", i+1, tt.outcome, tt.status, got[i], tt.want)
 		}
 	}
+}
+
+// sqliteStore is a ledger store in a new SQLite file, closed when t ends.
+func sqliteStore(t *testing.T) *ledger.SQLiteStore {
+	t.Helper()
+	st, err := ledger.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }

@@ -2,7 +2,6 @@ package platform
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +17,7 @@ import (
 func appendAll(t *testing.T, ins []activities.LedgerAppendInput, t0 time.Time) []ledger.Entry {
 	t.Helper()
 	ctx := context.Background()
-	st, err := ledger.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := sqliteStore(t)
 	a := &Activities{Ledger: ledger.New(st, nil)}
 	for i, in := range ins {
 		in.IncidentID, in.Seq, in.At = "INC-1", int64(i+1), t0.Add(time.Duration(i)*time.Second)
