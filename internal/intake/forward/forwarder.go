@@ -363,14 +363,13 @@ func (f *Forwarder) acknowledge(b *batch) {
 
 // group splits items into per-key batches: for each key (in order of first
 // appearance) the leading run of items of one kind (firing or resolved).
-// Later items of a key wait for the next round, keeping per-key order.
+// Later items of a key wait for its next call, keeping per-key order.
 //
 // A batch is also closed by bytes (Options.MaxCallBytes) and, for a key whose batch Temporal refused for good, after one
 // item (see refused). An item that cannot be decoded is dead-lettered
 // when it leads its key (never expected: the intake wrote it).
 //
-// With chosen, only the keys in it are batched (the other items are not
-// decoded).
+// Only the keys in chosen are batched (the other items are not decoded).
 func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 	byKey := map[string]*batch{}
 	closed := map[string]bool{}
@@ -379,7 +378,7 @@ func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 	f.mu.Unlock()
 	var out []*batch
 	for _, it := range items {
-		if closed[it.Key] || (chosen != nil && !chosen[it.Key]) {
+		if closed[it.Key] || !chosen[it.Key] {
 			continue
 		}
 		rec, err := UnmarshalRecord(it.Data)
