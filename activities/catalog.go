@@ -402,7 +402,9 @@ type LedgerAppendResult struct {
 	Hash string
 }
 
-// MaxLedgerBatch is the most entries one [LedgerAppendBatch] takes.
+// MaxLedgerBatch is the most entries one [LedgerAppendBatch] takes. The
+// incident workflow groups its entries by it, so recorded histories depend
+// on it: changing it needs a new version marker in the workflow.
 const MaxLedgerBatch = 64
 
 // LedgerAppendBatchInput is the input of [LedgerAppendBatch]: at most
