@@ -80,12 +80,12 @@ const (
 	// records, details and statements; a record may be 4 MiB): a batch
 	// ends after the entry that reaches it.
 	maxBatchBytes = 8 << 20
-	// maxInFlight bounds the batches committing at the same time on a store
-	// that runs concurrent writers (PostgreSQL).
-	maxInFlight = 4
 	// maxHeads bounds the remembered chain heads; past it they are forgotten
 	// and read from the store again.
 	maxHeads = 1 << 16
+	// maxGather bounds how long a batch waits for the appends of the
+	// callers the last batch released (see gather).
+	maxGather = 2 * time.Millisecond
 	// commitTimeout bounds one batch's work on the store.
 	commitTimeout = time.Minute
 )
@@ -103,6 +103,10 @@ type groupCommitter struct {
 	heads    map[string]chainHead // incident → newest entry known stored
 	inflight map[slot]*batchRun   // slot → the running batch that holds it
 	waiting  map[slot]*batchRun   // slot → the running batch its append waits for
+
+	lastBatch  int           // appends in the batch that finished last
+	lastCommit time.Duration // how long that batch took to commit
+	gathered   chan struct{} // while gather waits: closed when the queue holds lastBatch appends
 }
 
 // batchRun is one batch being committed: the appends that wait for it to
@@ -142,6 +146,10 @@ func (g *groupCommitter) enqueue(ctx context.Context, e Entry) *pendingAppend {
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
+	if g.gathered != nil && len(g.queue) >= g.lastBatch {
+		close(g.gathered)
+		g.gathered = nil
+	}
 	start := g.draining < g.inFlight
 	if start {
 		g.draining++
@@ -169,6 +177,7 @@ func (p *pendingAppend) wait() (Entry, error) {
 func (g *groupCommitter) drain() {
 	for {
 		g.mu.Lock()
+		g.gather()
 		batch, run := g.take()
 		if batch == nil && len(g.queue) == 0 {
 			g.draining--
@@ -176,10 +185,11 @@ func (g *groupCommitter) drain() {
 			return
 		}
 		g.mu.Unlock()
+		start := time.Now()
 		if len(batch) > 0 {
 			g.commit(batch)
 		}
-		g.finished(batch, run)
+		g.finished(batch, run, time.Since(start))
 	}
 }
 
@@ -235,14 +245,48 @@ func (g *groupCommitter) take() ([]*pendingAppend, *batchRun) {
 	return taken, run
 }
 
+// gather waits, before a batch is taken, until the queue holds as many
+// appends as the batch that finished last, or for a quarter of that batch's
+// commit time (at most maxGather), whichever comes first. Callers that
+// append one entry at a time (the clients8 shape: 8 chains, each waiting
+// for its append) were all released by the last commit and come back within
+// microseconds; without the wait the first of them would be committed alone
+// (its own fsync) while the others queue behind it, and batches would stay
+// at one or two entries. With it they share one transaction and one fsync.
+// It does not wait when the queue is empty or already as long as the last
+// batch, so a lone chain (a batch of one) never waits. The caller holds
+// g.mu; gather releases it while it waits.
+func (g *groupCommitter) gather() {
+	if len(g.queue) == 0 || len(g.queue) >= g.lastBatch {
+		return
+	}
+	wait := min(g.lastCommit/4, maxGather)
+	if wait <= 0 {
+		return
+	}
+	if g.gathered == nil {
+		g.gathered = make(chan struct{})
+	}
+	ch := g.gathered
+	g.mu.Unlock()
+	t := time.NewTimer(wait)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	g.mu.Lock()
+}
+
 // finished ends run: its slots are no longer in flight, and the appends
 // that waited for it go back to the front of the queue, in order.
-func (g *groupCommitter) finished(batch []*pendingAppend, run *batchRun) {
+func (g *groupCommitter) finished(batch []*pendingAppend, run *batchRun, took time.Duration) {
 	if run == nil {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.lastBatch, g.lastCommit = len(batch), took
 	for _, p := range batch {
 		s := slot{p.e.Incident, p.e.Seq}
 		if g.inflight[s] == run {
