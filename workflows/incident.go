@@ -119,6 +119,9 @@ type incident struct {
 	// containFirst is true in runs with [containFirstChange]: nothing the
 	// containment does not need runs in front of it.
 	containFirst bool
+	// sparseUpsert is true in runs with [oneMarkerChange]: upsert leaves
+	// out the search attributes that hold their values already.
+	sparseUpsert bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -135,6 +138,16 @@ const containFirstChange = "contain-first"
 // activities, so the entries recorded before the first steps (opening,
 // alerts, phase) held those steps back one append after another.
 const ledgerBatchChange = "ledger-batch"
+
+// oneMarkerChange is the version marker of the runs that record it alone
+// for the changes before it ([secondFactorChange], [containFirstChange],
+// [ledgerBatchChange]: all in force) and upsert only the search attributes
+// whose values differ from the run's (see upsert). An incident opening in
+// an alert storm recorded three markers, each with an upsert of
+// TemporalChangeVersion, and a fourth upsert of the values its start had
+// set already: each upsert is a visibility task, which costs the server
+// as much as the history write.
+const oneMarkerChange = "one-marker"
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
@@ -164,9 +177,16 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),
 		}
 	}
-	w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
-	w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
-	w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
+	if workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1 {
+		// One marker stands for every change before it: each GetVersion
+		// records a marker and upserts TemporalChangeVersion (a
+		// visibility write on the server) when a run opens.
+		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert = true, true, true, true
+	} else {
+		w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
+		w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
+		w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
+	}
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -488,9 +508,27 @@ func (w *incident) finish(ctx workflow.Context) IncidentResult {
 // upsert sets the search attributes: all of them when the first phase
 // starts, the phase and severity afterwards (continue-as-new keeps them).
 func (w *incident) upsert(ctx workflow.Context, all bool) {
-	ups := []temporal.SearchAttributeUpdate{PhaseKey.ValueSet(w.st.Phase), SeverityKey.ValueSet(w.st.Severity)}
+	var ups []temporal.SearchAttributeUpdate
+	// With sparseUpsert, a value the run's search attributes hold already
+	// (set by the start or an earlier upsert) is left out, and nothing is
+	// upserted when every value is there.
+	cur := workflow.GetTypedSearchAttributes(ctx)
+	keyword := func(k temporal.SearchAttributeKeyKeyword, v string) {
+		if got, ok := cur.GetKeyword(k); !w.sparseUpsert || !ok || got != v {
+			ups = append(ups, k.ValueSet(v))
+		}
+	}
+	keyword(PhaseKey, w.st.Phase)
+	keyword(SeverityKey, w.st.Severity)
 	if all {
-		ups = append(ups, PlaybookKey.ValueSet(w.st.Playbook), AssetKey.ValueSet(w.st.Asset), DrillKey.ValueSet(w.st.Drill))
+		keyword(PlaybookKey, w.st.Playbook)
+		keyword(AssetKey, w.st.Asset)
+		if got, ok := cur.GetBool(DrillKey); !w.sparseUpsert || !ok || got != w.st.Drill {
+			ups = append(ups, DrillKey.ValueSet(w.st.Drill))
+		}
+	}
+	if len(ups) == 0 {
+		return
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, ups...); err != nil {
 		w.logger.Warn("upsert search attributes failed", "error", err)
