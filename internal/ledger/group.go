@@ -14,11 +14,12 @@ import (
 // Both stores send their appends through a [groupCommitter]: appends that
 // arrive while commits are running queue up, and the next commit stores all
 // of them in one transaction, so they share one fsync. Up to the store's
-// inFlight batches commit at the same time; both stores use one: SQLite's
-// writers take turns on one write lock anyway, and on PostgreSQL concurrent
-// batches split appenders that each wait for their append (8 chains: 1.5
-// entries per commit) that one batch, which gathers the appenders the last
-// commit released (see gather), stores together. Every chain stays gap-free: an entry is
+// inFlight batches commit at the same time; both stores use one. SQLite's
+// writers take turns on one write lock anyway. On PostgreSQL, concurrent
+// batches split the appenders that each wait for their own append (8
+// chains: 1.5 entries per commit), while one batch that first gathers the
+// appenders the last commit released (see gather) stores them together
+// (about 7 per commit). Every chain stays gap-free: an entry is
 // only sealed onto a predecessor that is committed already (read from the
 // store, or remembered after its commit) or is in the same all-or-nothing
 // transaction. An append whose predecessor (or whose own slot) is in flight
