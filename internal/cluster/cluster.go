@@ -114,6 +114,10 @@ type Options struct {
 	Operator HeadersProvider
 	// Log receives the server's and the SQL tool's output; nil discards it.
 	Log io.Writer
+	// MetricsAddr, if set, is the host:port where the server serves its
+	// Prometheus metrics (PROMETHEUS_ENDPOINT of the configuration), for
+	// looking at where its time goes (task schedule-to-start, persistence).
+	MetricsAddr string
 }
 
 // Cluster is a running server.
@@ -255,6 +259,9 @@ func (c *Cluster) serverEnv() []string {
 	}
 	for _, name := range portNames {
 		env = append(env, name+"="+strconv.Itoa(c.ports[name]))
+	}
+	if c.opts.MetricsAddr != "" {
+		env = append(env, "PROMETHEUS_ENDPOINT="+c.opts.MetricsAddr)
 	}
 	return env
 }

@@ -34,6 +34,10 @@ const (
 	RoleOperator = pki.Operator
 )
 
+// MetricsVar names the variable that, set to host:port, makes the tests'
+// cluster serve the server's Prometheus metrics there.
+const MetricsVar = "IRU_TEST_CLUSTER_METRICS"
+
 // Target is a Temporal server the tests run against.
 type Target interface {
 	// Name is "dev" or "cluster".
@@ -182,7 +186,9 @@ func ToolPath(env, name string) (string, error) {
 // Cluster returns the package's shared cluster, starting it on first use:
 // fresh databases on the local PostgreSQL (IRU_TEST_PG_HOST/PORT/USER,
 // default 127.0.0.1:5432 postgres, dropped when the tests end), state in a
-// temporary folder, every listener on 127.0.0.1.
+// temporary folder, every listener on 127.0.0.1; with IRU_TEST_CLUSTER_METRICS
+// (MetricsVar) set to host:port, the server serves its Prometheus metrics
+// there.
 func Cluster(tb testing.TB) *TestCluster {
 	tb.Helper()
 	clusterOnce.Do(func() { testCluster, clusterErr = startCluster() })
@@ -235,6 +241,7 @@ func startCluster() (*TestCluster, error) {
 		ServerBin: serverBin, SQLTool: sqlTool, Dir: clusterDir, DB: db,
 		JWKSURL: issuer + "/protocol/openid-connect/certs", Retention: 24 * time.Hour,
 		SearchAttributes: workflows.SearchAttributeFlags(), Operator: operator, Log: clusterLog,
+		MetricsAddr: os.Getenv(MetricsVar),
 	})
 	if err != nil {
 		kc.Close()
