@@ -33,17 +33,18 @@ import (
 // BenchmarkListIncidents lists a backlog of N open incidents (default
 // 10,000; IRU_BENCH_LIST_N) in one page through the API (GET
 // /api/v1/incidents?asset=…&limit=N: token check, visibility query in
-// one call (pages of up to 10,000), JSON answer, decoded by the client), on the target
+// one call of up to 10,000 rows, JSON answer, decoded by the client) on
 // each target (sub-benchmarks dev and cluster: the real server on
-// PostgreSQL; -bench 'ListIncidents/cluster' for one). The incidents are started on a task queue no
-// worker polls, so they stay open without costing the machine anything
-// while the list runs. Beside the API's time it reports, from the same
-// run, the time to read the same records straight from visibility
-// (ListWorkflowExecutions pages of up to 10,000, nothing decoded): the API's
-// limit. On the dev server it also reports the CPU time the server
-// process spent per list through the API (server-cpu-ms/list), and the
-// time to count the same incidents (count-ms: the visibility store's own
-// query over the same rows, without reading them out).
+// PostgreSQL; -bench 'ListIncidents/cluster' for one). The incidents are
+// started on a task queue no worker polls, so they stay open without
+// costing the machine anything while the list runs. Beside the API's time
+// it reports, from the same run, the time to read the same records
+// straight from visibility (ListWorkflowExecutions pages of up to 10,000,
+// nothing decoded): the API's limit. It also reports the CPU time the
+// Temporal server process spent per list through the API
+// (server-cpu-ms/list; on the cluster without PostgreSQL's), and the time
+// to count the same incidents (count-ms: the visibility store's own query
+// over the same rows, without reading them out).
 //
 //	go test -tags integration -run '^$' -bench ListIncidents -benchtime 3x ./internal/api/
 //	go test -tags integration -run '^$' -bench 'ListIncidents/cluster' -benchtime 3x ./internal/api/
@@ -82,7 +83,7 @@ func benchmarkList(b *testing.B, target testenv.Target, n int) {
 		b.Fatal(err)
 	}
 
-	server := devServerProcess(target)
+	server := serverProcess(target)
 	var api, raw, count, serverCPU time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -120,17 +121,17 @@ func benchmarkList(b *testing.B, target testenv.Target, n int) {
 		n, target.Name(), api.Seconds()*1000/per, raw.Seconds()*1000/per, api.Seconds()/raw.Seconds(), cpu, count.Seconds()*1000/per)
 }
 
-// devServerProcess returns the /proc folder of the dev server process
-// serving target ("" on the cluster, or if none is found): the process
-// whose command line is `temporal server start-dev … --port PORT`.
-func devServerProcess(target testenv.Target) string {
-	if target.Name() != "dev" {
-		return ""
-	}
+// serverProcess returns the /proc folder of the Temporal server process
+// serving target ("" if none is found): on the dev server the process
+// whose command line is `temporal server start-dev … --port PORT`; on the
+// cluster the `temporal-server … start --service …` process this test
+// process started (its PostgreSQL is not counted).
+func serverProcess(target testenv.Target) string {
 	_, port, err := net.SplitHostPort(target.Address())
 	if err != nil {
 		return ""
 	}
+	self := strconv.Itoa(os.Getpid())
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		b, err := os.ReadFile(filepath.Join(d, "cmdline"))
@@ -138,11 +139,33 @@ func devServerProcess(target testenv.Target) string {
 			continue
 		}
 		args := strings.Split(string(b), "\x00")
-		if i := slices.Index(args, "--port"); slices.Contains(args, "start-dev") && i >= 0 && i+1 < len(args) && args[i+1] == port {
-			return d
+		switch target.Name() {
+		case "dev":
+			if i := slices.Index(args, "--port"); slices.Contains(args, "start-dev") && i >= 0 && i+1 < len(args) && args[i+1] == port {
+				return d
+			}
+		case "cluster":
+			if slices.Contains(args, "--service") && slices.Contains(args, "start") && parentPID(d) == self {
+				return d
+			}
 		}
 	}
 	return ""
+}
+
+// parentPID is the parent process id of the process of /proc folder dir
+// ("" if unreadable).
+func parentPID(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return ""
+	}
+	// After the command name (in parentheses): state, then ppid.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
 }
 
 // processCPU is the user and system CPU time the process of /proc folder
