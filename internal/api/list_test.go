@@ -78,28 +78,37 @@ func listRecorder(t *testing.T, v *pagingVisibility, query string) *httptest.Res
 	return w
 }
 
-// TestListPages: a page larger than visibility's page is gathered from
-// consecutive visibility pages, each asking no more than is still wanted,
-// and next_page_token continues exactly after the last incident returned.
+// TestListPages: a page of up to MaxListLimit is asked of visibility in
+// one call; where the server caps its pages lower, the page is gathered
+// from consecutive visibility pages, each asking no more than is still
+// wanted; next_page_token continues exactly after the last incident
+// returned.
 func TestListPages(t *testing.T) {
+	// serverCap is a server left at its default
+	// frontend.visibilityMaxPageSize.
+	const serverCap = 1000
 	tests := []struct {
 		name      string
 		n         int
 		query     string
+		max       int // the server's page cap
 		want      int
 		wantSizes []int32
 		more      bool
 	}{
-		{"default page", 120, "", DefaultListLimit, []int32{50}, true},
-		{"one visibility page", 3000, "?limit=700", 700, []int32{700}, true},
-		{"ten thousand in one answer", 10000, "?limit=10000", 10000, []int32{1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000}, false},
-		{"partial last call", 5000, "?limit=2500", 2500, []int32{1000, 1000, 500}, true},
-		{"fewer than asked", 1500, "?limit=10000", 1500, []int32{1000, 1000}, false},
-		{"none", 0, "?limit=10", 0, []int32{10}, false},
+		{"default page", 120, "", MaxListLimit, DefaultListLimit, []int32{50}, true},
+		{"one visibility page", 3000, "?limit=700", MaxListLimit, 700, []int32{700}, true},
+		{"ten thousand in one call", 10000, "?limit=10000", MaxListLimit, 10000, []int32{10000}, false},
+		{"ten thousand of more in one call", 12000, "?limit=10000", MaxListLimit, 10000, []int32{10000}, true},
+		{"fewer than asked", 1500, "?limit=10000", MaxListLimit, 1500, []int32{10000}, false},
+		{"none", 0, "?limit=10", MaxListLimit, 0, []int32{10}, false},
+		{"capped server: ten thousand in ten calls", 10000, "?limit=10000", serverCap, 10000, []int32{10000, 9000, 8000, 7000, 6000, 5000, 4000, 3000, 2000, 1000}, false},
+		{"capped server: partial last call", 5000, "?limit=2500", serverCap, 2500, []int32{2500, 1500, 500}, true},
+		{"capped server: fewer than asked", 1500, "?limit=10000", serverCap, 1500, []int32{10000, 9000}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := &pagingVisibility{n: tt.n, max: visibilityPageSize}
+			v := &pagingVisibility{n: tt.n, max: tt.max}
 			w := listRecorder(t, v, tt.query)
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -155,10 +164,11 @@ func TestListLimitValidated(t *testing.T) {
 	}
 }
 
-// TestListFailureMidway: when a later visibility page fails the answer is
-// an error, not a silently short page.
+// TestListFailureMidway: when a later visibility page fails (a server
+// that caps pages at 1,000) the answer is an error, not a silently short
+// page.
 func TestListFailureMidway(t *testing.T) {
-	v := &pagingVisibility{n: 5000, max: visibilityPageSize, failAt: 2}
+	v := &pagingVisibility{n: 5000, max: 1000, failAt: 2}
 	w := listRecorder(t, v, "?limit=5000")
 	if w.Code != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502: %s", w.Code, w.Body)

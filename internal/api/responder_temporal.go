@@ -120,8 +120,13 @@ const (
 	// MaxListLimit is the largest ?limit=: a whole backlog in one answer.
 	MaxListLimit = 10000
 	// visibilityPageSize is the largest page asked of visibility in one
-	// call (the server's default frontend.visibilityMaxPageSize).
-	visibilityPageSize = 1000
+	// call: a whole answer, as the platform's servers allow
+	// (frontend.visibilityMaxPageSize in deploy/temporal and
+	// internal/devserver). Each visibility page is a query of its own, so
+	// one call of 10,000 costs less than ten of 1,000. A server left at
+	// its default cap (1,000) answers shorter pages with a token, and
+	// [listIncidents] goes on from there.
+	visibilityPageSize = MaxListLimit
 )
 
 // list searches incidents through Temporal visibility. A page larger than
@@ -157,7 +162,8 @@ func (rs *Responder) list(w http.ResponseWriter, r *http.Request, _ auth.Identit
 }
 
 // listIncidents reads up to limit incidents matching query from
-// visibility, starting at token, in pages of at most visibilityPageSize.
+// visibility, starting at token, in pages of at most visibilityPageSize
+// (or the server's cap, if lower).
 func listIncidents(ctx context.Context, c IncidentClient, query string, limit int, token []byte) (IncidentList, error) {
 	out := IncidentList{Incidents: make([]IncidentSummary, 0, min(limit, visibilityPageSize)), Query: query}
 	dc := converter.GetDefaultDataConverter()

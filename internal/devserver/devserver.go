@@ -110,6 +110,17 @@ func args(o Options) []string {
 		// without a round trip through matching: ~50 ms less per activity.
 		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
 		"--dynamic-config-value", "frontend.enableServerVersionCheck=false",
+		// Visibility as on the cluster (deploy/temporal/dynamicconfig.yaml):
+		// the API lists a whole backlog (up to api.MaxListLimit) in one
+		// visibility call instead of pages of the default 1,000.
+		"--dynamic-config-value", "frontend.visibilityMaxPageSize=10000",
+		// The CLI turns this on so that search attributes created at run
+		// time are seen at once; it makes the server read the cluster
+		// metadata from SQLite again for every visibility row it lists
+		// (and every search attribute it validates). The platform
+		// registers its search attributes at start (--search-attribute,
+		// written before the server runs), so the ordinary cache is enough.
+		"--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=false",
 	}
 	if o.DBFile != "" {
 		a = append(a, "--db-filename", o.DBFile)
