@@ -96,6 +96,10 @@ type incident struct {
 	ledgerInFlight int
 	// ledgerBatch is true in runs with [ledgerBatchChange].
 	ledgerBatch bool
+	// ledgerOnDemand is true in runs with [ledgerOnDemandChange]; there,
+	// ledgerWriting is true while a writer coroutine runs.
+	ledgerOnDemand bool
+	ledgerWriting  bool
 	// notifying counts notifications in flight (see notify).
 	notifying int
 	// messages counts signals and updates handled in this run.
@@ -136,6 +140,14 @@ const containFirstChange = "contain-first"
 // alerts, phase) held those steps back one append after another.
 const ledgerBatchChange = "ledger-batch"
 
+// ledgerOnDemandChange is the version marker of the runs whose ledger
+// writer runs only while entries are queued: record starts it, and it ends
+// once the queue is empty, instead of one writer coroutine waiting for the
+// life of the run. Every coroutine is a goroutine with its own stack (about
+// 16 KB each once grown), so an incident that waits (for an approval, for
+// days) keeps one fewer.
+const ledgerOnDemandChange = "ledger-on-demand"
+
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
 
@@ -167,6 +179,8 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 	w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
 	w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
+	// Only with ledgerBatch (every run that has this marker has that one).
+	w.ledgerOnDemand = w.ledgerBatch && workflow.GetVersion(ctx, ledgerOnDemandChange, workflow.DefaultVersion, 1) >= 1
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -196,7 +210,9 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 		w.takeDecisionKeys(ctx, keys)
 	}
 	w.ledgerHead = w.st.LedgerSeq
-	workflow.Go(disconnected(ctx), w.writeLedger)
+	if !w.ledgerOnDemand {
+		workflow.Go(disconnected(ctx), w.writeLedger)
+	}
 	opening := w.pb == nil
 	if opening {
 		if err := w.resolve(ctx); err != nil {
@@ -540,6 +556,10 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 	w.timeline(t)
 	w.ledgerQueue = append(w.ledgerQueue, e)
 	w.dropTaken()
+	if w.ledgerOnDemand && !w.ledgerWriting && len(w.ledgerQueue) > 0 {
+		w.ledgerWriting = true
+		workflow.Go(disconnected(ctx), w.writeLedger)
+	}
 }
 
 // writeLedger is the incident's one ledger writer, for the life of the
@@ -548,17 +568,16 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 // through the server); with [ledgerBatchChange], all those queued at once
 // (see writeLedgerBatches). An entry is sent only once its predecessor is
 // stored, so the ledger never sees a gap. An entry that fails for good is
-// counted and recorded in the timeline; the next ones still go.
+// counted and recorded in the timeline; the next ones still go. With
+// [ledgerOnDemandChange] the writer ends when the queue is empty, and
+// record starts the next one.
 func (w *incident) writeLedger(ctx workflow.Context) {
 	if w.ledgerBatch {
 		w.writeLedgerBatches(ctx)
 		return
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
-			return
-		}
+	for w.ledgerPending(ctx) {
 		e := w.ledgerQueue[0]
 		e.Seq = w.ledgerHead + 1
 		var res activities.LedgerAppendResult
@@ -582,10 +601,7 @@ func (w *incident) writeLedger(ctx workflow.Context) {
 // their slots counted anew (the ledger stores none after a refused one).
 func (w *incident) writeLedgerBatches(ctx workflow.Context) {
 	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
-			return
-		}
+	for w.ledgerPending(ctx) {
 		batch := slices.Clone(w.ledgerQueue[:min(len(w.ledgerQueue), activities.MaxLedgerBatch)])
 		for i := range batch {
 			batch[i].Seq = w.ledgerHead + 1 + int64(i)
@@ -611,6 +627,21 @@ func (w *incident) writeLedgerBatches(ctx workflow.Context) {
 		}
 		w.dropTaken()
 	}
+}
+
+// ledgerPending waits until an entry is queued and reports true, or
+// reports false when the writer should end: its context is cancelled, or,
+// with [ledgerOnDemandChange], the queue is empty (the writer is then
+// marked ended, so record starts another).
+func (w *incident) ledgerPending(ctx workflow.Context) bool {
+	if w.ledgerOnDemand {
+		if len(w.ledgerQueue) == 0 {
+			w.ledgerWriting = false
+			return false
+		}
+		return true
+	}
+	return workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }) == nil
 }
 
 // slotTaken takes the refusal of the queue's head because its slot holds

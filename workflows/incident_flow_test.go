@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -310,5 +311,44 @@ func TestLedgerBatchRefusedMidway(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("ledger\n%v\nwant (the run without refusals, less its phase entries)\n%v", got, want)
+	}
+}
+
+// TestWaitingIncidentKeepsFewCoroutines: an incident waiting for an
+// approval keeps no ledger writer coroutine (each coroutine is a goroutine
+// with its own stack, and a backlog holds thousands of waiting
+// incidents), and the writer started again for the entries after the
+// approval still writes the ledger 1..n in order.
+func TestWaitingIncidentKeepsFewCoroutines(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	var waiting []string
+	h.env.RegisterDelayedCallback(func() {
+		if got := stepStatus(h.status(), "stop"); got != StepWaitingApproval {
+			t.Errorf("step stop is %s, want it waiting for its approval", got)
+		}
+		// The test environment's coroutines are goroutines of this
+		// process (no test here runs in parallel).
+		buf := make([]byte, 1<<20)
+		trace := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(trace, "\n\n") {
+			if strings.Contains(g, "workflows.(*incident)") {
+				waiting = append(waiting, g)
+			}
+		}
+		if strings.Contains(trace, "(*incident).writeLedger") {
+			t.Errorf("a ledger writer waits with the incident:\n%s", trace)
+		}
+	}, 30*time.Second)
+	h.approve(time.Minute, "stop", lead)
+	res, st := h.run(input("wf-test"))
+	if res.State != StateResolved || res.LedgerFailures != 0 {
+		t.Fatalf("state = %s (%s), %d ledger failures", res.State, res.Reason, res.LedgerFailures)
+	}
+	if len(waiting) != 2 {
+		t.Errorf("%d coroutines while waiting, want 2 (the run and its signal loop):\n%s", len(waiting), strings.Join(waiting, "\n\n"))
+	}
+	h.fake.checkLedger(t, st.LedgerSeq)
+	if e := h.fake.ledgerKinds("incident_closed"); len(e) != 1 {
+		t.Errorf("incident_closed entries: %d, want 1", len(e))
 	}
 }
