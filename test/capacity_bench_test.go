@@ -242,7 +242,7 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 // accepted: the approved step's action (the ledger's appends are local
 // activities, markers in history, not activities). With it comes the
 // history's events from since on, as "+ms EventType" (where the time
-// went).
+// went), a failed workflow task with its cause and message.
 func effectAt(c client.Client, id, update string, since time.Time) (time.Time, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -256,7 +256,13 @@ func effectAt(c client.Client, id, update string, since time.Time) (time.Time, s
 			return time.Time{}, "", fmt.Errorf("history: %w", err)
 		}
 		if at := e.GetEventTime().AsTime(); !at.Before(since) {
-			trace = append(trace, fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")))
+			ev := fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_"))
+			if f := e.GetWorkflowTaskFailedEventAttributes(); f != nil {
+				// Why the worker failed the task (a cache miss on a
+				// speculative task for an Update, for one).
+				ev += fmt.Sprintf(" (%s: %.300s)", strings.TrimPrefix(f.GetCause().String(), "WORKFLOW_TASK_FAILED_CAUSE_"), f.GetFailure().GetMessage())
+			}
+			trace = append(trace, ev)
 		}
 		switch {
 		case e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName() == update:

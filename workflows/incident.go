@@ -97,9 +97,12 @@ type incident struct {
 	// ledgerBatch is true in runs with [ledgerBatchChange].
 	ledgerBatch bool
 	// ledgerOnDemand is true in runs with [ledgerOnDemandChange]; there,
-	// ledgerWriting is true while a writer coroutine runs.
+	// ledgerWriting is true while a writer coroutine runs, and ledgerCtx
+	// (the run's, disconnected) is the one writers start from, whichever
+	// coroutine (the run, a signal, an update handler) recorded the entry.
 	ledgerOnDemand bool
 	ledgerWriting  bool
+	ledgerCtx      workflow.Context
 	// notifying counts notifications in flight (see notify).
 	notifying int
 	// messages counts signals and updates handled in this run.
@@ -181,6 +184,8 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 	w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
 	// Only with ledgerBatch (every run that has this marker has that one).
 	w.ledgerOnDemand = w.ledgerBatch && workflow.GetVersion(ctx, ledgerOnDemandChange, workflow.DefaultVersion, 1) >= 1
+	// Before any handler is registered: a handler may record.
+	w.ledgerCtx = disconnected(ctx)
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -558,7 +563,7 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 	w.dropTaken()
 	if w.ledgerOnDemand && !w.ledgerWriting && len(w.ledgerQueue) > 0 {
 		w.ledgerWriting = true
-		workflow.Go(disconnected(ctx), w.writeLedger)
+		workflow.Go(w.ledgerCtx, w.writeLedger)
 	}
 }
 
