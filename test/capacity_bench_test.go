@@ -18,6 +18,8 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/internal/testenv"
@@ -127,9 +129,15 @@ func BenchmarkCapacity(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		// Every incident is waiting for its approval once the last one is.
-		last := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", i, n-1))
-		testplatform.WaitStep(b, p.Client, last, "gate", workflows.StepWaitingApproval, 30*time.Minute)
+		// Every incident, not only the last: on a loaded machine an
+		// earlier one's first workflow task may time out and run again
+		// after the last one waits (an approval sent to it then is
+		// refused: not started). One status query each; those waiting
+		// answer at once.
+		for j := range n {
+			id := workflows.IncidentWorkflowID(fmt.Sprintf("capacity:%d:%d", i, j))
+			testplatform.WaitStep(b, p.Client, id, "gate", workflows.StepWaitingApproval, 30*time.Minute)
+		}
 		opened := time.Since(start)
 		runtime.GC()
 		rss := rssBytes(b)
@@ -200,6 +208,7 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 	b.Helper()
 	effect, update = make([]time.Duration, len(ids)), make([]time.Duration, len(ids))
 	traces := make([]string, len(ids))
+	fc := temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{DataConverter: p.Host.DataConverter(), EncodeCommonAttributes: true})
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for i, id := range ids {
@@ -211,7 +220,7 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 				return
 			}
 			update[i] = time.Since(t0)
-			at, trace, err := effectAt(p.Client, id, workflows.ApproveUpdate, t0)
+			at, trace, err := effectAt(p.Client, fc, id, workflows.ApproveUpdate, t0)
 			if err != nil {
 				b.Errorf("%s: %v", id, err)
 				return
@@ -242,8 +251,9 @@ func approveSample(b *testing.B, p *testplatform.Platform, ids []string, gap tim
 // accepted: the approved step's action (the ledger's appends are local
 // activities, markers in history, not activities). With it comes the
 // history's events from since on, as "+ms EventType" (where the time
-// went).
-func effectAt(c client.Client, id, update string, since time.Time) (time.Time, string, error) {
+// went), a failed workflow task with its cause and its failure (decoded
+// by fc: the platform encrypts failure messages).
+func effectAt(c client.Client, fc converter.FailureConverter, id, update string, since time.Time) (time.Time, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	it := c.GetWorkflowHistory(ctx, id, "", true, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
@@ -256,7 +266,13 @@ func effectAt(c client.Client, id, update string, since time.Time) (time.Time, s
 			return time.Time{}, "", fmt.Errorf("history: %w", err)
 		}
 		if at := e.GetEventTime().AsTime(); !at.Before(since) {
-			trace = append(trace, fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_")))
+			ev := fmt.Sprintf("+%d %s", at.Sub(since).Milliseconds(), strings.TrimPrefix(e.GetEventType().String(), "EVENT_TYPE_"))
+			if f := e.GetWorkflowTaskFailedEventAttributes(); f != nil {
+				// Why the worker failed the task (a cache miss on a
+				// speculative task for an Update, for one).
+				ev += fmt.Sprintf(" (%s: %.300v)", strings.TrimPrefix(f.GetCause().String(), "WORKFLOW_TASK_FAILED_CAUSE_"), fc.FailureToError(f.GetFailure()))
+			}
+			trace = append(trace, ev)
 		}
 		switch {
 		case e.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName() == update:

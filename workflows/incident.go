@@ -96,6 +96,13 @@ type incident struct {
 	ledgerInFlight int
 	// ledgerBatch is true in runs with [ledgerBatchChange].
 	ledgerBatch bool
+	// ledgerOnDemand is true in runs with [oneMarkerChange]; there,
+	// ledgerWriting is true while a writer coroutine runs, and ledgerCtx
+	// (the run's, disconnected) is the one writers start from, whichever
+	// coroutine (the run, a signal, an update handler) recorded the entry.
+	ledgerOnDemand bool
+	ledgerWriting  bool
+	ledgerCtx      workflow.Context
 	// notifying counts notifications in flight (see notify).
 	notifying int
 	// messages counts signals and updates handled in this run.
@@ -141,12 +148,18 @@ const ledgerBatchChange = "ledger-batch"
 
 // oneMarkerChange is the version marker of the runs that record it alone
 // for the changes before it ([secondFactorChange], [containFirstChange],
-// [ledgerBatchChange]: all in force) and upsert only the search attributes
-// whose values differ from the run's (see upsert). An incident opening in
-// an alert storm recorded three markers, each with an upsert of
-// TemporalChangeVersion, and a fourth upsert of the values its start had
-// set already: each upsert is a visibility task, which costs the server
-// as much as the history write.
+// [ledgerBatchChange]: all in force) and that also:
+//   - upsert only the search attributes whose values differ from the
+//     run's (see upsert). An incident opening in an alert storm recorded
+//     three markers, each with an upsert of TemporalChangeVersion, and a
+//     fourth upsert of the values its start had set already: each upsert
+//     is a visibility task, which costs the server as much as the history
+//     write;
+//   - run the ledger writer only while entries are queued: record starts
+//     it, and it ends once the queue is empty, instead of one writer
+//     coroutine waiting for the life of the run. Every coroutine is a
+//     goroutine with its own stack (about 16 KB each once grown), so an
+//     incident that waits (for an approval, for days) keeps one fewer.
 const oneMarkerChange = "one-marker"
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.
@@ -181,12 +194,14 @@ func (w *incident) setup(ctx workflow.Context, in IncidentInput) error {
 		// One marker stands for every change before it: each GetVersion
 		// records a marker and upserts TemporalChangeVersion (a
 		// visibility write on the server) when a run opens.
-		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert = true, true, true, true
+		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
 	} else {
 		w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 		w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
 		w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1
 	}
+	// Before any handler is registered: a handler may record.
+	w.ledgerCtx = disconnected(ctx)
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func(StatusQueryInput) (IncidentStatus, error) {
 		return w.st, nil
 	}); err != nil {
@@ -216,7 +231,9 @@ func (w *incident) run(ctx workflow.Context) (IncidentResult, error) {
 		w.takeDecisionKeys(ctx, keys)
 	}
 	w.ledgerHead = w.st.LedgerSeq
-	workflow.Go(disconnected(ctx), w.writeLedger)
+	if !w.ledgerOnDemand {
+		workflow.Go(disconnected(ctx), w.writeLedger)
+	}
 	opening := w.pb == nil
 	if opening {
 		if err := w.resolve(ctx); err != nil {
@@ -578,6 +595,10 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 	w.timeline(t)
 	w.ledgerQueue = append(w.ledgerQueue, e)
 	w.dropTaken()
+	if w.ledgerOnDemand && !w.ledgerWriting && len(w.ledgerQueue) > 0 {
+		w.ledgerWriting = true
+		workflow.Go(w.ledgerCtx, w.writeLedger)
+	}
 }
 
 // writeLedger is the incident's one ledger writer, for the life of the
@@ -586,17 +607,16 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 // through the server); with [ledgerBatchChange], all those queued at once
 // (see writeLedgerBatches). An entry is sent only once its predecessor is
 // stored, so the ledger never sees a gap. An entry that fails for good is
-// counted and recorded in the timeline; the next ones still go.
+// counted and recorded in the timeline; the next ones still go. With
+// [oneMarkerChange] the writer ends when the queue is empty, and
+// record starts the next one.
 func (w *incident) writeLedger(ctx workflow.Context) {
 	if w.ledgerBatch {
 		w.writeLedgerBatches(ctx)
 		return
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
-			return
-		}
+	for w.ledgerPending(ctx) {
 		e := w.ledgerQueue[0]
 		e.Seq = w.ledgerHead + 1
 		var res activities.LedgerAppendResult
@@ -620,10 +640,7 @@ func (w *incident) writeLedger(ctx workflow.Context) {
 // their slots counted anew (the ledger stores none after a refused one).
 func (w *incident) writeLedgerBatches(ctx workflow.Context) {
 	lctx := workflow.WithLocalActivityOptions(ctx, activities.LedgerAppendLocalOptions())
-	for {
-		if err := workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }); err != nil {
-			return
-		}
+	for w.ledgerPending(ctx) {
 		batch := slices.Clone(w.ledgerQueue[:min(len(w.ledgerQueue), activities.MaxLedgerBatch)])
 		for i := range batch {
 			batch[i].Seq = w.ledgerHead + 1 + int64(i)
@@ -649,6 +666,21 @@ func (w *incident) writeLedgerBatches(ctx workflow.Context) {
 		}
 		w.dropTaken()
 	}
+}
+
+// ledgerPending waits until an entry is queued and reports true, or
+// reports false when the writer should end: its context is cancelled, or,
+// with [oneMarkerChange], the queue is empty (the writer is then
+// marked ended, so record starts another).
+func (w *incident) ledgerPending(ctx workflow.Context) bool {
+	if w.ledgerOnDemand {
+		if len(w.ledgerQueue) == 0 {
+			w.ledgerWriting = false
+			return false
+		}
+		return true
+	}
+	return workflow.Await(ctx, func() bool { return len(w.ledgerQueue) > 0 }) == nil
 }
 
 // slotTaken takes the refusal of the queue's head because its slot holds

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -311,4 +312,55 @@ func TestLedgerBatchRefusedMidway(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("ledger\n%v\nwant (the run without refusals, less its phase entries)\n%v", got, want)
 	}
+}
+
+// TestWaitingIncidentKeepsFewCoroutines: an incident waiting for an
+// approval keeps no ledger writer coroutine (each coroutine is a goroutine
+// with its own stack, and a backlog holds thousands of waiting
+// incidents), and the writer started again for the entries after the
+// approval still writes the ledger 1..n in order.
+func TestWaitingIncidentKeepsFewCoroutines(t *testing.T) {
+	h := newHarness(t, makePlaybook(pbOpts{}))
+	// Incidents left blocked by earlier tests do not count.
+	before := incidentGoroutines(nil)
+	var waiting map[string]string
+	h.env.RegisterDelayedCallback(func() {
+		if got := stepStatus(h.status(), "stop"); got != StepWaitingApproval {
+			t.Errorf("step stop is %s, want it waiting for its approval", got)
+		}
+		waiting = incidentGoroutines(before)
+	}, 30*time.Second)
+	h.approve(time.Minute, "stop", lead)
+	res, st := h.run(input("wf-test"))
+	if res.State != StateResolved || res.LedgerFailures != 0 {
+		t.Fatalf("state = %s (%s), %d ledger failures", res.State, res.Reason, res.LedgerFailures)
+	}
+	var stacks []string
+	writer := false
+	for _, g := range waiting {
+		stacks = append(stacks, g)
+		writer = writer || strings.Contains(g, "(*incident).writeLedger")
+	}
+	if writer || len(waiting) != 2 {
+		t.Errorf("%d coroutines while waiting, want 2 (the run and its signal loop; no ledger writer):\n%s", len(waiting), strings.Join(stacks, "\n\n"))
+	}
+	h.fake.checkLedger(t, st.LedgerSeq)
+	if e := h.fake.ledgerKinds("incident_closed"); len(e) != 1 {
+		t.Errorf("incident_closed entries: %d, want 1", len(e))
+	}
+}
+
+// incidentGoroutines returns the stacks of this process's goroutines that
+// run the incident interpreter's code (the test environment's coroutines
+// are goroutines), by goroutine header, leaving out those in except.
+func incidentGoroutines(except map[string]string) map[string]string {
+	buf := make([]byte, 4<<20)
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		id, _, _ := strings.Cut(g, " [")
+		if _, old := except[id]; !old && strings.Contains(g, "workflows.(*incident)") {
+			out[id] = g
+		}
+	}
+	return out
 }
