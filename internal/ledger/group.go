@@ -13,19 +13,17 @@ import (
 //
 // Both stores send their appends through a [groupCommitter]: appends that
 // arrive while commits are running queue up, and the next commit stores all
-// of them in one transaction, so they share one fsync. Up to the store's
-// inFlight batches commit at the same time; both stores use one. SQLite's
-// writers take turns on one write lock anyway. On PostgreSQL, concurrent
-// batches split the appenders that each wait for their own append (8
-// chains: 1.5 entries per commit), while one batch that first gathers the
-// appenders the last commit released (see gather) stores them together
-// (about 7 per commit). Every chain stays gap-free: an entry is
-// only sealed onto a predecessor that is committed already (read from the
-// store, or remembered after its commit) or is in the same all-or-nothing
-// transaction. An append whose predecessor (or whose own slot) is in flight
-// in another batch of this committer waits for that batch to finish and is
-// then taken again, so appends of one chain queued in order (see
-// [Ledger.AppendAsync]) commit in order, many per transaction; an append
+// of them in one transaction, so they share one fsync. One batch commits
+// at a time, on both stores. SQLite's writers take turns on one write lock
+// anyway. On PostgreSQL, four concurrent batches split the appenders that
+// each wait for their own append (8 chains: 1.5 entries per commit), while
+// one batch that first gathers the appenders the last commit released (see
+// gather) stores them together (about 7 per commit). Every chain stays
+// gap-free: an entry is only sealed onto a predecessor that is committed
+// already (read from the store, or remembered after its commit) or is in
+// the same all-or-nothing transaction. As batches commit one after the
+// other, appends of one chain queued in order (see [Ledger.AppendAsync])
+// commit in order, many per transaction; an append
 // whose predecessor is neither stored nor in flight fails with [ErrGap]. An
 // append returns after the transaction that holds its entry has committed.
 //
@@ -95,35 +93,24 @@ const (
 )
 
 // groupCommitter batches appends to a [batchStore]. While appends are
-// queued, up to inFlight goroutines drain the queue, and exit when it is
-// empty.
+// queued, one goroutine drains the queue, a batch at a time, and exits
+// when it is empty.
 type groupCommitter struct {
-	store    batchStore
-	inFlight int // batches committing at the same time, at least 1
+	store batchStore
 
 	mu       sync.Mutex
 	queue    []*pendingAppend
-	draining int                  // goroutines draining the queue
+	draining bool                 // a goroutine drains the queue
 	heads    map[string]chainHead // incident → newest entry known stored
-	inflight map[slot]*batchRun   // slot → the running batch that holds it
-	waiting  map[slot]*batchRun   // slot → the running batch its append waits for
 
-	lastBatch  int           // appends in the batch that finished last
-	lastCommit time.Duration // how long that batch took to commit
-	gathered   chan struct{} // while gather waits: closed when the queue holds lastBatch appends
+	gatherFor  int           // appends gather waits for: the last batch's plus those queued while it committed
+	lastCommit time.Duration // how long the last batch took to commit
+	gathered   chan struct{} // while gather waits: closed when the queue holds gatherFor appends
 }
 
-// batchRun is one batch being committed: the appends that wait for it to
-// finish before they are taken again.
-type batchRun struct {
-	waiters []*pendingAppend
-}
-
-// newGroupCommitter returns a group committer that commits up to inFlight
-// batches at the same time (at least one).
-func newGroupCommitter(store batchStore, inFlight int) *groupCommitter {
-	return &groupCommitter{store: store, inFlight: max(inFlight, 1), heads: make(map[string]chainHead),
-		inflight: make(map[slot]*batchRun), waiting: make(map[slot]*batchRun)}
+// newGroupCommitter returns a group committer of store.
+func newGroupCommitter(store batchStore) *groupCommitter {
+	return &groupCommitter{store: store, heads: make(map[string]chainHead)}
 }
 
 // insertAsync queues e (enqueue) and returns the function that waits for
@@ -150,14 +137,12 @@ func (g *groupCommitter) enqueue(ctx context.Context, e Entry) *pendingAppend {
 	}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
-	if g.gathered != nil && len(g.queue) >= g.lastBatch {
+	if g.gathered != nil && len(g.queue) >= g.gatherFor {
 		close(g.gathered)
 		g.gathered = nil
 	}
-	start := g.draining < g.inFlight
-	if start {
-		g.draining++
-	}
+	start := !g.draining
+	g.draining = true
 	g.mu.Unlock()
 	if start {
 		go g.drain()
@@ -182,31 +167,33 @@ func (g *groupCommitter) drain() {
 	for {
 		g.mu.Lock()
 		g.gather()
-		batch, run := g.take()
-		if batch == nil && len(g.queue) == 0 {
-			g.draining--
+		batch := g.take()
+		if batch == nil {
+			g.draining = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
 		start := time.Now()
-		if len(batch) > 0 {
-			g.commit(batch)
-		}
-		g.finished(batch, run, time.Since(start))
+		g.commit(batch)
+		took := time.Since(start)
+		g.mu.Lock()
+		g.gatherFor, g.lastCommit = len(batch)+len(g.queue), took
+		g.mu.Unlock()
 	}
 }
 
 // take removes up to maxBatch appends (and maxBatchBytes) from the front
-// of the queue and returns those to commit now, in (incident, seq) order, each marked in flight for run. An
-// append whose slot or predecessor is in flight in another batch, or waits
-// for one, is not taken: it waits for that batch, and so do the appends
-// that come after it in its chain. The caller holds g.mu.
-func (g *groupCommitter) take() ([]*pendingAppend, *batchRun) {
+// of the queue and returns them in (incident, seq) order, or nil when the
+// queue is empty. The caller holds g.mu.
+func (g *groupCommitter) take() []*pendingAppend {
 	n, size := 0, 0
 	for n < len(g.queue) && n < maxBatch && size < maxBatchBytes {
 		size += g.queue[n].e.size()
 		n++
+	}
+	if n == 0 {
+		return nil
 	}
 	batch := g.queue[:n:n]
 	if n == len(g.queue) {
@@ -214,54 +201,28 @@ func (g *groupCommitter) take() ([]*pendingAppend, *batchRun) {
 	} else {
 		g.queue = g.queue[n:]
 	}
-	if len(batch) == 0 {
-		return nil, nil
-	}
 	slices.SortStableFunc(batch, func(a, b *pendingAppend) int {
 		return cmp.Or(cmp.Compare(a.e.Incident, b.e.Incident), cmp.Compare(a.e.Seq, b.e.Seq))
 	})
-	run := &batchRun{}
-	taken := batch[:0]
-	for _, p := range batch {
-		s := slot{p.e.Incident, p.e.Seq}
-		prev := slot{s.incident, s.seq - 1}
-		other := g.inflight[s]
-		if other == nil || other == run {
-			other = g.inflight[prev]
-		}
-		if other == nil || other == run {
-			other = g.waiting[prev]
-		}
-		if other == nil {
-			other = g.waiting[s]
-		}
-		if other != nil && other != run {
-			other.waiters = append(other.waiters, p)
-			g.waiting[s] = other
-			continue
-		}
-		if _, ok := g.inflight[s]; !ok {
-			g.inflight[s] = run
-		}
-		taken = append(taken, p)
-	}
-	clear(batch[len(taken):])
-	return taken, run
+	return batch
 }
 
-// gather waits, before a batch is taken, until the queue holds as many
-// appends as the batch that finished last, or for a quarter of that batch's
-// commit time (at most maxGather), whichever comes first. Callers that
-// append one entry at a time (the clients8 shape: 8 chains, each waiting
-// for its append) were all released by the last commit and come back within
-// microseconds; without the wait the first of them would be committed alone
+// gather waits, before a batch is taken, until the queue holds gatherFor
+// appends (those of the batch that finished last, whose callers it
+// released, and those that queued while it committed), or for a quarter of
+// that batch's commit time (at most maxGather), whichever comes first.
+// Callers that append one entry at a time (the clients8 shape: 8 chains,
+// each waiting for its append) come back within microseconds of their
+// release; without the wait the first of them would be committed alone
 // (its own fsync) while the others queue behind it, and batches would stay
-// at one or two entries. With it they share one transaction and one fsync.
-// It does not wait when the queue is empty or already as long as the last
-// batch, so a lone chain (a batch of one) never waits. The caller holds
-// g.mu; gather releases it while it waits.
+// at one or two entries. Counting the appends that queued during the last
+// commit too keeps callers from settling into two groups that take turns
+// (4 and 4 of 8), which waiting for the last batch's count alone would
+// keep. It does not wait when the queue is empty or already that long, so
+// a lone chain (a batch of one) never waits. The caller holds g.mu; gather
+// releases it while it waits.
 func (g *groupCommitter) gather() {
-	if len(g.queue) == 0 || len(g.queue) >= g.lastBatch {
+	if len(g.queue) == 0 || len(g.queue) >= g.gatherFor {
 		return
 	}
 	wait := min(g.lastCommit/4, maxGather)
@@ -280,32 +241,6 @@ func (g *groupCommitter) gather() {
 	}
 	t.Stop()
 	g.mu.Lock()
-}
-
-// finished ends run: its slots are no longer in flight, and the appends
-// that waited for it go back to the front of the queue, in order.
-func (g *groupCommitter) finished(batch []*pendingAppend, run *batchRun, took time.Duration) {
-	if run == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.lastBatch, g.lastCommit = len(batch), took
-	for _, p := range batch {
-		s := slot{p.e.Incident, p.e.Seq}
-		if g.inflight[s] == run {
-			delete(g.inflight, s)
-		}
-	}
-	for _, p := range run.waiters {
-		s := slot{p.e.Incident, p.e.Seq}
-		if g.waiting[s] == run {
-			delete(g.waiting, s)
-		}
-	}
-	if len(run.waiters) > 0 {
-		g.queue = append(run.waiters, g.queue...)
-	}
 }
 
 // prevOf returns the hash entry (incident, seq-1) has according to the

@@ -27,14 +27,14 @@ func TestTakeBoundsBatches(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGroupCommitter(nil, 1)
+			g := newGroupCommitter(nil)
 			for i := range tc.queued {
 				e := Entry{Incident: fmt.Sprintf("inc-%d", i), Seq: 1, Record: []byte(tc.record)}
 				g.queue = append(g.queue, &pendingAppend{ctx: context.Background(), e: e, done: make(chan struct{})})
 			}
 			var got []int
 			for len(g.queue) > 0 {
-				batch, _ := g.take()
+				batch := g.take()
 				got = append(got, len(batch))
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -86,7 +86,7 @@ func TestGroupCommitGathersWaitingAppenders(t *testing.T) {
 		minBatch = 5.5
 	)
 	store := &slowStore{commitTime: 10 * time.Millisecond}
-	g := newGroupCommitter(store, 1)
+	g := newGroupCommitter(store)
 	var wg sync.WaitGroup
 	for c := range chains {
 		wg.Go(func() {

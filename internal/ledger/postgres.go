@@ -24,7 +24,7 @@ type PostgresStore struct {
 
 func newPostgresStore(pool *pgxpool.Pool, owned bool) *PostgresStore {
 	s := &PostgresStore{pool: pool, owned: owned}
-	s.group = newGroupCommitter(s, 1) // one batch at a time: see the group commit's doc
+	s.group = newGroupCommitter(s)
 	return s
 }
 

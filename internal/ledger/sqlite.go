@@ -110,7 +110,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("ledger: sqlite %s: migrate: %w", path, err)
 	}
 	s := &SQLiteStore{db: db}
-	s.group = newGroupCommitter(s, 1)
+	s.group = newGroupCommitter(s)
 	return s, nil
 }
 
