@@ -3,7 +3,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -113,7 +112,7 @@ func benchmarkList(b *testing.B, target testenv.Target, n int) {
 	b.ReportMetric(api.Seconds()/raw.Seconds(), "api/visibility")
 	b.ReportMetric(count.Seconds()*1000/per, "count-ms")
 	cpu := "not measured"
-	if server != "" {
+	if server != 0 {
 		b.ReportMetric(serverCPU.Seconds()*1000/per, "server-cpu-ms/list")
 		cpu = fmt.Sprintf("%.0f ms", serverCPU.Seconds()*1000/per)
 	}
@@ -121,19 +120,22 @@ func benchmarkList(b *testing.B, target testenv.Target, n int) {
 		n, target.Name(), api.Seconds()*1000/per, raw.Seconds()*1000/per, api.Seconds()/raw.Seconds(), cpu, count.Seconds()*1000/per)
 }
 
-// serverProcess returns the /proc folder of the Temporal server process
-// serving target ("" if none is found): on the dev server the process
-// whose command line is `temporal server start-dev … --port PORT`; on the
-// cluster the `temporal-server … start --service …` process this test
-// process started (its PostgreSQL is not counted).
-func serverProcess(target testenv.Target) string {
+// serverProcess returns the pid of the Temporal server process serving
+// target (0 if none is found): on the dev server the process whose command
+// line is `temporal server start-dev … --port PORT`; on the cluster the
+// `temporal-server … start --service …` process this test process started
+// (its PostgreSQL is not counted).
+func serverProcess(target testenv.Target) int {
 	_, port, err := net.SplitHostPort(target.Address())
 	if err != nil {
-		return ""
+		return 0
 	}
-	self := strconv.Itoa(os.Getpid())
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(d, "cmdline"))
 		if err != nil {
 			continue
@@ -142,52 +144,25 @@ func serverProcess(target testenv.Target) string {
 		switch target.Name() {
 		case "dev":
 			if i := slices.Index(args, "--port"); slices.Contains(args, "start-dev") && i >= 0 && i+1 < len(args) && args[i+1] == port {
-				return d
+				return pid
 			}
 		case "cluster":
-			if slices.Contains(args, "--service") && slices.Contains(args, "start") && parentPID(d) == self {
-				return d
+			if ppid, _, ok := testenv.ProcStat(pid); ok && ppid == os.Getpid() && slices.Contains(args, "--service") && slices.Contains(args, "start") {
+				return pid
 			}
 		}
 	}
-	return ""
+	return 0
 }
 
-// parentPID is the parent process id of the process of /proc folder dir
-// ("" if unreadable).
-func parentPID(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
-		return ""
-	}
-	// After the command name (in parentheses): state, then ppid.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 2 {
-		return ""
-	}
-	return f[1]
-}
-
-// processCPU is the user and system CPU time the process of /proc folder
-// dir has used so far (0 if dir is "" or unreadable).
-func processCPU(dir string) time.Duration {
-	if dir == "" {
+// processCPU is the user and system CPU time process pid has used so far
+// (0 if pid is 0 or its stat is unreadable).
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
 		return 0
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name (in parentheses, which may hold
-	// spaces): utime and stime are the 14th and 15th of the line, in
-	// clock ticks of 1/100 s on Linux.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	_, cpu, _ := testenv.ProcStat(pid)
+	return cpu
 }
 
 // openBacklog starts n incident workflows about asset on a fresh task

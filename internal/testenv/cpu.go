@@ -42,7 +42,7 @@ func CPUNow() CPUUse {
 		if err != nil {
 			continue
 		}
-		ppid, t, ok := procStat(pid)
+		ppid, t, ok := ProcStat(pid)
 		if !ok {
 			continue
 		}
@@ -61,9 +61,10 @@ func CPUNow() CPUUse {
 	return u
 }
 
-// procStat returns a process's parent and its user and system time from
-// /proc/PID/stat (clock ticks of 10 ms, USER_HZ on Linux).
-func procStat(pid int) (ppid int, cpu time.Duration, ok bool) {
+// ProcStat returns a process's parent and its user and system time from
+// /proc/PID/stat (clock ticks of 10 ms, USER_HZ on Linux); ok is false
+// when they cannot be read.
+func ProcStat(pid int) (ppid int, cpu time.Duration, ok bool) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return 0, 0, false
