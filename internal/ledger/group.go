@@ -178,7 +178,8 @@ func (g *groupCommitter) drain() {
 		g.commit(batch)
 		took := time.Since(start)
 		g.mu.Lock()
-		g.gatherFor, g.lastCommit = len(batch)+len(g.queue), took
+		// A full batch is all the next one can take: no wait beyond it.
+		g.gatherFor, g.lastCommit = min(len(batch)+len(g.queue), maxBatch), took
 		g.mu.Unlock()
 	}
 }
