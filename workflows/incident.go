@@ -601,8 +601,8 @@ func (w *incident) record(ctx workflow.Context, e activities.LedgerAppendInput, 
 	}
 }
 
-// writeLedger is the incident's one ledger writer, for the life of the
-// run: it appends the queued entries one after the other, in sequence
+// writeLedger is the incident's one ledger writer (for the life of the
+// run, or with [oneMarkerChange] while entries are queued): it appends the queued entries one after the other, in sequence
 // order, each as a local activity (a marker in history, no round trip
 // through the server); with [ledgerBatchChange], all those queued at once
 // (see writeLedgerBatches). An entry is sent only once its predecessor is
