@@ -95,7 +95,8 @@ func render(params map[string]string, d playbooks.Data) (map[string]string, erro
 // runStep runs one step: condition, parameters, approval, action,
 // compensation registration, ledger. Failures are handled by the step's
 // on_failure policy (turning into w.halt); it returns only errContinueAsNew.
-func (w *incident) runStep(ctx workflow.Context, phase string, s playbooks.Step) error {
+// s is the playbook's, read only.
+func (w *incident) runStep(ctx workflow.Context, phase string, s *playbooks.Step) error {
 	st := w.step(s.ID)
 	if st == nil || terminal(st.Status) {
 		return nil
@@ -107,61 +108,76 @@ func (w *incident) runStep(ctx workflow.Context, phase string, s playbooks.Step)
 	if w.halt != nil {
 		ctx = disconnected(ctx)
 	}
+	if !w.prepareStep(ctx, s, st) {
+		return nil
+	}
+	// A step whose target turns out to be a protected account becomes an
+	// approval for the protected role (execute returns true) and runs again
+	// once approved, with the override.
+	for {
+		if pol := approvalPolicy(*s, st); pol != nil && (st.Approval == nil || st.Approval.Outcome == "") {
+			protected := isProtectedApproval(*s, st.Approval)
+			ps := *s
+			ps.Approval = pol
+			if err := w.awaitApproval(ctx, &ps, st); err != nil {
+				return err
+			}
+			if !w.approved(ctx, s, st, protected) {
+				return nil
+			}
+		}
+		if !w.execute(ctx, *s, st) {
+			return nil
+		}
+	}
+}
+
+// prepareStep evaluates the step's condition and renders its parameters;
+// it reports false when the step does not run (skipped, or failed).
+func (w *incident) prepareStep(ctx workflow.Context, s *playbooks.Step, st *StepState) bool {
 	if s.When != "" && st.Status == StepPending {
 		// text/template is deterministic for the same text and data (maps
 		// are read by key, never ranged); workflowcheck cannot see that.
 		ok, err := playbooks.RenderBool(s.When, w.data()) //workflowcheck:ignore
 		if err != nil {
-			w.fail(ctx, s, st, fmt.Errorf("condition: %w", err))
-			return nil
+			w.fail(ctx, *s, st, fmt.Errorf("condition: %w", err))
+			return false
 		}
 		if !ok {
 			st.Status, st.FinishedAt, st.Summary = StepSkipped, workflow.Now(ctx).UTC(), "condition is false"
 			w.record(ctx, activities.LedgerAppendInput{Kind: "step", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
 				Outcome: StepSkipped, Status: activities.LedgerSkipped, Reason: "condition is false"}, TimelineEntry{What: "skipped " + s.ID})
-			return nil
+			return false
 		}
 	}
 	params, err := render(s.Params, w.data())
 	if err != nil {
-		w.fail(ctx, s, st, err)
-		return nil
+		w.fail(ctx, *s, st, err)
+		return false
 	}
 	st.Params = params
+	return true
+}
 
-	// A step whose target turns out to be a protected account becomes an
-	// approval for the protected role (execute returns true) and runs again
-	// once approved, with the override.
-	for {
-		pol := approvalPolicy(s, st)
-		if pol != nil && (st.Approval == nil || st.Approval.Outcome == "") {
-			protected := isProtectedApproval(s, st.Approval)
-			ps := s
-			ps.Approval = pol
-			if err := w.awaitApproval(ctx, ps, st); err != nil {
-				return err
-			}
-			switch st.Approval.Outcome {
-			case approvalApproved, approvalAutoApproved, approvalDrillApproved:
-			case approvalDenied:
-				if protected {
-					w.protectedDenied(ctx, s, st)
-				} else {
-					w.denied(ctx, s, st)
-				}
-				return nil
-			case approvalEscalatedFailed:
-				st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), "approval escalations exhausted"
-				w.setHalt(StateEscalatedFailed, fmt.Sprintf("step %s: no approval after %d escalations", s.ID, st.Approval.Escalations), Approver{})
-				return nil
-			default: // halted while waiting
-				return nil
-			}
+// approved handles the outcome of the step's approval wait: it reports
+// whether the step's action runs now (denials, exhausted escalations and
+// halts end the step).
+func (w *incident) approved(ctx workflow.Context, s *playbooks.Step, st *StepState, protected bool) bool {
+	switch st.Approval.Outcome {
+	case approvalApproved, approvalAutoApproved, approvalDrillApproved:
+		return true
+	case approvalDenied:
+		if protected {
+			w.protectedDenied(ctx, *s, st)
+		} else {
+			w.denied(ctx, *s, st)
 		}
-		if !w.execute(ctx, s, st) {
-			return nil
-		}
+	case approvalEscalatedFailed:
+		st.Status, st.FinishedAt, st.Error = StepFailed, workflow.Now(ctx).UTC(), "approval escalations exhausted"
+		w.setHalt(StateEscalatedFailed, fmt.Sprintf("step %s: no approval after %d escalations", s.ID, st.Approval.Escalations), Approver{})
+	default: // halted while waiting
 	}
+	return false
 }
 
 // execute runs the step's action and handles its outcome. It returns true
@@ -343,23 +359,9 @@ func (w *incident) compensate(ctx workflow.Context) {
 // awaitApproval waits until the step is approved, denied, escalated out,
 // or the incident halts. Every wait has a timer (the approval timeout). It
 // returns errContinueAsNew when the run should continue as new while waiting.
-func (w *incident) awaitApproval(ctx workflow.Context, s playbooks.Step, st *StepState) error {
-	a := s.Approval
-	if st.Approval == nil {
-		st.Approval = &ApprovalState{Roles: a.Roles, Quorum: a.Quorum, RequestedBy: w.st.OpenedBy,
-			Deadline: workflow.Now(ctx).UTC().Add(a.Timeout)}
-		st.Status = StepWaitingApproval
-		w.record(ctx, activities.LedgerAppendInput{Kind: "approval_requested", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
-			Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String()}},
-			TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d)", s.ID, strings.Join(a.Roles, "|"), a.Quorum)})
-		// Tell the approvers, without waiting for the delivery.
-		if w.drillApproves(s.ID) {
-			w.drillApprove(ctx, s, st)
-			return nil
-		}
-		msg := fmt.Sprintf("step %s (%s) needs %d approval(s) from %s before %s", s.ID, s.Action, a.Quorum,
-			strings.Join(a.Roles, " or "), st.Approval.Deadline.Format(time.RFC3339))
-		w.notify(ctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
+func (w *incident) awaitApproval(ctx workflow.Context, s *playbooks.Step, st *StepState) error {
+	if st.Approval == nil && w.requestApproval(ctx, s, st) {
+		return nil
 	}
 	for st.Approval.Outcome == "" {
 		if w.halt != nil {
@@ -384,6 +386,27 @@ func (w *incident) awaitApproval(ctx workflow.Context, s playbooks.Step, st *Ste
 	return nil
 }
 
+// requestApproval opens the step's approval: it records the request and
+// tells the approvers, without waiting for the delivery. It reports true
+// when the drill that started the incident approved the step at once.
+func (w *incident) requestApproval(ctx workflow.Context, s *playbooks.Step, st *StepState) bool {
+	a := s.Approval
+	st.Approval = &ApprovalState{Roles: a.Roles, Quorum: a.Quorum, RequestedBy: w.st.OpenedBy,
+		Deadline: workflow.Now(ctx).UTC().Add(a.Timeout)}
+	st.Status = StepWaitingApproval
+	w.record(ctx, activities.LedgerAppendInput{Kind: "approval_requested", Actor: actorWorkflow, StepID: s.ID, Action: s.Action,
+		Detail: map[string]string{"roles": strings.Join(a.Roles, ","), "quorum": fmt.Sprint(a.Quorum), "timeout": a.Timeout.String()}},
+		TimelineEntry{What: fmt.Sprintf("approval requested for %s (%s, quorum %d)", s.ID, strings.Join(a.Roles, "|"), a.Quorum)})
+	if w.drillApproves(s.ID) {
+		w.drillApprove(ctx, *s, st)
+		return true
+	}
+	msg := fmt.Sprintf("step %s (%s) needs %d approval(s) from %s before %s", s.ID, s.Action, a.Quorum,
+		strings.Join(a.Roles, " or "), st.Approval.Deadline.Format(time.RFC3339))
+	w.notify(ctx, "approval-"+s.ID, "approval_needed", strings.Join(a.Roles, ","), msg)
+	return false
+}
+
 // drillApproves reports whether the drill that started this incident
 // approves step id itself ([IncidentInput.AutoApprove]; drills only).
 func (w *incident) drillApproves(id string) bool {
@@ -402,7 +425,7 @@ func (w *incident) drillApprove(ctx workflow.Context, s playbooks.Step, st *Step
 }
 
 // approvalTimedOut applies the step's on_timeout policy.
-func (w *incident) approvalTimedOut(ctx workflow.Context, s playbooks.Step, st *StepState) {
+func (w *incident) approvalTimedOut(ctx workflow.Context, s *playbooks.Step, st *StepState) {
 	a, now := s.Approval, workflow.Now(ctx).UTC()
 	switch {
 	case a.OnTimeout == playbooks.TimeoutAutoApprove && w.drill() && (a.DrillOnly || w.pb.Drill):
