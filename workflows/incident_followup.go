@@ -80,7 +80,11 @@ func (w *incident) inherit() error {
 			phases[i].Entries = append([]playbooks.Entry{entry}, phases[i].Entries...)
 		}
 	}
-	w.pb.Phases = phases
+	// A copy: the resolved playbook is shared with the worker's other
+	// incidents (see sharedPlaybook).
+	pb := *w.pb
+	pb.Phases = phases
+	w.pb = &pb
 	return nil
 }
 

@@ -57,7 +57,7 @@ func (w *incident) takeDecisionKeys(ctx workflow.Context, f workflow.Future) {
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "decision keys could not be loaded: decisions are refused", Reason: err.Error()})
 		return
 	}
-	w.decKeys = &res.Keys
+	w.decKeys = sharedKeys.get("", &res.Keys)
 	ids := make([]string, 0, len(res.Keys.Keys))
 	for _, k := range res.Keys.Keys {
 		ids = append(ids, k.ID)
