@@ -694,3 +694,31 @@ func TestComposeEvidenceStore(t *testing.T) {
 		t.Error("compose-secrets.sh writes empty MinIO secrets")
 	}
 }
+
+// TestComposeWorkerMemoryLimit: the worker holds every waiting incident's
+// workflow state in its cache, and the Go runtime does not read the
+// container's memory limit. Its GOMEMLIMIT must be under the container's
+// limit (the collector works harder as it nears it, instead of the
+// container being killed) and not far under it (memory the worker may not
+// use).
+func TestComposeWorkerMemoryLimit(t *testing.T) {
+	c := loadCompose(t)
+	s := c.service(t, "worker")
+	if s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
+		t.Fatal("worker: no memory limit in deploy.resources.limits")
+	}
+	container := int64(s.Deploy.Resources.Limits.MemoryBytes)
+	v := envOf(s, "GOMEMLIMIT")
+	m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB)?$`).FindStringSubmatch(v)
+	if m == nil {
+		t.Fatalf("worker: GOMEMLIMIT=%q: want a size as the Go runtime reads it (such as 900MiB)", v)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n <<= map[string]int{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
+	if n >= container || n < container*3/4 {
+		t.Errorf("worker: GOMEMLIMIT=%s (%d MiB) against a container limit of %d MiB: want between 75%% and 100%% of it", v, n>>20, container>>20)
+	}
+}
