@@ -5,9 +5,11 @@ package test
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -71,7 +73,8 @@ func rssBytes(tb testing.TB) int64 {
 //
 // IRU_CAPACITY_HEAP_PROFILE names a file for a heap profile taken with
 // every incident waiting (what the waiting incidents hold:
-// go tool pprof -sample_index inuse_space).
+// go tool pprof -sample_index inuse_space), and the goroutines then
+// (grouped by stack, counted) beside it, in that name with ".goroutines".
 //
 // IRU_CAPACITY_CACHE sets the worker's sticky workflow cache (the SDK's
 // default: 10,000 workflows): below N, the waiting incidents it evicts cost
@@ -145,8 +148,22 @@ func BenchmarkCapacity(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		goroutines := runtime.NumGoroutine()
 		if path := os.Getenv("IRU_CAPACITY_HEAP_PROFILE"); path != "" {
-			writeHeapProfile(b, path)
+			writeProfile(b, "heap", path, 0)
+			writeProfile(b, "goroutine", path+".goroutines", 1)
 		}
+		// Settled: as a worker whose incidents have waited through a few
+		// collections (the runtime forces one every two minutes at the
+		// latest). Each collection halves the stacks of parked goroutines
+		// that use less than a quarter of theirs, and the scavenger
+		// returns the freed pages to the system in its own time;
+		// FreeOSMemory returns them now.
+		for range 4 {
+			runtime.GC()
+		}
+		debug.FreeOSMemory()
+		settled := rssBytes(b)
+		var sms runtime.MemStats
+		runtime.ReadMemStats(&sms)
 
 		paced, pacedUpdate := approveSample(b, p, sample(i, n, k, 0), time.Second/time.Duration(rate))
 		burst, burstUpdate := approveSample(b, p, sample(i, n, k, 1), 0)
@@ -157,6 +174,9 @@ func BenchmarkCapacity(b *testing.B) {
 		b.ReportMetric(float64(ms.StackInuse)/1e6, "stack-MB")
 		b.ReportMetric(opened.Seconds(), "open-s")
 		b.ReportMetric(float64(rss-idle)/float64(n)/1e3, "rss-KB/incident")
+		b.ReportMetric(float64(settled)/1e6, "settled-rss-MB")
+		b.ReportMetric(float64(sms.StackInuse)/1e6, "settled-stack-MB")
+		b.ReportMetric(float64(sms.HeapInuse)/1e6, "settled-heap-MB")
 		b.ReportMetric(ms2(pct(paced, 50)), "approve-p50-ms")
 		b.ReportMetric(ms2(pct(paced, 99)), "approve-p99-ms")
 		b.ReportMetric(ms2(pct(pacedUpdate, 99)), "update-p99-ms")
@@ -164,6 +184,12 @@ func BenchmarkCapacity(b *testing.B) {
 		b.ReportMetric(ms2(pct(burst, 99)), "burst-p99-ms")
 		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, goroutine stacks %.0f MB (%d goroutines), opened in %s",
 			n, float64(rss)/1e6, float64(idle)/1e6, float64(ms.HeapInuse)/1e6, float64(ms.StackInuse)/1e6, goroutines, opened.Round(time.Millisecond))
+		limit := "none"
+		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+			limit = fmt.Sprintf("%d MiB", l>>20)
+		}
+		b.Logf("settled (5 collections, memory returned): RSS %.0f MB, heap %.0f MB (live objects %.0f MB), goroutine stacks %.0f MB; memory limit (GOMEMLIMIT) %s, GC cycles %d",
+			float64(settled)/1e6, float64(sms.HeapInuse)/1e6, float64(sms.HeapAlloc)/1e6, float64(sms.StackInuse)/1e6, limit, sms.NumGC)
 		b.Logf("approval to effect, %d paced at %d/s: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, rate, pct(paced, 50), pct(paced, 99), paced[len(paced)-1], pct(pacedUpdate, 50), pct(pacedUpdate, 99))
 		b.Logf("approval to effect, %d at once: p50 %s, p99 %s, max %s (Update call p50 %s, p99 %s)", k, pct(burst, 50), pct(burst, 99), burst[len(burst)-1], pct(burstUpdate, 50), pct(burstUpdate, 99))
 	}
@@ -294,14 +320,15 @@ func pct(d []time.Duration, q int) time.Duration {
 // ms2 is d in milliseconds.
 func ms2(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// writeHeapProfile writes the heap profile (after a GC) to path.
-func writeHeapProfile(tb testing.TB, path string) {
+// writeProfile writes the named profile to path (debug as
+// [pprof.Profile.WriteTo] takes it).
+func writeProfile(tb testing.TB, name, path string, debug int) {
 	f, err := os.Create(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
 		tb.Fatal(err)
 	}
 }
