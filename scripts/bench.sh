@@ -77,7 +77,15 @@ for g in "${groups[@]}"; do
     go test -tags integration -run '^$' $args -count "$n"
   } > "$out/$name.txt.new"
   mv "$out/$name.txt.new" "$out/$name.txt"
-  .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv"
+  .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv" 2> "$out/$name.err"
+  # benchstat skips a result line that something else printed into (a log
+  # line between a benchmark's name and its figures) with only a warning:
+  # the run would be lost from the table without a word.
+  if grep -F "$out/$name.txt:" "$out/$name.err" >&2; then
+    echo "bench: $name: malformed result lines in $out/$name.txt (above); the table is not rewritten" >&2
+    exit 1
+  fi
+  cat "$out/$name.err" >&2
 done
 for f in "$out"/*.txt; do .tools/bin/benchstat "$f"; done > "$out/benchstat.txt" 2>&1
 go run ./scripts/benchtable -dir "$out" -doc docs/PERFORMANCE.md

@@ -9,6 +9,7 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,8 +33,23 @@ var (
 )
 
 // Main runs the tests of a package and stops the shared dev server after.
+// When benchmarks run, the platform's logs go to a file (see logToFile),
+// whose name is printed after the results.
 func Main(m *testing.M) {
+	flag.Parse()
+	var benchLog *os.File
+	if benchmarking() {
+		var err error
+		if benchLog, err = logToFile(os.TempDir()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
 	code := m.Run()
+	if benchLog != nil {
+		_ = benchLog.Close()
+		fmt.Fprintf(os.Stderr, "platform log: %s\n", benchLog.Name())
+	}
 	stopCluster(code != 0)
 	if server != nil {
 		_ = server.Stop()
