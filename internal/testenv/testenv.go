@@ -48,7 +48,11 @@ func Main(m *testing.M) {
 	code := m.Run()
 	if benchLog != nil {
 		_ = benchLog.Close()
-		fmt.Fprintf(os.Stderr, "platform log: %s\n", benchLog.Name())
+		if fi, err := os.Stat(benchLog.Name()); err == nil && fi.Size() == 0 {
+			_ = os.Remove(benchLog.Name())
+		} else {
+			fmt.Fprintf(os.Stderr, "platform log: %s\n", benchLog.Name())
+		}
 	}
 	stopCluster(code != 0)
 	if server != nil {

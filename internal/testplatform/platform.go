@@ -12,6 +12,7 @@ package testplatform
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
@@ -113,6 +115,11 @@ func New(t testing.TB, opts Options) *Platform {
 	}
 	t.Cleanup(host.Close)
 	copts := client.Options{DataConverter: host.DataConverter(),
+		// Through slog, not the SDK's default logger (every line at debug
+		// level, on stdout): a benchmark sends slog to a file (see
+		// testenv.Main), since a line printed between a benchmark's name
+		// and its figures breaks its result line.
+		Logger: log.NewStructuredLogger(slog.Default()),
 		// The worker built on this client records refused decision Updates.
 		Interceptors: []interceptor.ClientInterceptor{host.Audit()},
 		// As every client the platform creates (internal/temporalclient).
@@ -141,10 +148,16 @@ var (
 	Carol = workflows.Approver{Subject: "keycloak:iru/carol", Username: "carol", Roles: []string{"ir-admin", "ir-lead", "security-officer"}, SourceIP: "127.0.0.1"}
 )
 
+// statusTimeout bounds one status query: a query the server never
+// answered held a capacity benchmark for 30 minutes (WaitStep asks again).
+const statusTimeout = 30 * time.Second
+
 // Status queries an incident's status.
 func Status(c client.Client, wfID string) (workflows.IncidentStatus, error) {
 	var st workflows.IncidentStatus
-	v, err := c.QueryWorkflow(context.Background(), wfID, "", workflows.StatusQuery)
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, wfID, "", workflows.StatusQuery)
 	if err != nil {
 		return st, err
 	}
