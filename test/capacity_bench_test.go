@@ -5,6 +5,7 @@ package test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -71,6 +72,9 @@ func rssBytes(tb testing.TB) int64 {
 // afterwards: nothing polls the incidents while the approvals run.
 // update-p99-ms is the Update call alone (until its result came back).
 //
+// IRU_CAPACITY_WAIT_S bounds the wait for each incident to reach its
+// approval, in seconds (default 1800).
+//
 // IRU_CAPACITY_POLLERS sets the worker's workflow and activity task
 // pollers (the SDK's default: 2 each).
 //
@@ -88,6 +92,7 @@ func BenchmarkCapacity(b *testing.B) {
 	n := envInt(b, "IRU_CAPACITY_N", 1000)
 	k := envInt(b, "IRU_CAPACITY_APPROVALS", 100)
 	rate := envInt(b, "IRU_CAPACITY_RATE", 2)
+	wait := time.Duration(envInt(b, "IRU_CAPACITY_WAIT_S", 1800)) * time.Second
 	if n < 2*k {
 		b.Fatalf("IRU_CAPACITY_N=%d: want at least twice IRU_CAPACITY_APPROVALS (%d)", n, k)
 	}
@@ -149,7 +154,7 @@ func BenchmarkCapacity(b *testing.B) {
 		// answer at once.
 		for j := range n {
 			id := workflows.IncidentWorkflowID(capacityKey(p.TaskQueue, i, j))
-			testplatform.WaitStep(b, p.Client, id, "gate", workflows.StepWaitingApproval, 30*time.Minute)
+			testplatform.WaitStep(b, p.Client, id, "gate", workflows.StepWaitingApproval, wait)
 		}
 		opened := time.Since(start)
 		runtime.GC()
@@ -217,6 +222,33 @@ func envInt(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// TestCapacityBenchmarkTwice runs [BenchmarkCapacity] twice in this
+// process at a tiny size (4 incidents, 2 approvals per sample), as -count
+// does: the second call must open and approve its own incidents. Each wait
+// is bounded to a minute, so a call that waits on incidents nobody serves
+// fails instead of stalling.
+func TestCapacityBenchmarkTwice(t *testing.T) {
+	t.Setenv("IRU_CAPACITY_N", "4")
+	t.Setenv("IRU_CAPACITY_APPROVALS", "2")
+	t.Setenv("IRU_CAPACITY_WAIT_S", "60")
+	// One round per call, as make bench runs it (-benchtime 1x).
+	bt := flag.Lookup("test.benchtime")
+	prev := bt.Value.String()
+	if err := bt.Value.Set("1x"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bt.Value.Set(prev) })
+	for call := range 2 {
+		r := testing.Benchmark(BenchmarkCapacity)
+		if r.N != 1 {
+			t.Fatalf("call %d of BenchmarkCapacity failed (N = %d)", call+1, r.N)
+		}
+		if got := r.Extra["waiting"]; got != 4 {
+			t.Errorf("call %d: waiting = %v, want 4", call+1, got)
+		}
+	}
 }
 
 // capacityKey is the correlation key of incident j of a round. run is the
