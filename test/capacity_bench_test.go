@@ -4,7 +4,6 @@ package test
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -17,12 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -239,7 +236,11 @@ func TestCapacityBenchmarkTwice(t *testing.T) {
 	if err := bt.Value.Set("1x"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = bt.Value.Set(prev) })
+	t.Cleanup(func() {
+		if err := bt.Value.Set(prev); err != nil {
+			t.Errorf("restore -test.benchtime %q: %v", prev, err)
+		}
+	})
 	for call := range 2 {
 		r := testing.Benchmark(BenchmarkCapacity)
 		if r.N != 1 {
@@ -264,30 +265,18 @@ func capacityKey(run string, round, j int) string {
 }
 
 // endIncidents terminates the incidents of rounds [0, rounds) that still
-// run, 32 at a time, so the next call of the benchmark starts on a server
-// that holds none of this one's (an incident already closed is not an
-// error).
+// run, so the next call of the benchmark starts on a server that holds
+// none of this one's.
 func endIncidents(tb testing.TB, c client.Client, run string, rounds, n int) {
 	tb.Helper()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	var failed atomic.Int64
+	ids := make([]string, 0, rounds*n)
 	for i := range rounds {
 		for j := range n {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				err := c.TerminateWorkflow(context.Background(), workflows.IncidentWorkflowID(capacityKey(run, i, j)), "", "capacity benchmark done")
-				var nf *serviceerror.NotFound
-				if err != nil && !errors.As(err, &nf) {
-					failed.Add(1)
-				}
-			})
+			ids = append(ids, workflows.IncidentWorkflowID(capacityKey(run, i, j)))
 		}
 	}
-	wg.Wait()
-	if f := failed.Load(); f > 0 {
-		tb.Errorf("terminate: %d incidents not ended", f)
+	if err := testenv.Terminate(c, "capacity benchmark done", ids); err != nil {
+		tb.Errorf("incidents not ended: %v", err)
 	}
 }
 

@@ -149,7 +149,8 @@ var (
 )
 
 // statusTimeout bounds one status query: a query the server never
-// answered held a capacity benchmark for 30 minutes (WaitStep asks again).
+// answered (the incident's task queue had no worker) held a capacity
+// benchmark for 30 minutes (WaitStep asks again).
 const statusTimeout = 30 * time.Second
 
 // Status queries an incident's status.

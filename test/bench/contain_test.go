@@ -578,11 +578,12 @@ func (r *rig) writeHistory(tb testing.TB, path string, i int, posted time.Time) 
 // approval of the shutdown) so the worker stops idle.
 func (r *rig) terminateAll(tb testing.TB, n int) {
 	tb.Helper()
-	for i := range n {
-		err := r.Client.TerminateWorkflow(context.Background(), workflowID(i), "", "benchmark done")
-		if err != nil {
-			tb.Logf("terminate %s: %v", workflowID(i), err)
-		}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = workflowID(i)
+	}
+	if err := testenv.Terminate(r.Client, "benchmark done", ids); err != nil {
+		tb.Log(err)
 	}
 }
 

@@ -249,10 +249,8 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	res.E2EDur = time.Since(start)
 	res.CPU = testenv.CPUNow().Sub(cpu0)
 	res.Incidents = r.countIncidents(tb, p.Assets, p.Timeout)
-	for _, id := range ids {
-		if err := r.Client.TerminateWorkflow(context.Background(), id, "", "benchmark done"); err != nil {
-			tb.Logf("terminate %s: %v", id, err)
-		}
+	if err := testenv.Terminate(r.Client, "benchmark done", ids); err != nil {
+		tb.Log(err)
 	}
 	return res
 }
