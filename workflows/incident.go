@@ -133,6 +133,10 @@ type incident struct {
 	// sparseUpsert is true in runs with [oneMarkerChange]: upsert leaves
 	// out the search attributes that hold their values already.
 	sparseUpsert bool
+	// relatedLocal is true in runs with [relatedLocalChange]: the lookup
+	// of the related incidents is a local activity first (see
+	// findRelated).
+	relatedLocal bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -166,6 +170,17 @@ const ledgerBatchChange = "ledger-batch"
 //     incident that waits (for an approval, for days) keeps one fewer.
 const oneMarkerChange = "one-marker"
 
+// relatedLocalChange is the version marker of the runs that record it
+// alone for every change before it ([oneMarkerChange] and those it
+// stands for, all in force) and that look up the related incidents as a
+// local activity, beside the ledger's append of the opening entries,
+// instead of as an activity. The activity cost the server about a fifth
+// of an incident's opening (its task through matching, its start and
+// completion, each a history write); the local activity is a marker in
+// the opening workflow task. See [relatedLocalOptions] for how long it
+// may hold that task.
+const relatedLocalChange = "related-local"
+
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
 
@@ -197,12 +212,18 @@ func (w *incident) setup(ctx workflow.Context, in *IncidentInput) error {
 			State: StateOpen, OpenedAt: workflow.GetInfo(ctx).WorkflowStartTime.UTC(),
 		}
 	}
-	if workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1 {
-		// One marker stands for every change before it: each GetVersion
-		// records a marker and upserts TemporalChangeVersion (a
-		// visibility write on the server) when a run opens.
+	// One marker stands for every change before it: each GetVersion
+	// records a marker and upserts TemporalChangeVersion (a visibility
+	// write on the server) when a run opens. Older runs find their own
+	// markers: GetVersion of a change they did not record is
+	// DefaultVersion in replay.
+	switch {
+	case workflow.GetVersion(ctx, relatedLocalChange, workflow.DefaultVersion, 1) >= 1:
 		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
-	} else {
+		w.relatedLocal = true
+	case workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1:
+		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
+	default:
 		w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 		w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
 		w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1

@@ -36,6 +36,40 @@ var relatedOptions = workflow.ActivityOptions{
 	},
 }
 
+// relatedLocalOptions bound the lookup as a local activity (runs with
+// [relatedLocalChange]). It runs in the workflow task that opens the
+// incident, whose commands, the first steps among them, wait for its local
+// activities: beside the ledger's append of the opening entries, a lookup
+// that takes no longer than the append holds nothing. One attempt of at
+// most a second; a lookup that takes longer or fails runs again as an
+// activity ([relatedOptions]), beside the steps.
+var relatedLocalOptions = workflow.LocalActivityOptions{
+	ScheduleToCloseTimeout: time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+}
+
+// findRelated looks up the open incidents on in.Asset: in runs with
+// relatedLocal as a local activity first, then (or in older runs only) as
+// an activity.
+func (w *incident) findRelated(ctx workflow.Context, in related.FindInput) (related.FindResult, error) {
+	var res related.FindResult
+	if w.relatedLocal {
+		lctx := workflow.WithLocalActivityOptions(ctx, relatedLocalOptions)
+		err := workflow.ExecuteLocalActivity(lctx, related.FindActivity, in).Get(ctx, &res)
+		if err == nil || RejectionType(err) == activities.ErrTypeBadParams {
+			return res, err
+		}
+		w.logger.Warn("related incidents: the local lookup failed; looking up as an activity", "error", err)
+		res = related.FindResult{}
+	}
+	opts := relatedOptions
+	// Beside the first steps, the lookup leaves the worker's eager slots
+	// of the workflow task (three) to them.
+	opts.DisableEagerExecution = w.containFirst
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), related.FindActivity, in).Get(ctx, &res)
+	return res, err
+}
+
 // RelatedIncident is another incident on the same asset, linked to this
 // one both ways: an alert of another playbook for an asset that has an
 // open incident opens its own incident, and the two know each other.
@@ -66,7 +100,9 @@ type LinkSignalInput struct {
 }
 
 // startLinkRelated links the related incidents: in runs with
-// containFirst in a coroutine of its own, beside the first phase's steps;
+// containFirst in a coroutine of its own, beside the first phase's steps
+// (with relatedLocal the opening workflow task waits for the local lookup,
+// as for the ledger's append, at most [relatedLocalOptions]' second);
 // before them in older runs. A run does not wait for it to close or
 // continue as new: a lookup still running then (its activity lost with a
 // worker and waiting out its timeout) is dropped, and the other incident
@@ -91,13 +127,8 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 		return
 	}
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
-	opts := relatedOptions
-	// Beside the first steps, the lookup leaves the worker's eager slots
-	// of the workflow task (three) to them.
-	opts.DisableEagerExecution = w.containFirst
-	actx := workflow.WithActivityOptions(ctx, opts)
-	var res related.FindResult
-	if err := workflow.ExecuteActivity(actx, related.FindActivity, related.FindInput{Asset: w.st.Asset, Self: self}).Get(ctx, &res); err != nil {
+	res, err := w.findRelated(ctx, related.FindInput{Asset: w.st.Asset, Self: self})
+	if err != nil {
 		w.logger.Warn("related incidents not looked up", "error", err)
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "open incidents on the same asset could not be looked up", Reason: rejectionText(err)})
 		return

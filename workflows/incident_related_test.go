@@ -10,6 +10,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/activities/related"
@@ -66,7 +71,12 @@ func TestRelatedIncidentFound(t *testing.T) {
 // TestRelatedLookupBesideTheFirstSteps: the lookup of the related
 // incidents (a visibility query, a convenience) does not hold up the
 // response: the first detection step starts while the lookup still runs,
-// and the link the lookup then finds is recorded all the same.
+// and the link the lookup then finds is recorded all the same. (The test
+// environment starts activities as they are scheduled; on a server the
+// local lookup holds the opening workflow task, and with it the first
+// steps, at most relatedLocalOptions' second; a local lookup that fails
+// or takes longer runs again as an activity, as
+// TestRelatedLocalLookupFailsActivityRetries shows.)
 func TestRelatedLookupBesideTheFirstSteps(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
 	started := make(chan struct{})
@@ -162,4 +172,106 @@ func TestRelatedNotLookedUpForDrills(t *testing.T) {
 	in := input("wf-test")
 	in.Drill = true
 	h.run(in)
+}
+
+// lookups counts how the related incidents were looked up: as local
+// activities and as activities.
+func (h *harness) lookups() (local, remote *atomic.Int32) {
+	local, remote = new(atomic.Int32), new(atomic.Int32)
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		if info.ActivityType.Name == related.FindActivity {
+			local.Add(1)
+		}
+	})
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == related.FindActivity {
+			remote.Add(1)
+		}
+	})
+	return local, remote
+}
+
+// TestRelatedLookupIsLocal: a new run looks up the related incidents as a
+// local activity (a marker in its opening workflow task), not as an
+// activity, and links what it finds; a run that recorded the one-marker
+// change before it keeps looking up as an activity.
+func TestRelatedLookupIsLocal(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		oneMarkerRun            bool
+		wantLocal, wantActivity int32
+	}{
+		{name: "new run", wantLocal: 1},
+		{name: "one-marker run", oneMarkerRun: true, wantActivity: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, makePlaybook(pbOpts{}))
+			if tc.oneMarkerRun {
+				h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+			}
+			local, remote := h.lookups()
+			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{Incidents: []related.Incident{
+				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
+			}}, nil)
+			h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
+			h.approve(time.Minute, "stop", lead)
+			_, st := h.run(input("wf-test"))
+			if local.Load() != tc.wantLocal || remote.Load() != tc.wantActivity {
+				t.Errorf("looked up %d times locally and %d times as an activity, want %d and %d", local.Load(), remote.Load(), tc.wantLocal, tc.wantActivity)
+			}
+			if len(st.Related) != 1 || st.Related[0].How != RelatedFound {
+				t.Errorf("related %+v, want the link the lookup found", st.Related)
+			}
+		})
+	}
+}
+
+// TestRelatedLocalLookupFailsActivityRetries: when the local lookup fails
+// (a visibility store slower than its second, or down), the lookup runs
+// again as an activity, and the link it finds is recorded; a lookup
+// refused for its parameters (an asset the query cannot hold) is not
+// tried again.
+func TestRelatedLocalLookupFailsActivityRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		firstErr     error
+		wantActivity int32
+		wantLinks    int
+	}{
+		{name: "timeout", firstErr: temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil), wantActivity: 1, wantLinks: 1},
+		{name: "bad params", firstErr: temporal.NewNonRetryableApplicationError("asset with a quote", activities.ErrTypeBadParams, nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, makePlaybook(pbOpts{}))
+			local, remote := h.lookups()
+			var calls atomic.Int32
+			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+				func(context.Context, related.FindInput) (related.FindResult, error) {
+					if calls.Add(1) == 1 {
+						return related.FindResult{}, tc.firstErr
+					}
+					return related.FindResult{Incidents: []related.Incident{
+						{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
+					}}, nil
+				})
+			h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
+			h.approve(time.Minute, "stop", lead)
+			res, st := h.run(input("wf-test"))
+			if res.State != StateResolved {
+				t.Fatalf("state %s (%s), want resolved", res.State, res.Reason)
+			}
+			if local.Load() != 1 || remote.Load() != tc.wantActivity {
+				t.Errorf("looked up %d times locally and %d times as an activity, want 1 and %d", local.Load(), remote.Load(), tc.wantActivity)
+			}
+			if len(st.Related) != tc.wantLinks {
+				t.Errorf("related %+v, want %d link(s)", st.Related, tc.wantLinks)
+			}
+			failed := slices.ContainsFunc(st.Timeline, func(e TimelineEntry) bool {
+				return e.What == "open incidents on the same asset could not be looked up"
+			})
+			if failed != (tc.wantLinks == 0) {
+				t.Errorf("timeline says the lookup failed: %v, want %v", failed, tc.wantLinks == 0)
+			}
+		})
+	}
 }
