@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/activities/related"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
 	"github.com/iru-responder/responder/internal/testplatform"
@@ -21,9 +22,10 @@ import (
 // TestIncidentOpeningEvents opens an incident as the intake does (a
 // SignalWithStart that sets the search attributes) and checks what its
 // opening costs the server in history: one version marker (not one per
-// change), and no upsert of search attributes that the start set already
-// (each upsert is a visibility write). The search attributes still hold
-// the incident's values.
+// change), no upsert of search attributes that the start set already
+// (each upsert is a visibility write), and no activity for the lookup of
+// the related incidents (a local activity). The search attributes still
+// hold the incident's values.
 func TestIncidentOpeningEvents(t *testing.T) {
 	p := testplatform.New(t, testplatform.Options{})
 	const asset = "api-gateway"
@@ -48,9 +50,13 @@ func TestIncidentOpeningEvents(t *testing.T) {
 	// (the incident may be in a later phase by now).
 	testplatform.WaitStep(t, p.Client, wfID, "resolve", workflows.StepSucceeded, 60*time.Second)
 
-	var markers, detectionUpserts int
+	var markers, detectionUpserts, lookups int
 	for _, e := range historyEvents(t, p.Client, wfID) {
 		switch e.GetEventType() {
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == related.FindActivity {
+				lookups++
+			}
 		case enums.EVENT_TYPE_MARKER_RECORDED:
 			if e.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version" {
 				markers++
@@ -63,6 +69,9 @@ func TestIncidentOpeningEvents(t *testing.T) {
 	}
 	if markers != 1 {
 		t.Errorf("version markers = %d, want 1", markers)
+	}
+	if lookups != 0 {
+		t.Errorf("the related incidents were looked up by %d activities, want 0 (a local activity)", lookups)
 	}
 	if detectionUpserts != 0 {
 		t.Errorf("upserts of IruPhase=detection = %d, want 0 (the start set it)", detectionUpserts)
