@@ -37,6 +37,7 @@ groups=(
   "accesslog|$count|-bench BenchmarkRecordAndAppend -benchtime 2000x ./internal/accesslog/"
   "storm|$pcount|-bench ^BenchmarkAlertStorm$ -benchtime 1x -timeout 60m ./test/bench/"
   "storm-large|1|-bench ^BenchmarkAlertStormLarge$/^dev$ -benchtime 1x -timeout 60m ./test/bench/"
+  "opening|$pcount|-bench IncidentOpening -benchtime 1x -timeout 30m ./test/bench/"
   "list|$count|-bench ListIncidents -benchtime 3x -timeout 30m ./internal/api/"
   "contain|$pcount|-bench TimeToContain -benchtime 1x -timeout 90m ./test/bench/"
   "capacity|$pcount|-bench Capacity -benchtime 1x -timeout 60m ./test/"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/iru-responder/responder/internal/lab/pve"
+	"github.com/iru-responder/responder/internal/testenv"
 )
 
 // TestBenchmarksSmoke runs each benchmark's body once at a tiny size, so a
@@ -41,6 +42,14 @@ func TestBenchmarksSmoke(t *testing.T) {
 			checkStorm(t, p, res)
 			if len(res.RoundTrip) != p.Alerts || len(res.Handler) != p.Alerts {
 				t.Errorf("latencies: %d round trips, %d handler times, want %d", len(res.RoundTrip), len(res.Handler), p.Alerts)
+			}
+		}},
+		{"incident opening", func(t *testing.T) {
+			// measureOpening fails unless every incident opened and waits
+			// for its approval.
+			res := measureOpening(t, testenv.Current(t), 5)
+			if res.Settled <= 0 || res.Server+res.Test <= 0 {
+				t.Errorf("opening 5 incidents: settled at %v, %v server and %v test process CPU each, want all positive", res.Settled, res.Server, res.Test)
 			}
 		}},
 	}

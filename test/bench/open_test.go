@@ -1,0 +1,126 @@
+//go:build integration
+
+package bench
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/testplatform"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// openIncidents is how many incidents BenchmarkIncidentOpening opens.
+const openIncidents = 200
+
+// BenchmarkIncidentOpening opens 200 incidents, one alert each, through
+// the real intake (8 detectors posting at once), on the dev server and on
+// the cluster, running the playbook that waits for an approval
+// (testdata/playbooks/capacity.yaml). It reports the processor time one
+// opening costs the Temporal server (this process's children; on the
+// cluster not PostgreSQL, a system service) and this process (intake,
+// forwarder, worker, ledger): from the first POST until every incident
+// waits for its approval and a second more, less what the same processes
+// used idle over a second before. That cost bounds an alert storm's new
+// incidents and containment at ten incidents a second; the benchmark is a
+// diagnostic beside them, with no goal of its own.
+//
+//	go test -tags integration -run '^$' -bench IncidentOpening -benchtime 1x -count 3 ./test/bench/
+func BenchmarkIncidentOpening(b *testing.B) {
+	for _, target := range testenv.Targets {
+		b.Run(target, func(b *testing.B) {
+			for range b.N {
+				res := measureOpening(b, testenv.ByName(b, target), openIncidents)
+				b.ReportMetric(ms(res.Server), "server-cpu-ms/incident")
+				b.ReportMetric(ms(res.Test), "test-cpu-ms/incident")
+				b.ReportMetric(ms(res.Settled), "settled-ms")
+				b.Logf("| incident opening (%s) | %d incidents | CPU per opening: Temporal server %.2f ms, this process %.2f ms | all waiting for approval at %s |",
+					target, openIncidents, ms(res.Server), ms(res.Test), res.Settled.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+// openingResult is what one opening cost, on average.
+type openingResult struct {
+	// Server and Test are the processor time per incident of the Temporal
+	// server and of this process.
+	Server, Test time.Duration
+	// Settled is from the first POST until every incident waited for its
+	// approval.
+	Settled time.Duration
+}
+
+// measureOpening opens n incidents on a fresh rig and returns what one
+// opening cost.
+func measureOpening(b testing.TB, target testenv.Target, n int) openingResult {
+	b.Helper()
+	dir, err := filepath.Abs(filepath.Join("testdata", "playbooks"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRig(b, rigOptions{PlaybooksDir: dir, Target: target, Containers: n})
+	ir := r.openIntake(b, filepath.Join("testdata", "storm-rules.yaml"))
+	hc := &http.Client{Timeout: 30 * time.Second}
+	bodies := make([][]byte, n)
+	for j := range bodies {
+		bodies[j] = fmt.Appendf(nil, `{"source":"storm","rule":"ContainerShell","severity":"high","asset":%q,"summary":"alert %d","observed_at":%q}`,
+			asset(j), j, time.Now().UTC().Format(time.RFC3339Nano))
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = workflows.IncidentWorkflowID("capacity:" + asset(i))
+	}
+	b.Cleanup(func() {
+		if err := testenv.Terminate(r.Client, "benchmark done", ids); err != nil {
+			b.Log(err)
+		}
+	})
+
+	// What the processes use idle, over as long as the tail below.
+	const tail = time.Second
+	idle0 := testenv.CPUNow()
+	time.Sleep(tail)
+	idle := testenv.CPUNow().Sub(idle0)
+
+	cpu0 := testenv.CPUNow()
+	start := time.Now()
+	var wg sync.WaitGroup
+	const clients = 8
+	for c := range clients {
+		wg.Go(func() {
+			for j := c; j < len(bodies); j += clients {
+				if err := post(hc, ir.URL, bodies[j]); err != nil {
+					b.Errorf("alert %d: %v", j, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	ir.waitDrained(b, time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; i < len(ids); {
+		st, err := testplatform.Status(r.Client, ids[i])
+		if err == nil && st.AlertsReceived == 1 && len(st.Steps) > 0 && st.Steps[0].Status == workflows.StepWaitingApproval {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("incident %s not waiting for its approval after 2 min (status %+v, err %v)", ids[i], st.Steps, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	settled := time.Since(start)
+	time.Sleep(tail)
+	use := testenv.CPUNow().Sub(cpu0).Sub(idle)
+	return openingResult{Server: use.Children / time.Duration(n), Test: use.Self / time.Duration(n), Settled: settled}
+}
