@@ -173,12 +173,12 @@ const oneMarkerChange = "one-marker"
 // relatedLocalChange is the version marker of the runs that record it
 // alone for every change before it ([oneMarkerChange] and those it
 // stands for, all in force) and that look up the related incidents as a
-// local activity, beside the ledger's append of the opening entries,
-// instead of as an activity. The activity cost the server about a fifth
-// of an incident's opening (its task through matching, its start and
-// completion, each a history write); the local activity is a marker in
-// the opening workflow task. See [relatedLocalOptions] for how long it
-// may hold that task.
+// local activity once the containment is over, instead of as an activity
+// beside the first steps. The activity cost the server about a fifth of
+// an incident's opening (its task through matching, its start and
+// completion, each a history write); the local activity is a marker. See
+// relatedDue for when it runs and [relatedLocalOptions] for how long it
+// may hold a workflow task.
 const relatedLocalChange = "related-local"
 
 // errContinueAsNew asks the run loop to continue as new at a safe point.

@@ -275,3 +275,79 @@ func TestRelatedLocalLookupFailsActivityRetries(t *testing.T) {
 		})
 	}
 }
+
+// gatedPlaybook asks for an approval before its one detection step, so
+// the incident waits for a person before anything is contained.
+const gatedPlaybook = `name: wf-gated
+version: "1"
+description: approval first
+severity_default: high
+phases:
+  detection:
+    - id: gate
+      action: pve.resolve_asset
+      params: {asset: "{{ .Asset }}"}
+      approval: {roles: [ir-lead], quorum: 1, timeout: 30m}
+  containment:
+    - id: isolate
+      action: pve.isolate
+      params: {asset: "{{ .Asset }}", reason: "gated"}
+  investigation: []
+  remediation: []
+  recovery: []
+  post_incident: []
+`
+
+// TestRelatedLookupAfterContainment: the local lookup holds the workflow
+// task it runs in, so it waits until nothing the containment needs is in
+// front of it: until the containment phase is over, or, when the incident
+// first waits for a person, while it waits (before anything is
+// contained).
+func TestRelatedLookupAfterContainment(t *testing.T) {
+	for _, tc := range []struct {
+		name, playbook, approve string
+		// wantRun and wantNotRun are actions that must have started, and
+		// must not have started, when the lookup starts.
+		wantRun, wantNotRun []string
+	}{
+		{name: "after the containment", playbook: "wf-test", approve: "stop",
+			wantRun: []string{activities.PVEResolveAsset, activities.PVEIsolate, activities.KCDisableUser}, wantNotRun: []string{activities.NetHealthProbe}},
+		{name: "while waiting for a decision", playbook: "wf-gated", approve: "gate",
+			wantNotRun: []string{activities.PVEResolveAsset, activities.PVEIsolate}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, makePlaybook(pbOpts{}), gatedPlaybook)
+			var before []string
+			var looked atomic.Int32
+			h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+				if info.ActivityType.Name != related.FindActivity {
+					return
+				}
+				looked.Add(1)
+				h.fake.mu.Lock()
+				for _, c := range h.fake.calls {
+					before = append(before, c.Action)
+				}
+				h.fake.mu.Unlock()
+			})
+			h.approve(time.Minute, tc.approve, lead)
+			res, _ := h.run(input(tc.playbook))
+			if res.State != StateResolved {
+				t.Fatalf("state %s (%s), want resolved", res.State, res.Reason)
+			}
+			if looked.Load() != 1 {
+				t.Fatalf("looked up %d times, want 1", looked.Load())
+			}
+			for _, a := range tc.wantRun {
+				if !slices.Contains(before, a) {
+					t.Errorf("%s had not started when the lookup started (started: %v)", a, before)
+				}
+			}
+			for _, a := range tc.wantNotRun {
+				if slices.Contains(before, a) {
+					t.Errorf("%s had started before the lookup (started: %v)", a, before)
+				}
+			}
+		})
+	}
+}
