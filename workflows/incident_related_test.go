@@ -68,17 +68,16 @@ func TestRelatedIncidentFound(t *testing.T) {
 	}
 }
 
-// TestRelatedLookupBesideTheFirstSteps: the lookup of the related
-// incidents (a visibility query, a convenience) does not hold up the
-// response: the first detection step starts while the lookup still runs,
-// and the link the lookup then finds is recorded all the same. (The test
-// environment starts activities as they are scheduled; on a server the
-// local lookup holds the opening workflow task, and with it the first
-// steps, at most relatedLocalOptions' second; a local lookup that fails
-// or takes longer runs again as an activity, as
-// TestRelatedLocalLookupFailsActivityRetries shows.)
+// TestRelatedLookupBesideTheFirstSteps: in runs from before the
+// related-local change (one-marker), the lookup of the related incidents
+// (a visibility query, a convenience) is an activity beside the first
+// steps and does not hold up the response: the first detection step
+// starts while the lookup still runs, and the link the lookup then finds
+// is recorded all the same. Newer runs look up after the containment
+// (TestRelatedLookupAfterContainment).
 func TestRelatedLookupBesideTheFirstSteps(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
+	h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	started := make(chan struct{})
 	var once sync.Once
 	h.fake.before[activities.PVEResolveAsset] = func(activities.ActionInput) { once.Do(func() { close(started) }) }
