@@ -20,6 +20,10 @@ import (
 	"github.com/iru-responder/responder/activities/related"
 )
 
+// sshOnWeb1 is what the lookup finds: an ssh-brute-force incident open on
+// web-1.
+var sshOnWeb1 = related.Incident{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"}
+
 // TestRelatedIncidentFound: an incident that opens on an asset with an
 // open incident of another playbook links it (status, ledger, timeline)
 // and tells it with the link signal, naming itself; a second lookup of
@@ -30,10 +34,7 @@ func TestRelatedIncidentFound(t *testing.T) {
 	h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in related.FindInput) (related.FindResult, error) {
 			asked = in
-			return related.FindResult{Incidents: []related.Incident{
-				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
-				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
-			}}, nil
+			return related.FindResult{Incidents: []related.Incident{sshOnWeb1, sshOnWeb1}}, nil
 		})
 	var told []LinkSignalInput
 	h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(
@@ -89,9 +90,7 @@ func TestRelatedLookupBesideTheFirstSteps(t *testing.T) {
 				sawStep.Store(true)
 			case <-time.After(5 * time.Second): // the step waits for the lookup
 			}
-			return related.FindResult{Incidents: []related.Incident{
-				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
-			}}, nil
+			return related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil
 		})
 	h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
 	h.approve(time.Minute, "stop", lead)
@@ -209,9 +208,7 @@ func TestRelatedLookupIsLocal(t *testing.T) {
 				h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 			}
 			local, remote := h.lookups()
-			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{Incidents: []related.Incident{
-				{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
-			}}, nil)
+			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil)
 			h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
 			h.approve(time.Minute, "stop", lead)
 			_, st := h.run(input("wf-test"))
@@ -249,9 +246,7 @@ func TestRelatedLocalLookupFailsActivityRetries(t *testing.T) {
 					if calls.Add(1) == 1 {
 						return related.FindResult{}, tc.firstErr
 					}
-					return related.FindResult{Incidents: []related.Incident{
-						{WorkflowID: "incident:ssh-brute-force:web-1", RunID: "r1", Playbook: "ssh-brute-force"},
-					}}, nil
+					return related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil
 				})
 			h.env.OnSignalExternalWorkflow(mock.Anything, "incident:ssh-brute-force:web-1", "", LinkSignal, mock.Anything).Return(nil)
 			h.approve(time.Minute, "stop", lead)
