@@ -24,7 +24,6 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/api"
@@ -96,9 +95,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		t.Fatal(err)
 	}
 	testenv.Worker(t, c, queue, func(r worker.Registry) {
-		r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-		r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
-		workerhost.Related(c).Register(r)
+		workerhost.RegisterIncident(r, set, c)
 		(&workerhost.Reroute{Temporal: c, TaskQueue: queue}).Register(r)
 		registerDecisionKeys(r)
 		for _, a := range activities.Catalog() {

@@ -217,13 +217,12 @@ func (w *incident) setup(ctx workflow.Context, in *IncidentInput) error {
 	// write on the server) when a run opens. Older runs find their own
 	// markers: GetVersion of a change they did not record is
 	// DefaultVersion in replay.
-	switch {
-	case workflow.GetVersion(ctx, relatedLocalChange, workflow.DefaultVersion, 1) >= 1:
+	// The one-marker change is asked for only in runs without the
+	// related-local marker (|| does not evaluate its right side then).
+	w.relatedLocal = workflow.GetVersion(ctx, relatedLocalChange, workflow.DefaultVersion, 1) >= 1
+	if w.relatedLocal || workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1 {
 		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
-		w.relatedLocal = true
-	case workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1:
-		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
-	default:
+	} else {
 		w.factorAll = workflow.GetVersion(ctx, secondFactorChange, workflow.DefaultVersion, 1) >= 1
 		w.containFirst = workflow.GetVersion(ctx, containFirstChange, workflow.DefaultVersion, 1) >= 1
 		w.ledgerBatch = workflow.GetVersion(ctx, ledgerBatchChange, workflow.DefaultVersion, 1) >= 1

@@ -29,7 +29,6 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/activities/related"
@@ -196,9 +195,7 @@ func registerIncident(t *testing.T, r worker.Registry, c related.Lister) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
-	workerhost.Related(c).Register(r)
+	workerhost.RegisterIncident(r, set, c)
 	// The worker trusts the test API server's decision key.
 	r.RegisterActivityWithOptions(func(context.Context, workflows.DecisionKeysInput) (workflows.DecisionKeysResult, error) {
 		if k := workerKeys.Load(); k != nil {

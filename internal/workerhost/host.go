@@ -180,8 +180,7 @@ func (h *Host) DataConverter() converter.DataConverter {
 // own client (the watch activities read incidents through it).
 func (h *Host) Register(r Registry, c client.Client) {
 	Register(r, Deps{SelfTest: h.selftest})
-	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
-	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: h.playbooks}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+	RegisterIncident(r, h.playbooks, c)
 	r.RegisterActivityWithOptions(h.DecisionKeys, activity.RegisterOptions{Name: workflows.DecisionKeysActivity})
 	h.keycloak.Register(r)
 	h.pve.Register(r)
@@ -194,7 +193,6 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: workflows.DrillWorkflow})
 	r.RegisterActivityWithOptions((&drillreport.Activities{Evidence: stores.EvidenceSink{L: h.stores.Evidence}}).Report, activity.RegisterOptions{Name: workflows.DrillReportActivity})
 	r.RegisterWorkflowWithOptions(workflows.Watch, workflow.RegisterOptions{Name: workflows.WatchWorkflow})
-	Related(c).Register(r)
 	(&Reroute{Temporal: c}).Register(r)
 	// The controls' own activities: results kept as evidence, drift incidents, re-checks.
 	(&Controls{Temporal: c, Evidence: controlsLocker{stores.EvidenceSink{L: h.stores.Evidence}}}).Register(r)
@@ -205,6 +203,16 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterActivityWithOptions(hk.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
+}
+
+// RegisterIncident registers the incident workflow with the activities it
+// runs on every worker whatever its actions: the playbook resolver over
+// set and the lookup of the related incidents through c. Host.Register
+// uses it; test workers add fakes of the catalog's actions.
+func RegisterIncident(r Registry, set *playbooks.Set, c related.Lister) {
+	r.RegisterWorkflowWithOptions(workflows.Incident, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
+	r.RegisterActivityWithOptions((&playbooks.Resolver{Set: set}).Resolve, activity.RegisterOptions{Name: workflows.ResolveActivity})
+	Related(c).Register(r)
 }
 
 // Related is the lookup of the incidents open on an asset, over the

@@ -3,10 +3,10 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,8 +69,11 @@ func measureOpening(b testing.TB, target testenv.Target, n int) openingResult {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	bodies := make([][]byte, n)
 	for j := range bodies {
-		bodies[j] = fmt.Appendf(nil, `{"source":"storm","rule":"ContainerShell","severity":"high","asset":%q,"summary":"alert %d","observed_at":%q}`,
-			asset(j), j, time.Now().UTC().Format(time.RFC3339Nano))
+		a := genericAlert{Source: "storm", Rule: "ContainerShell", Severity: "high", Asset: asset(j),
+			Summary: fmt.Sprintf("alert %d", j), ObservedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+		if bodies[j], err = json.Marshal(a); err != nil {
+			b.Fatal(err)
+		}
 	}
 	ids := make([]string, n)
 	for i := range ids {
@@ -89,35 +92,15 @@ func measureOpening(b testing.TB, target testenv.Target, n int) openingResult {
 	idle := testenv.CPUNow().Sub(idle0)
 
 	cpu0 := testenv.CPUNow()
-	start := time.Now()
-	var wg sync.WaitGroup
-	const clients = 8
-	for c := range clients {
-		wg.Go(func() {
-			for j := c; j < len(bodies); j += clients {
-				if err := post(hc, ir.URL, bodies[j]); err != nil {
-					b.Errorf("alert %d: %v", j, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	start, _ := postAll(b, hc, ir.URL, bodies, 8, nil)
 	if b.Failed() {
 		b.FailNow()
 	}
 	ir.waitDrained(b, time.Minute)
-	deadline := time.Now().Add(2 * time.Minute)
-	for i := 0; i < len(ids); {
-		st, err := testplatform.Status(r.Client, ids[i])
-		if err == nil && st.AlertsReceived == 1 && len(st.Steps) > 0 && st.Steps[0].Status == workflows.StepWaitingApproval {
-			i++
-			continue
+	for _, id := range ids {
+		if st := testplatform.WaitStep(b, r.Client, id, "gate", workflows.StepWaitingApproval, 2*time.Minute); st.AlertsReceived != 1 {
+			b.Fatalf("incident %s waits for its approval with %d alerts, want 1", id, st.AlertsReceived)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("incident %s not waiting for its approval after 2 min (status %+v, err %v)", ids[i], st.Steps, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	settled := time.Since(start)
 	time.Sleep(tail)
