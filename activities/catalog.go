@@ -50,6 +50,11 @@ type ActionInput struct {
 	// Undo is set only for a compensation: the [ActionResult.Undo] of the
 	// forward step it reverses (for example the prior firewall state).
 	Undo map[string]string `json:",omitempty"`
+	// Phase is the playbook phase of the step (empty for a compensation or
+	// a notification of the interpreter's own). The worker runs the steps
+	// of the phases after containment behind those of detection and
+	// containment under load (see workerhost.ContainFirst).
+	Phase string `json:",omitempty"`
 	// Override is set by the workflow only when the step's approval was
 	// granted by [ProtectedQuorum] distinct holders of [ProtectedRole]: it
 	// lets an action run against a protected account (see

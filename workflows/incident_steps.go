@@ -213,6 +213,7 @@ func (w *incident) execute(ctx workflow.Context, s playbooks.Step, st *StepState
 	in := activities.ActionInput{
 		IncidentID: w.st.IncidentID, StepID: s.ID, Action: s.Action, Params: st.Params, Asset: w.st.Asset, Resolved: w.st.AssetRef,
 		Drill: w.drill(), DryRun: w.in.DryRun, IdempotencyKey: w.st.IncidentID + "/" + s.ID, LedgerSeq: w.st.LedgerSeq,
+		Phase: w.st.Phase,
 	}
 	w.inheritInput(s.ID, &in)
 	st.Status, st.StartedAt = StepRunning, workflow.Now(ctx).UTC()

@@ -547,6 +547,15 @@ func TestContainerCompromise(t *testing.T) {
 	if c, _ := h.fake.call("snapshot"); c.Params["name"] != "ir-INC-7" {
 		t.Errorf("snapshot params = %v", c.Params)
 	}
+	// Each step tells the worker its phase (workerhost.ContainFirst runs
+	// detection and containment first).
+	for step, phase := range map[string]string{"resolve": playbooks.PhaseDetection, "isolate": playbooks.PhaseContainment,
+		"snapshot": playbooks.PhaseContainment, "evidence": playbooks.PhaseInvestigation, "shutdown": playbooks.PhaseRemediation,
+		"start": playbooks.PhaseRecovery, "report": playbooks.PhasePostIncident} {
+		if c, _ := h.fake.call(step); c.Phase != phase {
+			t.Errorf("step %s ran with phase %q, want %q", step, c.Phase, phase)
+		}
+	}
 	// Activities take no time in the test environment; approvals do.
 	if st.Metrics.ContainedAt.IsZero() || st.Metrics.TimeToRecover != 2*time.Minute || st.Metrics.TimeToAcknowledge != time.Minute {
 		t.Errorf("metrics = %+v", st.Metrics)
