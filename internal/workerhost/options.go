@@ -1,6 +1,9 @@
 package workerhost
 
-import "go.temporal.io/sdk/worker"
+import (
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+)
 
 // Poller counts of the platform's worker (see [WorkerOptions]).
 const (
@@ -19,8 +22,9 @@ const (
 )
 
 // WorkerOptions returns o with the platform worker's tuning set where o
-// leaves it unset: the poller counts above. The worker command and the
-// benchmarks' worker use it, so what is measured is what runs.
+// leaves it unset, the poller counts above, and [ContainFirst] added to
+// its interceptors. The worker command and the benchmarks' worker use it,
+// so what is measured is what runs.
 func WorkerOptions(o worker.Options) worker.Options {
 	if o.MaxConcurrentWorkflowTaskPollers == 0 && o.WorkflowTaskPollerBehavior == nil {
 		o.MaxConcurrentWorkflowTaskPollers = WorkflowTaskPollers
@@ -28,5 +32,6 @@ func WorkerOptions(o worker.Options) worker.Options {
 	if o.MaxConcurrentActivityTaskPollers == 0 && o.ActivityTaskPollerBehavior == nil {
 		o.MaxConcurrentActivityTaskPollers = ActivityTaskPollers
 	}
+	o.Interceptors = append([]interceptor.WorkerInterceptor{ContainFirst(BackgroundWhileContaining)}, o.Interceptors...)
 	return o
 }
