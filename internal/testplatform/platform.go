@@ -136,7 +136,12 @@ func New(t testing.TB, opts Options) *Platform {
 		if target.Name() != "dev" {
 			wc = testenv.Dial(t, target, testenv.RoleWorker, copts)
 		}
-		testenv.Worker(t, wc, tq, func(r worker.Registry) { host.Register(r, wc) })
+		// The worker command's options (pollers, ContainFirst).
+		testenv.StartWorker(t, func() worker.Worker {
+			w := worker.New(wc, tq, workerhost.WorkerOptions(worker.Options{}))
+			host.Register(w, wc)
+			return w
+		})
 	}
 	return &Platform{Lab: l, Target: target, Host: host, Client: c, TaskQueue: tq, State: state, Env: env}
 }
