@@ -44,6 +44,10 @@ const (
 // (test/bench, BenchmarkTimeToContain), the containment's p99 was 2.2–4.9 s
 // with the investigation running beside it, 0.39–0.68 s with ContainFirst.
 //
+// A containment step that runs long (a backup in the containment phase)
+// limits the later phases to limit at a time for as long as it runs; it
+// never stops them. While a step waits, its incident shows it running.
+//
 // A step waits at most half of what is left of its start-to-close
 // timeout, and less than its heartbeat timeout, so waiting never times an
 // attempt out; then it runs anyway. Steps without a phase (compensations,
@@ -157,29 +161,25 @@ func (g *phaseGate) runUrgent() (done func()) {
 // anyway. It reports whether the step had to wait; release ends the
 // step. It fails only when ctx ends first.
 func (g *phaseGate) admit(ctx context.Context, maxWait time.Duration) (release func(), waited bool, err error) {
-	var timeout <-chan time.Time
-	for {
-		g.mu.Lock()
-		if g.urgent == 0 || g.background < g.limit {
-			break
-		}
+	var timer *time.Timer
+	expired := false
+	g.mu.Lock()
+	for !expired && g.urgent > 0 && g.background >= g.limit {
 		changed := g.changed
 		g.mu.Unlock()
-		if timeout == nil {
-			t := time.NewTimer(maxWait)
-			defer t.Stop()
-			timeout = t.C
+		if timer == nil {
+			timer = time.NewTimer(maxWait)
+			defer timer.Stop()
 		}
 		waited = true
 		select {
 		case <-changed:
-			continue
-		case <-timeout:
+		case <-timer.C:
+			expired = true
 		case <-ctx.Done():
 			return nil, waited, ctx.Err()
 		}
 		g.mu.Lock()
-		break
 	}
 	g.background++
 	g.mu.Unlock()
