@@ -12,11 +12,19 @@
 package playbooks
 
 import (
+	"slices"
 	"time"
 )
 
 // Phases are the six incident phases, in the order they run.
 var Phases = []string{PhaseDetection, PhaseContainment, PhaseInvestigation, PhaseRemediation, PhaseRecovery, PhasePostIncident}
+
+// AfterContainment reports whether phase is one of the phases after
+// containment (investigation to post-incident); an unknown or empty phase
+// is not.
+func AfterContainment(phase string) bool {
+	return slices.Index(Phases, phase) > slices.Index(Phases, PhaseContainment)
+}
 
 // Phase names.
 const (

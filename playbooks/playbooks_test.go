@@ -393,3 +393,16 @@ func TestUnknownAssetTriagePlaybook(t *testing.T) {
 		t.Error("no step waits for a responder")
 	}
 }
+
+// TestAfterContainment: the four phases after containment are, detection,
+// containment and names that are no phase are not.
+func TestAfterContainment(t *testing.T) {
+	for phase, want := range map[string]bool{
+		PhaseDetection: false, PhaseContainment: false, PhaseInvestigation: true, PhaseRemediation: true,
+		PhaseRecovery: true, PhasePostIncident: true, "": false, "compensation": false,
+	} {
+		if got := AfterContainment(phase); got != want {
+			t.Errorf("AfterContainment(%q) = %v, want %v", phase, got, want)
+		}
+	}
+}

@@ -111,10 +111,9 @@ func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
 
 	// One cache per process, sized before the first worker starts.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
-	w := worker.New(c, workflows.TaskQueue, workerhost.WorkerOptions(worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
+	w := host.NewWorker(c, workflows.TaskQueue, worker.Options{WorkerStopTimeout: cfg.ShutdownGrace,
 		// Refused decision Updates and key changes are recorded in the ledger by the worker.
-		Interceptors: []interceptor.WorkerInterceptor{host.Audit()}}))
-	host.Register(w, c)
+		Interceptors: []interceptor.WorkerInterceptor{host.Audit()}})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

@@ -58,7 +58,7 @@ var relatedLocalOptions = workflow.LocalActivityOptions{
 // server, looking up in the opening task instead raised the containment's
 // p50 by about a fifth.
 func (w *incident) relatedDue() bool {
-	if w.halt != nil || slices.Index(playbooks.Phases, w.st.Phase) > slices.Index(playbooks.Phases, playbooks.PhaseContainment) {
+	if w.halt != nil || playbooks.AfterContainment(w.st.Phase) {
 		return true
 	}
 	return slices.ContainsFunc(w.st.Steps, func(s StepState) bool { return s.Status == StepWaitingApproval })

@@ -136,12 +136,7 @@ func New(t testing.TB, opts Options) *Platform {
 		if target.Name() != "dev" {
 			wc = testenv.Dial(t, target, testenv.RoleWorker, copts)
 		}
-		// The worker command's options (pollers, ContainFirst).
-		testenv.StartWorker(t, func() worker.Worker {
-			w := worker.New(wc, tq, workerhost.WorkerOptions(worker.Options{}))
-			host.Register(w, wc)
-			return w
-		})
+		testenv.StartWorker(t, func() worker.Worker { return host.NewWorker(wc, tq, worker.Options{}) })
 	}
 	return &Platform{Lab: l, Target: target, Host: host, Client: c, TaskQueue: tq, State: state, Env: env}
 }

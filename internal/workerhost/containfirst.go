@@ -3,7 +3,6 @@ package workerhost
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -83,7 +82,7 @@ func (c *containFirstInbound) ExecuteActivity(ctx context.Context, in *intercept
 	switch {
 	case isUrgentPhase(phase):
 		defer c.gate.runUrgent()()
-	case isBackgroundPhase(phase):
+	case playbooks.AfterContainment(phase):
 		info := activity.GetInfo(ctx)
 		start := time.Now()
 		release, waited, err := c.gate.admit(ctx, maxDeferral(info, start))
@@ -105,12 +104,6 @@ func (c *containFirstInbound) ExecuteActivity(ctx context.Context, in *intercept
 // isUrgentPhase reports whether a step of phase runs ahead of the others.
 func isUrgentPhase(phase string) bool {
 	return phase == playbooks.PhaseDetection || phase == playbooks.PhaseContainment
-}
-
-// isBackgroundPhase reports whether a step of phase yields to the urgent
-// ones: a phase after containment.
-func isBackgroundPhase(phase string) bool {
-	return slices.Index(playbooks.Phases, phase) > slices.Index(playbooks.Phases, playbooks.PhaseContainment)
 }
 
 // maxDeferral is how long an attempt that started at now may wait: half

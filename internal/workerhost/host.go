@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities/drillreport"
@@ -203,6 +204,16 @@ func (h *Host) Register(r Registry, c client.Client) {
 	r.RegisterActivityWithOptions(hk.SweepEvidence, activity.RegisterOptions{Name: workflows.SweepEvidenceActivity})
 	r.RegisterWorkflowWithOptions(workflows.SignDailyChains, workflow.RegisterOptions{Name: workflows.SignDailyChainsWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.SweepEvidence, workflow.RegisterOptions{Name: workflows.SweepEvidenceWorkflow})
+}
+
+// NewWorker returns the platform's worker on taskQueue: o with the
+// platform's tuning ([WorkerOptions]) and everything [Host.Register]
+// registers. The worker command, the benchmarks and the integration tests
+// build their worker with it, so what is measured and tested is what runs.
+func (h *Host) NewWorker(c client.Client, taskQueue string, o worker.Options) worker.Worker {
+	w := worker.New(c, taskQueue, WorkerOptions(o))
+	h.Register(w, c)
+	return w
 }
 
 // RegisterIncident registers the incident workflow with the activities it

@@ -173,12 +173,7 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 		wc = testenv.Dial(tb, target, testenv.RoleWorker, copts)
 	}
 	tq := "bench-" + uuid.NewString()
-	// The worker command's options (pollers), so what is measured is what runs.
-	testenv.StartWorker(tb, func() worker.Worker {
-		w := worker.New(wc, tq, workerhost.WorkerOptions(worker.Options{}))
-		host.Register(w, wc)
-		return w
-	})
+	testenv.StartWorker(tb, func() worker.Worker { return host.NewWorker(wc, tq, worker.Options{}) })
 	return &rig{PVE: p, Keycloak: k, Host: host, Client: c, TaskQueue: tq, Config: cfg}
 }
 
