@@ -30,10 +30,6 @@ type Options struct {
 	// TaskQueue is where incident workflows start (default
 	// workflows.TaskQueue; tests use their own).
 	TaskQueue string
-	// Window is how many pending items one dispatch of calls reads
-	// (default 10,000) for the keys it picks; a key's items beyond it wait
-	// for its next call.
-	Window int
 	// MaxAlertsPerSignal bounds one signal's alerts (default 100).
 	MaxAlertsPerSignal int
 	// MaxCallBytes bounds the encoded alerts one call carries (default
@@ -114,9 +110,6 @@ type retry struct {
 func New(sp *spool.Spool, sig Signaler, opts Options) *Forwarder {
 	if opts.TaskQueue == "" {
 		opts.TaskQueue = workflows.TaskQueue
-	}
-	if opts.Window <= 0 {
-		opts.Window = 10000
 	}
 	if opts.MaxAlertsPerSignal <= 0 {
 		opts.MaxAlertsPerSignal = 100
@@ -220,41 +213,25 @@ func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time
 		f.mu.Unlock()
 		return 0, time.Time{}
 	}
-	// Up to free known keys and free new keys are read; the new ones go
-	// first.
-	perKey := map[string]int{}
+	// Up to free new keys and free known keys are picked, in the order
+	// of their oldest pending item; the new ones go first.
 	var fresh, old []string
-	skip := func(key string) bool {
-		n, seen := perKey[key]
-		if !seen {
-			if r, ok := f.backoff[key]; ok && now.Before(r.until) {
-				if wake.IsZero() || r.until.Before(wake) {
-					wake = r.until
-				}
-				return true
+	f.sp.Keys(func(key string) bool {
+		if r, ok := f.backoff[key]; ok && now.Before(r.until) {
+			if wake.IsZero() || r.until.Before(wake) {
+				wake = r.until
 			}
-			if f.busy[key] {
-				return true
-			}
-			if f.known[key] {
-				if len(old) >= free {
-					return true
-				}
-				old = append(old, key)
-			} else {
-				if len(fresh) >= free {
-					return true
-				}
-				fresh = append(fresh, key)
-			}
-		}
-		if n >= f.opts.MaxAlertsPerSignal {
 			return true
 		}
-		perKey[key] = n + 1
-		return false
-	}
-	items := f.sp.Pending(f.opts.Window, skip)
+		switch {
+		case f.busy[key]:
+		case !f.known[key]:
+			fresh = append(fresh, key)
+		case len(old) < free:
+			old = append(old, key)
+		}
+		return len(fresh) < free
+	})
 	keys := append(fresh, old...)[:min(free, len(fresh)+len(old))]
 	for _, k := range keys {
 		f.busy[k] = true
@@ -263,6 +240,7 @@ func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time
 	if len(keys) == 0 {
 		return 0, wake
 	}
+	items := f.sp.Leading(keys, f.opts.MaxAlertsPerSignal)
 	chosen := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		chosen[k] = true

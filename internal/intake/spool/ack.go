@@ -115,6 +115,7 @@ func (s *Spool) Ack(ids []ID) error {
 	for _, e := range fresh {
 		s.markAcked(e)
 	}
+	s.advanceKeys(fresh)
 	s.ackedQ += len(fresh)
 	s.compactQueue()
 	if err := s.dropDone(); err != nil {

@@ -40,12 +40,15 @@ func (s *Spool) recover() error {
 	if err != nil {
 		return err
 	}
+	var acked []*entry
 	for _, id := range acks {
 		if e, ok := s.byID[id]; ok && !e.acked {
 			s.markAcked(e)
 			s.ackedQ++
+			acked = append(acked, e)
 		}
 	}
+	s.advanceKeys(acked)
 	s.compactQueue()
 	// Drop fully acknowledged segments (none is active yet).
 	if err := s.dropDone(); err != nil {
@@ -87,8 +90,7 @@ func (s *Spool) readSegment(seg *segment, last bool) error {
 		rec := s.charge(items[0].Owner, n, len(items))
 		for i, it := range items {
 			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data, Owner: it.Owner}, seg: seg, rec: rec}
-			s.queue = append(s.queue, e)
-			s.byID[e.ID] = e
+			s.enqueue(e)
 			seg.entries = append(seg.entries, e)
 		}
 		seg.live += len(items)

@@ -110,23 +110,27 @@ type Spool struct {
 	// taken before mu.
 	ackMu sync.Mutex
 
-	mu       sync.Mutex
-	closed   bool
-	commits  int64
-	ackedQ   int        // acknowledged entries still in queue
-	segs     []*segment // oldest first; the last is active when active != nil
-	active   *segment
-	file     *os.File // the active segment's file
-	bytes    int64    // total segment bytes
-	nextSeq  uint64
-	queue    []*entry // pending items in order; acked ones removed lazily
-	head     int
-	byID     map[ID]*entry    // every item of a live segment
-	owned    map[string]int64 // bytes of records with unacknowledged items, per owner
-	notify   chan struct{}
-	ackFile  *os.File
-	ackBytes int64
-	failed   error // set when the disk state is unknown
+	mu      sync.Mutex
+	closed  bool
+	commits int64
+	ackedQ  int        // acknowledged entries still in queue
+	segs    []*segment // oldest first; the last is active when active != nil
+	active  *segment
+	file    *os.File // the active segment's file
+	bytes   int64    // total segment bytes
+	nextSeq uint64
+	queue   []*entry // pending items in order; acked ones removed lazily
+	head    int
+	byID    map[ID]*entry // every item of a live segment
+	// keys indexes the unacknowledged items by key; firstKey..lastKey
+	// lists those keys in the order of their oldest one (keys.go).
+	keys              map[string]*keyQueue
+	firstKey, lastKey *keyQueue
+	owned             map[string]int64 // bytes of records with unacknowledged items, per owner
+	notify            chan struct{}
+	ackFile           *os.File
+	ackBytes          int64
+	failed            error // set when the disk state is unknown
 
 	// writeHook, if set, replaces the write to the active segment (tests).
 	writeHook func(f *os.File, b []byte) error
@@ -188,6 +192,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 		byID:    map[ID]*entry{},
+		keys:    map[string]*keyQueue{},
 		owned:   map[string]int64{},
 		notify:  make(chan struct{}),
 		nextSeq: 1,

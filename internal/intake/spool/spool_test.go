@@ -362,7 +362,97 @@ func TestRandomReopen(t *testing.T) {
 		if got := datas(s.Pending(1000, nil)); !slices.Equal(got, model) && !(len(got) == 0 && len(model) == 0) {
 			t.Fatalf("step %d: pending %v, model %v", step, got, model)
 		}
+		checkKeyIndex(t, s, fmt.Sprintf("step %d", step))
 	}
+}
+
+// checkKeyIndex compares the per-key index (Keys, Leading) with the
+// pending items: the keys in the order of their oldest pending item, and
+// each key's leading items.
+func checkKeyIndex(t *testing.T, s *Spool, at string) {
+	t.Helper()
+	pend := s.Pending(1<<30, nil)
+	var wantKeys []string
+	byKey := map[string][]string{}
+	for _, it := range pend {
+		if byKey[it.Key] == nil {
+			wantKeys = append(wantKeys, it.Key)
+		}
+		byKey[it.Key] = append(byKey[it.Key], string(it.Data))
+	}
+	var keys []string
+	s.Keys(func(k string) bool { keys = append(keys, k); return true })
+	if !slices.Equal(keys, wantKeys) {
+		t.Fatalf("%s: Keys = %v, want %v (pending %v)", at, keys, wantKeys, datas(pend))
+	}
+	for _, n := range []int{1, 2, 1 << 30} {
+		var want []string
+		for _, k := range wantKeys {
+			want = append(want, byKey[k][:min(n, len(byKey[k]))]...)
+		}
+		if got := datas(s.Leading(keys, n)); !slices.Equal(got, want) {
+			t.Fatalf("%s: Leading(%v, %d) = %v, want %v", at, keys, n, got, want)
+		}
+	}
+}
+
+// TestKeysInOrderOfOldestItem: keys are listed by their oldest pending
+// item, so a key whose leading items are acknowledged goes behind the
+// keys waiting longer; Keys stops when visit says so; Leading returns the
+// keys asked for, in that order, and nothing for a key without pending
+// items.
+func TestKeysInOrderOfOldestItem(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{})
+	var ids []ID
+	for _, kd := range [][2]string{{"a", "a1"}, {"b", "b1"}, {"a", "a2"}, {"c", "c1"}, {"b", "b2"}, {"a", "a3"}} {
+		id, err := s.Append(ctx, items(kd[0], kd[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id...)
+	}
+	keys := func() []string {
+		var out []string
+		s.Keys(func(k string) bool { out = append(out, k); return true })
+		return out
+	}
+	if got := keys(); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("keys = %v, want a, b, c", got)
+	}
+	// a1 delivered: a's oldest is now a2, after b1 and before c1.
+	if err := s.Ack(ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(); !slices.Equal(got, []string{"b", "a", "c"}) {
+		t.Fatalf("after a1 keys = %v, want b, a, c", got)
+	}
+	// a2 too: a's oldest is a3, the newest item of all.
+	if err := s.Ack(ids[2:3]); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(); !slices.Equal(got, []string{"b", "c", "a"}) {
+		t.Fatalf("after a2 keys = %v, want b, c, a", got)
+	}
+	var first []string
+	s.Keys(func(k string) bool { first = append(first, k); return len(first) < 2 })
+	if !slices.Equal(first, []string{"b", "c"}) {
+		t.Fatalf("Keys stopped after %v, want b, c", first)
+	}
+	if got := datas(s.Leading([]string{"a", "zz", "b"}, 1)); !slices.Equal(got, []string{"a3", "b1"}) {
+		t.Fatalf("Leading(a, zz, b; 1) = %v, want a3, b1", got)
+	}
+	// c delivered: c leaves the list; the order survives a reopen.
+	if err := s.Ack(ids[3:4]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir, Options{})
+	if got := keys(); !slices.Equal(got, []string{"b", "a"}) {
+		t.Fatalf("after reopen keys = %v, want b, a", got)
+	}
+	checkKeyIndex(t, s, "after reopen")
 }
 
 // TestAppendDuringAckSync: while an Ack waits for its fsync, appends are

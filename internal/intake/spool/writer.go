@@ -130,8 +130,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 			id := ID{Seq: p.seq, Index: uint32(i)}
 			ids[i] = id
 			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec}
-			s.queue = append(s.queue, e)
-			s.byID[id] = e
+			s.enqueue(e)
 			seg.entries = append(seg.entries, e)
 		}
 		seg.live += len(ids)
