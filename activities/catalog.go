@@ -223,6 +223,10 @@ const (
 	SelfTestProbe = "selftest.probe"
 )
 
+// OutputUndelivered is the output of [NotifySend] that names the channels
+// it could not deliver to (comma-separated; empty: none).
+const OutputUndelivered = "undelivered"
+
 // Stable error types. Implementations return
 // temporal.NewNonRetryableApplicationError(msg, ErrTypeX, cause) (see
 // [NewFinalError]) for these; they are final and never retried. Any other
@@ -651,7 +655,7 @@ var catalog = []Action{
 		Outputs: []string{"rotated"}, DryRun: true, Destructive: true}),
 	{Name: LedgerAppend, Description: "Append an entry to the audit ledger (interpreter only).", Internal: true},
 	declare[NotifySendParams](Action{Name: NotifySend, Description: "Notify a channel about an incident event.",
-		Outputs: []string{"notification_id"}, DryRun: true}),
+		Outputs: []string{"notification_id", OutputUndelivered}, DryRun: true}),
 	declare[ComplianceNotifyParams](Action{Name: ComplianceNotify, Description: "Open a regulatory notification with its deadline (GDPR: 72 hours from awareness).",
 		Outputs: []string{"due_at", "notice_ref"}, DryRun: true}),
 	declare[ReportGenerateParams](Action{Name: ReportGenerate, Description: "Write the incident report from the ledger and the evidence manifest.",

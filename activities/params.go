@@ -225,6 +225,11 @@ type NotifySendParams struct {
 	Message string `param:"message" doc:"text for people"`
 	// Severity chooses recipient lists by severity (e-mail).
 	Severity string `param:"severity" doc:"incident severity, for recipient lists by severity"`
+	// Only names the configured channels to send to (comma-separated);
+	// empty: every channel that takes the event. The incident sends a
+	// notification its first attempt did not deliver again to those
+	// channels only.
+	Only string `param:"only" doc:"comma-separated channel names to deliver to (empty: every channel that takes the event)"`
 }
 
 // ComplianceNotifyParams are the parameters of [ComplianceNotify].

@@ -137,6 +137,10 @@ type incident struct {
 	// of the related incidents is a local activity first (see
 	// findRelated).
 	relatedLocal bool
+	// notifyLocal is true in runs with [notifyLocalChange]: the first
+	// attempt of the interpreter's own notifications is a local activity
+	// while nothing else runs (see sendNotification).
+	notifyLocal bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -181,6 +185,13 @@ const oneMarkerChange = "one-marker"
 // may hold a workflow task.
 const relatedLocalChange = "related-local"
 
+// notifyLocalChange is the version marker of the runs that record it
+// alone for every change before it ([relatedLocalChange] and those it
+// stands for, all in force) and that send the interpreter's own
+// notifications (approval needed, escalation) first as a local activity
+// while no step's action runs: see sendNotification.
+const notifyLocalChange = "notify-local"
+
 // errContinueAsNew asks the run loop to continue as new at a safe point.
 var errContinueAsNew = errors.New("continue as new")
 
@@ -217,9 +228,10 @@ func (w *incident) setup(ctx workflow.Context, in *IncidentInput) error {
 	// write on the server) when a run opens. Older runs find their own
 	// markers: GetVersion of a change they did not record is
 	// DefaultVersion in replay.
-	// The one-marker change is asked for only in runs without the
-	// related-local marker (|| does not evaluate its right side then).
-	w.relatedLocal = workflow.GetVersion(ctx, relatedLocalChange, workflow.DefaultVersion, 1) >= 1
+	// A change is asked for only in runs without a later marker (|| does
+	// not evaluate its right side then).
+	w.notifyLocal = workflow.GetVersion(ctx, notifyLocalChange, workflow.DefaultVersion, 1) >= 1
+	w.relatedLocal = w.notifyLocal || workflow.GetVersion(ctx, relatedLocalChange, workflow.DefaultVersion, 1) >= 1
 	if w.relatedLocal || workflow.GetVersion(ctx, oneMarkerChange, workflow.DefaultVersion, 1) >= 1 {
 		w.factorAll, w.containFirst, w.ledgerBatch, w.sparseUpsert, w.ledgerOnDemand = true, true, true, true, true
 	} else {

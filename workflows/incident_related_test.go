@@ -78,6 +78,7 @@ func TestRelatedIncidentFound(t *testing.T) {
 // (TestRelatedLookupAfterContainment).
 func TestRelatedLookupBesideTheFirstSteps(t *testing.T) {
 	h := newHarness(t, makePlaybook(pbOpts{}))
+	h.env.OnGetVersion(notifyLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	started := make(chan struct{})
 	var once sync.Once
@@ -205,7 +206,8 @@ func TestRelatedLookupIsLocal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, makePlaybook(pbOpts{}))
 			if tc.oneMarkerRun {
-				h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+				h.env.OnGetVersion(notifyLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 			}
 			local, remote := h.lookups()
 			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil)

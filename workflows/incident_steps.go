@@ -3,6 +3,7 @@ package workflows
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -470,9 +471,10 @@ func (w *incident) escalate(ctx workflow.Context, by Approver, reason string) (i
 }
 
 // notify sends a notification from the interpreter itself (approvals
-// needed, escalations) without waiting for its delivery: the activity runs
-// in its own coroutine, and the run waits for it only before it closes or
-// continues as new. A failure is recorded, never fatal.
+// needed, escalations) without waiting for its delivery: it runs in its
+// own coroutine (see sendNotification), and the run waits for it only
+// before it closes or continues as new. A failure is recorded, never
+// fatal.
 func (w *incident) notify(ctx workflow.Context, stepID, event, channel, message string) {
 	in := activities.ActionInput{
 		IncidentID: w.st.IncidentID, StepID: stepID, Action: activities.NotifySend, Asset: w.st.Asset, Drill: w.drill(),
@@ -483,12 +485,52 @@ func (w *incident) notify(ctx workflow.Context, stepID, event, channel, message 
 	w.notifying++
 	workflow.Go(disconnected(ctx), func(gctx workflow.Context) {
 		defer func() { w.notifying-- }()
-		act, err := activities.Lookup(activities.NotifySend)
-		if err == nil {
-			err = workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, act.Options()), activities.NotifySend, in).Get(gctx, nil)
-		}
-		if err != nil {
+		if err := w.sendNotification(gctx, in); err != nil {
 			w.timeline(TimelineEntry{At: workflow.Now(gctx).UTC(), What: "notification to " + channel + " failed", Reason: err.Error()})
 		}
 	})
+}
+
+// notifyLocalOptions bound the first attempt of a notification as a
+// local activity (runs with [notifyLocalChange]): the workflow task it
+// runs in waits for it, so it tries each channel once and answers within
+// three quarters of this (activities/platform.NotifySend), and is not
+// retried: what it did not deliver goes as an activity.
+var notifyLocalOptions = workflow.LocalActivityOptions{
+	ScheduleToCloseTimeout: 2 * time.Second,
+	RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+}
+
+// sendNotification delivers a notification. In runs with
+// [notifyLocalChange], while no step's action runs and the incident has
+// not halted (it waits for a person's decision, or between phases), the
+// first attempt is a local activity: a marker in the workflow task that
+// requested it, where an activity costs a task through the server, its
+// start and completion (each a history write) and another workflow task,
+// about a quarter of what an incident waiting for an approval costs the
+// server to open. The channels it did not reach get the notification as
+// an activity, with the retries (all of them when the attempt failed).
+// Beside a running action, the notification is an activity at once: the
+// action's commands would otherwise wait for the attempt.
+func (w *incident) sendNotification(ctx workflow.Context, in activities.ActionInput) error {
+	act, err := activities.Lookup(activities.NotifySend)
+	if err != nil {
+		return err
+	}
+	if w.notifyLocal && w.running == 0 && w.halt == nil {
+		var res activities.ActionResult
+		err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, notifyLocalOptions), activities.NotifySend, in).Get(ctx, &res)
+		switch {
+		case err == nil && res.Outputs[activities.OutputUndelivered] == "":
+			return nil
+		case err == nil:
+			in.Params = maps.Clone(in.Params)
+			in.Params["only"] = res.Outputs[activities.OutputUndelivered]
+		case RejectionType(err) == activities.ErrTypeBadParams:
+			return err
+		default:
+			w.logger.Warn("notification: the first attempt failed; sending as an activity", "step", in.StepID, "error", err)
+		}
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, act.Options()), activities.NotifySend, in).Get(ctx, nil)
 }

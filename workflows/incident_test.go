@@ -48,15 +48,28 @@ type fakeActions struct {
 	// refusedAt are the positions in their batch of those refused.
 	refuse    map[string]bool
 	refusedAt []int
+	// local are the StepIDs of the calls run as local activities, in
+	// start order; undelivered, if set, is what a local notify.send
+	// reports it could not deliver.
+	local       []string
+	undelivered string
 }
 
 func newFake() *fakeActions {
 	return &fakeActions{fail: map[string]error{}, before: map[string]func(activities.ActionInput){}}
 }
 
-func (f *fakeActions) run(_ context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+func (f *fakeActions) run(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
+	local := activity.GetInfo(ctx).IsLocalActivity
 	f.mu.Lock()
 	f.calls = append(f.calls, in)
+	if local {
+		f.local = append(f.local, in.StepID)
+	}
+	undelivered := ""
+	if local {
+		undelivered = f.undelivered
+	}
 	hook := f.before[in.Action]
 	err := f.fail[in.StepID]
 	if err == nil {
@@ -77,8 +90,11 @@ func (f *fakeActions) run(_ context.Context, in activities.ActionInput) (activit
 	for _, o := range a.Outputs {
 		res.Outputs[o] = in.Action + "." + o
 	}
-	if in.Action == activities.PVEResolveAsset {
+	switch in.Action {
+	case activities.PVEResolveAsset:
 		res.Outputs["node"], res.Outputs["ip"], res.Outputs["last_backup"] = "pve1", "10.0.0.5", "local:backup/vzdump-lxc-101.tar.zst"
+	case activities.NotifySend:
+		res.Outputs[activities.OutputUndelivered] = undelivered
 	}
 	return res, nil
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/notify"
@@ -12,12 +15,29 @@ import (
 
 // NotifySend implements [activities.NotifySend]. Delivery retries with
 // backoff inside the notifier; a channel that stays down is reported in
-// the result, not as a failure, so a notification never blocks the
-// response.
+// the result (output [activities.OutputUndelivered]), not as a failure,
+// so a notification never blocks the response.
+//
+// Run as a local activity (an incident's first attempt, see
+// localAttempt) it tries each channel once, within three quarters of its
+// time: the workflow task waits for it, and the incident sends what it
+// did not deliver again as an activity, with the retries.
 func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) (activities.ActionResult, error) {
 	p, err := activities.DecodeParams[activities.NotifySendParams](in)
 	if err != nil {
 		return activities.ActionResult{}, err
+	}
+	n := a.Notifier
+	if n != nil && p.Only != "" {
+		n = n.Only(strings.Split(p.Only, ","))
+	}
+	if n != nil && localAttempt(ctx) {
+		var cancel context.CancelFunc
+		ctx, cancel = firstAttempt(ctx)
+		defer cancel()
+		one := *n
+		one.MaxAttempts = 1
+		n = &one
 	}
 	ev := notify.Event{
 		Kind: p.Event, IncidentID: in.IncidentID, Asset: in.Asset, Severity: p.Severity,
@@ -31,14 +51,14 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	}
 	id := in.IdempotencyKey
 	if in.DryRun {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Plan: []string{fmt.Sprintf("notify %s of %s", p.Channel, ev.Kind)}}, nil
+		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Plan: []string{fmt.Sprintf("notify %s of %s", p.Channel, ev.Kind)}}, nil
 	}
-	if a.Notifier == nil || len(a.Notifier.Channels) == 0 {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Summary: "no notification channel configured"}, nil
+	if n == nil || len(n.Channels) == 0 {
+		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Summary: "no notification channel configured"}, nil
 	}
-	results, err := a.Notifier.Send(ctx, ev)
+	results, err := n.Send(ctx, ev)
 	if errors.Is(err, notify.ErrNoChannel) {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Summary: "no channel takes " + ev.Kind}, nil
+		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Summary: "no channel takes " + ev.Kind}, nil
 	}
 	var delivered, failed []string
 	for _, r := range results {
@@ -52,5 +72,21 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	if len(failed) > 0 {
 		sum += "; NOT delivered to " + strings.Join(failed, ", ")
 	}
-	return activities.ActionResult{Outputs: map[string]string{"notification_id": id}, Summary: sum}, nil
+	return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: strings.Join(failed, ",")}, Summary: sum}, nil
+}
+
+// localAttempt reports whether ctx is a local activity's.
+func localAttempt(ctx context.Context) bool {
+	return activity.IsActivity(ctx) && activity.GetInfo(ctx).IsLocalActivity
+}
+
+// firstAttempt bounds a local attempt to three quarters of the time it
+// has, so it reports the channels it did not reach before the workflow
+// gives up on it (and sends to every channel again).
+func firstAttempt(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(dl)*3/4)
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,19 @@ type Notifier struct {
 	Backoff     time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+}
+
+// Only returns a copy of n that sends to the named channels only (names
+// not configured are ignored).
+func (n *Notifier) Only(names []string) *Notifier {
+	c := *n
+	c.Channels = nil
+	for _, ch := range n.Channels {
+		if slices.Contains(names, ch.Name) {
+			c.Channels = append(c.Channels, ch)
+		}
+	}
+	return &c
 }
 
 // ErrNoChannel is returned when no channel takes the event's kind.
