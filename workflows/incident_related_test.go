@@ -207,7 +207,7 @@ func TestRelatedLookupIsLocal(t *testing.T) {
 			h := newHarness(t, makePlaybook(pbOpts{}))
 			if tc.oneMarkerRun {
 				h.env.OnGetVersion(notifyLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+				h.env.OnGetVersion(relatedLocalChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 			}
 			local, remote := h.lookups()
 			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil)
