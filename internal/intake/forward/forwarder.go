@@ -49,6 +49,19 @@ type Options struct {
 	// first (a new incident's first alert does not queue behind the
 	// storm of a running one).
 	Concurrency int
+	// BusyWait is how long, while alerts keep arriving (the spool took
+	// an append within QuietAfter), the alerts of a key whose incident
+	// runs gather before a call, unless a full signal's worth
+	// (MaxAlertsPerSignal) is pending (default 1 s; negative: no
+	// wait). A new incident's first alerts never wait. In a storm each
+	// running incident then gets a few large signals instead of one
+	// whenever a call slot frees: every signal costs the server a
+	// history write and a workflow task, and the processors they take
+	// are the ones the intake needs to accept the storm.
+	BusyWait time.Duration
+	// QuietAfter is how long after the last append the intake counts as
+	// quiet, and every pending alert goes at once (default 20 ms).
+	QuietAfter time.Duration
 	// CallTimeout bounds one call (default 10 s).
 	CallTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the per-key retry delay (defaults
@@ -116,6 +129,12 @@ func New(sp *spool.Spool, sig Signaler, opts Options) *Forwarder {
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
+	}
+	if opts.BusyWait == 0 {
+		opts.BusyWait = DefaultBusyWait
+	}
+	if opts.QuietAfter <= 0 {
+		opts.QuietAfter = 20 * time.Millisecond
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 10 * time.Second
@@ -214,20 +233,31 @@ func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time
 		return 0, time.Time{}
 	}
 	// Up to free new keys and free known keys are picked, in the order
-	// of their oldest pending item; the new ones go first.
+	// of their oldest pending item; the new ones go first. While alerts
+	// keep arriving, a known key's alerts gather (Options.BusyWait).
+	last := f.sp.LastAppend()
+	arriving := f.opts.BusyWait > 0 && now.Sub(last) < f.opts.QuietAfter
+	earliest := func(t time.Time) {
+		if wake.IsZero() || t.Before(wake) {
+			wake = t
+		}
+	}
 	var fresh, old []string
-	f.sp.Keys(func(key string) bool {
+	f.sp.Keys(func(k spool.KeyInfo) bool {
+		key := k.Key
 		if r, ok := f.backoff[key]; ok && now.Before(r.until) {
-			if wake.IsZero() || r.until.Before(wake) {
-				wake = r.until
-			}
+			earliest(r.until)
 			return true
 		}
 		switch {
 		case f.busy[key]:
 		case !f.known[key]:
 			fresh = append(fresh, key)
-		case len(old) < free:
+		case len(old) >= free:
+		case arriving && k.Pending < f.opts.MaxAlertsPerSignal && now.Sub(k.Oldest) < f.opts.BusyWait:
+			earliest(k.Oldest.Add(f.opts.BusyWait))
+			earliest(last.Add(f.opts.QuietAfter))
+		default:
 			old = append(old, key)
 		}
 		return len(fresh) < free
@@ -388,6 +418,9 @@ func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 	}
 	return out
 }
+
+// DefaultBusyWait is the default Options.BusyWait.
+const DefaultBusyWait = time.Second
 
 // DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, with
 // the start's input and the largest signal, stays well under 256 KB.

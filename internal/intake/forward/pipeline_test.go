@@ -138,3 +138,75 @@ func TestRunningIncidentSignalled(t *testing.T) {
 		t.Errorf("stats %+v, want 3 delivered in 3 calls", st)
 	}
 }
+
+// While alerts keep arriving, a running incident's alerts gather for
+// BusyWait, so it gets a few large signals instead of one per free call
+// slot, while a new key's first alert goes at once; once the arrivals
+// stop, what gathered goes without waiting out BusyWait. Without the
+// wait, the same arrivals take a call nearly each.
+func TestRunningIncidentAlertsGatherWhileArriving(t *testing.T) {
+	tests := []struct {
+		name               string
+		busyWait           time.Duration
+		minCalls, maxCalls int
+	}{
+		{name: "gathered", busyWait: 300 * time.Millisecond, minCalls: 1, maxCalls: 5},
+		{name: "no wait", busyWait: -1, minCalls: 20, maxCalls: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sp := spoolWith(t, rec("k", 1, false))
+			fake := newFake()
+			fw := New(sp, fake, Options{TaskQueue: "tq", BusyWait: tt.busyWait})
+			startRun(t, fw)
+			waitFor(t, "k's first alert", func() bool { return sp.Stats().Pending == 0 })
+			calls := func(id string) int {
+				fake.mu.Lock()
+				defer fake.mu.Unlock()
+				n := 0
+				for _, o := range fake.order {
+					if o == id {
+						n++
+					}
+				}
+				return n
+			}
+			before := calls("incident:k")
+			// 100 alerts of the running incident over about 400 ms; a new
+			// key's first alert in the middle.
+			newWait := make(chan time.Duration, 1)
+			for i := 2; i <= 101; i++ {
+				appendRecords(t, sp, rec("k", i, false))
+				if i == 50 {
+					appendRecords(t, sp, rec("n", 1, false))
+					go func(sent time.Time) {
+						for len(fake.delivered("incident:n")) == 0 && time.Since(sent) < 5*time.Second {
+							time.Sleep(time.Millisecond)
+						}
+						newWait <- time.Since(sent)
+					}(time.Now())
+				}
+				time.Sleep(4 * time.Millisecond)
+			}
+			last := time.Now()
+			waitFor(t, "the spool to drain", func() bool { return sp.Stats().Pending == 0 })
+			drained := time.Since(last)
+			if got := len(fake.delivered("incident:n")); got != 1 {
+				t.Fatalf("new key: %d alerts delivered, want 1", got)
+			}
+			if got := len(fake.delivered("incident:k")); got != 101 {
+				t.Fatalf("running incident: %d alerts delivered, want 101", got)
+			}
+			n := calls("incident:k") - before
+			if n < tt.minCalls || n > tt.maxCalls {
+				t.Errorf("the running incident's 100 alerts took %d calls, want %d to %d", n, tt.minCalls, tt.maxCalls)
+			}
+			if tt.busyWait > 0 && drained >= tt.busyWait {
+				t.Errorf("the last alerts went %s after the arrivals stopped, want less than BusyWait (%s)", drained, tt.busyWait)
+			}
+			if d := <-newWait; d > 100*time.Millisecond {
+				t.Errorf("the new key's first alert went %s after it arrived, want at once", d)
+			}
+		})
+	}
+}

@@ -1,5 +1,7 @@
 package spool
 
+import "time"
+
 // The per-key index: the forwarder picks keys, not items. A storm holds
 // thousands of pending items on a few hundred keys; reading every item to
 // find the keys to send (and holding the spool's lock meanwhile, which
@@ -13,6 +15,7 @@ type keyQueue struct {
 	key        string
 	entries    []*entry // entries[head] is unacknowledged; later ones may be acknowledged
 	head       int
+	live       int // unacknowledged entries
 	prev, next *keyQueue
 }
 
@@ -43,12 +46,18 @@ func (s *Spool) enqueue(e *entry) {
 		s.lastKey = q
 	}
 	q.entries = append(q.entries, e)
+	q.live++
 }
 
 // advanceKeys updates the keys of newly acknowledged items (see
 // advanceKey), each once. Called with mu held (or before the writer
 // starts).
 func (s *Spool) advanceKeys(acked []*entry) {
+	for _, e := range acked {
+		if q := s.keys[e.Key]; q != nil {
+			q.live--
+		}
+	}
 	var last *keyQueue
 	for _, e := range acked {
 		if q := s.keys[e.Key]; q != nil && q != last {
@@ -115,17 +124,35 @@ func (s *Spool) unlinkKey(q *keyQueue) {
 	q.prev, q.next = nil, nil
 }
 
+// KeyInfo describes a key with unacknowledged items.
+type KeyInfo struct {
+	Key string
+	// Pending is how many of its items are unacknowledged.
+	Pending int
+	// Oldest is when its oldest unacknowledged item was appended (when
+	// the spool was opened, for a recovered one).
+	Oldest time.Time
+}
+
 // Keys calls visit for every key with unacknowledged items, in the order
 // of each key's oldest one, until visit returns false. visit runs with
 // the spool's lock held: it must be quick and must not call the spool.
-func (s *Spool) Keys(visit func(key string) bool) {
+func (s *Spool) Keys(visit func(KeyInfo) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for q := s.firstKey; q != nil; q = q.next {
-		if !visit(q.key) {
+		if !visit(KeyInfo{Key: q.key, Pending: q.live, Oldest: q.entries[q.head].at}) {
 			return
 		}
 	}
+}
+
+// LastAppend returns when items were last appended (zero: never since
+// the spool was opened).
+func (s *Spool) LastAppend() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAppend
 }
 
 // Leading returns, key after key in the order given, up to n of each

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func (s *Spool) recover() error {
@@ -58,6 +59,7 @@ func (s *Spool) recover() error {
 }
 
 func (s *Spool) readSegment(seg *segment, last bool) error {
+	opened := time.Now() // a recovered item counts as appended now
 	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("spool: open segment: %w", err)
@@ -89,7 +91,7 @@ func (s *Spool) readSegment(seg *segment, last bool) error {
 		}
 		rec := s.charge(items[0].Owner, n, len(items))
 		for i, it := range items {
-			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data, Owner: it.Owner}, seg: seg, rec: rec}
+			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data, Owner: it.Owner}, seg: seg, rec: rec, at: opened}
 			s.enqueue(e)
 			seg.entries = append(seg.entries, e)
 		}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Errors Append returns.
@@ -126,11 +127,13 @@ type Spool struct {
 	// lists those keys in the order of their oldest one (keys.go).
 	keys              map[string]*keyQueue
 	firstKey, lastKey *keyQueue
-	owned             map[string]int64 // bytes of records with unacknowledged items, per owner
-	notify            chan struct{}
-	ackFile           *os.File
-	ackBytes          int64
-	failed            error // set when the disk state is unknown
+	// lastAppend is when items were last committed.
+	lastAppend time.Time
+	owned      map[string]int64 // bytes of records with unacknowledged items, per owner
+	notify     chan struct{}
+	ackFile    *os.File
+	ackBytes   int64
+	failed     error // set when the disk state is unknown
 
 	// writeHook, if set, replaces the write to the active segment (tests).
 	writeHook func(f *os.File, b []byte) error
@@ -152,6 +155,9 @@ type entry struct {
 	seg   *segment
 	rec   *record
 	acked bool
+	// at is when the item was committed (when the spool was opened, for
+	// a recovered one).
+	at time.Time
 }
 
 // record is one Append's frame: its owner is charged its size until every

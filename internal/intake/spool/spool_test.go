@@ -381,7 +381,13 @@ func checkKeyIndex(t *testing.T, s *Spool, at string) {
 		byKey[it.Key] = append(byKey[it.Key], string(it.Data))
 	}
 	var keys []string
-	s.Keys(func(k string) bool { keys = append(keys, k); return true })
+	s.Keys(func(k KeyInfo) bool {
+		keys = append(keys, k.Key)
+		if k.Pending != len(byKey[k.Key]) {
+			t.Fatalf("%s: key %s: Pending = %d, want %d", at, k.Key, k.Pending, len(byKey[k.Key]))
+		}
+		return true
+	})
 	if !slices.Equal(keys, wantKeys) {
 		t.Fatalf("%s: Keys = %v, want %v (pending %v)", at, keys, wantKeys, datas(pend))
 	}
@@ -415,7 +421,7 @@ func TestKeysInOrderOfOldestItem(t *testing.T) {
 	}
 	keys := func() []string {
 		var out []string
-		s.Keys(func(k string) bool { out = append(out, k); return true })
+		s.Keys(func(k KeyInfo) bool { out = append(out, k.Key); return true })
 		return out
 	}
 	if got := keys(); !slices.Equal(got, []string{"a", "b", "c"}) {
@@ -436,7 +442,7 @@ func TestKeysInOrderOfOldestItem(t *testing.T) {
 		t.Fatalf("after a2 keys = %v, want b, c, a", got)
 	}
 	var first []string
-	s.Keys(func(k string) bool { first = append(first, k); return len(first) < 2 })
+	s.Keys(func(k KeyInfo) bool { first = append(first, k.Key); return len(first) < 2 })
 	if !slices.Equal(first, []string{"b", "c"}) {
 		t.Fatalf("Keys stopped after %v, want b, c", first)
 	}
@@ -498,5 +504,40 @@ func TestAppendDuringAckSync(t *testing.T) {
 	s2 := open(t, dir, Options{})
 	if got := datas(s2.Pending(10, nil)); !slices.Equal(got, []string{"b", "c"}) {
 		t.Fatalf("after reopen pending = %v, want b, c", got)
+	}
+}
+
+// TestKeyInfoOldest: a key's Oldest is when its oldest unacknowledged
+// item was appended and Pending counts its unacknowledged items;
+// LastAppend is when items were last appended.
+func TestKeyInfoOldest(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir(), Options{NoSync: true})
+	info := func() KeyInfo {
+		var out KeyInfo
+		s.Keys(func(k KeyInfo) bool { out = k; return false })
+		return out
+	}
+	t0 := time.Now()
+	first, err := s.Append(ctx, items("a", "a1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	t1 := time.Now()
+	if _, err := s.Append(ctx, items("a", "a2", "a3")); err != nil {
+		t.Fatal(err)
+	}
+	if k := info(); k.Oldest.Before(t0) || !k.Oldest.Before(t1) || k.Pending != 3 {
+		t.Fatalf("before the ack: %+v, want the oldest appended in [%s, %s) and 3 pending", k, t0, t1)
+	}
+	if err := s.Ack(first); err != nil {
+		t.Fatal(err)
+	}
+	if k := info(); k.Oldest.Before(t1) || k.Pending != 2 {
+		t.Fatalf("after a1's ack: %+v, want the oldest appended after %s and 2 pending", k, t1)
+	}
+	if la := s.LastAppend(); la.Before(t1) {
+		t.Errorf("LastAppend = %s, want after %s", la, t1)
 	}
 }

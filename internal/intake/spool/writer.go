@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // writer commits queued appends in groups.
@@ -120,6 +121,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		return buf
 	}
 	s.commits++
+	s.lastAppend = time.Now()
 	seg.size += int64(len(buf))
 	s.bytes += int64(len(buf))
 	for _, p := range plan {
@@ -129,7 +131,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		for i, it := range p.req.items {
 			id := ID{Seq: p.seq, Index: uint32(i)}
 			ids[i] = id
-			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec}
+			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec, at: s.lastAppend}
 			s.enqueue(e)
 			seg.entries = append(seg.entries, e)
 		}
