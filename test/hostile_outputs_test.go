@@ -18,7 +18,6 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 	"github.com/yuin/goldmark"
 	"github.com/yuin/goldmark/extension"
-	"go.temporal.io/sdk/client"
 	"golang.org/x/net/html"
 
 	"github.com/iru-responder/responder/internal/evidence"
@@ -59,22 +58,7 @@ func TestHostileAlertTextInOutputs(t *testing.T) {
 		Playbook: "container-compromise", OpenedBy: "system:intake",
 		Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "f1", Source: "generic", Rule: rule, Severity: "critical", Asset: asset, Summary: summary,
 			Labels: map[string]string{"realm": keycloak.Realm, "username": "jdoe", "health_url": p.Lab.HealthURL(asset)}, ObservedAt: time.Now(), ReceivedAt: time.Now()}}}
-	wfID := workflows.IncidentWorkflowID(in.Key)
-	run, err := p.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: wfID, TaskQueue: p.TaskQueue}, workflows.IncidentWorkflow, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, approverDone := make(chan struct{}), make(chan struct{})
-	go func() { testplatform.ApproveAll(p.Client, wfID, done); close(approverDone) }()
-	var res workflows.IncidentResult
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	err = run.Get(ctx, &res)
-	cancel()
-	close(done)
-	<-approverDone
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.RunApprovingAll(t, in)
 
 	// Slack: the platform notified, and nothing in it is live.
 	mu.Lock()

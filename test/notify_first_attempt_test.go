@@ -3,7 +3,6 @@
 package test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/activities"
 	"github.com/iru-responder/responder/internal/lab/keycloak"
@@ -68,21 +65,7 @@ func TestApprovalNotificationFirstAttempt(t *testing.T) {
 				Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "f1", Source: "falco", Rule: "shell", Severity: "critical", Asset: asset, Summary: "shell spawned",
 					Labels: map[string]string{"realm": keycloak.Realm, "username": "jdoe", "health_url": p.Lab.HealthURL(asset)}, ObservedAt: time.Now(), ReceivedAt: time.Now()}}}
 			wfID := workflows.IncidentWorkflowID(in.Key)
-			run, err := p.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: wfID, TaskQueue: p.TaskQueue}, workflows.IncidentWorkflow, in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done, approverDone := make(chan struct{}), make(chan struct{})
-			go func() { testplatform.ApproveAll(p.Client, wfID, done); close(approverDone) }()
-			var res workflows.IncidentResult
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			err = run.Get(ctx, &res)
-			cancel()
-			close(done)
-			<-approverDone
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := p.RunApprovingAll(t, in)
 			if res.State != workflows.StateResolved {
 				t.Fatalf("state = %s (%s)", res.State, res.Reason)
 			}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/Nerzal/gocloak/v13"
-	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/accesslog"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
@@ -144,22 +143,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 				Alerts: []workflows.Alert{{ID: "a1", Fingerprint: "f1", Source: "generic", Rule: tt.playbook, Severity: tt.severity,
 					Asset: tt.asset, Summary: tt.playbook + " test", Labels: labels, ObservedAt: time.Now(), ReceivedAt: time.Now()}}}
 			wfID := workflows.IncidentWorkflowID(in.Key)
-			run, err := p.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: wfID, TaskQueue: p.TaskQueue}, workflows.IncidentWorkflow, in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			approverDone := make(chan struct{})
-			go func() { testplatform.ApproveAll(p.Client, wfID, done); close(approverDone) }()
-			var res workflows.IncidentResult
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			err = run.Get(ctx, &res)
-			cancel()
-			close(done)
-			<-approverDone
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := p.RunApprovingAll(t, in)
 			if res.State != workflows.StateResolved {
 				t.Fatalf("incident ended %s: %s", res.State, res.Reason)
 			}

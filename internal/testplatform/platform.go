@@ -257,6 +257,30 @@ func Decide(c client.Client, wfID, update, step string, who workflows.Approver) 
 	return res, err
 }
 
+// RunApprovingAll starts the incident in on p's task queue, approves
+// every step that waits for approval (ApproveAll) and returns its result;
+// it fails the test when the run does not end within two minutes.
+func (p *Platform) RunApprovingAll(t testing.TB, in workflows.IncidentInput) workflows.IncidentResult {
+	t.Helper()
+	wfID := workflows.IncidentWorkflowID(in.Key)
+	run, err := p.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: wfID, TaskQueue: p.TaskQueue}, workflows.IncidentWorkflow, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, approverDone := make(chan struct{}), make(chan struct{})
+	go func() { ApproveAll(p.Client, wfID, done); close(approverDone) }()
+	var res workflows.IncidentResult
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	err = run.Get(ctx, &res)
+	cancel()
+	close(done)
+	<-approverDone
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 // ApproveAll approves every step that waits for approval, as Bob and then
 // Carol (two distinct leads for quorum 2), until done is closed.
 func ApproveAll(c client.Client, wfID string, done <-chan struct{}) {
