@@ -44,7 +44,9 @@ func TestApprovalNotificationFirstAttempt(t *testing.T) {
 				var m struct {
 					Text string `json:"text"`
 				}
-				_ = json.Unmarshal(b, &m)
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Errorf("Slack body %q: %v", b, err)
+				}
 				if strings.Contains(m.Text, "needs 1 approval") || strings.Contains(m.Text, "needs 2 approval") {
 					mu.Lock()
 					posts[m.Text]++

@@ -63,11 +63,9 @@ func (f *fakeActions) run(ctx context.Context, in activities.ActionInput) (activ
 	local := activity.GetInfo(ctx).IsLocalActivity
 	f.mu.Lock()
 	f.calls = append(f.calls, in)
-	if local {
-		f.local = append(f.local, in.StepID)
-	}
 	undelivered := ""
 	if local {
+		f.local = append(f.local, in.StepID)
 		undelivered = f.undelivered
 	}
 	hook := f.before[in.Action]

@@ -51,14 +51,14 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	}
 	id := in.IdempotencyKey
 	if in.DryRun {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Plan: []string{fmt.Sprintf("notify %s of %s", p.Channel, ev.Kind)}}, nil
+		return activities.ActionResult{Outputs: notifyOutputs(id, nil), Plan: []string{fmt.Sprintf("notify %s of %s", p.Channel, ev.Kind)}}, nil
 	}
 	if n == nil || len(n.Channels) == 0 {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Summary: "no notification channel configured"}, nil
+		return activities.ActionResult{Outputs: notifyOutputs(id, nil), Summary: "no notification channel configured"}, nil
 	}
 	results, err := n.Send(ctx, ev)
 	if errors.Is(err, notify.ErrNoChannel) {
-		return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: ""}, Summary: "no channel takes " + ev.Kind}, nil
+		return activities.ActionResult{Outputs: notifyOutputs(id, nil), Summary: "no channel takes " + ev.Kind}, nil
 	}
 	var delivered, failed []string
 	for _, r := range results {
@@ -72,7 +72,13 @@ func (a *Activities) NotifySend(ctx context.Context, in activities.ActionInput) 
 	if len(failed) > 0 {
 		sum += "; NOT delivered to " + strings.Join(failed, ", ")
 	}
-	return activities.ActionResult{Outputs: map[string]string{"notification_id": id, activities.OutputUndelivered: strings.Join(failed, ",")}, Summary: sum}, nil
+	return activities.ActionResult{Outputs: notifyOutputs(id, failed), Summary: sum}, nil
+}
+
+// notifyOutputs are NotifySend's outputs: the notification's id and the
+// channels it did not reach.
+func notifyOutputs(id string, undelivered []string) map[string]string {
+	return map[string]string{"notification_id": id, activities.OutputUndelivered: strings.Join(undelivered, ",")}
 }
 
 // localAttempt reports whether ctx is a local activity's.

@@ -243,6 +243,7 @@ func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time
 		}
 	}
 	var fresh, old []string
+	deferred := false
 	f.sp.Keys(func(k spool.KeyInfo) bool {
 		key := k.Key
 		if r, ok := f.backoff[key]; ok && now.Before(r.until) {
@@ -256,12 +257,15 @@ func (f *Forwarder) dispatch(ctx context.Context, wg *sync.WaitGroup) (int, time
 		case len(old) >= free:
 		case arriving && k.Pending < f.opts.MaxAlertsPerSignal && now.Sub(k.Oldest) < f.opts.BusyWait:
 			earliest(k.Oldest.Add(f.opts.BusyWait))
-			earliest(last.Add(f.opts.QuietAfter))
+			deferred = true
 		default:
 			old = append(old, key)
 		}
 		return len(fresh) < free
 	})
+	if deferred {
+		earliest(last.Add(f.opts.QuietAfter)) // the arrivals may stop before any wait ends
+	}
 	keys := append(fresh, old...)[:min(free, len(fresh)+len(old))]
 	for _, k := range keys {
 		f.busy[k] = true

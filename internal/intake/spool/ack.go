@@ -116,8 +116,6 @@ func (s *Spool) Ack(ids []ID) error {
 		s.markAcked(e)
 	}
 	s.advanceKeys(fresh)
-	s.ackedQ += len(fresh)
-	s.compactQueue()
 	if err := s.dropDone(); err != nil {
 		return err
 	}
@@ -164,27 +162,4 @@ func (s *Spool) Owned(owner string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.owned[owner]
-}
-
-// compactQueue drops acknowledged items from the front of the queue and,
-// when many are acknowledged, from the middle.
-func (s *Spool) compactQueue() {
-	for s.head < len(s.queue) && s.queue[s.head].acked {
-		s.queue[s.head] = nil
-		s.head++
-		s.ackedQ--
-	}
-	if s.head == len(s.queue) {
-		s.queue, s.head = s.queue[:0], 0
-	}
-	if n := len(s.queue) - s.head; s.ackedQ > 1024 && s.ackedQ > n/2 {
-		kept := s.queue[:0]
-		for _, e := range s.queue[s.head:] {
-			if !e.acked {
-				kept = append(kept, e)
-			}
-		}
-		clear(s.queue[len(kept):])
-		s.queue, s.head, s.ackedQ = kept, 0, 0
-	}
 }

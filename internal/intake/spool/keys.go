@@ -27,10 +27,11 @@ func (id ID) before(o ID) bool {
 	return id.Seq < o.Seq || id.Seq == o.Seq && id.Index < o.Index
 }
 
-// enqueue adds a newly committed (or recovered) item, the newest of all.
-// Called with mu held (or before the writer starts).
+// enqueue adds a newly committed (or recovered) item, the newest of all,
+// to its segment, the id index and its key. Called with mu held (or
+// before the writer starts).
 func (s *Spool) enqueue(e *entry) {
-	s.queue = append(s.queue, e)
+	e.seg.entries = append(e.seg.entries, e)
 	s.byID[e.ID] = e
 	q := s.keys[e.Key]
 	if q == nil {

@@ -45,12 +45,10 @@ func (s *Spool) recover() error {
 	for _, id := range acks {
 		if e, ok := s.byID[id]; ok && !e.acked {
 			s.markAcked(e)
-			s.ackedQ++
 			acked = append(acked, e)
 		}
 	}
 	s.advanceKeys(acked)
-	s.compactQueue()
 	// Drop fully acknowledged segments (none is active yet).
 	if err := s.dropDone(); err != nil {
 		return err
@@ -93,7 +91,6 @@ func (s *Spool) readSegment(seg *segment, last bool) error {
 		for i, it := range items {
 			e := &entry{Item: Item{ID: ID{Seq: seq, Index: uint32(i)}, Key: it.Key, Data: it.Data, Owner: it.Owner}, seg: seg, rec: rec, at: opened}
 			s.enqueue(e)
-			seg.entries = append(seg.entries, e)
 		}
 		seg.live += len(items)
 		s.nextSeq = max(s.nextSeq, seq+1)

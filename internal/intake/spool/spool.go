@@ -114,14 +114,11 @@ type Spool struct {
 	mu      sync.Mutex
 	closed  bool
 	commits int64
-	ackedQ  int        // acknowledged entries still in queue
 	segs    []*segment // oldest first; the last is active when active != nil
 	active  *segment
 	file    *os.File // the active segment's file
 	bytes   int64    // total segment bytes
 	nextSeq uint64
-	queue   []*entry // pending items in order; acked ones removed lazily
-	head    int
 	byID    map[ID]*entry // every item of a live segment
 	// keys indexes the unacknowledged items by key; firstKey..lastKey
 	// lists those keys in the order of their oldest one (keys.go).
@@ -238,19 +235,23 @@ func (s *Spool) Append(ctx context.Context, items []Item) ([]ID, error) {
 }
 
 // Pending returns up to max unacknowledged items in append order, leaving
-// out items whose key skip returns true for (nil: none).
+// out items whose key skip returns true for (nil: none). It reads the
+// items of every live segment in order; the forwarder picks keys instead
+// (Keys, Leading).
 func (s *Spool) Pending(max int, skip func(key string) bool) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Item
-	for _, e := range s.queue[s.head:] {
-		if len(out) >= max {
-			break
+	for _, seg := range s.segs {
+		for _, e := range seg.entries {
+			if len(out) >= max {
+				return out
+			}
+			if e.acked || (skip != nil && skip(e.Key)) {
+				continue
+			}
+			out = append(out, e.Item)
 		}
-		if e.acked || (skip != nil && skip(e.Key)) {
-			continue
-		}
-		out = append(out, e.Item)
 	}
 	return out
 }

@@ -133,7 +133,6 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 			ids[i] = id
 			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec, at: s.lastAppend}
 			s.enqueue(e)
-			seg.entries = append(seg.entries, e)
 		}
 		seg.live += len(ids)
 		p.req.done <- appendRes{ids: ids}
