@@ -52,7 +52,7 @@ type Options struct {
 	// BusyWait is how long, while alerts keep arriving (the spool took
 	// an append within QuietAfter), the alerts of a key whose incident
 	// runs gather before a call, unless a full signal's worth
-	// (MaxAlertsPerSignal) is pending (default 1 s; negative: no
+	// (MaxAlertsPerSignal) is pending (default 2 s; negative: no
 	// wait). A new incident's first alerts never wait. In a storm each
 	// running incident then gets a few large signals instead of one
 	// whenever a call slot frees: every signal costs the server a
@@ -424,7 +424,7 @@ func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 }
 
 // DefaultBusyWait is the default Options.BusyWait.
-const DefaultBusyWait = time.Second
+const DefaultBusyWait = 2 * time.Second
 
 // DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, with
 // the start's input and the largest signal, stays well under 256 KB.
