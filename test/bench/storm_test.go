@@ -67,8 +67,8 @@ type stormResult struct {
 	NoopDur time.Duration
 	// CPU is the processor time spent from the first POST until the
 	// incidents counted every alert: by this process (detectors, intake,
-	// forwarder, worker, lab) and by its child processes (the Temporal
-	// server). On a shared machine the rates follow the share of the
+	// forwarder, worker, lab), by its child processes (the Temporal
+	// server) and by PostgreSQL (the cluster's store). On a shared machine the rates follow the share of the
 	// processors the run gets; the time per alert does not.
 	CPU testenv.CPUUse
 }
@@ -151,11 +151,12 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	perAlert := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(p.Alerts) }
 	b.ReportMetric(perAlert(res.CPU.Self), "cpu-us/alert-test")
 	b.ReportMetric(perAlert(res.CPU.Children), "cpu-us/alert-server")
+	b.ReportMetric(perAlert(res.CPU.Database), "cpu-us/alert-database")
 	b.ReportMetric(res.CPU.Total().Seconds()/res.E2EDur.Seconds(), "cores-used")
-	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
+	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
 		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
 		percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals,
-		perAlert(res.CPU.Self), perAlert(res.CPU.Children), res.CPU.Total().Seconds()/res.E2EDur.Seconds(),
+		perAlert(res.CPU.Self), perAlert(res.CPU.Children), perAlert(res.CPU.Database), res.CPU.Total().Seconds()/res.E2EDur.Seconds(),
 		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
 }
 
