@@ -313,18 +313,34 @@ func TestRelatedLookupAfterContainment(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, makePlaybook(pbOpts{}), gatedPlaybook)
-			var before []string
+			// The test environment starts an activity the moment the
+			// workflow asks for it, where a worker sends it with the
+			// workflow task's commands, after the task's local
+			// activities; so what is compared is the actions that had
+			// finished when the lookup started, and an action that must
+			// not come first waits (up to 5 s) for the lookup to start.
+			var mu sync.Mutex
+			var finished, before []string
 			var looked atomic.Int32
+			for _, a := range slices.Concat(tc.wantRun, tc.wantNotRun) {
+				mustWait := slices.Contains(tc.wantNotRun, a)
+				h.fake.before[a] = func(activities.ActionInput) {
+					for deadline := time.Now().Add(5 * time.Second); mustWait && looked.Load() == 0 && time.Now().Before(deadline); {
+						time.Sleep(time.Millisecond)
+					}
+					mu.Lock()
+					finished = append(finished, a)
+					mu.Unlock()
+				}
+			}
 			h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
 				if info.ActivityType.Name != related.FindActivity {
 					return
 				}
+				mu.Lock()
+				before = slices.Clone(finished)
+				mu.Unlock()
 				looked.Add(1)
-				h.fake.mu.Lock()
-				for _, c := range h.fake.calls {
-					before = append(before, c.Action)
-				}
-				h.fake.mu.Unlock()
 			})
 			h.approve(time.Minute, tc.approve, lead)
 			res, _ := h.run(input(tc.playbook))
@@ -336,12 +352,12 @@ func TestRelatedLookupAfterContainment(t *testing.T) {
 			}
 			for _, a := range tc.wantRun {
 				if !slices.Contains(before, a) {
-					t.Errorf("%s had not started when the lookup started (started: %v)", a, before)
+					t.Errorf("%s had not finished when the lookup started (finished: %v)", a, before)
 				}
 			}
 			for _, a := range tc.wantNotRun {
 				if slices.Contains(before, a) {
-					t.Errorf("%s had started before the lookup (started: %v)", a, before)
+					t.Errorf("%s had finished before the lookup started (finished: %v)", a, before)
 				}
 			}
 		})
