@@ -322,11 +322,16 @@ func TestRelatedLookupAfterContainment(t *testing.T) {
 			var mu sync.Mutex
 			var finished, before []string
 			var looked atomic.Int32
+			lookupStarted := make(chan struct{})
+			var startOnce sync.Once
 			for _, a := range slices.Concat(tc.wantRun, tc.wantNotRun) {
 				mustWait := slices.Contains(tc.wantNotRun, a)
 				h.fake.before[a] = func(activities.ActionInput) {
-					for deadline := time.Now().Add(5 * time.Second); mustWait && looked.Load() == 0 && time.Now().Before(deadline); {
-						time.Sleep(time.Millisecond)
+					if mustWait {
+						select {
+						case <-lookupStarted:
+						case <-time.After(5 * time.Second):
+						}
 					}
 					mu.Lock()
 					finished = append(finished, a)
@@ -341,6 +346,7 @@ func TestRelatedLookupAfterContainment(t *testing.T) {
 				before = slices.Clone(finished)
 				mu.Unlock()
 				looked.Add(1)
+				startOnce.Do(func() { close(lookupStarted) })
 			})
 			h.approve(time.Minute, tc.approve, lead)
 			res, _ := h.run(input(tc.playbook))

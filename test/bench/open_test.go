@@ -24,9 +24,9 @@ const openIncidents = 200
 // (testdata/playbooks/capacity.yaml). It reports the processor time one
 // opening costs the Temporal server (this process's children), the
 // machine's PostgreSQL (the cluster's store, a system service) and this
-// process (intake, forwarder, worker, ledger): from the first POST until every incident
-// waits for its approval and a second more, less what the same processes
-// used idle over a second before. That cost bounds an alert storm's new
+// process (intake, forwarder, worker, ledger): from the first POST until
+// every incident waits for its approval and a second more, less what the
+// same processes used idle over a second before. That cost bounds an alert storm's new
 // incidents and containment at ten incidents a second; the benchmark is a
 // diagnostic beside them, with no goal of its own.
 //
