@@ -3,6 +3,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -460,7 +461,7 @@ func TestStarterClusterColdAndWarm(t *testing.T) {
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("starter cluster: %v\n%s", err, out)
+			t.Fatalf("starter cluster: %v\n%s\n%s", err, out, logTails(filepath.Join(state, "logs"), 30))
 		}
 		ready := ""
 		for _, line := range strings.Split(string(out), "\n") {
@@ -475,6 +476,11 @@ func TestStarterClusterColdAndWarm(t *testing.T) {
 		return string(out)
 	}
 	run("created databases " + db.Name + ", " + db.VisibilityName)
+	portsFile := filepath.Join(state, "cluster", "temporal", "membership-ports.json")
+	coldPorts, err := os.ReadFile(portsFile)
+	if err != nil {
+		t.Fatalf("the cold start recorded no membership ports: %v", err)
+	}
 	for _, k := range []string{"ca-key.pem", "worker-key.pem", "api-key.pem", "operator-key.pem", "frontend-key.pem", "internode-key.pem"} {
 		fi, err := os.Stat(filepath.Join(state, "cluster", "pki", k))
 		if err != nil || fi.Mode().Perm() != 0o600 {
@@ -482,4 +488,34 @@ func TestStarterClusterColdAndWarm(t *testing.T) {
 		}
 	}
 	run("schema present")
+	// The warm start must take the same membership ports: the server
+	// finds its peers in the membership table, where the cold start's
+	// services are still listed, and on new ports would spend some 40 s
+	// joining those dead addresses before it serves.
+	if warmPorts, err := os.ReadFile(portsFile); err != nil || !bytes.Equal(warmPorts, coldPorts) {
+		t.Errorf("membership ports: cold %s, warm %s (%v); want the same", coldPorts, warmPorts, err)
+	}
+}
+
+// logTails is the last n lines of each log in dir, for a failure message:
+// the folder is gone by the time anyone reads a CI log.
+func logTails(dir string, n int) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Sprintf("(logs: %v)", err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			fmt.Fprintf(&b, "==> %s: %v\n", e.Name(), err)
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "==> last %d lines of %s:\n%s\n", len(lines), e.Name(), strings.Join(lines, "\n"))
+	}
+	return b.String()
 }

@@ -18,9 +18,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/url"
@@ -34,9 +36,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -98,7 +102,8 @@ type Options struct {
 	// IP every service binds to; default 127.0.0.1.
 	IP string
 	// FrontendPort of the frontend; 0 picks a free one. The other services
-	// always get free ports.
+	// get free ports, the membership ports of the last start in Dir again
+	// while they are free.
 	FrontendPort int
 	DB           DB
 	// JWKSURL is the identity provider's key set (the Keycloak realm's
@@ -187,23 +192,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.writeConfig(); err != nil {
 		return nil, err
 	}
-	for _, name := range portNames {
-		p := 0
-		if name == "FRONTEND_GRPC_PORT" {
-			p = opts.FrontendPort
-		}
-		if p == 0 {
-			free := FreePort
-			if strings.HasSuffix(name, "_MEMBERSHIP_PORT") {
-				// The membership table stores ports as PostgreSQL smallint:
-				// the kernel's ephemeral ports (32768 and up) do not fit.
-				free = freeLowPort
-			}
-			if p, err = free(opts.IP); err != nil {
-				return nil, err
-			}
-		}
-		c.ports[name] = p
+	if err := c.choosePorts(); err != nil {
+		return nil, err
 	}
 	c.env = c.serverEnv()
 	if err := c.launch(ctx); err != nil {
@@ -217,6 +207,67 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) root() string { return filepath.Join(c.opts.Dir, "temporal") }
+
+// membershipFile keeps the membership ports of the last start.
+func (c *Cluster) membershipFile() string { return filepath.Join(c.root(), "membership-ports.json") }
+
+// choosePorts picks the server's listeners: the frontend's from the
+// options, the others free. The membership ports of the last start in
+// Dir are taken again when they are still free. The server finds its
+// peers through the membership table, where the last run's services stay
+// listed for 20 s after they stop: on new ports, every service of a
+// restarted server would spend some 40 s trying to join those dead
+// addresses (ringpop's 30 s join limit, then a retry) and answer "Not
+// enough hosts to serve the request" meanwhile; on the same ports, it
+// joins itself at once.
+func (c *Cluster) choosePorts() error {
+	var last map[string]int
+	if b, err := os.ReadFile(c.membershipFile()); err == nil {
+		if err := json.Unmarshal(b, &last); err != nil {
+			return fmt.Errorf("cluster: %s: %w", c.membershipFile(), err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	membership := map[string]int{}
+	for _, name := range portNames {
+		p := 0
+		if name == "FRONTEND_GRPC_PORT" {
+			p = c.opts.FrontendPort
+		}
+		isMembership := strings.HasSuffix(name, "_MEMBERSHIP_PORT")
+		if p == 0 && isMembership && last[name] != 0 && portFree(c.opts.IP, last[name]) {
+			p = last[name]
+		}
+		if p == 0 {
+			free := FreePort
+			if isMembership {
+				// The membership table stores ports as PostgreSQL smallint:
+				// the kernel's ephemeral ports (32768 and up) do not fit.
+				free = freeLowPort
+			}
+			var err error
+			if p, err = free(c.opts.IP); err != nil {
+				return err
+			}
+		}
+		c.ports[name] = p
+		if isMembership {
+			membership[name] = p
+		}
+	}
+	b, err := json.MarshalIndent(membership, "", "  ")
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := os.MkdirAll(c.root(), 0o700); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if err := os.WriteFile(c.membershipFile(), b, 0o600); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
 
 func (c *Cluster) writeConfig() error {
 	cfgDir := filepath.Join(c.root(), "config")
@@ -330,7 +381,8 @@ func (c *Cluster) waitReady(ctx context.Context, exited <-chan struct{}) error {
 }
 
 // setup registers the namespace and the search attributes with the
-// operator's token, idempotently, and waits until both are in use.
+// operator's token, idempotently, and waits until both are in use and
+// the services serve.
 func (c *Cluster) setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -403,11 +455,41 @@ func (c *Cluster) setup(ctx context.Context) error {
 		query = name + " IS NULL"
 		break
 	}
-	return retry(ctx, func() error {
+	err = retry(ctx, func() error {
 		_, err := ws.CountWorkflowExecutions(ctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: c.opts.Namespace, Query: query})
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("cluster: visibility: %w", err)
+	}
+	// The frontend answers before the services have found each other
+	// through the membership table: until they have, a call that needs
+	// matching or history fails with "Not enough hosts to serve the
+	// request". A task queue's description (matching) and an unknown
+	// workflow's (history: NotFound) work once they have.
+	err = retry(ctx, func() error {
+		_, err := ws.DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{Namespace: c.opts.Namespace,
+			TaskQueue: &taskqueuepb.TaskQueue{Name: readinessName, Kind: enumspb.TASK_QUEUE_KIND_NORMAL}, TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW})
+		if err != nil {
+			return fmt.Errorf("matching: %w", err)
+		}
+		_, err = ws.DescribeWorkflowExecution(ctx, &workflowservice.DescribeWorkflowExecutionRequest{Namespace: c.opts.Namespace,
+			Execution: &commonpb.WorkflowExecution{WorkflowId: readinessName}})
+		var notFound *serviceerror.NotFound
+		if err == nil || errors.As(err, &notFound) {
+			return nil
+		}
+		return fmt.Errorf("history: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: services not serving: %w", err)
+	}
+	return nil
 }
+
+// readinessName is the task queue and the workflow ID the readiness check
+// describes; neither is ever used.
+const readinessName = "iru-cluster-readiness"
 
 // permanentError stops retry.
 type permanentError struct{ error }
@@ -612,15 +694,21 @@ func freeLowPort(ip string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("cluster: free port: %w", err)
 		}
-		port := 20000 + int(n.Int64())
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		if err != nil {
-			continue
+		if port := 20000 + int(n.Int64()); portFree(ip, port) {
+			return port, nil
 		}
-		l.Close()
-		return port, nil
 	}
 	return 0, errors.New("cluster: no free port below 32768")
+}
+
+// portFree reports whether port on ip could be listened on a moment ago.
+func portFree(ip string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // quietLogger drops the SDK's logs while waiting for readiness.
