@@ -80,6 +80,12 @@ func rssBytes(tb testing.TB) int64 {
 // go tool pprof -sample_index inuse_space), and the goroutines then
 // (grouped by stack, counted) beside it, in that name with ".goroutines".
 //
+// IRU_CAPACITY_PER_ASSET sets how many incidents share an asset (default
+// 5, as a few playbooks' incidents on each of many containers). Incidents
+// on one asset link to each other (up to 50 links each) and tell each
+// other of the link (a signal each): IRU_CAPACITY_PER_ASSET=N puts the
+// whole backlog on one asset, the worst case for the links.
+//
 // IRU_CAPACITY_CACHE sets the worker's sticky workflow cache (the SDK's
 // default: 10,000 workflows): below N, the waiting incidents it evicts cost
 // no memory, and an approval of one of them replays its history first.
@@ -90,6 +96,10 @@ func BenchmarkCapacity(b *testing.B) {
 	k := envInt(b, "IRU_CAPACITY_APPROVALS", 100)
 	rate := envInt(b, "IRU_CAPACITY_RATE", 2)
 	wait := time.Duration(envInt(b, "IRU_CAPACITY_WAIT_S", 1800)) * time.Second
+	perAsset := envInt(b, "IRU_CAPACITY_PER_ASSET", 5)
+	if perAsset < 1 {
+		b.Fatalf("IRU_CAPACITY_PER_ASSET=%d: want at least 1", perAsset)
+	}
 	if n < 2*k {
 		b.Fatalf("IRU_CAPACITY_N=%d: want at least twice IRU_CAPACITY_APPROVALS (%d)", n, k)
 	}
@@ -134,7 +144,7 @@ func BenchmarkCapacity(b *testing.B) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				key := capacityKey(p.TaskQueue, i, j)
-				in := workflows.IncidentInput{IncidentID: fmt.Sprintf("CAP-%d-%d", i, j), Key: key, Asset: "drill-canary", Severity: "medium", Playbook: "capacity", OpenedBy: "system:bench"}
+				in := workflows.IncidentInput{IncidentID: fmt.Sprintf("CAP-%d-%d", i, j), Key: key, Asset: fmt.Sprintf("capacity-%d", j/perAsset), Severity: "medium", Playbook: "capacity", OpenedBy: "system:bench"}
 				// An incident of the id already running is an error, not
 				// a run to wait on (the SDK's default returns it).
 				opts := client.StartWorkflowOptions{ID: workflows.IncidentWorkflowID(key), TaskQueue: p.TaskQueue, WorkflowExecutionErrorWhenAlreadyStarted: true}
@@ -180,6 +190,7 @@ func BenchmarkCapacity(b *testing.B) {
 		paced, pacedUpdate := approveSample(b, p, sample(p.TaskQueue, i, n, k, 0), time.Second/time.Duration(rate))
 		burst, burstUpdate := approveSample(b, p, sample(p.TaskQueue, i, n, k, 1), 0)
 		b.ReportMetric(float64(n), "waiting")
+		b.ReportMetric(float64(perAsset), "per-asset")
 		b.ReportMetric(float64(rss)/1e6, "rss-MB")
 		b.ReportMetric(float64(rss-idle)/1e6, "rss-growth-MB")
 		b.ReportMetric(float64(ms.HeapInuse)/1e6, "heap-MB")
@@ -194,8 +205,8 @@ func BenchmarkCapacity(b *testing.B) {
 		b.ReportMetric(ms2(pct(pacedUpdate, 99)), "update-p99-ms")
 		b.ReportMetric(ms2(pct(burst, 50)), "burst-p50-ms")
 		b.ReportMetric(ms2(pct(burst, 99)), "burst-p99-ms")
-		b.Logf("%d incidents open and waiting: RSS %.0f MB (idle %.0f MB), heap %.0f MB, goroutine stacks %.0f MB (%d goroutines), opened in %s",
-			n, float64(rss)/1e6, float64(idle)/1e6, float64(ms.HeapInuse)/1e6, float64(ms.StackInuse)/1e6, goroutines, opened.Round(time.Millisecond))
+		b.Logf("%d incidents open and waiting (%d per asset): RSS %.0f MB (idle %.0f MB), heap %.0f MB, goroutine stacks %.0f MB (%d goroutines), opened in %s",
+			n, perAsset, float64(rss)/1e6, float64(idle)/1e6, float64(ms.HeapInuse)/1e6, float64(ms.StackInuse)/1e6, goroutines, opened.Round(time.Millisecond))
 		limit := "none"
 		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
 			limit = fmt.Sprintf("%d MiB", l>>20)
