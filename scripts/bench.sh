@@ -9,8 +9,10 @@
 #   BENCH_GROUPS           groups to run (default all; see the list below);
 #                          results of groups not run are kept from earlier runs
 #   BENCH_OUT              results folder (default .bench)
-#   IRU_CAPACITY_N         incidents the capacity benchmark opens (default 1,000,
-#                          about 3 minutes; the goal's 10,000 takes about 35)
+#   IRU_CAPACITY_N         incidents the capacity benchmark opens (default the
+#                          goal's 10,000, one run, about 10 minutes on 2 cores)
+#   IRU_CAPACITY_GOMEMLIMIT  the capacity run's GOMEMLIMIT (default 900MiB, the
+#                          worker's in docker-compose.yml; "off" for none)
 #
 # With PROFILE=1 (make bench-profile) the platform benchmarks run once each
 # and write CPU and allocation profiles to $BENCH_OUT/profiles instead.
@@ -40,8 +42,20 @@ groups=(
   "opening|$pcount|-bench IncidentOpening -benchtime 1x -timeout 30m ./test/bench/"
   "list|$count|-bench ListIncidents -benchtime 3x -timeout 30m ./internal/api/"
   "contain|$pcount|-bench TimeToContain -benchtime 1x -timeout 90m ./test/bench/"
-  "capacity|$pcount|-bench Capacity -benchtime 1x -timeout 60m ./test/"
+  "capacity|1|-bench Capacity -benchtime 1x -timeout 60m ./test/"
 )
+export IRU_CAPACITY_N=${IRU_CAPACITY_N:-10000}
+
+# groupenv NAME: the environment of a group's run (the capacity benchmark's
+# process hosts the worker: it runs under the worker's memory limit).
+groupenv() {
+  local limit=${IRU_CAPACITY_GOMEMLIMIT:-900MiB}
+  if [[ "$1" == capacity && "$limit" != off ]]; then
+    echo "GOMEMLIMIT=$limit"
+  else
+    echo "IRU_BENCH_GROUP=$1"
+  fi
+}
 platform=(storm contain capacity)
 
 selected() { # name
@@ -56,7 +70,7 @@ if [[ "${PROFILE:-}" == 1 ]]; then
     [[ " ${platform[*]} " == *" $name "* ]] && selected "$name" || continue
     echo "== profile $name" >&2
     # shellcheck disable=SC2086 # args is a word list
-    go test -tags integration -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
+    env "$(groupenv "$name")" go test -tags integration -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
       -cpuprofile "$out/profiles/$name.cpu.pprof" -memprofile "$out/profiles/$name.alloc.pprof" -memprofilerate 65536 \
       | tee "$out/profiles/$name.txt"
     go tool pprof -top -nodecount 30 "$out/profiles/$name.test" "$out/profiles/$name.cpu.pprof" > "$out/profiles/$name.cpu.top" 2>/dev/null
@@ -74,8 +88,9 @@ for g in "${groups[@]}"; do
     echo "date: $(date -u '+%Y-%m-%d %H:%M')"
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go env GOVERSION)"
+    echo "env: $(groupenv "$name")"
     # shellcheck disable=SC2086 # args is a word list
-    go test -tags integration -run '^$' $args -count "$n"
+    env "$(groupenv "$name")" go test -tags integration -run '^$' $args -count "$n"
   } > "$out/$name.txt.new"
   mv "$out/$name.txt.new" "$out/$name.txt"
   .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv" 2> "$out/$name.err"
