@@ -103,7 +103,7 @@ type Worker struct {
 	ShutdownGrace time.Duration `env:"IRU_WORKER_SHUTDOWN_GRACE" envDefault:"30s" doc:"How long running activities may take to finish after SIGINT/SIGTERM."`
 	// WorkflowCacheSize bounds the workflows the worker keeps in memory
 	// between their workflow tasks (the SDK's sticky cache, one per process).
-	WorkflowCacheSize int `env:"IRU_WORKER_WORKFLOW_CACHE" envDefault:"10000" doc:"How many workflows the worker keeps in memory between their tasks (about 130 KB each while an incident waits, 88 KB under the compose file's GOMEMLIMIT of 900MiB: set GOMEMLIMIT under the container's memory limit); past it the least recently used are dropped and replay their history at their next task. An approval to a dropped incident waits seconds longer (its first task fails once and is retried), so keep it above the incidents that wait at once."`
+	WorkflowCacheSize int `env:"IRU_WORKER_WORKFLOW_CACHE" envDefault:"10000" doc:"How many workflows the worker keeps in memory between their tasks (about 86 KB each while an incident waits: 10,000 waiting incidents, five per asset, took 937 MB of RSS under the compose file's GOMEMLIMIT of 900MiB; set GOMEMLIMIT under the container's memory limit); past it the least recently used are dropped and replay their history at their next task. An approval to a dropped incident waits seconds longer (its first task fails once and is retried), so keep it above the incidents that wait at once."`
 }
 
 // Validate implements [Validator].
