@@ -46,14 +46,13 @@ groups=(
 )
 export IRU_CAPACITY_N=${IRU_CAPACITY_N:-10000}
 
-# groupenv NAME: the environment of a group's run (the capacity benchmark's
-# process hosts the worker: it runs under the worker's memory limit).
+# groupenv NAME: the variables a group's run adds, if any (the capacity
+# benchmark's process hosts the worker: it runs under the worker's memory
+# limit).
 groupenv() {
   local limit=${IRU_CAPACITY_GOMEMLIMIT:-900MiB}
   if [[ "$1" == capacity && "$limit" != off ]]; then
     echo "GOMEMLIMIT=$limit"
-  else
-    echo "IRU_BENCH_GROUP=$1"
   fi
 }
 platform=(storm contain capacity)
@@ -69,8 +68,8 @@ if [[ "${PROFILE:-}" == 1 ]]; then
     IFS='|' read -r name _ args <<<"$g"
     [[ " ${platform[*]} " == *" $name "* ]] && selected "$name" || continue
     echo "== profile $name" >&2
-    # shellcheck disable=SC2086 # args is a word list
-    env "$(groupenv "$name")" go test -tags integration -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
+    # shellcheck disable=SC2046,SC2086 # args and groupenv are word lists
+    env $(groupenv "$name") go test -tags integration -run '^$' $args -count 1 -o "$out/profiles/$name.test" \
       -cpuprofile "$out/profiles/$name.cpu.pprof" -memprofile "$out/profiles/$name.alloc.pprof" -memprofilerate 65536 \
       | tee "$out/profiles/$name.txt"
     go tool pprof -top -nodecount 30 "$out/profiles/$name.test" "$out/profiles/$name.cpu.pprof" > "$out/profiles/$name.cpu.top" 2>/dev/null
@@ -88,9 +87,10 @@ for g in "${groups[@]}"; do
     echo "date: $(date -u '+%Y-%m-%d %H:%M')"
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go env GOVERSION)"
-    echo "env: $(groupenv "$name")"
-    # shellcheck disable=SC2086 # args is a word list
-    env "$(groupenv "$name")" go test -tags integration -run '^$' $args -count "$n"
+    vars=$(groupenv "$name")
+    if [[ -n "$vars" ]]; then echo "env: $vars"; fi
+    # shellcheck disable=SC2086 # args and vars are word lists
+    env $vars go test -tags integration -run '^$' $args -count "$n"
   } > "$out/$name.txt.new"
   mv "$out/$name.txt.new" "$out/$name.txt"
   .tools/bin/benchstat -format csv "$out/$name.txt" > "$out/$name.csv" 2> "$out/$name.err"

@@ -26,9 +26,9 @@ const openIncidents = 200
 // machine's PostgreSQL (the cluster's store, a system service) and this
 // process (intake, forwarder, worker, ledger): from the first POST until
 // every incident waits for its approval and a second more, less what the
-// same processes used idle over a second before. That cost bounds an alert storm's new
-// incidents and containment at ten incidents a second; the benchmark is a
-// diagnostic beside them, with no goal of its own.
+// same processes used idle over a second before. That cost bounds an
+// alert storm's new incidents and containment at ten incidents a second;
+// the benchmark is a diagnostic beside them, with no goal of its own.
 //
 //	go test -tags integration -run '^$' -bench IncidentOpening -benchtime 1x -count 3 ./test/bench/
 func BenchmarkIncidentOpening(b *testing.B) {
