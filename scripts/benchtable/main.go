@@ -223,13 +223,16 @@ var specs = []spec{
 			{unit: "x-baseline", op: ">=", value: 0.8, text: "≥ 0.8× SHA-256"},
 			{unit: "peak-heap-KiB", op: "<=", value: 2, of: [2]string{"Locker100MB/get", "peak-heap-10MB-KiB"}, text: "peak heap at 100 MB ≤ 2× at 10 MB"},
 		}},
-	{"Alert storm", "10,000 alerts, 100 assets, dev server", "AlertStorm/dev", "accepted/s", "noop-accepted/s", "accepted/noop",
+	{"Alert storm", "10,000 alerts, 100 assets, dev server: accepted", "AlertStorm/dev", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
 			{unit: "accepted/s", op: ">=", value: 6000, text: "≥ 6,000 accepted/s"},
-			{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"},
 			{unit: "incidents", op: "==", value: 100, text: "exactly 100 incidents"},
 			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
 		}},
+	// The floor: Temporal alone putting the same alerts into workflows
+	// that only count them, in the same run (test/bench/floor_test.go).
+	{"Alert storm", "10,000 alerts, 100 assets, dev server: into incidents", "AlertStorm/dev", "in-incidents/s", "floor-in-incidents/s", "in-incidents/floor",
+		[]goal{{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"}}},
 	{"Alert storm", "100,000 alerts, 1,000 assets, dev server", "AlertStormLarge/dev", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
 			{unit: "incidents", op: "==", value: 1000, text: "exactly 1,000 incidents"},
@@ -246,13 +249,16 @@ var specs = []spec{
 		[]goal{{unit: "api-ms/list", op: "<=", value: 1000, text: "< 1 s"}}},
 	{"Backlog", "list 10,000 incidents in one page through the API, cluster", "ListIncidents/cluster", "api-ms/list", "visibility-ms/list", "api/visibility",
 		[]goal{{unit: "api-ms/list", op: "<=", value: 1000, text: "< 1 s"}}},
-	{"Alert storm", "10,000 alerts, 100 assets, cluster", "AlertStorm/cluster", "accepted/s", "noop-accepted/s", "accepted/noop",
+	{"Alert storm", "10,000 alerts, 100 assets, cluster: accepted", "AlertStorm/cluster", "accepted/s", "noop-accepted/s", "accepted/noop",
 		[]goal{
 			{unit: "accepted/s", op: ">=", value: 6000, text: "≥ 6,000 accepted/s"},
-			{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"},
 			{unit: "incidents", op: "==", value: 100, text: "exactly 100 incidents"},
 			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
 		}},
+	// The floor: Temporal alone putting the same alerts into workflows
+	// that only count them, in the same run (test/bench/floor_test.go).
+	{"Alert storm", "10,000 alerts, 100 assets, cluster: into incidents", "AlertStorm/cluster", "in-incidents/s", "floor-in-incidents/s", "in-incidents/floor",
+		[]goal{{unit: "in-incidents/s", op: ">=", value: 4000, text: "≥ 4,000 alerts/s into incidents"}}},
 	{"Time to contain", "light load, dev server", "TimeToContain/dev/20-at-1per-s", "platform-p50-ms", "sequential-p50-ms", "p50-platform/sequential",
 		[]goal{{unit: "platform-p50-ms", op: "<=", value: 250, text: "p50 ≤ 250 ms"}}},
 	{"Time to contain", "ten a second, dev server", "TimeToContain/dev/100-at-10per-s", "platform-p99-ms", "sequential-p99-ms", "p99-platform/sequential",

@@ -76,11 +76,14 @@ type rigOptions struct {
 // (as itself) on a fresh task queue of the target: the package's dev
 // server or the real cluster (package testenv).
 type rig struct {
-	PVE       *pve.Server
-	Keycloak  *keycloak.Server
-	Host      *workerhost.Host
-	Client    client.Client
-	TaskQueue string
+	PVE      *pve.Server
+	Keycloak *keycloak.Server
+	Host     *workerhost.Host
+	Client   client.Client
+	// WorkerClient is the client the worker polls with (Client itself on
+	// the dev server; on the cluster one with the worker's identity).
+	WorkerClient client.Client
+	TaskQueue    string
 	// Config is the worker configuration the host was built from.
 	Config workerhost.Config
 }
@@ -174,7 +177,7 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 	}
 	tq := "bench-" + uuid.NewString()
 	testenv.StartWorker(tb, func() worker.Worker { return host.NewWorker(wc, tq, worker.Options{}) })
-	return &rig{PVE: p, Keycloak: k, Host: host, Client: c, TaskQueue: tq, Config: cfg}
+	return &rig{PVE: p, Keycloak: k, Host: host, Client: c, WorkerClient: wc, TaskQueue: tq, Config: cfg}
 }
 
 // largeInventory writes, in a temporary directory, inventoryFile with n

@@ -71,6 +71,9 @@ type stormResult struct {
 	// server) and by PostgreSQL (the cluster's store). On a shared machine the rates follow the share of the
 	// processors the run gets; the time per alert does not.
 	CPU testenv.CPUUse
+	// Floor is the floor pass of the same run (measureFloor): Temporal
+	// alone putting the same alerts into workflows that only count them.
+	Floor floorResult
 }
 
 // BenchmarkAlertStorm posts 10,000 alerts about 100 containers (one alert
@@ -79,7 +82,10 @@ type stormResult struct {
 // server and on the real cluster (sub-benchmarks dev and cluster; with
 // IRU_BENCH_STORM_ALERTS another count), running a playbook that only waits for an approval
 // (testdata/playbooks/capacity.yaml; testdata/storm-rules.yaml routes every
-// alert to it). It reports the accepted alerts/s, the p99 POST latency
+// alert to it). It reports the accepted alerts/s (and the same posts' rate
+// to a handler that only answers 202), the alerts/s into incidents (and
+// the floor's, measureFloor: Temporal alone putting the same alerts into
+// workflows that only count them, in the same run), the p99 POST latency
 // (client side and handler side), the incidents created (must be exactly
 // 100, counted with visibility) and the alerts lost (must be 0: the sum of
 // AlertsReceived over the incidents is 10,000).
@@ -143,6 +149,9 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	b.ReportMetric(e2e, "in-incidents/s")
 	b.ReportMetric(noop, "noop-accepted/s")
 	b.ReportMetric(accepted/noop, "accepted/noop")
+	floor := float64(p.Alerts) / res.Floor.Dur.Seconds()
+	b.ReportMetric(floor, "floor-in-incidents/s")
+	b.ReportMetric(e2e/floor, "in-incidents/floor")
 	b.ReportMetric(ms(percentile(res.RoundTrip, 99)), "p99-post-ms")
 	b.ReportMetric(ms(percentile(res.Handler, 99)), "p99-handler-ms")
 	b.ReportMetric(float64(res.Incidents), "incidents")
@@ -153,8 +162,9 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	b.ReportMetric(perAlert(res.CPU.Children), "cpu-us/alert-server")
 	b.ReportMetric(perAlert(res.CPU.Database), "cpu-us/alert-database")
 	b.ReportMetric(res.CPU.Total().Seconds()/res.E2EDur.Seconds(), "cores-used")
-	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
-		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, percentile(res.RoundTrip, 99).Round(time.Microsecond),
+	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s (floor %.0f/s, %.2fx; its CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs) | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
+		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, floor, e2e/floor,
+		perAlert(res.Floor.CPU.Self), perAlert(res.Floor.CPU.Children), perAlert(res.Floor.CPU.Database), percentile(res.RoundTrip, 99).Round(time.Microsecond),
 		percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals,
 		perAlert(res.CPU.Self), perAlert(res.CPU.Children), perAlert(res.CPU.Database), res.CPU.Total().Seconds()/res.E2EDur.Seconds(),
 		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
@@ -208,6 +218,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	if tb.Failed() {
 		tb.FailNow()
 	}
+	res.Floor = measureFloor(tb, r, p)
 
 	rtt := make([][]time.Duration, p.Clients)
 	cpu0 := testenv.CPUNow()

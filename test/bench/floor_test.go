@@ -1,0 +1,183 @@
+//go:build integration
+
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/iru-responder/responder/activities"
+	"github.com/iru-responder/responder/internal/intake/forward"
+	"github.com/iru-responder/responder/internal/testenv"
+	"github.com/iru-responder/responder/internal/workerhost"
+	"github.com/iru-responder/responder/workflows"
+)
+
+// The storm's floor: what Temporal alone takes to put the storm's alerts
+// into incidents on the target, measured in the same run as the storm (its
+// limit, as the no-op handler is the accepting's). The alerts go straight
+// from the benchmark to Temporal through the forwarder's own Signaler, as
+// the forwarder delivered them in every storm measured (two calls per
+// incident: a SignalWithStart with the first half of its alerts, then a
+// Signal with the rest; eight calls at a time, its call slots), to a
+// workflow that only counts them ([floorWorkflow], registered under the
+// incident workflow's name on a worker with the platform's options). No
+// intake, spool, playbook or ledger runs: the platform cannot put alerts
+// into incidents faster than this, since it makes these calls and more.
+
+// floorCallSlots is how many calls the floor pass makes at a time: the
+// forwarder's default (forward.Options.Concurrency).
+const floorCallSlots = 8
+
+// floorWorkflow stands in for the incident workflow in the floor pass: it
+// counts the alerts its signals carry and answers the status query with
+// the count, until it is terminated.
+func floorWorkflow(ctx workflow.Context, _ workflows.IncidentInput) error {
+	n := 0
+	if err := workflow.SetQueryHandler(ctx, workflows.StatusQuery, func(workflows.StatusQueryInput) (workflows.IncidentStatus, error) {
+		return workflows.IncidentStatus{AlertsReceived: n}, nil
+	}); err != nil {
+		return fmt.Errorf("register %s query: %w", workflows.StatusQuery, err)
+	}
+	ch := workflow.GetSignalChannel(ctx, workflows.AlertSignal)
+	for {
+		var in workflows.AlertSignalInput
+		ch.Receive(ctx, &in)
+		n += len(in.Alerts)
+	}
+}
+
+// floorResult is what the floor pass measured.
+type floorResult struct {
+	// Dur is from the first call until the workflows counted every alert.
+	Dur time.Duration
+	// CPU is the processor time spent meanwhile (as stormResult.CPU).
+	CPU testenv.CPUUse
+}
+
+// measureFloor runs the floor pass for p on r's target: p.Alerts alerts
+// about p.Assets assets, as the intake would hand them over, delivered and
+// counted as described above. The workflows are terminated before it
+// returns.
+func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
+	tb.Helper()
+	tq := "floor-" + uuid.NewString()
+	testenv.StartWorker(tb, func() worker.Worker {
+		w := worker.New(r.WorkerClient, tq, workerhost.WorkerOptions(worker.Options{}))
+		w.RegisterWorkflowWithOptions(floorWorkflow, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
+		return w
+	})
+
+	// Each asset's alerts, split in the two calls.
+	perAsset := make([][]workflows.Alert, p.Assets)
+	now := time.Now().UTC()
+	for j := range p.Alerts {
+		i := j % p.Assets
+		perAsset[i] = append(perAsset[i], floorAlert(i, j, now))
+	}
+	type call struct {
+		start bool
+		key   string
+		recs  []workflows.Alert
+	}
+	calls := make([]call, 0, 2*p.Assets)
+	for i, as := range perAsset {
+		calls = append(calls, call{start: true, key: "floor:" + asset(i), recs: as[:(len(as)+1)/2]})
+	}
+	for i, as := range perAsset {
+		if rest := as[(len(as)+1)/2:]; len(rest) > 0 {
+			calls = append(calls, call{key: "floor:" + asset(i), recs: rest})
+		}
+	}
+	sig := forward.TemporalSignaler{Client: r.Client}
+
+	cpu0 := testenv.CPUNow()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range floorCallSlots {
+		wg.Go(func() {
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(len(calls)) {
+					return
+				}
+				c := calls[k]
+				id := workflows.IncidentWorkflowID(c.key)
+				in := workflows.AlertSignalInput{Alerts: c.recs}
+				ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+				var err error
+				if c.start {
+					err = sig.SignalWithStart(ctx, forward.Start{WorkflowID: id, TaskQueue: tq, Signal: in,
+						Input: workflows.IncidentInput{IncidentID: "INC-FLOOR-" + c.key, Key: c.key, Asset: c.recs[0].Asset,
+							AssetRef: c.recs[0].AssetRef, Severity: "high", Playbook: "capacity", OpenedBy: "generic"}})
+				} else {
+					var found bool
+					found, err = sig.Signal(ctx, id, in)
+					if err == nil && !found {
+						err = fmt.Errorf("%s is not running", id)
+					}
+				}
+				cancel()
+				if err != nil {
+					tb.Errorf("floor call %d: %v", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if tb.Failed() {
+		tb.FailNow()
+	}
+
+	ids := make([]string, p.Assets)
+	want := make([]int, p.Assets)
+	for i := range ids {
+		ids[i] = workflows.IncidentWorkflowID("floor:" + asset(i))
+		want[i] = len(perAsset[i])
+	}
+	got := make([]int, p.Assets)
+	deadline := time.Now().Add(p.Timeout)
+	for r.alertsReceived(ids, want, got) < p.Alerts {
+		if time.Now().After(deadline) {
+			tb.Fatalf("floor pass: the workflows counted %v after %s, want %v", got, p.Timeout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res := floorResult{Dur: time.Since(start), CPU: testenv.CPUNow().Sub(cpu0)}
+	if err := testenv.Terminate(r.Client, "floor pass done", ids); err != nil {
+		tb.Log(err)
+	}
+	return res
+}
+
+// floorAlert is alert j of the storm, about asset i, with every field the
+// intake fills for such an alert (BenchmarkAlertStorm's bodies through
+// the generic parser: an id, a fingerprint, the inventory's place, the
+// labels, both times and the raw body's digest), so the calls carry what
+// the forwarder's would.
+func floorAlert(i, j int, now time.Time) workflows.Alert {
+	fp := sha256.Sum256(fmt.Appendf(nil, "storm|ContainerShell|%s|%d", asset(i), j))
+	raw := sha256.Sum256(fmt.Appendf(nil, "body %d", j))
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	return workflows.Alert{
+		ID: id.String(), Fingerprint: hex.EncodeToString(fp[:8]), Source: "generic", Rule: "ContainerShell",
+		Severity: "high", Asset: asset(i), AssetRef: &activities.AssetRef{Name: asset(i), Node: "pve1", VMID: vmid(i)},
+		Summary: fmt.Sprintf("alert %d", j), Labels: map[string]string{"n": fmt.Sprint(j)},
+		ObservedAt: now, ReceivedAt: now, RawDigest: "sha256:" + hex.EncodeToString(raw[:]) + "#0",
+	}
+}
