@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,10 +26,12 @@ import (
 // The storm's floor: what Temporal alone takes to put the storm's alerts
 // into incidents on the target, measured in the same run as the storm (its
 // limit, as the no-op handler is the accepting's). The alerts go straight
-// from the benchmark to Temporal through the forwarder's own Signaler, as
-// the forwarder delivered them in every storm measured (two calls per
-// incident: a SignalWithStart with the first half of its alerts, then a
-// Signal with the rest; eight calls at a time, its call slots), to a
+// from the benchmark to Temporal through the forwarder's own calls
+// (forward.Deliver for a new key, the Signaler's Signal for a running
+// incident), as the forwarder delivered them in every storm measured (two
+// calls per incident: a SignalWithStart with the first half of its
+// alerts, then a Signal with the rest; eight calls at a time, its call
+// slots), to a
 // workflow that only counts them ([floorWorkflow], registered under the
 // incident workflow's name on a worker with the platform's options). No
 // intake, spool, playbook or ledger runs: the platform makes these calls
@@ -91,71 +91,61 @@ func (f floorResult) Limit(alerts int) float64 {
 func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 	tb.Helper()
 	tq := "floor-" + uuid.NewString()
-	testenv.StartWorker(tb, func() worker.Worker {
+	w := testenv.StartWorker(tb, func() worker.Worker {
 		w := worker.New(r.WorkerClient, tq, workerhost.WorkerOptions(worker.Options{}))
 		w.RegisterWorkflowWithOptions(floorWorkflow, workflow.RegisterOptions{Name: workflows.IncidentWorkflow})
 		return w
 	})
+	// Its polls stay out of the storm that follows.
+	defer w.Stop()
 
 	// Each asset's alerts, split in the two calls.
-	perAsset := make([][]workflows.Alert, p.Assets)
+	perAsset := make([][]forward.Record, p.Assets)
 	now := time.Now().UTC()
 	for j := range p.Alerts {
 		i := j % p.Assets
-		perAsset[i] = append(perAsset[i], floorAlert(i, j, now))
+		perAsset[i] = append(perAsset[i], floorRecord(i, j, now))
 	}
 	type call struct {
 		start bool
-		key   string
-		recs  []workflows.Alert
+		recs  []forward.Record
 	}
 	calls := make([]call, 0, 2*p.Assets)
-	for i, as := range perAsset {
-		calls = append(calls, call{start: true, key: "floor:" + asset(i), recs: as[:(len(as)+1)/2]})
+	for _, recs := range perAsset {
+		calls = append(calls, call{start: true, recs: recs[:(len(recs)+1)/2]})
 	}
-	for i, as := range perAsset {
-		if rest := as[(len(as)+1)/2:]; len(rest) > 0 {
-			calls = append(calls, call{key: "floor:" + asset(i), recs: rest})
+	for _, recs := range perAsset {
+		if rest := recs[(len(recs)+1)/2:]; len(rest) > 0 {
+			calls = append(calls, call{recs: rest})
 		}
 	}
 	sig := forward.TemporalSignaler{Client: r.Client}
 
 	cpu0 := testenv.CPUNow()
 	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range floorCallSlots {
-		wg.Go(func() {
-			for {
-				k := next.Add(1) - 1
-				if k >= int64(len(calls)) {
-					return
-				}
-				c := calls[k]
-				id := workflows.IncidentWorkflowID(c.key)
-				in := workflows.AlertSignalInput{Alerts: c.recs}
-				ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
-				var err error
-				if c.start {
-					err = sig.SignalWithStart(ctx, forward.Start{WorkflowID: id, TaskQueue: tq, Signal: in,
-						Input: workflows.IncidentInput{IncidentID: "INC-FLOOR-" + c.key, Key: c.key, Asset: c.recs[0].Asset,
-							AssetRef: c.recs[0].AssetRef, Severity: "high", Playbook: "capacity", OpenedBy: "generic"}})
-				} else {
-					var found bool
-					found, err = sig.Signal(ctx, id, in)
-					if err == nil && !found {
-						err = fmt.Errorf("%s is not running", id)
-					}
-				}
-				cancel()
-				if err != nil {
-					tb.Errorf("floor call %d: %v", k, err)
-					return
-				}
+	inParallel(floorCallSlots, len(calls), func(_, k int) bool {
+		c := calls[k]
+		ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+		defer cancel()
+		var err error
+		if c.start {
+			// A new key's first call, as the forwarder makes it.
+			err = forward.Deliver(ctx, sig, tq, c.recs)
+		} else {
+			// A running incident's, as the forwarder makes it.
+			id := workflows.IncidentWorkflowID(c.recs[0].Key)
+			var found bool
+			found, err = sig.Signal(ctx, id, workflows.AlertSignalInput{Alerts: alertsOf(c.recs)})
+			if err == nil && !found {
+				err = fmt.Errorf("%s is not running", id)
 			}
-		})
-	}
-	wg.Wait()
+		}
+		if err != nil {
+			tb.Errorf("floor call %d: %v", k, err)
+			return false
+		}
+		return true
+	})
 	if tb.Failed() {
 		tb.FailNow()
 	}
@@ -163,7 +153,7 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 	ids := make([]string, p.Assets)
 	want := make([]int, p.Assets)
 	for i := range ids {
-		ids[i] = workflows.IncidentWorkflowID("floor:" + asset(i))
+		ids[i] = workflows.IncidentWorkflowID(floorKey(i))
 		want[i] = len(perAsset[i])
 	}
 	got := make([]int, p.Assets)
@@ -181,22 +171,35 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 	return res
 }
 
-// floorAlert is alert j of the storm, about asset i, with every field the
-// intake fills for such an alert (BenchmarkAlertStorm's bodies through
-// the generic parser: an id, a fingerprint, the inventory's place, the
-// labels, both times and the raw body's digest), so the calls carry what
-// the forwarder's would.
-func floorAlert(i, j int, now time.Time) workflows.Alert {
+// floorKey is the floor pass's correlation key of asset i.
+func floorKey(i int) string { return "floor:" + asset(i) }
+
+// alertsOf returns the records' alerts.
+func alertsOf(recs []forward.Record) []workflows.Alert {
+	out := make([]workflows.Alert, len(recs))
+	for i, r := range recs {
+		out[i] = r.Alert
+	}
+	return out
+}
+
+// floorRecord is alert j of the storm, about asset i, as the intake
+// spools it: routed to the storm's playbook under the floor pass's key,
+// with every field the intake fills for such an alert
+// (BenchmarkAlertStorm's bodies through the generic parser: an id, a
+// fingerprint, the inventory's place, the labels, both times and the raw
+// body's digest), so the calls carry what the forwarder's would.
+func floorRecord(i, j int, now time.Time) forward.Record {
 	fp := sha256.Sum256(fmt.Appendf(nil, "storm|ContainerShell|%s|%d", asset(i), j))
 	raw := sha256.Sum256(fmt.Appendf(nil, "body %d", j))
 	id, err := uuid.NewV7()
 	if err != nil {
 		id = uuid.New()
 	}
-	return workflows.Alert{
+	return forward.Record{Key: floorKey(i), Playbook: "capacity", Mapped: true, OpenedBy: "generic", Alert: workflows.Alert{
 		ID: id.String(), Fingerprint: hex.EncodeToString(fp[:8]), Source: "generic", Rule: "ContainerShell",
 		Severity: "high", Asset: asset(i), AssetRef: &activities.AssetRef{Name: asset(i), Node: "pve1", VMID: vmid(i)},
 		Summary: fmt.Sprintf("alert %d", j), Labels: map[string]string{"n": fmt.Sprint(j)},
 		ObservedAt: now, ReceivedAt: now, RawDigest: "sha256:" + hex.EncodeToString(raw[:]) + "#0",
-	}
+	}}
 }

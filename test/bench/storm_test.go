@@ -273,29 +273,39 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 // with rtt (one slice per client) it records each POST's round trip.
 func postAll(tb testing.TB, hc *http.Client, url string, bodies [][]byte, clients int, rtt [][]time.Duration) (time.Time, time.Duration) {
 	tb.Helper()
+	start := time.Now()
+	inParallel(clients, len(bodies), func(c, j int) bool {
+		t0 := time.Now()
+		if err := post(hc, url, bodies[j]); err != nil {
+			tb.Errorf("alert %d: %v", j, err)
+			return false
+		}
+		if rtt != nil {
+			rtt[c] = append(rtt[c], time.Since(t0))
+		}
+		return true
+	})
+	return start, time.Since(start)
+}
+
+// inParallel runs do(worker, k) for every k in [0, n) from workers
+// goroutines (worker is the goroutine's index), each taking the next k
+// as it finishes one, and returns when they are done. A goroutine whose
+// do returns false takes no more.
+func inParallel(workers, n int, do func(worker, k int) bool) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
-	for c := range clients {
+	for w := range workers {
 		wg.Go(func() {
 			for {
-				j := next.Add(1) - 1
-				if j >= int64(len(bodies)) {
+				k := int(next.Add(1) - 1)
+				if k >= n || !do(w, k) {
 					return
-				}
-				t0 := time.Now()
-				if err := post(hc, url, bodies[j]); err != nil {
-					tb.Errorf("alert %d: %v", j, err)
-					return
-				}
-				if rtt != nil {
-					rtt[c] = append(rtt[c], time.Since(t0))
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return start, time.Since(start)
 }
 
 // alertsReceived sums AlertsReceived over the incidents ids (a missing
