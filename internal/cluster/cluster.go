@@ -212,8 +212,11 @@ func (c *Cluster) root() string { return filepath.Join(c.opts.Dir, "temporal") }
 func (c *Cluster) membershipFile() string { return filepath.Join(c.root(), "membership-ports.json") }
 
 // choosePorts picks the server's listeners: the frontend's from the
-// options, the others free. The membership ports of the last start in
-// Dir are taken again when they are still free. The server finds its
+// options, the others free, no two the same (each pick was free a moment
+// ago but is not held, so two random picks, or a record naming one port
+// twice, could otherwise land on one port, and the second service's
+// listener fails with "address already in use"). The membership ports of
+// the last start in Dir are taken again when they are still free. The server finds its
 // peers through the membership table, where the last run's services stay
 // listed for 20 s after they stop: on new ports, every service of a
 // restarted server would spend some 40 s trying to join those dead
@@ -230,27 +233,35 @@ func (c *Cluster) choosePorts() error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	membership := map[string]int{}
+	used := map[int]bool{c.opts.FrontendPort: c.opts.FrontendPort != 0}
 	for _, name := range portNames {
 		p := 0
 		if name == "FRONTEND_GRPC_PORT" {
 			p = c.opts.FrontendPort
 		}
 		isMembership := strings.HasSuffix(name, "_MEMBERSHIP_PORT")
-		if p == 0 && isMembership && last[name] != 0 && portFree(c.opts.IP, last[name]) {
+		if p == 0 && isMembership && last[name] != 0 && !used[last[name]] && portFree(c.opts.IP, last[name]) {
 			p = last[name]
 		}
-		if p == 0 {
-			free := FreePort
-			if isMembership {
-				// The membership table stores ports as PostgreSQL smallint:
-				// the kernel's ephemeral ports (32768 and up) do not fit.
-				free = freeLowPort
+		free := FreePort
+		if isMembership {
+			// The membership table stores ports as PostgreSQL smallint:
+			// the kernel's ephemeral ports (32768 and up) do not fit.
+			free = freeLowPort
+		}
+		for attempt := 0; p == 0; attempt++ {
+			if attempt == 100 {
+				return fmt.Errorf("cluster: no free port for %s that no other listener has", name)
 			}
-			var err error
-			if p, err = free(c.opts.IP); err != nil {
+			q, err := free(c.opts.IP)
+			if err != nil {
 				return err
 			}
+			if !used[q] {
+				p = q
+			}
 		}
+		used[p] = true
 		c.ports[name] = p
 		if isMembership {
 			membership[name] = p

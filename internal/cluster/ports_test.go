@@ -12,8 +12,9 @@ import (
 // TestChoosePortsKeepsMembershipPorts checks that a restart in the same
 // folder takes the last start's membership ports again while they are
 // free (the server then joins itself instead of the dead addresses its
-// membership table still lists), takes a new one where a port is in use,
-// and refuses an unreadable record.
+// membership table still lists), takes a new one where a port is in use
+// or where the record names a port another listener already has, never
+// gives two listeners one port, and refuses an unreadable record.
 func TestChoosePortsKeepsMembershipPorts(t *testing.T) {
 	const ip = "127.0.0.1"
 	membership := func(ports map[string]int) map[string]int {
@@ -44,6 +45,26 @@ func TestChoosePortsKeepsMembershipPorts(t *testing.T) {
 			}
 			t.Cleanup(func() { l.Close() })
 			return "HISTORY_MEMBERSHIP_PORT"
+		}},
+		{name: "a record naming one port twice", prepare: func(t *testing.T, c *Cluster) string {
+			// The record of a start that gave two services one port
+			// (two random picks that met); the worker's own old port is
+			// held, so only a port no other listener has will do.
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(c.ports["WORKER_MEMBERSHIP_PORT"])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			rec := membership(c.ports)
+			rec["WORKER_MEMBERSHIP_PORT"] = rec["FRONTEND_MEMBERSHIP_PORT"]
+			b, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(c.membershipFile(), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return "WORKER_MEMBERSHIP_PORT"
 		}},
 		{name: "unreadable record", prepare: func(t *testing.T, c *Cluster) string {
 			if err := os.WriteFile(c.membershipFile(), []byte("{"), 0o600); err != nil {
@@ -81,6 +102,13 @@ func TestChoosePortsKeepsMembershipPorts(t *testing.T) {
 			}
 			if got := second.ports["FRONTEND_GRPC_PORT"]; got != 7233 {
 				t.Errorf("frontend port %d, want the option's 7233", got)
+			}
+			owner := map[int]string{}
+			for name, p := range second.ports {
+				if other, ok := owner[p]; ok {
+					t.Errorf("%s and %s both got port %d", other, name, p)
+				}
+				owner[p] = name
 			}
 			after := membership(second.ports)
 			for name, p := range before {
