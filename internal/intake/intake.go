@@ -288,7 +288,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.refuse(w, r, id, RefusedBudget, http.StatusRequestEntityTooLarge, err)
 			return
 		}
-		items = append(items, spool.Item{Key: rec.Key, Data: data, Owner: id.Detector})
+		// The forwarder takes the record as it is (Decoded) instead of
+		// decoding what was just encoded.
+		items = append(items, spool.Item{Key: rec.Key, Data: data, Owner: id.Detector, Decoded: rec})
 		ids = append(ids, rec.Alert.ID)
 	}
 	if _, err := h.opts.Spool.Append(r.Context(), items); err != nil {

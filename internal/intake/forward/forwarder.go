@@ -393,7 +393,7 @@ func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 		if closed[it.Key] || !chosen[it.Key] {
 			continue
 		}
-		rec, err := UnmarshalRecord(it.Data)
+		rec, err := itemRecord(it)
 		if err != nil {
 			f.opts.Log.Error("undecodable spooled alert", "id", it.ID.String(), "err", err)
 			closed[it.Key] = true

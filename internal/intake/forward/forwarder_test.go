@@ -112,7 +112,7 @@ func (f *fakeSignaler) delivered(id string) []string {
 	return slices.Clone(f.perKey[id])
 }
 
-func spoolWith(t *testing.T, recs ...Record) *spool.Spool {
+func spoolWith(t testing.TB, recs ...Record) *spool.Spool {
 	t.Helper()
 	sp, err := spool.Open(t.TempDir(), spool.Options{NoSync: true})
 	if err != nil {
@@ -125,7 +125,7 @@ func spoolWith(t *testing.T, recs ...Record) *spool.Spool {
 	return sp
 }
 
-func appendRecords(t *testing.T, sp *spool.Spool, recs ...Record) {
+func appendRecords(t testing.TB, sp *spool.Spool, recs ...Record) {
 	t.Helper()
 	var items []spool.Item
 	for _, r := range recs {

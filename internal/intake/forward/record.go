@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"github.com/iru-responder/responder/internal/intake/parse"
+	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -42,6 +43,15 @@ func (r *Record) Marshal() ([]byte, error) {
 		return nil, fmt.Errorf("forward: encode record: %w", err)
 	}
 	return b, nil
+}
+
+// itemRecord returns it's record: the intake's own (spool.Item.Decoded)
+// for an item it appended in this process, else it's Data decoded.
+func itemRecord(it spool.Item) (Record, error) {
+	if r, ok := it.Decoded.(Record); ok {
+		return r, nil
+	}
+	return UnmarshalRecord(it.Data)
 }
 
 // UnmarshalRecord decodes a spooled record.

@@ -145,6 +145,7 @@ func (s *Spool) charge(owner string, size int64, n int) *record {
 func (s *Spool) markAcked(e *entry) {
 	e.acked = true
 	e.Data = nil
+	e.Decoded = nil
 	e.seg.live--
 	if e.rec == nil {
 		return

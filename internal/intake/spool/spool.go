@@ -63,6 +63,11 @@ type Item struct {
 	// Owner is who appended the item (the detector); all items of one
 	// Append have the first item's owner. It is charged against Quota.
 	Owner string
+	// Decoded, if set by the appender, is Data already decoded: the spool
+	// keeps it in memory beside Data until the item is acknowledged, so
+	// the consumer need not decode Data again. It is never written: an
+	// item read back from disk has none, and the consumer decodes Data.
+	Decoded any
 }
 
 // Options tune the spool.

@@ -541,3 +541,31 @@ func TestKeyInfoOldest(t *testing.T) {
 		t.Errorf("LastAppend = %s, want after %s", la, t1)
 	}
 }
+
+// Decoded stays in memory: pending items carry it until acknowledged; the
+// disk has only Data, so recovered items have none.
+func TestDecodedInMemoryOnly(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := open(t, dir, Options{})
+	in := items("a", "a1", "a2")
+	in[0].Decoded, in[1].Decoded = "decoded a1", "decoded a2"
+	ids, err := s.Append(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Pending(100, nil)
+	if len(got) != 2 || got[0].Decoded != "decoded a1" || got[1].Decoded != "decoded a2" {
+		t.Fatalf("pending after append = %+v, want both items with their Decoded", got)
+	}
+	if err := s.Ack(ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got = open(t, dir, Options{}).Pending(100, nil)
+	if len(got) != 1 || string(got[0].Data) != "a2" || got[0].Decoded != nil {
+		t.Fatalf("pending after reopen = %+v, want a2 with no Decoded", got)
+	}
+}

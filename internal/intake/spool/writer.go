@@ -131,7 +131,7 @@ func (s *Spool) commit(batch []*appendReq, buf []byte) []byte {
 		for i, it := range p.req.items {
 			id := ID{Seq: p.seq, Index: uint32(i)}
 			ids[i] = id
-			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner}, seg: seg, rec: rec, at: s.lastAppend}
+			e := &entry{Item: Item{ID: id, Key: it.Key, Data: it.Data, Owner: owner, Decoded: it.Decoded}, seg: seg, rec: rec, at: s.lastAppend}
 			s.enqueue(e)
 		}
 		seg.live += len(ids)
