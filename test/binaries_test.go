@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/keys/hsmtest"
 	"github.com/iru-responder/responder/internal/lab"
 	"github.com/iru-responder/responder/internal/testenv"
@@ -56,7 +56,7 @@ func binaries(t *testing.T) (worker, starter string) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	p, err := devserver.FreePort("127.0.0.1")
+	p, err := freeport.TCP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

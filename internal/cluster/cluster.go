@@ -46,6 +46,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	temporaldeploy "github.com/iru-responder/responder/deploy/temporal"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/pki"
 	"github.com/iru-responder/responder/internal/procgroup"
 	"github.com/iru-responder/responder/internal/tlsutil"
@@ -243,7 +244,7 @@ func (c *Cluster) choosePorts() error {
 		if p == 0 && isMembership && last[name] != 0 && !used[last[name]] && portFree(c.opts.IP, last[name]) {
 			p = last[name]
 		}
-		free := FreePort
+		free := freeport.TCP
 		if isMembership {
 			// The membership table stores ports as PostgreSQL smallint:
 			// the kernel's ephemeral ports (32768 and up) do not fit.
@@ -686,16 +687,6 @@ func databaseExists(ctx context.Context, db DB, name string) (bool, error) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// FreePort returns a TCP port on ip that was free a moment ago.
-func FreePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("cluster: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // freeLowPort returns a TCP port below 32768 on ip that was free a moment ago.

@@ -21,6 +21,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/procgroup"
 )
 
@@ -74,12 +75,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	var err error
 	if opts.Port == 0 {
-		if opts.Port, err = FreePort(opts.IP); err != nil {
+		if opts.Port, err = freeport.TCP(opts.IP); err != nil {
 			return nil, err
 		}
 	}
 	if opts.UI && opts.UIPort == 0 {
-		if opts.UIPort, err = FreePort(opts.IP); err != nil {
+		if opts.UIPort, err = freeport.TCP(opts.IP); err != nil {
 			return nil, err
 		}
 	}
@@ -216,16 +217,6 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	return s.launch(ctx)
-}
-
-// FreePort returns a TCP port on ip that was free a moment ago.
-func FreePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("devserver: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // quietLogger drops the SDK's logs while waiting for readiness.

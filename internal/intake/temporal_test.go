@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/intake/forward"
 	"github.com/iru-responder/responder/internal/intake/spool"
 	"github.com/iru-responder/responder/internal/testenv"
@@ -184,7 +184,7 @@ func countWorkflows(tb testing.TB, c client.Client, tq string) int {
 // keeps accepting; pointed at the real server the alerts arrive in order.
 func TestTemporalOutageThenDelivery(t *testing.T) {
 	c, tq := temporalSetup(t)
-	port, err := devserver.FreePort("127.0.0.1")
+	port, err := freeport.TCP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

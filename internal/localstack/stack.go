@@ -34,6 +34,7 @@ import (
 	"github.com/iru-responder/responder/internal/demo"
 	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/drills"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/fsutil"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
@@ -160,7 +161,7 @@ func (s *stack) up(ctx context.Context, exitWhenDone, noDemo bool) error {
 		return fmt.Errorf("IRU_STATE_DIR=%s: %w", cfg.StateDir, err)
 	}
 	if s.cfg.UIPort == 0 { // the codec server's CORS origin needs it before the dev server starts
-		p, err := devserver.FreePort("127.0.0.1")
+		p, err := freeport.TCP("127.0.0.1")
 		if err != nil {
 			return err
 		}

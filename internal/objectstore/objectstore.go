@@ -29,6 +29,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/procgroup"
 )
 
@@ -126,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.Root = Credentials{AccessKey: "iru-root-" + randomHex(6), SecretKey: randomHex(24)}
 	}
 	if opts.Port == 0 {
-		p, err := freePort(opts.IP)
+		p, err := freeport.TCP(opts.IP)
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +149,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 func (s *Server) launch(ctx context.Context) error {
 	// The console listens too; it gets a free port of its own and is off.
-	cport, err := freePort(s.opts.IP)
+	cport, err := freeport.TCP(s.opts.IP)
 	if err != nil {
 		return err
 	}
@@ -309,15 +310,6 @@ func (s *Server) Stop() error {
 	s.mu.Unlock()
 	proc.Stop(syscall.SIGTERM, 10*time.Second)
 	return nil
-}
-
-func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("objectstore: free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

@@ -22,7 +22,7 @@ import (
 
 	pveact "github.com/iru-responder/responder/activities/proxmox"
 	"github.com/iru-responder/responder/internal/decision"
-	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/lab/pve"
 	"github.com/iru-responder/responder/internal/ledger"
 	"github.com/iru-responder/responder/internal/testenv"
@@ -395,7 +395,7 @@ type workerProc struct {
 
 func newWorkerProc(t *testing.T, bin string, env []string) *workerProc {
 	t.Helper()
-	port, err := devserver.FreePort("127.0.0.1")
+	port, err := freeport.TCP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

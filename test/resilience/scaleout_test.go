@@ -26,8 +26,8 @@ import (
 
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
-	"github.com/iru-responder/responder/internal/devserver"
 	"github.com/iru-responder/responder/internal/evidence"
+	"github.com/iru-responder/responder/internal/freeport"
 	"github.com/iru-responder/responder/internal/intake"
 	intakeauth "github.com/iru-responder/responder/internal/intake/auth"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
@@ -140,7 +140,7 @@ func startAPI(t *testing.T, bin string, env []string) *apiProc {
 
 func freeLoopback(t *testing.T) string {
 	t.Helper()
-	port, err := devserver.FreePort("127.0.0.1")
+	port, err := freeport.TCP("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
