@@ -45,8 +45,9 @@ func (r *Record) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// itemRecord returns it's record: the intake's own (spool.Item.Decoded)
-// for an item it appended in this process, else it's Data decoded.
+// itemRecord returns the item's record: the intake's own
+// (spool.Item.Decoded) for an item it appended in this process, else the
+// item's Data decoded.
 func itemRecord(it spool.Item) (Record, error) {
 	if r, ok := it.Decoded.(Record); ok {
 		return r, nil

@@ -542,8 +542,9 @@ func TestKeyInfoOldest(t *testing.T) {
 	}
 }
 
-// Decoded stays in memory: pending items carry it until acknowledged; the
-// disk has only Data, so recovered items have none.
+// Decoded stays in memory: pending items carry it, acknowledging an item
+// drops it with Data, and the disk has only Data, so recovered items have
+// none.
 func TestDecodedInMemoryOnly(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -560,6 +561,13 @@ func TestDecodedInMemoryOnly(t *testing.T) {
 	}
 	if err := s.Ack(ids[:1]); err != nil {
 		t.Fatal(err)
+	}
+	// An acknowledged item's memory goes with it.
+	s.mu.Lock()
+	acked := s.segs[0].entries[0]
+	s.mu.Unlock()
+	if !acked.acked || acked.Data != nil || acked.Decoded != nil {
+		t.Fatalf("acknowledged entry %+v still holds its Data or Decoded", acked.Item)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
