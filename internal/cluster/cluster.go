@@ -217,13 +217,13 @@ func (c *Cluster) membershipFile() string { return filepath.Join(c.root(), "memb
 // ago but is not held, so two random picks, or a record naming one port
 // twice, could otherwise land on one port, and the second service's
 // listener fails with "address already in use"). The membership ports of
-// the last start in Dir are taken again when they are still free. The server finds its
-// peers through the membership table, where the last run's services stay
-// listed for 20 s after they stop: on new ports, every service of a
-// restarted server would spend some 40 s trying to join those dead
-// addresses (ringpop's 30 s join limit, then a retry) and answer "Not
-// enough hosts to serve the request" meanwhile; on the same ports, it
-// joins itself at once.
+// the last start in Dir are taken again when they are still free. The
+// server finds its peers through the membership table, where the last
+// run's services stay listed for 20 s after they stop: on new ports,
+// every service of a restarted server would spend some 40 s trying to
+// join those dead addresses (ringpop's 30 s join limit, then a retry) and
+// answer "Not enough hosts to serve the request" meanwhile; on the same
+// ports, it joins itself at once.
 func (c *Cluster) choosePorts() error {
 	var last map[string]int
 	if b, err := os.ReadFile(c.membershipFile()); err == nil {

@@ -15,7 +15,7 @@ func TestTCP(t *testing.T) {
 		wantErr bool
 	}{
 		{"loopback", "127.0.0.1", false},
-		{"not an address", "not-an-ip", true},
+		{"an address not on this machine", "192.0.2.1", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

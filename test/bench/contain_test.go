@@ -582,9 +582,7 @@ func (r *rig) terminateAll(tb testing.TB, n int) {
 	for i := range ids {
 		ids[i] = workflowID(i)
 	}
-	if err := testenv.Terminate(r.Client, "benchmark done", ids); err != nil {
-		tb.Log(err)
-	}
+	r.terminate(tb, "benchmark done", ids)
 }
 
 // post sends one alert with the detector's API key and expects 202.

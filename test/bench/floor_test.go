@@ -115,11 +115,7 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 	// Terminated however the pass ends: a floor workflow left running
 	// would take the next pass's alerts on the same key to a task queue
 	// no worker polls.
-	defer func() {
-		if err := testenv.Terminate(r.Client, "floor pass done", ids); err != nil {
-			tb.Log(err)
-		}
-	}()
+	defer r.terminate(tb, "floor pass done", ids)
 
 	// The starts, then the signals: a key's Signal follows its start, as
 	// in the forwarder, where a key's next call waits for its last. (One
@@ -157,7 +153,7 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 	if !tb.Failed() {
 		round(signals, func(ctx context.Context, recs []forward.Record) error {
 			id := workflows.IncidentWorkflowID(recs[0].Key)
-			found, err := sig.Signal(ctx, id, workflows.AlertSignalInput{Alerts: alertsOf(recs)})
+			found, err := sig.Signal(ctx, id, forward.SignalInput(recs))
 			if err == nil && !found {
 				err = fmt.Errorf("%s is not running", id)
 			}
@@ -181,15 +177,6 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 
 // floorKey is the floor pass's correlation key of asset i.
 func floorKey(i int) string { return "floor:" + asset(i) }
-
-// alertsOf returns the records' alerts.
-func alertsOf(recs []forward.Record) []workflows.Alert {
-	out := make([]workflows.Alert, len(recs))
-	for i, r := range recs {
-		out[i] = r.Alert
-	}
-	return out
-}
 
 // floorRecord is alert j of the storm, about asset i, as the intake
 // spools it: routed to the storm's playbook under the floor pass's key,

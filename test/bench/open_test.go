@@ -81,11 +81,7 @@ func measureOpening(b testing.TB, target testenv.Target, n int) openingResult {
 	for i := range ids {
 		ids[i] = workflows.IncidentWorkflowID("capacity:" + asset(i))
 	}
-	b.Cleanup(func() {
-		if err := testenv.Terminate(r.Client, "benchmark done", ids); err != nil {
-			b.Log(err)
-		}
-	})
+	b.Cleanup(func() { r.terminate(b, "benchmark done", ids) })
 
 	// What the processes use idle, over as long as the tail below.
 	const tail = time.Second

@@ -401,6 +401,16 @@ func (r *rig) openIntake(tb testing.TB, rulesFile string) *intakeRig {
 	return ir
 }
 
+// terminate ends the workflows ids on the rig's target (those already
+// closed or never started are skipped); a failure is logged, since the
+// benchmark's figures are in by then.
+func (r *rig) terminate(tb testing.TB, reason string, ids []string) {
+	tb.Helper()
+	if err := testenv.Terminate(r.Client, reason, ids); err != nil {
+		tb.Log(err)
+	}
+}
+
 // latencies returns the recorded handler times, sorted.
 func (ir *intakeRig) latencies() []time.Duration {
 	ir.mu.Lock()

@@ -550,11 +550,7 @@ func deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record,
 	if len(recs) == 0 {
 		return nil
 	}
-	alerts := make([]workflows.Alert, len(recs))
-	for i, r := range recs {
-		alerts[i] = r.Alert
-	}
-	in := workflows.AlertSignalInput{Alerts: alerts}
+	in := SignalInput(recs)
 	id := workflows.IncidentWorkflowID(recs[0].Key)
 	if recs[0].Resolved {
 		_, err := sig.Signal(ctx, id, in)
@@ -570,6 +566,16 @@ func deliver(ctx context.Context, sig Signaler, taskQueue string, recs []Record,
 		taskQueue = workflows.TaskQueue
 	}
 	return sig.SignalWithStart(ctx, Start{WorkflowID: id, TaskQueue: taskQueue, Signal: in, Input: incidentInput(recs[0].Key, recs)})
+}
+
+// SignalInput is the alert signal of one call delivering recs: their
+// alerts, in order.
+func SignalInput(recs []Record) workflows.AlertSignalInput {
+	alerts := make([]workflows.Alert, len(recs))
+	for i, r := range recs {
+		alerts[i] = r.Alert
+	}
+	return workflows.AlertSignalInput{Alerts: alerts}
 }
 
 // settle records the outcome of a call for key: success clears its
