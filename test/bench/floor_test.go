@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -172,7 +173,11 @@ func measureFloor(tb testing.TB, r *rig, p stormParams) floorResult {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return floorResult{Dur: time.Since(start), CPU: testenv.CPUNow().Sub(cpu0)}
+	res := floorResult{Dur: time.Since(start), CPU: testenv.CPUNow().Sub(cpu0)}
+	if os.Getenv(shapeVar) != "" {
+		r.logHistoryShape(tb, "floor", ids)
+	}
+	return res
 }
 
 // floorKey is the floor pass's correlation key of asset i.

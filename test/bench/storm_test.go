@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -89,10 +90,14 @@ type stormResult struct {
 // the same run: measureFloor, floorResult.Limit), the p99 POST latency
 // (client side and handler side), the incidents created (must be exactly
 // 100, counted with visibility) and the alerts lost (must be 0: the sum of
-// AlertsReceived over the incidents is 10,000).
+// AlertsReceived over the incidents is 10,000). Two diagnostics:
+// IRU_BENCH_SHAPE=1 logs the incidents' (and the floor's workflows')
+// history events by type, and IRU_BENCH_STORM_PROFILE=file writes a CPU
+// profile of the storm's measured part.
 //
 //	go test -run '^$' -bench AlertStorm -benchtime 1x ./test/bench/
 //	IRU_BENCH_STORM_ALERTS=2000 go test -run '^$' -bench 'AlertStorm/(dev|cluster)' -benchtime 1x ./test/bench/
+//	IRU_BENCH_SHAPE=1 IRU_BENCH_STORM_PROFILE=/tmp/storm.pprof go test -tags integration -run '^$' -bench 'AlertStorm/cluster' -benchtime 1x ./test/bench/
 func BenchmarkAlertStorm(b *testing.B) {
 	alerts := 10000
 	if v := os.Getenv(stormAlertsVar); v != "" {
@@ -171,6 +176,31 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
 }
 
+// stormProfileVar names a file for a CPU profile of this process over
+// each storm's measured part only (from the first POST until the
+// incidents counted every alert), without the rig's start or the floor
+// pass; not together with -cpuprofile.
+const stormProfileVar = "IRU_BENCH_STORM_PROFILE"
+
+// profileCPU starts a CPU profile into path and returns what stops it.
+func profileCPU(tb testing.TB, path string) (stop func()) {
+	tb.Helper()
+	out, err := os.Create(path)
+	if err != nil {
+		tb.Fatalf("%s: %v", stormProfileVar, err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		tb.Fatalf("%s: start the CPU profile: %v", stormProfileVar, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := out.Close(); err != nil {
+			tb.Errorf("%s: %v", stormProfileVar, err)
+		}
+	}
+}
+
 // stormAlertsVar sets how many alerts BenchmarkAlertStorm posts (default
 // 10,000; a shorter run for a quick comparison of the targets).
 const stormAlertsVar = "IRU_BENCH_STORM_ALERTS"
@@ -231,6 +261,9 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	defer r.terminate(tb, "benchmark done", ids)
 
 	rtt := make([][]time.Duration, p.Clients)
+	if path := os.Getenv(stormProfileVar); path != "" {
+		defer profileCPU(tb, path)()
+	}
 	cpu0 := testenv.CPUNow()
 	start, acceptDur := postAll(tb, hc, ir.URL, bodies, p.Clients, rtt)
 	res.AcceptDur = acceptDur
@@ -267,6 +300,9 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	res.E2EDur = time.Since(start)
 	res.CPU = testenv.CPUNow().Sub(cpu0)
 	res.Incidents = r.countIncidents(tb, p.Assets, p.Timeout)
+	if os.Getenv(shapeVar) != "" {
+		r.logHistoryShape(tb, "storm", ids)
+	}
 	return res
 }
 
