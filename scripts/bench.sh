@@ -7,7 +7,8 @@
 #   BENCH_PLATFORM_COUNT   runs of each platform benchmark in test/bench and
 #                          test/ (default 3; each run takes minutes)
 #   BENCH_GROUPS           groups to run (default all; see the list below);
-#                          results of groups not run are kept from earlier runs
+#                          groups not run keep their earlier results in
+#                          $BENCH_OUT, or else their rows of the document
 #   BENCH_OUT              results folder (default .bench)
 #   IRU_CAPACITY_N         incidents the capacity benchmark opens (default the
 #                          goal's 10,000, one run, about 10 minutes on 2 cores)

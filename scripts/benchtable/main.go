@@ -12,6 +12,10 @@
 // every other benchmark are listed below them. The tables replace what lies
 // between the markers <!-- benchtable:NAME --> and <!-- /benchtable:NAME -->
 // (NAME is machine or results); the rest of the document is left as it is.
+// A group the directory does not hold (BENCH_GROUPS ran others, on a clone
+// without the earlier .bench) keeps its rows of the document's tables, and
+// a results row kept so is marked † (see the machine table for when its
+// group ran).
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -53,11 +58,12 @@ func run(dir, doc string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", doc, err)
 	}
-	out, err := replaceSection(string(text), "machine", machineTable(groups))
+	prev := parsePrevious(string(text))
+	out, err := replaceSection(string(text), "machine", machineTable(groups, prev))
 	if err != nil {
 		return err
 	}
-	if out, err = replaceSection(out, "results", resultTables(groups)); err != nil {
+	if out, err = replaceSection(out, "results", resultTables(groups, prev)); err != nil {
 		return err
 	}
 	if err := os.WriteFile(doc, []byte(out), 0o644); err != nil {
@@ -351,12 +357,100 @@ func withCI(s stat, unit string) string {
 	return out
 }
 
-func machineTable(gs []group) string {
+// previous is what the document's generated tables held before this run,
+// for the groups this run has no results of.
+type previous struct {
+	// machine is each group's row of the machine table.
+	machine map[string]string
+	// results is each benchmark's row of the results table, if it had a
+	// figure.
+	results map[string]string
+	// others is each group's rows of the table of every other benchmark.
+	others map[string][]string
+}
+
+// keptMark marks a results row kept from an earlier run.
+const keptMark = " †"
+
+// benchCellRE finds the benchmark name in a results row's second cell.
+var benchCellRE = regexp.MustCompile("\\(`([^`]+)`\\)")
+
+// parsePrevious reads the rows of doc's generated tables; a document
+// without them gives none.
+func parsePrevious(doc string) previous {
+	p := previous{machine: map[string]string{}, results: map[string]string{}, others: map[string][]string{}}
+	for _, row := range tableRows(section(doc, "machine")) {
+		p.machine[cells(row)[0]] = row
+	}
+	results := section(doc, "results")
+	main, rest, _ := strings.Cut(results, "Every other benchmark")
+	for _, row := range tableRows(main) {
+		c := cells(row)
+		if len(c) < 3 || c[2] == "not measured" {
+			continue
+		}
+		if m := benchCellRE.FindStringSubmatch(c[1]); m != nil {
+			p.results[m[1]] = row
+		}
+	}
+	for _, row := range tableRows(rest) {
+		g := cells(row)[0]
+		p.others[g] = append(p.others[g], row)
+	}
+	return p
+}
+
+// section returns the text between doc's markers of name ("" without them).
+func section(doc, name string) string {
+	_, after, ok := strings.Cut(doc, "<!-- benchtable:"+name+" -->")
+	if !ok {
+		return ""
+	}
+	body, _, _ := strings.Cut(after, "<!-- /benchtable:"+name+" -->")
+	return body
+}
+
+// tableRows returns the body rows of the Markdown tables in text (not
+// their header and separator rows).
+func tableRows(text string) []string {
+	var rows []string
+	header := true
+	for line := range strings.Lines(text) {
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case !strings.HasPrefix(line, "|"):
+			header = true
+		case header:
+			header = !strings.HasPrefix(line, "|---")
+		default:
+			rows = append(rows, line)
+		}
+	}
+	return rows
+}
+
+// cells splits a table row into its trimmed cells.
+func cells(row string) []string {
+	parts := strings.Split(strings.Trim(row, "|"), " | ")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+func machineTable(gs []group, prev previous) string {
+	rows := map[string]string{}
+	for name, row := range prev.machine {
+		rows[name] = row
+	}
+	for _, g := range gs {
+		rows[g.name] = fmt.Sprintf("| %s | %s | %s | %s | %s |", g.name, dash(g.header["date"]), dash(g.header["machine"]),
+			dash(g.header["cpu"]), dash(g.header["load"]))
+	}
 	var b strings.Builder
 	b.WriteString("| Group | Run at (UTC) | Machine | CPU | Load average at start |\n|---|---|---|---|---|\n")
-	for _, g := range gs {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", g.name, dash(g.header["date"]), dash(g.header["machine"]),
-			dash(g.header["cpu"]), dash(g.header["load"]))
+	for _, name := range slices.Sorted(maps.Keys(rows)) {
+		b.WriteString(rows[name] + "\n")
 	}
 	return b.String()
 }
@@ -368,12 +462,18 @@ func dash(s string) string {
 	return strings.ReplaceAll(s, "|", "/")
 }
 
-func resultTables(gs []group) string {
+func resultTables(gs []group, prev previous) string {
 	var b strings.Builder
 	b.WriteString("| Area | Benchmark | Figure | Baseline (same run) | Ratio | Goal | Met |\n|---|---|---|---|---|---|---|\n")
 	known := map[string]bool{}
+	kept := false
 	for _, s := range specs {
 		known[s.bench] = true
+		if _, ok := lookup(gs, s.bench, s.figure); !ok && prev.results[s.bench] != "" {
+			b.WriteString(keptRow(prev.results[s.bench]) + "\n")
+			kept = true
+			continue
+		}
 		fig, base, ratio := "not measured", "—", "—"
 		if v, ok := lookup(gs, s.bench, s.figure); ok {
 			fig = "**" + withCI(v, s.figure) + "**"
@@ -400,31 +500,50 @@ func resultTables(gs []group) string {
 		fmt.Fprintf(&b, "| %s | %s (`%s`) | %s | %s | %s | %s | %s |\n", s.section, s.title, s.bench, fig, base, ratio,
 			strings.Join(goals, "; "), strings.Join(met, "; "))
 	}
+	if kept {
+		b.WriteString("\n†" + " Kept from an earlier run: this run did not measure it (see the machine table for when its group ran).\n")
+	}
 	b.WriteString("\nEvery other benchmark, every metric (benchstat center ± 95 % confidence interval):\n\n")
 	b.WriteString("| Group | Benchmark | Metrics |\n|---|---|---|\n")
+	others := map[string][]string{}
+	for g, rows := range prev.others {
+		others[g] = rows
+	}
 	for _, g := range gs {
-		names := make([]string, 0, len(g.stats))
-		for n := range g.stats {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		for _, n := range names {
-			if known[n] {
-				continue
-			}
-			units := make([]string, 0, len(g.stats[n]))
-			for u := range g.stats[n] {
-				units = append(units, u)
-			}
-			slices.Sort(units)
-			var ms []string
-			for _, u := range units {
-				ms = append(ms, withCI(g.stats[n][u], u))
-			}
-			fmt.Fprintf(&b, "| %s | `%s` | %s |\n", g.name, n, strings.Join(ms, "; "))
+		others[g.name] = otherRows(g, known)
+	}
+	for _, name := range slices.Sorted(maps.Keys(others)) {
+		for _, row := range others[name] {
+			b.WriteString(row + "\n")
 		}
 	}
 	return b.String()
+}
+
+// keptRow marks a results row kept from an earlier run (once).
+func keptRow(row string) string {
+	c := cells(row)
+	if len(c) < 2 || strings.HasSuffix(c[1], keptMark) {
+		return row
+	}
+	c[1] += keptMark
+	return "| " + strings.Join(c, " | ") + " |"
+}
+
+// otherRows returns g's rows of the table of every other benchmark.
+func otherRows(g group, known map[string]bool) []string {
+	var rows []string
+	for _, n := range slices.Sorted(maps.Keys(g.stats)) {
+		if known[n] {
+			continue
+		}
+		var ms []string
+		for _, u := range slices.Sorted(maps.Keys(g.stats[n])) {
+			ms = append(ms, withCI(g.stats[n][u], u))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | `%s` | %s |", g.name, n, strings.Join(ms, "; ")))
+	}
+	return rows
 }
 
 // replaceSection replaces the text between <!-- benchtable:name --> and

@@ -122,3 +122,66 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 		t.Errorf("a document without markers was accepted")
 	}
 }
+
+// A run that holds only some groups (BENCH_GROUPS on a fresh clone) keeps
+// the other groups' rows of the document, marking kept results rows once,
+// and replaces the rows of the groups it ran.
+func TestRunKeepsGroupsItDidNotRun(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ledger.csv", benchstatCSV)
+	write("ledger.txt", "date: 2026-12-07 11:00\nload: 1.0 2.0 3.0\nmachine: 2 cores\ncpu: New CPU\nBenchmarkAppend/postgres/clients1-2 1 1 ns/op\n")
+	doc := filepath.Join(dir, "PERFORMANCE.md")
+	write("PERFORMANCE.md", `intro
+<!-- benchtable:machine -->
+| Group | Run at (UTC) | Machine | CPU | Load average at start |
+|---|---|---|---|---|
+| evidence | 2026-12-01 05:39 | 2 cores | Old CPU | 2.37 2.11 2.03 |
+| ledger | 2026-12-01 05:36 | 2 cores | Old CPU | 1.30 1.98 1.98 |
+<!-- /benchtable:machine -->
+<!-- benchtable:results -->
+| Area | Benchmark | Figure | Baseline (same run) | Ratio | Goal | Met |
+|---|---|---|---|---|---|---|
+| Ledger | one chain, PostgreSQL (`+"`Append/postgres/clients1`"+`) | **3,120 appends/s ± 13%** | 5,178 baseline-inserts/s ± 8% | 0.58× | ≥ 0.5× | yes (0.58 x-baseline) |
+| Evidence | put, 100 MB (`+"`Locker100MB/put`"+`) | **765 MB/s ± 63%** | 619 baseline-MB/s ± 27% | 1.21× | ≥ 0.85× | yes (1.21 x-baseline) |
+| Evidence | get, 100 MB (`+"`Locker100MB/get`"+`) | not measured | — | — | ≥ 0.8× | — (not measured) |
+
+Every other benchmark, every metric (benchstat center ± 95 % confidence interval):
+
+| Group | Benchmark | Metrics |
+|---|---|---|
+| codec | `+"`Codec/1KiB`"+` | 5.12 µs/op ± 8% |
+| ledger | `+"`Old/gone`"+` | 1 µs/op |
+<!-- /benchtable:results -->
+end
+`)
+	for range 2 { // the second run reads what the first wrote
+		if err := run(dir, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(doc)
+	out := string(b)
+	for _, want := range []string{
+		"| evidence | 2026-12-01 05:39 | 2 cores | Old CPU | 2.37 2.11 2.03 |",
+		"| ledger | 2026-12-07 11:00 | 2 cores | New CPU | 1.0 2.0 3.0 |",
+		"| Evidence | put, 100 MB (`Locker100MB/put`) † | **765 MB/s ± 63%** |",
+		"| Ledger | one chain, PostgreSQL (`Append/postgres/clients1`) | **180 appends/s ± 3%** |",
+		"| Evidence | get, 100 MB (`Locker100MB/get`) | not measured |",
+		"† Kept from an earlier run",
+		"| codec | `Codec/1KiB` | 5.12 µs/op ± 8% |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("document lacks %q:\n%s", want, out)
+		}
+	}
+	for _, stale := range []string{"Old CPU | 1.30", "3,120 appends/s", "`Old/gone`", "† †"} {
+		if strings.Contains(out, stale) {
+			t.Errorf("document still holds %q:\n%s", stale, out)
+		}
+	}
+}
