@@ -50,6 +50,7 @@ echo "== go test -race -tags integration,localstack: the packages with integrati
 go test -race -count=1 -timeout 25m -tags integration,localstack $integration
 echo "== the tests that measure what production builds hold, without the race detector (its instrumentation enlarges every frame)"
 go test -count=1 -timeout 5m -tags integration -run 'TestWaitingIncidentStack' ./test/
-echo "== the end-to-end, forged-decision, worker-crash and scale-out suites again, on the real Temporal cluster (IRU_TEST_TARGET=cluster)"
+echo "== the end-to-end, forged-decision, worker-crash and scale-out suites and the benchmarks' smoke test again, on the real Temporal cluster (IRU_TEST_TARGET=cluster)"
 IRU_TEST_TARGET=cluster go test -tags integration,localstack -race -count=1 -timeout 20m -run 'EndToEnd|TestForgedDecisions' ./test/
 IRU_TEST_TARGET=cluster go test -tags integration,localstack -race -count=1 -timeout 20m -run 'TestWorkerCrashAtActivityBoundaries|TestScaleOut' ./test/resilience/
+IRU_TEST_TARGET=cluster go test -tags integration -race -count=1 -timeout 10m -run 'TestBenchmarksSmoke' ./test/bench/

@@ -74,7 +74,8 @@ type rigOptions struct {
 // worker host configured from environment variables exactly as
 // testplatform.New does, a codec client (as the API server) and a worker
 // (as itself) on a fresh task queue of the target: the package's dev
-// server or the real cluster (package testenv).
+// server with an SQLite ledger, or the real cluster with a PostgreSQL
+// ledger (package testenv).
 type rig struct {
 	PVE      *pve.Server
 	Keycloak *keycloak.Server
@@ -149,11 +150,18 @@ func newRig(tb testing.TB, opts rigOptions) *rig {
 		"IRU_HSM_MODULE=" + hsm.Module, "IRU_HSM_TOKEN_LABEL=" + hsm.TokenLabel, "IRU_HSM_PIN=" + hsm.PIN,
 		"SOFTHSM2_CONF=" + os.Getenv("SOFTHSM2_CONF"),
 		"IRU_CODEC_KEY_DIR=" + keyDir,
-		"IRU_LEDGER_SQLITE_PATH=" + filepath.Join(state, "ledger.db"),
 		"IRU_EVIDENCE_DIR=" + filepath.Join(state, "evidence"),
 		"IRU_SECRETS_DIR=" + filepath.Join(state, "secrets"),
 	}
 	env = append(env, target.Env(testenv.RoleWorker)...)
+	// The ledger as each target's deployment keeps it: SQLite beside the
+	// dev server (make up), PostgreSQL with an append-only role in the
+	// cluster topology (docker-compose.yml).
+	if target.Name() == "dev" {
+		env = append(env, "IRU_LEDGER_SQLITE_PATH="+filepath.Join(state, "ledger.db"))
+	} else {
+		env = append(env, testenv.PostgresLedger(tb)...)
+	}
 	if opts.PlaybooksDir != "" {
 		env = append(env, "IRU_PLAYBOOKS_DIR="+opts.PlaybooksDir)
 	}
