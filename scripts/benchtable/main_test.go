@@ -84,11 +84,7 @@ func TestGoalCheck(t *testing.T) {
 
 func TestRunRewritesOnlyTheSections(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, s string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := writer(t, dir)
 	write("ledger.csv", benchstatCSV)
 	// The capacity benchmark's rss-MB, as benchstat reports it.
 	write("capacity.csv", ",capacity.txt,\n,rss-B,CI\nCapacity-2,2.255e+08,∞\n\n,capacity.txt,\n,approve-p99-ms,CI\nCapacity-2,281.8,∞\n\n,capacity.txt,\n,waiting,CI\nCapacity-2,1000,∞\n")
@@ -128,11 +124,7 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 // and replaces the rows of the groups it ran.
 func TestRunKeepsGroupsItDidNotRun(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, s string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := writer(t, dir)
 	write("ledger.csv", benchstatCSV)
 	write("ledger.txt", "date: 2026-12-07 11:00\nload: 1.0 2.0 3.0\nmachine: 2 cores\ncpu: New CPU\nBenchmarkAppend/postgres/clients1-2 1 1 ns/op\n")
 	doc := filepath.Join(dir, "PERFORMANCE.md")
@@ -182,6 +174,16 @@ end
 	for _, stale := range []string{"Old CPU | 1.30", "3,120 appends/s", "`Old/gone`", "† †"} {
 		if strings.Contains(out, stale) {
 			t.Errorf("document still holds %q:\n%s", stale, out)
+		}
+	}
+}
+
+// writer returns a function that writes a file of dir or fails t.
+func writer(t *testing.T, dir string) func(name, content string) {
+	return func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
