@@ -97,7 +97,7 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 	}
 	b, _ := os.ReadFile(doc)
 	out := string(b)
-	for _, want := range []string{
+	containsAll(t, out,
 		"intro\n", "\nmiddle\n", "\nend\n",
 		"| ledger | 2026-12-05 14:00 | 2 cores | Test CPU | 1.0 2.0 3.0 |",
 		"| Ledger | one chain, PostgreSQL (`Append/postgres/clients1`) | **180 appends/s ± 3%** |",
@@ -105,11 +105,7 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 		"**no** (640 appends/s)",
 		"**226 rss-MB ± ∞**",
 		"**no** (1,000 waiting); yes (226 rss-MB); **no** (282 approve-p99-ms)",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("document lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	if strings.Contains(out, "old machine") || strings.Contains(out, "\nold\n") {
 		t.Errorf("old tables left:\n%s", out)
 	}
@@ -158,7 +154,7 @@ end
 	}
 	b, _ := os.ReadFile(doc)
 	out := string(b)
-	for _, want := range []string{
+	containsAll(t, out,
 		"| evidence | 2026-12-01 05:39 | 2 cores | Old CPU | 2.37 2.11 2.03 |",
 		"| ledger | 2026-12-07 11:00 | 2 cores | New CPU | 1.0 2.0 3.0 |",
 		"| Evidence | put, 100 MB (`Locker100MB/put`) † | **765 MB/s ± 63%** |",
@@ -166,11 +162,7 @@ end
 		"| Evidence | get, 100 MB (`Locker100MB/get`) | not measured |",
 		"† Kept from an earlier run",
 		"| codec | `Codec/1KiB` | 5.12 µs/op ± 8% |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("document lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	for _, stale := range []string{"Old CPU | 1.30", "3,120 appends/s", "`Old/gone`", "† †"} {
 		if strings.Contains(out, stale) {
 			t.Errorf("document still holds %q:\n%s", stale, out)
@@ -184,6 +176,16 @@ func writer(t *testing.T, dir string) func(name, content string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// containsAll fails t for each of wants that the document out lacks.
+func containsAll(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("document lacks %q:\n%s", want, out)
 		}
 	}
 }
