@@ -5,8 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/testenv"
 )
 
 // TestLedgerMigrate runs `starter ledger migrate` as a database's owner, as compose's
@@ -22,35 +21,11 @@ import (
 func TestLedgerMigrate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	const adminDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	admin, err := pgx.Connect(ctx, adminDSN)
-	if err != nil {
-		t.Fatalf("PostgreSQL is unreachable at 127.0.0.1:5432 (the test needs the local server): %v", err)
-	}
-	defer admin.Close(context.Background())
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	tag := hex.EncodeToString(b[:])
-	owner, app, db := "ledger_owner_"+tag, "ledger_app_"+tag, "ledger_"+tag
-	for _, q := range []string{
-		"CREATE ROLE " + owner + " LOGIN", "CREATE ROLE " + app + " LOGIN",
-		"CREATE DATABASE " + db + " OWNER " + owner,
-	} {
-		if _, err := admin.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	t.Cleanup(func() {
-		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, q := range []string{"DROP DATABASE IF EXISTS " + db + " WITH (FORCE)", "DROP ROLE IF EXISTS " + app, "DROP ROLE IF EXISTS " + owner} {
-			_, _ = admin.Exec(c, q)
-		}
-	})
+	ldb := testenv.NewLedgerDatabase(t)
 	t.Setenv(config.EnvFileVar, "")
 	t.Setenv("IRU_LEDGER_DRIVER", "postgres")
-	t.Setenv("IRU_LEDGER_DSN", "postgres://"+owner+"@127.0.0.1:5432/"+db+"?sslmode=disable")
-	t.Setenv("IRU_LEDGER_APP_ROLE", app)
+	t.Setenv("IRU_LEDGER_DSN", ldb.OwnerDSN)
+	t.Setenv("IRU_LEDGER_APP_ROLE", ldb.AppRole)
 	for run := 1; run <= 2; run++ { // idempotent
 		root := newRoot()
 		var out bytes.Buffer
@@ -62,7 +37,7 @@ func TestLedgerMigrate(t *testing.T) {
 		}
 	}
 
-	conn, err := pgx.Connect(ctx, "postgres://"+app+"@127.0.0.1:5432/"+db+"?sslmode=disable")
+	conn, err := pgx.Connect(ctx, ldb.AppDSN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,13 +225,11 @@ func startCluster() (*TestCluster, error) {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
 	id := hex.EncodeToString(suffix)
-	db := cluster.DB{Host: envOr("IRU_TEST_PG_HOST", "127.0.0.1"), User: envOr("IRU_TEST_PG_USER", "postgres"),
-		Name: "iru_test_temporal_" + id, VisibilityName: "iru_test_temporal_vis_" + id}
-	if p := os.Getenv("IRU_TEST_PG_PORT"); p != "" {
-		if _, err := fmt.Sscan(p, &db.Port); err != nil {
-			return nil, fmt.Errorf("IRU_TEST_PG_PORT=%q: %w", p, err)
-		}
+	db, err := localPG()
+	if err != nil {
+		return nil, err
 	}
+	db.Name, db.VisibilityName = "iru_test_temporal_"+id, "iru_test_temporal_vis_"+id
 	tc := &TestCluster{Keycloak: kc, db: db}
 	issuer := tc.Issuer()
 	operator := temporalclient.NewTokenHeaders(config.Temporal{TokenURL: issuer + "/protocol/openid-connect/token",
@@ -250,6 +248,19 @@ func startCluster() (*TestCluster, error) {
 	}
 	tc.Cluster, tc.StartTime = c, time.Since(t0)
 	return tc, nil
+}
+
+// localPG is the local PostgreSQL the tests create their databases on:
+// IRU_TEST_PG_HOST, IRU_TEST_PG_PORT and IRU_TEST_PG_USER, by default
+// 127.0.0.1:5432 and postgres (trust authentication).
+func localPG() (cluster.DB, error) {
+	db := cluster.DB{Host: envOr("IRU_TEST_PG_HOST", "127.0.0.1"), Port: 5432, User: envOr("IRU_TEST_PG_USER", "postgres")}
+	if p := os.Getenv("IRU_TEST_PG_PORT"); p != "" {
+		if _, err := fmt.Sscan(p, &db.Port); err != nil {
+			return db, fmt.Errorf("IRU_TEST_PG_PORT=%q: %w", p, err)
+		}
+	}
+	return db, nil
 }
 
 func (c *TestCluster) dropDatabases() {

@@ -439,10 +439,7 @@ func cells(row string) []string {
 }
 
 func machineTable(gs []group, prev previous) string {
-	rows := map[string]string{}
-	for name, row := range prev.machine {
-		rows[name] = row
-	}
+	rows := maps.Clone(prev.machine)
 	for _, g := range gs {
 		rows[g.name] = fmt.Sprintf("| %s | %s | %s | %s | %s |", g.name, dash(g.header["date"]), dash(g.header["machine"]),
 			dash(g.header["cpu"]), dash(g.header["load"]))
@@ -505,10 +502,7 @@ func resultTables(gs []group, prev previous) string {
 	}
 	b.WriteString("\nEvery other benchmark, every metric (benchstat center ± 95 % confidence interval):\n\n")
 	b.WriteString("| Group | Benchmark | Metrics |\n|---|---|---|\n")
-	others := map[string][]string{}
-	for g, rows := range prev.others {
-		others[g] = rows
-	}
+	others := maps.Clone(prev.others)
 	for _, g := range gs {
 		others[g.name] = otherRows(g, known)
 	}

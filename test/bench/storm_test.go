@@ -261,8 +261,10 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	defer r.terminate(tb, "benchmark done", ids)
 
 	rtt := make([][]time.Duration, p.Clients)
+	stopProfile := func() {}
 	if path := os.Getenv(stormProfileVar); path != "" {
-		defer profileCPU(tb, path)()
+		stopProfile = sync.OnceFunc(profileCPU(tb, path))
+		defer stopProfile() // a storm that fails midway
 	}
 	cpu0 := testenv.CPUNow()
 	start, acceptDur := postAll(tb, hc, ir.URL, bodies, p.Clients, rtt)
@@ -299,6 +301,7 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	}
 	res.E2EDur = time.Since(start)
 	res.CPU = testenv.CPUNow().Sub(cpu0)
+	stopProfile()
 	res.Incidents = r.countIncidents(tb, p.Assets, p.Timeout)
 	if os.Getenv(shapeVar) != "" {
 		r.logHistoryShape(tb, "storm", ids)

@@ -53,11 +53,11 @@ type Options struct {
 	// an append within QuietAfter), the alerts of a key whose incident
 	// runs gather before a call, unless a full signal's worth
 	// (MaxAlertsPerSignal) is pending (default DefaultBusyWait;
-	// negative: no wait). A new incident's first alerts never wait. In a storm each
-	// running incident then gets a few large signals instead of one
-	// whenever a call slot frees: every signal costs the server a
-	// history write and a workflow task, and the processors they take
-	// are the ones the intake needs to accept the storm.
+	// negative: no wait). A new incident's first alerts never wait. In
+	// a storm each running incident then gets a few large signals
+	// instead of one whenever a call slot frees: every signal costs the
+	// server a history write and a workflow task, and the processors
+	// they take are the ones the intake needs to accept the storm.
 	BusyWait time.Duration
 	// QuietAfter is how long after the last append the intake counts as
 	// quiet, and every pending alert goes at once (default 20 ms).
@@ -427,9 +427,9 @@ func (f *Forwarder) group(items []spool.Item, chosen map[string]bool) []*batch {
 // 10,000-alert storm takes to accept on a slow 2-core machine (3–4 s), so
 // each running incident gets one signal while it lasts and one when it
 // ends (BenchmarkAlertStorm on the cluster, on such a machine: with 2 s,
-// 3.1–3.8 signals per incident and 12–26 % more processor time per alert). A follow-up alert of a running
-// incident is late by at most this during a storm; an incident's first
-// alert never waits.
+// 3.1–3.8 signals per incident and 12–26 % more processor time per
+// alert). A follow-up alert of a running incident is late by at most this
+// during a storm; an incident's first alert never waits.
 const DefaultBusyWait = 5 * time.Second
 
 // DefaultMaxCallBytes is the default Options.MaxCallBytes: a call, with
