@@ -28,7 +28,8 @@ type Fault struct {
 	Status int `json:"status,omitempty"`
 	// ErrorRate is the probability (0..1) that Status is returned; 0 with a Status means always.
 	ErrorRate float64 `json:"errorRate,omitempty"`
-	// Hang holds the request open until the client gives up or the server closes.
+	// Hang holds the request open until the client gives up or the server
+	// closes, then drops the connection without an answer.
 	Hang bool `json:"hang,omitempty"`
 	// Times limits how many requests the rule affects; 0 means unlimited.
 	Times int `json:"times,omitempty"`
@@ -123,10 +124,10 @@ func (s *Server) applyFaults(w http.ResponseWriter, req *http.Request) bool {
 		case <-t.C:
 		case <-req.Context().Done():
 			t.Stop()
-			return true
+			abandon()
 		case <-s.closed:
 			t.Stop()
-			return true
+			abandon()
 		}
 	}
 	if f.Hang {
@@ -134,7 +135,7 @@ func (s *Server) applyFaults(w http.ResponseWriter, req *http.Request) bool {
 		case <-req.Context().Done():
 		case <-s.closed:
 		}
-		return true
+		abandon()
 	}
 	if f.Status != 0 && (f.ErrorRate == 0 || rand.Float64() < f.ErrorRate) {
 		writeAdminError(w, f.Status, "unknown_error")
@@ -142,6 +143,12 @@ func (s *Server) applyFaults(w http.ResponseWriter, req *http.Request) bool {
 	}
 	return false
 }
+
+// abandon ends a request without answering it: the connection is closed and
+// nothing is written. Returning from the handler instead would answer 200 with
+// an empty body, which a client whose cancel races the response can still read
+// as a success.
+func abandon() { panic(http.ErrAbortHandler) }
 
 // serveLab routes the lab control endpoints under /_lab.
 func (s *Server) serveLab(w http.ResponseWriter, req *http.Request) {

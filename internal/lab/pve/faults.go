@@ -26,7 +26,8 @@ type Fault struct {
 	ErrorStatus int `json:"error_status,omitempty"`
 	// TaskFailure makes tasks started by matching requests fail with this exit status.
 	TaskFailure string `json:"task_failure,omitempty"`
-	// Hang holds the request until the client gives up (or the server closes).
+	// Hang holds the request until the client gives up (or the server closes),
+	// then drops the connection without an answer.
 	Hang bool `json:"hang,omitempty"`
 	// Count limits the fault to the first Count matching requests (0: unlimited).
 	Count int `json:"count,omitempty"`
@@ -140,7 +141,8 @@ func (s *Server) applyFaults(hr *http.Request, faults []*activeFault) *apiError 
 			select {
 			case <-time.After(f.Latency):
 			case <-hr.Context().Done():
-				return &apiError{status: http.StatusServiceUnavailable, msg: "client gave up"}
+				// Nobody is waiting for an answer; see abandon.
+				abandon()
 			case <-s.closed:
 				return &apiError{status: http.StatusServiceUnavailable, msg: "server shutting down"}
 			}
@@ -150,7 +152,7 @@ func (s *Server) applyFaults(hr *http.Request, faults []*activeFault) *apiError 
 			case <-hr.Context().Done():
 			case <-s.closed:
 			}
-			return &apiError{status: http.StatusServiceUnavailable, msg: "request abandoned"}
+			abandon()
 		}
 		if f.ErrorRate > 0 {
 			s.faultMu.Lock()
@@ -167,6 +169,14 @@ func (s *Server) applyFaults(hr *http.Request, faults []*activeFault) *apiError 
 	}
 	return nil
 }
+
+// abandon ends a request without answering it: the connection is closed and
+// no status line is written. A hung pveproxy never answers, and an answer
+// written after the client gave up could still reach a client whose cancel
+// races the response (net/http's transport returns a response that arrived as
+// the request's context ended); go-proxmox decodes a 503's null data as
+// success.
+func abandon() { panic(http.ErrAbortHandler) }
 
 // taskFailure returns the injected exit status for a task, if any.
 func taskFailure(faults []*activeFault) string {
