@@ -51,8 +51,12 @@ type stormResult struct {
 	// DrainDur is from the first POST until the forwarder had delivered
 	// every alert to Temporal (the spool was empty).
 	DrainDur time.Duration
-	// Queries is how many status queries counting the alerts took.
-	Queries int
+	// Queries is how many status queries counting the alerts took, and
+	// SlowestQuery the longest of them (a query held on a worker's sticky
+	// queue waits up to its schedule-to-start timeout, 5 s, before the
+	// server sends it to the task queue).
+	Queries      int
+	SlowestQuery time.Duration
 	// RoundTrip and Handler are sorted POST latencies, client and server side.
 	RoundTrip, Handler []time.Duration
 	// Incidents is how many incident workflows visibility lists on the
@@ -168,12 +172,12 @@ func reportStorm(b *testing.B, target string, p stormParams, res stormResult) {
 	b.ReportMetric(perAlert(res.CPU.Children), "cpu-us/alert-server")
 	b.ReportMetric(perAlert(res.CPU.Database), "cpu-us/alert-database")
 	b.ReportMetric(res.CPU.Total().Seconds()/res.E2EDur.Seconds(), "cores-used")
-	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s (floor %.0f/s, %.2fx; its CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs; its pass took %s) | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries) |",
+	b.Logf("| alert storm (%s) | %d alerts, %d assets, %d clients | accepted %.0f/s (no-op handler %.0f/s, %.2fx), in incidents %.0f/s (floor %.0f/s, %.2fx; its CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs; its pass took %s) | p99 POST %s, handler %s | incidents %d | lost %d | signals %d | CPU per alert: this process %.0f µs, Temporal server %.0f µs, PostgreSQL %.0f µs (%.2f cores in use) | accepted at %s, delivered at %s, counted at %s (%d queries, the slowest %s) |",
 		target, p.Alerts, p.Assets, p.Clients, accepted, noop, accepted/noop, e2e, floor, e2e/floor,
 		perAlert(res.Floor.CPU.Self), perAlert(res.Floor.CPU.Children), perAlert(res.Floor.CPU.Database), res.Floor.Dur.Round(time.Millisecond), percentile(res.RoundTrip, 99).Round(time.Microsecond),
 		percentile(res.Handler, 99).Round(time.Microsecond), res.Incidents, p.Alerts-res.Received, res.Signals,
 		perAlert(res.CPU.Self), perAlert(res.CPU.Children), perAlert(res.CPU.Database), res.CPU.Total().Seconds()/res.E2EDur.Seconds(),
-		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries)
+		res.AcceptDur.Round(time.Millisecond), res.DrainDur.Round(time.Millisecond), res.E2EDur.Round(time.Millisecond), res.Queries, res.SlowestQuery.Round(time.Millisecond))
 }
 
 // stormProfileVar names a file for a CPU profile of this process over
@@ -293,7 +297,9 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 				res.Queries++
 			}
 		}
-		res.Received = r.alertsReceived(ids, want, got)
+		var slowest time.Duration
+		res.Received, slowest = r.alertsReceived(ids, want, got)
+		res.SlowestQuery = max(res.SlowestQuery, slowest)
 		if res.Received >= p.Alerts || time.Now().After(deadline) {
 			break
 		}
@@ -350,11 +356,13 @@ func inParallel(workers, n int, do func(worker, k int) bool) {
 }
 
 // alertsReceived sums AlertsReceived over the incidents ids (a missing
-// incident counts 0). got[i] is incident i's count from the previous call;
-// only incidents still short of want[i] are queried again (16 at a time).
-func (r *rig) alertsReceived(ids []string, want, got []int) int {
+// incident counts 0) and returns it with the longest of its queries.
+// got[i] is incident i's count from the previous call; only incidents
+// still short of want[i] are queried again (16 at a time).
+func (r *rig) alertsReceived(ids []string, want, got []int) (int, time.Duration) {
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
+	took := make([]time.Duration, len(ids))
 	for i, id := range ids {
 		if got[i] >= want[i] {
 			continue
@@ -362,7 +370,10 @@ func (r *rig) alertsReceived(ids []string, want, got []int) int {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if st, err := testplatform.Status(r.Client, id); err == nil {
+			start := time.Now()
+			st, err := testplatform.Status(r.Client, id)
+			took[i] = time.Since(start)
+			if err == nil {
 				got[i] = st.AlertsReceived
 			}
 		})
@@ -372,7 +383,7 @@ func (r *rig) alertsReceived(ids []string, want, got []int) int {
 	for _, n := range got {
 		sum += n
 	}
-	return sum
+	return sum, slices.Max(took)
 }
 
 // countIncidents counts the incident workflows on the rig's task queue
