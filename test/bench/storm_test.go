@@ -292,14 +292,8 @@ func measureAlertStorm(tb testing.TB, p stormParams) stormResult {
 	}
 	got := make([]int, p.Assets)
 	for {
-		for i := range ids {
-			if got[i] < want[i] {
-				res.Queries++
-			}
-		}
-		var slowest time.Duration
-		res.Received, slowest = r.alertsReceived(ids, want, got)
-		res.SlowestQuery = max(res.SlowestQuery, slowest)
+		c := r.alertsReceived(ids, want, got)
+		res.Received, res.Queries, res.SlowestQuery = c.Received, res.Queries+c.Queries, max(res.SlowestQuery, c.Slowest)
 		if res.Received >= p.Alerts || time.Now().After(deadline) {
 			break
 		}
@@ -355,18 +349,29 @@ func inParallel(workers, n int, do func(worker, k int) bool) {
 	wg.Wait()
 }
 
+// queryRound is one round of alertsReceived's status queries.
+type queryRound struct {
+	// Received is the sum of AlertsReceived over the incidents.
+	Received int
+	// Queries is how many incidents were queried, and Slowest the longest
+	// of those queries.
+	Queries int
+	Slowest time.Duration
+}
+
 // alertsReceived sums AlertsReceived over the incidents ids (a missing
-// incident counts 0) and returns it with the longest of its queries.
-// got[i] is incident i's count from the previous call; only incidents
-// still short of want[i] are queried again (16 at a time).
-func (r *rig) alertsReceived(ids []string, want, got []int) (int, time.Duration) {
+// incident counts 0). got[i] is incident i's count from the previous call;
+// only incidents still short of want[i] are queried again (16 at a time).
+func (r *rig) alertsReceived(ids []string, want, got []int) queryRound {
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
+	var c queryRound
 	took := make([]time.Duration, len(ids))
 	for i, id := range ids {
 		if got[i] >= want[i] {
 			continue
 		}
+		c.Queries++
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -379,11 +384,11 @@ func (r *rig) alertsReceived(ids []string, want, got []int) (int, time.Duration)
 		})
 	}
 	wg.Wait()
-	sum := 0
-	for _, n := range got {
-		sum += n
+	for i, n := range got {
+		c.Received += n
+		c.Slowest = max(c.Slowest, took[i])
 	}
-	return sum, slices.Max(took)
+	return c
 }
 
 // countIncidents counts the incident workflows on the rig's task queue
