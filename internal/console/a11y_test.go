@@ -99,7 +99,7 @@ func TestConsoleAccessibleAtPhoneAndDesktop(t *testing.T) {
 	}
 
 	// Keyboard only: from the reason field, Tab reaches Approve, Enter approves.
-	bob.do(t, "keyboard approval", chromedp.EmulateViewport(390, 844), chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("reason-shutdown")),
+	bob.reload(t, "keyboard approval", chromedp.EmulateViewport(390, 844), chromedp.Navigate(room), chromedp.WaitVisible(chromedp.ID("reason-shutdown")),
 		chromedp.Focus(chromedp.ID("reason-shutdown")), chromedp.KeyEvent("contain web-01"), chromedp.KeyEvent(kb.Tab))
 	if id := get(t, bob, "focused element", chromedp.Evaluate[string](`document.activeElement.id`)); id != "approve-shutdown" {
 		t.Fatalf("Tab from the reason focuses %q, want approve-shutdown", id)
