@@ -141,6 +141,13 @@ type incident struct {
 	// attempt of the interpreter's own notifications is a local activity
 	// while nothing else runs (see sendNotification).
 	notifyLocal bool
+	// relatedPending is true from the start of the related incidents'
+	// link (startLinkRelated) until it is done: a run that continues as
+	// new before then carries it ([IncidentCarry.RelatedPending]).
+	relatedPending bool
+	// relatedAgain is true in a run that links the related incidents
+	// again because the run before it continued as new first.
+	relatedAgain bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -284,6 +291,10 @@ func (w *incident) run(ctx workflow.Context) (*IncidentResult, error) {
 	}
 	if opening {
 		w.open(ctx)
+	}
+	if c := w.in.Carry; c != nil && c.RelatedPending {
+		w.relatedAgain = true
+		w.startLinkRelated(ctx)
 	}
 	// Signals wait in their channels until the playbook is resolved, so the
 	// ledger starts with incident_opened.
@@ -550,7 +561,7 @@ func (w *incident) continueAsNew(ctx workflow.Context) error {
 	w.timeline(TimelineEntry{What: fmt.Sprintf("continued as new after %d messages", w.messages)})
 	next := w.in
 	next.Alerts = nil
-	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st, Nonces: w.liveNonces(workflow.Now(ctx))}
+	next.Carry = &IncidentCarry{Playbook: *w.pb, Status: w.st, Nonces: w.liveNonces(workflow.Now(ctx)), RelatedPending: w.relatedPending}
 	w.logger.Info("continuing as new", "runs", w.st.Runs, "messages", w.messages)
 	return workflow.NewContinueAsNewError(ctx, IncidentWorkflow, next)
 }

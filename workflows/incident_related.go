@@ -119,10 +119,12 @@ type LinkSignalInput struct {
 // containFirst in a coroutine of its own, beside the first phase's steps
 // (with relatedLocal once the containment is over, see relatedDue);
 // before them in older runs. A run does not wait for it to close or
-// continue as new: a lookup still running then (its activity lost with a
-// worker and waiting out its timeout) is dropped, and the other incident
-// may still link this one.
+// continue as new: a lookup still waiting or running then (its activity
+// lost with a worker and waiting out its timeout) is dropped, and the
+// next run, which the carried [IncidentCarry.RelatedPending] tells, links
+// them again (see linkRelated).
 func (w *incident) startLinkRelated(ctx workflow.Context) {
+	w.relatedPending = true
 	if !w.containFirst {
 		w.linkRelated(ctx)
 		return
@@ -137,8 +139,13 @@ func (w *incident) startLinkRelated(ctx workflow.Context) {
 // at least the later one usually sees the earlier, and one link is enough
 // for both sides to know. A failed lookup is recorded in the timeline and
 // the playbook goes on.
+//
+// A run that links again (relatedAgain: the run before continued as new
+// first) also tells the incidents it finds that the run before had linked
+// as found: that run may have continued as new before it told them.
 func (w *incident) linkRelated(ctx workflow.Context) {
 	if w.st.Asset == "" || w.st.Drill {
+		w.relatedPending = false
 		return
 	}
 	if w.relatedLocal {
@@ -149,14 +156,18 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
 	res, err := w.findRelated(ctx, related.FindInput{Asset: w.st.Asset, Self: self})
 	if err != nil {
+		w.relatedPending = false
 		w.logger.Warn("related incidents not looked up", "error", err)
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "open incidents on the same asset could not be looked up", Reason: rejectionText(err)})
 		return
 	}
+	told := make(map[string]bool, len(res.Incidents))
 	for _, o := range res.Incidents {
-		if !w.addRelated(ctx, RelatedIncident{WorkflowID: o.WorkflowID, Playbook: o.Playbook, How: RelatedFound}) {
+		added := w.addRelated(ctx, RelatedIncident{WorkflowID: o.WorkflowID, Playbook: o.Playbook, How: RelatedFound})
+		if told[o.WorkflowID] || !added && !(w.relatedAgain && w.linkedAs(o.WorkflowID, RelatedFound)) {
 			continue
 		}
+		told[o.WorkflowID] = true
 		in := LinkSignalInput{WorkflowID: self, IncidentID: w.st.IncidentID, Playbook: w.st.Playbook, Asset: w.st.Asset}
 		// Only the workflow id: the link goes to whichever run is current.
 		if err := workflow.SignalExternalWorkflow(ctx, o.WorkflowID, "", LinkSignal, in).Get(ctx, nil); err != nil {
@@ -164,6 +175,12 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "related incident " + o.WorkflowID + " could not be told of the link", Reason: err.Error()})
 		}
 	}
+	w.relatedPending = false
+}
+
+// linkedAs reports whether the incident links workflowID, as how.
+func (w *incident) linkedAs(workflowID, how string) bool {
+	return slices.ContainsFunc(w.st.Related, func(r RelatedIncident) bool { return r.WorkflowID == workflowID && r.How == how })
 }
 
 // onLink records the back-link to an incident that opened on this one's

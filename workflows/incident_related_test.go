@@ -369,3 +369,83 @@ func TestRelatedLookupAfterContainment(t *testing.T) {
 		})
 	}
 }
+
+// TestRelatedLookupSurvivesContinueAsNew: an incident that continues as
+// new before its containment is over (the lookup waits for that) links
+// the related incidents in the next run; and a run that had linked one
+// before it continued (but may not have told it) tells it in the next,
+// once.
+func TestRelatedLookupSurvivesContinueAsNew(t *testing.T) {
+	pb := makePlaybook(pbOpts{})
+	for _, tc := range []struct {
+		name string
+		// linked is what the first run had linked, put into the carry as
+		// a run that continued as new between the link and telling it
+		// would leave it.
+		linked []RelatedIncident
+	}{
+		{name: "not looked up yet"},
+		{name: "linked but maybe not told", linked: []RelatedIncident{{WorkflowID: sshOnWeb1.WorkflowID, Playbook: sshOnWeb1.Playbook, How: RelatedFound}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, pb)
+			var looked atomic.Int32
+			h.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+				func(context.Context, related.FindInput) (related.FindResult, error) {
+					looked.Add(1)
+					return related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil
+				})
+			in := input("wf-test")
+			in.ContinueAsNewAfter = 1
+			h.env.RegisterDelayedCallback(func() {
+				h.env.SignalWorkflow(AlertSignal, AlertSignalInput{Alerts: []Alert{{ID: "b1", Fingerprint: "fp-b1"}}})
+			}, 0)
+			h.env.ExecuteWorkflow(IncidentWorkflow, in)
+			var can *workflow.ContinueAsNewError
+			if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+				t.Fatalf("workflow error = %v, want continue-as-new", err)
+			}
+			var next IncidentInput
+			if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+				t.Fatal(err)
+			}
+			c := next.Carry
+			if !c.Status.Metrics.ContainedAt.IsZero() || looked.Load() != 0 || len(c.Status.Related) != 0 {
+				t.Fatalf("the first run continued as new after its containment (contained at %v) or its lookup (%d, links %+v): the case is not tested",
+					c.Status.Metrics.ContainedAt, looked.Load(), c.Status.Related)
+			}
+			if !c.RelatedPending {
+				t.Error("the carry does not say the related incidents are still to be linked")
+			}
+			c.Status.Related = append(c.Status.Related, tc.linked...)
+
+			next.ContinueAsNewAfter = 0
+			h2 := newHarnessWith(t, h.fake, pb)
+			h2.env.OnActivity(related.FindActivity, mock.Anything, mock.Anything).Return(
+				func(context.Context, related.FindInput) (related.FindResult, error) {
+					looked.Add(1)
+					return related.FindResult{Incidents: []related.Incident{sshOnWeb1}}, nil
+				})
+			var told []LinkSignalInput
+			h2.env.OnSignalExternalWorkflow(mock.Anything, sshOnWeb1.WorkflowID, "", LinkSignal, mock.Anything).Return(
+				func(_, _, _, _ string, arg any) error {
+					told = append(told, arg.(LinkSignalInput))
+					return nil
+				})
+			h2.approve(time.Minute, "stop", lead)
+			res, st := h2.run(next)
+			if res.State != StateResolved {
+				t.Fatalf("state = %s (%s)", res.State, res.Reason)
+			}
+			if looked.Load() != 1 {
+				t.Errorf("looked up %d times over both runs, want 1", looked.Load())
+			}
+			if len(st.Related) != 1 || st.Related[0].WorkflowID != sshOnWeb1.WorkflowID || st.Related[0].How != RelatedFound {
+				t.Errorf("related %+v, want the one found", st.Related)
+			}
+			if len(told) != 1 || told[0].WorkflowID == "" || told[0].Asset != "web-1" {
+				t.Errorf("told %+v, want the found incident told once", told)
+			}
+		})
+	}
+}

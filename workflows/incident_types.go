@@ -314,6 +314,10 @@ type IncidentCarry struct {
 	// Nonces are the decision statement nonces used so far, with their
 	// statements' expiry (expired ones are dropped: they cannot verify).
 	Nonces map[string]time.Time `json:",omitempty"`
+	// RelatedPending is true when the run continued as new before it had
+	// linked the related incidents (the lookup waits for the end of the
+	// containment, see relatedDue): the next run links them.
+	RelatedPending bool `json:",omitempty"`
 }
 
 // StepOutcome is a step's final status, for [IncidentResult].
