@@ -2,15 +2,12 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/iru-responder/responder/activities"
 )
@@ -170,15 +167,7 @@ func TestProtectedApprovalSurvivesContinueAsNew(t *testing.T) {
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(AlertSignal, AlertSignalInput{Alerts: []Alert{{ID: "b1", Fingerprint: "fp-b1"}}})
 	}, 2*time.Minute)
-	h.env.ExecuteWorkflow(IncidentWorkflow, in)
-	var can *workflow.ContinueAsNewError
-	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("workflow error = %v, want continue-as-new", err)
-	}
-	var next IncidentInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := h.continuedAsNew(in)
 	if d := stepOf(next.Carry.Status, "disable"); d.Status != StepWaitingApproval || d.Approval == nil || len(d.Approval.Approvals) != 1 {
 		t.Fatalf("carried disable = %+v", d)
 	}

@@ -400,15 +400,7 @@ func TestRelatedLookupSurvivesContinueAsNew(t *testing.T) {
 			h.env.RegisterDelayedCallback(func() {
 				h.env.SignalWorkflow(AlertSignal, AlertSignalInput{Alerts: []Alert{{ID: "b1", Fingerprint: "fp-b1"}}})
 			}, 0)
-			h.env.ExecuteWorkflow(IncidentWorkflow, in)
-			var can *workflow.ContinueAsNewError
-			if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-				t.Fatalf("workflow error = %v, want continue-as-new", err)
-			}
-			var next IncidentInput
-			if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-				t.Fatal(err)
-			}
+			next := h.continuedAsNew(in)
 			c := next.Carry
 			if !c.Status.Metrics.ContainedAt.IsZero() || looked.Load() != 0 || len(c.Status.Related) != 0 {
 				t.Fatalf("the first run continued as new after its containment (contained at %v) or its lookup (%d, links %+v): the case is not tested",

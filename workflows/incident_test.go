@@ -485,6 +485,22 @@ func (h *harness) run(in IncidentInput) (IncidentResult, IncidentStatus) {
 	return res, h.status()
 }
 
+// continuedAsNew runs in, which must continue as new, and returns the
+// next run's input.
+func (h *harness) continuedAsNew(in IncidentInput) IncidentInput {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(IncidentWorkflow, in)
+	var can *workflow.ContinueAsNewError
+	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
+		h.t.Fatalf("workflow error = %v, want continue-as-new", err)
+	}
+	var next IncidentInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		h.t.Fatal(err)
+	}
+	return next
+}
+
 func stepStatus(st IncidentStatus, id string) string {
 	for _, s := range st.Steps {
 		if s.ID == id {
@@ -890,15 +906,7 @@ func TestContinueAsNewKeepsState(t *testing.T) {
 			h.env.SignalWorkflow(AlertSignal, AlertSignalInput{Alerts: []Alert{{ID: fmt.Sprint("b", i), Fingerprint: fmt.Sprint("fp-b", i)}}})
 		}, 2*time.Minute+time.Duration(i)*time.Second)
 	}
-	h.env.ExecuteWorkflow(IncidentWorkflow, in)
-	var can *workflow.ContinueAsNewError
-	if err := h.env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("workflow error = %v, want continue-as-new", err)
-	}
-	var next IncidentInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := h.continuedAsNew(in)
 	c := next.Carry
 	if c == nil || c.Playbook.Name != "wf-test" || len(next.Alerts) != 0 {
 		t.Fatalf("carry = %+v", c)
