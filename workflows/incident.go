@@ -145,9 +145,6 @@ type incident struct {
 	// link (startLinkRelated) until it is done: a run that continues as
 	// new before then carries it ([IncidentCarry.RelatedPending]).
 	relatedPending bool
-	// relatedAgain is true in a run that links the related incidents
-	// again because the run before it continued as new first.
-	relatedAgain bool
 }
 
 // containFirstChange is the version marker of the runs that put nothing
@@ -292,8 +289,7 @@ func (w *incident) run(ctx workflow.Context) (*IncidentResult, error) {
 	if opening {
 		w.open(ctx)
 	}
-	if c := w.in.Carry; c != nil && c.RelatedPending {
-		w.relatedAgain = true
+	if w.linksAgain() {
 		w.startLinkRelated(ctx)
 	}
 	// Signals wait in their channels until the playbook is resolved, so the

@@ -140,12 +140,11 @@ func (w *incident) startLinkRelated(ctx workflow.Context) {
 // for both sides to know. A failed lookup is recorded in the timeline and
 // the playbook goes on.
 //
-// A run that links again (relatedAgain: the run before continued as new
-// first) also tells the incidents it finds that the run before had linked
+// A run that links again (linksAgain) also tells the incidents it finds that the run before had linked
 // as found: that run may have continued as new before it told them.
 func (w *incident) linkRelated(ctx workflow.Context) {
+	defer func() { w.relatedPending = false }()
 	if w.st.Asset == "" || w.st.Drill {
-		w.relatedPending = false
 		return
 	}
 	if w.relatedLocal {
@@ -156,7 +155,6 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
 	res, err := w.findRelated(ctx, related.FindInput{Asset: w.st.Asset, Self: self})
 	if err != nil {
-		w.relatedPending = false
 		w.logger.Warn("related incidents not looked up", "error", err)
 		w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "open incidents on the same asset could not be looked up", Reason: rejectionText(err)})
 		return
@@ -164,7 +162,8 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 	told := make(map[string]bool, len(res.Incidents))
 	for _, o := range res.Incidents {
 		added := w.addRelated(ctx, RelatedIncident{WorkflowID: o.WorkflowID, Playbook: o.Playbook, How: RelatedFound})
-		if told[o.WorkflowID] || !added && !(w.relatedAgain && w.linkedAs(o.WorkflowID, RelatedFound)) {
+		tell := added || w.linksAgain() && w.linkedAs(o.WorkflowID, RelatedFound)
+		if !tell || told[o.WorkflowID] {
 			continue
 		}
 		told[o.WorkflowID] = true
@@ -175,7 +174,13 @@ func (w *incident) linkRelated(ctx workflow.Context) {
 			w.timeline(TimelineEntry{At: workflow.Now(ctx).UTC(), What: "related incident " + o.WorkflowID + " could not be told of the link", Reason: err.Error()})
 		}
 	}
-	w.relatedPending = false
+}
+
+// linksAgain reports whether this run links the related incidents again:
+// the run before it continued as new before it had linked them.
+func (w *incident) linksAgain() bool {
+	c := w.in.Carry
+	return c != nil && c.RelatedPending
 }
 
 // linkedAs reports whether the incident links workflowID, as how.
