@@ -12,8 +12,12 @@
 #   BENCH_OUT              results folder (default .bench)
 #   IRU_CAPACITY_N         incidents the capacity benchmark opens (default the
 #                          goal's 10,000, one run, about 10 minutes on 2 cores)
-#   IRU_CAPACITY_GOMEMLIMIT  the capacity run's GOMEMLIMIT (default 900MiB, the
-#                          worker's in docker-compose.yml; "off" for none)
+#   IRU_BENCH_GOMEMLIMIT   the GOMEMLIMIT of the platform benchmarks, whose
+#                          process hosts the worker (default 900MiB, the
+#                          worker's in docker-compose.yml; "off" for none).
+#                          Under it the process raises GOGC as the worker does
+#                          (internal/gctune); the Temporal servers they start
+#                          get the same setting whatever this is.
 #
 # With PROFILE=1 (make bench-profile) the platform benchmarks run once each
 # and write CPU and allocation profiles to $BENCH_OUT/profiles instead.
@@ -47,16 +51,20 @@ groups=(
 )
 export IRU_CAPACITY_N=${IRU_CAPACITY_N:-10000}
 
-# groupenv NAME: the variables a group's run adds, if any (the capacity
-# benchmark's process hosts the worker: it runs under the worker's memory
-# limit).
+# The groups whose process hosts the worker, and the platform benchmarks
+# make bench-profile profiles.
+hosts=(storm storm-large opening contain capacity)
+platform=(storm contain capacity)
+
+# groupenv NAME: the variables a group's run adds, if any (a process that
+# hosts the worker runs under the worker's memory limit, and so with the
+# worker's collector setting).
 groupenv() {
-  local limit=${IRU_CAPACITY_GOMEMLIMIT:-900MiB}
-  if [[ "$1" == capacity && "$limit" != off ]]; then
+  local limit=${IRU_BENCH_GOMEMLIMIT:-900MiB}
+  if [[ " ${hosts[*]} " == *" $1 "* && "$limit" != off ]]; then
     echo "GOMEMLIMIT=$limit"
   fi
 }
-platform=(storm contain capacity)
 
 selected() { # name
   [[ -z "${BENCH_GROUPS:-}" ]] && return 0

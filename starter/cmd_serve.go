@@ -21,6 +21,7 @@ import (
 	"github.com/iru-responder/responder/internal/codec"
 	"github.com/iru-responder/responder/internal/config"
 	"github.com/iru-responder/responder/internal/console"
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/internal/intake"
 	"github.com/iru-responder/responder/internal/intake/detectorsfile"
 	"github.com/iru-responder/responder/internal/intake/forward"
@@ -113,7 +114,7 @@ func (t temporalReady) Ready(ctx context.Context) error { return temporalclient.
 // serve runs the API server until ctx ends. If ready is not nil it receives
 // the listen address once the server listens.
 func serve(ctx context.Context, cfg serveConfig, prot *codec.Protection, log *slog.Logger, ready chan<- string) error {
-	log.Info("starting", "version", version.String(), "config", config.Redacted(&cfg))
+	log.Info("starting", "version", version.String(), "gc", gctune.Current().String(), "config", config.Redacted(&cfg))
 	reg, err := metrics.New()
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/joho/godotenv"
 
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/internal/testenv"
 )
 
@@ -695,30 +696,44 @@ func TestComposeEvidenceStore(t *testing.T) {
 	}
 }
 
-// TestComposeWorkerMemoryLimit: the worker holds every waiting incident's
-// workflow state in its cache, and the Go runtime does not read the
-// container's memory limit. Its GOMEMLIMIT must be under the container's
-// limit (the collector works harder as it nears it, instead of the
-// container being killed) and not far under it (memory the worker may not
-// use).
-func TestComposeWorkerMemoryLimit(t *testing.T) {
+// TestComposeMemoryLimits: the Go runtime does not read a container's
+// memory limit. The worker holds every waiting incident's workflow state in
+// its cache; the API server and the Temporal server grow with their load.
+// Each one's GOMEMLIMIT must be under its container's limit (the collector
+// works harder as it nears it, instead of the container being killed) and
+// not far under it (memory it may not use). Under that limit the worker and
+// the API server raise GOGC themselves (internal/gctune); the Temporal
+// server, a stock image, gets the setting the platform gives every server
+// it starts (gctune.ServerEnv).
+func TestComposeMemoryLimits(t *testing.T) {
 	c := loadCompose(t)
-	s := c.service(t, "worker")
-	if s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
-		t.Fatal("worker: no memory limit in deploy.resources.limits")
+	for _, name := range []string{"worker", "api", "temporal"} {
+		t.Run(name, func(t *testing.T) {
+			s := c.service(t, name)
+			if s.Deploy == nil || s.Deploy.Resources.Limits == nil || s.Deploy.Resources.Limits.MemoryBytes == 0 {
+				t.Fatalf("%s: no memory limit in deploy.resources.limits", name)
+			}
+			container := int64(s.Deploy.Resources.Limits.MemoryBytes)
+			v := envOf(s, "GOMEMLIMIT")
+			m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB)?$`).FindStringSubmatch(v)
+			if m == nil {
+				t.Fatalf("%s: GOMEMLIMIT=%q: want a size as the Go runtime reads it (such as 900MiB)", name, v)
+			}
+			n, err := strconv.ParseInt(m[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n <<= map[string]int{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
+			if n >= container || n < container*3/4 {
+				t.Errorf("%s: GOMEMLIMIT=%s (%d MiB) against a container limit of %d MiB: want between 75%% and 100%% of it", name, v, n>>20, container>>20)
+			}
+		})
 	}
-	container := int64(s.Deploy.Resources.Limits.MemoryBytes)
-	v := envOf(s, "GOMEMLIMIT")
-	m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB)?$`).FindStringSubmatch(v)
-	if m == nil {
-		t.Fatalf("worker: GOMEMLIMIT=%q: want a size as the Go runtime reads it (such as 900MiB)", v)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n <<= map[string]int{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30}[m[2]]
-	if n >= container || n < container*3/4 {
-		t.Errorf("worker: GOMEMLIMIT=%s (%d MiB) against a container limit of %d MiB: want between 75%% and 100%% of it", v, n>>20, container>>20)
+	temporal := c.service(t, "temporal")
+	for _, kv := range gctune.ServerEnv() {
+		k, want, _ := strings.Cut(kv, "=")
+		if got := envOf(temporal, k); got != want {
+			t.Errorf("temporal: %s=%q, want %q as every Temporal server the platform starts (gctune.ServerEnv)", k, got, want)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/internal/config"
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/internal/logging"
 	"github.com/iru-responder/responder/internal/metrics"
 	"github.com/iru-responder/responder/internal/schedules"
@@ -39,6 +40,7 @@ func main() {
 		fmt.Println(version.String())
 		return
 	}
+	gctune.Apply()
 	var cfg workerhost.Config
 	if err := config.Load(&cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -54,7 +56,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg workerhost.Config, log *slog.Logger) error {
-	log.Info("starting", "version", version.String(), "config", config.Redacted(&cfg))
+	log.Info("starting", "version", version.String(), "gc", gctune.Current().String(), "config", config.Redacted(&cfg))
 	reg, err := metrics.New()
 	if err != nil {
 		return err

@@ -47,6 +47,7 @@ import (
 
 	temporaldeploy "github.com/iru-responder/responder/deploy/temporal"
 	"github.com/iru-responder/responder/internal/freeport"
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/internal/pki"
 	"github.com/iru-responder/responder/internal/procgroup"
 	"github.com/iru-responder/responder/internal/tlsutil"
@@ -320,6 +321,7 @@ func (c *Cluster) serverEnv() []string {
 		// deployment's defaults would allow 4 × (20 + 10).
 		"SQL_MAX_CONNS=8", "SQL_VIS_MAX_CONNS=4",
 	}
+	env = append(env, gctune.ServerEnv()...)
 	for _, name := range portNames {
 		env = append(env, name+"="+strconv.Itoa(c.ports[name]))
 	}

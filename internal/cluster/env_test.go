@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/iru-responder/responder/internal/gctune"
 )
 
 // TestServerEnvMetrics checks that the server is told to serve its
@@ -28,5 +30,25 @@ func TestServerEnvMetrics(t *testing.T) {
 				t.Errorf("PROMETHEUS_ENDPOINT in the server's environment: %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestServerEnvCollector checks that the server runs with the platform's
+// collector setting (GOGC under a memory limit, gctune.ServerEnv), each
+// variable once.
+func TestServerEnvCollector(t *testing.T) {
+	c := &Cluster{ports: map[string]int{}}
+	env := c.serverEnv()
+	for _, want := range gctune.ServerEnv() {
+		name, _, _ := strings.Cut(want, "=")
+		var got []string
+		for _, kv := range env {
+			if strings.HasPrefix(kv, name+"=") {
+				got = append(got, kv)
+			}
+		}
+		if !slices.Equal(got, []string{want}) {
+			t.Errorf("%s in the server's environment: %q, want [%s]", name, got, want)
+		}
 	}
 }

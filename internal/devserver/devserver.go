@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iru-responder/responder/internal/freeport"
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/internal/procgroup"
 )
 
@@ -140,8 +141,16 @@ func args(o Options) []string {
 	return append(a, o.ExtraArgs...)
 }
 
+// serverEnv is the dev server's environment: the platform's collector
+// setting (gctune.ServerEnv), then parent, whose GOGC or GOMEMLIMIT come
+// later and so win.
+func serverEnv(parent []string) []string {
+	return append(gctune.ServerEnv(), parent...)
+}
+
 func (s *Server) launch(ctx context.Context) error {
 	cmd := exec.Command(s.opts.Binary, args(s.opts)...)
+	cmd.Env = serverEnv(os.Environ())
 	proc, err := procgroup.Start(cmd, s.opts.Log)
 	if err != nil {
 		return fmt.Errorf("devserver: start %s: %w", s.opts.Binary, err)

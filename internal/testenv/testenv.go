@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iru-responder/responder/internal/devserver"
+	"github.com/iru-responder/responder/internal/gctune"
 	"github.com/iru-responder/responder/workflows"
 )
 
@@ -39,6 +40,10 @@ func Main(m *testing.M) {
 	flag.Parse()
 	var benchLog *os.File
 	if benchmarking() {
+		// The platform runs in this process as in the worker: under a
+		// memory limit (GOMEMLIMIT, as make bench sets it) with the
+		// worker's collector setting.
+		fmt.Fprintf(os.Stderr, "collector: %s\n", gctune.Apply())
 		var err error
 		if benchLog, err = logToFile(os.TempDir()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
