@@ -43,7 +43,7 @@ groups=(
   "intake|$count|-bench IntakeStorm|BenchmarkHandler -benchtime 5000x ./internal/intake/"
   "accesslog|$count|-bench BenchmarkRecordAndAppend -benchtime 2000x ./internal/accesslog/"
   "storm|$pcount|-bench ^BenchmarkAlertStorm$ -benchtime 1x -timeout 60m ./test/bench/"
-  "storm-large|1|-bench ^BenchmarkAlertStormLarge$/^dev$ -benchtime 1x -timeout 60m ./test/bench/"
+  "storm-large|1|-bench ^BenchmarkAlertStormLarge$ -benchtime 1x -timeout 60m ./test/bench/"
   "opening|$pcount|-bench IncidentOpening -benchtime 1x -timeout 30m ./test/bench/"
   "list|$count|-bench ListIncidents -benchtime 3x -timeout 30m ./internal/api/"
   "contain|$pcount|-bench TimeToContain -benchtime 1x -timeout 90m ./test/bench/"

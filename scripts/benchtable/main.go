@@ -244,6 +244,11 @@ var specs = []spec{
 			{unit: "incidents", op: "==", value: 1000, text: "exactly 1,000 incidents"},
 			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
 		}},
+	{"Alert storm", "100,000 alerts, 1,000 assets, cluster", "AlertStormLarge/cluster", "accepted/s", "noop-accepted/s", "accepted/noop",
+		[]goal{
+			{unit: "incidents", op: "==", value: 1000, text: "exactly 1,000 incidents"},
+			{unit: "alerts-lost", op: "==", value: 0, text: "0 lost"},
+		}},
 	// benchstat reports the benchmark's rss-MB (10^6 bytes) as rss-B.
 	{"Backlog", "incidents waiting for approval on one worker (IRU_CAPACITY_N)", "Capacity", "rss-B", "", "",
 		[]goal{
