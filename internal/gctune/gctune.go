@@ -9,8 +9,8 @@
 // (the Go GC guide, "Suggested uses"). In the alert storm benchmark on the
 // cluster the collector was about a tenth of the processor time of the
 // platform and of the Temporal server; with GOGC=400 under a limit the
-// platform took 16 % and the server 8 % less processor time per alert
-// (docs/PERFORMANCE.md, session 21).
+// platform took 17–21 % and the server 8–18 % less processor time per
+// alert (docs/PERFORMANCE.md, session 21).
 //
 // Without a memory limit nothing changes: the heap of a worker holding a
 // large backlog of waiting incidents could then grow to five times what is
