@@ -90,8 +90,19 @@ func rssBytes(tb testing.TB) int64 {
 // default: 10,000 workflows): below N, the waiting incidents it evicts cost
 // no memory, and an approval of one of them replays its history first.
 //
+// It runs on both Temporal targets (sub-benchmarks dev and cluster, one
+// after the other in this process: the second's RSS is measured from its
+// own idle start).
+//
 //	IRU_CAPACITY_N=1000 go test -tags integration -run '^$' -bench Capacity -benchtime 1x -timeout 60m ./test/
 func BenchmarkCapacity(b *testing.B) {
+	for _, target := range testenv.Targets {
+		b.Run(target, func(b *testing.B) { benchmarkCapacity(b, testenv.ByName(b, target)) })
+	}
+}
+
+// benchmarkCapacity is BenchmarkCapacity on one target.
+func benchmarkCapacity(b *testing.B, target testenv.Target) {
 	n := envInt(b, "IRU_CAPACITY_N", 1000)
 	k := envInt(b, "IRU_CAPACITY_APPROVALS", 100)
 	rate := envInt(b, "IRU_CAPACITY_RATE", 2)
@@ -114,7 +125,7 @@ func BenchmarkCapacity(b *testing.B) {
 	// The platform's worker as testplatform starts it, or (dev server
 	// only) with the pollers IRU_CAPACITY_POLLERS asks for.
 	pollers := os.Getenv("IRU_CAPACITY_POLLERS") != ""
-	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}, NoWorker: pollers})
+	p := testplatform.New(b, testplatform.Options{Env: []string{"IRU_PLAYBOOKS_DIR=" + dir}, NoWorker: pollers, Target: target})
 	if pollers {
 		if p.Target.Name() != "dev" {
 			b.Fatal("IRU_CAPACITY_POLLERS: on the dev server only")

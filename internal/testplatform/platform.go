@@ -65,12 +65,19 @@ type Options struct {
 	// PVEInventory is an inventory file for the lab's PVE simulator
 	// ("": its embedded inventory).
 	PVEInventory string
+	// Target is the Temporal server to run on (nil: the one
+	// IRU_TEST_TARGET chooses, testenv.Current); benchmarks that measure
+	// both targets set it.
+	Target testenv.Target
 }
 
 // New builds a platform; everything stops when the test ends.
 func New(t testing.TB, opts Options) *Platform {
 	t.Helper()
-	target := testenv.Current(t)
+	target := opts.Target
+	if target == nil {
+		target = testenv.Current(t)
+	}
 	hsm := hsmtest.Config(t)
 	state := t.TempDir()
 	keyDir := filepath.Join(state, "codec-keys")

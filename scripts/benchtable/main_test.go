@@ -87,8 +87,8 @@ func TestRunRewritesOnlyTheSections(t *testing.T) {
 	write := writer(t, dir)
 	write("ledger.csv", benchstatCSV)
 	// The capacity benchmark's rss-MB, as benchstat reports it.
-	write("capacity.csv", ",capacity.txt,\n,rss-B,CI\nCapacity-2,2.255e+08,∞\n\n,capacity.txt,\n,approve-p99-ms,CI\nCapacity-2,281.8,∞\n\n,capacity.txt,\n,waiting,CI\nCapacity-2,1000,∞\n")
-	write("capacity.txt", "date: 2026-12-06 03:22\nload: 1.0 1.0 1.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkCapacity-2 1 1 ns/op\n")
+	write("capacity.csv", ",capacity.txt,\n,rss-B,CI\nCapacity/dev-2,2.255e+08,∞\n\n,capacity.txt,\n,approve-p99-ms,CI\nCapacity/dev-2,281.8,∞\n\n,capacity.txt,\n,waiting,CI\nCapacity/dev-2,1000,∞\n")
+	write("capacity.txt", "date: 2026-12-06 03:22\nload: 1.0 1.0 1.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkCapacity/dev-2 1 1 ns/op\n")
 	write("ledger.txt", "date: 2026-12-05 14:00\nload: 1.0 2.0 3.0\nmachine: 2 cores\ncpu: Test CPU\nBenchmarkAppend/postgres/clients1-2 1 1 ns/op\n")
 	doc := filepath.Join(dir, "PERFORMANCE.md")
 	write("PERFORMANCE.md", "intro\n<!-- benchtable:machine -->\nold machine\n<!-- /benchtable:machine -->\nmiddle\n<!-- benchtable:results -->\nold\n<!-- /benchtable:results -->\nend\n")
