@@ -244,10 +244,10 @@ func envInt(tb testing.TB, name string, def int) int {
 }
 
 // TestCapacityBenchmarkTwice runs [BenchmarkCapacity]'s body, on the
-// target IRU_TEST_TARGET chooses, twice in this process at a tiny size (4 incidents, 2 approvals per sample), as -count
-// does: the second call must open and approve its own incidents. Each wait
-// is bounded to a minute, so a call that waits on incidents nobody serves
-// fails instead of stalling.
+// target IRU_TEST_TARGET chooses, twice in this process at a tiny size (4
+// incidents, 2 approvals per sample), as -count does: the second call must
+// open and approve its own incidents. Each wait is bounded to a minute, so a
+// call that waits on incidents nobody serves fails instead of stalling.
 func TestCapacityBenchmarkTwice(t *testing.T) {
 	t.Setenv("IRU_CAPACITY_N", "4")
 	t.Setenv("IRU_CAPACITY_APPROVALS", "2")

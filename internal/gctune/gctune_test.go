@@ -50,9 +50,8 @@ func TestApply(t *testing.T) {
 // restore puts the collector's setting back after the test.
 func restore(t *testing.T) {
 	t.Helper()
-	percent := debug.SetGCPercent(100)
-	debug.SetGCPercent(percent)
-	limit := debug.SetMemoryLimit(-1)
+	percent := Current().Percent
+	limit := debug.SetMemoryLimit(-1) // -1 reads the limit without changing it
 	t.Cleanup(func() {
 		debug.SetGCPercent(percent)
 		debug.SetMemoryLimit(limit)
